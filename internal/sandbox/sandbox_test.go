@@ -555,8 +555,12 @@ func TestFaultsBehaveAsDocumented(t *testing.T) {
 		{"truncate", Faults{Truncate: 1}, func(r resp, err error) bool {
 			return err != nil && (errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "EOF"))
 		}},
-		{"429", Faults{RateLimited: 1}, func(r resp, err error) bool { return err == nil && r.status == 429 && r.header.Get("Retry-After") != "" }},
-		{"503", Faults{Unavailable: 1}, func(r resp, err error) bool { return err == nil && r.status == 503 && r.header.Get("Retry-After") != "" }},
+		{"429", Faults{RateLimited: 1}, func(r resp, err error) bool {
+			return err == nil && r.status == 429 && r.header.Get("Retry-After") != ""
+		}},
+		{"503", Faults{Unavailable: 1}, func(r resp, err error) bool {
+			return err == nil && r.status == 503 && r.header.Get("Retry-After") != ""
+		}},
 		{"5xx", Faults{ServerError: 1}, func(r resp, err error) bool { return err == nil && (r.status == 500 || r.status == 502) }},
 	}
 	for _, c := range cases {

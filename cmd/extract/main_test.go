@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func cli(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestDemoQueryVerify(t *testing.T) {
+	dir := t.TempDir()
+	code, out, stderr := cli(t, "demo", "--scale", "0.05", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("demo exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"signicat_accounts", "gsapi_organizations", "soft-deleted", "Next steps", "extract query --db"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	db := filepath.Join(dir, "warehouse.duckdb")
+	code, out, _ = cli(t, "query", "--db", db, "--format", "csv", "SELECT id, name FROM signicat_accounts WHERE id = 'a-ppge-ovC1eMDgt0hkgqZUSaPh'")
+	if code != 0 || out != "id,name\na-ppge-ovC1eMDgt0hkgqZUSaPh,My Account\n" {
+		t.Fatalf("query csv: %d %q", code, out)
+	}
+	code, out, _ = cli(t, "query", "--db", db, "--format", "json", "SELECT 12.50::DECIMAL(18,2) AS amount, 'Hårfagre' AS who")
+	if code != 0 || !strings.Contains(out, `"amount": 12.50`) || !strings.Contains(out, "Hårfagre") {
+		t.Fatalf("query json: %d %s", code, out)
+	}
+	code, _, stderr = cli(t, "query", "--db", db, "SELECT nope FROM signicat_accounts")
+	if code != 1 || !strings.Contains(stderr, "nope") || strings.Contains(stderr, "goroutine") {
+		t.Fatalf("bad SQL: %d %s", code, stderr)
+	}
+	lakeDir := filepath.Join(dir, "lake")
+	if code, out, _ := cli(t, "verify", "--lake", lakeDir); code != 0 || !strings.Contains(out, "0 problems") {
+		t.Fatalf("verify: %d %s", code, out)
+	}
+	// Alter one byte of one snapshot: verify names that file and exits 1.
+	files, _ := filepath.Glob(filepath.Join(lakeDir, "signicat_accounts", "*.parquet"))
+	if len(files) == 0 {
+		t.Fatal("no snapshot written")
+	}
+	b, _ := os.ReadFile(files[0])
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(files[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = cli(t, "verify", "--lake", lakeDir)
+	if code != 1 || !strings.Contains(out, "altered") || !strings.Contains(out, filepath.Base(files[0])) {
+		t.Fatalf("verify after tampering: %d %s", code, out)
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(cfg, []byte("output_dir: x\nsources:\n  gsapi:\n    base_url: https://h\n    jwt: j\n    datatables:\n      - table: ctransactiondata\n        key: raw_id\n"), 0o644)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"run"}, "--config is required"},
+		{[]string{"run", "--config", cfg}, "sortorder is required"},
+		{[]string{"run", "--config", filepath.Join(t.TempDir(), "missing.yaml")}, "no such file"},
+		{[]string{"query", "--format", "xml", "SELECT 1"}, "--format must be"},
+		{[]string{"sandbox", "--faults", "teapot=1"}, "unknown kind"},
+	}
+	for _, c := range cases {
+		code, out, stderr := cli(t, c.args...)
+		if code != 2 || !strings.Contains(out+stderr, c.want) {
+			t.Errorf("%v: exit %d, output %q %q; want exit 2 mentioning %q", c.args, code, out, stderr, c.want)
+		}
+	}
+	if code, out, _ := cli(t, "help"); code != 0 || !strings.Contains(out, "extract run --config FILE") {
+		t.Errorf("help: %d %s", code, out)
+	}
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/sandbox"
+)
+
+func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("sandbox", "sandbox [--addr 127.0.0.1:8080] [--scale 1] [--latency 20ms] [--faults all=0.1]",
+		"Serve simulated Signicat and GSAPI endpoints for tests, benchmarks and trying things by hand.\n"+
+			"Both APIs share one address under their real path prefixes. Credentials (public test values):\n"+
+			"  Signicat: client_id "+sandbox.ClientID+", client_secret "+sandbox.ClientSecret+", organisation "+sandbox.OrganizationID+"\n"+
+			"  GSAPI:    user "+sandbox.GSAPIUser+", password "+sandbox.GSAPIPassword+" (or JWT "+sandbox.GSAPIJWT+")", stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	scale := fs.Float64("scale", 1, "data size: 1 = thousands of rows in the large streams; 100 = hundreds of thousands")
+	seed := fs.Uint64("seed", 1, "data generator seed (same seed and scale, same data)")
+	latency := fs.Duration("latency", 0, "added to every request, e.g. 20ms")
+	rateLimit := fs.Float64("rate", 0, "requests per second per API before 429 + Retry-After (0 = unlimited)")
+	conc := fs.Int("concurrency", 0, "requests in flight per API before 429 (0 = unlimited)")
+	faults := fs.String("faults", "", "fault rates: 429=0.05,503=0.02,500=0.02,reset=0.01,truncate=0.01,expire=0.01 or all=0.1")
+	ttl := fs.Duration("token-ttl", 0, "token lifetime (default: Signicat 600s, GSAPI 1440m sliding)")
+	ignoreSort := fs.Bool("ignore-sortorder", false, "datatable/list ignores sortorder: every page is page 1")
+	rev := fs.String("signicat-revision", "b", "which published Signicat reference revision to follow: a or b")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	f, err := sandbox.ParseFaults(*faults)
+	if err != nil {
+		fmt.Fprintln(stderr, "extract sandbox: --faults:", err)
+		return exitUsage
+	}
+	if *rev != "a" && *rev != "b" {
+		fmt.Fprintln(stderr, "extract sandbox: --signicat-revision must be a or b")
+		return exitUsage
+	}
+	srv, err := sandbox.Start(*addr, sandbox.Options{Seed: *seed, Scale: *scale, Latency: *latency, RatePerSec: *rateLimit,
+		Concurrency: *conc, Faults: f, TokenTTL: *ttl, IgnoreSortorder: *ignoreSort, SignicatRevision: *rev})
+	if err != nil {
+		fmt.Fprintln(stderr, "extract sandbox:", err)
+		return exitFailed
+	}
+	d := srv.Data()
+	fmt.Fprintf(stdout, "sandbox serving on %s (scale %g, seed %d)\n  Signicat: %s (token %s)\n  GSAPI:    %s\n",
+		srv.URL, *scale, *seed, srv.SignicatBaseURL(), srv.SignicatTokenURL(), srv.GSAPIBaseURL())
+	fmt.Fprintf(stdout, "  data: %d Signicat accounts (+%d soft-deleted), %d invoices; %d GSAPI invoices, %d ctransactiondata rows\n",
+		d.SignicatAccounts+2, d.SignicatDeleted, d.SignicatInvoices+1, d.GSInvoices, d.GSTransactions)
+	fmt.Fprintf(stdout, "Point a pipeline at it with LEDGERLAKE_SANDBOX_URL=%s (see pipelines/demo.yaml). Ctrl-C stops.\n", srv.URL)
+	<-ctx.Done()
+	start := time.Now()
+	_ = srv.Close()
+	fmt.Fprintf(stdout, "sandbox stopped after %d requests (%.1fs to drain)\n", srv.Stats.Requests.Load(), time.Since(start).Seconds())
+	return exitOK
+}

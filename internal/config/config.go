@@ -1,0 +1,305 @@
+// Package config reads pipeline YAML files: ${ENV_VAR} in any value (secrets come from the environment,
+// never from the file), unknown keys refused so typos cannot pass silently, and validation that names
+// the offending key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is one pipeline file.
+type Config struct {
+	OutputDir string  `yaml:"output_dir"`
+	Warehouse string  `yaml:"warehouse"`
+	Sources   Sources `yaml:"sources"`
+	// Concurrency is how many streams run at once (default 4).
+	Concurrency int `yaml:"concurrency"`
+	// PerHostConcurrency caps requests in flight to one API host (default 8).
+	PerHostConcurrency int `yaml:"per_host_concurrency"`
+	// PerHostRate caps requests per second to one API host (default unlimited).
+	PerHostRate float64 `yaml:"per_host_rate"`
+}
+
+// Sources are the configured APIs; a nil source is not run.
+type Sources struct {
+	Signicat *Signicat `yaml:"signicat"`
+	GSAPI    *GSAPI    `yaml:"gsapi"`
+}
+
+// Signicat configures the Account Management API source.
+type Signicat struct {
+	BaseURL        string   `yaml:"base_url"`
+	TokenURL       string   `yaml:"token_url"`
+	ClientID       string   `yaml:"client_id"`
+	ClientSecret   Secret   `yaml:"client_secret"`
+	OrganizationID string   `yaml:"organization_id"`
+	Since          Date     `yaml:"since"`
+	Streams        []string `yaml:"streams"`
+	PageLimit      int      `yaml:"page_limit"` // items per page of the {data,next} lists (default 100)
+}
+
+// GSAPI configures the Good Sign GSAPI source.
+type GSAPI struct {
+	BaseURL      string      `yaml:"base_url"`
+	Username     string      `yaml:"username"`
+	Password     Secret      `yaml:"password"`
+	JWT          Secret      `yaml:"jwt"`
+	OrgID        *int        `yaml:"org_id"`
+	Organization string      `yaml:"organization"`
+	Since        Date        `yaml:"since"`
+	Datatables   []Datatable `yaml:"datatables"`
+	Streams      []string    `yaml:"streams"`
+}
+
+// Datatable is one table read through POST /datatable/list.
+type Datatable struct {
+	Table     string   `yaml:"table"`
+	Sortorder []string `yaml:"sortorder"`
+	Key       string   `yaml:"key"`
+	PageSize  int      `yaml:"pagesize"`
+}
+
+// Secret is a credential; it prints as REDACTED so it cannot leak through logs or error messages.
+type Secret string
+
+// String hides the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "REDACTED"
+}
+
+// GoString hides the value from %#v as well.
+func (s Secret) GoString() string { return s.String() }
+
+// Value is the secret itself, for the code that sends it.
+func (s Secret) Value() string { return string(s) }
+
+// Date is a calendar date in a config (2019-01-01).
+type Date struct{ time.Time }
+
+// UnmarshalYAML reads YYYY-MM-DD.
+func (d *Date) UnmarshalYAML(n *yaml.Node) error {
+	t, err := time.Parse("2006-01-02", n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a date (YYYY-MM-DD)", n.Line, n.Value)
+	}
+	d.Time = t
+	return nil
+}
+
+// Error is a configuration problem; the CLI exits 2 on it.
+type Error struct {
+	File string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.File == "" {
+		return "config: " + e.Msg
+	}
+	return fmt.Sprintf("config %s: %s", e.File, e.Msg)
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// Load reads, expands and validates a pipeline file. Relative output paths are kept relative to the
+// working directory, as a scheduler's job definition expects.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{path, err.Error()}
+	}
+	cfg, err := Parse(raw, os.LookupEnv)
+	if err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			ce.File = path
+			return nil, ce
+		}
+		return nil, &Error{path, err.Error()}
+	}
+	return cfg, nil
+}
+
+// Parse reads a pipeline from YAML, expanding ${VAR} with lookup.
+func Parse(raw []byte, lookup func(string) (string, bool)) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		return nil, &Error{Msg: err.Error()}
+	}
+	// Expand in the parsed values, not the text, so a secret containing YAML syntax stays a plain string.
+	if err := expand(&root, lookup, nil); err != nil {
+		return nil, err
+	}
+	expanded, err := yaml.Marshal(&root)
+	if err != nil {
+		return nil, &Error{Msg: err.Error()}
+	}
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(expanded))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, &Error{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func expand(n *yaml.Node, lookup func(string) (string, bool), path []string) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		had := envRef.MatchString(n.Value)
+		var missing string
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			name := ref[2 : len(ref)-1]
+			v, ok := lookup(name)
+			if !ok && missing == "" {
+				missing = name
+			}
+			return v
+		})
+		if missing != "" {
+			return &Error{Msg: fmt.Sprintf("%s: environment variable %s is not set", strings.Join(path, "."), missing)}
+		}
+		if had {
+			// A substituted value is text ("true", "null", "a: b" in a secret stay strings), except a plain
+			// number, so that org_id: ${GSAPI_ORG_ID} still fills an integer.
+			n.Tag = "!!str"
+			if _, err := strconv.ParseFloat(n.Value, 64); err == nil {
+				n.Tag = "!!int"
+				if strings.ContainsAny(n.Value, ".eE") {
+					n.Tag = "!!float"
+				}
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := expand(n.Content[i+1], lookup, append(path, n.Content[i].Value)); err != nil {
+				return err
+			}
+		}
+	default:
+		for i, c := range n.Content {
+			p := path
+			if n.Kind == yaml.SequenceNode {
+				p = append(path, fmt.Sprintf("[%d]", i))
+			}
+			if err := expand(c, lookup, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Config) validate() error {
+	if c.OutputDir == "" {
+		c.OutputDir = filepath.Join("data", "lake")
+	}
+	if c.Warehouse == "" {
+		c.Warehouse = filepath.Join("data", "warehouse.duckdb")
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 4
+	}
+	if c.PerHostConcurrency == 0 {
+		c.PerHostConcurrency = 8
+	}
+	if c.Concurrency < 0 || c.PerHostConcurrency < 0 || c.PerHostRate < 0 {
+		return &Error{Msg: "concurrency, per_host_concurrency and per_host_rate must not be negative"}
+	}
+	if c.Sources.Signicat == nil && c.Sources.GSAPI == nil {
+		return &Error{Msg: "sources: configure signicat, gsapi or both"}
+	}
+	if s := c.Sources.Signicat; s != nil {
+		for key, v := range map[string]string{"base_url": s.BaseURL, "token_url": s.TokenURL} {
+			if err := checkURL("sources.signicat."+key, v); err != nil {
+				return err
+			}
+		}
+		if s.ClientID == "" || s.ClientSecret == "" {
+			return &Error{Msg: "sources.signicat: client_id and client_secret are required (use ${SIGNICAT_CLIENT_ID} and ${SIGNICAT_CLIENT_SECRET})"}
+		}
+		if s.Since.IsZero() {
+			s.Since = Date{time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC)}
+		}
+		if s.PageLimit == 0 {
+			s.PageLimit = 100
+		}
+		if s.PageLimit < 1 || s.PageLimit > 1000 {
+			return &Error{Msg: "sources.signicat.page_limit must be from 1 to 1000"}
+		}
+	}
+	if g := c.Sources.GSAPI; g != nil {
+		if err := checkURL("sources.gsapi.base_url", g.BaseURL); err != nil {
+			return err
+		}
+		if g.JWT == "" && (g.Username == "" || g.Password == "") {
+			return &Error{Msg: "sources.gsapi: set username and password (Basic → VompApiToken) or jwt"}
+		}
+		if g.OrgID == nil && g.Organization == "" {
+			zero := 0
+			g.OrgID = &zero
+		}
+		if g.Since.IsZero() {
+			g.Since = Date{time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)}
+		}
+		seen := map[string]bool{}
+		for i, d := range g.Datatables {
+			where := fmt.Sprintf("sources.gsapi.datatables[%d]", i)
+			if d.Table == "" {
+				return &Error{Msg: where + ": table is required"}
+			}
+			where = fmt.Sprintf("sources.gsapi.datatables[%d] (table %s)", i, d.Table)
+			if len(d.Sortorder) == 0 {
+				return &Error{Msg: where + ": sortorder is required — without it datatable/list silently returns the first page for every page"}
+			}
+			if d.Key == "" {
+				return &Error{Msg: where + ": key is required"}
+			}
+			if seen[strings.ToLower(d.Table)] {
+				return &Error{Msg: where + ": configured twice"}
+			}
+			seen[strings.ToLower(d.Table)] = true
+		}
+	}
+	return nil
+}
+
+// checkURL accepts https URLs, and plain http only for loopback hosts (the sandbox, a local proxy).
+func checkURL(key, raw string) error {
+	if raw == "" {
+		return &Error{Msg: key + " is required"}
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return &Error{Msg: fmt.Sprintf("%s: %q is not an absolute URL", key, raw)}
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		h := u.Hostname()
+		if ip := net.ParseIP(h); (ip != nil && ip.IsLoopback()) || h == "localhost" {
+			return nil
+		}
+		return &Error{Msg: fmt.Sprintf("%s: plain http:// is accepted only for loopback hosts; use https://%s", key, u.Host)}
+	}
+	return &Error{Msg: fmt.Sprintf("%s: scheme %q is not https", key, u.Scheme)}
+}

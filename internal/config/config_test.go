@@ -1,0 +1,139 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const valid = `
+output_dir: out/lake
+warehouse: out/wh.duckdb
+sources:
+  signicat:
+    base_url: https://api.signicat.com/account-management
+    token_url: https://api.signicat.com/auth/open/connect/token
+    client_id: ${SIGNICAT_CLIENT_ID}
+    client_secret: ${SIGNICAT_CLIENT_SECRET}
+    organization_id: o-abc
+    since: 2019-01-01
+    streams: [accounts]
+  gsapi:
+    base_url: https://api.goodsign.cloud/api/interface/gsapi
+    username: ${GSAPI_USERNAME}
+    password: ${GSAPI_PASSWORD}
+    org_id: ${GSAPI_ORG}
+    datatables:
+      - table: ctransactiondata
+        sortorder: ["raw_id asc"]
+        key: raw_id
+`
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+var goodEnv = map[string]string{"SIGNICAT_CLIENT_ID": "org-1", "SIGNICAT_CLIENT_SECRET": "s3cr#t: {yes}", "GSAPI_USERNAME": "u", "GSAPI_PASSWORD": "true", "GSAPI_ORG": "1202"}
+
+func TestParseExpandsEnvironmentSafely(t *testing.T) {
+	cfg, err := Parse([]byte(valid), env(goodEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, g := cfg.Sources.Signicat, cfg.Sources.GSAPI
+	// A secret with YAML syntax in it, or that looks like a boolean, stays the exact string.
+	if s.ClientSecret.Value() != "s3cr#t: {yes}" || g.Password.Value() != "true" {
+		t.Fatalf("secrets = %q, %q", s.ClientSecret.Value(), g.Password.Value())
+	}
+	if *g.OrgID != 1202 || s.Since.Format("2006-01-02") != "2019-01-01" || s.PageLimit != 100 || cfg.Concurrency != 4 {
+		t.Fatalf("values: org %d since %s limit %d concurrency %d", *g.OrgID, s.Since, s.PageLimit, cfg.Concurrency)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v %#v", s.ClientSecret, *s, *s), "s3cr") {
+		t.Fatal("a secret printed through fmt")
+	}
+}
+
+func TestParseRefusesBadConfigsNamingTheKey(t *testing.T) {
+	cases := []struct {
+		name, edit, want string
+		envNot       string
+	}{
+		{"typo", "output_dir:", "field outptu_dir not found", ""},
+		{"missing env", "", "sources.signicat.client_secret: environment variable SIGNICAT_CLIENT_SECRET is not set", "SIGNICAT_CLIENT_SECRET"},
+		{"plain http", "https://api.signicat.com/account-management", "plain http:// is accepted only for loopback", ""},
+		{"no sortorder", `sortorder: ["raw_id asc"]`, "datatables[0] (table ctransactiondata): sortorder is required", ""},
+		{"bad date", "since: 2019-01-01", `"2019-31-01" is not a date`, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			y := valid
+			switch c.name {
+			case "typo":
+				y = strings.Replace(y, "output_dir:", "outptu_dir:", 1)
+			case "plain http":
+				y = strings.Replace(y, c.edit, "http://api.signicat.com/account-management", 1)
+			case "no sortorder":
+				y = strings.Replace(y, c.edit, "", 1)
+			case "bad date":
+				y = strings.Replace(y, c.edit, "since: 2019-31-01", 1)
+			}
+			e := map[string]string{}
+			for k, v := range goodEnv {
+				if k != c.envNot {
+					e[k] = v
+				}
+			}
+			_, err := Parse([]byte(y), env(e))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, c.want)
+			}
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("err is %T, want *config.Error (exit 2)", err)
+			}
+		})
+	}
+}
+
+func TestLoopbackHTTPAccepted(t *testing.T) {
+	for _, host := range []string{"127.0.0.1:8080", "localhost:9", "[::1]:80"} {
+		y := strings.ReplaceAll(valid, "https://api.signicat.com", "http://"+host)
+		if _, err := Parse([]byte(y), env(goodEnv)); err != nil {
+			t.Errorf("%s: %v", host, err)
+		}
+	}
+}
+
+func TestShippedPipelinesParse(t *testing.T) {
+	for _, f := range []string{"nightly.yaml", "demo.yaml"} {
+		e := map[string]string{"LEDGERLAKE_SANDBOX_URL": "http://127.0.0.1:1", "SIGNICAT_ORGANIZATION_ID": "o-x"}
+		for k, v := range goodEnv {
+			e[k] = v
+		}
+		raw, err := os.ReadFile(filepath.Join("..", "..", "pipelines", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(raw, env(e)); err != nil {
+			t.Errorf("pipelines/%s: %v", f, err)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(valid)
+	f.Add("sources: {gsapi: {base_url: 'https://x', jwt: j, datatables: [{table: t}]}}")
+	f.Add("output_dir: [1, 2")
+	f.Fuzz(func(t *testing.T, y string) {
+		cfg, err := Parse([]byte(y), env(goodEnv))
+		if err == nil && cfg.Sources.Signicat == nil && cfg.Sources.GSAPI == nil {
+			t.Fatal("a config without sources was accepted")
+		}
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,350 @@
+// Package httpclient is the HTTP client every source shares: authentication with renewal on 401,
+// retries with capped exponential backoff and full jitter for connection errors, truncated bodies, 429 and
+// 5xx (not 501), Retry-After honoured for the whole host, per-host concurrency and request-rate limits,
+// and errors that name the endpoint and status without leaking credentials.
+package httpclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
+)
+
+// Auth authenticates requests for one API.
+type Auth interface {
+	// Authorize sets the credentials on req and returns the token it used (for Renew).
+	Authorize(ctx context.Context, req *http.Request) (token string, err error)
+	// Renew replaces token if it is still the current one (another request may have renewed it already).
+	Renew(ctx context.Context, token string) error
+}
+
+// Stats count one stream's traffic; safe for concurrent use.
+type Stats struct {
+	Requests atomic.Int64
+	Retries  atomic.Int64
+	Bytes    atomic.Int64
+	Renewals atomic.Int64
+}
+
+// Options tune a Client. Zero values take the defaults in parentheses.
+type Options struct {
+	MaxAttempts        int           // attempts per request, the first included (8)
+	MinBackoff         time.Duration // first retry wait (250 ms)
+	MaxBackoff         time.Duration // cap of the exponential backoff (30 s)
+	PerHostConcurrency int           // requests in flight per host (8)
+	PerHostRate        float64       // requests per second per host (0 = unlimited)
+	AttemptTimeout     time.Duration // one attempt, body included (5 min)
+	Transport          http.RoundTripper
+}
+
+// Client sends requests with auth, limits and retries.
+type Client struct {
+	opts  Options
+	http  *http.Client
+	mu    sync.Mutex
+	hosts map[string]*host
+}
+
+type host struct {
+	sem     *semaphore.Weighted
+	limiter *rate.Limiter
+	mu      sync.Mutex
+	pause   time.Time // no request to this host before this (Retry-After)
+}
+
+// New returns a client with opts.
+func New(opts Options) *Client {
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 8
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 250 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.PerHostConcurrency <= 0 {
+		opts.PerHostConcurrency = 8
+	}
+	if opts.AttemptTimeout <= 0 {
+		opts.AttemptTimeout = 5 * time.Minute
+	}
+	tr := opts.Transport
+	if tr == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = opts.PerHostConcurrency * 2
+		tr = t
+	}
+	return &Client{opts: opts, http: &http.Client{Transport: tr, Timeout: 0}, hosts: map[string]*host{}}
+}
+
+// HTTP is the underlying client, for libraries that need one (the OAuth token fetch).
+func (c *Client) HTTP() *http.Client { return c.http }
+
+func (c *Client) host(h string) *host {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	hs := c.hosts[h]
+	if hs == nil {
+		hs = &host{sem: semaphore.NewWeighted(int64(c.opts.PerHostConcurrency))}
+		if c.opts.PerHostRate > 0 {
+			hs.limiter = rate.NewLimiter(rate.Limit(c.opts.PerHostRate), max(1, int(c.opts.PerHostRate)))
+		}
+		c.hosts[h] = hs
+	}
+	return hs
+}
+
+// Request is one API call.
+type Request struct {
+	Method string
+	URL    string
+	Header http.Header
+	Body   []byte // replayed on every attempt
+	Auth   Auth   // nil for unauthenticated calls
+	Stats  *Stats // may be nil
+}
+
+// Response is a fully read response with status 2xx.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// StatusError is a final non-2xx answer: 4xx other than 401/429, or a retryable status after the last
+// attempt.
+type StatusError struct {
+	Method, URL string
+	Status      int
+	Body        string // excerpt
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("%s %s: %d %s", e.Method, e.URL, e.Status, http.StatusText(e.Status))
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
+}
+
+// Do sends the request, retrying what is worth retrying, and returns the whole body of a 2xx answer.
+func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return nil, fmt.Errorf("bad URL: %w", err)
+	}
+	safe := redactURL(u)
+	hs := c.host(u.Host)
+	stats := r.Stats
+	if stats == nil {
+		stats = &Stats{}
+	}
+	renewed := 0
+	var lastErr error
+	for attempt := 1; attempt <= c.opts.MaxAttempts; attempt++ {
+		if attempt > 1 {
+			stats.Retries.Add(1)
+		}
+		if err := hs.wait(ctx); err != nil {
+			return nil, err
+		}
+		resp, token, err := c.attempt(ctx, hs, u, r)
+		stats.Requests.Add(1)
+		if resp != nil {
+			stats.Bytes.Add(int64(len(resp.Body)))
+		}
+		var wait time.Duration
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil:
+			// Connection refused or reset, timeout, or a body cut short: never parse it, send again.
+			lastErr = fmt.Errorf("%s %s: %w", r.Method, safe, err)
+		case resp.Status >= 200 && resp.Status < 300:
+			return resp, nil
+		case resp.Status == http.StatusUnauthorized && r.Auth != nil && renewed < 2:
+			// An expired token: renew it and repeat, without counting it against the retry budget.
+			renewed++
+			attempt--
+			stats.Renewals.Add(1)
+			if err := r.Auth.Renew(ctx, token); err != nil {
+				return nil, fmt.Errorf("%s %s: renewing credentials after 401: %w", r.Method, safe, err)
+			}
+			continue
+		case retryableStatus(resp.Status):
+			lastErr = &StatusError{r.Method, safe, resp.Status, excerpt(resp.Body)}
+			if ra, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
+				wait = ra
+				hs.pauseUntil(time.Now().Add(ra))
+			}
+		default:
+			return nil, &StatusError{r.Method, safe, resp.Status, excerpt(resp.Body)}
+		}
+		if attempt == c.opts.MaxAttempts {
+			break
+		}
+		if wait == 0 {
+			wait = c.backoff(attempt)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil, fmt.Errorf("gave up after %d attempts: %w", c.opts.MaxAttempts, lastErr)
+}
+
+// attempt sends once within the host's concurrency and rate limits and reads the whole body.
+func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (*Response, string, error) {
+	if err := hs.sem.Acquire(ctx, 1); err != nil {
+		return nil, "", err
+	}
+	defer hs.sem.Release(1)
+	if hs.limiter != nil {
+		if err := hs.limiter.Wait(ctx); err != nil {
+			return nil, "", err
+		}
+	}
+	actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
+	defer cancel()
+	var body io.Reader
+	if r.Body != nil {
+		body = bytes.NewReader(r.Body)
+	}
+	req, err := http.NewRequestWithContext(actx, r.Method, u.String(), body)
+	if err != nil {
+		return nil, "", err
+	}
+	for k, vs := range r.Header {
+		req.Header[k] = vs
+	}
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
+	req.Header.Set("User-Agent", "ledgerlake")
+	var token string
+	if r.Auth != nil {
+		if token, err = r.Auth.Authorize(ctx, req); err != nil {
+			return nil, "", fmt.Errorf("authenticating: %w", err)
+		}
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, token, stripURLError(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, token, fmt.Errorf("reading body (%d bytes before the error): %w", len(b), err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, token, nil
+}
+
+// wait blocks while the host is paused by a Retry-After.
+func (hs *host) wait(ctx context.Context) error {
+	hs.mu.Lock()
+	d := time.Until(hs.pause)
+	hs.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (hs *host) pauseUntil(t time.Time) {
+	hs.mu.Lock()
+	if t.After(hs.pause) {
+		hs.pause = t
+	}
+	hs.mu.Unlock()
+}
+
+// backoff is full-jitter exponential: uniform in [0, min(max, min·2^(attempt-1))], never below min/2.
+func (c *Client) backoff(attempt int) time.Duration {
+	d := c.opts.MinBackoff << min(attempt-1, 20)
+	if d > c.opts.MaxBackoff || d <= 0 {
+		d = c.opts.MaxBackoff
+	}
+	return c.opts.MinBackoff/2 + time.Duration(rand.Int64N(int64(d)))
+}
+
+func retryableStatus(s int) bool {
+	return s == http.StatusTooManyRequests || (s >= 500 && s != http.StatusNotImplemented)
+}
+
+// retryAfter parses delay-seconds or an HTTP date; waits are capped at 10 minutes.
+func retryAfter(v string) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		d = time.Duration(s) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = time.Until(t)
+	} else {
+		return 0, false
+	}
+	return min(max(d, 0), 10*time.Minute), true
+}
+
+func excerpt(b []byte) string {
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// redactURL drops userinfo and the values of query parameters that might carry secrets.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	q := c.Query()
+	for k := range q {
+		lk := strings.ToLower(k)
+		if strings.Contains(lk, "token") || strings.Contains(lk, "secret") || strings.Contains(lk, "password") || strings.Contains(lk, "key") {
+			q.Set(k, "REDACTED")
+		}
+	}
+	c.RawQuery = q.Encode()
+	return c.String()
+}
+
+// stripURLError unwraps *url.Error, whose message repeats the full URL; callers add the redacted one.
+func stripURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return ne
+	}
+	return err
+}

@@ -1,0 +1,190 @@
+package httpclient
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// script answers the n-th request (from 0) with the n-th handler, repeating the last one.
+func script(t *testing.T, steps ...http.HandlerFunc) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := int(n.Add(1) - 1)
+		steps[min(i, len(steps)-1)](w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func status(code int, hdr ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i+1 < len(hdr); i += 2 {
+			w.Header().Set(hdr[i], hdr[i+1])
+		}
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(`{"rettext":"status ` + http.StatusText(code) + `"}`))
+	}
+}
+
+func ok(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`[{"a":1}]`)) }
+
+var fast = Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, MaxAttempts: 5}
+
+func TestRetriesWhatIsWorthRetrying(t *testing.T) {
+	truncated := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte(`[{"a":`))
+	}
+	cases := []struct {
+		name     string
+		steps    []http.HandlerFunc
+		wantErr  string
+		requests int64
+	}{
+		{"503 then ok", []http.HandlerFunc{status(503), ok}, "", 2},
+		{"502, 500 then ok", []http.HandlerFunc{status(502), status(500), ok}, "", 3},
+		{"truncated body then ok", []http.HandlerFunc{truncated, ok}, "", 2},
+		{"404 is final", []http.HandlerFunc{status(404), ok}, "404 Not Found", 1},
+		{"400 is final", []http.HandlerFunc{status(400), ok}, `400 Bad Request: {"rettext":"status Bad Request"}`, 1},
+		{"501 is final", []http.HandlerFunc{status(501), ok}, "501 Not Implemented", 1},
+		{"gives up", []http.HandlerFunc{status(500)}, "gave up after 5 attempts", 5},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv, n := script(t, c.steps...)
+			var st Stats
+			resp, err := New(fast).Do(context.Background(), Request{Method: "GET", URL: srv.URL + "/x?org_id=1", Stats: &st})
+			if c.wantErr == "" && (err != nil || string(resp.Body) != `[{"a":1}]`) {
+				t.Fatalf("err %v", err)
+			}
+			if c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), "GET "+srv.URL+"/x?org_id=1")) {
+				t.Fatalf("err %v, want %q naming the endpoint", err, c.wantErr)
+			}
+			if n.Load() != c.requests || st.Requests.Load() != c.requests || st.Retries.Load() != c.requests-1 {
+				t.Fatalf("server saw %d, stats %d requests %d retries, want %d", n.Load(), st.Requests.Load(), st.Retries.Load(), c.requests)
+			}
+		})
+	}
+}
+
+func TestRetryAfterPausesTheHost(t *testing.T) {
+	var times []time.Time
+	var mu sync.Mutex
+	srv, _ := script(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+		status(429, "Retry-After", "1")(w, r)
+	}, ok)
+	start := time.Now()
+	if _, err := New(fast).Do(context.Background(), Request{Method: "GET", URL: srv.URL}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Fatalf("retried after %v, Retry-After said 1s", d)
+	}
+}
+
+type fakeAuth struct {
+	mu      sync.Mutex
+	token   string
+	renewed int
+}
+
+func (a *fakeAuth) Authorize(_ context.Context, r *http.Request) (string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r.Header.Set("Authorization", "Bearer "+a.token)
+	return a.token, nil
+}
+
+func (a *fakeAuth) Renew(_ context.Context, stale string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.token == stale {
+		a.token += "+"
+		a.renewed++
+	}
+	return nil
+}
+
+func TestExpiredTokenIsRenewedAndRepeated(t *testing.T) {
+	srv, _ := script(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer t1+" {
+			status(401)(w, r)
+			return
+		}
+		ok(w, r)
+	})
+	a := &fakeAuth{token: "t1"}
+	var st Stats
+	if _, err := New(fast).Do(context.Background(), Request{Method: "GET", URL: srv.URL, Auth: a, Stats: &st}); err != nil {
+		t.Fatal(err)
+	}
+	if a.renewed != 1 || st.Renewals.Load() != 1 || st.Retries.Load() != 0 {
+		t.Fatalf("renewed %d, stats %+v", a.renewed, &st)
+	}
+	// A token that keeps failing is not renewed forever.
+	bad, n := script(t, status(401))
+	_, err := New(fast).Do(context.Background(), Request{Method: "GET", URL: bad.URL, Auth: &fakeAuth{token: "x"}})
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != 401 || n.Load() != 3 {
+		t.Fatalf("err %v after %d requests", err, n.Load())
+	}
+}
+
+func TestCancellationStopsWaiting(t *testing.T) {
+	srv, _ := script(t, status(503, "Retry-After", "60"))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := New(fast).Do(ctx, Request{Method: "GET", URL: srv.URL})
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("err %v after %v", err, time.Since(start))
+	}
+}
+
+func TestPerHostConcurrencyIsBounded(t *testing.T) {
+	var inflight, peak atomic.Int64
+	srv, _ := script(t, func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+		inflight.Add(-1)
+		ok(w, r)
+	})
+	c := New(Options{PerHostConcurrency: 3})
+	var wg sync.WaitGroup
+	for i := 0; i < 12; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = c.Do(context.Background(), Request{Method: "GET", URL: srv.URL})
+		}()
+	}
+	wg.Wait()
+	if peak.Load() > 3 || peak.Load() < 2 {
+		t.Fatalf("peak concurrency %d, limit 3", peak.Load())
+	}
+}
+
+func TestErrorsRedactSecretsInURLs(t *testing.T) {
+	srv, _ := script(t, status(404))
+	_, err := New(fast).Do(context.Background(), Request{Method: "GET", URL: strings.Replace(srv.URL, "http://", "http://user:pw@", 1) + "/x?access_token=abc&org_id=5"})
+	if err == nil || strings.Contains(err.Error(), "abc") || strings.Contains(err.Error(), "pw") || !strings.Contains(err.Error(), "org_id=5") {
+		t.Fatalf("err = %v", err)
+	}
+}

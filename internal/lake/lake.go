@@ -1,0 +1,138 @@
+// Package lake is the layout of the output directory: run ids, the run manifests that list every
+// snapshot file a run committed (written last and atomically: a run without a manifest never happened),
+// and verification of the files against them.
+package lake
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/durable"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
+)
+
+// ManifestDir holds one manifest per run, under the output directory.
+const ManifestDir = "_manifests"
+
+// NewRunID returns a run id that sorts by start time: 20261123T135400Z-1a2b3c.
+func NewRunID(now time.Time) string {
+	var r [3]byte
+	_, _ = rand.Read(r[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(r[:])
+}
+
+// StreamReport is one stream's outcome in a run.
+type StreamReport struct {
+	Table    string   `json:"table"`
+	Status   string   `json:"status"` // ok | failed
+	Rows     int64    `json:"rows"`
+	Rejects  int      `json:"rejects"`
+	Requests int64    `json:"requests"`
+	Retries  int64    `json:"retries"`
+	Bytes    int64    `json:"bytes"` // response bytes received
+	Seconds  float64  `json:"seconds"`
+	Error    string   `json:"error,omitempty"`
+	Unknown  []string `json:"unknown_fields,omitempty"` // API fields the declared schema does not have
+}
+
+// Manifest records what one run committed.
+type Manifest struct {
+	RunID      string             `json:"run_id"`
+	StartedAt  time.Time          `json:"started_at"`
+	FinishedAt time.Time          `json:"finished_at"`
+	Status     string             `json:"status"` // ok | partial (some stream failed)
+	Streams    []StreamReport     `json:"streams"`
+	Files      []parquet.FileInfo `json:"files"`
+}
+
+// ManifestPath is where run runID's manifest lives.
+func ManifestPath(root, runID string) string {
+	return filepath.Join(root, ManifestDir, runID+".json")
+}
+
+// WriteManifest commits the manifest atomically; call it after every file it lists is committed.
+func WriteManifest(root string, m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return durable.WriteFile(ManifestPath(root, m.RunID), append(b, '\n'))
+}
+
+// ReadManifests returns every committed manifest under root, oldest run first.
+func ReadManifests(root string) ([]*Manifest, error) {
+	entries, err := os.ReadDir(filepath.Join(root, ManifestDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Manifest
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, durable.TempPrefix) || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(root, ManifestDir, name))
+		if err != nil {
+			return nil, err
+		}
+		var m Manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", name, err)
+		}
+		out = append(out, &m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].RunID < out[j].RunID })
+	return out, nil
+}
+
+// Problem is a file that does not match its manifest.
+type Problem struct {
+	RunID, Path, Issue string
+}
+
+// Verify re-hashes every file listed in every manifest and reports the missing or altered ones.
+func Verify(root string) (checked int, problems []Problem, err error) {
+	ms, err := ReadManifests(root)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, m := range ms {
+		for _, f := range m.Files {
+			checked++
+			sum, n, err := hashFile(filepath.Join(root, filepath.FromSlash(f.Path)))
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				problems = append(problems, Problem{m.RunID, f.Path, "missing"})
+			case err != nil:
+				problems = append(problems, Problem{m.RunID, f.Path, err.Error()})
+			case n != f.Bytes || sum != f.SHA256:
+				problems = append(problems, Problem{m.RunID, f.Path, fmt.Sprintf("altered: sha256 %s… (%d bytes), manifest says %s… (%d bytes)", sum[:12], n, f.SHA256[:12], f.Bytes)})
+			}
+		}
+	}
+	return checked, problems, nil
+}
+
+func hashFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}

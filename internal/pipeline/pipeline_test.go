@@ -1,0 +1,278 @@
+package pipeline
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/sandbox"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+	"github.com/ledgerlake/ledgerlake/pipelines"
+)
+
+// setup starts a sandbox and returns the demo pipeline pointed at it, writing under a temp dir.
+func setup(t *testing.T, opts sandbox.Options, edit func(string) string) (*sandbox.Server, *config.Config) {
+	t.Helper()
+	srv, err := sandbox.Start("127.0.0.1:0", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	env := map[string]string{"LEDGERLAKE_SANDBOX_URL": srv.URL, "SIGNICAT_CLIENT_ID": sandbox.ClientID, "SIGNICAT_CLIENT_SECRET": sandbox.ClientSecret,
+		"GSAPI_USERNAME": sandbox.GSAPIUser, "GSAPI_PASSWORD": sandbox.GSAPIPassword}
+	y := string(pipelines.Demo)
+	if edit != nil {
+		y = edit(y)
+	}
+	cfg, err := config.Parse([]byte(y), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg.OutputDir, cfg.Warehouse = filepath.Join(dir, "lake"), filepath.Join(dir, "wh.duckdb")
+	return srv, cfg
+}
+
+var fastRetries = httpclient.Options{MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxAttempts: 12}
+
+func run(t *testing.T, cfg *config.Config) *Result {
+	t.Helper()
+	res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func query(t *testing.T, cfg *config.Config) *sql.DB {
+	t.Helper()
+	wh, err := duckdb.OpenReadOnly(cfg.Warehouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wh.Close() })
+	return wh.DB
+}
+
+func scalar[T any](t *testing.T, db *sql.DB, q string) T {
+	t.Helper()
+	var v T
+	if err := db.QueryRow(q).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return v
+}
+
+func TestWalkingSkeletonEndToEnd(t *testing.T) {
+	srv, cfg := setup(t, sandbox.Options{Scale: 0.3}, nil)
+	d := srv.Data()
+	res := run(t, cfg)
+	if res.Manifest.Status != "ok" || len(res.Failed) != 0 {
+		t.Fatalf("run: %+v", res.Manifest.Streams)
+	}
+	db := query(t, cfg)
+
+	// Exact row counts: every page of both deleted modes, every organisation.
+	wantAccounts := 2 + d.SignicatAccounts + d.SignicatDeleted
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_accounts"); n != wantAccounts {
+		t.Errorf("signicat_accounts: %d rows, want %d", n, wantAccounts)
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_accounts WHERE is_soft_deleted"); n != d.SignicatDeleted || n == 0 {
+		t.Errorf("soft-deleted accounts: %d, want %d", n, d.SignicatDeleted)
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM gsapi_organizations"); n != 1+d.GSOrganizations {
+		t.Errorf("gsapi_organizations: %d rows, want %d", n, 1+d.GSOrganizations)
+	}
+
+	// The published example records, value by value, with their exact types.
+	var (
+		name, orgEntity                 string
+		created                         sql.NullTime
+		modified                        time.Time
+		softDeleted                     sql.NullBool
+		enabled, sandboxAcct, protected bool
+	)
+	err := db.QueryRow(`SELECT name, created_date, last_modified_date, is_soft_deleted, enabled, is_sandbox, is_delete_protected, organization__entity_id
+		FROM signicat_accounts WHERE id = 'a-ppge-ovC1eMDgt0hkgqZUSaPh'`).Scan(&name, &created, &modified, &softDeleted, &enabled, &sandboxAcct, &protected, &orgEntity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "My Account" || created.Valid || !modified.Equal(time.Date(2022, 5, 11, 11, 28, 59, 0, time.UTC)) || softDeleted.Valid ||
+		!enabled || sandboxAcct || protected || orgEntity != "382995002" {
+		t.Errorf("My Account = %q %v %v %v %v %v %v %q", name, created, modified, softDeleted, enabled, sandboxAcct, protected, orgEntity)
+	}
+	if n := scalar[int](t, db, `SELECT count(*) FROM signicat_accounts WHERE id = 'a-spge-PmN5cDIdq0cz93ZUS276'
+		AND name = 'My Sandbox Account' AND is_sandbox AND NOT enabled AND organization__id IS NULL AND last_modified_date IS NULL`); n != 1 {
+		t.Error("My Sandbox Account is not as published")
+	}
+	var company, country string
+	var createdOrg time.Time
+	var parent int64
+	var updated sql.NullTime
+	if err := db.QueryRow(`SELECT company_name, parent_org_id, country, created_date, updated_date FROM gsapi_organizations WHERE org_id = 1202`).
+		Scan(&company, &parent, &country, &createdOrg, &updated); err != nil {
+		t.Fatal(err)
+	}
+	if company != "ApiDemoCloud" || parent != 0 || country != "FIN" || updated.Valid ||
+		!createdOrg.Equal(time.Date(2022, 10, 31, 5, 45, 24, 867e6, time.UTC)) {
+		t.Errorf("ApiDemoCloud = %q %d %q %v %v", company, parent, country, createdOrg, updated)
+	}
+	types := map[string]string{}
+	rows, err := db.Query(`SELECT table_name || '.' || column_name, data_type FROM information_schema.columns WHERE table_name IN ('signicat_accounts', 'gsapi_organizations')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var c, ty string
+		_ = rows.Scan(&c, &ty)
+		types[c] = ty
+	}
+	rows.Close()
+	for col, want := range map[string]string{
+		"signicat_accounts.created_date": "TIMESTAMP WITH TIME ZONE", "signicat_accounts.is_soft_deleted": "BOOLEAN",
+		"signicat_accounts.organization__id": "VARCHAR", "signicat_accounts._run_id": "VARCHAR",
+		"signicat_accounts._extracted_at": "TIMESTAMP WITH TIME ZONE", "gsapi_organizations.org_id": "BIGINT",
+		"gsapi_organizations.updated_date": "TIMESTAMP WITH TIME ZONE",
+	} {
+		if types[col] != want {
+			t.Errorf("%s is %q, want %s", col, types[col], want)
+		}
+	}
+	// Unicode names survive the trip.
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_accounts WHERE name LIKE '%Ø%' OR name LIKE '%Æ%' OR name LIKE '%ü%'"); n == 0 {
+		t.Error("no unicode account names arrived")
+	}
+
+	// The manifest lists every file with a hash that verifies.
+	checked, problems, err := lake.Verify(cfg.OutputDir)
+	if err != nil || checked != len(res.Manifest.Files) || len(problems) != 0 || checked < 2 {
+		t.Fatalf("verify: %d checked, %v, %v", checked, problems, err)
+	}
+}
+
+func TestSecondRunKeepsHistoryWithoutDoubling(t *testing.T) {
+	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	first := run(t, cfg)
+	second := run(t, cfg)
+	wh, err := duckdb.OpenReadOnly(cfg.Warehouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := wh.DB
+	d := srv.Data()
+	want := 2 + d.SignicatAccounts + d.SignicatDeleted
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_accounts"); n != want {
+		t.Errorf("current: %d rows, want %d", n, want)
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_accounts_history"); n != 2*want {
+		t.Errorf("history: %d rows, want %d", n, 2*want)
+	}
+	if n := scalar[int](t, db, "SELECT count(DISTINCT _run_id) FROM signicat_accounts"); n != 1 {
+		t.Errorf("current state mixes %d runs", n)
+	}
+	if got := scalar[string](t, db, "SELECT max(_run_id) FROM signicat_accounts"); got != second.Manifest.RunID {
+		t.Errorf("current is run %s, want the latest %s", got, second.Manifest.RunID)
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM _ledgerlake_runs"); n != 2 {
+		t.Errorf("%d runs recorded", n)
+	}
+	wh.Close() // DuckDB allows one configuration per file in a process: read-only must close before loading
+	// Loading a run again changes nothing.
+	streams, err := Streams(cfg, httpclient.New(httpclient.Options{}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Load(context.Background(), cfg, first.Manifest, streams, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := scalar[int](t, query(t, cfg), "SELECT count(*) FROM signicat_accounts_history"); n != 2*want {
+		t.Errorf("after reloading run 1, history has %d rows, want %d", n, 2*want)
+	}
+}
+
+func TestTokenExpiryAndFaultsMidRun(t *testing.T) {
+	srv, cfg := setup(t, sandbox.Options{Scale: 0.2, TokenTTL: 150 * time.Millisecond, Latency: 15 * time.Millisecond,
+		Faults: sandbox.Faults{RateLimited: 0.05, Unavailable: 0.05, ServerError: 0.05, Reset: 0.05, Truncate: 0.05, TokenExpiry: 0.05}}, func(y string) string {
+		return strings.Replace(y, "since: 2019-01-01", "since: 2019-01-01\n    page_limit: 10", 1)
+	})
+	cfg.Sources.Signicat.PageLimit = 10
+	res := run(t, cfg)
+	if len(res.Failed) != 0 {
+		t.Fatalf("failed: %+v", res.Failed)
+	}
+	d := srv.Data()
+	if n := scalar[int](t, query(t, cfg), "SELECT count(*) FROM signicat_accounts"); n != 2+d.SignicatAccounts+d.SignicatDeleted {
+		t.Errorf("%d accounts after faults", n)
+	}
+	if srv.Stats.Faults.Load() == 0 || srv.Stats.TokensIssued.Load() < 2 {
+		t.Errorf("the run met %d faults and %d tokens; the test proves nothing", srv.Stats.Faults.Load(), srv.Stats.TokensIssued.Load())
+	}
+	var retries int64
+	for _, s := range res.Manifest.Streams {
+		retries += s.Retries
+	}
+	if retries == 0 {
+		t.Error("no retries were counted")
+	}
+}
+
+func TestFailingStreamDoesNotStopTheOthers(t *testing.T) {
+	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	cfg.Sources.GSAPI.Password = "wrong"
+	res := run(t, cfg)
+	if len(res.Failed) != 1 || res.Failed[0].Table != "gsapi_organizations" || !strings.Contains(res.Failed[0].Error, "/welcome") {
+		t.Fatalf("failed = %+v", res.Failed)
+	}
+	if res.Manifest.Status != "partial" {
+		t.Errorf("status %s", res.Manifest.Status)
+	}
+	db := query(t, cfg)
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_accounts"); n == 0 {
+		t.Error("the healthy stream's data did not land")
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'gsapi_organizations'"); n != 0 {
+		t.Error("a failed stream created a table")
+	}
+	for _, f := range res.Manifest.Files {
+		if strings.HasPrefix(f.Path, "gsapi_") {
+			t.Errorf("manifest lists %s of the failed stream", f.Path)
+		}
+	}
+}
+
+func TestSecondRunOnSameOutputIsRefused(t *testing.T) {
+	_, cfg := setup(t, sandbox.Options{Scale: 0.01}, nil)
+	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockDir(cfg.OutputDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	_, err = Run(context.Background(), Options{Config: cfg})
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("err = %v, want ErrBusy", err)
+	}
+}
+
+func TestUnknownStreamNamed(t *testing.T) {
+	_, cfg := setup(t, sandbox.Options{Scale: 0.01}, nil)
+	_, err := Run(context.Background(), Options{Config: cfg, Streams: []string{"acounts"}})
+	var ce *config.Error
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "signicat_accounts") {
+		t.Fatalf("err = %v", err)
+	}
+	res, err := Run(context.Background(), Options{Config: cfg, Streams: []string{"accounts"}})
+	if err != nil || len(res.Manifest.Streams) != 1 {
+		t.Fatalf("--streams accounts: %v %+v", err, res)
+	}
+}

@@ -1,0 +1,186 @@
+// Package parquet writes typed snapshots as Parquet files (zstd, Arrow schema stored) that appear
+// atomically in a hive-style layout under the output directory, and the run manifest that lists every
+// file with its rows, bytes, sha256 and schema fingerprint. Snapshots are append-only: a run only ever
+// adds files, named with its run id.
+package parquet
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"path/filepath"
+	"sort"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/ledgerlake/ledgerlake/internal/durable"
+)
+
+// FileInfo describes one committed snapshot file, as recorded in the manifest.
+type FileInfo struct {
+	Path              string `json:"path"` // relative to the output directory, with forward slashes
+	Table             string `json:"table"`
+	Partition         string `json:"partition,omitempty"`
+	Rows              int64  `json:"rows"`
+	Bytes             int64  `json:"bytes"`
+	SHA256            string `json:"sha256"`
+	SchemaFingerprint string `json:"schema_fingerprint"`
+}
+
+// Fingerprint identifies a schema by its column names and types (metadata excluded).
+func Fingerprint(s *arrow.Schema) string {
+	h := sha256.New()
+	for _, f := range s.Fields() {
+		fmt.Fprintf(h, "%s:%s:%v;", f.Name, f.Type, f.Nullable)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// StreamWriter writes one table's batches of one run into part files, one open file per partition,
+// rolling to a new part after MaxRowsPerFile rows.
+type StreamWriter struct {
+	root, table, runID string
+	schema             *arrow.Schema
+	// MaxRowsPerFile bounds a part file (0 = 1,000,000); row groups hold up to 128k rows.
+	MaxRowsPerFile int64
+
+	open  map[string]*partFile
+	seq   map[string]int
+	files []FileInfo
+}
+
+type partFile struct {
+	f    *durable.File
+	fw   *pqarrow.FileWriter
+	hash hash.Hash
+	cw   *countingWriter
+	rel  string
+	rows int64
+}
+
+// NewStreamWriter prepares a writer for table (e.g. "signicat_accounts") under root.
+func NewStreamWriter(root, table, runID string, schema *arrow.Schema) *StreamWriter {
+	return &StreamWriter{root: root, table: table, runID: runID, schema: schema, MaxRowsPerFile: 1_000_000,
+		open: map[string]*partFile{}, seq: map[string]int{}}
+}
+
+// Write appends a batch to the partition's current file ("" = unpartitioned, else e.g.
+// "invoice_month=2024-01").
+func (w *StreamWriter) Write(partition string, rec arrow.RecordBatch) error {
+	if rec.NumRows() == 0 {
+		return nil
+	}
+	pf := w.open[partition]
+	if pf == nil {
+		var err error
+		if pf, err = w.create(partition); err != nil {
+			return err
+		}
+		w.open[partition] = pf
+	}
+	if err := pf.fw.WriteBuffered(rec); err != nil {
+		return fmt.Errorf("parquet: write %s: %w", pf.rel, err)
+	}
+	pf.rows += rec.NumRows()
+	if pf.rows >= w.MaxRowsPerFile {
+		delete(w.open, partition)
+		return w.commit(partition, pf)
+	}
+	return nil
+}
+
+// WriteEmpty writes a file with the schema and no rows, so an empty snapshot still defines its table.
+func (w *StreamWriter) WriteEmpty(partition string, rec arrow.RecordBatch) error {
+	if w.open[partition] != nil {
+		return nil
+	}
+	pf, err := w.create(partition)
+	if err != nil {
+		return err
+	}
+	w.open[partition] = pf
+	return pf.fw.Write(rec)
+}
+
+func (w *StreamWriter) create(partition string) (*partFile, error) {
+	n := w.seq[partition]
+	w.seq[partition] = n + 1
+	rel := filepath.ToSlash(filepath.Join(w.table, partition, fmt.Sprintf("%s-%05d.parquet", w.runID, n)))
+	f, err := durable.Create(filepath.Join(w.root, filepath.FromSlash(rel)))
+	if err != nil {
+		return nil, fmt.Errorf("parquet: %w", err)
+	}
+	h := sha256.New()
+	cw := &countingWriter{w: io.MultiWriter(f, h)}
+	props := parquet.NewWriterProperties(
+		parquet.WithCompression(compress.Codecs.Zstd),
+		parquet.WithMaxRowGroupLength(128*1024),
+		parquet.WithCreatedBy("ledgerlake"),
+	)
+	fw, err := pqarrow.NewFileWriter(w.schema, cw, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	if err != nil {
+		f.Abort()
+		return nil, fmt.Errorf("parquet: %s: %w", rel, err)
+	}
+	return &partFile{f: f, fw: fw, hash: h, cw: cw, rel: rel}, nil
+}
+
+func (w *StreamWriter) commit(partition string, pf *partFile) error {
+	// Close finalises the footer; its error is the file's validity.
+	if err := pf.fw.Close(); err != nil {
+		pf.f.Abort()
+		return fmt.Errorf("parquet: finish %s: %w", pf.rel, err)
+	}
+	if err := pf.f.Commit(); err != nil {
+		return fmt.Errorf("parquet: commit %s: %w", pf.rel, err)
+	}
+	w.files = append(w.files, FileInfo{
+		Path: pf.rel, Table: w.table, Partition: partition, Rows: pf.rows, Bytes: pf.cw.n,
+		SHA256: hex.EncodeToString(pf.hash.Sum(nil)), SchemaFingerprint: Fingerprint(w.schema),
+	})
+	return nil
+}
+
+// Close commits every open file and returns all files written, sorted by path.
+func (w *StreamWriter) Close() ([]FileInfo, error) {
+	parts := make([]string, 0, len(w.open))
+	for p := range w.open {
+		parts = append(parts, p)
+	}
+	sort.Strings(parts)
+	var firstErr error
+	for _, p := range parts {
+		if err := w.commit(p, w.open[p]); err != nil && firstErr == nil {
+			firstErr = err
+		}
+		delete(w.open, p)
+	}
+	sort.Slice(w.files, func(i, j int) bool { return w.files[i].Path < w.files[j].Path })
+	return w.files, firstErr
+}
+
+// Abort discards files not yet committed. Committed files stay: they are complete, and the manifest
+// decides whether a run counts.
+func (w *StreamWriter) Abort() {
+	for p, pf := range w.open {
+		_ = pf.fw.Close()
+		pf.f.Abort()
+		delete(w.open, p)
+	}
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,102 @@
+package signicat
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// tokenAuth holds the client-credentials token, renews it before expires_in runs out, and renews it at
+// once when the API answers 401.
+type tokenAuth struct {
+	cfg    clientcredentials.Config
+	client *http.Client
+	mu     sync.Mutex
+	tok    *oauth2.Token
+	ttl    time.Duration
+}
+
+func newTokenAuth(tokenURL, clientID, clientSecret string, client *http.Client) *tokenAuth {
+	return &tokenAuth{
+		cfg: clientcredentials.Config{
+			ClientID: clientID, ClientSecret: clientSecret, TokenURL: tokenURL,
+			Scopes: []string{"signicat-api"}, AuthStyle: oauth2.AuthStyleInParams,
+		},
+		client: client,
+	}
+}
+
+// fresh reports whether the token has more than a tenth of its life (at least 5 s) left.
+func (a *tokenAuth) fresh() bool {
+	if a.tok == nil || a.tok.AccessToken == "" {
+		return false
+	}
+	margin := max(a.ttl/10, 5*time.Second)
+	return a.tok.Expiry.IsZero() || time.Until(a.tok.Expiry) > margin
+}
+
+func (a *tokenAuth) fetch(ctx context.Context) error {
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, a.client)
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		var tok *oauth2.Token
+		if tok, err = a.cfg.Token(ctx); err == nil {
+			a.tok, a.ttl = tok, time.Until(tok.Expiry)
+			return nil
+		}
+		if re, ok := err.(*oauth2.RetrieveError); ok && re.Response != nil && re.Response.StatusCode < 500 && re.Response.StatusCode != 429 {
+			break // bad credentials or scope: retrying will not help
+		}
+		t := time.NewTimer(time.Duration(250<<attempt) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return fmt.Errorf("signicat token endpoint: %w", redactTokenError(err))
+}
+
+// Authorize sets the bearer token, fetching or renewing it first when needed.
+func (a *tokenAuth) Authorize(ctx context.Context, req *http.Request) (string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.fresh() {
+		if err := a.fetch(ctx); err != nil {
+			return "", err
+		}
+	}
+	req.Header.Set("Authorization", "Bearer "+a.tok.AccessToken)
+	return a.tok.AccessToken, nil
+}
+
+// Renew fetches a new token unless another request already replaced the stale one.
+func (a *tokenAuth) Renew(ctx context.Context, stale string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tok != nil && a.tok.AccessToken != stale && a.fresh() {
+		return nil
+	}
+	return a.fetch(ctx)
+}
+
+// redactTokenError keeps the OAuth error code and drops the raw body, which may echo request fields.
+func redactTokenError(err error) error {
+	if re, ok := err.(*oauth2.RetrieveError); ok {
+		status := 0
+		if re.Response != nil {
+			status = re.Response.StatusCode
+		}
+		if re.ErrorCode != "" {
+			return fmt.Errorf("HTTP %d: %s %s", status, re.ErrorCode, re.ErrorDescription)
+		}
+		return fmt.Errorf("HTTP %d", status)
+	}
+	return err
+}

@@ -1,0 +1,81 @@
+// Package sources defines what a source hands the pipeline: streams that each declare their table,
+// key and schema, and fetch pages of records lazily so the sink's pace slows the fetch (backpressure).
+package sources
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+
+	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/typing"
+	"github.com/ledgerlake/ledgerlake/schemas"
+)
+
+// Mode says how a stream's snapshots make up the current state.
+type Mode int
+
+const (
+	// Snapshot streams fetch everything every run: the current table is the latest run's rows.
+	Snapshot Mode = iota
+	// Incremental streams fetch what changed: the current table is the latest version of every key.
+	Incremental
+)
+
+// Page is a batch of records from one response.
+type Page struct {
+	Records []typing.Record
+}
+
+// Stream is one extractable dataset of a source.
+type Stream struct {
+	Source string
+	Name   string
+	Table  *schemas.Table // declared schema, key included
+	Mode   Mode
+	Stats  *httpclient.Stats
+	// Pages fetches the stream; it stops at the first error, which names the endpoint.
+	Pages func(ctx context.Context) iter.Seq2[Page, error]
+}
+
+// TableName is the warehouse table: source_stream.
+func (s *Stream) TableName() string { return s.Source + "_" + s.Name }
+
+// DecodeArray decodes a JSON array of objects, keeping numbers exact (json.Number).
+func DecodeArray(body []byte) ([]typing.Record, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var out []typing.Record
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("response is not a JSON array of objects: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("response has data after the JSON array")
+	}
+	return out, nil
+}
+
+// Select returns the streams named in names (all when names is empty); an unknown name is an error
+// that lists the valid ones.
+func Select(all []*Stream, names []string) ([]*Stream, error) {
+	if len(names) == 0 {
+		return all, nil
+	}
+	byName := map[string]*Stream{}
+	var valid []string
+	for _, s := range all {
+		byName[s.Name] = s
+		valid = append(valid, s.Name)
+	}
+	var out []*Stream
+	for _, n := range names {
+		s, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("unknown stream %q (valid: %v)", n, valid)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}

@@ -1,0 +1,374 @@
+// Package typing turns pages of loosely typed API JSON into Arrow record batches of exact types:
+// timestamps from every format the specs print (an empty string is NULL), money as DECIMAL (never
+// floating point), nested objects flattened with "__", arrays of scalars as LIST. A value that cannot be
+// converted is kept as a Reject naming stream, key, column, raw value and reason — never silently dropped.
+package typing
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/ledgerlake/ledgerlake/schemas"
+)
+
+// Lineage column names carried by every row.
+const (
+	RunIDColumn       = "_run_id"
+	ExtractedAtColumn = "_extracted_at"
+)
+
+// Record is one decoded API object; numbers are json.Number so decimals stay exact.
+type Record = map[string]any
+
+// Reject is a value that could not be converted to its column's type. The row is still written, with
+// NULL in that column, and the reject is stored beside it.
+type Reject struct {
+	Stream string
+	Key    string
+	Column string
+	Raw    string
+	Reason string
+}
+
+// ArrowType maps a schema type to the Arrow type written to Parquet. Timestamps are microseconds;
+// TIMESTAMPTZ is UTC-adjusted so DuckDB reads TIMESTAMP WITH TIME ZONE.
+func ArrowType(t schemas.Type) arrow.DataType {
+	switch t.Kind {
+	case schemas.Boolean:
+		return arrow.FixedWidthTypes.Boolean
+	case schemas.BigInt:
+		return arrow.PrimitiveTypes.Int64
+	case schemas.Double:
+		return arrow.PrimitiveTypes.Float64
+	case schemas.Decimal:
+		return &arrow.Decimal128Type{Precision: int32(t.Precision), Scale: int32(t.Scale)}
+	case schemas.Date:
+		return arrow.FixedWidthTypes.Date32
+	case schemas.Timestamp:
+		return &arrow.TimestampType{Unit: arrow.Microsecond}
+	case schemas.TimestampTZ:
+		return &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+	case schemas.List:
+		return arrow.ListOf(ArrowType(*t.Elem))
+	case schemas.Map:
+		return arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String)
+	}
+	return arrow.BinaryTypes.String
+}
+
+// ArrowSchema is the Arrow schema of a declared table, lineage columns last.
+func ArrowSchema(t *schemas.Table) *arrow.Schema {
+	fields := make([]arrow.Field, 0, len(t.Columns)+2)
+	for _, c := range t.Columns {
+		fields = append(fields, arrow.Field{Name: c.Name, Type: ArrowType(schemas.MustType(c.Type)), Nullable: true})
+	}
+	fields = append(fields,
+		arrow.Field{Name: RunIDColumn, Type: arrow.BinaryTypes.String},
+		arrow.Field{Name: ExtractedAtColumn, Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}})
+	return arrow.NewSchema(fields, nil)
+}
+
+// Converter appends records to an Arrow record builder for one declared table.
+type Converter struct {
+	table   *schemas.Table
+	schema  *arrow.Schema
+	b       *array.RecordBuilder
+	paths   [][]string
+	types   []schemas.Type
+	runID   string
+	extract int64 // _extracted_at in µs
+	Rejects []Reject
+	// Unknown counts fields the API sent that the declared schema does not have, by API path.
+	Unknown map[string]int
+}
+
+// NewConverter prepares a converter; runID and extractedAt fill the lineage columns.
+func NewConverter(mem memory.Allocator, t *schemas.Table, runID string, extractedAt time.Time) *Converter {
+	c := &Converter{
+		table: t, schema: ArrowSchema(t), runID: runID, extract: extractedAt.UnixMicro(),
+		Unknown: map[string]int{},
+	}
+	c.b = array.NewRecordBuilder(mem, c.schema)
+	for _, col := range t.Columns {
+		c.paths = append(c.paths, strings.Split(col.Path, "."))
+		c.types = append(c.types, schemas.MustType(col.Type))
+	}
+	return c
+}
+
+// Schema is the Arrow schema the converter builds.
+func (c *Converter) Schema() *arrow.Schema { return c.schema }
+
+// Len is the number of rows appended since the last Flush.
+func (c *Converter) Len() int { return c.b.Field(0).Len() }
+
+// Release frees the builder.
+func (c *Converter) Release() { c.b.Release() }
+
+// Flush returns the rows appended so far as a record (the caller releases it) and starts a new batch.
+func (c *Converter) Flush() arrow.RecordBatch { return c.b.NewRecordBatch() }
+
+// Append converts one record into the current batch.
+func (c *Converter) Append(rec Record) {
+	var key string
+	for i, col := range c.table.Columns {
+		v, present := lookup(rec, c.paths[i])
+		if !present {
+			v = nil
+		}
+		if err := appendValue(c.b.Field(i), c.types[i], v); err != nil {
+			if key == "" {
+				key = c.keyOf(rec)
+			}
+			c.Rejects = append(c.Rejects, Reject{Stream: c.table.Name(), Key: key, Column: col.Name, Raw: text(v), Reason: err.Error()})
+			c.b.Field(i).AppendNull()
+		}
+	}
+	n := len(c.table.Columns)
+	c.b.Field(n).(*array.StringBuilder).Append(c.runID)
+	c.b.Field(n + 1).(*array.TimestampBuilder).Append(arrow.Timestamp(c.extract))
+	c.noteUnknown(rec, "")
+}
+
+func (c *Converter) keyOf(rec Record) string {
+	var parts []string
+	for _, k := range c.table.Key {
+		for i, col := range c.table.Columns {
+			if col.Name == k {
+				v, _ := lookup(rec, c.paths[i])
+				parts = append(parts, text(v))
+			}
+		}
+	}
+	return strings.Join(parts, "|")
+}
+
+// noteUnknown counts API fields that no declared column reads, so they can be reported, not lost.
+func (c *Converter) noteUnknown(rec Record, prefix string) {
+	for k, v := range rec {
+		p := k
+		if prefix != "" {
+			p = prefix + "." + k
+		}
+		if c.declares(p) {
+			continue
+		}
+		if c.declaresUnder(p) {
+			if m, ok := v.(map[string]any); ok {
+				c.noteUnknown(m, p)
+				continue
+			}
+			if v == nil {
+				continue // a null parent object: its declared columns are NULL
+			}
+		}
+		c.Unknown[p]++
+	}
+}
+
+func (c *Converter) declares(p string) bool {
+	for _, col := range c.table.Columns {
+		if col.Path == p {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Converter) declaresUnder(p string) bool {
+	for _, col := range c.table.Columns {
+		if strings.HasPrefix(col.Path, p+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// UnknownFields lists the undeclared API fields seen, sorted.
+func (c *Converter) UnknownFields() []string {
+	out := make([]string, 0, len(c.Unknown))
+	for k := range c.Unknown {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// lookup follows a path of object keys; a null anywhere on the way is a present NULL.
+func lookup(rec Record, path []string) (any, bool) {
+	var cur any = rec
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, cur == nil
+		}
+		if cur, ok = m[p]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// appendValue converts v to t and appends it. Conversion finishes before anything is appended, so a
+// failing value (even one element of a list) leaves the builder untouched for the caller's NULL.
+func appendValue(b array.Builder, t schemas.Type, v any) error {
+	cv, err := convert(t, v)
+	if err != nil {
+		return err
+	}
+	appendConverted(b, t, cv)
+	return nil
+}
+
+type mapEntry struct {
+	k string
+	v any // string or nil
+}
+
+// convert checks and converts v to the Go value appendConverted takes for t; nil means NULL, and so does
+// "" for every non-text type, as the APIs send "" for missing dates.
+func convert(t schemas.Type, v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	if s, ok := v.(string); ok && s == "" && t.Kind != schemas.Varchar {
+		return nil, nil
+	}
+	switch t.Kind {
+	case schemas.Varchar:
+		return text(v), nil
+	case schemas.Boolean:
+		switch x := v.(type) {
+		case bool:
+			return x, nil
+		case string:
+			if p, err := strconv.ParseBool(x); err == nil {
+				return p, nil
+			}
+		}
+		return nil, fmt.Errorf("not a boolean")
+	case schemas.BigInt:
+		n, err := strconv.ParseInt(numberText(v), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("not a 64-bit integer")
+		}
+		return n, nil
+	case schemas.Double:
+		f, err := strconv.ParseFloat(numberText(v), 64)
+		if err != nil {
+			return nil, fmt.Errorf("not a number")
+		}
+		return f, nil
+	case schemas.Decimal:
+		n, err := ParseDecimal(numberText(v), t.Precision, t.Scale)
+		if err != nil {
+			return nil, fmt.Errorf("DECIMAL(%d,%d): %w", t.Precision, t.Scale, err)
+		}
+		return n, nil
+	case schemas.Date, schemas.Timestamp, schemas.TimestampTZ:
+		s, ok := v.(string)
+		if !ok {
+			return nil, fmt.Errorf("not a timestamp")
+		}
+		// A zone-less value in a TIMESTAMPTZ column is read as UTC; a zoned value in a TIMESTAMP column
+		// keeps the instant in UTC. Declared schemas pick the kind that matches what the API sends.
+		ts, _, err := ParseTimestamp(s)
+		if err != nil {
+			return nil, err
+		}
+		if t.Kind == schemas.Date {
+			return arrow.Date32FromTime(ts), nil
+		}
+		return arrow.Timestamp(ts.UnixMicro()), nil
+	case schemas.List:
+		items, ok := v.([]any)
+		if !ok {
+			return nil, fmt.Errorf("not an array")
+		}
+		out := make([]any, len(items))
+		for i, it := range items {
+			cv, err := convert(*t.Elem, it)
+			if err != nil {
+				return nil, fmt.Errorf("array element %d: %w", i, err)
+			}
+			out[i] = cv
+		}
+		return out, nil
+	case schemas.Map:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("not an object")
+		}
+		out := make([]mapEntry, 0, len(m))
+		for k, x := range m {
+			e := mapEntry{k: k}
+			if x != nil {
+				e.v = text(x)
+			}
+			out = append(out, e)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].k < out[j].k })
+		return out, nil
+	}
+	return nil, fmt.Errorf("unsupported type %s", t)
+}
+
+func appendConverted(b array.Builder, t schemas.Type, cv any) {
+	if cv == nil {
+		b.AppendNull()
+		return
+	}
+	switch t.Kind {
+	case schemas.Varchar:
+		b.(*array.StringBuilder).Append(cv.(string))
+	case schemas.Boolean:
+		b.(*array.BooleanBuilder).Append(cv.(bool))
+	case schemas.BigInt:
+		b.(*array.Int64Builder).Append(cv.(int64))
+	case schemas.Double:
+		b.(*array.Float64Builder).Append(cv.(float64))
+	case schemas.Decimal:
+		b.(*array.Decimal128Builder).Append(cv.(decimal128.Num))
+	case schemas.Date:
+		b.(*array.Date32Builder).Append(cv.(arrow.Date32))
+	case schemas.Timestamp, schemas.TimestampTZ:
+		b.(*array.TimestampBuilder).Append(cv.(arrow.Timestamp))
+	case schemas.List:
+		lb := b.(*array.ListBuilder)
+		lb.Append(true)
+		for _, it := range cv.([]any) {
+			appendConverted(lb.ValueBuilder(), *t.Elem, it)
+		}
+	case schemas.Map:
+		mb := b.(*array.MapBuilder)
+		mb.Append(true)
+		for _, e := range cv.([]mapEntry) {
+			mb.KeyBuilder().(*array.StringBuilder).Append(e.k)
+			if e.v == nil {
+				mb.ItemBuilder().AppendNull()
+			} else {
+				mb.ItemBuilder().(*array.StringBuilder).Append(e.v.(string))
+			}
+		}
+	}
+}
+
+// numberText accepts JSON numbers and numeric strings (APIs quote numbers now and then).
+func numberText(v any) string {
+	switch x := v.(type) {
+	case json.Number:
+		return x.String()
+	case string:
+		return strings.TrimSpace(x)
+	}
+	return "\x00" // fails every parse
+}

@@ -1,0 +1,154 @@
+package typing
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
+)
+
+// timestampLayouts are every timestamp shape the two API references print: RFC 3339 with and without
+// fraction ("2022-05-11T11:28:59Z", "2998-12-31T23:59:59.997+02:00"), and zone-less values with 'T' or a
+// space, with or without milliseconds ("2020-10-01T00:00:00", "2025-04-01 00:00:00.000").
+var (
+	zonedLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02T15:04Z07:00"}
+	naiveLayouts = []string{"2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"}
+)
+
+// ParseTimestamp reads any timestamp format of the specs. zoned reports whether the text carried a zone
+// or offset; a zone-less value is returned as that wall-clock time in UTC.
+func ParseTimestamp(s string) (t time.Time, zoned bool, err error) {
+	for _, l := range zonedLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), true, nil
+		}
+	}
+	for _, l := range naiveLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, false, nil
+		}
+	}
+	return time.Time{}, false, fmt.Errorf("not a timestamp in any format of the API references")
+}
+
+var (
+	errNotDecimal = errors.New("not a decimal number")
+	errScale      = errors.New("more fractional digits than the column's scale (would round)")
+	errPrecision  = errors.New("too many digits for the column's precision")
+)
+
+// ParseDecimal converts decimal text (a JSON number's literal, exponent allowed) to an unscaled integer
+// at scale, exactly: a value that cannot be held without rounding is an error, never rounded.
+func ParseDecimal(s string, precision, scale int) (decimal128.Num, error) {
+	mant, exp, err := splitDecimal(s)
+	if err != nil {
+		return decimal128.Num{}, err
+	}
+	// value = mant × 10^exp; want unscaled = value × 10^scale.
+	shift := exp + scale
+	neg := strings.HasPrefix(mant, "-")
+	digits := strings.TrimLeft(strings.TrimPrefix(mant, "-"), "0")
+	if shift < 0 {
+		cut := len(digits) + shift
+		if cut < 0 {
+			cut = 0
+		}
+		if strings.Trim(digits[cut:], "0") != "" {
+			return decimal128.Num{}, errScale
+		}
+		digits = digits[:cut]
+	} else if digits != "" {
+		digits += strings.Repeat("0", shift)
+	}
+	if len(digits) > precision {
+		return decimal128.Num{}, errPrecision
+	}
+	if digits == "" {
+		return decimal128.Num{}, nil
+	}
+	if len(digits) <= 18 {
+		v, _ := strconv.ParseInt(digits, 10, 64)
+		if neg {
+			v = -v
+		}
+		return decimal128.FromI64(v), nil
+	}
+	bi, _ := new(big.Int).SetString(digits, 10)
+	if neg {
+		bi.Neg(bi)
+	}
+	return decimal128.FromBigInt(bi), nil
+}
+
+// splitDecimal separates "-12.345e2" into mantissa digits "-12345" and exponent -1.
+func splitDecimal(s string) (mant string, exp int, err error) {
+	s = strings.TrimSpace(s)
+	if e := strings.IndexAny(s, "eE"); e >= 0 {
+		exp, err = strconv.Atoi(s[e+1:])
+		if err != nil || exp > 100 || exp < -100 {
+			return "", 0, errNotDecimal
+		}
+		s = s[:e]
+	}
+	neg := false
+	switch {
+	case strings.HasPrefix(s, "-"):
+		neg, s = true, s[1:]
+	case strings.HasPrefix(s, "+"):
+		s = s[1:]
+	}
+	intPart, frac, _ := strings.Cut(s, ".")
+	if intPart == "" && frac == "" {
+		return "", 0, errNotDecimal
+	}
+	for _, part := range []string{intPart, frac} {
+		for i := 0; i < len(part); i++ {
+			if part[i] < '0' || part[i] > '9' {
+				return "", 0, errNotDecimal
+			}
+		}
+	}
+	mant = intPart + frac
+	if neg {
+		mant = "-" + mant
+	}
+	return mant, exp - len(frac), nil
+}
+
+// FormatDecimal renders an unscaled value at scale as decimal text, the inverse of ParseDecimal.
+func FormatDecimal(n decimal128.Num, scale int) string {
+	bi := n.BigInt()
+	neg := bi.Sign() < 0
+	s := new(big.Int).Abs(bi).String()
+	if scale > 0 {
+		if len(s) <= scale {
+			s = strings.Repeat("0", scale-len(s)+1) + s
+		}
+		s = s[:len(s)-scale] + "." + s[len(s)-scale:]
+	}
+	if neg {
+		s = "-" + s
+	}
+	return s
+}
+
+// text renders a scalar JSON value as the text the API sent; objects and arrays as compact JSON.
+func text(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case json.Number:
+		return x.String()
+	case bool:
+		return strconv.FormatBool(x)
+	case nil:
+		return ""
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
