@@ -142,10 +142,14 @@ var (
 func ColumnName(apiPath string) string {
 	parts := strings.Split(apiPath, ".")
 	for i, p := range parts {
+		lead := strings.HasPrefix(p, "_") // _position, _parent_id: ledgerlake's own columns keep their mark
 		p = acronymEnd.ReplaceAllString(p, "${1}_${2}")
 		p = camelBoundary.ReplaceAllString(p, "${1}_${2}")
 		p = nonWord.ReplaceAllString(strings.ToLower(p), "_")
 		parts[i] = strings.Trim(p, "_")
+		if lead {
+			parts[i] = "_" + parts[i]
+		}
 	}
 	return strings.Join(parts, "__")
 }

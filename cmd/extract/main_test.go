@@ -45,7 +45,7 @@ func TestDemoQueryVerify(t *testing.T) {
 		t.Fatalf("verify: %d %s", code, out)
 	}
 	// Alter one byte of one snapshot: verify names that file and exits 1.
-	files, _ := filepath.Glob(filepath.Join(lakeDir, "signicat_accounts", "*.parquet"))
+	files, _ := filepath.Glob(filepath.Join(lakeDir, "signicat_accounts", "run_date=*", "*.parquet"))
 	if len(files) == 0 {
 		t.Fatal("no snapshot written")
 	}

@@ -58,7 +58,7 @@ func TestParseExpandsEnvironmentSafely(t *testing.T) {
 func TestParseRefusesBadConfigsNamingTheKey(t *testing.T) {
 	cases := []struct {
 		name, edit, want string
-		envNot       string
+		envNot           string
 	}{
 		{"typo", "output_dir:", "field outptu_dir not found", ""},
 		{"missing env", "", "sources.signicat.client_secret: environment variable SIGNICAT_CLIENT_SECRET is not set", "SIGNICAT_CLIENT_SECRET"},

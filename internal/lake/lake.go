@@ -24,25 +24,34 @@ import (
 // ManifestDir holds one manifest per run, under the output directory.
 const ManifestDir = "_manifests"
 
-// NewRunID returns a run id that sorts by start time: 20261123T135400Z-1a2b3c.
+// NewRunID returns a run id that sorts by start time: 20261123T135400.123Z-1a2b3c.
 func NewRunID(now time.Time) string {
 	var r [3]byte
 	_, _ = rand.Read(r[:])
-	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(r[:])
+	return now.UTC().Format("20060102T150405.000Z") + "-" + hex.EncodeToString(r[:])
 }
 
 // StreamReport is one stream's outcome in a run.
 type StreamReport struct {
-	Table    string   `json:"table"`
-	Status   string   `json:"status"` // ok | failed
-	Rows     int64    `json:"rows"`
-	Rejects  int      `json:"rejects"`
-	Requests int64    `json:"requests"`
-	Retries  int64    `json:"retries"`
-	Bytes    int64    `json:"bytes"` // response bytes received
-	Seconds  float64  `json:"seconds"`
-	Error    string   `json:"error,omitempty"`
-	Unknown  []string `json:"unknown_fields,omitempty"` // API fields the declared schema does not have
+	Table         string      `json:"table"`
+	Status        string      `json:"status"` // ok | failed
+	Rows          int64       `json:"rows"`   // rows of the stream's own table (child tables in Tables)
+	Rejects       int         `json:"rejects"`
+	Requests      int64       `json:"requests"`
+	Retries       int64       `json:"retries"`
+	Bytes         int64       `json:"bytes"` // response bytes received
+	Seconds       float64     `json:"seconds"`
+	Error         string      `json:"error,omitempty"`
+	SchemaChanges []string    `json:"schema_changes,omitempty"` // new columns and widened types
+	Tables        []TableInfo `json:"tables,omitempty"`         // the stream's table, then its child tables
+}
+
+// TableInfo tells the loader how a table's current state follows from its history.
+type TableInfo struct {
+	Name        string   `json:"name"`
+	Key         []string `json:"key"`
+	Incremental bool     `json:"incremental,omitempty"` // current = newest version of every key ever loaded
+	Rows        int64    `json:"rows"`
 }
 
 // Manifest records what one run committed.
@@ -53,6 +62,33 @@ type Manifest struct {
 	Status     string             `json:"status"` // ok | partial (some stream failed)
 	Streams    []StreamReport     `json:"streams"`
 	Files      []parquet.FileInfo `json:"files"`
+}
+
+// SchemaDir holds each table's persisted effective schema, so later runs start from it.
+const SchemaDir = "_schemas"
+
+// ReadSchema loads table's persisted schema into v; found is false when there is none yet.
+func ReadSchema(root, table string, v any) (found bool, err error) {
+	b, err := os.ReadFile(filepath.Join(root, SchemaDir, table+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("schema of %s: %w", table, err)
+	}
+	return true, nil
+}
+
+// WriteSchema persists table's schema atomically.
+func WriteSchema(root, table string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return durable.WriteFile(filepath.Join(root, SchemaDir, table+".json"), append(b, '\n'))
 }
 
 // ManifestPath is where run runID's manifest lives.

@@ -98,6 +98,23 @@ func Streams(cfg *config.Config, client *httpclient.Client, names []string) ([]*
 
 // Run extracts, writes the manifest, and loads the warehouse.
 func Run(ctx context.Context, opts Options) (*Result, error) {
+	cfg := opts.Config
+	hopts := opts.HTTP
+	if hopts.PerHostConcurrency == 0 {
+		hopts.PerHostConcurrency = cfg.PerHostConcurrency
+	}
+	if hopts.PerHostRate == 0 {
+		hopts.PerHostRate = cfg.PerHostRate
+	}
+	streams, err := Streams(cfg, httpclient.New(hopts), opts.Streams)
+	if err != nil {
+		return nil, err
+	}
+	return RunStreams(ctx, opts, streams)
+}
+
+// RunStreams runs the given streams with opts' config (Run builds them from the config).
+func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*Result, error) {
 	cfg, log := opts.Config, opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -107,18 +124,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.BatchRows <= 0 {
 		opts.BatchRows = 16384
-	}
-	hopts := opts.HTTP
-	if hopts.PerHostConcurrency == 0 {
-		hopts.PerHostConcurrency = cfg.PerHostConcurrency
-	}
-	if hopts.PerHostRate == 0 {
-		hopts.PerHostRate = cfg.PerHostRate
-	}
-	client := httpclient.New(hopts)
-	streams, err := Streams(cfg, client, opts.Streams)
-	if err != nil {
-		return nil, err
 	}
 	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
 		return nil, err
@@ -151,8 +156,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			} else {
 				log.Error("stream failed", "table", rep.Table, "error", rep.Error)
 			}
-			if len(rep.Unknown) > 0 {
-				log.Warn("API sent fields the declared schema does not have; they are not loaded", "table", rep.Table, "fields", strings.Join(rep.Unknown, ","))
+			for _, c := range rep.SchemaChanges {
+				log.Warn("schema changed", "change", c)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -180,7 +185,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := lake.WriteManifest(cfg.OutputDir, m); err != nil {
 		return nil, fmt.Errorf("writing manifest: %w", err)
 	}
-	if err := Load(ctx, cfg, m, streams, rejects); err != nil {
+	if err := Load(ctx, cfg, m, rejects); err != nil {
 		return res, err
 	}
 	log.Info("run finished", "run_id", m.RunID, "status", m.Status, "seconds", round(m.FinishedAt.Sub(m.StartedAt).Seconds()))
@@ -188,7 +193,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 }
 
 // Load loads a written run into the warehouse.
-func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, streams []*sources.Stream, rejects []typing.Reject) error {
+func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, rejects []typing.Reject) error {
 	if dir := filepath.Dir(cfg.Warehouse); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -199,14 +204,178 @@ func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, streams []*
 		return err
 	}
 	defer wh.Close()
-	specs := map[string]duckdb.TableSpec{}
-	for _, s := range streams {
-		specs[s.TableName()] = duckdb.TableSpec{Key: s.Table.Key, Incremental: s.Mode == sources.Incremental}
-	}
-	if err := wh.LoadRun(ctx, cfg.OutputDir, m, specs, rejects); err != nil {
+	if err := wh.LoadRun(ctx, cfg.OutputDir, m, rejects); err != nil {
 		return fmt.Errorf("loading run %s into %s: %w", m.RunID, cfg.Warehouse, err)
 	}
 	return nil
+}
+
+// tableSink is one table a stream writes: its own, or a child table of an array of objects.
+type tableSink struct {
+	info    lake.TableInfo
+	sch     *typing.Schema
+	conv    *typing.Converter
+	w       *parquet.StreamWriter
+	pending []typing.Record
+}
+
+// streamRun moves one stream from the API to Parquet.
+type streamRun struct {
+	root, runID string
+	extracted   time.Time
+	batchRows   int
+	s           *sources.Stream
+	sinks       map[string]*tableSink
+	order       []string
+	rejects     []typing.Reject
+	changes     []typing.Change
+}
+
+// sink returns the sink of table, starting its schema from the declared one and the persisted one.
+func (r *streamRun) sink(table string, key []string, parent *typing.Schema) (*tableSink, error) {
+	if ts := r.sinks[table]; ts != nil {
+		return ts, nil
+	}
+	var persisted typing.Schema
+	found, err := lake.ReadSchema(r.root, table, &persisted)
+	if err != nil {
+		return nil, err
+	}
+	var declared = r.s.Declared
+	mapPaths := r.s.MapPaths
+	if parent != nil {
+		declared, mapPaths = nil, nil
+	}
+	prev := &persisted
+	if !found {
+		prev = nil
+	}
+	sch, err := typing.NewSchema(table, key, declared, prev, mapPaths)
+	if err != nil {
+		return nil, err
+	}
+	ts := &tableSink{info: lake.TableInfo{Name: table, Key: key, Incremental: r.s.Mode == sources.Incremental}, sch: sch}
+	ts.w = parquet.NewStreamWriter(r.root, table, r.runID, sch.Arrow())
+	r.sinks[table] = ts
+	r.order = append(r.order, table)
+	return ts, nil
+}
+
+func (r *streamRun) add(ts *tableSink, rec typing.Record) error {
+	ts.pending = append(ts.pending, rec)
+	if len(ts.pending) >= r.batchRows {
+		return r.flush(ts)
+	}
+	return nil
+}
+
+// flush widens the schema to fit the pending records, converts them, writes them, and hands their
+// child arrays to the child tables.
+func (r *streamRun) flush(ts *tableSink) error {
+	if len(ts.pending) == 0 {
+		return nil
+	}
+	recs := ts.pending
+	ts.pending = nil
+	if changed := ts.sch.Observe(recs); changed || ts.conv == nil {
+		if ts.conv != nil {
+			ts.conv.Release()
+		}
+		ts.conv = typing.NewConverter(memory.DefaultAllocator, ts.sch, r.runID, r.extracted)
+		if err := ts.w.SetSchema(ts.conv.Schema()); err != nil {
+			return err
+		}
+	}
+	parts := map[string][]typing.Record{}
+	var order []string
+	for _, rec := range recs {
+		for path, children := range ts.sch.ChildRecords(rec) {
+			child, err := r.sink(ts.sch.Child(path), ts.sch.ChildKey(), ts.sch)
+			if err != nil {
+				return err
+			}
+			for _, c := range children {
+				if err := r.add(child, c); err != nil {
+					return err
+				}
+			}
+		}
+		p := r.partition(rec)
+		if _, ok := parts[p]; !ok {
+			order = append(order, p)
+		}
+		parts[p] = append(parts[p], rec)
+	}
+	for _, p := range order {
+		for _, rec := range parts[p] {
+			ts.conv.Append(rec)
+		}
+		batch := ts.conv.Flush()
+		ts.info.Rows += batch.NumRows()
+		err := ts.w.Write(p, batch)
+		batch.Release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *streamRun) partition(rec typing.Record) string {
+	if r.s.Partition != nil {
+		return r.s.Partition(rec)
+	}
+	return "run_date=" + r.extracted.Format("2006-01-02")
+}
+
+// finish flushes every table (children last, as flushing a parent feeds them), writes an empty file for
+// a table without rows so it still exists with its declared columns, and persists the schemas.
+func (r *streamRun) finish() ([]parquet.FileInfo, error) {
+	for i := 0; i < len(r.order); i++ {
+		if err := r.flush(r.sinks[r.order[i]]); err != nil {
+			return nil, err
+		}
+	}
+	var files []parquet.FileInfo
+	for _, name := range r.order {
+		ts := r.sinks[name]
+		if ts.info.Rows == 0 {
+			if ts.conv == nil {
+				ts.conv = typing.NewConverter(memory.DefaultAllocator, ts.sch, r.runID, r.extracted)
+				if err := ts.w.SetSchema(ts.conv.Schema()); err != nil {
+					return nil, err
+				}
+			}
+			empty := ts.conv.Flush()
+			err := ts.w.WriteEmpty(r.partition(nil), empty)
+			empty.Release()
+			if err != nil {
+				return nil, err
+			}
+		}
+		fs, err := ts.w.Close()
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, fs...)
+		if ts.conv != nil {
+			r.rejects = append(r.rejects, ts.conv.Rejects...)
+		}
+		r.changes = append(r.changes, ts.sch.TakeChanges(r.runID)...)
+		if err := lake.WriteSchema(r.root, name, ts.sch); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+func (r *streamRun) release() {
+	for _, ts := range r.sinks {
+		ts.w.Abort()
+		if ts.conv != nil {
+			ts.conv.Release()
+		}
+	}
 }
 
 // runStream moves one stream from the API to Parquet. On failure its files are discarded: the next run
@@ -214,60 +383,50 @@ func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, streams []*
 func runStream(ctx context.Context, root, runID string, extractedAt time.Time, s *sources.Stream, batchRows int) (lake.StreamReport, []parquet.FileInfo, []typing.Reject) {
 	start := time.Now()
 	rep := lake.StreamReport{Table: s.TableName(), Status: "ok"}
-	conv := typing.NewConverter(memory.DefaultAllocator, s.Table, runID, extractedAt.UTC())
-	defer conv.Release()
-	w := parquet.NewStreamWriter(root, s.TableName(), runID, conv.Schema())
+	r := &streamRun{root: root, runID: runID, extracted: extractedAt.UTC(), batchRows: batchRows, s: s, sinks: map[string]*tableSink{}}
+	defer r.release()
 	fail := func(err error) (lake.StreamReport, []parquet.FileInfo, []typing.Reject) {
-		w.Abort()
-		files, _ := w.Close()
-		for _, f := range files {
-			_ = os.Remove(filepath.Join(root, filepath.FromSlash(f.Path)))
+		for _, ts := range r.sinks {
+			ts.w.Abort()
+			files, _ := ts.w.Close()
+			for _, f := range files {
+				_ = os.Remove(filepath.Join(root, filepath.FromSlash(f.Path)))
+			}
 		}
 		rep.Status, rep.Error = "failed", fmt.Sprintf("%s: %v", s.TableName(), err)
 		rep.Seconds = time.Since(start).Seconds()
 		fillStats(&rep, s)
 		return rep, nil, nil
 	}
-	flush := func() error {
-		rec := conv.Flush()
-		defer rec.Release()
-		rep.Rows += rec.NumRows()
-		return w.Write("", rec)
+	top, err := r.sink(s.TableName(), s.Key, nil)
+	if err != nil {
+		return fail(err)
 	}
 	for page, err := range s.Pages(ctx) {
 		if err != nil {
 			return fail(err)
 		}
-		for _, r := range page.Records {
-			conv.Append(r)
-			if conv.Len() >= batchRows {
-				if err := flush(); err != nil {
-					return fail(err)
-				}
+		for _, rec := range page.Records {
+			if err := r.add(top, rec); err != nil {
+				return fail(err)
 			}
 		}
 	}
-	if err := flush(); err != nil {
-		return fail(err)
-	}
-	if rep.Rows == 0 {
-		// An empty snapshot still gets a file, so the table exists with its declared types and is empty.
-		empty := conv.Flush()
-		err := w.WriteEmpty("", empty)
-		empty.Release()
-		if err != nil {
-			return fail(err)
-		}
-	}
-	files, err := w.Close()
+	files, err := r.finish()
 	if err != nil {
 		return fail(err)
 	}
 	rep.Seconds = time.Since(start).Seconds()
-	rep.Rejects = len(conv.Rejects)
-	rep.Unknown = conv.UnknownFields()
+	rep.Rows = top.info.Rows
+	rep.Rejects = len(r.rejects)
+	for _, c := range r.changes {
+		rep.SchemaChanges = append(rep.SchemaChanges, c.String())
+	}
+	for _, name := range r.order {
+		rep.Tables = append(rep.Tables, r.sinks[name].info)
+	}
 	fillStats(&rep, s)
-	return rep, files, conv.Rejects
+	return rep, files, r.rejects
 }
 
 func fillStats(rep *lake.StreamReport, s *sources.Stream) {

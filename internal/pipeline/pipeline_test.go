@@ -3,7 +3,9 @@ package pipeline
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"iter"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/pipelines"
 )
 
@@ -186,11 +189,7 @@ func TestSecondRunKeepsHistoryWithoutDoubling(t *testing.T) {
 	}
 	wh.Close() // DuckDB allows one configuration per file in a process: read-only must close before loading
 	// Loading a run again changes nothing.
-	streams, err := Streams(cfg, httpclient.New(httpclient.Options{}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Load(context.Background(), cfg, first.Manifest, streams, nil); err != nil {
+	if err := Load(context.Background(), cfg, first.Manifest, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := scalar[int](t, query(t, cfg), "SELECT count(*) FROM signicat_accounts_history"); n != 2*want {
@@ -274,5 +273,78 @@ func TestUnknownStreamNamed(t *testing.T) {
 	res, err := Run(context.Background(), Options{Config: cfg, Streams: []string{"accounts"}})
 	if err != nil || len(res.Manifest.Streams) != 1 {
 		t.Fatalf("--streams accounts: %v %+v", err, res)
+	}
+}
+
+// fakeStream serves fixed pages: the pipeline's behaviour on shapes no sandbox stream has.
+func fakeStream(name string, key []string, pages ...[]string) *sources.Stream {
+	return &sources.Stream{Source: "test", Name: name, Key: key, Stats: &httpclient.Stats{},
+		Pages: func(ctx context.Context) iter.Seq2[sources.Page, error] {
+			return func(yield func(sources.Page, error) bool) {
+				for _, p := range pages {
+					var recs []sources.Record
+					for _, js := range p {
+						dec := json.NewDecoder(strings.NewReader(js))
+						dec.UseNumber()
+						var r sources.Record
+						if err := dec.Decode(&r); err != nil {
+							panic(err)
+						}
+						recs = append(recs, r)
+					}
+					if !yield(sources.Page{Records: recs}, nil) {
+						return
+					}
+				}
+			}
+		}}
+}
+
+func TestInferredStreamEvolvesInWarehouse(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: 2}
+	runWith := func(batch int, streams ...*sources.Stream) *Result {
+		res, err := RunStreams(context.Background(), Options{Config: cfg, BatchRows: batch}, streams)
+		if err != nil || len(res.Failed) > 0 {
+			t.Fatalf("run: %v %+v", err, res)
+		}
+		return res
+	}
+	runWith(100,
+		fakeStream("things", []string{"id"}, []string{`{"id":1,"n":5,"lines":[{"a":1},{"a":2}]}`, `{"id":2,"n":6}`}),
+		fakeStream("nothing", []string{"id"}))
+	// Run 2 widens n twice mid-run (batches of one record), adds a column, drops id 2.
+	res := runWith(1, fakeStream("things", []string{"id"},
+		[]string{`{"id":1,"n":5.5}`}, []string{`{"id":3,"n":"x","brandNew":"hello","lines":[{"a":3}]}`}))
+	rep := res.Manifest.Streams[0]
+	if !strings.Contains(strings.Join(rep.SchemaChanges, ";"), "test_things.n: widened BIGINT → DECIMAL(38,2)") ||
+		!strings.Contains(strings.Join(rep.SchemaChanges, ";"), "test_things.n: widened DECIMAL(38,2) → VARCHAR") {
+		t.Errorf("changes reported: %v", rep.SchemaChanges)
+	}
+	db := query(t, cfg)
+	if got := scalar[string](t, db, "SELECT data_type FROM duckdb_columns() WHERE table_name = 'test_things' AND column_name = 'n'"); got != "VARCHAR" {
+		t.Errorf("n is %s in the warehouse", got)
+	}
+	if got := scalar[string](t, db, "SELECT string_agg(n, ',' ORDER BY _run_id, id) FROM test_things_history"); got != "5,6,5.50,x" {
+		t.Errorf("history n = %s (every earlier value kept through the widening)", got)
+	}
+	if got := scalar[string](t, db, "SELECT string_agg(id::VARCHAR || ':' || coalesce(brand_new, '-'), ',' ORDER BY id) FROM test_things"); got != "1:-,3:hello" {
+		t.Errorf("current = %s", got)
+	}
+	if got := scalar[string](t, db, "SELECT string_agg(_parent_id || '/' || _position || '=' || a, ',' ORDER BY _parent_id, _position) FROM test_things__lines_history"); got != "1/1=1,1/2=2,3/1=3" {
+		t.Errorf("child history = %s", got)
+	}
+	if got := scalar[int](t, db, "SELECT count(*) FROM test_things__lines"); got != 1 {
+		t.Errorf("child current has %d rows, want the latest run's 1", got)
+	}
+	if got := scalar[int](t, db, "SELECT count(*) FROM test_nothing"); got != 0 {
+		t.Errorf("empty stream has %d rows", got)
+	}
+	var persisted struct {
+		Columns []struct{ Name, Type string }
+		Changes []struct{ Column, From, To string }
+	}
+	if found, err := lake.ReadSchema(cfg.OutputDir, "test_things", &persisted); !found || err != nil || len(persisted.Changes) < 4 {
+		t.Fatalf("persisted schema: %v %v %+v", found, err, persisted)
 	}
 }

@@ -24,18 +24,29 @@ const (
 	Incremental
 )
 
+// Record is one decoded API object.
+type Record = typing.Record
+
 // Page is a batch of records from one response.
 type Page struct {
-	Records []typing.Record
+	Records []Record
 }
 
 // Stream is one extractable dataset of a source.
 type Stream struct {
 	Source string
 	Name   string
-	Table  *schemas.Table // declared schema, key included
-	Mode   Mode
-	Stats  *httpclient.Stats
+	// Declared is the stream's schema from schemas/ (nil: every column is inferred from the data).
+	// Fields the API sends beyond it are inferred too, so nothing is dropped.
+	Declared *schemas.Table
+	Key      []string // key columns (warehouse names); the declared key when Declared is set
+	// MapPaths are dot-joined API paths of tenant-defined objects kept as MAP(VARCHAR, VARCHAR).
+	MapPaths []string
+	// Partition names the hive partition of a record ("invoice_month=2024-01"); nil puts every row of a
+	// run under run_date=YYYY-MM-DD.
+	Partition func(Record) string
+	Mode      Mode
+	Stats     *httpclient.Stats
 	// Pages fetches the stream; it stops at the first error, which names the endpoint.
 	Pages func(ctx context.Context) iter.Seq2[Page, error]
 }
@@ -55,6 +66,24 @@ func DecodeArray(body []byte) ([]typing.Record, error) {
 		return nil, fmt.Errorf("response has data after the JSON array")
 	}
 	return out, nil
+}
+
+// NewStream builds a stream of source with the declared schema of schemas/<source>/<name>.yaml when
+// there is one, and pages from pages.
+func NewStream(source, name string, mode Mode, key []string, pages func(context.Context, *httpclient.Stats) iter.Seq2[Page, error]) (*Stream, error) {
+	t, err := schemas.Lookup(source, name)
+	if err != nil {
+		return nil, err
+	}
+	st := &Stream{Source: source, Name: name, Declared: t, Key: key, Mode: mode, Stats: &httpclient.Stats{}}
+	if t != nil {
+		st.Key = t.Key
+	}
+	if len(st.Key) == 0 {
+		return nil, fmt.Errorf("stream %s_%s has no key", source, name)
+	}
+	st.Pages = func(ctx context.Context) iter.Seq2[Page, error] { return pages(ctx, st.Stats) }
+	return st, nil
 }
 
 // Select returns the streams named in names (all when names is empty); an unknown name is an error

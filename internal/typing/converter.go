@@ -65,51 +65,35 @@ func ArrowType(t schemas.Type) arrow.DataType {
 	return arrow.BinaryTypes.String
 }
 
-// ArrowSchema is the Arrow schema of a declared table, lineage columns last.
-func ArrowSchema(t *schemas.Table) *arrow.Schema {
-	fields := make([]arrow.Field, 0, len(t.Columns)+2)
-	for _, c := range t.Columns {
-		fields = append(fields, arrow.Field{Name: c.Name, Type: ArrowType(schemas.MustType(c.Type)), Nullable: true})
-	}
-	fields = append(fields,
-		arrow.Field{Name: RunIDColumn, Type: arrow.BinaryTypes.String},
-		arrow.Field{Name: ExtractedAtColumn, Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}})
-	return arrow.NewSchema(fields, nil)
-}
-
-// Converter appends records to an Arrow record builder for one declared table.
+// Converter appends records to an Arrow record builder for one table schema. Build a new one when the
+// schema changes.
 type Converter struct {
-	table   *schemas.Table
-	schema  *arrow.Schema
+	sch     *Schema
+	arrow   *arrow.Schema
 	b       *array.RecordBuilder
-	paths   [][]string
-	types   []schemas.Type
+	cols    []int // indexes into sch.Columns of the written columns, in Arrow field order
 	runID   string
 	extract int64 // _extracted_at in µs
 	Rejects []Reject
-	// Unknown counts fields the API sent that the declared schema does not have, by API path.
-	Unknown map[string]int
 }
 
 // NewConverter prepares a converter; runID and extractedAt fill the lineage columns.
-func NewConverter(mem memory.Allocator, t *schemas.Table, runID string, extractedAt time.Time) *Converter {
-	c := &Converter{
-		table: t, schema: ArrowSchema(t), runID: runID, extract: extractedAt.UnixMicro(),
-		Unknown: map[string]int{},
-	}
-	c.b = array.NewRecordBuilder(mem, c.schema)
-	for _, col := range t.Columns {
-		c.paths = append(c.paths, strings.Split(col.Path, "."))
-		c.types = append(c.types, schemas.MustType(col.Type))
+func NewConverter(mem memory.Allocator, sch *Schema, runID string, extractedAt time.Time) *Converter {
+	c := &Converter{sch: sch, arrow: sch.Arrow(), runID: runID, extract: extractedAt.UnixMicro()}
+	c.b = array.NewRecordBuilder(mem, c.arrow)
+	for i, col := range sch.Columns {
+		if col.Type != nullType {
+			c.cols = append(c.cols, i)
+		}
 	}
 	return c
 }
 
 // Schema is the Arrow schema the converter builds.
-func (c *Converter) Schema() *arrow.Schema { return c.schema }
+func (c *Converter) Schema() *arrow.Schema { return c.arrow }
 
 // Len is the number of rows appended since the last Flush.
-func (c *Converter) Len() int { return c.b.Field(0).Len() }
+func (c *Converter) Len() int { return c.b.Field(len(c.cols)).Len() }
 
 // Release frees the builder.
 func (c *Converter) Release() { c.b.Release() }
@@ -117,90 +101,33 @@ func (c *Converter) Release() { c.b.Release() }
 // Flush returns the rows appended so far as a record (the caller releases it) and starts a new batch.
 func (c *Converter) Flush() arrow.RecordBatch { return c.b.NewRecordBatch() }
 
-// Append converts one record into the current batch.
+// Append converts one record into the current batch. A declared column's value that does not fit its
+// type is NULL in the row and kept as a Reject; inferred columns were widened to fit by Observe.
 func (c *Converter) Append(rec Record) {
 	var key string
-	for i, col := range c.table.Columns {
-		v, present := lookup(rec, c.paths[i])
-		if !present {
-			v = nil
-		}
-		if err := appendValue(c.b.Field(i), c.types[i], v); err != nil {
+	for f, i := range c.cols {
+		col := &c.sch.Columns[i]
+		v, _ := lookup(rec, col.Path)
+		if err := appendValue(c.b.Field(f), col.typ, v); err != nil {
 			if key == "" {
 				key = c.keyOf(rec)
 			}
-			c.Rejects = append(c.Rejects, Reject{Stream: c.table.Name(), Key: key, Column: col.Name, Raw: text(v), Reason: err.Error()})
-			c.b.Field(i).AppendNull()
+			c.Rejects = append(c.Rejects, Reject{Stream: c.sch.Table, Key: key, Column: col.Name, Raw: text(v), Reason: err.Error()})
+			c.b.Field(f).AppendNull()
 		}
 	}
-	n := len(c.table.Columns)
+	n := len(c.cols)
 	c.b.Field(n).(*array.StringBuilder).Append(c.runID)
 	c.b.Field(n + 1).(*array.TimestampBuilder).Append(arrow.Timestamp(c.extract))
-	c.noteUnknown(rec, "")
 }
 
 func (c *Converter) keyOf(rec Record) string {
 	var parts []string
-	for _, k := range c.table.Key {
-		for i, col := range c.table.Columns {
-			if col.Name == k {
-				v, _ := lookup(rec, c.paths[i])
-				parts = append(parts, text(v))
-			}
-		}
+	for _, p := range c.sch.keyPaths() {
+		v, _ := lookup(rec, p)
+		parts = append(parts, text(v))
 	}
 	return strings.Join(parts, "|")
-}
-
-// noteUnknown counts API fields that no declared column reads, so they can be reported, not lost.
-func (c *Converter) noteUnknown(rec Record, prefix string) {
-	for k, v := range rec {
-		p := k
-		if prefix != "" {
-			p = prefix + "." + k
-		}
-		if c.declares(p) {
-			continue
-		}
-		if c.declaresUnder(p) {
-			if m, ok := v.(map[string]any); ok {
-				c.noteUnknown(m, p)
-				continue
-			}
-			if v == nil {
-				continue // a null parent object: its declared columns are NULL
-			}
-		}
-		c.Unknown[p]++
-	}
-}
-
-func (c *Converter) declares(p string) bool {
-	for _, col := range c.table.Columns {
-		if col.Path == p {
-			return true
-		}
-	}
-	return false
-}
-
-func (c *Converter) declaresUnder(p string) bool {
-	for _, col := range c.table.Columns {
-		if strings.HasPrefix(col.Path, p+".") {
-			return true
-		}
-	}
-	return false
-}
-
-// UnknownFields lists the undeclared API fields seen, sorted.
-func (c *Converter) UnknownFields() []string {
-	out := make([]string, 0, len(c.Unknown))
-	for k := range c.Unknown {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // lookup follows a path of object keys; a null anywhere on the way is a present NULL.

@@ -66,12 +66,6 @@ func open(path, params string) (*Warehouse, error) {
 // Close closes the database.
 func (w *Warehouse) Close() error { return w.DB.Close() }
 
-// TableSpec tells the loader how a table's current state follows from its history.
-type TableSpec struct {
-	Key         []string
-	Incremental bool // current = latest version of every key ever loaded; else the latest run's rows
-}
-
 // Reject is a rejected value to record with the run.
 type Reject = typing.Reject
 
@@ -108,9 +102,9 @@ func (w *Warehouse) ensureMeta(ctx context.Context, db execer) error {
 	return nil
 }
 
-// LoadRun loads the files of manifest m (under root) in one transaction. specs has an entry for every
-// table the manifest names. Streams that failed in the run keep their previous current state.
-func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, specs map[string]TableSpec, rejects []Reject) (err error) {
+// LoadRun loads the files of manifest m (under root) in one transaction. Streams that failed in the run
+// keep their previous current state.
+func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, rejects []Reject) (err error) {
 	if err := w.ensureMeta(ctx, w.DB); err != nil {
 		return err
 	}
@@ -138,12 +132,10 @@ func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, 
 		if s.Status != "ok" {
 			continue
 		}
-		spec, ok := specs[s.Table]
-		if !ok {
-			return fmt.Errorf("load %s: no table spec", s.Table)
-		}
-		if err := loadTable(ctx, tx, s.Table, files[s.Table], m.RunID, spec); err != nil {
-			return fmt.Errorf("load %s: %w", s.Table, err)
+		for _, t := range s.Tables {
+			if err := loadTable(ctx, tx, t, files[t.Name], m.RunID); err != nil {
+				return fmt.Errorf("load %s: %w", t.Name, err)
+			}
 		}
 	}
 	for _, r := range rejects {
@@ -158,87 +150,176 @@ func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, 
 	return tx.Commit()
 }
 
-// loadTable appends a run's files to the history table (creating it, or adding columns the snapshot
-// brings) and rebuilds the current-state table.
-func loadTable(ctx context.Context, tx *sql.Tx, table string, files []string, runID string, spec TableSpec) error {
-	hist := Quote(table + "_history")
-	if len(files) > 0 {
-		list := make([]string, len(files))
-		for i, f := range files {
-			list[i] = quoteString(f)
+// loadTable appends a run's files to the history table and rebuilds the current-state table. Files of one
+// run may differ in schema (a type widened mid-run): the table is first widened once to fit them all, so
+// an old BIGINT that ends as VARCHAR reads "5", not "5.00" via an intermediate DECIMAL.
+func loadTable(ctx context.Context, tx *sql.Tx, t lake.TableInfo, files []string, runID string) error {
+	hist := t.Name + "_history"
+	fileCols := make([][]column, len(files))
+	var all []column
+	for i, f := range files {
+		cols, err := describeFile(ctx, tx, f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", filepath.Base(f), err)
 		}
-		src := "read_parquet([" + strings.Join(list, ", ") + "], union_by_name = true)"
-		if _, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+hist+" AS SELECT * FROM "+src+" LIMIT 0"); err != nil {
-			return err
-		}
-		if err := addMissingColumns(ctx, tx, table+"_history", src); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO "+hist+" BY NAME SELECT * FROM "+src); err != nil {
-			return err
-		}
+		fileCols[i] = cols
+		all = append(all, cols...)
 	}
-	var exists int
-	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", table+"_history").Scan(&exists); err != nil {
+	target, err := reconcile(ctx, tx, hist, all)
+	if err != nil {
 		return err
 	}
-	if exists == 0 {
-		return nil // a stream that has never returned a row has no table yet
+	for i, f := range files {
+		names, casts := make([]string, len(fileCols[i])), make([]string, len(fileCols[i]))
+		for j, c := range fileCols[i] {
+			names[j] = Quote(c.name)
+			casts[j] = "CAST(" + Quote(c.name) + " AS " + target[c.name] + ")"
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+Quote(hist)+" ("+strings.Join(names, ", ")+") SELECT "+strings.Join(casts, ", ")+" FROM "+parquetSource(f)); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Base(f), err)
+		}
+	}
+	cols := columnsOf(ctx, tx, hist)
+	if len(cols) == 0 {
+		return nil
+	}
+	have := map[string]bool{}
+	for _, c := range cols {
+		have[c.name] = true
 	}
 	where := "WHERE _run_id = " + quoteString(runID)
-	if spec.Incremental {
+	if t.Incremental {
 		where = ""
 	}
-	query := "SELECT * FROM " + hist + " " + where
-	if len(spec.Key) > 0 {
-		keys := make([]string, len(spec.Key))
-		for i, k := range spec.Key {
+	query := "SELECT * FROM " + Quote(hist) + " " + where
+	keyed := len(t.Key) > 0
+	for _, k := range t.Key {
+		keyed = keyed && have[k] // an inferred stream that never had a row has no key column yet
+	}
+	if keyed {
+		keys := make([]string, len(t.Key))
+		for i, k := range t.Key {
 			keys[i] = Quote(k)
 		}
 		// The newest version of each key wins; within a run the last extracted.
 		query += " QUALIFY row_number() OVER (PARTITION BY " + strings.Join(keys, ", ") + " ORDER BY _run_id DESC, _extracted_at DESC) = 1"
 	}
-	_, err := tx.ExecContext(ctx, "CREATE OR REPLACE TABLE "+Quote(table)+" AS "+query)
+	_, err = tx.ExecContext(ctx, "CREATE OR REPLACE TABLE "+Quote(t.Name)+" AS "+query)
 	return err
 }
 
-// addMissingColumns adds to table the columns a new snapshot has and the table lacks (a new API field).
-func addMissingColumns(ctx context.Context, tx *sql.Tx, table, src string) error {
-	have := map[string]bool{}
-	rows, err := tx.QueryContext(ctx, "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", table)
+type column struct{ name, typ string }
+
+// columnsOf lists a table's columns in order; none when it does not exist.
+func columnsOf(ctx context.Context, tx *sql.Tx, table string) []column {
+	rows, err := tx.QueryContext(ctx, "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", table)
 	if err != nil {
-		return err
+		return nil
 	}
+	defer rows.Close()
+	var out []column
 	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return err
+		var c column
+		if rows.Scan(&c.name, &c.typ) == nil {
+			out = append(out, c)
 		}
-		have[c] = true
 	}
-	rows.Close()
-	rows, err = tx.QueryContext(ctx, "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "+src+")")
+	return out
+}
+
+func parquetSource(file string) string {
+	return "read_parquet(" + quoteString(file) + ", hive_partitioning = false)"
+}
+
+func describeFile(ctx context.Context, tx *sql.Tx, file string) ([]column, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "+parquetSource(file)+")")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	type col struct{ name, typ string }
-	var add []col
+	defer rows.Close()
+	var cols []column
 	for rows.Next() {
-		var c col
+		var c column
 		if err := rows.Scan(&c.name, &c.typ); err != nil {
-			rows.Close()
-			return err
+			return nil, err
 		}
-		if !have[c.name] {
-			add = append(add, c)
+		cols = append(cols, c)
+	}
+	return cols, rows.Err()
+}
+
+// reconcile makes table hold every column of cols: it creates the table, adds new columns, and widens
+// types (BIGINT → DECIMAL → VARCHAR) once to the widest any file needs. It returns each column's type.
+func reconcile(ctx context.Context, tx *sql.Tx, table string, cols []column) (map[string]string, error) {
+	existing := columnsOf(ctx, tx, table)
+	target := map[string]string{}
+	for _, c := range existing {
+		target[c.name] = c.typ
+	}
+	var order []string
+	want := map[string]string{}
+	for _, c := range cols {
+		if cur, ok := want[c.name]; ok {
+			want[c.name] = WidenType(cur, c.typ)
+			continue
+		}
+		order = append(order, c.name)
+		want[c.name] = c.typ
+	}
+	if len(existing) == 0 {
+		if len(order) == 0 {
+			return target, nil
+		}
+		defs := make([]string, len(order))
+		for i, n := range order {
+			defs[i] = Quote(n) + " " + want[n]
+			target[n] = want[n]
+		}
+		_, err := tx.ExecContext(ctx, "CREATE TABLE "+Quote(table)+" ("+strings.Join(defs, ", ")+")")
+		return target, err
+	}
+	for _, n := range order {
+		cur, ok := target[n]
+		var stmt string
+		switch {
+		case !ok:
+			stmt = "ADD COLUMN " + Quote(n) + " " + want[n]
+			target[n] = want[n]
+		case WidenType(cur, want[n]) != cur:
+			target[n] = WidenType(cur, want[n])
+			stmt = "ALTER COLUMN " + Quote(n) + " SET DATA TYPE " + target[n]
+		default:
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "ALTER TABLE "+Quote(table)+" "+stmt); err != nil {
+			return nil, err
 		}
 	}
-	rows.Close()
-	for _, c := range add {
-		if _, err := tx.ExecContext(ctx, "ALTER TABLE "+Quote(table)+" ADD COLUMN "+Quote(c.name)+" "+c.typ); err != nil {
-			return err
-		}
+	return target, nil
+}
+
+// WidenType is the narrowest DuckDB type that holds values of both a and b without loss.
+func WidenType(a, b string) string {
+	if a == b {
+		return a
 	}
-	return nil
+	scale := func(t string) (int, bool) {
+		if t == "BIGINT" || t == "INTEGER" {
+			return 0, true
+		}
+		var p, s int
+		if _, err := fmt.Sscanf(t, "DECIMAL(%d,%d)", &p, &s); err == nil {
+			return s, true
+		}
+		return 0, false
+	}
+	sa, na := scale(a)
+	sb, nb := scale(b)
+	switch {
+	case na && nb:
+		return fmt.Sprintf("DECIMAL(38,%d)", max(sa, sb))
+	case (a == "DATE" && b == "TIMESTAMP") || (a == "TIMESTAMP" && b == "DATE"):
+		return "TIMESTAMP"
+	}
+	return "VARCHAR"
 }

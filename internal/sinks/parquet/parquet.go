@@ -41,8 +41,8 @@ func Fingerprint(s *arrow.Schema) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// StreamWriter writes one table's batches of one run into part files, one open file per partition,
-// rolling to a new part after MaxRowsPerFile rows.
+// StreamWriter writes one table's batches of one run into part files, one open file per hive partition
+// (<table>/<partition>/<run id>-<seq>.parquet), rolling to a new part after MaxRowsPerFile rows.
 type StreamWriter struct {
 	root, table, runID string
 	schema             *arrow.Schema
@@ -67,6 +67,28 @@ type partFile struct {
 func NewStreamWriter(root, table, runID string, schema *arrow.Schema) *StreamWriter {
 	return &StreamWriter{root: root, table: table, runID: runID, schema: schema, MaxRowsPerFile: 1_000_000,
 		open: map[string]*partFile{}, seq: map[string]int{}}
+}
+
+// SetSchema switches the writer to a widened schema: files open with the old one are committed first, so
+// every file is self-describing.
+func (w *StreamWriter) SetSchema(s *arrow.Schema) error {
+	if Fingerprint(s) == Fingerprint(w.schema) {
+		return nil
+	}
+	parts := make([]string, 0, len(w.open))
+	for p := range w.open {
+		parts = append(parts, p)
+	}
+	sort.Strings(parts)
+	for _, p := range parts {
+		pf := w.open[p]
+		delete(w.open, p)
+		if err := w.commit(p, pf); err != nil {
+			return err
+		}
+	}
+	w.schema = s
+	return nil
 }
 
 // Write appends a batch to the partition's current file ("" = unpartitioned, else e.g.

@@ -13,7 +13,6 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
-	"github.com/ledgerlake/ledgerlake/schemas"
 )
 
 // Source is a configured GSAPI tenant.
@@ -34,23 +33,13 @@ func New(cfg *config.GSAPI, client *httpclient.Client) *Source {
 
 // Streams lists the source's streams, filtered by the config's streams list.
 func (s *Source) Streams() ([]*sources.Stream, error) {
-	orgs, err := s.stream("organizations", sources.Snapshot, func(ctx context.Context, st *httpclient.Stats) iter.Seq2[sources.Page, error] {
+	orgs, err := sources.NewStream("gsapi", "organizations", sources.Snapshot, nil, func(ctx context.Context, st *httpclient.Stats) iter.Seq2[sources.Page, error] {
 		return s.array(ctx, st, "/organizations/list", nil)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return sources.Select([]*sources.Stream{orgs}, s.cfg.Streams)
-}
-
-func (s *Source) stream(name string, mode sources.Mode, pages func(context.Context, *httpclient.Stats) iter.Seq2[sources.Page, error]) (*sources.Stream, error) {
-	t, err := schemas.Lookup("gsapi", name)
-	if err != nil {
-		return nil, err
-	}
-	st := &sources.Stream{Source: "gsapi", Name: name, Table: t, Mode: mode, Stats: &httpclient.Stats{}}
-	st.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] { return pages(ctx, st.Stats) }
-	return st, nil
 }
 
 // orgScope is the org_id / organization query the tenant's lists take.

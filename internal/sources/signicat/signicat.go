@@ -15,7 +15,6 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
-	"github.com/ledgerlake/ledgerlake/schemas"
 )
 
 // Source is a configured Signicat API.
@@ -37,21 +36,11 @@ func New(cfg *config.Signicat, client *httpclient.Client) *Source {
 
 // Streams lists the source's streams, filtered by the config's streams list.
 func (s *Source) Streams() ([]*sources.Stream, error) {
-	accounts, err := s.stream("accounts", sources.Snapshot, s.accountPages)
+	accounts, err := sources.NewStream("signicat", "accounts", sources.Snapshot, nil, s.accountPages)
 	if err != nil {
 		return nil, err
 	}
 	return sources.Select([]*sources.Stream{accounts}, s.cfg.Streams)
-}
-
-func (s *Source) stream(name string, mode sources.Mode, pages func(context.Context, *httpclient.Stats) iter.Seq2[sources.Page, error]) (*sources.Stream, error) {
-	t, err := schemas.Lookup("signicat", name)
-	if err != nil {
-		return nil, err
-	}
-	st := &sources.Stream{Source: "signicat", Name: name, Table: t, Mode: mode, Stats: &httpclient.Stats{}}
-	st.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] { return pages(ctx, st.Stats) }
-	return st, nil
 }
 
 // accountPages reads GET /accounts and then GET /accounts?deleted=true: soft-deleted accounts exist only

@@ -1,0 +1,429 @@
+package typing
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/ledgerlake/ledgerlake/schemas"
+)
+
+// Column is one column of a stream's effective schema: declared in schemas/, or inferred from the data.
+type Column struct {
+	Name        string   `json:"name"`
+	Path        []string `json:"path"` // API field names from the record root
+	Type        string   `json:"type"` // DuckDB syntax; "NULL" while only nulls have been seen
+	Declared    bool     `json:"declared,omitempty"`
+	Description string   `json:"description,omitempty"`
+	typ         schemas.Type
+}
+
+// nullType marks an inferred column that has only been null so far: it is not written until a value
+// gives it a type, so an early all-null batch cannot pin a column to VARCHAR.
+const nullType = "NULL"
+
+// Change is a recorded schema change: a new column, or a type widened to fit new data.
+type Change struct {
+	Table  string `json:"table"`
+	Column string `json:"column"`
+	From   string `json:"from,omitempty"` // empty for a new column
+	To     string `json:"to"`
+	RunID  string `json:"run_id,omitempty"`
+}
+
+func (c Change) String() string {
+	if c.From == "" || c.From == nullType {
+		return fmt.Sprintf("%s.%s: new column %s", c.Table, c.Column, c.To)
+	}
+	return fmt.Sprintf("%s.%s: widened %s → %s", c.Table, c.Column, c.From, c.To)
+}
+
+// Schema is the effective schema of one table: its declared columns (fixed types; a value that does not
+// fit is rejected) followed by inferred ones (types widen to fit: BIGINT → DECIMAL → VARCHAR). Arrays of
+// objects become child tables carrying the parent key.
+type Schema struct {
+	Table    string   `json:"table"`
+	Key      []string `json:"key"`
+	Columns  []Column `json:"columns"`
+	Children []string `json:"children,omitempty"` // API paths (dot-joined) of arrays of objects
+	Changes  []Change `json:"changes,omitempty"`  // every change ever made, oldest first
+
+	byPath   map[string]int
+	names    map[string]bool
+	maps     map[string]bool
+	children map[string]bool
+	pending  []Change // changes since the last TakeChanges
+}
+
+// NewSchema starts a table's schema from its declared columns (may be nil) and the schema persisted by
+// earlier runs (may be nil). mapPaths are dot-joined API paths of tenant-defined objects kept as
+// MAP(VARCHAR, VARCHAR) rather than flattened.
+func NewSchema(table string, key []string, declared *schemas.Table, persisted *Schema, mapPaths []string) (*Schema, error) {
+	s := &Schema{Table: table, Key: key, byPath: map[string]int{}, names: map[string]bool{}, maps: map[string]bool{}, children: map[string]bool{}}
+	for _, p := range mapPaths {
+		s.maps[p] = true
+	}
+	if declared != nil {
+		for _, c := range declared.Columns {
+			s.add(Column{Name: c.Name, Path: strings.Split(c.Path, "."), Type: schemas.MustType(c.Type).String(), Declared: true, Description: c.Description})
+		}
+	}
+	if persisted != nil {
+		for _, c := range persisted.Columns {
+			if c.Declared {
+				continue // declared columns come from schemas/, which may have changed
+			}
+			if _, ok := s.byPath[pathKey(c.Path)]; ok {
+				continue // now declared
+			}
+			if s.names[c.Name] {
+				c.Name = s.freeName(c.Name)
+			}
+			if err := s.add(c); err != nil {
+				return nil, fmt.Errorf("persisted schema of %s: %w", table, err)
+			}
+		}
+		for _, p := range persisted.Children {
+			s.children[p] = true
+		}
+		s.Changes = append(s.Changes, persisted.Changes...)
+	}
+	return s, nil
+}
+
+func pathKey(p []string) string { return strings.Join(p, "\x00") }
+
+func (s *Schema) add(c Column) error {
+	if c.Type != nullType {
+		t, err := schemas.ParseType(c.Type)
+		if err != nil {
+			return err
+		}
+		c.typ = t
+	}
+	s.byPath[pathKey(c.Path)] = len(s.Columns)
+	s.names[c.Name] = true
+	s.Columns = append(s.Columns, c)
+	return nil
+}
+
+// freeName resolves a name collision (ContractID and contract_id both give contract_id): the column
+// that came first keeps the name, later ones get _2, _3 … Persisted schemas keep names stable across runs.
+func (s *Schema) freeName(name string) string {
+	for i := 2; ; i++ {
+		if n := fmt.Sprintf("%s_%d", name, i); !s.names[n] {
+			return n
+		}
+	}
+}
+
+// Observe widens the schema to fit a batch of records and reports whether anything changed. New
+// fields are added in a deterministic order (sorted by path) so the same data gives the same names.
+func (s *Schema) Observe(recs []Record) bool {
+	seen := map[string]*observation{}
+	for _, r := range recs {
+		s.walk(r, nil, seen)
+	}
+	paths := make([]string, 0, len(seen))
+	for k := range seen {
+		paths = append(paths, k)
+	}
+	sort.Strings(paths)
+	changed := false
+	for _, k := range paths {
+		o := seen[k]
+		i, ok := s.byPath[k]
+		if !ok {
+			name := schemas.ColumnName(strings.Join(o.path, "."))
+			if name == "" {
+				name = "column"
+			}
+			if s.names[name] || name == RunIDColumn || name == ExtractedAtColumn {
+				name = s.freeName(name)
+			}
+			_ = s.add(Column{Name: name, Path: o.path, Type: nullType})
+			i = len(s.Columns) - 1
+		}
+		c := &s.Columns[i]
+		if c.Declared {
+			continue
+		}
+		to := widen(c.Type, o.typ)
+		if to != c.Type {
+			if to != nullType {
+				ch := Change{Table: s.Table, Column: c.Name, From: c.Type, To: to}
+				s.pending = append(s.pending, ch)
+				changed = true
+			}
+			c.Type = to
+			if to != nullType {
+				c.typ = schemas.MustType(to)
+			}
+		}
+	}
+	return changed
+}
+
+// TakeChanges returns the changes made since the last call, stamped with runID, and records them.
+func (s *Schema) TakeChanges(runID string) []Change {
+	out := s.pending
+	for i := range out {
+		out[i].RunID = runID
+	}
+	s.Changes = append(s.Changes, out...)
+	s.pending = nil
+	return out
+}
+
+type observation struct {
+	path []string
+	typ  string
+}
+
+// walk records the type of every field of r under path. Declared paths are skipped (their types are
+// fixed); child arrays and maps are noted.
+func (s *Schema) walk(r Record, path []string, seen map[string]*observation) {
+	for k, v := range r {
+		p := append(append([]string(nil), path...), k)
+		key := pathKey(p)
+		if i, ok := s.byPath[key]; ok && s.Columns[i].Declared {
+			if m, isMap := v.(map[string]any); isMap && s.Columns[i].typ.Kind != schemas.Map {
+				s.walk(m, p, seen) // undeclared fields inside a declared object still become columns
+			}
+			continue
+		}
+		dotted := strings.Join(p, ".")
+		switch x := v.(type) {
+		case map[string]any:
+			if s.maps[dotted] {
+				note(seen, key, p, "MAP(VARCHAR, VARCHAR)")
+			} else if s.declaresUnder(p) || len(x) > 0 {
+				s.walk(x, p, seen)
+			}
+			continue
+		case []any:
+			if isObjectArray(x) {
+				if !s.children[dotted] {
+					s.children[dotted] = true
+					s.Children = append(s.Children, dotted)
+					sort.Strings(s.Children)
+				}
+				continue
+			}
+		}
+		if s.children[dotted] {
+			continue
+		}
+		note(seen, key, p, inferType(v))
+	}
+}
+
+func (s *Schema) declaresUnder(p []string) bool {
+	prefix := pathKey(p) + "\x00"
+	for k := range s.byPath {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func note(seen map[string]*observation, key string, p []string, typ string) {
+	o := seen[key]
+	if o == nil {
+		seen[key] = &observation{path: p, typ: typ}
+		return
+	}
+	o.typ = widen(o.typ, typ)
+}
+
+func isObjectArray(a []any) bool {
+	if len(a) == 0 {
+		return false
+	}
+	for _, e := range a {
+		if _, ok := e.(map[string]any); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// inferType is the narrowest type that holds v: BOOLEAN, BIGINT, DECIMAL(38,s) for other numbers
+// (never DOUBLE: money must stay exact), DATE/TIMESTAMP/TIMESTAMPTZ for timestamps in any format of the
+// specs, VARCHAR otherwise; arrays of scalars are lists; NULL for null and "".
+func inferType(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return nullType
+	case bool:
+		return "BOOLEAN"
+	case json.Number:
+		return numberType(x.String())
+	case string:
+		if x == "" {
+			return nullType
+		}
+		if ts, zoned, err := ParseTimestamp(x); err == nil && len(x) >= 10 {
+			switch {
+			case zoned:
+				return "TIMESTAMPTZ"
+			case len(x) == 10 && ts.Hour() == 0:
+				return "DATE"
+			}
+			return "TIMESTAMP"
+		}
+		return "VARCHAR"
+	case []any:
+		elem := nullType
+		for _, e := range x {
+			if _, isObj := e.(map[string]any); isObj {
+				elem = "VARCHAR" // objects among scalars: kept as JSON text
+				continue
+			}
+			if _, isArr := e.([]any); isArr {
+				elem = "VARCHAR"
+				continue
+			}
+			elem = widen(elem, inferType(e))
+		}
+		if elem == nullType {
+			elem = "VARCHAR"
+		}
+		return elem + "[]"
+	}
+	return "VARCHAR"
+}
+
+// numberType types a JSON number literal.
+func numberType(lit string) string {
+	if !strings.ContainsAny(lit, ".eE") {
+		if _, err := strconv.ParseInt(lit, 10, 64); err == nil {
+			return "BIGINT"
+		}
+	}
+	mant, exp, err := splitDecimal(lit)
+	if err != nil {
+		return "VARCHAR"
+	}
+	digits := strings.TrimLeft(strings.TrimPrefix(mant, "-"), "0")
+	scale := max(0, -exp)
+	// Trailing zeros after the point carry no value but keep the scale the API printed.
+	intDigits := len(digits) + exp
+	if scale > 18 || intDigits+max(scale, 2) > 38 || exp > 18 {
+		return "VARCHAR"
+	}
+	return fmt.Sprintf("DECIMAL(38,%d)", max(scale, 2))
+}
+
+// widen is the narrowest type holding values of both a and b.
+func widen(a, b string) string {
+	switch {
+	case a == b:
+		return a
+	case a == nullType:
+		return b
+	case b == nullType:
+		return a
+	}
+	ta, errA := schemas.ParseType(a)
+	tb, errB := schemas.ParseType(b)
+	if errA != nil || errB != nil {
+		return "VARCHAR"
+	}
+	num := func(t schemas.Type) bool { return t.Kind == schemas.BigInt || t.Kind == schemas.Decimal }
+	switch {
+	case num(ta) && num(tb):
+		s := max(ta.Scale, tb.Scale)
+		if s == 0 {
+			return "BIGINT"
+		}
+		return fmt.Sprintf("DECIMAL(38,%d)", s)
+	case (ta.Kind == schemas.Date && tb.Kind == schemas.Timestamp) || (tb.Kind == schemas.Date && ta.Kind == schemas.Timestamp):
+		return "TIMESTAMP" // a bare date is midnight: nothing is lost
+	case ta.Kind == schemas.List && tb.Kind == schemas.List:
+		return widen(ta.Elem.String(), tb.Elem.String()) + "[]"
+	}
+	return "VARCHAR"
+}
+
+// Arrow is the Arrow schema of the columns that have a type, lineage columns last.
+func (s *Schema) Arrow() *arrow.Schema {
+	var fields []arrow.Field
+	for _, c := range s.Columns {
+		if c.Type == nullType {
+			continue
+		}
+		fields = append(fields, arrow.Field{Name: c.Name, Type: ArrowType(c.typ), Nullable: true})
+	}
+	fields = append(fields,
+		arrow.Field{Name: RunIDColumn, Type: arrow.BinaryTypes.String},
+		arrow.Field{Name: ExtractedAtColumn, Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}})
+	return arrow.NewSchema(fields, nil)
+}
+
+// Child names the child table of an array path: signicat_invoices + lines → signicat_invoices__lines.
+func (s *Schema) Child(path string) string { return s.Table + "__" + schemas.ColumnName(path) }
+
+// keyPaths returns the API paths of the key columns.
+func (s *Schema) keyPaths() [][]string {
+	out := make([][]string, 0, len(s.Key))
+	for _, k := range s.Key {
+		for _, c := range s.Columns {
+			if c.Name == k {
+				out = append(out, c.Path)
+			}
+		}
+	}
+	return out
+}
+
+// ChildRecords takes the arrays of objects out of r as child records. Each child carries the parent's
+// key as _parent_<key> columns and its 1-based _position, so child rows join back to their parent and
+// keep their order; the underscore keeps them apart from any API field.
+func (s *Schema) ChildRecords(r Record) map[string][]Record {
+	if len(s.children) == 0 {
+		return nil
+	}
+	var out map[string][]Record
+	for dotted := range s.children {
+		v, ok := lookup(r, strings.Split(dotted, "."))
+		arr, isArr := v.([]any)
+		if !ok || !isArr {
+			continue
+		}
+		if out == nil {
+			out = map[string][]Record{}
+		}
+		for i, e := range arr {
+			el, ok := e.(map[string]any)
+			if !ok {
+				continue
+			}
+			child := make(Record, len(el)+len(s.Key)+1)
+			for k, v := range el {
+				child[k] = v
+			}
+			for j, kp := range s.keyPaths() {
+				kv, _ := lookup(r, kp)
+				child["_parent_"+s.Key[j]] = kv
+			}
+			child["_position"] = json.Number(strconv.Itoa(i + 1))
+			out[dotted] = append(out[dotted], child)
+		}
+	}
+	return out
+}
+
+// ChildKey is the key of a child table: the parent's key columns and _position.
+func (s *Schema) ChildKey() []string {
+	out := make([]string, 0, len(s.Key)+1)
+	for _, k := range s.Key {
+		out = append(out, "_parent_"+k)
+	}
+	return append(out, "_position")
+}

@@ -1,0 +1,172 @@
+package typing
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+func recs(t testing.TB, js ...string) []Record {
+	out := make([]Record, len(js))
+	for i, j := range js {
+		out[i] = decode(t, j)
+	}
+	return out
+}
+
+func colType(s *Schema, name string) string {
+	for _, c := range s.Columns {
+		if c.Name == name {
+			return c.Type
+		}
+	}
+	return "(missing)"
+}
+
+func TestInferTypes(t *testing.T) {
+	s, _ := NewSchema("x_y", []string{"id"}, nil, nil, []string{"objectfields"})
+	s.Observe(recs(t, `{"id":1,"flag":true,"price":689.85,"qty":1.5,"big":99999999999,"created_date":"2022-10-31T07:45:24.867+02:00",
+		"validto":"2999-12-31 23:59:59","due":"2024-02-14","name":"Ærlig","code":"1020","empty":"","nothing":null,
+		"tags":["a","b"],"nums":[1,2.5],"organization":{"id":"o-1","country":"NO"},"objectfields":{"Quota":"","INIT.PROCEDURE":"x"}}`))
+	want := map[string]string{
+		"id": "BIGINT", "flag": "BOOLEAN", "price": "DECIMAL(38,2)", "qty": "DECIMAL(38,2)", "big": "BIGINT",
+		"created_date": "TIMESTAMPTZ", "validto": "TIMESTAMP", "due": "DATE", "name": "VARCHAR", "code": "VARCHAR",
+		"empty": nullType, "nothing": nullType, "tags": "VARCHAR[]", "nums": "DECIMAL(38,2)[]",
+		"organization__id": "VARCHAR", "organization__country": "VARCHAR", "objectfields": "MAP(VARCHAR, VARCHAR)",
+	}
+	for name, typ := range want {
+		if got := colType(s, name); got != typ {
+			t.Errorf("%s: %s, want %s", name, got, typ)
+		}
+	}
+	if strings.Contains(s.Arrow().String(), "nothing") {
+		t.Error("an all-null column was written before it has a type")
+	}
+}
+
+func TestEvolutionWidensAndRecords(t *testing.T) {
+	s, _ := NewSchema("x_y", []string{"id"}, nil, nil, nil)
+	steps := []struct {
+		rec, col, want string
+		changed        bool
+	}{
+		{`{"id":1,"n":null}`, "n", nullType, true},
+		{`{"id":2,"n":7}`, "n", "BIGINT", true},
+		{`{"id":3,"n":7.25}`, "n", "DECIMAL(38,2)", true},
+		{`{"id":4,"n":7.125}`, "n", "DECIMAL(38,3)", true},
+		{`{"id":5,"n":8}`, "n", "DECIMAL(38,3)", false},
+		{`{"id":6,"n":"n/a"}`, "n", "VARCHAR", true},
+		{`{"id":7,"n":9}`, "n", "VARCHAR", false},
+		{`{"id":8,"d":"2024-01-01"}`, "d", "DATE", true},
+		{`{"id":9,"d":"2024-01-01 12:00:00"}`, "d", "TIMESTAMP", true},
+		{`{"id":10,"d":"2024-01-01T12:00:00Z"}`, "d", "VARCHAR", true}, // zoned and zone-less mixed: text, not a guess
+	}
+	for _, st := range steps {
+		changed := s.Observe(recs(t, st.rec))
+		if got := colType(s, st.col); got != st.want || changed != st.changed {
+			t.Fatalf("after %s: %s = %s (changed %v), want %s (changed %v)", st.rec, st.col, got, changed, st.want, st.changed)
+		}
+	}
+	ch := s.TakeChanges("run-1")
+	var lines []string
+	for _, c := range ch {
+		lines = append(lines, c.String())
+	}
+	got := strings.Join(lines, "\n")
+	for _, want := range []string{"x_y.id: new column BIGINT", "x_y.n: widened BIGINT → DECIMAL(38,2)", "x_y.n: widened DECIMAL(38,3) → VARCHAR", "x_y.d: widened DATE → TIMESTAMP"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("changes lack %q:\n%s", want, got)
+		}
+	}
+	if ch[0].RunID != "run-1" || len(s.Changes) != len(ch) {
+		t.Error("changes not stamped and recorded")
+	}
+}
+
+func TestNamesAreSnakeCaseAndCollisionsStable(t *testing.T) {
+	s, _ := NewSchema("x_y", []string{"id"}, nil, nil, nil)
+	s.Observe(recs(t, `{"id":1,"ContractID":"C-1","contract_id":"c-1","lastModifiedDate":"2022-05-11T11:28:59Z","invoiceAddressCountryRegionISOCode":"NO"}`))
+	for _, name := range []string{"contract_id", "contract_id_2", "last_modified_date", "invoice_address_country_region_iso_code"} {
+		if colType(s, name) == "(missing)" {
+			t.Errorf("no column %s in %v", name, s.Columns)
+		}
+	}
+	// contract_id sorts after ContractID ("C" < "c"), so ContractID owns contract_id — on every run.
+	for _, c := range s.Columns {
+		if c.Name == "contract_id" && c.Path[0] != "ContractID" {
+			t.Errorf("contract_id is %v", c.Path)
+		}
+	}
+	// A later run starts from the persisted schema: names do not move even if the order of discovery does.
+	b, _ := json.Marshal(s)
+	var persisted Schema
+	_ = json.Unmarshal(b, &persisted)
+	s2, err := NewSchema("x_y", []string{"id"}, nil, &persisted, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Observe(recs(t, `{"contract_id":"only the lower one this time","id":2}`))
+	for _, c := range s2.Columns {
+		if c.Path[0] == "contract_id" && c.Name != "contract_id_2" {
+			t.Errorf("contract_id moved to %s", c.Name)
+		}
+	}
+}
+
+func TestDeclaredStreamsKeepExtraFieldsAndReject(t *testing.T) {
+	s, _ := NewSchema("test_things", []string{"id"}, testTable(t), nil, nil)
+	s.Observe(recs(t, `{"id":"a","amount":"12.5","brandNew":3,"org":{"id":"o","extraInOrg":true}}`))
+	if colType(s, "brand_new") != "BIGINT" || colType(s, "org__extra_in_org") != "BOOLEAN" {
+		t.Fatalf("extra fields not inferred: %v", s.Columns)
+	}
+	if colType(s, "amount") != "DECIMAL(18,2)" {
+		t.Fatal("a declared type moved")
+	}
+	s.Observe(recs(t, `{"id":"b","amount":"lots"}`))
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	c := NewConverter(mem, s, "r", time.Now())
+	defer c.Release()
+	c.Append(decode(t, `{"id":"b","amount":"lots"}`))
+	rec := c.Flush()
+	defer rec.Release()
+	if len(c.Rejects) != 1 || c.Rejects[0].Column != "amount" || c.Rejects[0].Raw != "lots" || c.Rejects[0].Key != "b" {
+		t.Fatalf("rejects %+v", c.Rejects)
+	}
+}
+
+func TestArraysOfObjectsBecomeChildRecords(t *testing.T) {
+	s, _ := NewSchema("gsapi_invoice_list", []string{"iheader_id"}, nil, nil, nil)
+	r := decode(t, `{"iheader_id":58,"headers":[{"iline_id":1,"price":10.5},{"iline_id":2,"price":0.25}],"empty":[]}`)
+	s.Observe([]Record{r})
+	if colType(s, "headers") != "(missing)" || len(s.Children) != 1 || s.Child("headers") != "gsapi_invoice_list__headers" {
+		t.Fatalf("columns %v children %v", s.Columns, s.Children)
+	}
+	kids := s.ChildRecords(r)["headers"]
+	if len(kids) != 2 || kids[1]["_parent_iheader_id"].(json.Number) != "58" || kids[1]["_position"].(json.Number) != "2" {
+		t.Fatalf("children %v", kids)
+	}
+	child, _ := NewSchema(s.Child("headers"), s.ChildKey(), nil, nil, nil)
+	child.Observe(kids)
+	for _, name := range []string{"_parent_iheader_id", "_position", "iline_id", "price"} {
+		if colType(child, name) == "(missing)" {
+			t.Errorf("child lacks %s: %v", name, child.Columns)
+		}
+	}
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	c := NewConverter(mem, child, "r", time.Now())
+	defer c.Release()
+	for _, k := range kids {
+		c.Append(k)
+	}
+	rec := c.Flush()
+	defer rec.Release()
+	if rec.NumRows() != 2 || rec.Column(0).(*array.Int64).Value(1) != 58 {
+		t.Fatalf("child batch %v", rec)
+	}
+}
