@@ -36,8 +36,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitCodeFor(err, stderr)
 	}
-	_ = fullRefresh // every stream is a full snapshot so far; watermarks come with incremental streams
-	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Streams: splitList(*streams), Logger: log})
+	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Streams: splitList(*streams), FullRefresh: *fullRefresh, Logger: log})
 	if res != nil {
 		printReport(stdout, res.Manifest)
 	}

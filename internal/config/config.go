@@ -48,6 +48,9 @@ type Signicat struct {
 	Since          Date     `yaml:"since"`
 	Streams        []string `yaml:"streams"`
 	PageLimit      int      `yaml:"page_limit"` // items per page of the {data,next} lists (default 100)
+	// LookbackDays re-fetches invoices this far behind the last run's watermark, because invoice fields
+	// such as settled change after issue (default 60).
+	LookbackDays int `yaml:"lookback_days"`
 }
 
 // GSAPI configures the Good Sign GSAPI source.
@@ -241,6 +244,12 @@ func (c *Config) validate() error {
 		}
 		if s.PageLimit == 0 {
 			s.PageLimit = 100
+		}
+		if s.LookbackDays == 0 {
+			s.LookbackDays = 60
+		}
+		if s.LookbackDays < 0 {
+			return &Error{Msg: "sources.signicat.lookback_days must not be negative"}
 		}
 		if s.PageLimit < 1 || s.PageLimit > 1000 {
 			return &Error{Msg: "sources.signicat.page_limit must be from 1 to 1000"}

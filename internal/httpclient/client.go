@@ -51,6 +51,10 @@ type Options struct {
 	Transport          http.RoundTripper
 }
 
+// maxRenewals bounds consecutive 401s answered by renewing the token: a server may expire tokens early
+// (or revoke them), so one renewal is not always enough, but endless renewal hides bad credentials.
+const maxRenewals = 4
+
 // Client sends requests with auth, limits and retries.
 type Client struct {
 	opts  Options
@@ -154,7 +158,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 	if stats == nil {
 		stats = &Stats{}
 	}
-	renewed := 0
+	rejected := 0 // consecutive 401s: any other answer resets it, so long waits cannot exhaust renewals
 	var lastErr error
 	for attempt := 1; attempt <= c.opts.MaxAttempts; attempt++ {
 		if attempt > 1 {
@@ -169,6 +173,9 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			stats.Bytes.Add(int64(len(resp.Body)))
 		}
 		var wait time.Duration
+		if resp == nil || resp.Status != http.StatusUnauthorized {
+			rejected = 0
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
@@ -177,9 +184,10 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			lastErr = fmt.Errorf("%s %s: %w", r.Method, safe, err)
 		case resp.Status >= 200 && resp.Status < 300:
 			return resp, nil
-		case resp.Status == http.StatusUnauthorized && r.Auth != nil && renewed < 2:
-			// An expired token: renew it and repeat, without counting it against the retry budget.
-			renewed++
+		case resp.Status == http.StatusUnauthorized && r.Auth != nil && rejected < maxRenewals:
+			// An expired token: renew it and repeat, without counting it against the retry budget. Tokens
+			// refused maxRenewals times in a row mean the credentials are wrong, not expired.
+			rejected++
 			attempt--
 			stats.Renewals.Add(1)
 			if err := r.Auth.Renew(ctx, token); err != nil {

@@ -64,12 +64,16 @@ type Manifest struct {
 	Files      []parquet.FileInfo `json:"files"`
 }
 
-// SchemaDir holds each table's persisted effective schema, so later runs start from it.
-const SchemaDir = "_schemas"
+// Directories beside the snapshots: each table's persisted effective schema (later runs start from it)
+// and each incremental stream's state (its watermark).
+const (
+	SchemaDir = "_schemas"
+	StateDir  = "_state"
+)
 
-// ReadSchema loads table's persisted schema into v; found is false when there is none yet.
-func ReadSchema(root, table string, v any) (found bool, err error) {
-	b, err := os.ReadFile(filepath.Join(root, SchemaDir, table+".json"))
+// ReadJSON loads root/dir/name.json into v; found is false when the file does not exist yet.
+func ReadJSON(root, dir, name string, v any) (found bool, err error) {
+	b, err := os.ReadFile(filepath.Join(root, dir, name+".json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
@@ -77,18 +81,18 @@ func ReadSchema(root, table string, v any) (found bool, err error) {
 		return false, err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("schema of %s: %w", table, err)
+		return false, fmt.Errorf("%s/%s.json: %w", dir, name, err)
 	}
 	return true, nil
 }
 
-// WriteSchema persists table's schema atomically.
-func WriteSchema(root, table string, v any) error {
+// WriteJSON replaces root/dir/name.json atomically.
+func WriteJSON(root, dir, name string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return durable.WriteFile(filepath.Join(root, SchemaDir, table+".json"), append(b, '\n'))
+	return durable.WriteFile(filepath.Join(root, dir, name+".json"), append(b, '\n'))
 }
 
 // ManifestPath is where run runID's manifest lives.

@@ -35,7 +35,9 @@ import (
 type Options struct {
 	Config  *config.Config
 	Streams []string // table names (signicat_accounts) or stream names (accounts); empty = all
-	Logger  *slog.Logger
+	// FullRefresh ignores stored watermarks: incremental streams fetch everything again.
+	FullRefresh bool
+	Logger      *slog.Logger
 	// HTTP overrides client settings (tests shorten backoff); zero fields come from the config.
 	HTTP httpclient.Options
 	// BatchRows is the Arrow batch size (default 16384): memory is bounded by it, not by stream size.
@@ -139,6 +141,13 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		log.Warn("removed unfinished files of an interrupted run", "files", n)
 	}
 
+	for _, s := range streams {
+		if s.State != nil && !opts.FullRefresh {
+			if _, err := lake.ReadJSON(cfg.OutputDir, lake.StateDir, s.TableName(), s.State); err != nil {
+				return nil, err
+			}
+		}
+	}
 	m := &lake.Manifest{RunID: lake.NewRunID(opts.Now()), StartedAt: opts.Now().UTC()}
 	log.Info("run started", "run_id", m.RunID, "streams", len(streams))
 	var (
@@ -184,6 +193,16 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	if err := lake.WriteManifest(cfg.OutputDir, m); err != nil {
 		return nil, fmt.Errorf("writing manifest: %w", err)
+	}
+	// Watermarks move only after the manifest commits the data they cover; a crash in between means the
+	// next run fetches that stretch again, and the current-state tables de-duplicate by key.
+	for i, s := range streams {
+		if s.State != nil && reports[i].Status == "ok" {
+			s.State.Watermark = s.State.Next()
+			if err := lake.WriteJSON(cfg.OutputDir, lake.StateDir, s.TableName(), s.State); err != nil {
+				return res, fmt.Errorf("storing the watermark of %s: %w", s.TableName(), err)
+			}
+		}
 	}
 	if err := Load(ctx, cfg, m, rejects); err != nil {
 		return res, err
@@ -237,7 +256,7 @@ func (r *streamRun) sink(table string, key []string, parent *typing.Schema) (*ta
 		return ts, nil
 	}
 	var persisted typing.Schema
-	found, err := lake.ReadSchema(r.root, table, &persisted)
+	found, err := lake.ReadJSON(r.root, lake.SchemaDir, table, &persisted)
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +381,7 @@ func (r *streamRun) finish() ([]parquet.FileInfo, error) {
 			r.rejects = append(r.rejects, ts.conv.Rejects...)
 		}
 		r.changes = append(r.changes, ts.sch.TakeChanges(r.runID)...)
-		if err := lake.WriteSchema(r.root, name, ts.sch); err != nil {
+		if err := lake.WriteJSON(r.root, lake.SchemaDir, name, ts.sch); err != nil {
 			return nil, err
 		}
 	}

@@ -118,7 +118,7 @@ func (s *Sandbox) handleSignicatToken(w http.ResponseWriter, r *http.Request) {
 	s.Stats.TokensIssued.Add(1)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": s.signicatTokens.issue(),
-		"expires_in":   int(s.signicatTokens.ttl / time.Second),
+		"expires_in":   max(1, int((s.signicatTokens.ttl+time.Second-1)/time.Second)), // whole seconds, as OAuth sends
 		"token_type":   "Bearer",
 		"scope":        "signicat-api",
 	})

@@ -66,12 +66,28 @@ func NewDataset(seed uint64, scale float64, until time.Time) *Dataset {
 		GSTransactions:        n(10000),
 		GSEvents:              n(500),
 	}
-	d.signicatInvoices = timeline{start: SignicatHistoryStart, end: until, n: d.SignicatInvoices}
-	gsStart := GSAPIHistoryStart
+	// Record density is fixed by scale over the default history; a later Until only appends records, so
+	// an incremental run against a sandbox with a later Until sees exactly the new ones.
+	d.signicatInvoices = newTimeline(SignicatHistoryStart, until, d.SignicatInvoices)
+	gsStart := time.Date(GSAPIHistoryStart.Year(), GSAPIHistoryStart.Month(), GSAPIHistoryStart.Day(), 0, 0, 0, 0, helsinki)
 	gsEnd := time.Date(until.Year(), until.Month(), until.Day(), 0, 0, 0, 0, helsinki)
-	d.gsInvoices = timeline{start: time.Date(gsStart.Year(), gsStart.Month(), gsStart.Day(), 0, 0, 0, 0, helsinki), end: gsEnd, n: d.GSInvoices}
-	d.gsCharges = timeline{start: d.gsInvoices.start, end: gsEnd, n: d.GSCharges}
+	d.gsInvoices = newTimeline(gsStart, gsEnd, d.GSInvoices)
+	d.gsCharges = newTimeline(gsStart, gsEnd, d.GSCharges)
+	d.SignicatInvoices, d.GSInvoices, d.GSCharges = d.signicatInvoices.n, d.gsInvoices.n, d.gsCharges.n
 	return d
+}
+
+// newTimeline spaces records so that perDefault of them fill [start, DefaultUntil), and keeps those
+// before end.
+func newTimeline(start, end time.Time, perDefault int) timeline {
+	defEnd := time.Date(DefaultUntil.Year(), DefaultUntil.Month(), DefaultUntil.Day(), 0, 0, 0, 0, start.Location())
+	t := timeline{start: start, step: defEnd.Sub(start) / time.Duration(max(1, perDefault))}
+	if perDefault == 0 || t.step <= 0 {
+		return t
+	}
+	limit := int(end.Sub(start)/t.step) + 2 // base(limit) is past end; no overflow in the search
+	t.n = sort.Search(max(0, limit), func(i int) bool { return !t.base(i).Before(end) })
+	return t
 }
 
 // Until is the exclusive end of the generated history.
@@ -97,14 +113,13 @@ func (d *Dataset) pick(stream string, i int, list []string) string {
 // records are moved to the very edges of their month (00:00:00.000 on the 1st, 23:59:59.997 on the last
 // day) so that window boundaries are exercised on purpose.
 type timeline struct {
-	start, end time.Time
-	n          int
+	start time.Time
+	step  time.Duration
+	n     int
 }
 
 func (t timeline) base(i int) time.Time {
-	span := t.end.Sub(t.start)
-	off := time.Duration(float64(span) * (float64(i) + 0.5) / float64(max(1, t.n)))
-	return t.start.Add(off).Truncate(time.Millisecond)
+	return t.start.Add(time.Duration(i)*t.step + t.step/2).Truncate(time.Millisecond)
 }
 
 // at is record i's time: usually base(i), a month edge for every 23rd and 29th record.

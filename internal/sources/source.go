@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"iter"
+	"sync"
 
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
@@ -47,6 +48,9 @@ type Stream struct {
 	Partition func(Record) string
 	Mode      Mode
 	Stats     *httpclient.Stats
+	// State is set on incremental streams: the pipeline loads the last run's watermark into it before
+	// the run and stores the advanced one after the run's manifest is committed.
+	State *State
 	// Pages fetches the stream; it stops at the first error, which names the endpoint.
 	Pages func(ctx context.Context) iter.Seq2[Page, error]
 }
@@ -79,11 +83,43 @@ func NewStream(source, name string, mode Mode, key []string, pages func(context.
 	if t != nil {
 		st.Key = t.Key
 	}
-	if len(st.Key) == 0 {
-		return nil, fmt.Errorf("stream %s_%s has no key", source, name)
-	}
 	st.Pages = func(ctx context.Context) iter.Seq2[Page, error] { return pages(ctx, st.Stats) }
 	return st, nil
+}
+
+// State is an incremental stream's memory between runs.
+type State struct {
+	// Watermark is what the last successful run reached ("" on a first or full-refresh run).
+	Watermark string `json:"watermark"`
+	mu        sync.Mutex
+	next      string
+}
+
+// Advance raises the watermark this run will store; values must sort as text (ISO dates, padded ids).
+func (s *State) Advance(w string) {
+	s.mu.Lock()
+	if w > s.next {
+		s.next = w
+	}
+	s.mu.Unlock()
+}
+
+// Next is the watermark to store after this run: the highest seen, never below the previous one.
+func (s *State) Next() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.next, s.Watermark)
+}
+
+// DecodeObject decodes one JSON object, keeping numbers exact.
+func DecodeObject(body []byte) (Record, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var out Record
+	if err := dec.Decode(&out); err != nil || out == nil {
+		return nil, fmt.Errorf("response is not a JSON object: %v", err)
+	}
+	return out, nil
 }
 
 // Select returns the streams named in names (all when names is empty); an unknown name is an error

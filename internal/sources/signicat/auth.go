@@ -31,12 +31,12 @@ func newTokenAuth(tokenURL, clientID, clientSecret string, client *http.Client) 
 	}
 }
 
-// fresh reports whether the token has more than a tenth of its life (at least 5 s) left.
+// fresh reports whether the token has more than a tenth of its life (at least 5 s, at most half) left.
 func (a *tokenAuth) fresh() bool {
 	if a.tok == nil || a.tok.AccessToken == "" {
 		return false
 	}
-	margin := max(a.ttl/10, 5*time.Second)
+	margin := min(max(a.ttl/10, 5*time.Second), a.ttl/2)
 	return a.tok.Expiry.IsZero() || time.Until(a.tok.Expiry) > margin
 }
 

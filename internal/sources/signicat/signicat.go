@@ -36,25 +36,101 @@ func New(cfg *config.Signicat, client *httpclient.Client) *Source {
 
 // Streams lists the source's streams, filtered by the config's streams list.
 func (s *Source) Streams() ([]*sources.Stream, error) {
-	accounts, err := sources.NewStream("signicat", "accounts", sources.Snapshot, nil, s.accountPages)
-	if err != nil {
-		return nil, err
+	lists := []struct {
+		name  string
+		pages func(context.Context, *httpclient.Stats) iter.Seq2[sources.Page, error]
+	}{
+		{"organizations", func(ctx context.Context, st *httpclient.Stats) iter.Seq2[sources.Page, error] {
+			return s.list(ctx, st, "/organizations", url.Values{})
+		}},
+		{"accounts", s.accountPages},
+		{"contacts", func(ctx context.Context, st *httpclient.Stats) iter.Seq2[sources.Page, error] {
+			return s.list(ctx, st, "/contacts", url.Values{})
+		}},
 	}
-	return sources.Select([]*sources.Stream{accounts}, s.cfg.Streams)
+	var all []*sources.Stream
+	for _, l := range lists {
+		st, err := sources.NewStream("signicat", l.name, sources.Snapshot, nil, l.pages)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, st)
+	}
+	for _, name := range []string{"invoices", "invoice_lines"} {
+		state := &sources.State{}
+		pages := s.listInvoices
+		if name == "invoice_lines" {
+			pages = s.invoiceLinePages
+		}
+		st, err := sources.NewStream("signicat", name, sources.Incremental, nil, func(ctx context.Context, stats *httpclient.Stats) iter.Seq2[sources.Page, error] {
+			return pages(ctx, stats, state)
+		})
+		if err != nil {
+			return nil, err
+		}
+		st.State, st.Partition = state, invoiceMonth
+		all = append(all, st)
+	}
+	return sources.Select(all, s.cfg.Streams)
 }
 
 // accountPages reads GET /accounts and then GET /accounts?deleted=true: soft-deleted accounts exist only
-// in the second list, and auditors need them.
+// in the second list, and auditors need them. Each account's products come from GET /accounts/{id},
+// fetched concurrently for the accounts of each page.
 func (s *Source) accountPages(ctx context.Context, stats *httpclient.Stats) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
-		for _, q := range []url.Values{{}, {"deleted": {"true"}}} {
+		for _, deleted := range []bool{false, true} {
+			q := url.Values{}
+			if deleted {
+				q.Set("deleted", "true")
+			}
 			for p, err := range s.list(ctx, stats, "/accounts", q) {
+				if err == nil {
+					err = s.addProducts(ctx, stats, p.Records, deleted)
+				}
 				if !yield(p, err) || err != nil {
 					return
 				}
 			}
 		}
 	}
+}
+
+// addProducts sets each account's products from its detail.
+func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, accts []sources.Record, deleted bool) error {
+	detail := func(ctx context.Context, a sources.Record) (sources.Page, error) {
+		id, _ := a["id"].(string)
+		u := s.base + "/accounts/" + url.PathEscape(id)
+		if deleted {
+			u += "?deleted=true"
+		}
+		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth, Stats: stats})
+		if err != nil {
+			return sources.Page{}, err
+		}
+		d, err := sources.DecodeObject(resp.Body)
+		if err != nil {
+			return sources.Page{}, fmt.Errorf("GET /accounts/%s: %w", url.PathEscape(id), err)
+		}
+		products := d["products"]
+		if products == nil {
+			products = []any{}
+		}
+		return sources.Page{Records: []sources.Record{{"id": id, "products": products}}}, nil
+	}
+	byID := make(map[string]sources.Record, len(accts))
+	for _, a := range accts {
+		id, _ := a["id"].(string)
+		byID[id] = a
+	}
+	for p, err := range sources.Parallel(ctx, 16, accts, detail) {
+		if err != nil {
+			return err
+		}
+		r := p.Records[0]
+		byID[r["id"].(string)]["products"] = r["products"]
+	}
+	return nil
 }
 
 // list walks a {data, next} list: next is an opaque token passed back as page (or, should it ever be

@@ -1,0 +1,143 @@
+package pipeline
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/sandbox"
+)
+
+// cents renders an amount in cents as DuckDB prints a DECIMAL(…,4) sum.
+func cents4(c int64) string { return fmt.Sprintf("%d.%02d00", c/100, c%100) }
+
+func TestSignicatEveryStreamExactly(t *testing.T) {
+	srv, cfg := setup(t, sandbox.Options{Scale: 0.1}, nil)
+	cfg.Sources.GSAPI = nil
+	res := run(t, cfg)
+	if len(res.Failed) > 0 {
+		t.Fatalf("failed: %+v", res.Failed)
+	}
+	d := srv.Data()
+	var lines, netCents, totalCents int64
+	for i := 0; i < d.SignicatInvoices; i++ {
+		var tax, net int64
+		for _, l := range d.SignicatLines(i) {
+			lines++
+			net += l.AmountCents
+			tax += l.TaxCents
+		}
+		netCents += net
+		totalCents += net + tax
+	}
+	db := query(t, cfg)
+	counts := map[string]int64{
+		"signicat_organizations": int64(2 + d.SignicatOrganizations),
+		"signicat_accounts":      int64(2 + d.SignicatAccounts + d.SignicatDeleted),
+		"signicat_contacts":      int64(1 + d.SignicatContacts),
+		"signicat_invoices":      int64(1 + d.SignicatInvoices), // + the published example ("string")
+		"signicat_invoice_lines": 1 + lines,
+	}
+	for table, want := range counts {
+		if n := scalar[int64](t, db, "SELECT count(*) FROM "+table); n != want {
+			t.Errorf("%s: %d rows, want %d", table, n, want)
+		}
+	}
+	// Exact sums: DECIMAL all the way, the published example's 0.1 included.
+	if got := scalar[string](t, db, "SELECT sum(total_invoice_amount)::VARCHAR FROM signicat_invoices"); got != cents4(totalCents+10) {
+		t.Errorf("sum(total_invoice_amount) = %s, want %s", got, cents4(totalCents+10))
+	}
+	if got := scalar[string](t, db, "SELECT sum(line_amount)::VARCHAR FROM signicat_invoice_lines"); got != cents4(netCents+10) {
+		t.Errorf("sum(line_amount) = %s, want %s", got, cents4(netCents+10))
+	}
+	// Every header equals the sum of its lines.
+	if n := scalar[int](t, db, `SELECT count(*) FROM signicat_invoices i JOIN (SELECT invoice_number, sum(line_total_charge_amount) s
+		FROM signicat_invoice_lines GROUP BY ALL) l USING (invoice_number) WHERE i.total_charge_amount <> l.s`); n != 0 {
+		t.Errorf("%d invoices whose charge differs from their lines", n)
+	}
+	if got := scalar[string](t, db, "SELECT list_sort(products)::VARCHAR FROM signicat_accounts WHERE id = 'a-ppge-ovC1eMDgt0hkgqZUSaPh'"); got != "[auth, auth-nbid, auth-sbid, sign, sign-nbid]" {
+		t.Errorf("products = %s", got)
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_accounts WHERE is_soft_deleted AND soft_deleted_at IS NOT NULL"); n != d.SignicatDeleted {
+		t.Errorf("%d soft-deleted accounts with soft_deleted_at, want %d", n, d.SignicatDeleted)
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_invoice_lines WHERE invoice_number LIKE '%-.%' OR invoice_number LIKE '%INV.%'"); n == 0 {
+		t.Error("no invoice number with '-' and '.' made it through the path escaping")
+	}
+	if typ := scalar[string](t, db, "SELECT data_type FROM duckdb_columns() WHERE table_name = 'signicat_invoices' AND column_name = 'total_invoice_amount'"); !strings.HasPrefix(typ, "DECIMAL") {
+		t.Errorf("total_invoice_amount is %s", typ)
+	}
+	for _, r := range res.Manifest.Streams {
+		if len(r.SchemaChanges) > 0 && r.Table != "signicat_accounts" {
+			// Every field the sandbox sends is declared: an extra column here means a schema gap.
+			for _, c := range r.SchemaChanges {
+				if !strings.Contains(c, "new column") || !strings.Contains(c, "_position") {
+					t.Errorf("unexpected schema change: %s", c)
+				}
+			}
+		}
+	}
+}
+
+func TestSignicatRevisionAParses(t *testing.T) {
+	srv, cfg := setup(t, sandbox.Options{Scale: 0.05, SignicatRevision: "a"}, nil)
+	cfg.Sources.GSAPI, cfg.Sources.Signicat.Streams = nil, []string{"accounts"}
+	run(t, cfg)
+	db := query(t, cfg)
+	d := srv.Data()
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_accounts"); n != 2+d.SignicatAccounts+d.SignicatDeleted {
+		t.Errorf("%d accounts", n)
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_accounts WHERE organization__entity_id IS NOT NULL"); n != 0 {
+		t.Errorf("revision a has no organisation entity ids, yet %d rows have one", n)
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_accounts WHERE organization__name IS NOT NULL"); n == 0 {
+		t.Error("organisation names missing")
+	}
+}
+
+func TestSignicatIncrementalFetchesOnlyNewInvoices(t *testing.T) {
+	until := time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
+	old, cfg := setup(t, sandbox.Options{Scale: 0.1, Until: until}, nil)
+	cfg.Sources.GSAPI, cfg.Sources.Signicat.Streams = nil, []string{"invoices"}
+	first := run(t, cfg)
+	_ = old.Close()
+	// The same data half a year later: new invoices appended, recent ones settled since.
+	srv, cfg2 := setup(t, sandbox.Options{Scale: 0.1}, nil)
+	cfg2.OutputDir, cfg2.Warehouse = cfg.OutputDir, cfg.Warehouse
+	cfg2.Sources.GSAPI, cfg2.Sources.Signicat.Streams = nil, []string{"invoices"}
+	second := run(t, cfg2)
+	r1, r2 := first.Manifest.Streams[0], second.Manifest.Streams[0]
+	d := srv.Data()
+	// The watermark is the last invoice day of run 1; run 2 starts 60 days before it.
+	var last time.Time
+	for i := 0; i < d.SignicatInvoices && d.SignicatInvoiceTime(i).Before(until); i++ {
+		last = d.SignicatInvoiceTime(i)
+	}
+	var fresh int64
+	cut := time.Date(last.Year(), last.Month(), last.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, -60)
+	for i := 0; i < d.SignicatInvoices; i++ {
+		if !d.SignicatInvoiceTime(i).Before(cut) {
+			fresh++
+		}
+	}
+	if r2.Rows != fresh {
+		t.Errorf("second run fetched %d invoices, want the %d since the watermark minus 60 days", r2.Rows, fresh)
+	}
+	if r2.Requests*3 > r1.Requests {
+		t.Errorf("second run made %d requests, the first %d", r2.Requests, r1.Requests)
+	}
+	db := query(t, cfg2)
+	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_invoices"); n != 1+d.SignicatInvoices {
+		t.Errorf("%d invoices in the warehouse, want %d", n, 1+d.SignicatInvoices)
+	}
+	if n := scalar[int](t, db, "SELECT count(*) - count(DISTINCT invoice_number) FROM signicat_invoices"); n != 0 {
+		t.Errorf("%d duplicate invoices", n)
+	}
+	// An invoice inside the look-back that became settled shows its new state.
+	if n := scalar[int](t, db, fmt.Sprintf(`SELECT count(*) FROM signicat_invoices WHERE settled AND invoice_date >= '%s' AND invoice_date < '%s'`,
+		until.AddDate(0, 0, -45).Format("2006-01-02"), until.Format("2006-01-02"))); n == 0 {
+		t.Error("no invoice in the look-back window was updated to settled")
+	}
+}
