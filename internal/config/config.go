@@ -64,6 +64,9 @@ type GSAPI struct {
 	Since        Date        `yaml:"since"`
 	Datatables   []Datatable `yaml:"datatables"`
 	Streams      []string    `yaml:"streams"`
+	// LookbackDays re-fetches windowed exports (datasync invoices, lines, charges; journals) this far
+	// behind the last run's watermark, as invoices change after issue (default 60).
+	LookbackDays int `yaml:"lookback_days"`
 }
 
 // Datatable is one table read through POST /datatable/list.
@@ -269,6 +272,12 @@ func (c *Config) validate() error {
 		if g.Since.IsZero() {
 			g.Since = Date{time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)}
 		}
+		if g.LookbackDays == 0 {
+			g.LookbackDays = 60
+		}
+		if g.LookbackDays < 0 {
+			return &Error{Msg: "sources.gsapi.lookback_days must not be negative"}
+		}
 		seen := map[string]bool{}
 		for i, d := range g.Datatables {
 			where := fmt.Sprintf("sources.gsapi.datatables[%d]", i)
@@ -281,6 +290,12 @@ func (c *Config) validate() error {
 			}
 			if d.Key == "" {
 				return &Error{Msg: where + ": key is required"}
+			}
+			if d.PageSize == 0 {
+				g.Datatables[i].PageSize = 10000
+			}
+			if d.PageSize < 0 {
+				return &Error{Msg: where + ": pagesize must be positive"}
 			}
 			if seen[strings.ToLower(d.Table)] {
 				return &Error{Msg: where + ": configured twice"}

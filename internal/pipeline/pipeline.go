@@ -29,6 +29,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/sources/gsapi"
 	"github.com/ledgerlake/ledgerlake/internal/sources/signicat"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
+	"github.com/ledgerlake/ledgerlake/schemas"
 )
 
 // Options of one run.
@@ -232,6 +233,8 @@ func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, rejects []t
 // tableSink is one table a stream writes: its own, or a child table of an array of objects.
 type tableSink struct {
 	info    lake.TableInfo
+	maps    []string // API paths kept as maps, relative to this table's records
+	fresh   bool     // no schema was persisted before this run: its columns are not news
 	sch     *typing.Schema
 	conv    *typing.Converter
 	w       *parquet.StreamWriter
@@ -251,7 +254,7 @@ type streamRun struct {
 }
 
 // sink returns the sink of table, starting its schema from the declared one and the persisted one.
-func (r *streamRun) sink(table string, key []string, parent *typing.Schema) (*tableSink, error) {
+func (r *streamRun) sink(table string, key []string, declared *schemas.Table, mapPaths []string) (*tableSink, error) {
 	if ts := r.sinks[table]; ts != nil {
 		return ts, nil
 	}
@@ -259,11 +262,6 @@ func (r *streamRun) sink(table string, key []string, parent *typing.Schema) (*ta
 	found, err := lake.ReadJSON(r.root, lake.SchemaDir, table, &persisted)
 	if err != nil {
 		return nil, err
-	}
-	var declared = r.s.Declared
-	mapPaths := r.s.MapPaths
-	if parent != nil {
-		declared, mapPaths = nil, nil
 	}
 	prev := &persisted
 	if !found {
@@ -273,7 +271,7 @@ func (r *streamRun) sink(table string, key []string, parent *typing.Schema) (*ta
 	if err != nil {
 		return nil, err
 	}
-	ts := &tableSink{info: lake.TableInfo{Name: table, Key: key, Incremental: r.s.Mode == sources.Incremental}, sch: sch}
+	ts := &tableSink{info: lake.TableInfo{Name: table, Key: key, Incremental: r.s.Mode == sources.Incremental}, sch: sch, maps: mapPaths, fresh: !found}
 	ts.w = parquet.NewStreamWriter(r.root, table, r.runID, sch.Arrow())
 	r.sinks[table] = ts
 	r.order = append(r.order, table)
@@ -309,7 +307,13 @@ func (r *streamRun) flush(ts *tableSink) error {
 	var order []string
 	for _, rec := range recs {
 		for path, children := range ts.sch.ChildRecords(rec) {
-			child, err := r.sink(ts.sch.Child(path), ts.sch.ChildKey(), ts.sch)
+			var childMaps []string
+			for _, m := range ts.maps {
+				if rest, ok := strings.CutPrefix(m, path+"."); ok {
+					childMaps = append(childMaps, rest)
+				}
+			}
+			child, err := r.sink(ts.sch.Child(path), ts.sch.ChildKey(), nil, childMaps)
 			if err != nil {
 				return err
 			}
@@ -380,7 +384,12 @@ func (r *streamRun) finish() ([]parquet.FileInfo, error) {
 		if ts.conv != nil {
 			r.rejects = append(r.rejects, ts.conv.Rejects...)
 		}
-		r.changes = append(r.changes, ts.sch.TakeChanges(r.runID)...)
+		for _, c := range ts.sch.TakeChanges(r.runID) {
+			// A table's first run discovers all its columns; only widenings are worth a report then.
+			if !ts.fresh || (c.From != "" && c.From != "NULL") {
+				r.changes = append(r.changes, c)
+			}
+		}
 		if err := lake.WriteJSON(r.root, lake.SchemaDir, name, ts.sch); err != nil {
 			return nil, err
 		}
@@ -417,7 +426,7 @@ func runStream(ctx context.Context, root, runID string, extractedAt time.Time, s
 		fillStats(&rep, s)
 		return rep, nil, nil
 	}
-	top, err := r.sink(s.TableName(), s.Key, nil)
+	top, err := r.sink(s.TableName(), s.Key, s.Declared, s.MapPaths)
 	if err != nil {
 		return fail(err)
 	}

@@ -615,7 +615,7 @@ func (s *Sandbox) gsInvoiceBatches(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	from, to := GSAPIHistoryStart.In(helsinki), s.data.until.In(helsinki)
+	from, to := s.data.gsInvoices.start, s.data.until.In(helsinki)
 	for name, dst := range map[string]*time.Time{"runstart": &from, "runend": &to} {
 		if v := q.Get(name); v != "" {
 			t, err := ParseGSTime(v)
@@ -707,7 +707,7 @@ func (s *Sandbox) gsInvoiceList(w http.ResponseWriter, r *http.Request) {
 		to = t
 	}
 	aw := newArrayWriter(w)
-	for _, i := range s.data.GSInvoicesIn(GSAPIHistoryStart.In(helsinki), to) {
+	for _, i := range s.data.GSInvoicesIn(s.data.gsInvoices.start, to) {
 		inv := s.data.GSInvoice(i)
 		if !s.data.gsUnder(inv.OrgID, root) || (q.Get("iheader_id") != "" && q.Get("iheader_id") != strconv.Itoa(inv.IHeaderID)) ||
 			(q.Get("invoice_id") != "" && q.Get("invoice_id") != strconv.Itoa(inv.InvoiceID)) {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"iter"
+	"strconv"
 	"sync"
 
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
@@ -95,10 +96,11 @@ type State struct {
 	next      string
 }
 
-// Advance raises the watermark this run will store; values must sort as text (ISO dates, padded ids).
+// Advance raises the watermark this run will store: numbers compare as numbers, anything else (ISO
+// dates) as text.
 func (s *State) Advance(w string) {
 	s.mu.Lock()
-	if w > s.next {
+	if later(w, s.next) {
 		s.next = w
 	}
 	s.mu.Unlock()
@@ -108,7 +110,22 @@ func (s *State) Advance(w string) {
 func (s *State) Next() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return max(s.next, s.Watermark)
+	if later(s.Watermark, s.next) {
+		return s.Watermark
+	}
+	return s.next
+}
+
+func later(a, b string) bool {
+	if b == "" {
+		return a != ""
+	}
+	fa, errA := strconv.ParseFloat(a, 64)
+	fb, errB := strconv.ParseFloat(b, 64)
+	if errA == nil && errB == nil {
+		return fa > fb
+	}
+	return a > b
 }
 
 // DecodeObject decodes one JSON object, keeping numbers exact.
