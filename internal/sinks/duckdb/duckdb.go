@@ -25,6 +25,9 @@ const (
 	RejectsTable = "_ledgerlake_rejects"
 )
 
+// MemoryLimit caps DuckDB's memory per process (it spills to disk beyond it).
+var MemoryLimit = "256MB"
+
 // ErrLocked means another process holds the warehouse open for writing.
 var ErrLocked = errors.New("the warehouse is locked by another process (a run in progress?)")
 
@@ -60,6 +63,14 @@ func open(path, params string) (*Warehouse, error) {
 	}
 	// One connection: DuckDB serialises writers anyway, and temp state stays on one connection.
 	db.SetMaxOpenConns(1)
+	// Bound DuckDB's memory so a load's footprint does not grow with the stream: beyond the limit it
+	// spills to a temp directory beside the warehouse. Insertion order is irrelevant to history tables.
+	for _, set := range []string{"SET memory_limit = '" + MemoryLimit + "'", "SET preserve_insertion_order = false"} {
+		if _, err := db.Exec(set); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("opening warehouse %s: %s: %w", path, set, err)
+		}
+	}
 	return &Warehouse{DB: db, Path: path}, nil
 }
 
