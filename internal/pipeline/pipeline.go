@@ -234,7 +234,7 @@ func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, rejects []t
 type tableSink struct {
 	info    lake.TableInfo
 	maps    []string // API paths kept as maps, relative to this table's records
-	fresh   bool     // no schema was persisted before this run: its columns are not news
+	fresh   bool     // an inferred table seen for the first time: discovering its columns is not news
 	sch     *typing.Schema
 	conv    *typing.Converter
 	w       *parquet.StreamWriter
@@ -271,7 +271,7 @@ func (r *streamRun) sink(table string, key []string, declared *schemas.Table, ma
 	if err != nil {
 		return nil, err
 	}
-	ts := &tableSink{info: lake.TableInfo{Name: table, Key: key, Incremental: r.s.Mode == sources.Incremental}, sch: sch, maps: mapPaths, fresh: !found}
+	ts := &tableSink{info: lake.TableInfo{Name: table, Key: key, Incremental: r.s.Mode == sources.Incremental}, sch: sch, maps: mapPaths, fresh: !found && declared == nil}
 	ts.w = parquet.NewStreamWriter(r.root, table, r.runID, sch.Arrow())
 	r.sinks[table] = ts
 	r.order = append(r.order, table)

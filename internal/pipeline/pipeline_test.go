@@ -19,6 +19,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/pipelines"
+	"github.com/ledgerlake/ledgerlake/schemas"
 )
 
 // setup starts a sandbox and returns the demo pipeline pointed at it, writing under a temp dir.
@@ -373,5 +374,31 @@ func TestInferredStreamEvolvesInWarehouse(t *testing.T) {
 	}
 	if found, err := lake.ReadJSON(cfg.OutputDir, lake.SchemaDir, "test_things", &persisted); !found || err != nil || len(persisted.Changes) < 4 {
 		t.Fatalf("persisted schema: %v %v %+v", found, err, persisted)
+	}
+}
+
+// A field the declared schema lacks is kept (typed by inference) and reported, even on the first run.
+func TestDeclaredStreamReportsExtraFields(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: 1}
+	s := fakeStream("contacts", []string{"id"}, []string{`{"id":"c-1","name":"Åse","nickname":"åsa","organization":{"id":"o-1","tier":3}}`})
+	decl, err := schemas.Lookup("signicat", "contacts")
+	if err != nil || decl == nil {
+		t.Fatal(err)
+	}
+	s.Declared = decl
+	res, err := RunStreams(context.Background(), Options{Config: cfg}, []*sources.Stream{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(res.Manifest.Streams[0].SchemaChanges, "; ")
+	for _, want := range []string{"test_contacts.nickname: new column VARCHAR", "test_contacts.organization__tier: new column BIGINT"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("changes %q lack %q", got, want)
+		}
+	}
+	db := query(t, cfg)
+	if n := scalar[int](t, db, "SELECT count(*) FROM test_contacts WHERE nickname = 'åsa' AND organization__tier = 3 AND name = 'Åse'"); n != 1 {
+		t.Error("the extra fields did not land")
 	}
 }
