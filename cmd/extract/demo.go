@@ -73,7 +73,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "ledgerlake demo: sandbox at %s (scale %g), lake %s, warehouse %s\n\n", srv.URL, *scale, cfg.OutputDir, cfg.Warehouse)
 	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Logger: log})
 	if res != nil {
-		printReport(stdout, res.Manifest)
+		printReport(stdout, res)
 	}
 	if err != nil {
 		return exitCodeFor(err, stderr)
@@ -98,7 +98,7 @@ Next steps:
   extract sandbox --addr 127.0.0.1:8080 --latency 20ms --faults all=0.05   # the simulated APIs, by hand
   Real APIs: set the variables listed in pipelines/nightly.yaml, then  extract run --config pipelines/nightly.yaml
 `, cfg.Warehouse, cfg.OutputDir)
-	if len(res.Failed) > 0 {
+	if !res.OK() {
 		return exitFailed
 	}
 	return exitOK

@@ -29,6 +29,7 @@ Usage:
   extract sandbox [--addr] [--scale] [--latency] [--faults]   serve the simulated APIs
   extract query [--db FILE] [--format table|csv|json] SQL      query the warehouse (read-only)
   extract verify [--config FILE]      re-hash snapshots against their manifests
+  extract docs [--db FILE] [--out F]  Markdown documentation of every table, column and model
 
 Run "extract COMMAND --help" for a command's flags.
 Exit codes: 0 success; 1 a stream or check failed (others completed and were kept); 2 bad usage or config.
@@ -47,6 +48,7 @@ var commands = map[string]command{
 	"sandbox": {"serve the simulated APIs", sandboxCmd},
 	"query":   {"run SQL against the warehouse", queryCmd},
 	"verify":  {"re-hash snapshots against their manifests", verifyCmd},
+	"docs":    {"document every table and column", docsCmd},
 }
 
 func main() {

@@ -40,6 +40,12 @@ func TestDemoQueryVerify(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "nope") || strings.Contains(stderr, "goroutine") {
 		t.Fatalf("bad SQL: %d %s", code, stderr)
 	}
+	code, out, _ = cli(t, "docs", "--db", db)
+	for _, want := range []string{"### signicat_invoices", "| total_invoice_amount | DECIMAL(18,4) |", "### fct_invoice (table)", "Reads: stg_gsapi_invoices", "| objectfields | MAP(VARCHAR, VARCHAR) |"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("docs (exit %d) lacks %q", code, want)
+		}
+	}
 	lakeDir := filepath.Join(dir, "lake")
 	if code, out, _ := cli(t, "verify", "--lake", lakeDir); code != 0 || !strings.Contains(out, "0 problems") {
 		t.Fatalf("verify: %d %s", code, out)

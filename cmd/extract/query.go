@@ -65,6 +65,14 @@ func runQuery(ctx context.Context, db *sql.DB, query, format string, w io.Writer
 	if err != nil {
 		return err
 	}
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return err
+	}
+	isDate := make([]bool, len(types))
+	for i, t := range types {
+		isDate[i] = t.DatabaseTypeName() == "DATE"
+	}
 	var table [][]string
 	var objects []map[string]any
 	cw := csv.NewWriter(w)
@@ -95,6 +103,10 @@ func runQuery(ctx context.Context, db *sql.DB, query, format string, w io.Writer
 		default:
 			rec := make([]string, len(cols))
 			for i, v := range vals {
+				if t, ok := v.(time.Time); ok && isDate[i] {
+					rec[i] = t.Format("2006-01-02")
+					continue
+				}
 				rec[i] = formatValue(v)
 			}
 			if format == "csv" {

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
-	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 )
 
@@ -38,12 +37,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Streams: splitList(*streams), FullRefresh: *fullRefresh, Logger: log})
 	if res != nil {
-		printReport(stdout, res.Manifest)
+		printReport(stdout, res)
 	}
 	if err != nil {
 		return exitCodeFor(err, stderr)
 	}
-	if len(res.Failed) > 0 {
+	if !res.OK() {
 		return exitFailed
 	}
 	return exitOK
@@ -59,8 +58,9 @@ func splitList(s string) []string {
 	return out
 }
 
-// printReport prints the per-stream summary of a run.
-func printReport(w io.Writer, m *lake.Manifest) {
+// printReport prints the per-stream summary of a run and the data tests.
+func printReport(w io.Writer, res *pipeline.Result) {
+	m := res.Manifest
 	fmt.Fprintf(w, "run %s: %s in %.1fs\n\n", m.RunID, m.Status, m.FinishedAt.Sub(m.StartedAt).Seconds())
 	rows := [][]string{{"table", "status", "rows", "rejects", "requests", "retries", "MB", "seconds"}}
 	for _, s := range m.Streams {
@@ -72,5 +72,28 @@ func printReport(w io.Writer, m *lake.Manifest) {
 		if s.Error != "" {
 			fmt.Fprintf(w, "\n%s failed: %s\n", s.Table, s.Error)
 		}
+		for _, c := range s.SchemaChanges {
+			fmt.Fprintf(w, "schema: %s\n", c)
+		}
 	}
+	if res.Models == nil {
+		return
+	}
+	passed, failed, skipped := 0, 0, 0
+	for _, t := range res.Models.Tests {
+		switch {
+		case t.Failed():
+			failed++
+			fmt.Fprintf(w, "\ndata test %s FAILED: %d rows%s\n", t.Name, t.Failures, map[bool]string{true: " (" + t.Error + ")"}[t.Error != ""])
+			for _, s := range t.Sample {
+				fmt.Fprintf(w, "  %s\n", s)
+			}
+		case t.Skipped != "":
+			skipped++
+		default:
+			passed++
+		}
+	}
+	fmt.Fprintf(w, "\nmodels: %d built, %d skipped; data tests: %d passed, %d failed, %d skipped\n",
+		len(res.Models.Built), len(res.Models.Skipped), passed, failed, skipped)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/durable"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
@@ -50,6 +51,22 @@ type Options struct {
 type Result struct {
 	Manifest *lake.Manifest
 	Failed   []lake.StreamReport
+	Models   *models.Report // SQL models built and data tests run after the load
+}
+
+// OK reports whether every stream succeeded and every data test passed.
+func (r *Result) OK() bool {
+	if len(r.Failed) > 0 {
+		return false
+	}
+	if r.Models != nil {
+		for _, t := range r.Models.Tests {
+			if t.Failed() {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ErrBusy means another run holds the output directory.
@@ -205,29 +222,40 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 			}
 		}
 	}
-	if err := Load(ctx, cfg, m, rejects); err != nil {
+	if res.Models, err = Load(ctx, cfg, m, rejects); err != nil {
 		return res, err
 	}
 	log.Info("run finished", "run_id", m.RunID, "status", m.Status, "seconds", round(m.FinishedAt.Sub(m.StartedAt).Seconds()))
 	return res, nil
 }
 
-// Load loads a written run into the warehouse.
-func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, rejects []typing.Reject) error {
+// Load loads a written run into the warehouse, then builds the SQL models and runs the data tests.
+// A failing model or test leaves the loaded data in place.
+func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
 	if dir := filepath.Dir(cfg.Warehouse); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	wh, err := duckdb.Open(cfg.Warehouse)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer wh.Close()
 	if err := wh.LoadRun(ctx, cfg.OutputDir, m, rejects); err != nil {
-		return fmt.Errorf("loading run %s into %s: %w", m.RunID, cfg.Warehouse, err)
+		return nil, fmt.Errorf("loading run %s into %s: %w", m.RunID, cfg.Warehouse, err)
 	}
-	return nil
+	var tables []lake.TableInfo
+	for _, s := range m.Streams {
+		if s.Status == "ok" {
+			tables = append(tables, s.Tables...)
+		}
+	}
+	rep, err := models.Run(ctx, wh.DB, m.RunID, tables)
+	if err != nil {
+		return rep, fmt.Errorf("run %s is loaded, but the SQL models failed: %w", m.RunID, err)
+	}
+	return rep, nil
 }
 
 // tableSink is one table a stream writes: its own, or a child table of an array of objects.

@@ -206,7 +206,7 @@ func TestSecondRunKeepsHistoryWithoutDoubling(t *testing.T) {
 	}
 	wh.Close() // DuckDB allows one configuration per file in a process: read-only must close before loading
 	// Loading a run again changes nothing.
-	if err := Load(context.Background(), cfg, first.Manifest, nil); err != nil {
+	if _, err := Load(context.Background(), cfg, first.Manifest, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := scalar[int](t, query(t, cfg), "SELECT count(*) FROM signicat_accounts_history"); n != 2*want {
