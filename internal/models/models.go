@@ -262,7 +262,16 @@ func missing(m *Model, exists map[string]bool, skipped map[string]string) string
 }
 
 func relations(ctx context.Context, db *dbsql.DB) (map[string]bool, error) {
-	rows, err := db.QueryContext(ctx, "SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal")
+	return nameSet(ctx, db, "SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal")
+}
+
+func columns(ctx context.Context, db *dbsql.DB, table string) (map[string]bool, error) {
+	return nameSet(ctx, db, "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", table)
+}
+
+// nameSet collects a one-column query's strings.
+func nameSet(ctx context.Context, db *dbsql.DB, q string, args ...any) (map[string]bool, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -274,23 +283,6 @@ func relations(ctx context.Context, db *dbsql.DB) (map[string]bool, error) {
 			return nil, err
 		}
 		out[n] = true
-	}
-	return out, rows.Err()
-}
-
-func columns(ctx context.Context, db *dbsql.DB, table string) (map[string]bool, error) {
-	rows, err := db.QueryContext(ctx, "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", table)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, err
-		}
-		out[c] = true
 	}
 	return out, rows.Err()
 }

@@ -90,9 +90,6 @@ func newTimeline(start, end time.Time, perDefault int) timeline {
 	return t
 }
 
-// Until is the exclusive end of the generated history.
-func (d *Dataset) Until() time.Time { return d.until }
-
 // h is a splitmix64 hash of (seed, stream, i): the only source of randomness in the data.
 func (d *Dataset) h(stream string, i int) uint64 {
 	x := d.seed ^ uint64(i)*0x9E3779B97F4A7C15

@@ -56,16 +56,3 @@ func Parallel[T any](ctx context.Context, limit int, tasks []T, fetch func(conte
 		}
 	}
 }
-
-// Concat yields the pages of each sequence in turn.
-func Concat(seqs ...iter.Seq2[Page, error]) iter.Seq2[Page, error] {
-	return func(yield func(Page, error) bool) {
-		for _, s := range seqs {
-			for p, err := range s {
-				if !yield(p, err) || err != nil {
-					return
-				}
-			}
-		}
-	}
-}

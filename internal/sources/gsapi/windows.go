@@ -18,37 +18,10 @@ import (
 // gsLayout is how window bounds are sent: the tenant's wall-clock time with milliseconds.
 const gsLayout = "2006-01-02 15:04:05.000"
 
-// window is one calendar month in the tenant's local time. Both ends are sent and both are inclusive
-// on the server, so consecutive windows share exactly one instant (the next month's 00:00:00.000); the
+// Windows are calendar months in the tenant's local time. Both ends are sent and both are inclusive on
+// the server, so consecutive windows share exactly one instant (the next month's 00:00:00.000); the
 // stream de-duplicates records by key, so a record at 23:59:59.997 or at 00:00:00.000 lands exactly
 // once whatever precision the server keeps.
-type window struct{ from, to time.Time }
-
-func monthWindows(since, until time.Time) []window {
-	var out []window
-	for from := since; from.Before(until); {
-		to := time.Date(from.Year(), from.Month()+1, 1, 0, 0, 0, 0, time.UTC)
-		if to.After(until) {
-			to = until
-		}
-		out = append(out, window{from, to})
-		from = to
-	}
-	return out
-}
-
-// since is where a windowed stream starts: the configured since, or the last watermark minus the look-back.
-func (s *Source) since(st *sources.State) time.Time {
-	since := s.cfg.Since.Time
-	if st != nil && st.Watermark != "" {
-		if w, err := time.Parse("2006-01-02", st.Watermark); err == nil {
-			if back := w.AddDate(0, 0, -s.cfg.LookbackDays); back.After(since) {
-				since = back
-			}
-		}
-	}
-	return time.Date(since.Year(), since.Month(), since.Day(), 0, 0, 0, 0, time.UTC)
-}
 
 // dedup remembers the records a stream has yielded, by key fields when the record has them, else by
 // its whole content, so the shared boundary instant of two windows never doubles a row.
@@ -89,16 +62,15 @@ func (d *dedup) fresh(r typing.Record) bool {
 // concurrently, and yields every record once. The watermark is the day the run reached.
 func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sources.State, path string, q url.Values, key []string) iter.Seq2[sources.Page, error] {
 	now := time.Now().UTC()
-	until := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, 1)
-	ws := monthWindows(s.since(st), until)
+	ws := sources.MonthWindows(sources.Resume(s.cfg.Since.Time, st, s.cfg.LookbackDays), sources.Tomorrow(now))
 	dd := newDedup(key)
-	fetch := func(ctx context.Context, w window) (sources.Page, error) {
+	fetch := func(ctx context.Context, w sources.Window) (sources.Page, error) {
 		wq := url.Values{}
 		for k, v := range q {
 			wq[k] = v
 		}
-		wq.Set("startdate", w.from.Format(gsLayout))
-		wq.Set("enddate", w.to.Format(gsLayout))
+		wq.Set("startdate", w.From.Format(gsLayout))
+		wq.Set("enddate", w.To.Format(gsLayout))
 		page, err := s.get(ctx, stats, path, wq)
 		if err != nil {
 			return page, err

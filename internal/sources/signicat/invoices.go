@@ -16,36 +16,6 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 )
 
-// window is one month of invoice dates, [from, to).
-type window struct{ from, to time.Time }
-
-// windows covers [since, until) with calendar months: no gap, no overlap.
-func windows(since, until time.Time) []window {
-	var out []window
-	for from := since; from.Before(until); {
-		to := time.Date(from.Year(), from.Month()+1, 1, 0, 0, 0, 0, time.UTC)
-		if to.After(until) {
-			to = until
-		}
-		out = append(out, window{from, to})
-		from = to
-	}
-	return out
-}
-
-// invoiceSince is where this run starts: the configured since, or the last watermark minus the look-back.
-func (s *Source) invoiceSince(st *sources.State) time.Time {
-	since := s.cfg.Since.Time
-	if st != nil && st.Watermark != "" {
-		if w, err := time.Parse("2006-01-02", st.Watermark); err == nil {
-			if back := w.AddDate(0, 0, -s.cfg.LookbackDays); back.After(since) {
-				since = back
-			}
-		}
-	}
-	return time.Date(since.Year(), since.Month(), since.Day(), 0, 0, 0, 0, time.UTC)
-}
-
 // invoiceDay is an invoice's date as YYYY-MM-DD, for watermarks and the invoice_month partition.
 func invoiceDay(r sources.Record) string {
 	if d, ok := r["invoiceDate"].(string); ok && len(d) >= 10 {
@@ -65,15 +35,13 @@ func invoiceMonth(r sources.Record) string {
 // does not say whether invoiceDateAfter/Before are inclusive, so each window asks one day wider on both
 // sides and invoices are de-duplicated by invoiceNumber: every reading of the bounds loses nothing.
 func (s *Source) listInvoices(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
-	now := time.Now().UTC()
-	until := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, 1)
-	ws := windows(s.invoiceSince(st), until)
+	ws := sources.MonthWindows(sources.Resume(s.cfg.Since.Time, st, s.cfg.LookbackDays), sources.Tomorrow(time.Now()))
 	var mu sync.Mutex
 	seen := map[string]bool{}
-	fetch := func(ctx context.Context, w window) (sources.Page, error) {
+	fetch := func(ctx context.Context, w sources.Window) (sources.Page, error) {
 		q := url.Values{
-			"invoiceDateAfter":  {w.from.AddDate(0, 0, -1).Format("2006-01-02")},
-			"invoiceDateBefore": {w.to.AddDate(0, 0, 1).Format("2006-01-02")},
+			"invoiceDateAfter":  {w.From.AddDate(0, 0, -1).Format("2006-01-02")},
+			"invoiceDateBefore": {w.To.AddDate(0, 0, 1).Format("2006-01-02")},
 		}
 		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoices?" + q.Encode(), Auth: s.auth, Stats: stats, Header: s.orgHeader()})
 		if err != nil {

@@ -1,0 +1,40 @@
+package sources
+
+import "time"
+
+// Window is one stretch of a windowed read, [From, To).
+type Window struct{ From, To time.Time }
+
+// MonthWindows covers [since, until) with calendar months (UTC wall clock): no gap, no overlap. How a
+// window's ends are sent, and how much they overlap, is each endpoint's business.
+func MonthWindows(since, until time.Time) []Window {
+	var out []Window
+	for from := since; from.Before(until); {
+		to := time.Date(from.Year(), from.Month()+1, 1, 0, 0, 0, 0, time.UTC)
+		if to.After(until) {
+			to = until
+		}
+		out = append(out, Window{from, to})
+		from = to
+	}
+	return out
+}
+
+// Resume is where an incremental windowed read starts: since on a first or full-refresh run, else the
+// stored watermark (a YYYY-MM-DD day) minus lookbackDays, never before since; always a UTC midnight.
+func Resume(since time.Time, st *State, lookbackDays int) time.Time {
+	if st != nil && st.Watermark != "" {
+		if w, err := time.Parse("2006-01-02", st.Watermark); err == nil {
+			if back := w.AddDate(0, 0, -lookbackDays); back.After(since) {
+				since = back
+			}
+		}
+	}
+	return time.Date(since.Year(), since.Month(), since.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// Tomorrow is the end of a windowed read that runs up to now: the next UTC midnight.
+func Tomorrow(now time.Time) time.Time {
+	now = now.UTC()
+	return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, 1)
+}
