@@ -221,16 +221,9 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 }
 
 // attempt sends once within the host's concurrency and rate limits and reads the whole body.
+// Credentials are obtained before a slot is taken: a login may itself be a request to the same host
+// (GSAPI's /welcome), and requests holding every slot while waiting for that login would deadlock.
 func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (*Response, string, error) {
-	if err := hs.sem.Acquire(ctx, 1); err != nil {
-		return nil, "", err
-	}
-	defer hs.sem.Release(1)
-	if hs.limiter != nil {
-		if err := hs.limiter.Wait(ctx); err != nil {
-			return nil, "", err
-		}
-	}
 	actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
 	defer cancel()
 	var body io.Reader
@@ -252,6 +245,15 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 	if r.Auth != nil {
 		if token, err = r.Auth.Authorize(ctx, req); err != nil {
 			return nil, "", fmt.Errorf("authenticating: %w", err)
+		}
+	}
+	if err := hs.sem.Acquire(ctx, 1); err != nil {
+		return nil, "", err
+	}
+	defer hs.sem.Release(1)
+	if hs.limiter != nil {
+		if err := hs.limiter.Wait(ctx); err != nil {
+			return nil, "", err
 		}
 	}
 	resp, err := c.http.Do(req)

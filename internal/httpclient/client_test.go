@@ -188,3 +188,57 @@ func TestErrorsRedactSecretsInURLs(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// blockingLogin logs in through the same client and host, as GSAPI's /welcome does.
+type blockingLogin struct {
+	c     *Client
+	url   string
+	mu    sync.Mutex
+	token string
+}
+
+func (a *blockingLogin) Authorize(ctx context.Context, r *http.Request) (string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.token == "" {
+		if _, err := a.c.Do(ctx, Request{Method: "GET", URL: a.url + "/login"}); err != nil {
+			return "", err
+		}
+		a.token = "t"
+	}
+	r.Header.Set("Authorization", "Bearer "+a.token)
+	return a.token, nil
+}
+
+func (a *blockingLogin) Renew(context.Context, string) error {
+	a.mu.Lock()
+	a.token = ""
+	a.mu.Unlock()
+	return nil
+}
+
+// Many requests needing a login through the same host at once must not deadlock on the host's slots.
+func TestLoginThroughTheSameHostDoesNotDeadlock(t *testing.T) {
+	srv, _ := script(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(5 * time.Millisecond)
+		ok(w, r)
+	})
+	c := New(Options{PerHostConcurrency: 2})
+	a := &blockingLogin{c: c, url: srv.URL}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Do(ctx, Request{Method: "GET", URL: srv.URL + "/x", Auth: a}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatal("deadlocked")
+	}
+}

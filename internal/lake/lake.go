@@ -67,8 +67,9 @@ type Manifest struct {
 // Directories beside the snapshots: each table's persisted effective schema (later runs start from it)
 // and each incremental stream's state (its watermark).
 const (
-	SchemaDir = "_schemas"
-	StateDir  = "_state"
+	SchemaDir  = "_schemas"
+	StateDir   = "_state"
+	RejectsDir = "_rejects"
 )
 
 // ReadJSON loads root/dir/name.json into v; found is false when the file does not exist yet.
@@ -136,6 +137,41 @@ func ReadManifests(root string) ([]*Manifest, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].RunID < out[j].RunID })
 	return out, nil
+}
+
+// RemoveOrphans deletes snapshot files that no manifest lists: parts a killed run committed before it
+// could write its manifest. Call it only while holding the output lock. Files outside the
+// <table>/<partition>/<run id>-<seq>.parquet layout are left alone.
+func RemoveOrphans(root string, ms []*Manifest) (int, error) {
+	listed := map[string]bool{}
+	for _, m := range ms {
+		for _, f := range m.Files {
+			listed[f.Path] = true
+		}
+	}
+	n := 0
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != root && strings.HasPrefix(d.Name(), "_") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
+		if !strings.HasSuffix(rel, ".parquet") || listed[rel] || strings.Count(rel, "/") < 2 {
+			return nil
+		}
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
 }
 
 // Problem is a file that does not match its manifest.

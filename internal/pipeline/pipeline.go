@@ -153,10 +153,8 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		return nil, err
 	}
 	defer unlock()
-	if n, err := durable.RemoveTemps(cfg.OutputDir); err != nil {
+	if err := recoverInterrupted(ctx, cfg, log); err != nil {
 		return nil, err
-	} else if n > 0 {
-		log.Warn("removed unfinished files of an interrupted run", "files", n)
 	}
 
 	for _, s := range streams {
@@ -196,7 +194,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	_ = g.Wait()
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("run %s interrupted; completed streams' files are kept but not loaded: %w", m.RunID, ctx.Err())
+		return nil, fmt.Errorf("run %s interrupted before its manifest: nothing of it was committed, the next run fetches it again: %w", m.RunID, ctx.Err())
 	}
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
 	m.Streams = reports
@@ -207,6 +205,12 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		if r.Status != "ok" {
 			m.Status = "partial"
 			res.Failed = append(res.Failed, r)
+		}
+	}
+	if len(rejects) > 0 {
+		// Written before the manifest, so a run loaded after a crash still records its rejects.
+		if err := lake.WriteJSON(cfg.OutputDir, lake.RejectsDir, m.RunID, rejects); err != nil {
+			return nil, fmt.Errorf("writing rejects: %w", err)
 		}
 	}
 	if err := lake.WriteManifest(cfg.OutputDir, m); err != nil {
@@ -227,6 +231,63 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	log.Info("run finished", "run_id", m.RunID, "status", m.Status, "seconds", round(m.FinishedAt.Sub(m.StartedAt).Seconds()))
 	return res, nil
+}
+
+// recoverInterrupted repairs what a killed run left (it holds the output lock, so nothing else is
+// writing): unfinished temporary files and committed part files that no manifest lists are removed,
+// and runs whose manifest was committed but whose load never finished are loaded now, oldest first —
+// their watermarks have already moved, so skipping them would lose their rows.
+func recoverInterrupted(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if n, err := durable.RemoveTemps(cfg.OutputDir); err != nil {
+		return err
+	} else if n > 0 {
+		log.Warn("removed unfinished files of an interrupted run", "files", n)
+	}
+	ms, err := lake.ReadManifests(cfg.OutputDir)
+	if err != nil {
+		return err
+	}
+	n, err := lake.RemoveOrphans(cfg.OutputDir, ms)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Warn("removed snapshot files of an interrupted run that never committed", "files", n)
+	}
+	if len(ms) == 0 {
+		return nil
+	}
+	// A missing warehouse is created and rebuilt from every run in the lake.
+	if err := os.MkdirAll(filepath.Dir(cfg.Warehouse), 0o755); err != nil {
+		return err
+	}
+	wh, err := duckdb.Open(cfg.Warehouse)
+	if err != nil {
+		return err
+	}
+	var pending []*lake.Manifest
+	for _, m := range ms {
+		loaded, err := wh.Loaded(ctx, m.RunID)
+		if err != nil {
+			wh.Close()
+			return err
+		}
+		if !loaded {
+			pending = append(pending, m)
+		}
+	}
+	wh.Close()
+	for _, m := range pending {
+		var rejects []typing.Reject
+		if _, err := lake.ReadJSON(cfg.OutputDir, lake.RejectsDir, m.RunID, &rejects); err != nil {
+			return err
+		}
+		log.Warn("loading a run that was interrupted before its load finished", "run_id", m.RunID)
+		if _, err := Load(ctx, cfg, m, rejects); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Load loads a written run into the warehouse, then builds the SQL models and runs the data tests.

@@ -105,6 +105,9 @@ type Options struct {
 	Concurrency int           // per-API requests in flight; above it requests get 429 (0 = unlimited)
 	TokenTTL    time.Duration // Signicat expires_in and GSAPI sliding token lifetime (0 = 600 s / 1440 min)
 	Faults      Faults
+	// RetryAfter is what injected 429/503 faults ask clients to wait (default 1 s; 0 sends "0", which
+	// keeps chaos tests fast while still exercising the header).
+	RetryAfter *time.Duration
 	// IgnoreSortorder makes datatable/list ignore sortorder as if it were absent: every page is page 1.
 	IgnoreSortorder bool
 	// SignicatRevision selects which published reference revision the account payloads follow: "a" or "b".
@@ -255,11 +258,12 @@ func (s *Sandbox) injectFault(w http.ResponseWriter, r *http.Request, api string
 		return true
 	case s.roll(f.RateLimited):
 		s.Stats.Faults.Add(1)
-		s.tooMany(w, api, time.Duration(1+s.intn(2))*time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(s.faultRetryAfter()))
+		writeAPIError(w, api, http.StatusTooManyRequests, "Too many requests")
 		return true
 	case s.roll(f.Unavailable):
 		s.Stats.Faults.Add(1)
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", strconv.Itoa(s.faultRetryAfter()))
 		writeAPIError(w, api, http.StatusServiceUnavailable, "Service temporarily unavailable")
 		return true
 	case s.roll(f.ServerError):
@@ -284,6 +288,13 @@ func (s *Sandbox) injectFault(w http.ResponseWriter, r *http.Request, api string
 		return true
 	}
 	return false
+}
+
+func (s *Sandbox) faultRetryAfter() int {
+	if s.opts.RetryAfter != nil {
+		return int(*s.opts.RetryAfter / time.Second)
+	}
+	return 1 + s.intn(2)
 }
 
 func (s *Sandbox) intn(n int) int {

@@ -1,0 +1,276 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/sandbox"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+)
+
+// TestMain lets the chaos test run this test binary as a child pipeline it can kill -9.
+func TestMain(m *testing.M) {
+	if path := os.Getenv("LEDGERLAKE_CHILD_CONFIG"); path != "" {
+		cfg, err := config.Load(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if !res.OK() {
+			fmt.Fprintf(os.Stderr, "failed: %+v %+v\n", res.Failed, res.Models)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+const chaosPipeline = `
+output_dir: %[1]s/lake
+warehouse: %[1]s/wh.duckdb
+sources:
+  signicat:
+    base_url: ${LEDGERLAKE_SANDBOX_URL}/account-management
+    token_url: ${LEDGERLAKE_SANDBOX_URL}/auth/open/connect/token
+    client_id: ${SIGNICAT_CLIENT_ID}
+    client_secret: ${SIGNICAT_CLIENT_SECRET}
+    organization_id: o-p-0TgcUq7CylltM7OkwB4t
+    since: 2025-01-01
+    page_limit: 20
+    streams: [organizations, accounts, contacts, invoices, invoice_lines]
+  gsapi:
+    base_url: ${LEDGERLAKE_SANDBOX_URL}/api/interface/gsapi
+    username: ${GSAPI_USERNAME}
+    password: ${GSAPI_PASSWORD}
+    since: 2025-01-01
+    streams: [organizations, datasync_invoices, datasync_invoice_lines, invoice_journal_summary, datatable_ctransactiondata]
+    datatables:
+      - {table: ctransactiondata, sortorder: ["raw_id asc"], key: raw_id, pagesize: 60}
+`
+
+// child runs the pipeline in a subprocess; killAfter > 0 kills it with SIGKILL after that long.
+func child(t *testing.T, srv *sandbox.Server, dir string, killAfter time.Duration) (exited bool, err error) {
+	t.Helper()
+	path := filepath.Join(dir, "pipeline.yaml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(chaosPipeline, dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "LEDGERLAKE_CHILD_CONFIG="+path, "LEDGERLAKE_SANDBOX_URL="+srv.URL,
+		"SIGNICAT_CLIENT_ID="+sandbox.ClientID, "SIGNICAT_CLIENT_SECRET="+sandbox.ClientSecret,
+		"GSAPI_USERNAME="+sandbox.GSAPIUser, "GSAPI_PASSWORD="+sandbox.GSAPIPassword)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	if killAfter > 0 {
+		select {
+		case err := <-done:
+			return true, wrap(err, stderr.String())
+		case <-time.After(killAfter):
+			_ = cmd.Process.Kill() // SIGKILL: no defer, no cleanup runs
+			<-done
+			return false, nil
+		}
+	}
+	return true, wrap(<-done, stderr.String())
+}
+
+func wrap(err error, stderr string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", err, stderr)
+}
+
+// fingerprint is every current-state table's row count and content checksum, lineage excluded.
+func fingerprint(t *testing.T, warehouse string) map[string]string {
+	t.Helper()
+	wh, err := duckdb.OpenReadOnly(warehouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close()
+	rows, err := wh.DB.Query(`SELECT table_name FROM duckdb_tables() WHERE table_name NOT LIKE '%\_history' ESCAPE '\' AND table_name NOT LIKE '\_%' ESCAPE '\'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		_ = rows.Scan(&n)
+		tables = append(tables, n)
+	}
+	rows.Close()
+	sort.Strings(tables)
+	out := map[string]string{}
+	for _, tb := range tables {
+		cols := "*"
+		if n := scalar[int](t, wh.DB, "SELECT count(*) FROM duckdb_columns() WHERE table_name = '"+tb+"' AND column_name = '_run_id'"); n > 0 {
+			cols = "* EXCLUDE (_run_id, _extracted_at)"
+		}
+		var count int64
+		var sum string
+		q := fmt.Sprintf(`SELECT count(*), coalesce(sum(hash(t) %% 1000000007)::VARCHAR, '0') FROM (SELECT %s FROM %s) t`, cols, duckdb.Quote(tb))
+		if err := wh.DB.QueryRow(q).Scan(&count, &sum); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		out[tb] = fmt.Sprintf("%d rows, checksum %s", count, sum)
+	}
+	return out
+}
+
+// The sandbox fails 10% of requests with every kind of fault and expires tokens mid-run; the child
+// pipeline is killed -9 at random moments and started again. The final warehouse equals a fault-free
+// run's, table by table, and no unfinished file is left anywhere.
+func TestChaosKillAndFaultsEndLikeACleanRun(t *testing.T) {
+	zero := time.Duration(0)
+	clean, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Scale: 0.05})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clean.Close()
+	cleanDir := t.TempDir()
+	if _, err := child(t, clean, cleanDir, 0); err != nil {
+		t.Fatalf("fault-free run: %v", err)
+	}
+	want := fingerprint(t, filepath.Join(cleanDir, "wh.duckdb"))
+
+	hostile, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Scale: 0.05, TokenTTL: time.Second, RetryAfter: &zero,
+		Faults: sandbox.Faults{RateLimited: 0.1, Unavailable: 0.1, ServerError: 0.1, Reset: 0.1, Truncate: 0.1, TokenExpiry: 0.1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostile.Close()
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	kills := 0
+	for attempt := 0; attempt < 6; attempt++ {
+		exited, err := child(t, hostile, dir, time.Duration(200+rng.IntN(2500))*time.Millisecond)
+		if exited {
+			if err != nil {
+				t.Fatalf("run %d: %v", attempt, err)
+			}
+			continue
+		}
+		kills++
+	}
+	if _, err := child(t, hostile, dir, 0); err != nil {
+		t.Fatalf("final run: %v", err)
+	}
+	if kills == 0 {
+		t.Log("no run was killed mid-way (every run finished within its delay)")
+	}
+	got := fingerprint(t, filepath.Join(dir, "wh.duckdb"))
+	for tb, w := range want {
+		if got[tb] != w {
+			t.Errorf("%s: %s after chaos, %s after a clean run", tb, got[tb], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d tables after chaos, %d after a clean run", len(got), len(want))
+	}
+	if hostile.Stats.Faults.Load() < 20 {
+		t.Errorf("only %d faults were injected; the test proves little", hostile.Stats.Faults.Load())
+	}
+	_ = filepath.WalkDir(filepath.Join(dir, "lake"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
+			t.Errorf("unfinished file left: %s", p)
+		}
+		return nil
+	})
+	if _, problems, err := lake.Verify(filepath.Join(dir, "lake")); err != nil || len(problems) > 0 {
+		t.Errorf("verify after chaos: %v %v", problems, err)
+	}
+	t.Logf("%d kills, %d faults injected; %d tables compared, e.g. signicat_invoice_lines: %s", kills, hostile.Stats.Faults.Load(), len(want), want["signicat_invoice_lines"])
+}
+
+// A run that dies after committing its manifest (and moving its watermarks) but before its load
+// finished is loaded by the next run, so the rows it fetched are not skipped by the new watermark.
+func TestRunInterruptedBeforeLoadIsLoadedNext(t *testing.T) {
+	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	only(cfg, []string{"invoices"}, nil)
+	good := cfg.Warehouse
+	cfg.Warehouse = t.TempDir() // a directory: DuckDB cannot open it, so the load fails after the manifest
+	if _, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries}); err == nil {
+		t.Fatal("the load into a directory succeeded")
+	}
+	cfg.Warehouse = good
+	second := run(t, cfg)
+	if rows := second.Manifest.Streams[0].Rows; rows >= int64(srv.Data().SignicatInvoices) {
+		t.Fatalf("the second run fetched %d invoices: the watermark did not move", rows)
+	}
+	if n := scalar[int](t, query(t, cfg), "SELECT count(*) FROM signicat_invoices"); n != 1+srv.Data().SignicatInvoices {
+		t.Errorf("%d invoices after recovery, want %d", n, 1+srv.Data().SignicatInvoices)
+	}
+}
+
+// Credentials never reach logs, errors, manifests, Parquet files or the warehouse: a full sync under
+// faults, then every byte written is scanned for them (and for the Basic header that carries them).
+func TestSecretsNeverLeakIntoOutputs(t *testing.T) {
+	_, cfg := setup(t, sandbox.Options{Scale: 0.02, Faults: sandbox.Faults{ServerError: 0.05, TokenExpiry: 0.05}}, nil)
+	cfg.Sources.GSAPI.Datatables = []config.Datatable{{Table: "ctransactiondata", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 100}}
+	var logs strings.Builder
+	res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries, Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A failing stream's error text is output too.
+	cfg.Sources.GSAPI.Password = config.Secret(sandbox.GSAPIPassword + "-wrong")
+	bad, _ := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries, Streams: []string{"gsapi_users"}})
+	var texts []string
+	for _, r := range append(res.Manifest.Streams, bad.Manifest.Streams...) {
+		texts = append(texts, r.Error)
+	}
+	secrets := []string{sandbox.ClientSecret, sandbox.GSAPIPassword,
+		base64.StdEncoding.EncodeToString([]byte(sandbox.GSAPIUser + ":" + sandbox.GSAPIPassword))}
+	scan := func(where string, b []byte) {
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s contains a credential (%q…)", where, s[:4])
+			}
+		}
+	}
+	scan("logs", []byte(logs.String()))
+	scan("stream errors", []byte(strings.Join(texts, "\n")))
+	files := 0
+	for _, root := range []string{cfg.OutputDir, filepath.Dir(cfg.Warehouse)} {
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			files++
+			scan(p, b)
+			return nil
+		})
+	}
+	if files < 20 {
+		t.Fatalf("only %d files scanned", files)
+	}
+}
