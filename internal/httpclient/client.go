@@ -96,9 +96,6 @@ func New(opts Options) *Client {
 	return &Client{opts: opts, http: &http.Client{Transport: tr, Timeout: 0}, hosts: map[string]*host{}}
 }
 
-// HTTP is the underlying client, for libraries that need one (the OAuth token fetch).
-func (c *Client) HTTP() *http.Client { return c.http }
-
 func (c *Client) host(h string) *host {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -121,6 +118,9 @@ type Request struct {
 	Body   []byte // replayed on every attempt
 	Auth   Auth   // nil for unauthenticated calls
 	Stats  *Stats // may be nil
+	// Unlimited skips the host's concurrency and rate limits. Logins use it: a login to the same host
+	// (GSAPI's /welcome) is awaited by requests that already hold every slot, so it must not queue.
+	Unlimited bool
 }
 
 // Response is a fully read response with status 2xx.
@@ -221,9 +221,20 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 }
 
 // attempt sends once within the host's concurrency and rate limits and reads the whole body.
-// Credentials are obtained before a slot is taken: a login may itself be a request to the same host
-// (GSAPI's /welcome), and requests holding every slot while waiting for that login would deadlock.
+// Credentials are set after the slot is taken, right before sending, so a short-lived token does not
+// age in the queue.
 func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (*Response, string, error) {
+	if !r.Unlimited {
+		if err := hs.sem.Acquire(ctx, 1); err != nil {
+			return nil, "", err
+		}
+		defer hs.sem.Release(1)
+		if hs.limiter != nil {
+			if err := hs.limiter.Wait(ctx); err != nil {
+				return nil, "", err
+			}
+		}
+	}
 	actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
 	defer cancel()
 	var body io.Reader
@@ -245,15 +256,6 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 	if r.Auth != nil {
 		if token, err = r.Auth.Authorize(ctx, req); err != nil {
 			return nil, "", fmt.Errorf("authenticating: %w", err)
-		}
-	}
-	if err := hs.sem.Acquire(ctx, 1); err != nil {
-		return nil, "", err
-	}
-	defer hs.sem.Release(1)
-	if hs.limiter != nil {
-		if err := hs.limiter.Wait(ctx); err != nil {
-			return nil, "", err
 		}
 	}
 	resp, err := c.http.Do(req)
@@ -357,4 +359,36 @@ func stripURLError(err error) error {
 		return ne
 	}
 	return err
+}
+
+// Transport is a RoundTripper that sends through the client's retry policy, for libraries that make
+// their own requests (the OAuth token fetch): connection errors, truncated bodies, 429 and 5xx are
+// retried; other answers are returned as they came. Requests through it skip the host's limits, as
+// logins must (see Request.Unlimited).
+func (c *Client) Transport() http.RoundTripper { return retryTransport{c} }
+
+type retryTransport struct{ c *Client }
+
+func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil {
+		b, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		body = b
+	}
+	resp, err := t.c.Do(req.Context(), Request{Method: req.Method, URL: req.URL.String(), Header: req.Header.Clone(), Body: body, Unlimited: true})
+	var se *StatusError
+	switch {
+	case errors.As(err, &se) && (se.Status < 500 && se.Status != http.StatusTooManyRequests):
+		// A final answer (bad credentials, bad scope): hand it over so the caller can read the error.
+		return &http.Response{StatusCode: se.Status, Status: fmt.Sprintf("%d %s", se.Status, http.StatusText(se.Status)),
+			Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(se.Body)), Request: req}, nil
+	case err != nil:
+		return nil, err
+	}
+	return &http.Response{StatusCode: resp.Status, Status: fmt.Sprintf("%d %s", resp.Status, http.StatusText(resp.Status)),
+		Header: resp.Header, Body: io.NopCloser(bytes.NewReader(resp.Body)), ContentLength: int64(len(resp.Body)), Request: req}, nil
 }

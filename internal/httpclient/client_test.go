@@ -201,7 +201,7 @@ func (a *blockingLogin) Authorize(ctx context.Context, r *http.Request) (string,
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.token == "" {
-		if _, err := a.c.Do(ctx, Request{Method: "GET", URL: a.url + "/login"}); err != nil {
+		if _, err := a.c.Do(ctx, Request{Method: "GET", URL: a.url + "/login", Unlimited: true}); err != nil {
 			return "", err
 		}
 		a.token = "t"

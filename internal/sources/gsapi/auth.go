@@ -51,7 +51,7 @@ func (a *sessionAuth) Renew(ctx context.Context, stale string) error {
 }
 
 func (a *sessionAuth) login(ctx context.Context) error {
-	resp, err := a.client.Do(ctx, httpclient.Request{Method: "GET", URL: a.welcome, Auth: basicAuth{a.username, a.password}})
+	resp, err := a.client.Do(ctx, httpclient.Request{Method: "GET", URL: a.welcome, Auth: basicAuth{a.username, a.password}, Unlimited: true})
 	if err != nil {
 		return fmt.Errorf("gsapi login: %w", err)
 	}

@@ -40,27 +40,14 @@ func (a *tokenAuth) fresh() bool {
 	return a.tok.Expiry.IsZero() || time.Until(a.tok.Expiry) > margin
 }
 
+// fetch gets a new token; the client's transport retries transient failures of the token endpoint.
 func (a *tokenAuth) fetch(ctx context.Context) error {
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, a.client)
-	var err error
-	for attempt := 0; attempt < 4; attempt++ {
-		var tok *oauth2.Token
-		if tok, err = a.cfg.Token(ctx); err == nil {
-			a.tok, a.ttl = tok, time.Until(tok.Expiry)
-			return nil
-		}
-		if re, ok := err.(*oauth2.RetrieveError); ok && re.Response != nil && re.Response.StatusCode < 500 && re.Response.StatusCode != 429 {
-			break // bad credentials or scope: retrying will not help
-		}
-		t := time.NewTimer(time.Duration(250<<attempt) * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+	tok, err := a.cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, a.client))
+	if err != nil {
+		return fmt.Errorf("signicat token endpoint: %w", redactTokenError(err))
 	}
-	return fmt.Errorf("signicat token endpoint: %w", redactTokenError(err))
+	a.tok, a.ttl = tok, time.Until(tok.Expiry)
+	return nil
 }
 
 // Authorize sets the bearer token, fetching or renewing it first when needed.

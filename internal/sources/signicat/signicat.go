@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"iter"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -29,7 +30,7 @@ type Source struct {
 func New(cfg *config.Signicat, client *httpclient.Client) *Source {
 	return &Source{
 		cfg: cfg, client: client,
-		auth: newTokenAuth(cfg.TokenURL, cfg.ClientID, cfg.ClientSecret.Value(), client.HTTP()),
+		auth: newTokenAuth(cfg.TokenURL, cfg.ClientID, cfg.ClientSecret.Value(), &http.Client{Transport: client.Transport()}),
 		base: strings.TrimRight(cfg.BaseURL, "/"),
 	}
 }
