@@ -211,14 +211,7 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 		dd := newDedup([]string{"objectid"})
 		for p, err := range sources.Parallel(ctx, 4, types, func(ctx context.Context, typeID string) (sources.Page, error) {
 			pg, err := s.get(ctx, stats, "/objects/list", s.orgScope(url.Values{"type_id": {typeID}}))
-			keep := pg.Records[:0]
-			for _, r := range pg.Records {
-				if dd.fresh(r) {
-					keep = append(keep, r)
-				}
-			}
-			pg.Records = keep
-			return pg, err
+			return dd.page(pg), err
 		}) {
 			if !yield(p, err) || err != nil {
 				return

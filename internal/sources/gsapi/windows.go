@@ -58,6 +58,18 @@ func (d *dedup) fresh(r typing.Record) bool {
 	return true
 }
 
+// page keeps the records of p not seen before.
+func (d *dedup) page(p sources.Page) sources.Page {
+	keep := p.Records[:0]
+	for _, r := range p.Records {
+		if d.fresh(r) {
+			keep = append(keep, r)
+		}
+	}
+	p.Records = keep
+	return p
+}
+
 // windowed fetches path with startdate/enddate month windows from the stream's start to tomorrow,
 // concurrently, and yields every record once. The watermark is the day the run reached.
 func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sources.State, path string, q url.Values, key []string) iter.Seq2[sources.Page, error] {
@@ -72,17 +84,7 @@ func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sour
 		wq.Set("startdate", w.From.Format(gsLayout))
 		wq.Set("enddate", w.To.Format(gsLayout))
 		page, err := s.get(ctx, stats, path, wq)
-		if err != nil {
-			return page, err
-		}
-		keep := page.Records[:0]
-		for _, r := range page.Records {
-			if dd.fresh(r) {
-				keep = append(keep, r)
-			}
-		}
-		page.Records = keep
-		return page, nil
+		return dd.page(page), err
 	}
 	return func(yield func(sources.Page, error) bool) {
 		for p, err := range sources.Parallel(ctx, 4, ws, fetch) {
