@@ -54,6 +54,12 @@ var commands = map[string]command{
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first signal asks for a clean stop (completed streams are kept); restoring the default
+		// lets a second one end the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	os.Exit(Main(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 

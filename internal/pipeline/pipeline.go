@@ -193,8 +193,18 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		})
 	}
 	_ = g.Wait()
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("run %s interrupted before its manifest: nothing of it was committed, the next run fetches it again: %w", m.RunID, ctx.Err())
+	interrupted := ctx.Err()
+	if interrupted != nil {
+		// Ctrl-C or SIGTERM: keep what completed. Streams that finished are committed and loaded below;
+		// the interrupted ones failed and are fetched again by the next run. A second signal, or the
+		// scheduler's kill, still stops the process; recovery then happens at the next start.
+		log.Warn("interrupted: committing the streams that completed", "run_id", m.RunID)
+		ctx = context.WithoutCancel(ctx)
+		for i, s := range streams {
+			if reports[i].Table == "" {
+				reports[i] = lake.StreamReport{Table: s.TableName(), Status: "failed", Error: s.TableName() + ": not started before the interruption"}
+			}
+		}
 	}
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
 	m.Streams = reports
@@ -228,6 +238,9 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	if res.Models, err = Load(ctx, cfg, m, rejects); err != nil {
 		return res, err
+	}
+	if interrupted != nil {
+		return res, fmt.Errorf("run %s interrupted; completed streams were kept: %w", m.RunID, interrupted)
 	}
 	log.Info("run finished", "run_id", m.RunID, "status", m.Status, "seconds", round(m.FinishedAt.Sub(m.StartedAt).Seconds()))
 	return res, nil

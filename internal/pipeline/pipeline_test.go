@@ -402,3 +402,35 @@ func TestDeclaredStreamReportsExtraFields(t *testing.T) {
 		t.Error("the extra fields did not land")
 	}
 }
+
+// Ctrl-C keeps the streams that completed: they are committed and loaded; the interrupted one is not.
+func TestInterruptKeepsCompletedStreams(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: 2}
+	quick := fakeStream("quick", []string{"id"}, []string{`{"id":1}`, `{"id":2}`})
+	done := make(chan struct{})
+	slow := &sources.Stream{Source: "test", Name: "slow", Key: []string{"id"}, Stats: &httpclient.Stats{},
+		Pages: func(ctx context.Context) iter.Seq2[sources.Page, error] {
+			return func(yield func(sources.Page, error) bool) {
+				if !yield(sources.Page{Records: []sources.Record{{"id": json.Number("1")}}}, nil) {
+					return
+				}
+				close(done)
+				<-ctx.Done()
+				yield(sources.Page{}, ctx.Err())
+			}
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-done; time.Sleep(50 * time.Millisecond); cancel() }()
+	res, err := RunStreams(ctx, Options{Config: cfg}, []*sources.Stream{quick, slow})
+	if !errors.Is(err, context.Canceled) || res == nil {
+		t.Fatalf("err %v, res %+v", err, res)
+	}
+	db := query(t, cfg)
+	if n := scalar[int](t, db, "SELECT count(*) FROM test_quick"); n != 2 {
+		t.Errorf("the completed stream has %d rows in the warehouse, want 2", n)
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'test_slow'"); n != 0 {
+		t.Error("the interrupted stream was loaded")
+	}
+}
