@@ -71,7 +71,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.OutputDir, cfg.Warehouse = filepath.Join(*dir, "lake"), filepath.Join(*dir, "warehouse.duckdb")
 	}
 	fmt.Fprintf(stdout, "ledgerlake demo: sandbox at %s (scale %g), lake %s, warehouse %s\n\n", srv.URL, *scale, cfg.OutputDir, cfg.Warehouse)
-	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Logger: log})
+	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Logger: log, Progress: progressTo(stderr)})
 	if res != nil {
 		printReport(stdout, res)
 	}

@@ -7,12 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +44,9 @@ type Options struct {
 	Logger      *slog.Logger
 	// HTTP overrides client settings (tests shorten backoff); zero fields come from the config.
 	HTTP httpclient.Options
+	// Progress, when set, receives a live status line (carriage-return updated) while streams run; the
+	// CLI sets it only when stderr is a terminal.
+	Progress io.Writer
 	// BatchRows is the Arrow batch size (default 16384): memory is bounded by it, not by stream size.
 	BatchRows int
 	Now       func() time.Time
@@ -171,6 +176,11 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		rejects []typing.Reject
 	)
 	reports := make([]lake.StreamReport, len(streams))
+	var finished atomic.Int64
+	if opts.Progress != nil {
+		stopProgress := showProgress(opts.Progress, streams, &finished)
+		defer stopProgress()
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, cfg.Concurrency))
 	for i, s := range streams {
@@ -184,6 +194,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 			for _, c := range rep.SchemaChanges {
 				log.Warn("schema changed", "change", c)
 			}
+			finished.Add(1)
 			mu.Lock()
 			defer mu.Unlock()
 			reports[i] = rep
@@ -244,6 +255,36 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	log.Info("run finished", "run_id", m.RunID, "status", m.Status, "seconds", round(m.FinishedAt.Sub(m.StartedAt).Seconds()))
 	return res, nil
+}
+
+// showProgress redraws one status line twice a second until the returned stop is called.
+func showProgress(w io.Writer, streams []*sources.Stream, finished *atomic.Int64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	start := time.Now()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var req, retries, bytes int64
+			for _, s := range streams {
+				req += s.Stats.Requests.Load()
+				retries += s.Stats.Retries.Load()
+				bytes += s.Stats.Bytes.Load()
+			}
+			fmt.Fprintf(w, "\r%d/%d streams done · %d requests · %d retries · %.1f MB · %s ", finished.Load(), len(streams),
+				req, retries, float64(bytes)/1e6, time.Since(start).Round(time.Second))
+			select {
+			case <-done:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
 // recoverInterrupted repairs what a killed run left (it holds the output lock, so nothing else is

@@ -434,3 +434,15 @@ func TestInterruptKeepsCompletedStreams(t *testing.T) {
 		t.Error("the interrupted stream was loaded")
 	}
 }
+
+func TestProgressLineWhenAsked(t *testing.T) {
+	_, cfg := setup(t, sandbox.Options{Scale: 0.02, Latency: 5 * time.Millisecond}, nil)
+	only(cfg, []string{"accounts"}, []string{"organizations"})
+	var progress strings.Builder
+	if _, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries, Progress: &progress}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(progress.String(), "/2 streams done") || !strings.HasSuffix(progress.String(), "\r\033[K") {
+		t.Errorf("progress output %q", progress.String())
+	}
+}
