@@ -104,6 +104,9 @@ func parseFlags(fs *flag.FlagSet, args []string) int {
 
 // newLogger logs to stderr: text for people, JSON for log collectors.
 func newLogger(format string, stderr io.Writer) (*slog.Logger, error) {
+	if progressTo(stderr) != nil {
+		stderr = clearLine{stderr}
+	}
 	switch format {
 	case "", "text":
 		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})), nil

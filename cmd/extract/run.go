@@ -49,6 +49,16 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// clearLine erases the live status line before each log record, so the two never share a line.
+type clearLine struct{ w io.Writer }
+
+func (c clearLine) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(c.w, "\r\033[K"); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
 // progressTo returns stderr when it is a terminal, so the live status line never reaches log files.
 func progressTo(stderr io.Writer) io.Writer {
 	if f, ok := stderr.(*os.File); ok {

@@ -177,9 +177,9 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	)
 	reports := make([]lake.StreamReport, len(streams))
 	var finished atomic.Int64
+	stopProgress := func() {}
 	if opts.Progress != nil {
-		stopProgress := showProgress(opts.Progress, streams, &finished)
-		defer stopProgress()
+		stopProgress = showProgress(opts.Progress, streams, &finished)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, cfg.Concurrency))
@@ -204,6 +204,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		})
 	}
 	_ = g.Wait()
+	stopProgress()
 	interrupted := ctx.Err()
 	if interrupted != nil {
 		// Ctrl-C or SIGTERM: keep what completed. Streams that finished are committed and loaded below;
