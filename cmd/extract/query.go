@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	duckdbdrv "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
 
 func queryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -168,19 +168,7 @@ func formatValue(v any) string {
 	return fmt.Sprint(v)
 }
 
-func decimalString(d duckdbdrv.Decimal) string {
-	s := new(big.Int).Abs(d.Value).String()
-	if sc := int(d.Scale); sc > 0 {
-		if len(s) <= sc {
-			s = strings.Repeat("0", sc-len(s)+1) + s
-		}
-		s = s[:len(s)-sc] + "." + s[len(s)-sc:]
-	}
-	if d.Value.Sign() < 0 {
-		s = "-" + s
-	}
-	return s
-}
+func decimalString(d duckdbdrv.Decimal) string { return typing.FormatScaled(d.Value, int(d.Scale)) }
 
 // jsonValue keeps decimals exact in JSON output (as numbers written from their decimal text).
 func jsonValue(v any) any {

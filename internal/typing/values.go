@@ -121,10 +121,13 @@ func splitDecimal(s string) (mant string, exp int, err error) {
 }
 
 // FormatDecimal renders an unscaled value at scale as decimal text, the inverse of ParseDecimal.
-func FormatDecimal(n decimal128.Num, scale int) string {
-	bi := n.BigInt()
-	neg := bi.Sign() < 0
-	s := new(big.Int).Abs(bi).String()
+func FormatDecimal(n decimal128.Num, scale int) string { return FormatScaled(n.BigInt(), scale) }
+
+// FormatScaled renders unscaled × 10^-scale as decimal text with exactly scale fractional digits
+// (12340 at scale 3 → "12.340"), never through floating point.
+func FormatScaled(unscaled *big.Int, scale int) string {
+	neg := unscaled.Sign() < 0
+	s := new(big.Int).Abs(unscaled).String()
 	if scale > 0 {
 		if len(s) <= scale {
 			s = strings.Repeat("0", scale-len(s)+1) + s
