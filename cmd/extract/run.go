@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 )
 
@@ -39,6 +40,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Streams: splitList(*streams), FullRefresh: *fullRefresh, Logger: log, Progress: progressTo(stderr)})
 	if res != nil {
 		printReport(stdout, res)
+		fmt.Fprintf(stdout, "report: %s\n", lake.ReportPath(cfg.OutputDir, res.Manifest.RunID))
 	}
 	if err != nil {
 		return exitCodeFor(err, stderr)

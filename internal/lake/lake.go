@@ -110,6 +110,14 @@ func WriteManifest(root string, m *Manifest) error {
 	return durable.WriteFile(ManifestPath(root, m.RunID), append(b, '\n'))
 }
 
+// ReportPath is where run runID's report lives: beside its manifest, for people and monitoring.
+func ReportPath(root, runID string) string {
+	return filepath.Join(root, ManifestDir, runID+ReportSuffix)
+}
+
+// ReportSuffix ends a run report's file name in ManifestDir.
+const ReportSuffix = ".report.json"
+
 // ReadManifests returns every committed manifest under root, oldest run first.
 func ReadManifests(root string) ([]*Manifest, error) {
 	entries, err := os.ReadDir(filepath.Join(root, ManifestDir))
@@ -122,7 +130,7 @@ func ReadManifests(root string) ([]*Manifest, error) {
 	var out []*Manifest
 	for _, e := range entries {
 		name := e.Name()
-		if e.IsDir() || strings.HasPrefix(name, durable.TempPrefix) || !strings.HasSuffix(name, ".json") {
+		if e.IsDir() || strings.HasPrefix(name, durable.TempPrefix) || !strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ReportSuffix) {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(root, ManifestDir, name))

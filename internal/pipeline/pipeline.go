@@ -5,6 +5,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -238,24 +239,84 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	if err := lake.WriteManifest(cfg.OutputDir, m); err != nil {
 		return nil, fmt.Errorf("writing manifest: %w", err)
 	}
+	err = commitAndLoad(ctx, cfg, streams, reports, res, rejects)
+	if err == nil && interrupted != nil {
+		err = fmt.Errorf("run %s interrupted; completed streams were kept: %w", m.RunID, interrupted)
+	}
+	if werr := writeReport(cfg.OutputDir, res, err); werr != nil && err == nil {
+		err = fmt.Errorf("writing the run report: %w", werr)
+	}
+	if err != nil {
+		return res, err
+	}
+	log.Info("run finished", "run_id", m.RunID, "status", m.Status, "seconds", round(m.FinishedAt.Sub(m.StartedAt).Seconds()))
+	return res, nil
+}
+
+// commitAndLoad stores the watermarks of the streams that succeeded and loads the committed run.
+func commitAndLoad(ctx context.Context, cfg *config.Config, streams []*sources.Stream, reports []lake.StreamReport, res *Result, rejects []typing.Reject) error {
 	// Watermarks move only after the manifest commits the data they cover; a crash in between means the
 	// next run fetches that stretch again, and the current-state tables de-duplicate by key.
 	for i, s := range streams {
 		if s.State != nil && reports[i].Status == "ok" {
 			s.State.Watermark = s.State.Next()
 			if err := lake.WriteJSON(cfg.OutputDir, lake.StateDir, s.TableName(), s.State); err != nil {
-				return res, fmt.Errorf("storing the watermark of %s: %w", s.TableName(), err)
+				return fmt.Errorf("storing the watermark of %s: %w", s.TableName(), err)
 			}
 		}
 	}
-	if res.Models, err = Load(ctx, cfg, m, rejects); err != nil {
-		return res, err
+	var err error
+	res.Models, err = Load(ctx, cfg, res.Manifest, rejects)
+	return err
+}
+
+// Report is a run's outcome as written beside its manifest (<run id>.report.json): what monitoring
+// reads after a nightly run without parsing logs.
+type Report struct {
+	RunID      string    `json:"run_id"`
+	Status     string    `json:"status"` // ok | partial (a stream failed) | failed (load, models or a data test) | interrupted
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Seconds    float64   `json:"seconds"`
+	Error      string    `json:"error,omitempty"`
+	Totals     struct {
+		Rows     int64 `json:"rows"`
+		Requests int64 `json:"requests"`
+		Retries  int64 `json:"retries"`
+		Bytes    int64 `json:"bytes"`
+		Failed   int   `json:"failed_streams"`
+	} `json:"totals"`
+	Streams []lake.StreamReport `json:"streams"`
+	Models  *models.Report      `json:"models,omitempty"`
+}
+
+func writeReport(root string, res *Result, runErr error) error {
+	m := res.Manifest
+	r := Report{RunID: m.RunID, Status: m.Status, StartedAt: m.StartedAt, FinishedAt: time.Now().UTC(), Streams: m.Streams, Models: res.Models}
+	r.Seconds = round(r.FinishedAt.Sub(r.StartedAt).Seconds())
+	for _, s := range m.Streams {
+		r.Totals.Rows += s.Rows
+		r.Totals.Requests += s.Requests
+		r.Totals.Retries += s.Retries
+		r.Totals.Bytes += s.Bytes
+		if s.Status != "ok" {
+			r.Totals.Failed++
+		}
 	}
-	if interrupted != nil {
-		return res, fmt.Errorf("run %s interrupted; completed streams were kept: %w", m.RunID, interrupted)
+	if runErr != nil {
+		r.Error = runErr.Error()
 	}
-	log.Info("run finished", "run_id", m.RunID, "status", m.Status, "seconds", round(m.FinishedAt.Sub(m.StartedAt).Seconds()))
-	return res, nil
+	switch {
+	case errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded):
+		r.Status = "interrupted"
+	case runErr != nil || !res.OK() && r.Status == "ok":
+		r.Status = "failed"
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return durable.WriteFile(lake.ReportPath(root, m.RunID), append(b, '\n'))
 }
 
 // showProgress redraws one status line twice a second until the returned stop is called.

@@ -261,6 +261,23 @@ func TestFailingStreamDoesNotStopTheOthers(t *testing.T) {
 	if res.Manifest.Status != "partial" {
 		t.Errorf("status %s", res.Manifest.Status)
 	}
+	var rep Report
+	b, err := os.ReadFile(lake.ReportPath(cfg.OutputDir, res.Manifest.RunID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Status != "partial" || rep.Totals.Failed != 1 || len(rep.Streams) != 2 || rep.Models == nil {
+		t.Errorf("report: status %s, %d failed, %d streams, models %v", rep.Status, rep.Totals.Failed, len(rep.Streams), rep.Models)
+	}
+	if want := res.Manifest.Streams[0].Rows + res.Manifest.Streams[1].Rows; rep.Totals.Rows != want || want == 0 {
+		t.Errorf("report totals %d rows, streams sum to %d", rep.Totals.Rows, want)
+	}
+	if ms, err := lake.ReadManifests(cfg.OutputDir); err != nil || len(ms) != 1 {
+		t.Errorf("the report is read as a manifest: %d manifests, %v", len(ms), err)
+	}
 	db := query(t, cfg)
 	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_organizations"); n == 0 {
 		t.Error("the healthy stream's data did not land")
