@@ -24,11 +24,13 @@ const (
 	usageHeader = `extract — export Signicat and Good Sign billing data to Parquet and DuckDB
 
 Usage:
-  extract run --config FILE [--streams a,b] [--full-refresh]   the nightly job
+  extract run --config FILE [--streams a,b] [--full-refresh] [--pdf]   the nightly job
   extract demo                        run pipelines/demo.yaml against the built-in sandbox
   extract sandbox [--addr] [--scale] [--latency] [--faults]   serve the simulated APIs
   extract query [--db FILE] [--format table|csv|json] SQL      query the warehouse (read-only)
-  extract verify [--config FILE]      re-hash snapshots against their manifests
+  extract invoices [--org ID] [--from D] [--to D] [--as-of T] [--lines] [--format F] [--pdf-dir DIR]
+                                      auditors: invoices as a past run held them, with provenance
+  extract verify [--config FILE]      re-hash snapshots, evidence and PDFs against their manifests
   extract docs [--db FILE] [--out F]  Markdown documentation of every table, column and model
 
 Run "extract COMMAND --help" for a command's flags.
@@ -43,12 +45,13 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"run":     {"the nightly job", runCmd},
-	"demo":    {"run the demo pipeline against the built-in sandbox", demoCmd},
-	"sandbox": {"serve the simulated APIs", sandboxCmd},
-	"query":   {"run SQL against the warehouse", queryCmd},
-	"verify":  {"re-hash snapshots against their manifests", verifyCmd},
-	"docs":    {"document every table and column", docsCmd},
+	"run":      {"the nightly job", runCmd},
+	"demo":     {"run the demo pipeline against the built-in sandbox", demoCmd},
+	"sandbox":  {"serve the simulated APIs", sandboxCmd},
+	"query":    {"run SQL against the warehouse", queryCmd},
+	"verify":   {"re-hash snapshots, evidence and PDFs against their manifests", verifyCmd},
+	"invoices": {"historical invoices with provenance", invoicesCmd},
+	"docs":     {"document every table and column", docsCmd},
 }
 
 func main() {

@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
+	"fmt"
+	"math/big"
+	"regexp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +54,7 @@ func TestDemoQueryVerify(t *testing.T) {
 	if code, out, _ := cli(t, "verify", "--lake", lakeDir); code != 0 || !strings.Contains(out, "0 problems") {
 		t.Fatalf("verify: %d %s", code, out)
 	}
+	checkInvoiceExports(t, lakeDir, db)
 	// Alter one byte of one snapshot: verify names that file and exits 1.
 	files, _ := filepath.Glob(filepath.Join(lakeDir, "signicat_accounts", "run_date=*", "*.parquet"))
 	if len(files) == 0 {
@@ -79,6 +84,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"run", "--config", filepath.Join(t.TempDir(), "missing.yaml")}, "no such file"},
 		{[]string{"query", "--format", "xml", "SELECT 1"}, "--format must be"},
 		{[]string{"sandbox", "--faults", "teapot=1"}, "unknown kind"},
+		{[]string{"invoices", "--lake", "x", "--format", "parquet"}, "needs --out"},
+		{[]string{"invoices", "--lake", "x", "--as-of", "yesterday"}, "--as-of"},
+		{[]string{"invoices", "--lake", "x", "--from", "2024-13-01"}, "--from"},
+		{[]string{"invoices", "--lake", "x", "--source", "sap"}, "--source"},
 	}
 	for _, c := range cases {
 		code, out, stderr := cli(t, c.args...)
@@ -88,5 +97,75 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}
 	if code, out, _ := cli(t, "help"); code != 0 || !strings.Contains(out, "extract run --config FILE") {
 		t.Errorf("help: %d %s", code, out)
+	}
+}
+
+// checkInvoiceExports opens the auditors' CSV like a spreadsheet would and compares it with the
+// warehouse: every Signicat invoice once, exact decimals, unicode intact, provenance on every row; the
+// Parquet export has the same rows, and every invoice's PDF is exported.
+func checkInvoiceExports(t *testing.T, lakeDir, db string) {
+	t.Helper()
+	csvPath := filepath.Join(t.TempDir(), "invoices.csv")
+	pdfDir := filepath.Join(t.TempDir(), "pdfs")
+	code, _, stderr := cli(t, "invoices", "--lake", lakeDir, "--source", "signicat", "--format", "csv", "--out", csvPath, "--pdf-dir", pdfDir)
+	if code != 0 {
+		t.Fatalf("invoices csv: %d %s", code, stderr)
+	}
+	raw, err := os.ReadFile(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(raw, []byte("\ufeff")) {
+		t.Error("CSV lacks the UTF-8 byte-order mark spreadsheets need")
+	}
+	recs, err := csv.NewReader(bytes.NewReader(bytes.TrimPrefix(raw, []byte("\ufeff")))).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := map[string]int{}
+	for i, c := range recs[0] {
+		col[c] = i
+	}
+	for _, c := range []string{"invoice_number", "total_invoice_amount", "organization_name", "endpoint", "run_id", "extracted_at", "snapshot_file", "snapshot_sha256", "evidence_sha256"} {
+		if _, ok := col[c]; !ok {
+			t.Fatalf("CSV has no column %s: %v", c, recs[0])
+		}
+	}
+	_, want, _ := cli(t, "query", "--db", db, "--format", "csv", "SELECT count(*) AS n, sum(total_invoice_amount) AS total, count(*) FILTER (WHERE regexp_matches(organization_name, '[^\\x00-\\x7f]')) AS unicode FROM signicat_invoices")
+	sum := new(big.Rat)
+	unicode := 0
+	decimal := regexp.MustCompile(`^-?[0-9]+\.[0-9]{4}$`)
+	for _, r := range recs[1:] {
+		amount := r[col["total_invoice_amount"]]
+		if !decimal.MatchString(amount) {
+			t.Fatalf("total_invoice_amount %q is not a plain decimal with its 4 places", amount)
+		}
+		d, ok := new(big.Rat).SetString(amount)
+		if !ok {
+			t.Fatalf("%q does not parse as a decimal", amount)
+		}
+		sum.Add(sum, d)
+		if strings.ContainsFunc(r[col["organization_name"]], func(c rune) bool { return c > 127 }) {
+			unicode++
+		}
+		if len(r[col["snapshot_sha256"]]) != 64 || len(r[col["evidence_sha256"]]) != 64 || r[col["run_id"]] == "" {
+			t.Fatalf("row without provenance: %v", r)
+		}
+	}
+	got := fmt.Sprintf("n,total,unicode\n%d,%s,%d\n", len(recs)-1, sum.FloatString(4), unicode)
+	if got != want || unicode == 0 {
+		t.Errorf("CSV vs warehouse:\n%s\nwant\n%s", got, want)
+	}
+	pq := filepath.Join(t.TempDir(), "invoices.parquet")
+	if code, _, stderr := cli(t, "invoices", "--lake", lakeDir, "--source", "signicat", "--format", "parquet", "--out", pq); code != 0 {
+		t.Fatalf("invoices parquet: %d %s", code, stderr)
+	}
+	_, n, _ := cli(t, "query", "--db", db, "--format", "csv", "SELECT count(*) FROM read_parquet('"+pq+"')")
+	if n != fmt.Sprintf("count_star()\n%d\n", len(recs)-1) {
+		t.Errorf("parquet export: %q, CSV has %d rows", n, len(recs)-1)
+	}
+	pdfs, _ := filepath.Glob(filepath.Join(pdfDir, "*.pdf"))
+	if len(pdfs) != len(recs)-1 {
+		t.Errorf("%d PDFs exported for %d invoices", len(pdfs), len(recs)-1)
 	}
 }

@@ -19,6 +19,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "pipeline file (YAML), e.g. pipelines/nightly.yaml")
 	streams := fs.String("streams", "", "comma-separated streams to run (signicat_accounts or accounts); default all")
 	fullRefresh := fs.Bool("full-refresh", false, "ignore stored watermarks and fetch everything again")
+	pdf := fs.Bool("pdf", false, "also download each Signicat invoice's PDF into the lake, once per invoice (as sources.signicat.pdfs: true)")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -36,6 +37,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return exitCodeFor(err, stderr)
+	}
+	if *pdf {
+		if cfg.Sources.Signicat == nil {
+			fmt.Fprintln(stderr, "extract run: --pdf needs a sources.signicat section in the config")
+			return exitUsage
+		}
+		cfg.Sources.Signicat.PDFs = true
 	}
 	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Streams: splitList(*streams), FullRefresh: *fullRefresh, Logger: log, Progress: progressTo(stderr)})
 	if res != nil {

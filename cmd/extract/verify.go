@@ -11,7 +11,8 @@ import (
 
 func verifyCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("verify", "verify [--config FILE | --lake DIR]",
-		"Re-hash every snapshot file against the run manifests; name any file that is missing or altered.", stderr)
+		"Re-hash every snapshot file, stored response body (evidence) and invoice PDF against the run manifests;\n"+
+			"name any file that is missing or altered and exit 1 if there is one.", stderr)
 	cfgPath := fs.String("config", "", "pipeline file whose output_dir to verify")
 	dir := fs.String("lake", "", "output directory to verify (instead of --config)")
 	if code := parseFlags(fs, args); code >= 0 {

@@ -51,6 +51,9 @@ type Signicat struct {
 	// LookbackDays re-fetches invoices this far behind the last run's watermark, because invoice fields
 	// such as settled change after issue (default 60).
 	LookbackDays int `yaml:"lookback_days"`
+	// PDFs adds the invoice_pdfs stream: each invoice's PDF (GET /invoices/{n}/pdf) is downloaded into
+	// the lake once, for auditors. Off by default: it is one request per invoice on the first run.
+	PDFs bool `yaml:"pdfs"`
 }
 
 // GSAPI configures the Good Sign GSAPI source.

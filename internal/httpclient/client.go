@@ -53,7 +53,10 @@ type Options struct {
 
 // maxRenewals bounds consecutive 401s answered by renewing the token: a server may expire tokens early
 // (or revoke them), so one renewal is not always enough, but endless renewal hides bad credentials.
-const maxRenewals = 4
+// Many requests share one token: when it is revoked every request in flight sees a 401, and a busy
+// stream (16 concurrent invoice downloads) can see several revocations in a row, hence 12, not 2 or 3.
+// Renewals are cheap and shared (one token fetch serves all requests that saw the same stale token).
+const maxRenewals = 12
 
 // Client sends requests with auth, limits and retries.
 type Client struct {

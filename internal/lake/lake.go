@@ -62,6 +62,10 @@ type Manifest struct {
 	Status     string             `json:"status"` // ok | partial (some stream failed)
 	Streams    []StreamReport     `json:"streams"`
 	Files      []parquet.FileInfo `json:"files"`
+	// Evidence lists the raw response bodies of the invoice endpoints behind this run's rows.
+	Evidence []Evidence `json:"evidence,omitempty"`
+	// PDFs lists the invoice PDFs this run downloaded (each invoice's PDF is fetched once).
+	PDFs []Evidence `json:"pdfs,omitempty"`
 }
 
 // Directories beside the snapshots: each table's persisted effective schema (later runs start from it)
@@ -147,30 +151,25 @@ func ReadManifests(root string) ([]*Manifest, error) {
 	return out, nil
 }
 
-// RemoveOrphans deletes snapshot files that no manifest lists: parts a killed run committed before it
-// could write its manifest. Call it only while holding the output lock. Files outside the
-// <table>/<partition>/<run id>-<seq>.parquet layout are left alone.
+// RemoveOrphans deletes snapshot, evidence and PDF files that no manifest lists: what a killed run
+// committed before it could write its manifest. Call it only while holding the output lock. Snapshot
+// files outside the <table>/<partition>/<run id>-<seq>.parquet layout are left alone.
 func RemoveOrphans(root string, ms []*Manifest) (int, error) {
 	listed := map[string]bool{}
 	for _, m := range ms {
 		for _, f := range m.Files {
 			listed[f.Path] = true
 		}
+		for _, e := range m.Evidence {
+			listed[e.Path] = true
+		}
+		for _, e := range m.PDFs {
+			listed[e.Path] = true
+		}
 	}
 	n := 0
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if p != root && strings.HasPrefix(d.Name(), "_") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		if !strings.HasSuffix(rel, ".parquet") || listed[rel] || strings.Count(rel, "/") < 2 {
+	remove := func(p, rel string) error {
+		if listed[rel] {
 			return nil
 		}
 		if err := os.Remove(p); err != nil {
@@ -178,6 +177,30 @@ func RemoveOrphans(root string, ms []*Manifest) (int, error) {
 		}
 		n++
 		return nil
+	}
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if p != root && strings.HasPrefix(d.Name(), "_") && rel != EvidenceDir && rel != PDFDir &&
+				!strings.HasPrefix(rel, EvidenceDir+"/") && !strings.HasPrefix(rel, PDFDir+"/") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), durable.TempPrefix) {
+			return nil
+		}
+		if strings.HasPrefix(rel, EvidenceDir+"/") || strings.HasPrefix(rel, PDFDir+"/") {
+			return remove(p, rel)
+		}
+		if !strings.HasSuffix(rel, ".parquet") || strings.Count(rel, "/") < 2 {
+			return nil
+		}
+		return remove(p, rel)
 	})
 	return n, err
 }
@@ -187,12 +210,14 @@ type Problem struct {
 	RunID, Path, Issue string
 }
 
-// Verify re-hashes every file listed in every manifest and reports the missing or altered ones.
+// Verify re-hashes every snapshot file, evidence body and PDF listed in every manifest and reports the
+// missing or altered ones. A content-addressed file listed by several runs is checked once.
 func Verify(root string) (checked int, problems []Problem, err error) {
 	ms, err := ReadManifests(root)
 	if err != nil {
 		return 0, nil, err
 	}
+	done := map[string]bool{}
 	for _, m := range ms {
 		for _, f := range m.Files {
 			checked++
@@ -204,6 +229,20 @@ func Verify(root string) (checked int, problems []Problem, err error) {
 				problems = append(problems, Problem{m.RunID, f.Path, err.Error()})
 			case n != f.Bytes || sum != f.SHA256:
 				problems = append(problems, Problem{m.RunID, f.Path, fmt.Sprintf("altered: sha256 %s… (%d bytes), manifest says %s… (%d bytes)", sum[:12], n, f.SHA256[:12], f.Bytes)})
+			}
+		}
+		for _, e := range append(m.Evidence[:len(m.Evidence):len(m.Evidence)], m.PDFs...) {
+			if done[e.Path] {
+				continue
+			}
+			done[e.Path] = true
+			checked++
+			_, err := ReadEvidence(root, e)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				problems = append(problems, Problem{m.RunID, e.Path, "missing"})
+			case err != nil:
+				problems = append(problems, Problem{m.RunID, e.Path, err.Error()})
 			}
 		}
 	}

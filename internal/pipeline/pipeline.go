@@ -170,6 +170,10 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 			}
 		}
 	}
+	if err := setHeld(cfg.OutputDir, streams); err != nil {
+		return nil, err
+	}
+	store := lake.NewEvidenceStore(cfg.OutputDir)
 	m := &lake.Manifest{RunID: lake.NewRunID(opts.Now()), StartedAt: opts.Now().UTC()}
 	log.Info("run started", "run_id", m.RunID, "streams", len(streams))
 	var (
@@ -186,7 +190,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	g.SetLimit(max(1, cfg.Concurrency))
 	for i, s := range streams {
 		g.Go(func() error {
-			rep, files, rej := runStream(gctx, cfg.OutputDir, m.RunID, opts.Now(), s, opts.BatchRows)
+			rep, out, rej := runStream(gctx, cfg.OutputDir, m.RunID, opts.Now(), s, opts.BatchRows, store)
 			if rep.Status == "ok" {
 				log.Info("stream done", "table", rep.Table, "rows", rep.Rows, "requests", rep.Requests, "retries", rep.Retries, "seconds", round(rep.Seconds))
 			} else {
@@ -199,7 +203,9 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 			mu.Lock()
 			defer mu.Unlock()
 			reports[i] = rep
-			m.Files = append(m.Files, files...)
+			m.Files = append(m.Files, out.files...)
+			m.Evidence = append(m.Evidence, out.evidence...)
+			m.PDFs = append(m.PDFs, out.pdfs...)
 			rejects = append(rejects, rej...)
 			return nil
 		})
@@ -220,6 +226,16 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		}
 	}
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
+	byEndpoint := func(es []lake.Evidence) func(i, j int) bool {
+		return func(i, j int) bool {
+			if es[i].Table != es[j].Table {
+				return es[i].Table < es[j].Table
+			}
+			return es[i].Endpoint < es[j].Endpoint
+		}
+	}
+	sort.Slice(m.Evidence, byEndpoint(m.Evidence))
+	sort.Slice(m.PDFs, byEndpoint(m.PDFs))
 	m.Streams = reports
 	m.FinishedAt = opts.Now().UTC()
 	m.Status = "ok"
@@ -234,6 +250,13 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		// Written before the manifest, so a run loaded after a crash still records its rejects.
 		if err := lake.WriteJSON(cfg.OutputDir, lake.RejectsDir, m.RunID, rejects); err != nil {
 			return nil, fmt.Errorf("writing rejects: %w", err)
+		}
+	}
+	// Evidence files were placed without a per-file fsync; one syncfs makes them durable before the
+	// manifest that lists them.
+	if len(m.Evidence)+len(m.PDFs) > 0 {
+		if err := store.Sync(); err != nil {
+			return nil, fmt.Errorf("syncing evidence files: %w", err)
 		}
 	}
 	if err := lake.WriteManifest(cfg.OutputDir, m); err != nil {
@@ -317,6 +340,33 @@ func writeReport(root string, res *Result, runErr error) error {
 		return err
 	}
 	return durable.WriteFile(lake.ReportPath(root, m.RunID), append(b, '\n'))
+}
+
+// setHeld tells the streams that fetch something once per key (invoice PDFs) which keys the
+// committed runs already hold.
+func setHeld(root string, streams []*sources.Stream) error {
+	var ms []*lake.Manifest
+	for _, s := range streams {
+		if s.Name != "invoice_pdfs" {
+			continue
+		}
+		if ms == nil {
+			var err error
+			if ms, err = lake.ReadManifests(root); err != nil {
+				return err
+			}
+		}
+		held := map[string]bool{}
+		for _, m := range ms {
+			for _, p := range m.PDFs {
+				if p.Table == s.TableName() {
+					held[p.Key] = true
+				}
+			}
+		}
+		s.Held = func(key string) bool { return held[key] }
+	}
+	return nil
 }
 
 // showProgress redraws one status line twice a second until the returned stop is called.
@@ -444,6 +494,7 @@ type tableSink struct {
 	conv    *typing.Converter
 	w       *parquet.StreamWriter
 	pending []typing.Record
+	pendEv  []string // with evidence: the response sha256 of each pending record
 }
 
 // streamRun moves one stream from the API to Parquet.
@@ -476,6 +527,7 @@ func (r *streamRun) sink(table string, key []string, declared *schemas.Table, ma
 	if err != nil {
 		return nil, err
 	}
+	sch.Evidence = r.s.Evidence && table == r.s.TableName()
 	ts := &tableSink{info: lake.TableInfo{Name: table, Key: key, Incremental: r.s.Mode == sources.Incremental}, sch: sch, maps: mapPaths, fresh: !found && declared == nil}
 	ts.w = parquet.NewStreamWriter(r.root, table, r.runID, sch.Arrow())
 	r.sinks[table] = ts
@@ -483,8 +535,11 @@ func (r *streamRun) sink(table string, key []string, declared *schemas.Table, ma
 	return ts, nil
 }
 
-func (r *streamRun) add(ts *tableSink, rec typing.Record) error {
+func (r *streamRun) add(ts *tableSink, rec typing.Record, evidence string) error {
 	ts.pending = append(ts.pending, rec)
+	if ts.sch.Evidence {
+		ts.pendEv = append(ts.pendEv, evidence)
+	}
 	if len(ts.pending) >= r.batchRows {
 		return r.flush(ts)
 	}
@@ -497,8 +552,8 @@ func (r *streamRun) flush(ts *tableSink) error {
 	if len(ts.pending) == 0 {
 		return nil
 	}
-	recs := ts.pending
-	ts.pending = nil
+	recs, evs := ts.pending, ts.pendEv
+	ts.pending, ts.pendEv = nil, nil
 	if changed := ts.sch.Observe(recs); changed || ts.conv == nil {
 		if ts.conv != nil {
 			ts.conv.Release()
@@ -508,9 +563,9 @@ func (r *streamRun) flush(ts *tableSink) error {
 			return err
 		}
 	}
-	parts := map[string][]typing.Record{}
+	parts := map[string][]int{}
 	var order []string
-	for _, rec := range recs {
+	for i, rec := range recs {
 		for path, children := range ts.sch.ChildRecords(rec) {
 			var childMaps []string
 			for _, m := range ts.maps {
@@ -523,7 +578,7 @@ func (r *streamRun) flush(ts *tableSink) error {
 				return err
 			}
 			for _, c := range children {
-				if err := r.add(child, c); err != nil {
+				if err := r.add(child, c, ""); err != nil {
 					return err
 				}
 			}
@@ -532,11 +587,14 @@ func (r *streamRun) flush(ts *tableSink) error {
 		if _, ok := parts[p]; !ok {
 			order = append(order, p)
 		}
-		parts[p] = append(parts[p], rec)
+		parts[p] = append(parts[p], i)
 	}
 	for _, p := range order {
-		for _, rec := range parts[p] {
-			ts.conv.Append(rec)
+		for _, i := range parts[p] {
+			if evs != nil {
+				ts.conv.SetEvidence(evs[i])
+			}
+			ts.conv.Append(recs[i])
 		}
 		batch := ts.conv.Flush()
 		ts.info.Rows += batch.NumRows()
@@ -611,14 +669,22 @@ func (r *streamRun) release() {
 	}
 }
 
+// streamOutput is what a successful stream adds to the run's manifest.
+type streamOutput struct {
+	files    []parquet.FileInfo
+	evidence []lake.Evidence
+	pdfs     []lake.Evidence
+}
+
 // runStream moves one stream from the API to Parquet. On failure its files are discarded: the next run
 // fetches the stream again, and nothing half-done is ever loaded.
-func runStream(ctx context.Context, root, runID string, extractedAt time.Time, s *sources.Stream, batchRows int) (lake.StreamReport, []parquet.FileInfo, []typing.Reject) {
+func runStream(ctx context.Context, root, runID string, extractedAt time.Time, s *sources.Stream, batchRows int, store *lake.EvidenceStore) (lake.StreamReport, streamOutput, []typing.Reject) {
 	start := time.Now()
 	rep := lake.StreamReport{Table: s.TableName(), Status: "ok"}
 	r := &streamRun{root: root, runID: runID, extracted: extractedAt.UTC(), batchRows: batchRows, s: s, sinks: map[string]*tableSink{}}
 	defer r.release()
-	fail := func(err error) (lake.StreamReport, []parquet.FileInfo, []typing.Reject) {
+	var out streamOutput
+	fail := func(err error) (lake.StreamReport, streamOutput, []typing.Reject) {
 		for _, ts := range r.sinks {
 			ts.w.Abort()
 			files, _ := ts.w.Close()
@@ -629,7 +695,7 @@ func runStream(ctx context.Context, root, runID string, extractedAt time.Time, s
 		rep.Status, rep.Error = "failed", fmt.Sprintf("%s: %v", s.TableName(), err)
 		rep.Seconds = time.Since(start).Seconds()
 		fillStats(&rep, s)
-		return rep, nil, nil
+		return rep, streamOutput{}, nil
 	}
 	top, err := r.sink(s.TableName(), s.Key, s.Declared, s.MapPaths)
 	if err != nil {
@@ -639,13 +705,30 @@ func runStream(ctx context.Context, root, runID string, extractedAt time.Time, s
 		if err != nil {
 			return fail(err)
 		}
+		var sum string
+		if raw := page.Raw; raw != nil && (s.Evidence || raw.PDF) {
+			put := store.PutJSON
+			if raw.PDF {
+				put = store.PutPDF
+			}
+			e, err := put(raw.Body)
+			if err != nil {
+				return fail(err)
+			}
+			e.Table, e.Endpoint, e.Key, sum = s.TableName(), raw.Endpoint, raw.Key, e.SHA256
+			if raw.PDF {
+				out.pdfs = append(out.pdfs, e)
+			} else {
+				out.evidence = append(out.evidence, e)
+			}
+		}
 		for _, rec := range page.Records {
-			if err := r.add(top, rec); err != nil {
+			if err := r.add(top, rec, sum); err != nil {
 				return fail(err)
 			}
 		}
 	}
-	files, err := r.finish()
+	out.files, err = r.finish()
 	if err != nil {
 		return fail(err)
 	}
@@ -659,7 +742,7 @@ func runStream(ctx context.Context, root, runID string, extractedAt time.Time, s
 		rep.Tables = append(rep.Tables, r.sinks[name].info)
 	}
 	fillStats(&rep, s)
-	return rep, files, r.rejects
+	return rep, out, r.rejects
 }
 
 func fillStats(rep *lake.StreamReport, s *sources.Stream) {

@@ -32,6 +32,18 @@ type Record = typing.Record
 // Page is a batch of records from one response.
 type Page struct {
 	Records []Record
+	// Raw is the response the records were decoded from; the pipeline keeps it as evidence on streams
+	// with Evidence set (nil where a page is not one response).
+	Raw *Raw
+}
+
+// Raw is one response body exactly as received.
+type Raw struct {
+	Endpoint string // method, path and query relative to the source's base URL: "GET /invoices?…"
+	Body     []byte
+	// PDF marks an invoice document (stored as is, listed under the manifest's pdfs) keyed by Key.
+	PDF bool
+	Key string
 }
 
 // Stream is one extractable dataset of a source.
@@ -52,6 +64,12 @@ type Stream struct {
 	// State is set on incremental streams: the pipeline loads the last run's watermark into it before
 	// the run and stores the advanced one after the run's manifest is committed.
 	State *State
+	// Evidence keeps every page's raw response (compressed, content-addressed, listed in the manifest)
+	// and stamps each row with its sha256: set on the invoice streams auditors trace to the API's bytes.
+	Evidence bool
+	// Held, set by the pipeline on streams that fetch something once per key (invoice PDFs), reports
+	// whether a committed earlier run already holds key.
+	Held func(key string) bool
 	// Pages fetches the stream; it stops at the first error, which names the endpoint.
 	Pages func(ctx context.Context) iter.Seq2[Page, error]
 }

@@ -24,6 +24,8 @@ import (
 const (
 	RunIDColumn       = "_run_id"
 	ExtractedAtColumn = "_extracted_at"
+	// EvidenceColumn is on the rows of streams that keep raw evidence: the sha256 of the response body.
+	EvidenceColumn = "_evidence_sha256"
 )
 
 // Record is one decoded API object; numbers are json.Number so decimals stay exact.
@@ -74,6 +76,7 @@ type Converter struct {
 	cols    []int // indexes into sch.Columns of the written columns, in Arrow field order
 	runID   string
 	extract int64 // _extracted_at in µs
+	evid    string
 	Rejects []Reject
 }
 
@@ -119,7 +122,17 @@ func (c *Converter) Append(rec Record) {
 	n := len(c.cols)
 	c.b.Field(n).(*array.StringBuilder).Append(c.runID)
 	c.b.Field(n + 1).(*array.TimestampBuilder).Append(arrow.Timestamp(c.extract))
+	if c.sch.Evidence {
+		if eb := c.b.Field(n + 2).(*array.StringBuilder); c.evid == "" {
+			eb.AppendNull()
+		} else {
+			eb.Append(c.evid)
+		}
+	}
 }
+
+// SetEvidence sets the _evidence_sha256 of the rows appended next (schemas with Evidence only).
+func (c *Converter) SetEvidence(sha256 string) { c.evid = sha256 }
 
 func (c *Converter) keyOf(rec Record) string {
 	var parts []string

@@ -51,6 +51,8 @@ type Schema struct {
 	Columns  []Column `json:"columns"`
 	Children []string `json:"children,omitempty"` // API paths (dot-joined) of arrays of objects
 	Changes  []Change `json:"changes,omitempty"`  // every change ever made, oldest first
+	// Evidence adds the lineage column _evidence_sha256: the stored response body each row came from.
+	Evidence bool `json:"evidence,omitempty"`
 
 	byPath   map[string]int
 	names    map[string]bool
@@ -142,7 +144,7 @@ func (s *Schema) Observe(recs []Record) bool {
 			if name == "" {
 				name = "column"
 			}
-			if s.names[name] || name == RunIDColumn || name == ExtractedAtColumn {
+			if s.names[name] || name == RunIDColumn || name == ExtractedAtColumn || name == EvidenceColumn {
 				name = s.freeName(name)
 			}
 			_ = s.add(Column{Name: name, Path: o.path, Type: nullType})
@@ -363,6 +365,9 @@ func (s *Schema) Arrow() *arrow.Schema {
 	fields = append(fields,
 		arrow.Field{Name: RunIDColumn, Type: arrow.BinaryTypes.String},
 		arrow.Field{Name: ExtractedAtColumn, Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}})
+	if s.Evidence {
+		fields = append(fields, arrow.Field{Name: EvidenceColumn, Type: arrow.BinaryTypes.String, Nullable: true})
+	}
 	return arrow.NewSchema(fields, nil)
 }
 

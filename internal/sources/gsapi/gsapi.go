@@ -108,6 +108,8 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 			return err
 		}
 		st.State, st.MapPaths = state, maps
+		// Auditors trace invoice rows to the bytes the API sent: datasync invoices and lines and the journals.
+		st.Evidence = name == "datasync_invoices" || name == "datasync_invoice_lines" || strings.HasPrefix(name, "invoice_journal_")
 		all = append(all, st)
 		return nil
 	}

@@ -112,5 +112,5 @@ func (s *Source) get(ctx context.Context, stats *httpclient.Stats, path string, 
 	if err != nil {
 		return sources.Page{}, fmt.Errorf("GET %s?%s: %w", path, q.Encode(), err)
 	}
-	return sources.Page{Records: recs}, nil
+	return sources.Page{Records: recs, Raw: &sources.Raw{Endpoint: "GET " + path + "?" + q.Encode(), Body: resp.Body}}, nil
 }

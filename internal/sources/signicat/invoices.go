@@ -1,7 +1,10 @@
 package signicat
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"iter"
@@ -65,7 +68,7 @@ func (s *Source) listInvoices(ctx context.Context, stats *httpclient.Stats, st *
 				st.Advance(invoiceDay(r))
 			}
 		}
-		return sources.Page{Records: keep}, nil
+		return sources.Page{Records: keep, Raw: &sources.Raw{Endpoint: "GET /invoices?" + q.Encode(), Body: resp.Body}}, nil
 	}
 	return sources.Parallel(ctx, 4, ws, fetch)
 }
@@ -106,7 +109,7 @@ func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, 
 				return sources.Page{}, fmt.Errorf("GET /invoices/%s: %w", url.PathEscape(n), err)
 			}
 			lines, _ := inv["lines"].([]any)
-			page := sources.Page{Records: make([]sources.Record, 0, len(lines))}
+			page := sources.Page{Records: make([]sources.Record, 0, len(lines)), Raw: &sources.Raw{Endpoint: "GET /invoices/" + url.PathEscape(n), Body: resp.Body}}
 			for i, l := range lines {
 				line, ok := l.(map[string]any)
 				if !ok {
@@ -120,6 +123,54 @@ func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, 
 			return page, nil
 		}
 		for p, err := range sources.Parallel(ctx, 16, numbers, detail) {
+			if !yield(p, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// invoicePDFPages lists the invoices like the invoices stream and downloads the PDF of each one that
+// no committed run holds yet (held; nil holds nothing), yielding one record per PDF and the PDF itself
+// as the page's raw body, which the pipeline stores in the lake.
+func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, st *sources.State, held func(string) bool) iter.Seq2[sources.Page, error] {
+	return func(yield func(sources.Page, error) bool) {
+		dates := map[string]any{}
+		var numbers []string
+		for p, err := range s.listInvoices(ctx, stats, st) {
+			if err != nil {
+				yield(sources.Page{}, err)
+				return
+			}
+			for _, r := range p.Records {
+				n := r["invoiceNumber"].(string)
+				if held == nil || !held(n) {
+					numbers = append(numbers, n)
+					dates[n] = r["invoiceDate"]
+				}
+			}
+		}
+		sort.Strings(numbers)
+		download := func(ctx context.Context, n string) (sources.Page, error) {
+			endpoint := "/invoices/" + url.PathEscape(n) + "/pdf"
+			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + endpoint, Auth: s.auth, Stats: stats, Header: s.orgHeader()})
+			if err != nil {
+				return sources.Page{}, err
+			}
+			if !bytes.HasPrefix(resp.Body, []byte("%PDF-")) {
+				return sources.Page{}, fmt.Errorf("GET %s: the response is not a PDF (Content-Type %q, %d bytes)", endpoint, resp.Header.Get("Content-Type"), len(resp.Body))
+			}
+			sum := sha256.Sum256(resp.Body)
+			rec := sources.Record{
+				"invoiceNumber": n,
+				"invoiceDate":   dates[n],
+				"sha256":        hex.EncodeToString(sum[:]),
+				"bytes":         json.Number(strconv.Itoa(len(resp.Body))),
+				"contentType":   resp.Header.Get("Content-Type"),
+			}
+			return sources.Page{Records: []sources.Record{rec}, Raw: &sources.Raw{Endpoint: "GET " + endpoint, Body: resp.Body, PDF: true, Key: n}}, nil
+		}
+		for p, err := range sources.Parallel(ctx, 16, numbers, download) {
 			if !yield(p, err) || err != nil {
 				return
 			}

@@ -9,6 +9,7 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -70,9 +71,30 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 			return nil, err
 		}
 		st.State, st.Partition = state, invoiceMonth
+		st.Evidence = true
 		all = append(all, st)
 	}
-	return sources.Select(all, s.cfg.Streams)
+	pdfState := &sources.State{}
+	var pdfs *sources.Stream
+	pdfs, err := sources.NewStream("signicat", "invoice_pdfs", sources.Incremental, nil, func(ctx context.Context, stats *httpclient.Stats) iter.Seq2[sources.Page, error] {
+		return s.invoicePDFPages(ctx, stats, pdfState, pdfs.Held)
+	})
+	if err != nil {
+		return nil, err
+	}
+	pdfs.State, pdfs.Partition = pdfState, invoiceMonth
+	all = append(all, pdfs)
+	names := slices.Clone(s.cfg.Streams)
+	if len(names) == 0 {
+		// Every stream but the PDFs, which cost a request per invoice and are asked for explicitly.
+		for _, st := range all[:len(all)-1] {
+			names = append(names, st.Name)
+		}
+	}
+	if s.cfg.PDFs && !slices.Contains(names, pdfs.Name) {
+		names = append(names, pdfs.Name)
+	}
+	return sources.Select(all, names)
 }
 
 // accountPages reads GET /accounts and then GET /accounts?deleted=true: soft-deleted accounts exist only

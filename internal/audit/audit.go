@@ -1,0 +1,357 @@
+// Package audit answers an auditor's question from the lake itself — "every invoice of organisation X
+// for 2023, exactly as the system held it on 31 January 2024" — reading the committed Parquet snapshots
+// the manifests list (not the warehouse, which only keeps the latest state), and attaching to every
+// row where it came from: endpoint, run, extraction time, snapshot file and its sha256, and the sha256
+// of the stored response body.
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+)
+
+// Query selects invoices.
+type Query struct {
+	Root     string    // the lake (output directory)
+	From, To time.Time // invoice dates, inclusive; zero = open
+	Org      string    // organisation id; "" = all
+	Source   string    // signicat, gsapi or all
+	AsOf     time.Time // state as loaded by the last run finished at or before it; zero = latest
+	Lines    bool      // invoice lines instead of headers
+}
+
+// Answer is what Prepare set up: the SQL that returns the rows, and what an auditor needs beside them.
+type Answer struct {
+	SQL     string
+	Columns []string // the short set shown in table form; SQL returns every column
+	Runs    int      // committed runs at or before the as-of time
+	LastRun string   // the newest of them
+	// PDFs of the selected Signicat invoices held as of the time, by invoice number (headers only).
+	PDFs map[string]lake.Evidence
+}
+
+// table is one invoice table of a source, and how its columns map onto the shared leading columns.
+type table struct {
+	source, name string
+	endpoint     string   // the stream's endpoint, for rows without stored evidence (runs before it existed)
+	lead         string   // SQL of the shared leading columns, over the relation c
+	exclude      []string // columns the lead already shows under the same name
+	date, org    string   // filter expressions (headers)
+	parent       string   // lines: the expression of their invoice's invoice_key
+	key          []string
+}
+
+var (
+	headers = []table{
+		{source: "signicat", name: "signicat_invoices", endpoint: "GET /invoices?invoiceDateAfter&invoiceDateBefore",
+			lead:    "'signicat' AS source, c.invoice_number AS invoice_key, c.invoice_number, c.invoice_date, c.organization_id",
+			exclude: []string{"invoice_number", "invoice_date", "organization_id"},
+			date:    "c.invoice_date", org: "c.organization_id", key: []string{"invoice_number"}},
+		{source: "gsapi", name: "gsapi_datasync_invoices", endpoint: "GET /datasync?option=Invoices",
+			lead:    "'gsapi' AS source, c.iheader_id::VARCHAR AS invoice_key, c.ext_invoice_id::VARCHAR AS invoice_number, c.invoice_date, c.org_id::VARCHAR AS organization_id",
+			exclude: []string{"invoice_date"},
+			date:    "c.invoice_date", org: "c.org_id::VARCHAR", key: []string{"iheader_id"}},
+	}
+	lines = []table{
+		{source: "signicat", name: "signicat_invoice_lines", endpoint: "GET /invoices/{invoiceNumber}",
+			lead:   "'signicat' AS source, c.invoice_number AS invoice_key, c.line_number AS line",
+			parent: "c.invoice_number", key: []string{"invoice_number", "line_number"}},
+		{source: "gsapi", name: "gsapi_datasync_invoice_lines", endpoint: "GET /datasync?option=InvoiceLines",
+			lead:   "'gsapi' AS source, c.iheader_id::VARCHAR AS invoice_key, c.line_no AS line",
+			parent: "c.iheader_id::VARCHAR", key: []string{"iline_id"}},
+	}
+)
+
+// provenance are the columns every row ends with.
+const provenance = "endpoint, run_id, extracted_at, snapshot_file, snapshot_sha256, evidence_sha256"
+
+// Prepare creates, in db (an in-memory DuckDB), the views the answer reads, and returns its SQL.
+func Prepare(ctx context.Context, db *sql.DB, q Query) (*Answer, error) {
+	if q.Source == "" {
+		q.Source = "all"
+	}
+	if q.Source != "all" && q.Source != "signicat" && q.Source != "gsapi" {
+		return nil, fmt.Errorf("source must be signicat, gsapi or all, not %q", q.Source)
+	}
+	all, err := lake.ReadManifests(q.Root)
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("%s holds no committed run (is it the output_dir of a pipeline that has run?)", q.Root)
+	}
+	var ms []*lake.Manifest
+	for _, m := range all {
+		if q.AsOf.IsZero() || !m.FinishedAt.After(q.AsOf) {
+			ms = append(ms, m)
+		}
+	}
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("no run had finished by %s; the first finished at %s", q.AsOf.UTC().Format(time.RFC3339), all[0].FinishedAt.UTC().Format(time.RFC3339))
+	}
+	a := &Answer{Runs: len(ms), LastRun: ms[len(ms)-1].RunID}
+	if _, err := db.ExecContext(ctx, "SET TimeZone = 'UTC'"); err != nil {
+		return nil, err
+	}
+	if err := loadProvenance(ctx, db, q.Root, ms); err != nil {
+		return nil, err
+	}
+	var parts []string
+	for i, h := range headers {
+		if q.Source != "all" && q.Source != h.source {
+			continue
+		}
+		hv, err := current(ctx, db, q.Root, ms, h)
+		if err != nil {
+			return nil, err
+		}
+		if hv == "" {
+			continue
+		}
+		var where []string
+		if !q.From.IsZero() {
+			where = append(where, fmt.Sprintf("CAST(%s AS DATE) >= DATE '%s'", h.date, q.From.Format(time.DateOnly)))
+		}
+		if !q.To.IsZero() {
+			where = append(where, fmt.Sprintf("CAST(%s AS DATE) <= DATE '%s'", h.date, q.To.Format(time.DateOnly)))
+		}
+		if q.Org != "" {
+			where = append(where, fmt.Sprintf("%s = %s", h.org, quote(q.Org)))
+		}
+		cond := "true"
+		if len(where) > 0 {
+			cond = strings.Join(where, " AND ")
+		}
+		sel := fmt.Sprintf("SELECT %s, c.*%s FROM %s c WHERE %s", h.lead, exclusions(h.exclude), hv, cond)
+		if !q.Lines {
+			parts = append(parts, sel)
+			if h.source == "signicat" {
+				if err := a.pdfs(ctx, db, sel); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		l := lines[i]
+		lv, err := current(ctx, db, q.Root, ms, l)
+		if err != nil {
+			return nil, err
+		}
+		if lv == "" {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("SELECT %s, c.*%s FROM %s c WHERE %s IN (SELECT invoice_key FROM (%s))",
+			l.lead, exclusions(l.exclude), lv, l.parent, sel))
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("no %s invoice snapshots in the runs up to %s", map[bool]string{true: q.Source + " "}[q.Source != "all"], a.LastRun)
+	}
+	order := "source, invoice_date, invoice_number"
+	a.Columns = []string{"source", "invoice_key", "invoice_number", "invoice_date", "organization_id", "run_id", "extracted_at", "snapshot_file"}
+	if q.Lines {
+		order = "source, invoice_key, line"
+		a.Columns = []string{"source", "invoice_key", "line", "run_id", "extracted_at", "snapshot_file"}
+	}
+	a.SQL = fmt.Sprintf("SELECT * FROM (%s) ORDER BY %s", strings.Join(parts, "\nUNION ALL BY NAME\n"), order)
+	// Provenance last, whatever the union did to the column order.
+	a.SQL = fmt.Sprintf("SELECT * EXCLUDE (%s), %s FROM (%s) ORDER BY %s", provenance, provenance, a.SQL, order)
+	return a, nil
+}
+
+// exclusions is the EXCLUDE clause dropping the columns the lead already shows.
+func exclusions(cols []string) string {
+	if len(cols) == 0 {
+		return ""
+	}
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = quoteIdent(c)
+	}
+	return " EXCLUDE (" + strings.Join(out, ", ") + ")"
+}
+
+// loadProvenance puts the snapshot files and evidence of the selected runs into temp tables.
+func loadProvenance(ctx context.Context, db *sql.DB, root string, ms []*lake.Manifest) error {
+	for _, stmt := range []string{
+		"CREATE OR REPLACE TEMP TABLE _files (abs VARCHAR, path VARCHAR, sha256 VARCHAR, run_id VARCHAR, tbl VARCHAR)",
+		"CREATE OR REPLACE TEMP TABLE _evidence (run_id VARCHAR, sha256 VARCHAR, endpoint VARCHAR)",
+		"CREATE OR REPLACE TEMP TABLE _pdfs (run_id VARCHAR, invoice VARCHAR, sha256 VARCHAR, bytes BIGINT, path VARCHAR)",
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	insert := func(table string, rows [][]any) error {
+		for len(rows) > 0 {
+			n := min(len(rows), 500)
+			var sb strings.Builder
+			args := make([]any, 0, n*len(rows[0]))
+			for i, r := range rows[:n] {
+				if i > 0 {
+					sb.WriteString(", ")
+				}
+				sb.WriteString("(" + strings.TrimSuffix(strings.Repeat("?, ", len(r)), ", ") + ")")
+				args = append(args, r...)
+			}
+			if _, err := db.ExecContext(ctx, "INSERT INTO "+table+" VALUES "+sb.String(), args...); err != nil {
+				return err
+			}
+			rows = rows[n:]
+		}
+		return nil
+	}
+	var files, evidence, pdfs [][]any
+	for _, m := range ms {
+		for _, f := range m.Files {
+			abs, err := filepath.Abs(filepath.Join(root, filepath.FromSlash(f.Path)))
+			if err != nil {
+				return err
+			}
+			files = append(files, []any{abs, f.Path, f.SHA256, m.RunID, f.Table})
+		}
+		for _, e := range m.Evidence {
+			evidence = append(evidence, []any{m.RunID, e.SHA256, e.Endpoint})
+		}
+		for _, p := range m.PDFs {
+			pdfs = append(pdfs, []any{m.RunID, p.Key, p.SHA256, p.Bytes, p.Path})
+		}
+	}
+	for _, t := range []struct {
+		name string
+		rows [][]any
+	}{{"_files", files}, {"_evidence", evidence}, {"_pdfs", pdfs}} {
+		if err := insert(t.name, t.rows); err != nil {
+			return fmt.Errorf("loading the manifests' %s: %w", strings.TrimPrefix(t.name, "_"), err)
+		}
+	}
+	return nil
+}
+
+// current creates a view of t's state as of the selected runs — the newest version of every key for
+// an incremental table, the last run's rows otherwise — with each row's provenance, and returns its
+// name ("" when no selected run has the table).
+func current(ctx context.Context, db *sql.DB, root string, ms []*lake.Manifest, t table) (string, error) {
+	var paths []string
+	incremental := false
+	for _, m := range ms {
+		var runFiles []string
+		for _, s := range m.Streams {
+			for _, ti := range s.Tables {
+				if ti.Name == t.name {
+					incremental = ti.Incremental
+				}
+			}
+		}
+		for _, f := range m.Files {
+			if f.Table == t.name {
+				abs, err := filepath.Abs(filepath.Join(root, filepath.FromSlash(f.Path)))
+				if err != nil {
+					return "", err
+				}
+				runFiles = append(runFiles, abs)
+			}
+		}
+		if len(runFiles) == 0 {
+			continue
+		}
+		if !incremental {
+			paths = paths[:0] // a snapshot table's state is its latest run
+		}
+		paths = append(paths, runFiles...)
+	}
+	if len(paths) == 0 {
+		return "", nil
+	}
+	sort.Strings(paths)
+	list := make([]string, len(paths))
+	for i, p := range paths {
+		list[i] = quote(p)
+	}
+	src := fmt.Sprintf("read_parquet([%s], filename = '_file', union_by_name = true, hive_partitioning = false)", strings.Join(list, ", "))
+	cols, err := columns(ctx, db, src)
+	if err != nil {
+		return "", fmt.Errorf("reading the snapshots of %s: %w", t.name, err)
+	}
+	evidence := "NULL::VARCHAR"
+	if cols["_evidence_sha256"] {
+		evidence = "r._evidence_sha256"
+	}
+	for _, k := range t.key {
+		if !cols[k] {
+			return "", fmt.Errorf("%s has no column %s (its key); the tenant's export differs from the one this report knows", t.name, k)
+		}
+	}
+	view := "_asof_" + t.name
+	stmt := fmt.Sprintf(`CREATE OR REPLACE TEMP VIEW %s AS
+SELECT r.* EXCLUDE (%s),
+       coalesce(e.endpoint, %s) AS endpoint, r._run_id AS run_id, r._extracted_at AS extracted_at,
+       f.path AS snapshot_file, f.sha256 AS snapshot_sha256, %s AS evidence_sha256
+FROM (SELECT * FROM %s QUALIFY row_number() OVER (PARTITION BY %s ORDER BY _run_id DESC, _extracted_at DESC) = 1) r
+JOIN _files f ON f.abs = r._file
+LEFT JOIN (SELECT run_id, sha256, min(endpoint) AS endpoint FROM _evidence GROUP BY ALL) e
+       ON e.run_id = r._run_id AND e.sha256 = %s`,
+		view, evidenceExclude(cols), quote(t.endpoint), evidence, src, strings.Join(t.key, ", "), evidence)
+	if _, err := db.ExecContext(ctx, stmt); err != nil {
+		return "", fmt.Errorf("%s: %w", t.name, err)
+	}
+	return view, nil
+}
+
+func evidenceExclude(cols map[string]bool) string {
+	out := "_file, _run_id, _extracted_at"
+	if cols["_evidence_sha256"] {
+		out += ", _evidence_sha256"
+	}
+	return out
+}
+
+func columns(ctx context.Context, db *sql.DB, src string) (map[string]bool, error) {
+	rows, err := db.QueryContext(ctx, "DESCRIBE SELECT * FROM "+src)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var name, typ string
+		var a, b, c, d sql.NullString
+		if err := rows.Scan(&name, &typ, &a, &b, &c, &d); err != nil {
+			return nil, err
+		}
+		out[name] = true
+	}
+	return out, rows.Err()
+}
+
+// pdfs records the newest held PDF of every invoice the header selection returns.
+func (a *Answer) pdfs(ctx context.Context, db *sql.DB, sel string) error {
+	rows, err := db.QueryContext(ctx, fmt.Sprintf(`SELECT p.invoice, p.sha256, p.bytes, p.path FROM _pdfs p
+WHERE p.invoice IN (SELECT invoice_number FROM (%s))
+QUALIFY row_number() OVER (PARTITION BY p.invoice ORDER BY p.run_id DESC) = 1`, sel))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if a.PDFs == nil {
+		a.PDFs = map[string]lake.Evidence{}
+	}
+	for rows.Next() {
+		var e lake.Evidence
+		if err := rows.Scan(&e.Key, &e.SHA256, &e.Bytes, &e.Path); err != nil {
+			return err
+		}
+		a.PDFs[e.Key] = e
+	}
+	return rows.Err()
+}
+
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

@@ -1,0 +1,112 @@
+package lake
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/ledgerlake/ledgerlake/internal/durable"
+)
+
+// Evidence and PDF directories. Both are content-addressed: a file is named by the sha256 of the bytes
+// the API sent, so the same body fetched by many runs is stored once and a name proves its content.
+const (
+	EvidenceDir = "_evidence" // raw JSON response bodies, zstd-compressed: <sha[:2]>/<sha>.json.zst
+	PDFDir      = "_pdfs"     // invoice PDFs as received: <sha[:2]>/<sha>.pdf
+)
+
+// Evidence is one stored API response (a JSON body or a PDF), as a manifest lists it.
+type Evidence struct {
+	Table    string `json:"table"`
+	Endpoint string `json:"endpoint"`      // method, path and query of the request that returned it
+	Key      string `json:"key,omitempty"` // PDFs: the invoice number
+	SHA256   string `json:"sha256"`        // of the body exactly as received
+	Bytes    int64  `json:"bytes"`         // size of the body as received
+	Path     string `json:"path"`          // the stored file, relative to the output directory
+}
+
+// EvidenceStore writes evidence files under a lake root. It is safe for concurrent use. Files are
+// placed without a per-file fsync; Sync makes them all durable before the manifest refers to them.
+type EvidenceStore struct {
+	root string
+	enc  *zstd.Encoder
+	mu   sync.Mutex
+	have map[string]bool // relative paths known to exist
+}
+
+// NewEvidenceStore prepares a store under root.
+func NewEvidenceStore(root string) *EvidenceStore {
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	return &EvidenceStore{root: root, enc: enc, have: map[string]bool{}}
+}
+
+// PutJSON stores a response body compressed and returns its entry (Table and Endpoint set by the caller).
+func (s *EvidenceStore) PutJSON(body []byte) (Evidence, error) {
+	return s.put(body, EvidenceDir, ".json.zst", func(b []byte) []byte { return s.enc.EncodeAll(b, nil) })
+}
+
+// PutPDF stores a PDF as received (PDFs are compressed already).
+func (s *EvidenceStore) PutPDF(body []byte) (Evidence, error) {
+	return s.put(body, PDFDir, ".pdf", func(b []byte) []byte { return b })
+}
+
+func (s *EvidenceStore) put(body []byte, dir, ext string, encode func([]byte) []byte) (Evidence, error) {
+	sum := sha256.Sum256(body)
+	hexSum := hex.EncodeToString(sum[:])
+	rel := dir + "/" + hexSum[:2] + "/" + hexSum + ext
+	e := Evidence{SHA256: hexSum, Bytes: int64(len(body)), Path: rel}
+	s.mu.Lock()
+	known := s.have[rel]
+	s.mu.Unlock()
+	if known {
+		return e, nil
+	}
+	path := filepath.Join(s.root, filepath.FromSlash(rel))
+	if _, err := os.Stat(path); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return e, err
+		}
+		if err := durable.Place(path, encode(body)); err != nil {
+			return e, fmt.Errorf("storing evidence %s: %w", rel, err)
+		}
+	}
+	s.mu.Lock()
+	s.have[rel] = true
+	s.mu.Unlock()
+	return e, nil
+}
+
+// Sync makes every file placed so far durable.
+func (s *EvidenceStore) Sync() error { return durable.SyncFS(s.root) }
+
+// ReadEvidence returns the body exactly as the API sent it, checked against its sha256.
+func ReadEvidence(root string, e Evidence) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(e.Path)))
+	if err != nil {
+		return nil, err
+	}
+	if strings.HasSuffix(e.Path, ".zst") {
+		dec, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		defer dec.Close()
+		if b, err = io.ReadAll(dec); err != nil {
+			return nil, fmt.Errorf("altered: does not decompress (%v)", err)
+		}
+	}
+	sum := sha256.Sum256(b)
+	if got := hex.EncodeToString(sum[:]); got != e.SHA256 || int64(len(b)) != e.Bytes {
+		return nil, fmt.Errorf("altered: content sha256 %s… (%d bytes), manifest says %s… (%d bytes)", got[:12], len(b), e.SHA256[:12], e.Bytes)
+	}
+	return b, nil
+}
