@@ -6,9 +6,9 @@ import (
 	"encoding/csv"
 	"fmt"
 	"math/big"
-	"regexp"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
