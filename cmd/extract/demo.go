@@ -94,6 +94,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 Next steps:
   extract query --db %[1]s "SELECT * FROM signicat_accounts WHERE is_soft_deleted LIMIT 5"
   extract query --db %[1]s --format csv "SELECT * FROM _ledgerlake_runs"
+  extract invoices --lake %[2]s --source signicat --from 2024-01-01 --to 2024-12-31 --pdf-dir pdfs
   extract verify --lake %[2]s
   extract sandbox --addr 127.0.0.1:8080 --latency 20ms --faults all=0.05   # the simulated APIs, by hand
   Real APIs: set the variables listed in pipelines/nightly.yaml, then  extract run --config pipelines/nightly.yaml
