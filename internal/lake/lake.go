@@ -41,6 +41,7 @@ type StreamReport struct {
 	Retries       int64       `json:"retries"`
 	Bytes         int64       `json:"bytes"` // response bytes received
 	Seconds       float64     `json:"seconds"`
+	Resumed       bool        `json:"resumed,omitempty"` // continued from a checkpoint of a killed attempt
 	Error         string      `json:"error,omitempty"`
 	SchemaChanges []string    `json:"schema_changes,omitempty"` // new columns and widened types
 	Tables        []TableInfo `json:"tables,omitempty"`         // the stream's table, then its child tables
@@ -74,6 +75,9 @@ const (
 	SchemaDir  = "_schemas"
 	StateDir   = "_state"
 	RejectsDir = "_rejects"
+	// CheckpointDir holds the progress of a run that has not committed yet: <run id>/run.json and one
+	// <table>.json per stream, each listing the files and units of work committed so far.
+	CheckpointDir = "_checkpoints"
 )
 
 // ReadJSON loads root/dir/name.json into v; found is false when the file does not exist yet.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -32,7 +33,8 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
-		res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries})
+		every, _ := time.ParseDuration(os.Getenv("LEDGERLAKE_CHECKPOINT_EVERY"))
+		res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries, CheckpointEvery: every})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -72,14 +74,23 @@ sources:
 // child runs the pipeline in a subprocess; killAfter > 0 kills it with SIGKILL after that long.
 func child(t *testing.T, srv *sandbox.Server, dir string, killAfter time.Duration) (exited bool, err error) {
 	t.Helper()
+	// Frequent checkpoints, so kills land between them and resumed streams continue mid-way.
+	return childWhen(t, srv, dir, chaosPipeline, func() bool { return false }, killAfter, "LEDGERLAKE_CHECKPOINT_EVERY=100ms")
+}
+
+// childWhen runs pipeline (a format with the directory as %[1]s) in a subprocess and kills it with
+// SIGKILL once kill() holds (polled) or after killAfter (> 0).
+func childWhen(t *testing.T, srv *sandbox.Server, dir, pipeline string, kill func() bool, killAfter time.Duration, env ...string) (exited bool, err error) {
+	t.Helper()
 	path := filepath.Join(dir, "pipeline.yaml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(chaosPipeline, dir)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(pipeline, dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "LEDGERLAKE_CHILD_CONFIG="+path, "LEDGERLAKE_SANDBOX_URL="+srv.URL,
 		"SIGNICAT_CLIENT_ID="+sandbox.ClientID, "SIGNICAT_CLIENT_SECRET="+sandbox.ClientSecret,
 		"GSAPI_USERNAME="+sandbox.GSAPIUser, "GSAPI_PASSWORD="+sandbox.GSAPIPassword)
+	cmd.Env = append(cmd.Env, env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -87,17 +98,26 @@ func child(t *testing.T, srv *sandbox.Server, dir string, killAfter time.Duratio
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	var deadline <-chan time.Time
 	if killAfter > 0 {
+		deadline = time.After(killAfter)
+	}
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for {
 		select {
 		case err := <-done:
 			return true, wrap(err, stderr.String())
-		case <-time.After(killAfter):
-			_ = cmd.Process.Kill() // SIGKILL: no defer, no cleanup runs
-			<-done
-			return false, nil
+		case <-deadline:
+		case <-poll.C:
+			if !kill() {
+				continue
+			}
 		}
+		_ = cmd.Process.Kill() // SIGKILL: no defer, no cleanup runs
+		<-done
+		return false, nil
 	}
-	return true, wrap(<-done, stderr.String())
 }
 
 func wrap(err error, stderr string) error {
@@ -262,6 +282,33 @@ func TestRunInterruptedBeforeLoadIsLoadedNext(t *testing.T) {
 	}
 }
 
+// A kill while DuckDB creates the warehouse leaves a file that is not a database; the next run sets it
+// aside and rebuilds the warehouse from the lake instead of failing every night.
+func TestHalfCreatedWarehouseIsRebuiltFromTheLake(t *testing.T) {
+	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	only(cfg, []string{"invoices"}, nil)
+	first := run(t, cfg)
+	if err := os.Remove(cfg.Warehouse); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.Warehouse, make([]byte, 100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	second := run(t, cfg)
+	db := query(t, cfg)
+	if n := scalar[int](t, db, "SELECT count(*) FROM _ledgerlake_runs"); n != 2 {
+		t.Errorf("%d runs in the rebuilt warehouse, want both", n)
+	}
+	want := first.Manifest.Streams[0].Rows
+	if n := scalar[int64](t, db, "SELECT count(*) FROM signicat_invoices"); n != want || second.Manifest.Streams[0].Rows >= want {
+		t.Errorf("%d invoices after the rebuild, want %d", n, want)
+	}
+	aside, _ := filepath.Glob(cfg.Warehouse + ".invalid-*")
+	if len(aside) != 1 {
+		t.Errorf("the broken file was not set aside: %v", aside)
+	}
+}
+
 // Credentials never reach logs, errors, manifests, Parquet files or the warehouse: a full sync under
 // faults, then every byte written is scanned for them (and for the Basic header that carries them).
 func TestSecretsNeverLeakIntoOutputs(t *testing.T) {
@@ -318,4 +365,99 @@ func TestSecretsNeverLeakIntoOutputs(t *testing.T) {
 	if files < 20 {
 		t.Fatalf("only %d files scanned", files)
 	}
+}
+
+const resumePipeline = `
+output_dir: %[1]s/lake
+warehouse: %[1]s/wh.duckdb
+per_host_concurrency: 4
+sources:
+  signicat:
+    base_url: ${LEDGERLAKE_SANDBOX_URL}/account-management
+    token_url: ${LEDGERLAKE_SANDBOX_URL}/auth/open/connect/token
+    client_id: ${SIGNICAT_CLIENT_ID}
+    client_secret: ${SIGNICAT_CLIENT_SECRET}
+    organization_id: o-p-0TgcUq7CylltM7OkwB4t
+    since: 2019-01-01
+    pdfs: true
+    streams: [organizations, invoices, invoice_lines, invoice_pdfs]
+`
+
+// A run killed -9 in the middle of the per-invoice streams resumes as the same run: the streams that
+// had finished are not fetched again, invoice details and PDFs continue after the last checkpoint, and
+// the warehouse equals a run that was never killed.
+func TestKilledRunResumesFromItsCheckpoints(t *testing.T) {
+	srv, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Scale: 0.2, Latency: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	every := "LEDGERLAKE_CHECKPOINT_EVERY=50ms"
+	cleanDir := t.TempDir()
+	before := srv.Stats.Requests.Load()
+	if _, err := childWhen(t, srv, cleanDir, resumePipeline, func() bool { return false }, 0, every); err != nil {
+		t.Fatalf("uninterrupted run: %v", err)
+	}
+	full := srv.Stats.Requests.Load() - before
+	want := fingerprint(t, filepath.Join(cleanDir, "wh.duckdb"))
+
+	dir := t.TempDir()
+	// Kill once both per-invoice streams have checkpointed a good part of their work.
+	progress := func() (lines, pdfs int) {
+		for _, c := range []struct {
+			table string
+			n     *int
+		}{{"signicat_invoice_lines", &lines}, {"signicat_invoice_pdfs", &pdfs}} {
+			paths, _ := filepath.Glob(filepath.Join(dir, "lake", lake.CheckpointDir, "*", c.table+".json"))
+			for _, p := range paths {
+				var ck streamCheckpoint
+				if b, err := os.ReadFile(p); err == nil && json.Unmarshal(b, &ck) == nil {
+					*c.n = len(ck.Done)
+				}
+			}
+		}
+		return
+	}
+	invoices := srv.Data().SignicatInvoices
+	before = srv.Stats.Requests.Load()
+	exited, err := childWhen(t, srv, dir, resumePipeline, func() bool {
+		l, p := progress()
+		return l > invoices/4 && p > invoices/4
+	}, 0, every)
+	if exited {
+		t.Fatalf("the run finished (%v) before the kill: the test proves nothing", err)
+	}
+	killedAt := srv.Stats.Requests.Load() - before
+	lines, pdfs := progress()
+	before = srv.Stats.Requests.Load()
+	if _, err := childWhen(t, srv, dir, resumePipeline, func() bool { return false }, 0, every); err != nil {
+		t.Fatalf("resumed run: %v", err)
+	}
+	resumed := srv.Stats.Requests.Load() - before
+
+	if got := fingerprint(t, filepath.Join(dir, "wh.duckdb")); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after kill and resume:\n%v\nuninterrupted:\n%v", got, want)
+	}
+	ms, err := lake.ReadManifests(filepath.Join(dir, "lake"))
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("%d manifests (%v): the resumed run must commit as the one killed run", len(ms), err)
+	}
+	resumedStreams := 0
+	for _, s := range ms[0].Streams {
+		if s.Resumed {
+			resumedStreams++
+		}
+	}
+	// The second attempt skipped what was checkpointed: at least the done details and PDFs.
+	if resumed > full-int64(lines+pdfs) || resumedStreams < 2 {
+		t.Errorf("resumed attempt made %d requests (uninterrupted %d, killed one %d, %d details + %d PDFs checkpointed); %d streams resumed",
+			resumed, full, killedAt, lines, pdfs, resumedStreams)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lake", lake.CheckpointDir, ms[0].RunID)); !os.IsNotExist(err) {
+		t.Errorf("the committed run's checkpoints are still there: %v", err)
+	}
+	if _, problems, err := lake.Verify(filepath.Join(dir, "lake")); err != nil || len(problems) > 0 {
+		t.Errorf("verify: %v %v", problems, err)
+	}
+	t.Logf("uninterrupted: %d requests; killed after %d with %d details and %d PDFs checkpointed; resumed: %d requests", full, killedAt, lines, pdfs, resumed)
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -19,7 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
@@ -28,12 +28,10 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/sources/gsapi"
 	"github.com/ledgerlake/ledgerlake/internal/sources/signicat"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
-	"github.com/ledgerlake/ledgerlake/schemas"
 )
 
 // Options of one run.
@@ -50,7 +48,10 @@ type Options struct {
 	Progress io.Writer
 	// BatchRows is the Arrow batch size (default 16384): memory is bounded by it, not by stream size.
 	BatchRows int
-	Now       func() time.Time
+	// CheckpointEvery is how often streams with Checkpoints commit their progress (default 30 s): a
+	// killed run loses at most this much of their fetching.
+	CheckpointEvery time.Duration
+	Now             func() time.Time
 }
 
 // Result of a run.
@@ -151,6 +152,9 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	if opts.BatchRows <= 0 {
 		opts.BatchRows = 16384
 	}
+	if opts.CheckpointEvery <= 0 {
+		opts.CheckpointEvery = 30 * time.Second
+	}
 	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -159,7 +163,8 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		return nil, err
 	}
 	defer unlock()
-	if err := recoverInterrupted(ctx, cfg, log); err != nil {
+	run, cks, err := recoverInterrupted(ctx, cfg, log, opts.FullRefresh)
+	if err != nil {
 		return nil, err
 	}
 
@@ -173,9 +178,19 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	if err := setHeld(cfg.OutputDir, streams); err != nil {
 		return nil, err
 	}
-	store := lake.NewEvidenceStore(cfg.OutputDir)
-	m := &lake.Manifest{RunID: lake.NewRunID(opts.Now()), StartedAt: opts.Now().UTC()}
-	log.Info("run started", "run_id", m.RunID, "streams", len(streams))
+	if run == nil {
+		run = &resumable{RunID: lake.NewRunID(opts.Now()), StartedAt: opts.Now().UTC()}
+		log.Info("run started", "run_id", run.RunID, "streams", len(streams))
+	} else {
+		run.Resumes++
+		log.Warn("resuming a run that was killed before it committed", "run_id", run.RunID, "attempt", run.Resumes+1, "checkpointed_streams", len(cks))
+	}
+	if err := lake.WriteJSON(cfg.OutputDir, checkpointDir(run.RunID), "run", run); err != nil {
+		return nil, err
+	}
+	env := runEnv{root: cfg.OutputDir, runID: run.RunID, resumes: run.Resumes, batchRows: opts.BatchRows,
+		store: lake.NewEvidenceStore(cfg.OutputDir), every: opts.CheckpointEvery}
+	m := &lake.Manifest{RunID: run.RunID, StartedAt: run.StartedAt}
 	var (
 		mu      sync.Mutex
 		rejects []typing.Reject
@@ -190,7 +205,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	g.SetLimit(max(1, cfg.Concurrency))
 	for i, s := range streams {
 		g.Go(func() error {
-			rep, out, rej := runStream(gctx, cfg.OutputDir, m.RunID, opts.Now(), s, opts.BatchRows, store)
+			rep, out, rej := resumeOrRun(gctx, env, opts.Now(), s, cks[s.TableName()])
 			if rep.Status == "ok" {
 				log.Info("stream done", "table", rep.Table, "rows", rep.Rows, "requests", rep.Requests, "retries", rep.Retries, "seconds", round(rep.Seconds))
 			} else {
@@ -255,12 +270,16 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	// Evidence files were placed without a per-file fsync; one syncfs makes them durable before the
 	// manifest that lists them.
 	if len(m.Evidence)+len(m.PDFs) > 0 {
-		if err := store.Sync(); err != nil {
+		if err := env.store.Sync(); err != nil {
 			return nil, fmt.Errorf("syncing evidence files: %w", err)
 		}
 	}
 	if err := lake.WriteManifest(cfg.OutputDir, m); err != nil {
 		return nil, fmt.Errorf("writing manifest: %w", err)
+	}
+	// Committed: the checkpoints have served (a crash before this removal is cleaned up at next start).
+	if err := os.RemoveAll(filepath.Join(cfg.OutputDir, checkpointDir(m.RunID))); err != nil {
+		return nil, err
 	}
 	err = commitAndLoad(ctx, cfg, streams, reports, res, rejects)
 	if err == nil && interrupted != nil {
@@ -369,6 +388,24 @@ func setHeld(root string, streams []*sources.Stream) error {
 	return nil
 }
 
+// resumeOrRun takes a stream an earlier attempt of the run completed as it is, or runs it (from its
+// last checkpoint when it has one and supports them).
+func resumeOrRun(ctx context.Context, env runEnv, now time.Time, s *sources.Stream, ck *streamCheckpoint) (lake.StreamReport, streamOutput, []typing.Reject) {
+	if ck != nil && ck.Complete {
+		if s.State != nil {
+			s.State.Advance(ck.Next)
+		}
+		rep := ck.Report
+		rep.Resumed = true
+		return rep, streamOutput{files: ck.Files, evidence: ck.Evidence, pdfs: ck.PDFs}, ck.Rejects
+	}
+	if ck != nil && !s.Checkpoints {
+		ck = nil
+	}
+	env.extracted = now.UTC()
+	return runStream(ctx, &env, s, ck)
+}
+
 // showProgress redraws one status line twice a second until the returned stop is called.
 func showProgress(w io.Writer, streams []*sources.Stream, finished *atomic.Int64) (stop func()) {
 	done := make(chan struct{})
@@ -403,31 +440,50 @@ func showProgress(w io.Writer, streams []*sources.Stream, finished *atomic.Int64
 // writing): unfinished temporary files and committed part files that no manifest lists are removed,
 // and runs whose manifest was committed but whose load never finished are loaded now, oldest first —
 // their watermarks have already moved, so skipping them would lose their rows.
-func recoverInterrupted(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+func recoverInterrupted(ctx context.Context, cfg *config.Config, log *slog.Logger, fullRefresh bool) (*resumable, map[string]*streamCheckpoint, error) {
 	if n, err := durable.RemoveTemps(cfg.OutputDir); err != nil {
-		return err
+		return nil, nil, err
 	} else if n > 0 {
 		log.Warn("removed unfinished files of an interrupted run", "files", n)
 	}
 	ms, err := lake.ReadManifests(cfg.OutputDir)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	n, err := lake.RemoveOrphans(cfg.OutputDir, ms)
+	run, cks, err := openCheckpoints(cfg.OutputDir, ms, fullRefresh)
 	if err != nil {
-		return err
+		return nil, nil, fmt.Errorf("reading the checkpoints of an interrupted run: %w", err)
+	}
+	n, err := lake.RemoveOrphans(cfg.OutputDir, append(slices.Clone(ms), listed(cks)))
+	if err != nil {
+		return nil, nil, err
 	}
 	if n > 0 {
-		log.Warn("removed snapshot files of an interrupted run that never committed", "files", n)
+		log.Warn("removed files of an interrupted run that no manifest or checkpoint lists", "files", n)
 	}
-	if len(ms) == 0 {
+	return run, cks, loadPending(ctx, cfg, log, ms)
+}
+
+// loadPending loads the committed runs the warehouse lacks. The warehouse is derived from the lake: a
+// missing one is rebuilt from every run, and so is one a kill left unreadable (set aside, not deleted).
+func loadPending(ctx context.Context, cfg *config.Config, log *slog.Logger, ms []*lake.Manifest) error {
+	if _, err := os.Stat(cfg.Warehouse); len(ms) == 0 && err != nil {
 		return nil
 	}
-	// A missing warehouse is created and rebuilt from every run in the lake.
 	if err := os.MkdirAll(filepath.Dir(cfg.Warehouse), 0o755); err != nil {
 		return err
 	}
 	wh, err := duckdb.Open(cfg.Warehouse)
+	if errors.Is(err, duckdb.ErrNotDatabase) {
+		aside := cfg.Warehouse + ".invalid-" + time.Now().UTC().Format("20060102T150405Z")
+		for _, suffix := range []string{"", ".wal"} {
+			if err := os.Rename(cfg.Warehouse+suffix, aside+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		log.Warn("the warehouse file is not a DuckDB database (a run killed while creating it?); set it aside and rebuilding from the lake", "set_aside", aside)
+		wh, err = duckdb.Open(cfg.Warehouse)
+	}
 	if err != nil {
 		return err
 	}
@@ -483,272 +539,6 @@ func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, rejects []t
 		return rep, fmt.Errorf("run %s is loaded, but the SQL models failed: %w", m.RunID, err)
 	}
 	return rep, nil
-}
-
-// tableSink is one table a stream writes: its own, or a child table of an array of objects.
-type tableSink struct {
-	info    lake.TableInfo
-	maps    []string // API paths kept as maps, relative to this table's records
-	fresh   bool     // an inferred table seen for the first time: discovering its columns is not news
-	sch     *typing.Schema
-	conv    *typing.Converter
-	w       *parquet.StreamWriter
-	pending []typing.Record
-	pendEv  []string // with evidence: the response sha256 of each pending record
-}
-
-// streamRun moves one stream from the API to Parquet.
-type streamRun struct {
-	root, runID string
-	extracted   time.Time
-	batchRows   int
-	s           *sources.Stream
-	sinks       map[string]*tableSink
-	order       []string
-	rejects     []typing.Reject
-	changes     []typing.Change
-}
-
-// sink returns the sink of table, starting its schema from the declared one and the persisted one.
-func (r *streamRun) sink(table string, key []string, declared *schemas.Table, mapPaths []string) (*tableSink, error) {
-	if ts := r.sinks[table]; ts != nil {
-		return ts, nil
-	}
-	var persisted typing.Schema
-	found, err := lake.ReadJSON(r.root, lake.SchemaDir, table, &persisted)
-	if err != nil {
-		return nil, err
-	}
-	prev := &persisted
-	if !found {
-		prev = nil
-	}
-	sch, err := typing.NewSchema(table, key, declared, prev, mapPaths)
-	if err != nil {
-		return nil, err
-	}
-	sch.Evidence = r.s.Evidence && table == r.s.TableName()
-	ts := &tableSink{info: lake.TableInfo{Name: table, Key: key, Incremental: r.s.Mode == sources.Incremental}, sch: sch, maps: mapPaths, fresh: !found && declared == nil}
-	ts.w = parquet.NewStreamWriter(r.root, table, r.runID, sch.Arrow())
-	r.sinks[table] = ts
-	r.order = append(r.order, table)
-	return ts, nil
-}
-
-func (r *streamRun) add(ts *tableSink, rec typing.Record, evidence string) error {
-	ts.pending = append(ts.pending, rec)
-	if ts.sch.Evidence {
-		ts.pendEv = append(ts.pendEv, evidence)
-	}
-	if len(ts.pending) >= r.batchRows {
-		return r.flush(ts)
-	}
-	return nil
-}
-
-// flush widens the schema to fit the pending records, converts them, writes them, and hands their
-// child arrays to the child tables.
-func (r *streamRun) flush(ts *tableSink) error {
-	if len(ts.pending) == 0 {
-		return nil
-	}
-	recs, evs := ts.pending, ts.pendEv
-	ts.pending, ts.pendEv = nil, nil
-	if changed := ts.sch.Observe(recs); changed || ts.conv == nil {
-		if ts.conv != nil {
-			ts.conv.Release()
-		}
-		ts.conv = typing.NewConverter(memory.DefaultAllocator, ts.sch, r.runID, r.extracted)
-		if err := ts.w.SetSchema(ts.conv.Schema()); err != nil {
-			return err
-		}
-	}
-	parts := map[string][]int{}
-	var order []string
-	for i, rec := range recs {
-		for path, children := range ts.sch.ChildRecords(rec) {
-			var childMaps []string
-			for _, m := range ts.maps {
-				if rest, ok := strings.CutPrefix(m, path+"."); ok {
-					childMaps = append(childMaps, rest)
-				}
-			}
-			child, err := r.sink(ts.sch.Child(path), ts.sch.ChildKey(), nil, childMaps)
-			if err != nil {
-				return err
-			}
-			for _, c := range children {
-				if err := r.add(child, c, ""); err != nil {
-					return err
-				}
-			}
-		}
-		p := r.partition(rec)
-		if _, ok := parts[p]; !ok {
-			order = append(order, p)
-		}
-		parts[p] = append(parts[p], i)
-	}
-	for _, p := range order {
-		for _, i := range parts[p] {
-			if evs != nil {
-				ts.conv.SetEvidence(evs[i])
-			}
-			ts.conv.Append(recs[i])
-		}
-		batch := ts.conv.Flush()
-		ts.info.Rows += batch.NumRows()
-		err := ts.w.Write(p, batch)
-		batch.Release()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (r *streamRun) partition(rec typing.Record) string {
-	if r.s.Partition != nil {
-		return r.s.Partition(rec)
-	}
-	return "run_date=" + r.extracted.Format("2006-01-02")
-}
-
-// finish flushes every table (children last, as flushing a parent feeds them), writes an empty file for
-// a table without rows so it still exists with its declared columns, and persists the schemas.
-func (r *streamRun) finish() ([]parquet.FileInfo, error) {
-	for i := 0; i < len(r.order); i++ {
-		if err := r.flush(r.sinks[r.order[i]]); err != nil {
-			return nil, err
-		}
-	}
-	var files []parquet.FileInfo
-	for _, name := range r.order {
-		ts := r.sinks[name]
-		if ts.info.Rows == 0 {
-			if ts.conv == nil {
-				ts.conv = typing.NewConverter(memory.DefaultAllocator, ts.sch, r.runID, r.extracted)
-				if err := ts.w.SetSchema(ts.conv.Schema()); err != nil {
-					return nil, err
-				}
-			}
-			empty := ts.conv.Flush()
-			err := ts.w.WriteEmpty(r.partition(nil), empty)
-			empty.Release()
-			if err != nil {
-				return nil, err
-			}
-		}
-		fs, err := ts.w.Close()
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, fs...)
-		if ts.conv != nil {
-			r.rejects = append(r.rejects, ts.conv.Rejects...)
-		}
-		for _, c := range ts.sch.TakeChanges(r.runID) {
-			// A table's first run discovers all its columns; only widenings are worth a report then.
-			if !ts.fresh || (c.From != "" && c.From != "NULL") {
-				r.changes = append(r.changes, c)
-			}
-		}
-		if err := lake.WriteJSON(r.root, lake.SchemaDir, name, ts.sch); err != nil {
-			return nil, err
-		}
-	}
-	return files, nil
-}
-
-func (r *streamRun) release() {
-	for _, ts := range r.sinks {
-		ts.w.Abort()
-		if ts.conv != nil {
-			ts.conv.Release()
-		}
-	}
-}
-
-// streamOutput is what a successful stream adds to the run's manifest.
-type streamOutput struct {
-	files    []parquet.FileInfo
-	evidence []lake.Evidence
-	pdfs     []lake.Evidence
-}
-
-// runStream moves one stream from the API to Parquet. On failure its files are discarded: the next run
-// fetches the stream again, and nothing half-done is ever loaded.
-func runStream(ctx context.Context, root, runID string, extractedAt time.Time, s *sources.Stream, batchRows int, store *lake.EvidenceStore) (lake.StreamReport, streamOutput, []typing.Reject) {
-	start := time.Now()
-	rep := lake.StreamReport{Table: s.TableName(), Status: "ok"}
-	r := &streamRun{root: root, runID: runID, extracted: extractedAt.UTC(), batchRows: batchRows, s: s, sinks: map[string]*tableSink{}}
-	defer r.release()
-	var out streamOutput
-	fail := func(err error) (lake.StreamReport, streamOutput, []typing.Reject) {
-		for _, ts := range r.sinks {
-			ts.w.Abort()
-			files, _ := ts.w.Close()
-			for _, f := range files {
-				_ = os.Remove(filepath.Join(root, filepath.FromSlash(f.Path)))
-			}
-		}
-		rep.Status, rep.Error = "failed", fmt.Sprintf("%s: %v", s.TableName(), err)
-		rep.Seconds = time.Since(start).Seconds()
-		fillStats(&rep, s)
-		return rep, streamOutput{}, nil
-	}
-	top, err := r.sink(s.TableName(), s.Key, s.Declared, s.MapPaths)
-	if err != nil {
-		return fail(err)
-	}
-	for page, err := range s.Pages(ctx) {
-		if err != nil {
-			return fail(err)
-		}
-		var sum string
-		if raw := page.Raw; raw != nil && (s.Evidence || raw.PDF) {
-			put := store.PutJSON
-			if raw.PDF {
-				put = store.PutPDF
-			}
-			e, err := put(raw.Body)
-			if err != nil {
-				return fail(err)
-			}
-			e.Table, e.Endpoint, e.Key, sum = s.TableName(), raw.Endpoint, raw.Key, e.SHA256
-			if raw.PDF {
-				out.pdfs = append(out.pdfs, e)
-			} else {
-				out.evidence = append(out.evidence, e)
-			}
-		}
-		for _, rec := range page.Records {
-			if err := r.add(top, rec, sum); err != nil {
-				return fail(err)
-			}
-		}
-	}
-	out.files, err = r.finish()
-	if err != nil {
-		return fail(err)
-	}
-	rep.Seconds = time.Since(start).Seconds()
-	rep.Rows = top.info.Rows
-	rep.Rejects = len(r.rejects)
-	for _, c := range r.changes {
-		rep.SchemaChanges = append(rep.SchemaChanges, c.String())
-	}
-	for _, name := range r.order {
-		rep.Tables = append(rep.Tables, r.sinks[name].info)
-	}
-	fillStats(&rep, s)
-	return rep, out, r.rejects
-}
-
-func fillStats(rep *lake.StreamReport, s *sources.Stream) {
-	rep.Requests = s.Stats.Requests.Load()
-	rep.Retries = s.Stats.Retries.Load()
-	rep.Bytes = s.Stats.Bytes.Load()
 }
 
 func round(f float64) float64 { return float64(int(f*100+0.5)) / 100 }

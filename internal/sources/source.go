@@ -35,6 +35,9 @@ type Page struct {
 	// Raw is the response the records were decoded from; the pipeline keeps it as evidence on streams
 	// with Evidence set (nil where a page is not one response).
 	Raw *Raw
+	// Done names the unit of work this page completes (an invoice number) on streams with
+	// Checkpoints: once the pipeline has checkpointed it, a resumed run skips it.
+	Done string
 }
 
 // Raw is one response body exactly as received.
@@ -70,6 +73,11 @@ type Stream struct {
 	// Held, set by the pipeline on streams that fetch something once per key (invoice PDFs), reports
 	// whether a committed earlier run already holds key.
 	Held func(key string) bool
+	// Checkpoints marks a stream whose pages carry Done and whose source honours Skip, so a run killed
+	// mid-stream resumes it where its last checkpoint ended instead of from the start.
+	Checkpoints bool
+	// Skip, set by the pipeline when it resumes such a stream, reports whether a unit is already done.
+	Skip func(unit string) bool
 	// Pages fetches the stream; it stops at the first error, which names the endpoint.
 	Pages func(ctx context.Context) iter.Seq2[Page, error]
 }

@@ -16,6 +16,7 @@ import (
 	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" database/sql driver
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
 
@@ -27,6 +28,10 @@ const (
 
 // MemoryLimit caps DuckDB's memory per process (it spills to disk beyond it).
 var MemoryLimit = "256MB"
+
+// ErrNotDatabase means the warehouse file exists but is not a DuckDB database: typically a process
+// killed while DuckDB was creating it, before its header was written.
+var ErrNotDatabase = errors.New("not a valid DuckDB database file")
 
 // ErrLocked means another process holds the warehouse open for writing.
 var ErrLocked = errors.New("the warehouse is locked by another process (a run in progress?)")
@@ -58,6 +63,9 @@ func open(path, params string) (*Warehouse, error) {
 		}
 		if strings.Contains(err.Error(), "lock") {
 			return nil, fmt.Errorf("%s: %w", path, ErrLocked)
+		}
+		if strings.Contains(err.Error(), "not a valid DuckDB database file") {
+			return nil, fmt.Errorf("%s: %w", path, ErrNotDatabase)
 		}
 		return nil, fmt.Errorf("opening warehouse %s: %w", path, err)
 	}
@@ -135,9 +143,10 @@ func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, 
 	if n > 0 {
 		return tx.Rollback() // already loaded: loading again changes nothing
 	}
-	files := map[string][]string{}
+	files := map[string][]parquet.FileInfo{}
 	for _, f := range m.Files {
-		files[f.Table] = append(files[f.Table], filepath.Join(root, filepath.FromSlash(f.Path)))
+		f.Path = filepath.Join(root, filepath.FromSlash(f.Path))
+		files[f.Table] = append(files[f.Table], f)
 	}
 	for _, s := range m.Streams {
 		if s.Status != "ok" {
@@ -163,31 +172,41 @@ func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, 
 
 // loadTable appends a run's files to the history table and rebuilds the current-state table. Files of one
 // run may differ in schema (a type widened mid-run): the table is first widened once to fit them all, so
-// an old BIGINT that ends as VARCHAR reads "5", not "5.00" via an intermediate DECIMAL.
-func loadTable(ctx context.Context, tx *sql.Tx, t lake.TableInfo, files []string, runID string) error {
+// an old BIGINT that ends as VARCHAR reads "5", not "5.00" via an intermediate DECIMAL. Files with the
+// same schema fingerprint are read by one statement: a stream with hundreds of partitions loads in a
+// few statements, not hundreds.
+func loadTable(ctx context.Context, tx *sql.Tx, t lake.TableInfo, files []parquet.FileInfo, runID string) error {
 	hist := t.Name + "_history"
-	fileCols := make([][]column, len(files))
-	var all []column
-	for i, f := range files {
-		cols, err := describeFile(ctx, tx, f)
-		if err != nil {
-			return fmt.Errorf("%s: %w", filepath.Base(f), err)
+	groups := map[string][]string{}
+	var order []string
+	for _, f := range files {
+		if _, ok := groups[f.SchemaFingerprint]; !ok {
+			order = append(order, f.SchemaFingerprint)
 		}
-		fileCols[i] = cols
+		groups[f.SchemaFingerprint] = append(groups[f.SchemaFingerprint], f.Path)
+	}
+	groupCols := make([][]column, len(order))
+	var all []column
+	for i, fp := range order {
+		cols, err := describeFile(ctx, tx, groups[fp][0])
+		if err != nil {
+			return fmt.Errorf("%s: %w", filepath.Base(groups[fp][0]), err)
+		}
+		groupCols[i] = cols
 		all = append(all, cols...)
 	}
 	target, err := reconcile(ctx, tx, hist, all)
 	if err != nil {
 		return err
 	}
-	for i, f := range files {
-		names, casts := make([]string, len(fileCols[i])), make([]string, len(fileCols[i]))
-		for j, c := range fileCols[i] {
+	for i, fp := range order {
+		names, casts := make([]string, len(groupCols[i])), make([]string, len(groupCols[i]))
+		for j, c := range groupCols[i] {
 			names[j] = Quote(c.name)
 			casts[j] = "CAST(" + Quote(c.name) + " AS " + target[c.name] + ")"
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO "+Quote(hist)+" ("+strings.Join(names, ", ")+") SELECT "+strings.Join(casts, ", ")+" FROM "+parquetSource(f)); err != nil {
-			return fmt.Errorf("%s: %w", filepath.Base(f), err)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+Quote(hist)+" ("+strings.Join(names, ", ")+") SELECT "+strings.Join(casts, ", ")+" FROM "+parquetSource(groups[fp]...)); err != nil {
+			return fmt.Errorf("%d files from %s: %w", len(groups[fp]), filepath.Base(groups[fp][0]), err)
 		}
 	}
 	cols := columnsOf(ctx, tx, hist)
@@ -238,8 +257,12 @@ func columnsOf(ctx context.Context, tx *sql.Tx, table string) []column {
 	return out
 }
 
-func parquetSource(file string) string {
-	return "read_parquet(" + quoteString(file) + ", hive_partitioning = false)"
+func parquetSource(files ...string) string {
+	q := make([]string, len(files))
+	for i, f := range files {
+		q[i] = quoteString(f)
+	}
+	return "read_parquet([" + strings.Join(q, ", ") + "], hive_partitioning = false)"
 }
 
 func describeFile(ctx context.Context, tx *sql.Tx, file string) ([]column, error) {

@@ -42,12 +42,15 @@ func Fingerprint(s *arrow.Schema) string {
 }
 
 // StreamWriter writes one table's batches of one run into part files, one open file per hive partition
-// (<table>/<partition>/<run id>-<seq>.parquet), rolling to a new part after MaxRowsPerFile rows.
+// (<table>/<partition>/<run id>[-r<resume>]-<seq>.parquet), rolling to a new part after MaxRowsPerFile rows.
 type StreamWriter struct {
 	root, table, runID string
 	schema             *arrow.Schema
 	// MaxRowsPerFile bounds a part file (0 = 1,000,000); row groups hold up to 128k rows.
 	MaxRowsPerFile int64
+	// Resume is the attempt of a run resumed after a crash (0 = first): it goes into the file names, so
+	// an attempt never overwrites the parts an earlier one committed.
+	Resume int
 
 	open  map[string]*partFile
 	seq   map[string]int
@@ -132,7 +135,11 @@ func (w *StreamWriter) WriteEmpty(partition string, rec arrow.RecordBatch) error
 func (w *StreamWriter) create(partition string) (*partFile, error) {
 	n := w.seq[partition]
 	w.seq[partition] = n + 1
-	rel := filepath.ToSlash(filepath.Join(w.table, partition, fmt.Sprintf("%s-%05d.parquet", w.runID, n)))
+	name := fmt.Sprintf("%s-%05d.parquet", w.runID, n)
+	if w.Resume > 0 {
+		name = fmt.Sprintf("%s-r%d-%05d.parquet", w.runID, w.Resume, n)
+	}
+	rel := filepath.ToSlash(filepath.Join(w.table, partition, name))
 	f, err := durable.Create(filepath.Join(w.root, filepath.FromSlash(rel)))
 	if err != nil {
 		return nil, fmt.Errorf("parquet: %w", err)

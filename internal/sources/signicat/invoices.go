@@ -1,6 +1,7 @@
 package signicat
 
 import (
+	"slices"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -85,19 +86,23 @@ func (s *Source) orgHeader() http.Header {
 // invoiceLinePages lists the invoices like the invoices stream, then reads GET /invoices/{invoiceNumber}
 // for each, concurrently within the per-host limit, and yields its lines keyed by invoice number and
 // 1-based line number.
-func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
+func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		var numbers []string
+		days := map[string]string{}
 		for p, err := range s.listInvoices(ctx, stats, st) {
 			if err != nil {
 				yield(sources.Page{}, err)
 				return
 			}
 			for _, r := range p.Records {
-				numbers = append(numbers, r["invoiceNumber"].(string))
+				n := r["invoiceNumber"].(string)
+				numbers = append(numbers, n)
+				days[n] = invoiceDay(r)
 			}
 		}
-		sort.Strings(numbers)
+		numbers = slices.DeleteFunc(numbers, skip)
+		byDay(numbers, days)
 		detail := func(ctx context.Context, n string) (sources.Page, error) {
 			// Invoice numbers contain '-' and '.', and could contain '/': always escape the segment.
 			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoices/" + url.PathEscape(n), Auth: s.auth, Stats: stats, Header: s.orgHeader()})
@@ -109,7 +114,7 @@ func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, 
 				return sources.Page{}, fmt.Errorf("GET /invoices/%s: %w", url.PathEscape(n), err)
 			}
 			lines, _ := inv["lines"].([]any)
-			page := sources.Page{Records: make([]sources.Record, 0, len(lines)), Raw: &sources.Raw{Endpoint: "GET /invoices/" + url.PathEscape(n), Body: resp.Body}}
+			page := sources.Page{Done: n, Records: make([]sources.Record, 0, len(lines)), Raw: &sources.Raw{Endpoint: "GET /invoices/" + url.PathEscape(n), Body: resp.Body}}
 			for i, l := range lines {
 				line, ok := l.(map[string]any)
 				if !ok {
@@ -131,11 +136,12 @@ func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, 
 }
 
 // invoicePDFPages lists the invoices like the invoices stream and downloads the PDF of each one that
-// no committed run holds yet (held; nil holds nothing), yielding one record per PDF and the PDF itself
+// no committed run holds yet (held) and this run has not checkpointed (skip), yielding one record per PDF and the PDF itself
 // as the page's raw body, which the pipeline stores in the lake.
-func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, st *sources.State, held func(string) bool) iter.Seq2[sources.Page, error] {
+func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, st *sources.State, held, skip func(string) bool) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		dates := map[string]any{}
+		days := map[string]string{}
 		var numbers []string
 		for p, err := range s.listInvoices(ctx, stats, st) {
 			if err != nil {
@@ -144,13 +150,13 @@ func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, s
 			}
 			for _, r := range p.Records {
 				n := r["invoiceNumber"].(string)
-				if held == nil || !held(n) {
+				if !held(n) && !skip(n) {
 					numbers = append(numbers, n)
-					dates[n] = r["invoiceDate"]
+					dates[n], days[n] = r["invoiceDate"], invoiceDay(r)
 				}
 			}
 		}
-		sort.Strings(numbers)
+		byDay(numbers, days)
 		download := func(ctx context.Context, n string) (sources.Page, error) {
 			endpoint := "/invoices/" + url.PathEscape(n) + "/pdf"
 			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + endpoint, Auth: s.auth, Stats: stats, Header: s.orgHeader()})
@@ -168,7 +174,7 @@ func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, s
 				"bytes":         json.Number(strconv.Itoa(len(resp.Body))),
 				"contentType":   resp.Header.Get("Content-Type"),
 			}
-			return sources.Page{Records: []sources.Record{rec}, Raw: &sources.Raw{Endpoint: "GET " + endpoint, Body: resp.Body, PDF: true, Key: n}}, nil
+			return sources.Page{Done: n, Records: []sources.Record{rec}, Raw: &sources.Raw{Endpoint: "GET " + endpoint, Body: resp.Body, PDF: true, Key: n}}, nil
 		}
 		for p, err := range sources.Parallel(ctx, 16, numbers, download) {
 			if !yield(p, err) || err != nil {
@@ -176,4 +182,16 @@ func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, s
 			}
 		}
 	}
+}
+
+// byDay orders invoice numbers by invoice day, then number: the per-invoice streams then fill one
+// invoice_month partition after another, so a checkpoint commits a file or two, not one per month.
+func byDay(numbers []string, days map[string]string) {
+	sort.Slice(numbers, func(i, j int) bool {
+		a, b := numbers[i], numbers[j]
+		if days[a] != days[b] {
+			return days[a] < days[b]
+		}
+		return a < b
+	})
 }

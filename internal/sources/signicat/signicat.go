@@ -58,32 +58,36 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 		}
 		all = append(all, st)
 	}
-	for _, name := range []string{"invoices", "invoice_lines"} {
-		state := &sources.State{}
-		pages := s.listInvoices
-		if name == "invoice_lines" {
-			pages = s.invoiceLinePages
-		}
-		st, err := sources.NewStream("signicat", name, sources.Incremental, nil, func(ctx context.Context, stats *httpclient.Stats) iter.Seq2[sources.Page, error] {
-			return pages(ctx, stats, state)
-		})
-		if err != nil {
-			return nil, err
-		}
-		st.State, st.Partition = state, invoiceMonth
-		st.Evidence = true
-		all = append(all, st)
-	}
-	pdfState := &sources.State{}
-	var pdfs *sources.Stream
-	pdfs, err := sources.NewStream("signicat", "invoice_pdfs", sources.Incremental, nil, func(ctx context.Context, stats *httpclient.Stats) iter.Seq2[sources.Page, error] {
-		return s.invoicePDFPages(ctx, stats, pdfState, pdfs.Held)
-	})
+	invoices, err := sources.NewStream("signicat", "invoices", sources.Incremental, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	pdfs.State, pdfs.Partition = pdfState, invoiceMonth
-	all = append(all, pdfs)
+	invoices.State = &sources.State{}
+	invoices.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
+		return s.listInvoices(ctx, invoices.Stats, invoices.State)
+	}
+	// One request per invoice: worth checkpointing, so a killed first sync resumes where it stopped.
+	lines, err := sources.NewStream("signicat", "invoice_lines", sources.Incremental, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	lines.State, lines.Checkpoints = &sources.State{}, true
+	lines.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
+		return s.invoiceLinePages(ctx, lines.Stats, lines.State, orNone(lines.Skip))
+	}
+	pdfs, err := sources.NewStream("signicat", "invoice_pdfs", sources.Incremental, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	pdfs.State, pdfs.Checkpoints = &sources.State{}, true
+	pdfs.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
+		return s.invoicePDFPages(ctx, pdfs.Stats, pdfs.State, orNone(pdfs.Held), orNone(pdfs.Skip))
+	}
+	for _, st := range []*sources.Stream{invoices, lines, pdfs} {
+		st.Partition = invoiceMonth
+		st.Evidence = st != pdfs // a PDF's evidence is the PDF itself
+		all = append(all, st)
+	}
 	names := slices.Clone(s.cfg.Streams)
 	if len(names) == 0 {
 		// Every stream but the PDFs, which cost a request per invoice and are asked for explicitly.
@@ -212,4 +216,12 @@ func queryOf(q url.Values) string {
 		return ""
 	}
 	return "?" + c.Encode()
+}
+
+// orNone makes an unset key predicate hold nothing.
+func orNone(f func(string) bool) func(string) bool {
+	if f == nil {
+		return func(string) bool { return false }
+	}
+	return f
 }

@@ -1,0 +1,411 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
+	"github.com/ledgerlake/ledgerlake/internal/sources"
+	"github.com/ledgerlake/ledgerlake/internal/typing"
+	"github.com/ledgerlake/ledgerlake/schemas"
+)
+
+// tableSink is one table a stream writes: its own, or a child table of an array of objects.
+type tableSink struct {
+	info    lake.TableInfo
+	maps    []string // API paths kept as maps, relative to this table's records
+	fresh   bool     // an inferred table seen for the first time: discovering its columns is not news
+	sch     *typing.Schema
+	conv    *typing.Converter
+	w       *parquet.StreamWriter
+	pending []typing.Record
+	pendEv  []string // with evidence: the response sha256 of each pending record
+}
+
+// runEnv is what every stream of a run shares.
+type runEnv struct {
+	root, runID string
+	resumes     int // how many times this run was resumed after a crash (names new part files apart)
+	extracted   time.Time
+	batchRows   int
+	store       *lake.EvidenceStore
+	every       time.Duration // checkpoint interval of streams with Checkpoints (0: only at the end)
+}
+
+// streamRun moves one stream from the API to Parquet.
+type streamRun struct {
+	*runEnv
+	s       *sources.Stream
+	sinks   map[string]*tableSink
+	order   []string
+	rejects []typing.Reject
+	changes []typing.Change
+	prev    *streamCheckpoint // what an earlier attempt of this run committed (nil: none)
+}
+
+// sink returns the sink of table, starting its schema from the declared one and the persisted one.
+func (r *streamRun) sink(table string, key []string, declared *schemas.Table, mapPaths []string) (*tableSink, error) {
+	if ts := r.sinks[table]; ts != nil {
+		return ts, nil
+	}
+	var persisted typing.Schema
+	found, err := lake.ReadJSON(r.root, lake.SchemaDir, table, &persisted)
+	if err != nil {
+		return nil, err
+	}
+	prev := &persisted
+	if !found {
+		prev = nil
+	}
+	sch, err := typing.NewSchema(table, key, declared, prev, mapPaths)
+	if err != nil {
+		return nil, err
+	}
+	sch.Evidence = r.s.Evidence && table == r.s.TableName()
+	ts := &tableSink{info: lake.TableInfo{Name: table, Key: key, Incremental: r.s.Mode == sources.Incremental}, sch: sch, maps: mapPaths, fresh: !found && declared == nil}
+	if r.prev != nil {
+		ts.info.Rows = r.prev.rows(table)
+	}
+	ts.w = parquet.NewStreamWriter(r.root, table, r.runID, sch.Arrow())
+	ts.w.Resume = r.resumes
+	r.sinks[table] = ts
+	r.order = append(r.order, table)
+	return ts, nil
+}
+
+func (r *streamRun) add(ts *tableSink, rec typing.Record, evidence string) error {
+	ts.pending = append(ts.pending, rec)
+	if ts.sch.Evidence {
+		ts.pendEv = append(ts.pendEv, evidence)
+	}
+	if len(ts.pending) >= r.batchRows {
+		return r.flush(ts)
+	}
+	return nil
+}
+
+// flush widens the schema to fit the pending records, converts them, writes them, and hands their
+// child arrays to the child tables.
+func (r *streamRun) flush(ts *tableSink) error {
+	if len(ts.pending) == 0 {
+		return nil
+	}
+	recs, evs := ts.pending, ts.pendEv
+	ts.pending, ts.pendEv = nil, nil
+	if changed := ts.sch.Observe(recs); changed || ts.conv == nil {
+		if ts.conv != nil {
+			r.takeRejects(ts)
+			ts.conv.Release()
+		}
+		ts.conv = typing.NewConverter(memory.DefaultAllocator, ts.sch, r.runID, r.extracted)
+		if err := ts.w.SetSchema(ts.conv.Schema()); err != nil {
+			return err
+		}
+	}
+	parts := map[string][]int{}
+	var order []string
+	for i, rec := range recs {
+		for path, children := range ts.sch.ChildRecords(rec) {
+			var childMaps []string
+			for _, m := range ts.maps {
+				if rest, ok := strings.CutPrefix(m, path+"."); ok {
+					childMaps = append(childMaps, rest)
+				}
+			}
+			child, err := r.sink(ts.sch.Child(path), ts.sch.ChildKey(), nil, childMaps)
+			if err != nil {
+				return err
+			}
+			for _, c := range children {
+				if err := r.add(child, c, ""); err != nil {
+					return err
+				}
+			}
+		}
+		p := r.partition(rec)
+		if _, ok := parts[p]; !ok {
+			order = append(order, p)
+		}
+		parts[p] = append(parts[p], i)
+	}
+	for _, p := range order {
+		for _, i := range parts[p] {
+			if evs != nil {
+				ts.conv.SetEvidence(evs[i])
+			}
+			ts.conv.Append(recs[i])
+		}
+		batch := ts.conv.Flush()
+		ts.info.Rows += batch.NumRows()
+		err := ts.w.Write(p, batch)
+		batch.Release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *streamRun) partition(rec typing.Record) string {
+	if r.s.Partition != nil {
+		return r.s.Partition(rec)
+	}
+	return "run_date=" + r.extracted.Format("2006-01-02")
+}
+
+// finish flushes every table (children last, as flushing a parent feeds them), writes an empty file for
+// a table without rows so it still exists with its declared columns, and persists the schemas.
+func (r *streamRun) finish() ([]parquet.FileInfo, error) {
+	for i := 0; i < len(r.order); i++ {
+		if err := r.flush(r.sinks[r.order[i]]); err != nil {
+			return nil, err
+		}
+	}
+	var files []parquet.FileInfo
+	for _, name := range r.order {
+		ts := r.sinks[name]
+		if ts.info.Rows == 0 {
+			if ts.conv == nil {
+				ts.conv = typing.NewConverter(memory.DefaultAllocator, ts.sch, r.runID, r.extracted)
+				if err := ts.w.SetSchema(ts.conv.Schema()); err != nil {
+					return nil, err
+				}
+			}
+			empty := ts.conv.Flush()
+			err := ts.w.WriteEmpty(r.partition(nil), empty)
+			empty.Release()
+			if err != nil {
+				return nil, err
+			}
+		}
+		fs, err := ts.w.Close()
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, fs...)
+		r.takeRejects(ts)
+		for _, c := range ts.sch.TakeChanges(r.runID) {
+			// A table's first run discovers all its columns; only widenings are worth a report then.
+			if !ts.fresh || (c.From != "" && c.From != "NULL") {
+				r.changes = append(r.changes, c)
+			}
+		}
+		if err := lake.WriteJSON(r.root, lake.SchemaDir, name, ts.sch); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// takeRejects moves the converter's rejects to the stream's (before the converter is replaced).
+func (r *streamRun) takeRejects(ts *tableSink) {
+	if ts.conv != nil {
+		r.rejects = append(r.rejects, ts.conv.Rejects...)
+		ts.conv.Rejects = nil
+	}
+}
+
+func (r *streamRun) release() {
+	for _, ts := range r.sinks {
+		ts.w.Abort()
+		if ts.conv != nil {
+			ts.conv.Release()
+		}
+	}
+}
+
+// streamOutput is what a successful stream adds to the run's manifest.
+type streamOutput struct {
+	files    []parquet.FileInfo
+	evidence []lake.Evidence
+	pdfs     []lake.Evidence
+}
+
+// runStream moves one stream from the API to Parquet. On failure its files are discarded: the next run
+// fetches the stream again, and nothing half-done is ever loaded. Streams with Checkpoints commit their
+// files and completed units every env.every, so a run killed mid-stream resumes after the last
+// checkpoint (prev) rather than from the start.
+func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *streamCheckpoint) (lake.StreamReport, streamOutput, []typing.Reject) {
+	start := time.Now()
+	rep := lake.StreamReport{Table: s.TableName(), Status: "ok"}
+	r := &streamRun{runEnv: env, s: s, sinks: map[string]*tableSink{}, prev: prev}
+	defer r.release()
+	var out, base streamOutput
+	var done []string
+	if prev != nil {
+		base = streamOutput{files: prev.Files, evidence: prev.Evidence, pdfs: prev.PDFs}
+		out = streamOutput{evidence: slices.Clone(prev.Evidence), pdfs: slices.Clone(prev.PDFs)}
+		r.rejects = slices.Clone(prev.Rejects)
+		done = slices.Clone(prev.Done)
+		skip := make(map[string]bool, len(done))
+		for _, d := range done {
+			skip[d] = true
+		}
+		s.Skip = func(unit string) bool { return skip[unit] }
+		if s.State != nil {
+			s.State.Advance(prev.Next)
+		}
+	}
+	fail := func(err error) (lake.StreamReport, streamOutput, []typing.Reject) {
+		// The checkpoint goes first: a crash in between leaves unlisted files, which are removed as
+		// orphans, never a checkpoint naming deleted files.
+		_ = removeCheckpoint(env.root, env.runID, s.TableName())
+		for _, ts := range r.sinks {
+			ts.w.Abort()
+			files, _ := ts.w.Close()
+			for _, f := range files {
+				_ = os.Remove(filepath.Join(env.root, filepath.FromSlash(f.Path)))
+			}
+		}
+		rep.Status, rep.Error = "failed", fmt.Sprintf("%s: %v", s.TableName(), err)
+		rep.Seconds = time.Since(start).Seconds()
+		fillStats(&rep, s, prev)
+		return rep, streamOutput{}, nil
+	}
+	top, err := r.sink(s.TableName(), s.Key, s.Declared, s.MapPaths)
+	if err != nil {
+		return fail(err)
+	}
+	last := time.Now()
+	for page, err := range s.Pages(ctx) {
+		if err != nil {
+			return fail(err)
+		}
+		var sum string
+		if raw := page.Raw; raw != nil && (s.Evidence || raw.PDF) {
+			put := env.store.PutJSON
+			if raw.PDF {
+				put = env.store.PutPDF
+			}
+			e, err := put(raw.Body)
+			if err != nil {
+				return fail(err)
+			}
+			e.Table, e.Endpoint, e.Key, sum = s.TableName(), raw.Endpoint, raw.Key, e.SHA256
+			if raw.PDF {
+				out.pdfs = append(out.pdfs, e)
+			} else {
+				out.evidence = append(out.evidence, e)
+			}
+		}
+		for _, rec := range page.Records {
+			if err := r.add(top, rec, sum); err != nil {
+				return fail(err)
+			}
+		}
+		if page.Done != "" {
+			done = append(done, page.Done)
+		}
+		if s.Checkpoints && env.every > 0 && time.Since(last) >= env.every {
+			files, err := r.commitSoFar()
+			if err != nil {
+				return fail(err)
+			}
+			ck := r.checkpointOf(base.files, files, out, done, time.Since(start))
+			if err := writeCheckpoint(env, ck); err != nil {
+				return fail(err)
+			}
+			last = time.Now()
+		}
+	}
+	files, err := r.finish()
+	if err != nil {
+		return fail(err)
+	}
+	out.files = append(slices.Clone(base.files), files...)
+	rep.Seconds = time.Since(start).Seconds()
+	if prev != nil {
+		rep.Seconds += prev.Report.Seconds
+		rep.Resumed = true
+	}
+	rep.Rows = top.info.Rows
+	rep.Rejects = len(r.rejects)
+	for _, c := range r.changes {
+		rep.SchemaChanges = append(rep.SchemaChanges, c.String())
+	}
+	rep.Tables = r.tables()
+	fillStats(&rep, s, prev)
+	// The whole stream is committed: a crash before the run's manifest does not fetch it again.
+	ck := &streamCheckpoint{Table: s.TableName(), Complete: true, Report: rep, Files: out.files, Evidence: out.evidence, PDFs: out.pdfs, Rejects: r.rejects}
+	if s.State != nil {
+		ck.Next = s.State.Next()
+	}
+	if err := writeCheckpoint(env, ck); err != nil {
+		return fail(err)
+	}
+	return rep, out, r.rejects
+}
+
+// tables is the stream's tables with their rows so far, including tables only an earlier attempt wrote.
+func (r *streamRun) tables() []lake.TableInfo {
+	var out []lake.TableInfo
+	for _, name := range r.order {
+		out = append(out, r.sinks[name].info)
+	}
+	if r.prev != nil {
+		for _, t := range r.prev.Report.Tables {
+			if r.sinks[t.Name] == nil {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// commitSoFar converts every pending record and commits the open part files (later rows go to new
+// parts), returning every file this attempt has committed.
+func (r *streamRun) commitSoFar() ([]parquet.FileInfo, error) {
+	for i := 0; i < len(r.order); i++ {
+		if err := r.flush(r.sinks[r.order[i]]); err != nil {
+			return nil, err
+		}
+	}
+	var files []parquet.FileInfo
+	for _, name := range r.order {
+		ts := r.sinks[name]
+		fs, err := ts.w.Close()
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, fs...)
+		r.takeRejects(ts)
+		// Later attempts start from this schema, so files they add are never narrower.
+		if err := lake.WriteJSON(r.root, lake.SchemaDir, name, ts.sch); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+func (r *streamRun) checkpointOf(prevFiles, files []parquet.FileInfo, out streamOutput, done []string, took time.Duration) *streamCheckpoint {
+	ck := &streamCheckpoint{Table: r.s.TableName(), Done: done, Files: append(slices.Clone(prevFiles), files...),
+		Evidence: out.evidence, PDFs: out.pdfs, Rejects: r.rejects}
+	ck.Report = lake.StreamReport{Table: ck.Table, Tables: r.tables(), Seconds: took.Seconds()}
+	fillStats(&ck.Report, r.s, r.prev)
+	if r.prev != nil {
+		ck.Report.Seconds += r.prev.Report.Seconds
+	}
+	if r.s.State != nil {
+		ck.Next = r.s.State.Next()
+	}
+	return ck
+}
+
+func fillStats(rep *lake.StreamReport, s *sources.Stream, prev *streamCheckpoint) {
+	rep.Requests = s.Stats.Requests.Load()
+	rep.Retries = s.Stats.Retries.Load()
+	rep.Bytes = s.Stats.Bytes.Load()
+	if prev != nil {
+		rep.Requests += prev.Report.Requests
+		rep.Retries += prev.Report.Retries
+		rep.Bytes += prev.Report.Bytes
+	}
+}
