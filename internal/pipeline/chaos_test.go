@@ -447,6 +447,7 @@ func TestKilledRunResumesFromItsCheckpoints(t *testing.T) {
 		if s.Resumed {
 			resumedStreams++
 		}
+		t.Logf("%s: resumed %v, %d requests, %d rows", s.Table, s.Resumed, s.Requests, s.Rows)
 	}
 	// The second attempt skipped what was checkpointed: at least the done details and PDFs.
 	if resumed > full-int64(lines+pdfs) || resumedStreams < 2 {

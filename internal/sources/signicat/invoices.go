@@ -1,7 +1,6 @@
 package signicat
 
 import (
-	"slices"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -11,6 +10,7 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
