@@ -7,7 +7,7 @@ BIN     := bin/extract
 FUZZTIME ?= 50000x
 FUZZ_TARGETS := ./internal/typing:FuzzParseDecimal ./internal/typing:FuzzConvert ./internal/config:FuzzParse
 
-.PHONY: build test unit fuzz demo lint clean
+.PHONY: build test unit fuzz demo bench lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/extract
@@ -28,6 +28,13 @@ fuzz:
 ## demo: the built-in sandbox → Parquet → DuckDB, end to end
 demo: build
 	./$(BIN) demo
+
+## bench: full sync vs the API's lower bound, conversion vs DuckDB, peak RSS, incremental share
+## (two scales, 20 ms latency, 1000 requests/s); results in $(BENCH_OUT) for comparison between commits
+BENCH_SCALES ?= 1,10
+BENCH_OUT    ?= bench.json
+bench:
+	$(GO) run ./cmd/bench --scales $(BENCH_SCALES) --out $(BENCH_OUT) $(BENCH_FLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

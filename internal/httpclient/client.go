@@ -34,6 +34,7 @@ type Auth interface {
 
 // Stats count one stream's traffic; safe for concurrent use.
 type Stats struct {
+	Name     string // the stream's table name, for request logs
 	Requests atomic.Int64
 	Retries  atomic.Int64
 	Bytes    atomic.Int64
@@ -49,6 +50,35 @@ type Options struct {
 	PerHostRate        float64       // requests per second per host (0 = unlimited)
 	AttemptTimeout     time.Duration // one attempt, body included (5 min)
 	Transport          http.RoundTripper
+	// Observe, when set, is called after every attempt that got an answer (benchmarks keep a request
+	// log with it); Body is the caller's to keep, the client never reuses it.
+	Observe func(Observation)
+}
+
+// Observation is one attempt as the network saw it.
+type Observation struct {
+	Stream     string // Stats.Name of the request
+	Method     string
+	URL        string // credentials redacted
+	Status     int
+	Start, End time.Time // from sending the request to the end of the body
+	// Depth is the attempt's place in the longest chain of requests that had to wait for one another
+	// (1: needed no earlier answer). Sources mark dependencies with Then.
+	Depth int
+	Body  []byte
+}
+
+type depthKey struct{}
+
+// Then marks that what is sent with the returned context needs the answer of a request sent with ctx:
+// the next page of a cursor, the detail calls after a listing. It only feeds Observation.Depth.
+func Then(ctx context.Context) context.Context {
+	return context.WithValue(ctx, depthKey{}, depthOf(ctx)+1)
+}
+
+func depthOf(ctx context.Context) int {
+	d, _ := ctx.Value(depthKey{}).(int)
+	return d
 }
 
 // maxRenewals bounds consecutive 401s answered by renewing the token: a server may expire tokens early
@@ -261,6 +291,7 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 			return nil, "", fmt.Errorf("authenticating: %w", err)
 		}
 	}
+	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, token, stripURLError(err)
@@ -269,6 +300,13 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, token, fmt.Errorf("reading body (%d bytes before the error): %w", len(b), err)
+	}
+	if c.opts.Observe != nil {
+		o := Observation{Method: r.Method, URL: redactURL(u), Status: resp.StatusCode, Start: start, End: time.Now(), Depth: depthOf(ctx) + 1, Body: b}
+		if r.Stats != nil {
+			o.Stream = r.Stats.Name
+		}
+		c.opts.Observe(o)
 	}
 	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, token, nil
 }

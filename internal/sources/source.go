@@ -106,7 +106,7 @@ func NewStream(source, name string, mode Mode, key []string, pages func(context.
 	if err != nil {
 		return nil, err
 	}
-	st := &Stream{Source: source, Name: name, Declared: t, Key: key, Mode: mode, Stats: &httpclient.Stats{}}
+	st := &Stream{Source: source, Name: name, Declared: t, Key: key, Mode: mode, Stats: &httpclient.Stats{Name: source + "_" + name}}
 	if t != nil {
 		st.Key = t.Key
 	}

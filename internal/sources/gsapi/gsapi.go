@@ -211,7 +211,7 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 		}
 		sort.Strings(types)
 		dd := newDedup([]string{"objectid"})
-		for p, err := range sources.Parallel(ctx, 4, types, func(ctx context.Context, typeID string) (sources.Page, error) {
+		for p, err := range sources.Parallel(httpclient.Then(ctx), 4, types, func(ctx context.Context, typeID string) (sources.Page, error) {
 			pg, err := s.get(ctx, stats, "/objects/list", s.orgScope(url.Values{"type_id": {typeID}}))
 			return dd.page(pg), err
 		}) {
@@ -238,7 +238,7 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 				}
 			}
 		}
-		for p, err := range sources.Parallel(ctx, 16, ids, func(ctx context.Context, id string) (sources.Page, error) {
+		for p, err := range sources.Parallel(httpclient.Then(ctx), 16, ids, func(ctx context.Context, id string) (sources.Page, error) {
 			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoicecharges/list?iheader_id=" + url.QueryEscape(id), Auth: s.auth, Stats: stats})
 			if err != nil {
 				return sources.Page{}, err

@@ -127,7 +127,7 @@ func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, 
 			}
 			return page, nil
 		}
-		for p, err := range sources.Parallel(ctx, 16, numbers, detail) {
+		for p, err := range sources.Parallel(httpclient.Then(ctx), 16, numbers, detail) {
 			if !yield(p, err) || err != nil {
 				return
 			}
@@ -176,7 +176,7 @@ func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, s
 			}
 			return sources.Page{Done: n, Records: []sources.Record{rec}, Raw: &sources.Raw{Endpoint: "GET " + endpoint, Body: resp.Body, PDF: true, Key: n}}, nil
 		}
-		for p, err := range sources.Parallel(ctx, 16, numbers, download) {
+		for p, err := range sources.Parallel(httpclient.Then(ctx), 16, numbers, download) {
 			if !yield(p, err) || err != nil {
 				return
 			}

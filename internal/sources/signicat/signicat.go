@@ -150,7 +150,7 @@ func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, accts
 		id, _ := a["id"].(string)
 		byID[id] = a
 	}
-	for p, err := range sources.Parallel(ctx, 16, accts, detail) {
+	for p, err := range sources.Parallel(httpclient.Then(ctx), 16, accts, detail) {
 		if err != nil {
 			return err
 		}
@@ -173,6 +173,7 @@ func (s *Source) list(ctx context.Context, stats *httpclient.Stats, path string,
 				yield(sources.Page{}, err)
 				return
 			}
+			ctx = httpclient.Then(ctx) // the next page needs this one's token
 			var pg struct {
 				Data []typing.Record `json:"data"`
 				Next *string         `json:"next"`

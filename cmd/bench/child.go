@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"iter"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/pipeline"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+	"github.com/ledgerlake/ledgerlake/internal/sources"
+)
+
+// syncResult is what a sync child reports.
+type syncResult struct {
+	Wall, Extract float64
+	Requests      int64 // attempts observed, logins and token fetches included
+	Rows, Bytes   int64
+	MaxDepth      int
+}
+
+// child runs one measured step in its own process and prints its result as JSON on stdout.
+func child(args []string) int {
+	fs := flag.NewFlagSet("child", flag.ExitOnError)
+	cfgPath := fs.String("config", "", "pipeline")
+	logPath := fs.String("log", "", "request log (JSON lines)")
+	capture := fs.String("capture", "", "directory for the JSON array bodies, one subdirectory per stream")
+	out := fs.String("out", "", "conversion output directory")
+	prof := fs.String("pprof", "", "profile path prefix")
+	_ = fs.Parse(args[1:])
+	if *prof != "" {
+		f, err := os.Create(*prof + ".cpu.pprof")
+		check(err)
+		check(pprof.StartCPUProfile(f))
+		defer func() {
+			pprof.StopCPUProfile()
+			h, err := os.Create(*prof + ".heap.pprof")
+			check(err)
+			check(pprof.WriteHeapProfile(h))
+			h.Close()
+		}()
+	}
+	cfg, err := config.Load(*cfgPath)
+	check(err)
+	var v any
+	switch args[0] {
+	case "sync":
+		v = syncOnce(cfg, *logPath, *capture)
+	case "convert":
+		v = convert(cfg, *capture, *out)
+	default:
+		check(fmt.Errorf("unknown child step %q", args[0]))
+	}
+	check(json.NewEncoder(os.Stdout).Encode(v))
+	return 0
+}
+
+// syncOnce runs the pipeline once, logging every request and keeping the JSON array bodies.
+func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
+	var (
+		mu   sync.Mutex
+		res  syncResult
+		logw *bufio.Writer
+		seq  = map[string]int{}
+	)
+	if logPath != "" {
+		f, err := os.Create(logPath)
+		check(err)
+		defer f.Close()
+		logw = bufio.NewWriter(f)
+		defer logw.Flush()
+	}
+	observe := func(o httpclient.Observation) {
+		mu.Lock()
+		defer mu.Unlock()
+		res.Requests++
+		res.MaxDepth = max(res.MaxDepth, o.Depth)
+		if logw != nil {
+			b, _ := json.Marshal(map[string]any{"stream": o.Stream, "method": o.Method, "status": o.Status, "depth": o.Depth,
+				"start_us": o.Start.UnixMicro(), "end_us": o.End.UnixMicro(), "bytes": len(o.Body)})
+			logw.Write(append(b, '\n'))
+		}
+		if capture == "" || o.Stream == "" || o.Status/100 != 2 || !bytes.HasPrefix(bytes.TrimSpace(o.Body), []byte("[")) {
+			return
+		}
+		n := seq[o.Stream]
+		seq[o.Stream] = n + 1
+		dir := filepath.Join(capture, o.Stream)
+		check(os.MkdirAll(dir, 0o755))
+		check(os.WriteFile(filepath.Join(dir, fmt.Sprintf("%06d.json", n)), o.Body, 0o644))
+	}
+	start := time.Now()
+	r, err := pipeline.Run(context.Background(), pipeline.Options{Config: cfg, HTTP: httpclient.Options{Observe: observe}})
+	check(err)
+	res.Wall = time.Since(start).Seconds()
+	m := r.Manifest
+	res.Extract = m.FinishedAt.Sub(m.StartedAt).Seconds()
+	for _, s := range m.Streams {
+		res.Rows += s.Rows
+		res.Bytes += s.Bytes
+		if s.Status != "ok" {
+			check(fmt.Errorf("stream %s failed: %s", s.Table, s.Error))
+		}
+	}
+	return res
+}
+
+// convert replays the captured bodies through ledgerlake's pipeline (no network) and through DuckDB's
+// read_json → Parquet, and compares the two.
+func convert(cfg *config.Config, capture, out string) Conversion {
+	check(os.RemoveAll(out))
+	real, err := pipeline.Streams(cfg, httpclient.New(httpclient.Options{}), nil)
+	check(err)
+	var c Conversion
+	var streams []*sources.Stream
+	dirs := map[string][]string{}
+	for _, s := range real {
+		files, _ := filepath.Glob(filepath.Join(capture, s.TableName(), "*.json"))
+		if len(files) == 0 {
+			continue
+		}
+		sort.Strings(files)
+		dirs[s.TableName()] = files
+		for _, f := range files {
+			st, err := os.Stat(f)
+			check(err)
+			c.JSONMB += float64(st.Size()) / 1e6
+		}
+		replay := &sources.Stream{Source: s.Source, Name: s.Name, Declared: s.Declared, Key: s.Key, MapPaths: s.MapPaths,
+			Partition: s.Partition, Mode: s.Mode, Stats: &httpclient.Stats{Name: s.TableName()}}
+		replay.Pages = func(context.Context) iter.Seq2[sources.Page, error] {
+			return func(yield func(sources.Page, error) bool) {
+				for _, f := range files {
+					b, err := os.ReadFile(f)
+					if err == nil {
+						var recs []sources.Record
+						if recs, err = sources.DecodeArray(b); err == nil {
+							if !yield(sources.Page{Records: recs}, nil) {
+								return
+							}
+							continue
+						}
+					}
+					yield(sources.Page{}, fmt.Errorf("%s: %w", f, err))
+					return
+				}
+			}
+		}
+		streams = append(streams, replay)
+	}
+	c.Streams = len(streams)
+	lakeCfg := *cfg
+	lakeCfg.OutputDir, lakeCfg.Warehouse = filepath.Join(out, "lake"), filepath.Join(out, "warehouse.duckdb")
+	start := time.Now()
+	res, err := pipeline.RunStreams(context.Background(), pipeline.Options{Config: &lakeCfg}, streams)
+	check(err)
+	total := time.Since(start).Seconds()
+	c.ParquetSeconds = res.Manifest.FinishedAt.Sub(res.Manifest.StartedAt).Seconds()
+	c.LoadSeconds = total - c.ParquetSeconds
+	for _, s := range res.Manifest.Streams {
+		c.Rows += s.Rows
+	}
+	c.RowsPerSecond = float64(c.Rows) / c.ParquetSeconds
+	c.MBPerSecond = c.JSONMB / c.ParquetSeconds
+
+	// The reference: DuckDB reads the same files with read_json and writes zstd Parquet.
+	wh, err := duckdb.Open("")
+	check(err)
+	defer wh.Close()
+	_, err = wh.DB.Exec("SET memory_limit = '2GB'; SET preserve_insertion_order = false")
+	check(err)
+	check(os.MkdirAll(filepath.Join(out, "duckdb"), 0o755))
+	names := make([]string, 0, len(dirs))
+	for n := range dirs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	start = time.Now()
+	for _, n := range names {
+		if fallback := duckdbCopy(wh.DB, dirs[n], filepath.Join(out, "duckdb", n+".parquet")); fallback {
+			c.DuckDBFallbacks++
+		}
+	}
+	c.DuckDBSeconds = time.Since(start).Seconds()
+	c.DuckDBMBPerSec = c.JSONMB / c.DuckDBSeconds
+	c.RatioToDuckDB = c.MBPerSecond / c.DuckDBMBPerSec
+	return c
+}
+
+// duckdbCopy converts files with DuckDB, retrying with full-file type detection when the sampled
+// types do not fit every row (it reports whether that was needed).
+func duckdbCopy(db *sql.DB, files []string, out string) bool {
+	q := make([]string, len(files))
+	for i, f := range files {
+		q[i] = "'" + f + "'"
+	}
+	list := "[" + strings.Join(q, ", ") + "]"
+	copyWith := func(opts string) error {
+		_, err := db.Exec(fmt.Sprintf("COPY (SELECT * FROM read_json(%s, format = 'array', union_by_name = true%s)) TO '%s' (FORMAT parquet, COMPRESSION zstd)", list, opts, out))
+		return err
+	}
+	if err := copyWith(""); err == nil {
+		return false
+	}
+	check(copyWith(", sample_size = -1"))
+	return true
+}

@@ -1,0 +1,240 @@
+// Command bench measures how close a full sync comes to the bound the API sets (make bench).
+//
+// For each scale it starts the sandbox with per-request latency and a request-rate limit, runs a full
+// sync of the demo pipeline in a child process (so peak RSS is the pipeline's alone), and computes the
+// lower bound from the run's own request log: the longest chain of requests that had to wait for one
+// another × latency, versus all requests ÷ the rate limit. It then converts the same response bodies
+// offline twice — through ledgerlake (JSON → Arrow → Parquet, then into DuckDB) and through DuckDB's
+// own read_json → Parquet as the reference — and finally runs an incremental sync after ~1% new data.
+// Results print as a table and are written as JSON for comparison between commits.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/sandbox"
+	"github.com/ledgerlake/ledgerlake/pipelines"
+)
+
+// Result is one scale's figures, as written to the JSON file.
+type Result struct {
+	Scale float64 `json:"scale"`
+	Sync  struct {
+		WallSeconds    float64 `json:"wall_seconds"`    // whole run: extract, load, models, tests
+		ExtractSeconds float64 `json:"extract_seconds"` // API → Parquet
+		Requests       int64   `json:"requests"`        // every attempt, logins and token fetches included
+		Rows           int64   `json:"rows"`
+		Bytes          int64   `json:"bytes"` // response bytes
+		PeakRSSMB      float64 `json:"peak_rss_mb"`
+	} `json:"sync"`
+	Bound struct {
+		ChainRequests int     `json:"chain_requests"` // longest chain of dependent requests, auth included
+		ChainSeconds  float64 `json:"chain_seconds"`
+		RateSeconds   float64 `json:"rate_seconds"` // requests ÷ rate limit
+		Seconds       float64 `json:"seconds"`      // the larger
+		Ratio         float64 `json:"ratio"`        // sync wall ÷ bound (target ≤ 1.3)
+	} `json:"bound"`
+	Conversion Conversion `json:"conversion"`
+	Increment  struct {
+		Requests int64   `json:"requests"`
+		Share    float64 `json:"share"` // of the full sync's requests (target ≤ 0.05)
+		Seconds  float64 `json:"seconds"`
+	} `json:"incremental"`
+}
+
+// Conversion compares ledgerlake's conversion of the captured JSON bodies with DuckDB's.
+type Conversion struct {
+	Streams         int     `json:"streams"`
+	JSONMB          float64 `json:"json_mb"`
+	Rows            int64   `json:"rows"`
+	ParquetSeconds  float64 `json:"parquet_seconds"`   // ledgerlake JSON → Arrow → Parquet
+	LoadSeconds     float64 `json:"load_seconds"`      // ledgerlake Parquet → DuckDB (+ models)
+	DuckDBSeconds   float64 `json:"duckdb_seconds"`    // reference: DuckDB read_json → Parquet
+	RowsPerSecond   float64 `json:"rows_per_second"`   // ledgerlake, JSON → Parquet
+	MBPerSecond     float64 `json:"mb_per_second"`     // ledgerlake, JSON → Parquet
+	DuckDBMBPerSec  float64 `json:"duckdb_mb_per_sec"` // reference
+	RatioToDuckDB   float64 `json:"ratio_to_duckdb"`   // ledgerlake MB/s ÷ DuckDB MB/s (target ≥ 1.0)
+	PeakRSSMB       float64 `json:"peak_rss_mb"`
+	DuckDBFallbacks int     `json:"duckdb_full_sample_streams,omitempty"` // streams DuckDB needed sample_size=-1 for
+}
+
+// Report is the JSON file.
+type Report struct {
+	Commit    string    `json:"commit,omitempty"`
+	Date      time.Time `json:"date"`
+	CPUs      int       `json:"cpus"`
+	Latency   string    `json:"latency"`
+	Rate      float64   `json:"rate_per_second"`
+	PerHost   int       `json:"per_host_concurrency"`
+	Results   []*Result `json:"results"`
+	RSSGrowth float64   `json:"rss_growth"` // peak RSS at the largest scale ÷ at the smallest (target ≤ 1.5)
+}
+
+// until ends the sandbox history of the full sync; the incremental sync adds ~1% of it.
+var until = sandbox.DefaultUntil
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "child" {
+		os.Exit(child(os.Args[2:]))
+	}
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	scales := fs.String("scales", "1,10", "sandbox scales to measure, comma-separated")
+	latency := fs.Duration("latency", 20*time.Millisecond, "sandbox latency per request")
+	rate := fs.Float64("rate", 1000, "sandbox request-rate limit per second (the client is configured to match)")
+	perHost := fs.Int("per-host", 32, "client requests in flight per host")
+	out := fs.String("out", "bench.json", "write the results here as JSON")
+	keep := fs.String("keep", "", "keep lakes, request logs and profiles under this directory (default: a temp dir, removed)")
+	profile := fs.Bool("pprof", false, "write CPU and heap profiles of the sync and conversion children")
+	_ = fs.Parse(os.Args[1:])
+
+	work := *keep
+	if work == "" {
+		d, err := os.MkdirTemp("", "ledgerlake-bench-")
+		check(err)
+		defer os.RemoveAll(d)
+		work = d
+	}
+	rep := &Report{Date: time.Now().UTC(), CPUs: runtime.NumCPU(), Latency: latency.String(), Rate: *rate, PerHost: *perHost}
+	if b, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		rep.Commit = strings.TrimSpace(string(b))
+	}
+	for _, s := range strings.Split(*scales, ",") {
+		scale, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		check(err)
+		fmt.Fprintf(os.Stderr, "scale %g: full sync…\n", scale)
+		r := measure(filepath.Join(work, "scale-"+s), scale, *latency, *rate, *perHost, *profile)
+		rep.Results = append(rep.Results, r)
+	}
+	if n := len(rep.Results); n > 1 && rep.Results[0].Sync.PeakRSSMB > 0 {
+		rep.RSSGrowth = rep.Results[n-1].Sync.PeakRSSMB / rep.Results[0].Sync.PeakRSSMB
+	}
+	print(os.Stdout, rep)
+	b, err := json.MarshalIndent(rep, "", "  ")
+	check(err)
+	check(os.WriteFile(*out, append(b, '\n'), 0o644))
+	fmt.Printf("\nresults: %s\n", *out)
+}
+
+func measure(dir string, scale float64, latency time.Duration, rate float64, perHost int, profile bool) *Result {
+	check(os.MkdirAll(dir, 0o755))
+	r := &Result{Scale: scale}
+	srv, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Seed: 1, Scale: scale, Until: until, Latency: latency, RatePerSec: rate})
+	check(err)
+	cfg := writeConfig(dir, srv.URL, rate, perHost)
+	var sync syncResult
+	rss := runChild(dir, &sync, profile, "sync", "--config", cfg, "--log", filepath.Join(dir, "requests.jsonl"), "--capture", filepath.Join(dir, "capture"))
+	srv.Close()
+	r.Sync.WallSeconds, r.Sync.ExtractSeconds = sync.Wall, sync.Extract
+	r.Sync.Requests, r.Sync.Rows, r.Sync.Bytes, r.Sync.PeakRSSMB = sync.Requests, sync.Rows, sync.Bytes, rss
+	r.Bound.ChainRequests = sync.MaxDepth + 1 // the token fetch or login before the first request
+	r.Bound.ChainSeconds = float64(r.Bound.ChainRequests) * latency.Seconds()
+	r.Bound.RateSeconds = float64(sync.Requests) / rate
+	r.Bound.Seconds = max(r.Bound.ChainSeconds, r.Bound.RateSeconds)
+	r.Bound.Ratio = r.Sync.WallSeconds / r.Bound.Seconds
+
+	fmt.Fprintf(os.Stderr, "scale %g: conversion of the captured bodies…\n", scale)
+	var conv Conversion
+	conv.PeakRSSMB = runChild(dir, &conv, profile, "convert", "--config", cfg, "--capture", filepath.Join(dir, "capture"), "--out", filepath.Join(dir, "convert"))
+	r.Conversion = conv
+
+	fmt.Fprintf(os.Stderr, "scale %g: incremental sync after ~1%% new data…\n", scale)
+	later := until.Add(until.Sub(sandbox.SignicatHistoryStart) / 100)
+	srv2, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Seed: 1, Scale: scale, Until: later, Latency: latency, RatePerSec: rate})
+	check(err)
+	cfg = writeConfig(dir, srv2.URL, rate, perHost)
+	var inc syncResult
+	runChild(dir, &inc, false, "sync", "--config", cfg)
+	srv2.Close()
+	r.Increment.Requests, r.Increment.Seconds = inc.Requests, inc.Wall
+	r.Increment.Share = float64(inc.Requests) / float64(sync.Requests)
+	return r
+}
+
+// writeConfig is the demo pipeline with the benchmark's client limits, writing under dir.
+func writeConfig(dir, url string, rate float64, perHost int) string {
+	y := string(pipelines.Demo)
+	y = strings.ReplaceAll(y, "${LEDGERLAKE_SANDBOX_URL}", url)
+	y = strings.Replace(y, "output_dir: data/demo/lake", "output_dir: "+filepath.Join(dir, "lake"), 1)
+	y = strings.Replace(y, "warehouse: data/demo/warehouse.duckdb", fmt.Sprintf("warehouse: %s\nper_host_rate: %g\nper_host_concurrency: %d",
+		filepath.Join(dir, "warehouse.duckdb"), rate, perHost), 1)
+	path := filepath.Join(dir, "pipeline.yaml")
+	check(os.WriteFile(path, []byte(y), 0o644))
+	return path
+}
+
+// runChild runs this binary's child mode, decodes its JSON result into v and returns its peak RSS (MB).
+func runChild(dir string, v any, profile bool, args ...string) float64 {
+	if profile {
+		args = append(args, "--pprof", filepath.Join(dir, args[0]))
+	}
+	cmd := exec.Command(os.Args[0], append([]string{"child"}, args...)...)
+	cmd.Env = append(os.Environ(),
+		"SIGNICAT_CLIENT_ID="+sandbox.ClientID, "SIGNICAT_CLIENT_SECRET="+sandbox.ClientSecret,
+		"GSAPI_USERNAME="+sandbox.GSAPIUser, "GSAPI_PASSWORD="+sandbox.GSAPIPassword)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench child %v: %v\n", args[0], err)
+		os.Exit(1)
+	}
+	check(json.Unmarshal(out, v))
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return float64(ru.Maxrss) / 1024 // Linux reports KiB
+}
+
+func print(w io.Writer, rep *Report) {
+	fmt.Fprintf(w, "\nledgerlake bench %s · %d CPUs · latency %s · rate limit %g/s · %d per host\n\n", rep.Commit, rep.CPUs, rep.Latency, rep.Rate, rep.PerHost)
+	fmt.Fprintf(w, "%-28s", "")
+	for _, r := range rep.Results {
+		fmt.Fprintf(w, "%18s", fmt.Sprintf("scale %g", r.Scale))
+	}
+	fmt.Fprintln(w)
+	row := func(name string, f func(*Result) string) {
+		fmt.Fprintf(w, "%-28s", name)
+		for _, r := range rep.Results {
+			fmt.Fprintf(w, "%18s", f(r))
+		}
+		fmt.Fprintln(w)
+	}
+	row("rows", func(r *Result) string { return strconv.FormatInt(r.Sync.Rows, 10) })
+	row("requests", func(r *Result) string { return strconv.FormatInt(r.Sync.Requests, 10) })
+	row("response MB", func(r *Result) string { return fmt.Sprintf("%.1f", float64(r.Sync.Bytes)/1e6) })
+	row("sync wall s", func(r *Result) string { return fmt.Sprintf("%.2f", r.Sync.WallSeconds) })
+	row("  of which extract s", func(r *Result) string { return fmt.Sprintf("%.2f", r.Sync.ExtractSeconds) })
+	row("bound: chain s (requests)", func(r *Result) string {
+		return fmt.Sprintf("%.2f (%d)", r.Bound.ChainSeconds, r.Bound.ChainRequests)
+	})
+	row("bound: requests/rate s", func(r *Result) string { return fmt.Sprintf("%.2f", r.Bound.RateSeconds) })
+	row("wall ÷ bound (≤ 1.3)", func(r *Result) string { return fmt.Sprintf("%.2f", r.Bound.Ratio) })
+	row("peak RSS MB", func(r *Result) string { return fmt.Sprintf("%.0f", r.Sync.PeakRSSMB) })
+	row("conversion JSON MB", func(r *Result) string { return fmt.Sprintf("%.1f", r.Conversion.JSONMB) })
+	row("  ledgerlake rows/s", func(r *Result) string { return fmt.Sprintf("%.0f", r.Conversion.RowsPerSecond) })
+	row("  ledgerlake MB/s", func(r *Result) string { return fmt.Sprintf("%.1f", r.Conversion.MBPerSecond) })
+	row("  DuckDB read_json MB/s", func(r *Result) string { return fmt.Sprintf("%.1f", r.Conversion.DuckDBMBPerSec) })
+	row("  ratio to DuckDB (≥ 1.0)", func(r *Result) string { return fmt.Sprintf("%.2f", r.Conversion.RatioToDuckDB) })
+	row("  load into DuckDB s", func(r *Result) string { return fmt.Sprintf("%.2f", r.Conversion.LoadSeconds) })
+	row("incremental requests", func(r *Result) string {
+		return fmt.Sprintf("%d (%.1f%%)", r.Increment.Requests, 100*r.Increment.Share)
+	})
+	if rep.RSSGrowth > 0 {
+		fmt.Fprintf(w, "\npeak RSS growth, largest ÷ smallest scale: %.2f (target ≤ 1.5)\n", rep.RSSGrowth)
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
