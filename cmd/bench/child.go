@@ -145,17 +145,13 @@ func convert(cfg *config.Config, capture, out string) Conversion {
 			return func(yield func(sources.Page, error) bool) {
 				for _, f := range files {
 					b, err := os.ReadFile(f)
-					if err == nil {
-						var recs []sources.Record
-						if recs, err = sources.DecodeArray(b); err == nil {
-							if !yield(sources.Page{Records: recs}, nil) {
-								return
-							}
-							continue
-						}
+					if err != nil {
+						yield(sources.Page{}, err)
+						return
 					}
-					yield(sources.Page{}, fmt.Errorf("%s: %w", f, err))
-					return
+					if !yield(sources.Page{Body: b, Where: f}, nil) {
+						return
+					}
 				}
 			}
 		}

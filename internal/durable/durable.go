@@ -127,12 +127,25 @@ func Place(path string, data []byte) error {
 		f.Abort()
 		return err
 	}
+	return f.Publish()
+}
+
+// Publish moves the complete file to its final path without an fsync (see Place): a killed process
+// loses nothing of it, and after a power cut an unsynced file is one that nothing refers to yet.
+func (f *File) Publish() error {
+	if f.done {
+		return fmt.Errorf("durable: %s already committed or aborted", f.path)
+	}
 	f.done = true
 	if err := f.Close(); err != nil {
 		os.Remove(f.Name())
 		return err
 	}
-	return os.Rename(f.Name(), f.path)
+	if err := os.Rename(f.Name(), f.path); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
 }
 
 // SyncFS flushes every file of the filesystem holding dir (syncfs(2)): one call instead of an fsync

@@ -49,12 +49,10 @@ func (c *streamCheckpoint) rows(table string) int64 {
 
 func checkpointDir(runID string) string { return filepath.Join(lake.CheckpointDir, runID) }
 
-// writeCheckpoint makes the evidence it lists durable, then replaces the stream's checkpoint atomically.
+// writeCheckpoint makes the files it lists durable, then replaces the stream's checkpoint atomically.
 func writeCheckpoint(env *runEnv, ck *streamCheckpoint) error {
-	if len(ck.Evidence)+len(ck.PDFs) > 0 {
-		if err := env.store.Sync(); err != nil {
-			return err
-		}
+	if err := env.store.Sync(); err != nil {
+		return err
 	}
 	return lake.WriteJSON(env.root, checkpointDir(env.runID), ck.Table, ck)
 }

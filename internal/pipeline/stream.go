@@ -296,10 +296,8 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 				out.evidence = append(out.evidence, e)
 			}
 		}
-		for _, rec := range page.Records {
-			if err := r.add(top, rec, sum); err != nil {
-				return fail(err)
-			}
+		if err := page.Each(func(rec typing.Record) error { return r.add(top, rec, sum) }); err != nil {
+			return fail(err)
 		}
 		if page.Done != "" {
 			done = append(done, page.Done)

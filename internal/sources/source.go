@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"iter"
 	"strconv"
 	"sync"
@@ -32,6 +33,14 @@ type Record = typing.Record
 // Page is a batch of records from one response.
 type Page struct {
 	Records []Record
+	// Body, when set, is a JSON array of objects decoded one record at a time as the page is read
+	// (Each), so a large response never exists as decoded records all at once: memory follows the
+	// batch size, not the response size.
+	Body []byte
+	// Keep filters Body's records as they are decoded (de-duplication at window boundaries); nil keeps all.
+	Keep func(Record) bool
+	// Where names the request in a decoding error ("GET /datasync?…").
+	Where string
 	// Raw is the response the records were decoded from; the pipeline keeps it as evidence on streams
 	// with Evidence set (nil where a page is not one response).
 	Raw *Raw
@@ -73,6 +82,9 @@ type Stream struct {
 	// Held, set by the pipeline on streams that fetch something once per key (invoice PDFs), reports
 	// whether a committed earlier run already holds key.
 	Held func(key string) bool
+	// FanOut marks a stream that makes a request per record of a listing (details, PDFs): by far the
+	// most requests, so the pipeline starts these first and the long tail overlaps everything else.
+	FanOut bool
 	// Checkpoints marks a stream whose pages carry Done and whose source honours Skip, so a run killed
 	// mid-stream resumes it where its last checkpoint ended instead of from the start.
 	Checkpoints bool
@@ -85,18 +97,76 @@ type Stream struct {
 // TableName is the warehouse table: source_stream.
 func (s *Stream) TableName() string { return s.Source + "_" + s.Name }
 
-// DecodeArray decodes a JSON array of objects, keeping numbers exact (json.Number).
-func DecodeArray(body []byte) ([]typing.Record, error) {
+// Each calls fn with every record of the page: Records, then Body's records that Keep keeps.
+func (p Page) Each(fn func(Record) error) error {
+	for _, r := range p.Records {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	if p.Body == nil {
+		return nil
+	}
+	err := EachInArray(p.Body, func(r Record) error {
+		if p.Keep != nil && !p.Keep(r) {
+			return nil
+		}
+		return fn(r)
+	})
+	if err != nil && p.Where != "" {
+		return fmt.Errorf("%s: %w", p.Where, err)
+	}
+	return err
+}
+
+// errNotArray is a body that is not a JSON array of objects.
+type errNotArray struct{ err error }
+
+func (e errNotArray) Error() string {
+	return "response is not a JSON array of objects: " + e.err.Error()
+}
+func (e errNotArray) Unwrap() error { return e.err }
+
+// EachInArray decodes a JSON array of objects one element at a time, keeping numbers exact
+// (json.Number), and calls fn with each; an error from fn stops it and is returned as is.
+func EachInArray(body []byte, fn func(Record) error) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	var out []typing.Record
-	if err := dec.Decode(&out); err != nil {
-		return nil, fmt.Errorf("response is not a JSON array of objects: %w", err)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		if err == nil {
+			err = fmt.Errorf("starts with %v", tok)
+		}
+		return errNotArray{err}
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("response has data after the JSON array")
+	for i := 0; dec.More(); i++ {
+		var r Record
+		if err := dec.Decode(&r); err != nil {
+			return errNotArray{fmt.Errorf("element %d: %w", i, err)}
+		}
+		if r == nil {
+			return errNotArray{fmt.Errorf("element %d is null", i)}
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	if tok, err := dec.Token(); err != nil || tok != json.Delim(']') {
+		return errNotArray{fmt.Errorf("the array does not end: %v %v", tok, err)}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errNotArray{fmt.Errorf("data after the array")}
+	}
+	return nil
+}
+
+// DecodeArray decodes a JSON array of objects, keeping numbers exact (json.Number).
+func DecodeArray(body []byte) ([]Record, error) {
+	var out []Record
+	err := EachInArray(body, func(r Record) error {
+		out = append(out, r)
+		return nil
+	})
+	return out, err
 }
 
 // NewStream builds a stream of source with the declared schema of schemas/<source>/<name>.yaml when

@@ -189,16 +189,31 @@ type observation struct {
 // walk records the type of every field of r under path. Declared paths are skipped (their types are
 // fixed); child arrays and maps are noted.
 func (s *Schema) walk(r Record, path []string, seen map[string]*observation) {
+	parent := pathKey(path)
 	for k, v := range r {
-		p := append(append([]string(nil), path...), k)
-		key := pathKey(p)
-		if i, ok := s.byPath[key]; ok && s.Columns[i].Declared {
-			if m, isMap := v.(map[string]any); isMap && s.Columns[i].typ.Kind != schemas.Map {
-				s.walk(m, p, seen) // undeclared fields inside a declared object still become columns
-			}
-			continue
+		key := k
+		if len(path) > 0 {
+			key = parent + "\x00" + k
 		}
-		dotted := strings.Join(p, ".")
+		_, isMap := v.(map[string]any)
+		_, isArr := v.([]any)
+		if i, ok := s.byPath[key]; ok {
+			c := &s.Columns[i]
+			if c.Declared {
+				if isMap && c.typ.Kind != schemas.Map {
+					s.walk(v.(map[string]any), append(append([]string(nil), path...), k), seen) // undeclared fields inside a declared object still become columns
+				}
+				continue
+			}
+			if c.Type == "VARCHAR" && !isMap && !isArr && len(s.children) == 0 {
+				continue // the widest type already: nothing this value can change (the hot path)
+			}
+		}
+		p := append(append([]string(nil), path...), k)
+		var dotted string
+		if isMap || isArr || len(s.children) > 0 {
+			dotted = strings.Join(p, ".")
+		}
 		switch x := v.(type) {
 		case map[string]any:
 			if s.maps[dotted] {

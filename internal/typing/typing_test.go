@@ -273,3 +273,34 @@ func FuzzConvert(f *testing.F) {
 }
 
 func decimalFromCents(c int64) decimal128.Num { return decimal128.FromI64(c) }
+
+// parseTimestampEveryLayout is ParseTimestamp without its shape check: every layout, in order.
+func parseTimestampEveryLayout(s string) (time.Time, bool, error) {
+	for _, l := range zonedLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), true, nil
+		}
+	}
+	for _, l := range naiveLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, false, nil
+		}
+	}
+	return time.Time{}, false, errNotTimestamp
+}
+
+// FuzzParseTimestamp checks that the shape check before the layouts never changes an answer.
+func FuzzParseTimestamp(f *testing.F) {
+	for _, s := range []string{"2022-10-31T07:45:24.867+02:00", "2025-04-01 00:00:00.000", "2024-02-29", "2020-10-01T00:00:00",
+		"2022-05-11T11:28:59Z", "2021-01-01 00:00", "2021-01-01T00:00Z", "2021-13-01", "2021-01-01x", "GS-0010002", "", "2024-02-29 23:59:59.997+01:00",
+		"2024-02-29T23:59:59,5Z", "12345678901"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, gz, gerr := ParseTimestamp(s)
+		want, wz, werr := parseTimestampEveryLayout(s)
+		if (gerr == nil) != (werr == nil) || !got.Equal(want) || gz != wz {
+			t.Fatalf("%q: got %v %v %v, every layout gives %v %v %v", s, got, gz, gerr, want, wz, werr)
+		}
+	})
+}

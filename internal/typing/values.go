@@ -3,7 +3,6 @@ package typing
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math/big"
 	"strconv"
 	"strings"
@@ -23,17 +22,44 @@ var (
 // ParseTimestamp reads any timestamp format of the specs. zoned reports whether the text carried a zone
 // or offset; a zone-less value is returned as that wall-clock time in UTC.
 func ParseTimestamp(s string) (t time.Time, zoned bool, err error) {
-	for _, l := range zonedLayouts {
+	// Every layout begins YYYY-MM-DD and has 'T' or ' ' after it: checking that first turns away the
+	// names, ids and amounts that make up most strings without trying eight layouts on each (type
+	// inference asks this of every string value), and picks the layouts that can match.
+	zl, nl := zonedLayouts, naiveLayouts
+	switch {
+	case len(s) < 10 || !digits(s[0:4]) || s[4] != '-' || !digits(s[5:7]) || s[7] != '-' || !digits(s[8:10]):
+		return time.Time{}, false, errNotTimestamp
+	case len(s) == 10:
+		zl, nl = nil, naiveLayouts[4:]
+	case s[10] == 'T':
+		zl, nl = []string{zonedLayouts[0], zonedLayouts[2]}, []string{naiveLayouts[0], naiveLayouts[2]}
+	case s[10] == ' ':
+		zl, nl = zonedLayouts[1:2], []string{naiveLayouts[1], naiveLayouts[3]}
+	default:
+		return time.Time{}, false, errNotTimestamp
+	}
+	for _, l := range zl {
 		if t, err := time.Parse(l, s); err == nil {
 			return t.UTC(), true, nil
 		}
 	}
-	for _, l := range naiveLayouts {
+	for _, l := range nl {
 		if t, err := time.Parse(l, s); err == nil {
 			return t, false, nil
 		}
 	}
-	return time.Time{}, false, fmt.Errorf("not a timestamp in any format of the API references")
+	return time.Time{}, false, errNotTimestamp
+}
+
+var errNotTimestamp = errors.New("not a timestamp in any format of the API references")
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 var (

@@ -110,6 +110,7 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 		st.State, st.MapPaths = state, maps
 		// Auditors trace invoice rows to the bytes the API sent: datasync invoices and lines and the journals.
 		st.Evidence = name == "datasync_invoices" || name == "datasync_invoice_lines" || strings.HasPrefix(name, "invoice_journal_")
+		st.FanOut = name == "invoice_charges" || strings.HasPrefix(name, "datatable_")
 		all = append(all, st)
 		return nil
 	}
@@ -196,18 +197,21 @@ func (s *Source) one(ctx context.Context, stats *httpclient.Stats, path string, 
 func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *sources.State) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		profiles, err := s.get(ctx, stats, "/profiles/list", nil)
+		var types []string
+		seen := map[string]bool{}
+		if err == nil {
+			err = profiles.Each(func(p sources.Record) error {
+				t := fmt.Sprint(p["type_id"])
+				if p["type_id"] != nil && !seen[t] {
+					seen[t] = true
+					types = append(types, t)
+				}
+				return nil
+			})
+		}
 		if err != nil {
 			yield(sources.Page{}, err)
 			return
-		}
-		var types []string
-		seen := map[string]bool{}
-		for _, p := range profiles.Records {
-			t := fmt.Sprint(p["type_id"])
-			if p["type_id"] != nil && !seen[t] {
-				seen[t] = true
-				types = append(types, t)
-			}
 		}
 		sort.Strings(types)
 		dd := newDedup([]string{"objectid"})
@@ -232,10 +236,14 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 				yield(sources.Page{}, err)
 				return
 			}
-			for _, r := range p.Records {
+			if err := p.Each(func(r sources.Record) error {
 				if r["iheader_id"] != nil {
 					ids = append(ids, fmt.Sprint(r["iheader_id"]))
 				}
+				return nil
+			}); err != nil {
+				yield(sources.Page{}, err)
+				return
 			}
 		}
 		for p, err := range sources.Parallel(httpclient.Then(ctx), 16, ids, func(ctx context.Context, id string) (sources.Page, error) {

@@ -58,15 +58,10 @@ func (d *dedup) fresh(r typing.Record) bool {
 	return true
 }
 
-// page keeps the records of p not seen before.
+// page keeps the records of p not seen before, as p is read.
 func (d *dedup) page(p sources.Page) sources.Page {
-	keep := p.Records[:0]
-	for _, r := range p.Records {
-		if d.fresh(r) {
-			keep = append(keep, r)
-		}
-	}
-	p.Records = keep
+	keep := p.Keep
+	p.Keep = func(r sources.Record) bool { return (keep == nil || keep(r)) && d.fresh(r) }
 	return p
 }
 
@@ -98,7 +93,7 @@ func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sour
 	}
 }
 
-// get fetches an endpoint answering one JSON array.
+// get fetches an endpoint answering one JSON array; its records are decoded as the page is read.
 func (s *Source) get(ctx context.Context, stats *httpclient.Stats, path string, q url.Values) (sources.Page, error) {
 	u := s.base + path
 	if len(q) > 0 {
@@ -108,9 +103,6 @@ func (s *Source) get(ctx context.Context, stats *httpclient.Stats, path string, 
 	if err != nil {
 		return sources.Page{}, err
 	}
-	recs, err := sources.DecodeArray(resp.Body)
-	if err != nil {
-		return sources.Page{}, fmt.Errorf("GET %s?%s: %w", path, q.Encode(), err)
-	}
-	return sources.Page{Records: recs, Raw: &sources.Raw{Endpoint: "GET " + path + "?" + q.Encode(), Body: resp.Body}}, nil
+	where := "GET " + path + "?" + q.Encode()
+	return sources.Page{Body: resp.Body, Where: where, Raw: &sources.Raw{Endpoint: where, Body: resp.Body}}, nil
 }

@@ -56,6 +56,7 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 		if err != nil {
 			return nil, err
 		}
+		st.FanOut = l.name == "accounts" // a detail call per account, for its products
 		all = append(all, st)
 	}
 	invoices, err := sources.NewStream("signicat", "invoices", sources.Incremental, nil, nil)
@@ -71,7 +72,7 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	lines.State, lines.Checkpoints = &sources.State{}, true
+	lines.State, lines.Checkpoints, lines.FanOut = &sources.State{}, true, true
 	lines.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
 		return s.invoiceLinePages(ctx, lines.Stats, lines.State, orNone(lines.Skip))
 	}
@@ -79,7 +80,7 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	pdfs.State, pdfs.Checkpoints = &sources.State{}, true
+	pdfs.State, pdfs.Checkpoints, pdfs.FanOut = &sources.State{}, true, true
 	pdfs.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
 		return s.invoicePDFPages(ctx, pdfs.Stats, pdfs.State, orNone(pdfs.Held), orNone(pdfs.Skip))
 	}
