@@ -51,6 +51,10 @@ type Signicat struct {
 	// LookbackDays re-fetches invoices this far behind the last run's watermark, because invoice fields
 	// such as settled change after issue (default 60).
 	LookbackDays int `yaml:"lookback_days"`
+	// AccountDetailDays bounds how old an account's products may be: they come from one detail call per
+	// account, which later runs repeat only for accounts that are new or whose list entry changed, and
+	// otherwise once every this many days, spread evenly (default 7; 0 reads every account every run).
+	AccountDetailDays *int `yaml:"account_detail_days"`
 	// PDFs adds the invoice_pdfs stream: each invoice's PDF (GET /invoices/{n}/pdf) is downloaded into
 	// the lake once, for auditors. Off by default: it is one request per invoice on the first run.
 	PDFs bool `yaml:"pdfs"`
@@ -253,6 +257,13 @@ func (c *Config) validate() error {
 		}
 		if s.LookbackDays == 0 {
 			s.LookbackDays = 60
+		}
+		if s.AccountDetailDays == nil {
+			week := 7
+			s.AccountDetailDays = &week
+		}
+		if *s.AccountDetailDays < 0 {
+			return &Error{Msg: "sources.signicat.account_detail_days must not be negative"}
 		}
 		if s.LookbackDays < 0 {
 			return &Error{Msg: "sources.signicat.lookback_days must not be negative"}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -26,15 +27,16 @@ type resumable struct {
 
 // streamCheckpoint is one stream's committed progress within a run.
 type streamCheckpoint struct {
-	Table    string             `json:"table"`
-	Complete bool               `json:"complete"`       // the stream finished: take it as is
-	Done     []string           `json:"done,omitempty"` // units completed (streams with Checkpoints)
-	Report   lake.StreamReport  `json:"report"`         // figures so far; the final report when complete
-	Files    []parquet.FileInfo `json:"files"`
-	Evidence []lake.Evidence    `json:"evidence,omitempty"`
-	PDFs     []lake.Evidence    `json:"pdfs,omitempty"`
-	Rejects  []typing.Reject    `json:"rejects,omitempty"`
-	Next     string             `json:"next,omitempty"` // the watermark reached
+	Table    string                     `json:"table"`
+	Complete bool                       `json:"complete"`       // the stream finished: take it as is
+	Done     []string                   `json:"done,omitempty"` // units completed (streams with Checkpoints)
+	Report   lake.StreamReport          `json:"report"`         // figures so far; the final report when complete
+	Files    []parquet.FileInfo         `json:"files"`
+	Evidence []lake.Evidence            `json:"evidence,omitempty"`
+	PDFs     []lake.Evidence            `json:"pdfs,omitempty"`
+	Rejects  []typing.Reject            `json:"rejects,omitempty"`
+	Next     string                     `json:"next,omitempty"` // the watermark reached
+	Memo     map[string]json.RawMessage `json:"memo,omitempty"` // the stream's memo built so far
 }
 
 // rows is how many rows the checkpoint holds for table.

@@ -307,7 +307,7 @@ func commitAndLoad(ctx context.Context, cfg *config.Config, streams []*sources.S
 	// next run fetches that stretch again, and the current-state tables de-duplicate by key.
 	for i, s := range streams {
 		if s.State != nil && reports[i].Status == "ok" {
-			s.State.Watermark = s.State.Next()
+			s.State.Commit()
 			if err := lake.WriteJSON(cfg.OutputDir, lake.StateDir, s.TableName(), s.State); err != nil {
 				return fmt.Errorf("storing the watermark of %s: %w", s.TableName(), err)
 			}
@@ -400,6 +400,7 @@ func resumeOrRun(ctx context.Context, env runEnv, now time.Time, s *sources.Stre
 	if ck != nil && ck.Complete {
 		if s.State != nil {
 			s.State.Advance(ck.Next)
+			s.State.RestoreMemo(ck.Memo)
 		}
 		rep := ck.Report
 		rep.Resumed = true

@@ -1,12 +1,16 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+	"github.com/ledgerlake/ledgerlake/internal/sources"
 )
 
 // cents renders an amount in cents as DuckDB prints a DECIMAL(…,4) sum.
@@ -139,5 +143,58 @@ func TestSignicatIncrementalFetchesOnlyNewInvoices(t *testing.T) {
 	if n := scalar[int](t, db, fmt.Sprintf(`SELECT count(*) FROM signicat_invoices WHERE settled AND invoice_date >= '%s' AND invoice_date < '%s'`,
 		until.AddDate(0, 0, -45).Format("2006-01-02"), until.Format("2006-01-02"))); n == 0 {
 		t.Error("no invoice in the look-back window was updated to settled")
+	}
+}
+
+// Account products come from one detail call per account. A later run reads the details only of
+// accounts that are new or changed, reuses the products read before for the rest, and re-reads them
+// once they are account_detail_days old; the warehouse holds the same products either way.
+func TestAccountDetailsAreReadAgainOnlyWhenNeeded(t *testing.T) {
+	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	only(cfg, []string{"accounts"}, nil)
+	accounts := int64(2 + srv.Data().SignicatAccounts + srv.Data().SignicatDeleted)
+	products := func() string {
+		wh, err := duckdb.OpenReadOnly(cfg.Warehouse)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer wh.Close()
+		return scalar[string](t, wh.DB, "SELECT string_agg(id || ':' || products::VARCHAR, ';' ORDER BY id) FROM signicat_accounts")
+	}
+	first := run(t, cfg).Manifest.Streams[0]
+	want := products()
+	second := run(t, cfg).Manifest.Streams[0]
+	if second.Rows != accounts || first.Requests-second.Requests != accounts {
+		t.Errorf("second run: %d rows, %d requests (first %d): want every account without its %d detail calls", second.Rows, second.Requests, first.Requests, accounts)
+	}
+	if got := products(); got != want {
+		t.Error("products differ when reused from the memo")
+	}
+	// Every memo dated 8 days back: all products are due again.
+	var st sources.State
+	if _, err := lake.ReadJSON(cfg.OutputDir, lake.StateDir, "signicat_accounts", &st); err != nil || len(st.Memo) != int(accounts) {
+		t.Fatalf("memo of %d accounts (%v)", len(st.Memo), err)
+	}
+	old := time.Now().UTC().AddDate(0, 0, -8).Format(time.DateOnly)
+	for k, raw := range st.Memo {
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
+		m["read"] = old
+		st.Memo[k], _ = json.Marshal(m)
+	}
+	if err := lake.WriteJSON(cfg.OutputDir, lake.StateDir, "signicat_accounts", &st); err != nil {
+		t.Fatal(err)
+	}
+	if third := run(t, cfg).Manifest.Streams[0]; third.Requests != first.Requests {
+		t.Errorf("with week-old products the run made %d requests, the first %d", third.Requests, first.Requests)
+	}
+	if got := products(); got != want {
+		t.Error("products differ after re-reading them")
+	}
+	// account_detail_days: 0 reads every detail every run.
+	zero := 0
+	cfg.Sources.Signicat.AccountDetailDays = &zero
+	if fourth := run(t, cfg).Manifest.Streams[0]; fourth.Requests != first.Requests {
+		t.Errorf("account_detail_days 0: %d requests, want %d", fourth.Requests, first.Requests)
 	}
 }

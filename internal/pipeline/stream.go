@@ -252,6 +252,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 		s.Skip = func(unit string) bool { return skip[unit] }
 		if s.State != nil {
 			s.State.Advance(prev.Next)
+			s.State.RestoreMemo(prev.Memo)
 		}
 	}
 	fail := func(err error) (lake.StreamReport, streamOutput, []typing.Reject) {
@@ -334,7 +335,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 	// The whole stream is committed: a crash before the run's manifest does not fetch it again.
 	ck := &streamCheckpoint{Table: s.TableName(), Complete: true, Report: rep, Files: out.files, Evidence: out.evidence, PDFs: out.pdfs, Rejects: r.rejects}
 	if s.State != nil {
-		ck.Next = s.State.Next()
+		ck.Next, ck.Memo = s.State.Next(), s.State.NextMemo()
 	}
 	if err := writeCheckpoint(env, ck); err != nil {
 		return fail(err)
@@ -392,7 +393,7 @@ func (r *streamRun) checkpointOf(prevFiles, files []parquet.FileInfo, out stream
 		ck.Report.Seconds += r.prev.Report.Seconds
 	}
 	if r.s.State != nil {
-		ck.Next = r.s.State.Next()
+		ck.Next, ck.Memo = r.s.State.Next(), r.s.State.NextMemo()
 	}
 	return ck
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"maps"
 	"strconv"
 	"sync"
 
@@ -184,12 +185,65 @@ func NewStream(source, name string, mode Mode, key []string, pages func(context.
 	return st, nil
 }
 
-// State is an incremental stream's memory between runs.
+// State is a stream's memory between runs.
 type State struct {
 	// Watermark is what the last successful run reached ("" on a first or full-refresh run).
 	Watermark string `json:"watermark"`
-	mu        sync.Mutex
-	next      string
+	// Memo holds per-key facts a stream reuses next run (an account's products and when they were
+	// read); each run stores the memo it built, so keys that disappeared drop out.
+	Memo     map[string]json.RawMessage `json:"memo,omitempty"`
+	mu       sync.Mutex
+	next     string
+	nextMemo map[string]json.RawMessage
+}
+
+// Recall reads key's memo from the last run into v.
+func (s *State) Recall(key string, v any) bool {
+	s.mu.Lock()
+	raw, ok := s.Memo[key]
+	s.mu.Unlock()
+	return ok && json.Unmarshal(raw, v) == nil
+}
+
+// Remember keeps v as key's memo for the next run.
+func (s *State) Remember(key string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.nextMemo == nil {
+		s.nextMemo = map[string]json.RawMessage{}
+	}
+	s.nextMemo[key] = b
+	s.mu.Unlock()
+}
+
+// Commit makes what this run reached the state to store: the advanced watermark and the new memo.
+func (s *State) Commit() {
+	w := s.Next()
+	s.mu.Lock()
+	s.Watermark, s.Memo = w, s.nextMemo
+	s.mu.Unlock()
+}
+
+// NextMemo is the memo this run has built so far (for checkpoints).
+func (s *State) NextMemo() map[string]json.RawMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.nextMemo)
+}
+
+// RestoreMemo puts back the memo an earlier attempt of this run built.
+func (s *State) RestoreMemo(m map[string]json.RawMessage) {
+	for k, v := range m {
+		s.mu.Lock()
+		if s.nextMemo == nil {
+			s.nextMemo = map[string]json.RawMessage{}
+		}
+		s.nextMemo[k] = v
+		s.mu.Unlock()
+	}
 }
 
 // Advance raises the watermark this run will store: numbers compare as numbers, anything else (ISO

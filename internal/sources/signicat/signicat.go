@@ -3,15 +3,21 @@
 package signicat
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"iter"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
@@ -38,6 +44,7 @@ func New(cfg *config.Signicat, client *httpclient.Client) *Source {
 
 // Streams lists the source's streams, filtered by the config's streams list.
 func (s *Source) Streams() ([]*sources.Stream, error) {
+	accountState := &sources.State{}
 	lists := []struct {
 		name  string
 		pages func(context.Context, *httpclient.Stats) iter.Seq2[sources.Page, error]
@@ -45,7 +52,9 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 		{"organizations", func(ctx context.Context, st *httpclient.Stats) iter.Seq2[sources.Page, error] {
 			return s.list(ctx, st, "/organizations", url.Values{})
 		}},
-		{"accounts", s.accountPages},
+		{"accounts", func(ctx context.Context, st *httpclient.Stats) iter.Seq2[sources.Page, error] {
+			return s.accountPages(ctx, st, accountState)
+		}},
 		{"contacts", func(ctx context.Context, st *httpclient.Stats) iter.Seq2[sources.Page, error] {
 			return s.list(ctx, st, "/contacts", url.Values{})
 		}},
@@ -56,7 +65,10 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 		if err != nil {
 			return nil, err
 		}
-		st.FanOut = l.name == "accounts" // a detail call per account, for its products
+		if l.name == "accounts" {
+			st.FanOut = true // a detail call per new or changed account, for its products
+			st.State = accountState
+		}
 		all = append(all, st)
 	}
 	invoices, err := sources.NewStream("signicat", "invoices", sources.Incremental, nil, nil)
@@ -105,7 +117,7 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 // accountPages reads GET /accounts and then GET /accounts?deleted=true: soft-deleted accounts exist only
 // in the second list, and auditors need them. Each account's products come from GET /accounts/{id},
 // fetched concurrently for the accounts of each page.
-func (s *Source) accountPages(ctx context.Context, stats *httpclient.Stats) iter.Seq2[sources.Page, error] {
+func (s *Source) accountPages(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		for _, deleted := range []bool{false, true} {
 			q := url.Values{}
@@ -114,7 +126,7 @@ func (s *Source) accountPages(ctx context.Context, stats *httpclient.Stats) iter
 			}
 			for p, err := range s.list(ctx, stats, "/accounts", q) {
 				if err == nil {
-					err = s.addProducts(ctx, stats, p.Records, deleted)
+					err = s.addProducts(ctx, stats, st, p.Records, deleted)
 				}
 				if !yield(p, err) || err != nil {
 					return
@@ -124,8 +136,56 @@ func (s *Source) accountPages(ctx context.Context, stats *httpclient.Stats) iter
 	}
 }
 
-// addProducts sets each account's products from its detail.
-func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, accts []sources.Record, deleted bool) error {
+// accountMemo is what a run remembers of an account's detail.
+type accountMemo struct {
+	Entry    string          `json:"entry"` // sha256 of the account's list entry when its detail was read
+	Read     string          `json:"read"`  // day the detail was read (YYYY-MM-DD), phase-shifted per account
+	Products json.RawMessage `json:"products"`
+}
+
+// addProducts sets each account's products from its detail. A detail is read when the account is new,
+// its list entry changed, or its products are account_detail_days old; otherwise the products read
+// before are reused. An account's first read is dated back by a phase derived from its id, so the
+// periodic re-reads spread evenly over the days instead of all falling due together.
+func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, st *sources.State, accts []sources.Record, deleted bool) error {
+	days := *s.cfg.AccountDetailDays
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	memoKey := func(id string) string {
+		if deleted {
+			return "deleted:" + id
+		}
+		return id
+	}
+	var need []sources.Record
+	for _, a := range accts {
+		id, _ := a["id"].(string)
+		entry := entryHash(a)
+		var m accountMemo
+		if days > 0 && st.Recall(memoKey(id), &m) && m.Entry == entry {
+			read, err := time.Parse(time.DateOnly, m.Read)
+			dec := json.NewDecoder(bytes.NewReader(m.Products))
+			dec.UseNumber()
+			var products any
+			if err == nil && today.Sub(read) < time.Duration(days)*24*time.Hour && dec.Decode(&products) == nil {
+				a["products"] = products
+				st.Remember(memoKey(id), m)
+				continue
+			}
+		}
+		need = append(need, a)
+	}
+	remember := func(a sources.Record) {
+		id, _ := a["id"].(string)
+		h := fnv.New32a()
+		h.Write([]byte(id))
+		read := today
+		if days > 0 {
+			read = today.AddDate(0, 0, -int(h.Sum32()%uint32(days)))
+		}
+		products, _ := json.Marshal(a["products"])
+		st.Remember(memoKey(id), accountMemo{Entry: entryHash(a), Read: read.Format(time.DateOnly), Products: products})
+	}
+	accts = need
 	detail := func(ctx context.Context, a sources.Record) (sources.Page, error) {
 		id, _ := a["id"].(string)
 		u := s.base + "/accounts/" + url.PathEscape(id)
@@ -156,9 +216,21 @@ func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, accts
 			return err
 		}
 		r := p.Records[0]
-		byID[r["id"].(string)]["products"] = r["products"]
+		a := byID[r["id"].(string)]
+		a["products"] = r["products"]
+		remember(a)
 	}
 	return nil
+}
+
+// entryHash identifies an account's list entry (products excluded): any change to it re-reads the
+// detail.
+func entryHash(a sources.Record) string {
+	c := maps.Clone(a)
+	delete(c, "products")
+	b, _ := json.Marshal(c) // map keys marshal sorted: a canonical form
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
 }
 
 // list walks a {data, next} list: next is an opaque token passed back as page (or, should it ever be
