@@ -53,6 +53,7 @@ func child(args []string) int {
 			h.Close()
 		}()
 	}
+	pipeline.SetMemoryLimit() // as extract does
 	cfg, err := config.Load(*cfgPath)
 	check(err)
 	var v any

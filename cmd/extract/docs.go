@@ -50,7 +50,7 @@ func writeDocs(ctx context.Context, w io.Writer, dbPath string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "# ledgerlake warehouse tables\n\nEvery stream is a current-state table `<source>_<stream>` (one row per key) with its history in\n`<table>_history`; every row carries `_run_id` and `_extracted_at` (TIMESTAMPTZ).")
+	fmt.Fprintln(w, "# ledgerlake warehouse tables\n\nEvery stream is a current-state table `<source>_<stream>` (one row per key) with its history in\n`<table>_history`; every row carries `_run_id` and `_extracted_at` (TIMESTAMPTZ);\nrows of the invoice streams also carry `_evidence_sha256`, naming the stored response body they came from\n(`_evidence/<sha[:2]>/<sha>.json.zst` in the lake).")
 	fmt.Fprintln(w, "\n## Declared streams")
 	for _, t := range tables {
 		fmt.Fprintf(w, "\n### %s\n\n%s\n\nKey: %s\n\n| column | type | description |\n|---|---|---|\n", t.Name(), t.Description, strings.Join(t.Key, ", "))

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 )
 
 // Exit codes, fixed by DESIGN.md.
@@ -55,6 +56,7 @@ var commands = map[string]command{
 }
 
 func main() {
+	pipeline.SetMemoryLimit()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {

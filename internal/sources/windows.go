@@ -2,6 +2,11 @@ package sources
 
 import "time"
 
+// WindowsInFlight is how many date windows of one stream are fetched at once: with 20 ms latency, 4
+// left the host limit idle while the listings that start every fan-out stream ran (make bench); a
+// window's body is decoded only as it is read, so more in flight costs their raw bytes alone.
+const WindowsInFlight = 8
+
 // Window is one stretch of a windowed read, [From, To).
 type Window struct{ From, To time.Time }
 

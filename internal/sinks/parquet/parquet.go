@@ -46,7 +46,7 @@ func Fingerprint(s *arrow.Schema) string {
 type StreamWriter struct {
 	root, table, runID string
 	schema             *arrow.Schema
-	// MaxRowsPerFile bounds a part file (0 = 1,000,000); row groups hold up to 128k rows.
+	// MaxRowsPerFile bounds a part file (0 = 1,000,000); row groups hold up to 32k rows.
 	MaxRowsPerFile int64
 	// Resume is the attempt of a run resumed after a crash (0 = first): it goes into the file names, so
 	// an attempt never overwrites the parts an earlier one committed.
@@ -148,7 +148,9 @@ func (w *StreamWriter) create(partition string) (*partFile, error) {
 	cw := &countingWriter{w: io.MultiWriter(f, h)}
 	props := parquet.NewWriterProperties(
 		parquet.WithCompression(compress.Codecs.Zstd),
-		parquet.WithMaxRowGroupLength(128*1024),
+		// A buffered row group stays in memory (compressed) until it is full: 32k rows bounds what an
+		// open part file holds, whatever the stream's size (128k made RSS grow with the data).
+		parquet.WithMaxRowGroupLength(32*1024),
 		parquet.WithCreatedBy("ledgerlake"),
 		// Dictionary pages cost a hash per value and, measured on the sandbox's streams (make bench),
 		// made files larger than plain zstd pages: most text columns are ids, names and timestamps.

@@ -82,7 +82,7 @@ func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sour
 		return dd.page(page), err
 	}
 	return func(yield func(sources.Page, error) bool) {
-		for p, err := range sources.Parallel(ctx, 4, ws, fetch) {
+		for p, err := range sources.Parallel(ctx, sources.WindowsInFlight, ws, fetch) {
 			if !yield(p, err) || err != nil {
 				return
 			}

@@ -71,7 +71,7 @@ func (s *Source) listInvoices(ctx context.Context, stats *httpclient.Stats, st *
 		}
 		return sources.Page{Records: keep, Raw: &sources.Raw{Endpoint: "GET /invoices?" + q.Encode(), Body: resp.Body}}, nil
 	}
-	return sources.Parallel(ctx, 4, ws, fetch)
+	return sources.Parallel(ctx, sources.WindowsInFlight, ws, fetch)
 }
 
 // orgHeader carries the organisation id that organisation-level clients send on invoice endpoints.
