@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"iter"
 	"maps"
 	"strconv"
@@ -131,31 +130,45 @@ func (e errNotArray) Unwrap() error { return e.err }
 // EachInArray decodes a JSON array of objects one element at a time, keeping numbers exact
 // (json.Number), and calls fn with each; an error from fn stops it and is returned as is.
 func EachInArray(body []byte, fn func(Record) error) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		if err == nil {
-			err = fmt.Errorf("starts with %v", tok)
-		}
-		return errNotArray{err}
+	d := decoder{b: body, keys: map[string]string{}}
+	d.space()
+	if d.i >= len(d.b) || d.b[d.i] != '[' {
+		return errNotArray{d.fail("looking for the array")}
 	}
-	for i := 0; dec.More(); i++ {
-		var r Record
-		if err := dec.Decode(&r); err != nil {
-			return errNotArray{fmt.Errorf("element %d: %w", i, err)}
-		}
-		if r == nil {
-			return errNotArray{fmt.Errorf("element %d is null", i)}
-		}
-		if err := fn(r); err != nil {
-			return err
+	d.i++
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == ']' {
+		d.i++
+	} else {
+		for n := 0; ; n++ {
+			v, err := d.value(1)
+			if err != nil {
+				return errNotArray{fmt.Errorf("element %d: %w", n, err)}
+			}
+			r, ok := v.(map[string]any)
+			if !ok {
+				return errNotArray{fmt.Errorf("element %d is %T, not an object", n, v)}
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+			d.space()
+			if d.i >= len(d.b) {
+				return errNotArray{errEnd}
+			}
+			if d.b[d.i] == ']' {
+				d.i++
+				break
+			}
+			if d.b[d.i] != ',' {
+				return errNotArray{d.fail("after array element")}
+			}
+			d.i++
 		}
 	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim(']') {
-		return errNotArray{fmt.Errorf("the array does not end: %v %v", tok, err)}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errNotArray{fmt.Errorf("data after the array")}
+	d.space()
+	if d.i != len(d.b) {
+		return errNotArray{fmt.Errorf("data after the array (offset %d)", d.i)}
 	}
 	return nil
 }
