@@ -2,8 +2,8 @@ package sources
 
 import (
 	"bytes"
-	"errors"
 	stdjson "encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 )
