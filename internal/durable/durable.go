@@ -74,15 +74,7 @@ func (f *File) Abort() {
 
 // WriteFile atomically replaces path with data.
 func WriteFile(path string, data []byte) error {
-	f, err := Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Abort()
-		return err
-	}
-	return f.Commit()
+	return write(path, data, (*File).Commit)
 }
 
 // SyncDir fsyncs a directory so that renames and creations in it are durable.
@@ -119,6 +111,11 @@ func RemoveTemps(root string) (int, error) {
 // Place writes data to path through a temporary name and a rename, without fsync: many small files
 // written this way are made durable together by one SyncFS before anything refers to them.
 func Place(path string, data []byte) error {
+	return write(path, data, (*File).Publish)
+}
+
+// write puts data in a new temporary file beside path and finishes it with finish.
+func write(path string, data []byte, finish func(*File) error) error {
 	f, err := Create(path)
 	if err != nil {
 		return err
@@ -127,7 +124,7 @@ func Place(path string, data []byte) error {
 		f.Abort()
 		return err
 	}
-	return f.Publish()
+	return finish(f)
 }
 
 // Publish moves the complete file to its final path without an fsync (see Place): a killed process

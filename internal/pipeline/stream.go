@@ -161,13 +161,22 @@ func (r *streamRun) partition(rec typing.Record) string {
 	return "run_date=" + r.extracted.Format("2006-01-02")
 }
 
+// flushAll converts every table's pending records, children last (flushing a parent feeds them, and
+// the loop sees tables added while it runs).
+func (r *streamRun) flushAll() error {
+	for i := 0; i < len(r.order); i++ {
+		if err := r.flush(r.sinks[r.order[i]]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // finish flushes every table (children last, as flushing a parent feeds them), writes an empty file for
 // a table without rows so it still exists with its declared columns, and persists the schemas.
 func (r *streamRun) finish() ([]parquet.FileInfo, error) {
-	for i := 0; i < len(r.order); i++ {
-		if err := r.flush(r.sinks[r.order[i]]); err != nil {
-			return nil, err
-		}
+	if err := r.flushAll(); err != nil {
+		return nil, err
 	}
 	var files []parquet.FileInfo
 	for _, name := range r.order {
@@ -362,10 +371,8 @@ func (r *streamRun) tables() []lake.TableInfo {
 // commitSoFar converts every pending record and commits the open part files (later rows go to new
 // parts), returning every file this attempt has committed.
 func (r *streamRun) commitSoFar() ([]parquet.FileInfo, error) {
-	for i := 0; i < len(r.order); i++ {
-		if err := r.flush(r.sinks[r.order[i]]); err != nil {
-			return nil, err
-		}
+	if err := r.flushAll(); err != nil {
+		return nil, err
 	}
 	var files []parquet.FileInfo
 	for _, name := range r.order {

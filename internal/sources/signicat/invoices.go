@@ -10,7 +10,6 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
-	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -88,21 +87,11 @@ func (s *Source) orgHeader() http.Header {
 // 1-based line number.
 func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
-		var numbers []string
-		days := map[string]string{}
-		for p, err := range s.listInvoices(ctx, stats, st) {
-			if err != nil {
-				yield(sources.Page{}, err)
-				return
-			}
-			for _, r := range p.Records {
-				n := r["invoiceNumber"].(string)
-				numbers = append(numbers, n)
-				days[n] = invoiceDay(r)
-			}
+		numbers, _, err := s.invoicesToVisit(ctx, stats, st, func(n string) bool { return !skip(n) })
+		if err != nil {
+			yield(sources.Page{}, err)
+			return
 		}
-		numbers = slices.DeleteFunc(numbers, skip)
-		byDay(numbers, days)
 		detail := func(ctx context.Context, n string) (sources.Page, error) {
 			// Invoice numbers contain '-' and '.', and could contain '/': always escape the segment.
 			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoices/" + url.PathEscape(n), Auth: s.auth, Stats: stats, Header: s.orgHeader()})
@@ -140,23 +129,11 @@ func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, 
 // as the page's raw body, which the pipeline stores in the lake.
 func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, st *sources.State, held, skip func(string) bool) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
-		dates := map[string]any{}
-		days := map[string]string{}
-		var numbers []string
-		for p, err := range s.listInvoices(ctx, stats, st) {
-			if err != nil {
-				yield(sources.Page{}, err)
-				return
-			}
-			for _, r := range p.Records {
-				n := r["invoiceNumber"].(string)
-				if !held(n) && !skip(n) {
-					numbers = append(numbers, n)
-					dates[n], days[n] = r["invoiceDate"], invoiceDay(r)
-				}
-			}
+		numbers, dates, err := s.invoicesToVisit(ctx, stats, st, func(n string) bool { return !held(n) && !skip(n) })
+		if err != nil {
+			yield(sources.Page{}, err)
+			return
 		}
-		byDay(numbers, days)
 		download := func(ctx context.Context, n string) (sources.Page, error) {
 			endpoint := "/invoices/" + url.PathEscape(n) + "/pdf"
 			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + endpoint, Auth: s.auth, Stats: stats, Header: s.orgHeader()})
@@ -184,9 +161,24 @@ func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, s
 	}
 }
 
-// byDay orders invoice numbers by invoice day, then number: the per-invoice streams then fill one
+// invoicesToVisit lists the invoices like the invoices stream and returns the numbers want keeps, with
+// each one's invoiceDate, ordered by invoice day then number: the per-invoice streams then fill one
 // invoice_month partition after another, so a checkpoint commits a file or two, not one per month.
-func byDay(numbers []string, days map[string]string) {
+func (s *Source) invoicesToVisit(ctx context.Context, stats *httpclient.Stats, st *sources.State, want func(string) bool) ([]string, map[string]any, error) {
+	var numbers []string
+	dates := map[string]any{}
+	days := map[string]string{}
+	for p, err := range s.listInvoices(ctx, stats, st) {
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, r := range p.Records {
+			if n := r["invoiceNumber"].(string); want(n) {
+				numbers = append(numbers, n)
+				dates[n], days[n] = r["invoiceDate"], invoiceDay(r)
+			}
+		}
+	}
 	sort.Slice(numbers, func(i, j int) bool {
 		a, b := numbers[i], numbers[j]
 		if days[a] != days[b] {
@@ -194,4 +186,5 @@ func byDay(numbers []string, days map[string]string) {
 		}
 		return a < b
 	})
+	return numbers, dates, nil
 }
