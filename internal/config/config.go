@@ -19,6 +19,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// memorySize is a size DuckDB's memory_limit accepts.
+var memorySize = regexp.MustCompile(`^(?i)\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$`)
+
 // Config is one pipeline file.
 type Config struct {
 	OutputDir string  `yaml:"output_dir"`
@@ -30,6 +33,9 @@ type Config struct {
 	PerHostConcurrency int `yaml:"per_host_concurrency"`
 	// PerHostRate caps requests per second to one API host (default unlimited).
 	PerHostRate float64 `yaml:"per_host_rate"`
+	// WarehouseMemoryLimit is DuckDB's memory_limit while loading (default 256MB; it spills to disk
+	// beyond it). Raise it if a load reports "Out of Memory"; it bounds the run's peak memory.
+	WarehouseMemoryLimit string `yaml:"warehouse_memory_limit"`
 }
 
 // Sources are the configured APIs; a nil source is not run.
@@ -230,6 +236,12 @@ func (c *Config) validate() error {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 4
+	}
+	if c.WarehouseMemoryLimit == "" {
+		c.WarehouseMemoryLimit = "256MB"
+	}
+	if !memorySize.MatchString(c.WarehouseMemoryLimit) {
+		return &Error{Msg: fmt.Sprintf("warehouse_memory_limit: %q is not a size such as 256MB or 2GB", c.WarehouseMemoryLimit)}
 	}
 	if c.PerHostConcurrency == 0 {
 		c.PerHostConcurrency = 8

@@ -137,3 +137,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestWarehouseMemoryLimit(t *testing.T) {
+	base := "output_dir: x\nsources:\n  gsapi:\n    base_url: https://h\n    jwt: j\n"
+	for _, c := range []struct {
+		yaml, want, err string
+	}{
+		{base, "256MB", ""},
+		{base + "warehouse_memory_limit: 2GB\n", "2GB", ""},
+		{base + "warehouse_memory_limit: 512 MiB\n", "512 MiB", ""},
+		{base + "warehouse_memory_limit: lots\n", "", `warehouse_memory_limit: "lots" is not a size`},
+		{base + "warehouse_memory_limit: 512\n", "", "is not a size"},
+	} {
+		cfg, err := Parse([]byte(c.yaml), func(string) (string, bool) { return "", false })
+		switch {
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%q: error %v, want %q", c.yaml, err, c.err)
+		case c.err == "" && (err != nil || cfg.WarehouseMemoryLimit != c.want):
+			t.Errorf("%q: %v, limit %q, want %q", c.yaml, err, cfg.WarehouseMemoryLimit, c.want)
+		}
+	}
+}

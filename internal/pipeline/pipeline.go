@@ -497,7 +497,7 @@ func loadPending(ctx context.Context, cfg *config.Config, log *slog.Logger, ms [
 	if err := os.MkdirAll(filepath.Dir(cfg.Warehouse), 0o755); err != nil {
 		return err
 	}
-	wh, err := duckdb.Open(cfg.Warehouse)
+	wh, err := duckdb.OpenLimit(cfg.Warehouse, cfg.WarehouseMemoryLimit)
 	if errors.Is(err, duckdb.ErrNotDatabase) {
 		aside := cfg.Warehouse + ".invalid-" + time.Now().UTC().Format("20060102T150405Z")
 		for _, suffix := range []string{"", ".wal"} {
@@ -506,7 +506,7 @@ func loadPending(ctx context.Context, cfg *config.Config, log *slog.Logger, ms [
 			}
 		}
 		log.Warn("the warehouse file is not a DuckDB database (a run killed while creating it?); set it aside and rebuilding from the lake", "set_aside", aside)
-		wh, err = duckdb.Open(cfg.Warehouse)
+		wh, err = duckdb.OpenLimit(cfg.Warehouse, cfg.WarehouseMemoryLimit)
 	}
 	if err != nil {
 		return err
@@ -544,13 +544,17 @@ func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, rejects []t
 			return nil, err
 		}
 	}
-	wh, err := duckdb.Open(cfg.Warehouse)
+	wh, err := duckdb.OpenLimit(cfg.Warehouse, cfg.WarehouseMemoryLimit)
 	if err != nil {
 		return nil, err
 	}
 	defer wh.Close()
 	if err := wh.LoadRun(ctx, cfg.OutputDir, m, rejects); err != nil {
-		return nil, fmt.Errorf("loading run %s into %s: %w", m.RunID, cfg.Warehouse, err)
+		hint := ""
+		if strings.Contains(err.Error(), "Out of Memory") {
+			hint = fmt.Sprintf(" (DuckDB's memory is limited to %s: raise warehouse_memory_limit; the run is in the lake and loads at the next start)", cfg.WarehouseMemoryLimit)
+		}
+		return nil, fmt.Errorf("loading run %s into %s: %w%s", m.RunID, cfg.Warehouse, err, hint)
 	}
 	var tables []lake.TableInfo
 	for _, s := range m.Streams {

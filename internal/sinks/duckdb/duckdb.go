@@ -26,8 +26,9 @@ const (
 	RejectsTable = "_ledgerlake_rejects"
 )
 
-// MemoryLimit caps DuckDB's memory per process (it spills to disk beyond it).
-var MemoryLimit = "256MB"
+// MemoryLimit caps DuckDB's memory per process unless OpenLimit says otherwise (it spills to disk
+// beyond it).
+const MemoryLimit = "256MB"
 
 // ErrNotDatabase means the warehouse file exists but is not a DuckDB database: typically a process
 // killed while DuckDB was creating it, before its header was written.
@@ -42,17 +43,26 @@ type Warehouse struct {
 	Path string
 }
 
-// Open opens (creating if needed) the warehouse for writing.
+// Open opens (creating if needed) the warehouse for writing, with the default MemoryLimit.
 func Open(path string) (*Warehouse, error) {
-	return open(path, "")
+	return open(path, "", MemoryLimit)
+}
+
+// OpenLimit opens the warehouse for writing with DuckDB's memory_limit set to limit ("512MB"; ""
+// means MemoryLimit).
+func OpenLimit(path, limit string) (*Warehouse, error) {
+	return open(path, "", limit)
 }
 
 // OpenReadOnly opens an existing warehouse for queries; writes fail.
 func OpenReadOnly(path string) (*Warehouse, error) {
-	return open(path, "?access_mode=READ_ONLY")
+	return open(path, "?access_mode=READ_ONLY", MemoryLimit)
 }
 
-func open(path, params string) (*Warehouse, error) {
+func open(path, params, limit string) (*Warehouse, error) {
+	if limit == "" {
+		limit = MemoryLimit
+	}
 	db, err := sql.Open("duckdb", path+params)
 	if err == nil {
 		err = db.Ping()
@@ -73,7 +83,7 @@ func open(path, params string) (*Warehouse, error) {
 	db.SetMaxOpenConns(1)
 	// Bound DuckDB's memory so a load's footprint does not grow with the stream: beyond the limit it
 	// spills to a temp directory beside the warehouse. Insertion order is irrelevant to history tables.
-	for _, set := range []string{"SET memory_limit = '" + MemoryLimit + "'", "SET preserve_insertion_order = false"} {
+	for _, set := range []string{"SET memory_limit = " + quoteString(limit), "SET preserve_insertion_order = false"} {
 		if _, err := db.Exec(set); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("opening warehouse %s: %s: %w", path, set, err)
