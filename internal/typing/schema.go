@@ -323,18 +323,58 @@ func numberType(lit string) string {
 			return "BIGINT"
 		}
 	}
-	mant, exp, err := splitDecimal(lit)
-	if err != nil {
+	digits, exp, ok := decimalShape(lit)
+	if !ok {
 		return "VARCHAR"
 	}
-	digits := strings.TrimLeft(strings.TrimPrefix(mant, "-"), "0")
 	scale := max(0, -exp)
 	// Trailing zeros after the point carry no value but keep the scale the API printed.
-	intDigits := len(digits) + exp
+	intDigits := digits + exp
 	if scale > 18 || intDigits+max(scale, 2) > 38 || exp > 18 {
 		return "VARCHAR"
 	}
-	return fmt.Sprintf("DECIMAL(38,%d)", max(scale, 2))
+	return decimalTypes[max(scale, 2)]
+}
+
+// decimalTypes are the inferred decimal type names by scale (inference names one per number value).
+var decimalTypes = func() (out [19]string) {
+	for s := range out {
+		out[s] = fmt.Sprintf("DECIMAL(38,%d)", s)
+	}
+	return out
+}()
+
+// decimalShape is splitDecimal without building the mantissa: the count of its significant digits
+// (leading zeros dropped) and the exponent of its last digit. Type inference asks it of every number.
+func decimalShape(s string) (digits, exp int, ok bool) {
+	s = strings.TrimSpace(s)
+	if e := strings.IndexAny(s, "eE"); e >= 0 {
+		x, err := strconv.Atoi(s[e+1:])
+		if err != nil || x > 100 || x < -100 {
+			return 0, 0, false
+		}
+		exp, s = x, s[:e]
+	}
+	if strings.HasPrefix(s, "-") || strings.HasPrefix(s, "+") {
+		s = s[1:]
+	}
+	intPart, frac, _ := strings.Cut(s, ".")
+	if intPart == "" && frac == "" {
+		return 0, 0, false
+	}
+	for _, part := range []string{intPart, frac} {
+		for i := 0; i < len(part); i++ {
+			if part[i] < '0' || part[i] > '9' {
+				return 0, 0, false
+			}
+		}
+	}
+	if trimmed := strings.TrimLeft(intPart, "0"); trimmed != "" {
+		digits = len(trimmed) + len(frac)
+	} else {
+		digits = len(strings.TrimLeft(frac, "0"))
+	}
+	return digits, exp - len(frac), true
 }
 
 // widen is the narrowest type holding values of both a and b.

@@ -2,6 +2,8 @@ package typing
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -169,4 +171,36 @@ func TestArraysOfObjectsBecomeChildRecords(t *testing.T) {
 	if rec.NumRows() != 2 || rec.Column(0).(*array.Int64).Value(1) != 58 {
 		t.Fatalf("child batch %v", rec)
 	}
+}
+
+// numberTypeBySplit is numberType as first written, on splitDecimal's mantissa.
+func numberTypeBySplit(lit string) string {
+	if !strings.ContainsAny(lit, ".eE") {
+		if _, err := strconv.ParseInt(lit, 10, 64); err == nil {
+			return "BIGINT"
+		}
+	}
+	mant, exp, err := splitDecimal(lit)
+	if err != nil {
+		return "VARCHAR"
+	}
+	digits := strings.TrimLeft(strings.TrimPrefix(mant, "-"), "0")
+	scale := max(0, -exp)
+	intDigits := len(digits) + exp
+	if scale > 18 || intDigits+max(scale, 2) > 38 || exp > 18 {
+		return "VARCHAR"
+	}
+	return fmt.Sprintf("DECIMAL(38,%d)", max(scale, 2))
+}
+
+// FuzzNumberType checks that counting digits in place types every literal as building the mantissa did.
+func FuzzNumberType(f *testing.F) {
+	for _, s := range []string{"0", "-0.0", "12.3400", "1e-7", "123456789012345678901234567890", "0.000001", "00012.50", "-.5", "5.", "1E+3", "+7", "9223372036854775808", ".", "-", "1e101", "0e0", "1.5e-20"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, lit string) {
+		if got, want := numberType(lit), numberTypeBySplit(lit); got != want {
+			t.Fatalf("%q: %s, by the mantissa %s", lit, got, want)
+		}
+	})
 }
