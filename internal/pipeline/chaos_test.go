@@ -66,7 +66,7 @@ sources:
     username: ${GSAPI_USERNAME}
     password: ${GSAPI_PASSWORD}
     since: 2025-01-01
-    streams: [organizations, datasync_invoices, datasync_invoice_lines, invoice_journal_summary, datatable_ctransactiondata]
+    streams: [organizations, datasync_invoices, datasync_invoice_lines, invoice_journal_summary, invoice_charges, datatable_ctransactiondata]
     datatables:
       - {table: ctransactiondata, sortorder: ["raw_id asc"], key: raw_id, pagesize: 60}
 `

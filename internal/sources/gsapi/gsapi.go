@@ -170,8 +170,14 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if err := add("invoice_charges", sources.Incremental, []string{"iheader_id"}, []string{"charges.boparams"}, s.invoiceChargePages); err != nil {
+	if err := add("invoice_charges", sources.Incremental, []string{"iheader_id"}, []string{"charges.boparams"}, nil); err != nil {
 		return nil, err
+	}
+	// One request per invoice header: checkpointed per header, so a killed run resumes after the last.
+	charges := all[len(all)-1]
+	charges.Checkpoints = true
+	charges.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
+		return s.invoiceChargePages(ctx, charges.Stats, charges.State, charges.Skip)
 	}
 	return sources.Select(all, s.cfg.Streams)
 }
@@ -228,7 +234,7 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 
 // invoiceChargePages reads invoicecharges/list for every invoice of the datasync Invoices windows
 // (incremental like them): one call per invoice header.
-func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
+func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		var ids []string
 		for p, err := range s.windowed(ctx, stats, st, "/datasync", s.orgScope(url.Values{"option": {"Invoices"}}), []string{"iheader_id"}) {
@@ -237,8 +243,8 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 				return
 			}
 			if err := p.Each(func(r sources.Record) error {
-				if r["iheader_id"] != nil {
-					ids = append(ids, fmt.Sprint(r["iheader_id"]))
+				if id := fmt.Sprint(r["iheader_id"]); r["iheader_id"] != nil && (skip == nil || !skip(id)) {
+					ids = append(ids, id)
 				}
 				return nil
 			}); err != nil {
@@ -255,7 +261,7 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 			if err != nil {
 				return sources.Page{}, fmt.Errorf("GET /invoicecharges/list?iheader_id=%s: %w", id, err)
 			}
-			return sources.Page{Records: []sources.Record{rec}}, nil
+			return sources.Page{Records: []sources.Record{rec}, Done: id}, nil
 		}) {
 			if !yield(p, err) || err != nil {
 				return
