@@ -38,6 +38,9 @@ func ParseTimestamp(s string) (t time.Time, zoned bool, err error) {
 	default:
 		return time.Time{}, false, errNotTimestamp
 	}
+	if t, ok := naiveSeconds(s); ok {
+		return t, false, nil
+	}
 	for _, l := range zl {
 		if t, err := time.Parse(l, s); err == nil {
 			return t.UTC(), true, nil
@@ -52,6 +55,43 @@ func ParseTimestamp(s string) (t time.Time, zoned bool, err error) {
 }
 
 var errNotTimestamp = errors.New("not a timestamp in any format of the API references")
+
+// naiveSeconds reads the most common zone-less shape, "2006-01-02 15:04:05[.000]" (or with 'T'),
+// without time.Parse's general layout machinery; anything else, or any value out of range, is left
+// to the layouts (ok false). FuzzParseTimestamp holds it to them.
+func naiveSeconds(s string) (time.Time, bool) {
+	if len(s) < 19 || s[13] != ':' || s[16] != ':' || !digits(s[11:13]) || !digits(s[14:16]) || !digits(s[17:19]) {
+		return time.Time{}, false
+	}
+	nanos := 0
+	if len(s) > 19 {
+		frac := s[20:]
+		if s[19] != '.' || len(frac) == 0 || len(frac) > 9 || !digits(frac) {
+			return time.Time{}, false
+		}
+		for i := 0; i < 9; i++ {
+			nanos *= 10
+			if i < len(frac) {
+				nanos += int(frac[i] - '0')
+			}
+		}
+	}
+	num := func(a, b int) int {
+		n := 0
+		for i := a; i < b; i++ {
+			n = n*10 + int(s[i]-'0')
+		}
+		return n
+	}
+	y, mo, d, h, mi, sec := num(0, 4), num(5, 7), num(8, 10), num(11, 13), num(14, 16), num(17, 19)
+	if mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	if d > time.Date(y, time.Month(mo)+1, 0, 0, 0, 0, 0, time.UTC).Day() {
+		return time.Time{}, false
+	}
+	return time.Date(y, time.Month(mo), d, h, mi, sec, nanos, time.UTC), true
+}
 
 func digits(s string) bool {
 	for i := 0; i < len(s); i++ {
