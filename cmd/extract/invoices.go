@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,7 +88,7 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	defer db.Close()
 	a, err := audit.Prepare(ctx, db.DB, q)
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "source must be") {
+		if errors.Is(err, audit.ErrSource) {
 			return usage("--source: %v", err)
 		}
 		fmt.Fprintln(stderr, "extract invoices:", err)

@@ -8,6 +8,7 @@ package audit
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -16,6 +17,9 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 )
+
+// ErrSource is a Query.Source that names no source.
+var ErrSource = errors.New("source must be signicat, gsapi or all")
 
 // Query selects invoices.
 type Query struct {
@@ -78,7 +82,7 @@ func Prepare(ctx context.Context, db *sql.DB, q Query) (*Answer, error) {
 		q.Source = "all"
 	}
 	if q.Source != "all" && q.Source != "signicat" && q.Source != "gsapi" {
-		return nil, fmt.Errorf("source must be signicat, gsapi or all, not %q", q.Source)
+		return nil, fmt.Errorf("%w, not %q", ErrSource, q.Source)
 	}
 	all, err := lake.ReadManifests(q.Root)
 	if err != nil {

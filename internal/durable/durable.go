@@ -44,19 +44,11 @@ func (f *File) Commit() error {
 	if f.done {
 		return fmt.Errorf("durable: %s already committed or aborted", f.path)
 	}
-	f.done = true
-	tmp := f.Name()
 	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
+		f.Abort()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, f.path); err != nil {
-		os.Remove(tmp)
+	if err := f.Publish(); err != nil {
 		return err
 	}
 	return SyncDir(filepath.Dir(f.path))

@@ -189,8 +189,8 @@ func RemoveOrphans(root string, ms []*Manifest) (int, error) {
 		rel, _ := filepath.Rel(root, p)
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if p != root && strings.HasPrefix(d.Name(), "_") && rel != EvidenceDir && rel != PDFDir &&
-				!strings.HasPrefix(rel, EvidenceDir+"/") && !strings.HasPrefix(rel, PDFDir+"/") {
+			// Other underscore directories hold metadata (manifests, schemas, state, checkpoints).
+			if p != root && strings.HasPrefix(d.Name(), "_") && rel != EvidenceDir && rel != PDFDir {
 				return filepath.SkipDir
 			}
 			return nil

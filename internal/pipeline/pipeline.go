@@ -177,10 +177,11 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		return nil, err
 	}
 	defer unlock()
-	run, cks, err := recoverInterrupted(ctx, cfg, log, opts.FullRefresh)
+	rec, err := recoverInterrupted(ctx, cfg, log, opts.FullRefresh)
 	if err != nil {
 		return nil, err
 	}
+	run, cks := rec.run, rec.checkpoints
 
 	for _, s := range streams {
 		if s.State != nil && !opts.FullRefresh {
@@ -189,9 +190,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 			}
 		}
 	}
-	if err := setHeld(cfg.OutputDir, streams); err != nil {
-		return nil, err
-	}
+	skipHeld(rec.manifests, streams)
 	if run == nil {
 		run = &resumable{RunID: lake.NewRunID(opts.Now()), StartedAt: opts.Now().UTC()}
 		log.Info("run started", "run_id", run.RunID, "streams", len(streams))
@@ -384,31 +383,23 @@ func writeReport(root string, res *Result, runErr error) error {
 	return durable.WriteFile(lake.ReportPath(root, m.RunID), append(b, '\n'))
 }
 
-// setHeld tells the streams that fetch something once per key (invoice PDFs) which keys the
-// committed runs already hold.
-func setHeld(root string, streams []*sources.Stream) error {
-	var ms []*lake.Manifest
-	for _, s := range streams {
-		if s.Name != "invoice_pdfs" {
-			continue
-		}
-		if ms == nil {
-			var err error
-			if ms, err = lake.ReadManifests(root); err != nil {
-				return err
+// skipHeld makes each stream skip the keys whose files a committed run already holds: an invoice's
+// PDF is fetched once.
+func skipHeld(ms []*lake.Manifest, streams []*sources.Stream) {
+	held := map[string]map[string]bool{}
+	for _, m := range ms {
+		for _, p := range m.PDFs {
+			if held[p.Table] == nil {
+				held[p.Table] = map[string]bool{}
 			}
+			held[p.Table][p.Key] = true
 		}
-		held := map[string]bool{}
-		for _, m := range ms {
-			for _, p := range m.PDFs {
-				if p.Table == s.TableName() {
-					held[p.Key] = true
-				}
-			}
-		}
-		s.Held = func(key string) bool { return held[key] }
 	}
-	return nil
+	for _, s := range streams {
+		if h := held[s.TableName()]; h != nil {
+			s.Skip = func(key string) bool { return h[key] }
+		}
+	}
 }
 
 // resumeOrRun takes a stream an earlier attempt of the run completed as it is, or runs it (from its
@@ -464,28 +455,37 @@ func showProgress(w io.Writer, streams []*sources.Stream, finished *atomic.Int64
 // writing): unfinished temporary files and committed part files that no manifest lists are removed,
 // and runs whose manifest was committed but whose load never finished are loaded now, oldest first —
 // their watermarks have already moved, so skipping them would lose their rows.
-func recoverInterrupted(ctx context.Context, cfg *config.Config, log *slog.Logger, fullRefresh bool) (*resumable, map[string]*streamCheckpoint, error) {
+func recoverInterrupted(ctx context.Context, cfg *config.Config, log *slog.Logger, fullRefresh bool) (recovered, error) {
+	var rec recovered
 	if n, err := durable.RemoveTemps(cfg.OutputDir); err != nil {
-		return nil, nil, err
+		return rec, err
 	} else if n > 0 {
 		log.Warn("removed unfinished files of an interrupted run", "files", n)
 	}
 	ms, err := lake.ReadManifests(cfg.OutputDir)
 	if err != nil {
-		return nil, nil, err
+		return rec, err
 	}
-	run, cks, err := openCheckpoints(cfg.OutputDir, ms, fullRefresh)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the checkpoints of an interrupted run: %w", err)
+	rec.manifests = ms
+	if rec.run, rec.checkpoints, err = openCheckpoints(cfg.OutputDir, ms, fullRefresh); err != nil {
+		return rec, fmt.Errorf("reading the checkpoints of an interrupted run: %w", err)
 	}
-	n, err := lake.RemoveOrphans(cfg.OutputDir, append(slices.Clone(ms), listed(cks)))
+	n, err := lake.RemoveOrphans(cfg.OutputDir, append(slices.Clone(ms), listed(rec.checkpoints)))
 	if err != nil {
-		return nil, nil, err
+		return rec, err
 	}
 	if n > 0 {
 		log.Warn("removed files of an interrupted run that no manifest or checkpoint lists", "files", n)
 	}
-	return run, cks, loadPending(ctx, cfg, log, ms)
+	return rec, loadPending(ctx, cfg, log, ms)
+}
+
+// recovered is what recoverInterrupted found: the committed runs, and a killed run to resume (nil
+// when none) with its streams' checkpoints.
+type recovered struct {
+	manifests   []*lake.Manifest
+	run         *resumable
+	checkpoints map[string]*streamCheckpoint
 }
 
 // loadPending loads the committed runs the warehouse lacks. The warehouse is derived from the lake: a

@@ -258,7 +258,8 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 		for _, d := range done {
 			skip[d] = true
 		}
-		s.Skip = func(unit string) bool { return skip[unit] }
+		held := s.Skip // keys a committed run holds
+		s.Skip = func(unit string) bool { return skip[unit] || (held != nil && held(unit)) }
 		if s.State != nil {
 			s.State.Advance(prev.Next)
 			s.State.RestoreMemo(prev.Memo)

@@ -79,16 +79,14 @@ type Stream struct {
 	// Evidence keeps every page's raw response (compressed, content-addressed, listed in the manifest)
 	// and stamps each row with its sha256: set on the invoice streams auditors trace to the API's bytes.
 	Evidence bool
-	// Held, set by the pipeline on streams that fetch something once per key (invoice PDFs), reports
-	// whether a committed earlier run already holds key.
-	Held func(key string) bool
 	// FanOut marks a stream that makes a request per record of a listing (details, PDFs): by far the
 	// most requests, so the pipeline starts these first and the long tail overlaps everything else.
 	FanOut bool
 	// Checkpoints marks a stream whose pages carry Done and whose source honours Skip, so a run killed
 	// mid-stream resumes it where its last checkpoint ended instead of from the start.
 	Checkpoints bool
-	// Skip, set by the pipeline when it resumes such a stream, reports whether a unit is already done.
+	// Skip, set by the pipeline, reports whether a unit is already done: held by a committed run (an
+	// invoice's PDF is fetched once) or checkpointed by an earlier attempt of this run.
 	Skip func(unit string) bool
 	// Pages fetches the stream; it stops at the first error, which names the endpoint.
 	Pages func(ctx context.Context) iter.Seq2[Page, error]
@@ -249,14 +247,12 @@ func (s *State) NextMemo() map[string]json.RawMessage {
 
 // RestoreMemo puts back the memo an earlier attempt of this run built.
 func (s *State) RestoreMemo(m map[string]json.RawMessage) {
-	for k, v := range m {
-		s.mu.Lock()
-		if s.nextMemo == nil {
-			s.nextMemo = map[string]json.RawMessage{}
-		}
-		s.nextMemo[k] = v
-		s.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nextMemo == nil {
+		s.nextMemo = map[string]json.RawMessage{}
 	}
+	maps.Copy(s.nextMemo, m)
 }
 
 // Advance raises the watermark this run will store: numbers compare as numbers, anything else (ISO

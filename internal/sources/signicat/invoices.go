@@ -125,11 +125,11 @@ func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, 
 }
 
 // invoicePDFPages lists the invoices like the invoices stream and downloads the PDF of each one that
-// no committed run holds yet (held) and this run has not checkpointed (skip), yielding one record per PDF and the PDF itself
-// as the page's raw body, which the pipeline stores in the lake.
-func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, st *sources.State, held, skip func(string) bool) iter.Seq2[sources.Page, error] {
+// no committed run holds yet and this run has not checkpointed (skip), yielding one record per PDF
+// and the PDF itself as the page's raw body, which the pipeline stores in the lake.
+func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
-		numbers, dates, err := s.invoicesToVisit(ctx, stats, st, func(n string) bool { return !held(n) && !skip(n) })
+		numbers, dates, err := s.invoicesToVisit(ctx, stats, st, func(n string) bool { return !skip(n) })
 		if err != nil {
 			yield(sources.Page{}, err)
 			return

@@ -94,7 +94,7 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 	}
 	pdfs.State, pdfs.Checkpoints, pdfs.FanOut = &sources.State{}, true, true
 	pdfs.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
-		return s.invoicePDFPages(ctx, pdfs.Stats, pdfs.State, orNone(pdfs.Held), orNone(pdfs.Skip))
+		return s.invoicePDFPages(ctx, pdfs.Stats, pdfs.State, orNone(pdfs.Skip))
 	}
 	for _, st := range []*sources.Stream{invoices, lines, pdfs} {
 		st.Partition = invoiceMonth
@@ -157,9 +157,11 @@ func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, st *s
 		return id
 	}
 	var need []sources.Record
+	entries := make(map[string]string, len(accts)) // list-entry hashes of the accounts whose detail is read
 	for _, a := range accts {
 		id, _ := a["id"].(string)
 		entry := entryHash(a)
+		entries[id] = entry
 		var m accountMemo
 		if days > 0 && st.Recall(memoKey(id), &m) && m.Entry == entry {
 			read, err := time.Parse(time.DateOnly, m.Read)
@@ -183,7 +185,7 @@ func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, st *s
 			read = today.AddDate(0, 0, -int(h.Sum32()%uint32(days)))
 		}
 		products, _ := json.Marshal(a["products"])
-		st.Remember(memoKey(id), accountMemo{Entry: entryHash(a), Read: read.Format(time.DateOnly), Products: products})
+		st.Remember(memoKey(id), accountMemo{Entry: entries[id], Read: read.Format(time.DateOnly), Products: products})
 	}
 	accts = need
 	detail := func(ctx context.Context, a sources.Record) (sources.Page, error) {
