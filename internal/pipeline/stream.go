@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
@@ -92,27 +93,38 @@ func (r *streamRun) add(ts *tableSink, rec typing.Record, evidence string) error
 	return nil
 }
 
-// flush widens the schema to fit the pending records, converts them, writes them, and hands their
-// child arrays to the child tables.
+// flush converts the pending records and writes them, one batch per partition, and hands their child
+// arrays to the child tables. A settled schema takes them in one pass (TryAppend); a batch with anything
+// new widens the schema first (Observe) and is converted again from the start.
 func (r *streamRun) flush(ts *tableSink) error {
 	if len(ts.pending) == 0 {
 		return nil
 	}
 	recs, evs := ts.pending, ts.pendEv
 	ts.pending, ts.pendEv = nil, nil
-	if changed := ts.sch.Observe(recs); changed || ts.conv == nil {
+	parts := map[string][]int{}
+	var order []string
+	for i, rec := range recs {
+		p := r.partition(rec)
+		if _, ok := parts[p]; !ok {
+			order = append(order, p)
+		}
+		parts[p] = append(parts[p], i)
+	}
+	batches, ok := convertBatches(ts.conv, recs, evs, parts, order, true)
+	if !ok {
 		if ts.conv != nil {
 			r.takeRejects(ts)
 			ts.conv.Release()
 		}
+		ts.sch.Observe(recs)
 		ts.conv = typing.NewConverter(memory.DefaultAllocator, ts.sch, r.runID, r.extracted)
 		if err := ts.w.SetSchema(ts.conv.Schema()); err != nil {
 			return err
 		}
+		batches, _ = convertBatches(ts.conv, recs, evs, parts, order, false)
 	}
-	parts := map[string][]int{}
-	var order []string
-	for i, rec := range recs {
+	for _, rec := range recs {
 		for path, children := range ts.sch.ChildRecords(rec) {
 			var childMaps []string
 			for _, m := range ts.maps {
@@ -130,28 +142,45 @@ func (r *streamRun) flush(ts *tableSink) error {
 				}
 			}
 		}
-		p := r.partition(rec)
-		if _, ok := parts[p]; !ok {
-			order = append(order, p)
-		}
-		parts[p] = append(parts[p], i)
 	}
+	var err error
+	for i, p := range order {
+		if err == nil {
+			ts.info.Rows += batches[i].NumRows()
+			err = ts.w.Write(p, batches[i])
+		}
+		batches[i].Release()
+	}
+	return err
+}
+
+// convertBatches appends recs partition by partition (in order) and returns one batch per partition.
+// With try it uses TryAppend and gives up at the first record the schema does not hold: what it built is
+// dropped, the converter's rejects are as before, and the caller replaces the converter.
+func convertBatches(conv *typing.Converter, recs []typing.Record, evs []string, parts map[string][]int, order []string, try bool) ([]arrow.RecordBatch, bool) {
+	if conv == nil {
+		return nil, false
+	}
+	mark := len(conv.Rejects)
+	batches := make([]arrow.RecordBatch, 0, len(order))
 	for _, p := range order {
 		for _, i := range parts[p] {
 			if evs != nil {
-				ts.conv.SetEvidence(evs[i])
+				conv.SetEvidence(evs[i])
 			}
-			ts.conv.Append(recs[i])
+			if !try {
+				conv.Append(recs[i])
+			} else if !conv.TryAppend(recs[i]) {
+				for _, b := range batches {
+					b.Release()
+				}
+				conv.Rejects = conv.Rejects[:mark]
+				return nil, false
+			}
 		}
-		batch := ts.conv.Flush()
-		ts.info.Rows += batch.NumRows()
-		err := ts.w.Write(p, batch)
-		batch.Release()
-		if err != nil {
-			return err
-		}
+		batches = append(batches, conv.Flush())
 	}
-	return nil
+	return batches, true
 }
 
 func (r *streamRun) partition(rec typing.Record) string {

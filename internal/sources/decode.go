@@ -17,6 +17,9 @@ type decoder struct {
 	b    []byte
 	i    int
 	keys map[string]string // object keys repeat in every record: one string each
+	// sizes[depth] is the field count of the last object closed at that depth: records of one body have
+	// the same fields, and a map made at its final size is never rehashed while it fills.
+	sizes [8]int
 }
 
 // maxDepth is encoding/json's nesting limit.
@@ -85,7 +88,12 @@ func (d *decoder) object(depth int) (any, error) {
 		return nil, errors.New("exceeded max depth")
 	}
 	d.i++ // {
-	m := map[string]any{}
+	var m map[string]any
+	if depth < len(d.sizes) {
+		m = make(map[string]any, d.sizes[depth])
+	} else {
+		m = map[string]any{}
+	}
 	d.space()
 	if d.i < len(d.b) && d.b[d.i] == '}' {
 		d.i++
@@ -125,6 +133,9 @@ func (d *decoder) object(depth int) (any, error) {
 			d.i++
 		case '}':
 			d.i++
+			if depth < len(d.sizes) {
+				d.sizes[depth] = len(m)
+			}
 			return m, nil
 		default:
 			return nil, d.fail("after object key:value pair")

@@ -78,14 +78,25 @@ type Converter struct {
 	extract int64 // _extracted_at in µs
 	evid    string
 	Rejects []Reject
+
+	// TryAppend's state: the builder field of each schema column (-1 when not written), and the row
+	// that last set each column (the others get NULL).
+	field      []int
+	stamp      []int
+	row        int
+	rowRejects []columnReject
 }
 
 // NewConverter prepares a converter; runID and extractedAt fill the lineage columns.
 func NewConverter(mem memory.Allocator, sch *Schema, runID string, extractedAt time.Time) *Converter {
 	c := &Converter{sch: sch, arrow: sch.Arrow(), runID: runID, extract: extractedAt.UnixMicro()}
 	c.b = array.NewRecordBuilder(mem, c.arrow)
+	c.field = make([]int, len(sch.Columns))
+	c.stamp = make([]int, len(sch.Columns))
 	for i, col := range sch.Columns {
+		c.field[i] = -1
 		if col.Type != nullType {
+			c.field[i] = len(c.cols)
 			c.cols = append(c.cols, i)
 		}
 	}
@@ -119,6 +130,10 @@ func (c *Converter) Append(rec Record) {
 			c.b.Field(f).AppendNull()
 		}
 	}
+	c.appendLineage()
+}
+
+func (c *Converter) appendLineage() {
 	n := len(c.cols)
 	c.b.Field(n).(*array.StringBuilder).Append(c.runID)
 	c.b.Field(n + 1).(*array.TimestampBuilder).Append(arrow.Timestamp(c.extract))

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -285,14 +286,8 @@ func inferType(v any) string {
 		if x == "" {
 			return nullType
 		}
-		if ts, zoned, err := ParseTimestamp(x); err == nil && len(x) >= 10 {
-			switch {
-			case zoned:
-				return "TIMESTAMPTZ"
-			case len(x) == 10 && ts.Hour() == 0:
-				return "DATE"
-			}
-			return "TIMESTAMP"
+		if _, k, ok := timestampKind(x); ok {
+			return string(k)
 		}
 		return "VARCHAR"
 	case []any:
@@ -316,24 +311,91 @@ func inferType(v any) string {
 	return "VARCHAR"
 }
 
+// timestampKind reads s as a timestamp and names the type inference gives it: TIMESTAMPTZ when zoned,
+// DATE for a bare date, TIMESTAMP otherwise.
+func timestampKind(s string) (time.Time, schemas.Kind, bool) {
+	ts, zoned, err := ParseTimestamp(s)
+	switch {
+	case err != nil:
+		return ts, "", false
+	case zoned:
+		return ts, schemas.TimestampTZ, true
+	case len(s) == 10 && ts.Hour() == 0:
+		return ts, schemas.Date, true
+	}
+	return ts, schemas.Timestamp, true
+}
+
 // numberType types a JSON number literal.
 func numberType(lit string) string {
+	_, isInt, scale, ok := numberKind(lit)
+	switch {
+	case !ok:
+		return "VARCHAR"
+	case isInt:
+		return "BIGINT"
+	}
+	return decimalTypes[scale]
+}
+
+// numberKind is how inference types a number literal: a BIGINT (n) when it has no point or exponent
+// and fits 64 bits, else DECIMAL(38, scale) with scale ≥ 2, else nothing exact (ok false: VARCHAR).
+func numberKind(lit string) (n int64, isInt bool, scale int, ok bool) {
+	if mant, frac, plain := plainNumber(lit); plain {
+		if frac < 0 {
+			return mant, true, 0, true
+		}
+		return 0, false, max(frac, 2), true
+	}
 	if !strings.ContainsAny(lit, ".eE") {
-		if _, err := strconv.ParseInt(lit, 10, 64); err == nil {
-			return "BIGINT"
+		if n, err := strconv.ParseInt(lit, 10, 64); err == nil {
+			return n, true, 0, true
 		}
 	}
 	digits, exp, ok := decimalShape(lit)
 	if !ok {
-		return "VARCHAR"
+		return 0, false, 0, false
 	}
-	scale := max(0, -exp)
+	scale = max(0, -exp)
 	// Trailing zeros after the point carry no value but keep the scale the API printed.
 	intDigits := digits + exp
 	if scale > 18 || intDigits+max(scale, 2) > 38 || exp > 18 {
-		return "VARCHAR"
+		return 0, false, 0, false
 	}
-	return decimalTypes[max(scale, 2)]
+	return 0, false, max(scale, 2), true
+}
+
+// plainNumber reads the common literal shape, -?digits[.digits] with at most 18 digits, in one pass:
+// its digits as an integer (mant) and how many follow the point (frac, -1 without a point). ok is false
+// for any other text, which takes the general path. FuzzNumberType holds it to that path.
+func plainNumber(lit string) (mant int64, frac int, ok bool) {
+	i, neg := 0, false
+	if len(lit) > 0 && lit[0] == '-' {
+		i, neg = 1, true
+	}
+	frac, digits := -1, 0
+	for ; i < len(lit); i++ {
+		c := lit[i]
+		switch {
+		case c >= '0' && c <= '9':
+			mant = mant*10 + int64(c-'0')
+			digits++
+			if frac >= 0 {
+				frac++
+			}
+		case c == '.' && frac < 0 && digits > 0:
+			frac = 0
+		default:
+			return 0, 0, false
+		}
+	}
+	if digits == 0 || digits > 18 || frac == 0 {
+		return 0, 0, false
+	}
+	if neg {
+		mant = -mant
+	}
+	return mant, frac, true
 }
 
 // decimalTypes are the inferred decimal type names by scale (inference names one per number value).

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
@@ -195,12 +196,25 @@ func numberTypeBySplit(lit string) string {
 
 // FuzzNumberType checks that counting digits in place types every literal as building the mantissa did.
 func FuzzNumberType(f *testing.F) {
-	for _, s := range []string{"0", "-0.0", "12.3400", "1e-7", "123456789012345678901234567890", "0.000001", "00012.50", "-.5", "5.", "1E+3", "+7", "9223372036854775808", ".", "-", "1e101", "0e0", "1.5e-20"} {
+	for _, s := range []string{"-12.34", "999999999999999999", "-999999999999.999999", "0.10", "1234567890123456789", "-0", "1.", "1..2", "--1", "1-2", "0", "-0.0", "12.3400", "1e-7", "123456789012345678901234567890", "0.000001", "00012.50", "-.5", "5.", "1E+3", "+7", "9223372036854775808", ".", "-", "1e101", "0e0", "1.5e-20"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, lit string) {
 		if got, want := numberType(lit), numberTypeBySplit(lit); got != want {
 			t.Fatalf("%q: %s, by the mantissa %s", lit, got, want)
+		}
+		// The one-pass reader of plain literals gives the general path's value at every scale it fits.
+		if mant, frac, ok := plainNumber(lit); ok {
+			for _, scale := range []int{2, 4, 18} {
+				want, err := ParseDecimal(lit, 38, scale)
+				if frac > scale {
+					continue // TryAppend leaves these to inference
+				}
+				got := decimal128.FromI64(mant).Mul(decimal128.GetScaleMultiplier(scale - max(frac, 0)))
+				if err != nil || got != want {
+					t.Fatalf("%q at scale %d: one pass %v, general %v (%v)", lit, scale, got, want, err)
+				}
+			}
 		}
 	})
 }
