@@ -1,0 +1,119 @@
+package duckdb
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
+	"github.com/ledgerlake/ledgerlake/internal/typing"
+)
+
+// writeRun writes rows (JSON objects) as one run's snapshot of table and returns its manifest.
+func writeRun(t *testing.T, root, runID string, at time.Time, table string, incremental bool, rows ...string) *lake.Manifest {
+	t.Helper()
+	var recs []typing.Record
+	for _, r := range rows {
+		var rec typing.Record
+		dec := json.NewDecoder(strings.NewReader(r))
+		dec.UseNumber()
+		if err := dec.Decode(&rec); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	sch, err := typing.NewSchema(table, []string{"id"}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sch.Observe(recs)
+	conv := typing.NewConverter(memory.DefaultAllocator, sch, runID, at)
+	defer conv.Release()
+	for _, r := range recs {
+		conv.Append(r)
+	}
+	batch := conv.Flush()
+	defer batch.Release()
+	w := parquet.NewStreamWriter(root, table, runID, conv.Schema())
+	if err := w.Write("run_date="+at.Format("2006-01-02"), batch); err != nil {
+		t.Fatal(err)
+	}
+	files, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := lake.TableInfo{Name: table, Key: []string{"id"}, Incremental: incremental, Rows: int64(len(rows))}
+	return &lake.Manifest{RunID: runID, StartedAt: at, FinishedAt: at, Status: "ok", Files: files,
+		Streams: []lake.StreamReport{{Table: table, Status: "ok", Rows: int64(len(rows)), Tables: []lake.TableInfo{info}}}}
+}
+
+// current returns the current table as id → v.
+func current(t *testing.T, w *Warehouse, table string) map[string]int64 {
+	t.Helper()
+	rows, err := w.DB.Query("SELECT id, v FROM " + Quote(table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var v int64
+		if err := rows.Scan(&id, &v); err != nil {
+			t.Fatal(err)
+		}
+		if _, dup := out[id]; dup {
+			t.Fatalf("%s: key %s twice in the current state", table, id)
+		}
+		out[id] = v
+	}
+	return out
+}
+
+// TestCurrentStateIsOneRowPerKey covers both ways the current table is built: rows copied as they are
+// when every key is there once, and the newest version per key otherwise.
+func TestCurrentStateIsOneRowPerKey(t *testing.T) {
+	root := t.TempDir()
+	w, err := Open(filepath.Join(root, "w.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx := context.Background()
+	day1 := time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
+	day2 := day1.Add(24 * time.Hour)
+	load := func(m *lake.Manifest) {
+		t.Helper()
+		if err := w.LoadRun(ctx, root, m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A snapshot stream: the current state is the latest run's rows, a key repeated within it once.
+	load(writeRun(t, root, "r1", day1, "x_snap", false, `{"id":"a","v":1}`, `{"id":"b","v":1}`, `{"id":"b","v":1}`))
+	if got := current(t, w, "x_snap"); len(got) != 2 {
+		t.Fatalf("snapshot run 1: %v, want a and b once each", got)
+	}
+	load(writeRun(t, root, "r2", day2, "x_snap", false, `{"id":"a","v":2}`, `{"id":"c","v":2}`))
+	if got := current(t, w, "x_snap"); len(got) != 2 || got["a"] != 2 || got["c"] != 2 {
+		t.Fatalf("snapshot run 2: %v, want a=2 c=2", got)
+	}
+	// An incremental stream: the newest version of every key ever loaded.
+	load(writeRun(t, root, "r3", day1, "x_inc", true, `{"id":"a","v":1}`, `{"id":"b","v":1}`))
+	if got := current(t, w, "x_inc"); len(got) != 2 || got["a"] != 1 || got["b"] != 1 {
+		t.Fatalf("incremental run 1: %v, want a=1 b=1", got)
+	}
+	load(writeRun(t, root, "r4", day2, "x_inc", true, `{"id":"b","v":2}`, `{"id":"c","v":2}`))
+	if got := current(t, w, "x_inc"); len(got) != 3 || got["a"] != 1 || got["b"] != 2 || got["c"] != 2 {
+		t.Fatalf("incremental run 2: %v, want a=1 b=2 c=2", got)
+	}
+	var hist int
+	if err := w.DB.QueryRow("SELECT count(*) FROM x_inc_history").Scan(&hist); err != nil || hist != 4 {
+		t.Fatalf("x_inc_history has %d rows (%v), want 4", hist, err)
+	}
+}
