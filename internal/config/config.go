@@ -27,7 +27,9 @@ type Config struct {
 	OutputDir string  `yaml:"output_dir"`
 	Warehouse string  `yaml:"warehouse"`
 	Sources   Sources `yaml:"sources"`
-	// Concurrency is how many streams run at once (default 4).
+	// Concurrency is how many streams run at once (default 8). The per-host limits bound the requests;
+	// more streams at once keep the small ones from queueing behind the long ones (make bench: the run's
+	// tail after the per-invoice streams finished went from 2.4 s to none at scale 1).
 	Concurrency int `yaml:"concurrency"`
 	// PerHostConcurrency caps requests in flight to one API host (default 8).
 	PerHostConcurrency int `yaml:"per_host_concurrency"`
@@ -235,7 +237,7 @@ func (c *Config) validate() error {
 		c.Warehouse = filepath.Join("data", "warehouse.duckdb")
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = 4
+		c.Concurrency = 8
 	}
 	if c.WarehouseMemoryLimit == "" {
 		c.WarehouseMemoryLimit = "256MB"

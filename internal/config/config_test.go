@@ -47,7 +47,7 @@ func TestParseExpandsEnvironmentSafely(t *testing.T) {
 	if s.ClientSecret.Value() != "s3cr#t: {yes}" || g.Password.Value() != "true" {
 		t.Fatalf("secrets = %q, %q", s.ClientSecret.Value(), g.Password.Value())
 	}
-	if *g.OrgID != 1202 || s.Since.Format("2006-01-02") != "2019-01-01" || s.PageLimit != 100 || cfg.Concurrency != 4 {
+	if *g.OrgID != 1202 || s.Since.Format("2006-01-02") != "2019-01-01" || s.PageLimit != 100 || cfg.Concurrency != 8 {
 		t.Fatalf("values: org %d since %s limit %d concurrency %d", *g.OrgID, s.Since, s.PageLimit, cfg.Concurrency)
 	}
 	if strings.Contains(fmt.Sprintf("%v %+v %#v", s.ClientSecret, *s, *s), "s3cr") {
