@@ -27,34 +27,97 @@ func (o obj) get(k string) any {
 }
 
 // MarshalJSON writes the fields in order.
-func (o obj) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, f := range o {
-		if i > 0 {
-			b.WriteByte(',')
+func (o obj) MarshalJSON() ([]byte, error) { return appendJSON(nil, o) }
+
+// marshalValue renders v as encoding/json does with HTML escaping off.
+func marshalValue(v any) ([]byte, error) { return appendJSON(nil, v) }
+
+// appendJSON appends v to b as encoding/json would (HTML characters unescaped). The generators' own
+// types are written directly: going through encoding/json, every nested object's MarshalJSON output
+// was re-validated and compacted, which made the sandbox's CPU a third of a benchmark's (make bench
+// --pprof) on the machine it shares with the pipeline. Anything else goes through encoding/json.
+func appendJSON(b []byte, v any) ([]byte, error) {
+	var err error
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case obj:
+		b = append(b, '{')
+		for i, f := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, f.k)
+			b = append(b, ':')
+			if b, err = appendJSON(b, f.v); err != nil {
+				return nil, err
+			}
 		}
-		k, _ := json.Marshal(f.k)
-		b.Write(k)
-		b.WriteByte(':')
-		v, err := marshalValue(f.v)
-		if err != nil {
-			return nil, err
+		return append(b, '}'), nil
+	case string:
+		return appendString(b, x), nil
+	case money:
+		return append(b, formatCents(int64(x))...), nil
+	case int:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case []obj:
+		if x == nil {
+			return append(b, "null"...), nil
 		}
-		b.Write(v)
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = appendJSON(b, e); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	case []any:
+		if x == nil {
+			return append(b, "null"...), nil
+		}
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = appendJSON(b, e); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return appendEncoded(b, v)
 }
 
-func marshalValue(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
+func appendEncoded(b []byte, v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
+	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...), nil
+}
+
+// appendString writes printable ASCII without quotes or backslashes as is; anything that needs
+// escaping (or is not ASCII) goes through encoding/json.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			b, _ = appendEncoded(b, s) // a string always encodes
+			return b
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // money is an amount in cents rendered as a JSON number with two decimals, so sums are exact.
