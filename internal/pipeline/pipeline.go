@@ -537,22 +537,42 @@ func loadPending(ctx context.Context, cfg *config.Config, log *slog.Logger, ms [
 }
 
 // Load loads a written run into the warehouse, then builds the SQL models and runs the data tests.
-// A failing model or test leaves the loaded data in place.
+// A failing model or test leaves the loaded data in place. With the default memory limit, a load that
+// runs out of memory is tried once more with a larger one: the load is one transaction, so the failed
+// attempt left nothing behind.
 func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
+	retry := ""
+	if cfg.WarehouseMemoryLimit == config.DefaultWarehouseMemoryLimit {
+		retry = config.RetryWarehouseMemoryLimit
+	}
+	return loadRetrying(ctx, cfg, retry, m, rejects)
+}
+
+// loadRetrying loads with the configured memory limit and, if that runs out and retry is set, once more
+// with retry.
+func loadRetrying(ctx context.Context, cfg *config.Config, retry string, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
+	rep, err := loadWith(ctx, cfg, cfg.WarehouseMemoryLimit, m, rejects)
+	if err != nil && retry != "" && duckdb.IsOutOfMemory(err) {
+		rep, err = loadWith(ctx, cfg, retry, m, rejects)
+	}
+	return rep, err
+}
+
+func loadWith(ctx context.Context, cfg *config.Config, limit string, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
 	if dir := filepath.Dir(cfg.Warehouse); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	wh, err := duckdb.OpenLimit(cfg.Warehouse, cfg.WarehouseMemoryLimit)
+	wh, err := duckdb.OpenLimit(cfg.Warehouse, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer wh.Close()
 	if err := wh.LoadRun(ctx, cfg.OutputDir, m, rejects); err != nil {
 		hint := ""
-		if strings.Contains(err.Error(), "Out of Memory") {
-			hint = fmt.Sprintf(" (DuckDB's memory is limited to %s: raise warehouse_memory_limit; the run is in the lake and loads at the next start)", cfg.WarehouseMemoryLimit)
+		if duckdb.IsOutOfMemory(err) {
+			hint = fmt.Sprintf(" (DuckDB's memory is limited to %s: raise warehouse_memory_limit; the run is in the lake and loads at the next start)", limit)
 		}
 		return nil, fmt.Errorf("loading run %s into %s: %w%s", m.RunID, cfg.Warehouse, err, hint)
 	}

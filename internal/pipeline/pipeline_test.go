@@ -216,6 +216,23 @@ func TestSecondRunKeepsHistoryWithoutDoubling(t *testing.T) {
 	}
 }
 
+func TestLoadOutOfMemoryIsTriedAgainWithMore(t *testing.T) {
+	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	only(cfg, []string{"accounts"}, nil)
+	cfg.WarehouseMemoryLimit = "4MB" // set explicitly: kept to, and too small for any load
+	res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries})
+	if err == nil || !strings.Contains(err.Error(), "warehouse_memory_limit") || !strings.Contains(err.Error(), "4MB") {
+		t.Fatalf("load with 4MB: %v, want an out-of-memory error naming warehouse_memory_limit and the limit", err)
+	}
+	if _, err := loadRetrying(context.Background(), cfg, "256MB", res.Manifest, nil); err != nil {
+		t.Fatalf("retried with 256MB: %v", err)
+	}
+	d := srv.Data()
+	if n := scalar[int](t, query(t, cfg), "SELECT count(*) FROM signicat_accounts"); n != 2+d.SignicatAccounts+d.SignicatDeleted {
+		t.Errorf("after the retry: %d accounts, want %d", n, 2+d.SignicatAccounts+d.SignicatDeleted)
+	}
+}
+
 func TestTokenExpiryAndFaultsMidRun(t *testing.T) {
 	// Retry-After pauses the whole host for at least a second, so 429/503 are rarer here than the rest.
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.03, TokenTTL: time.Second, Latency: 15 * time.Millisecond,

@@ -34,6 +34,11 @@ const MemoryLimit = "256MB"
 // killed while DuckDB was creating it, before its header was written.
 var ErrNotDatabase = errors.New("not a valid DuckDB database file")
 
+// IsOutOfMemory reports whether err is DuckDB running out of its memory_limit.
+func IsOutOfMemory(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "Out of Memory")
+}
+
 // ErrLocked means another process holds the warehouse open for writing.
 var ErrLocked = errors.New("the warehouse is locked by another process (a run in progress?)")
 
