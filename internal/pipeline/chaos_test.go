@@ -135,7 +135,7 @@ func fingerprint(t *testing.T, warehouse string) map[string]string {
 		t.Fatal(err)
 	}
 	defer wh.Close()
-	rows, err := wh.DB.Query(`SELECT table_name FROM duckdb_tables() WHERE table_name NOT LIKE '%\_history' ESCAPE '\' AND table_name NOT LIKE '\_%' ESCAPE '\'`)
+	rows, err := wh.DB.Query(`SELECT table_name FROM information_schema.tables WHERE table_name NOT LIKE '%\_history' ESCAPE '\' AND table_name NOT LIKE '\_%' ESCAPE '\'`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -301,7 +301,7 @@ func TestFailingStreamDoesNotStopTheOthers(t *testing.T) {
 	if n := scalar[int](t, db, "SELECT count(*) FROM signicat_organizations"); n == 0 {
 		t.Error("the healthy stream's data did not land")
 	}
-	if n := scalar[int](t, db, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'gsapi_organizations'"); n != 0 {
+	if n := scalar[int](t, db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'gsapi_organizations'"); n != 0 {
 		t.Error("a failed stream created a table")
 	}
 	for _, f := range res.Manifest.Files {
@@ -466,7 +466,7 @@ func TestInterruptKeepsCompletedStreams(t *testing.T) {
 	if n := scalar[int](t, db, "SELECT count(*) FROM test_quick"); n != 2 {
 		t.Errorf("the completed stream has %d rows in the warehouse, want 2", n)
 	}
-	if n := scalar[int](t, db, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'test_slow'"); n != 0 {
+	if n := scalar[int](t, db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'test_slow'"); n != 0 {
 		t.Error("the interrupted stream was loaded")
 	}
 }

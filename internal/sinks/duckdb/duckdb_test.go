@@ -76,8 +76,19 @@ func current(t *testing.T, w *Warehouse, table string) map[string]int64 {
 	return out
 }
 
-// TestCurrentStateIsOneRowPerKey covers both ways the current table is built: rows copied as they are
-// when every key is there once, and the newest version per key otherwise.
+// kind is TABLE or VIEW.
+func kind(t *testing.T, w *Warehouse, name string) string {
+	t.Helper()
+	var k string
+	if err := w.DB.QueryRow("SELECT table_type FROM information_schema.tables WHERE table_name = ?", name).Scan(&k); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return k
+}
+
+// TestCurrentStateIsOneRowPerKey covers both ways the current state is built, and the switches between
+// them: a view of the history rows when every key is there once, a table of the newest version per key
+// otherwise.
 func TestCurrentStateIsOneRowPerKey(t *testing.T) {
 	root := t.TempDir()
 	w, err := Open(filepath.Join(root, "w.duckdb"))
@@ -99,18 +110,28 @@ func TestCurrentStateIsOneRowPerKey(t *testing.T) {
 	if got := current(t, w, "x_snap"); len(got) != 2 {
 		t.Fatalf("snapshot run 1: %v, want a and b once each", got)
 	}
+	if k := kind(t, w, "x_snap"); k != "BASE TABLE" {
+		t.Fatalf("snapshot with a repeated key is a %s", k)
+	}
 	load(writeRun(t, root, "r2", day2, "x_snap", false, `{"id":"a","v":2}`, `{"id":"c","v":2}`))
 	if got := current(t, w, "x_snap"); len(got) != 2 || got["a"] != 2 || got["c"] != 2 {
 		t.Fatalf("snapshot run 2: %v, want a=2 c=2", got)
 	}
+	if k := kind(t, w, "x_snap"); k != "VIEW" {
+		t.Fatalf("snapshot with unique keys is a %s", k)
+	}
+	load(writeRun(t, root, "r2b", day2.Add(time.Hour), "x_snap", false, `{"id":"d","v":3}`, `{"id":"d","v":3}`))
+	if got := current(t, w, "x_snap"); len(got) != 1 || got["d"] != 3 || kind(t, w, "x_snap") != "BASE TABLE" {
+		t.Fatalf("snapshot run 3: %v as a %s, want d=3 as a table", got, kind(t, w, "x_snap"))
+	}
 	// An incremental stream: the newest version of every key ever loaded.
 	load(writeRun(t, root, "r3", day1, "x_inc", true, `{"id":"a","v":1}`, `{"id":"b","v":1}`))
-	if got := current(t, w, "x_inc"); len(got) != 2 || got["a"] != 1 || got["b"] != 1 {
-		t.Fatalf("incremental run 1: %v, want a=1 b=1", got)
+	if got := current(t, w, "x_inc"); len(got) != 2 || got["a"] != 1 || got["b"] != 1 || kind(t, w, "x_inc") != "VIEW" {
+		t.Fatalf("incremental run 1: %v as a %s, want a=1 b=1 as a view", got, kind(t, w, "x_inc"))
 	}
 	load(writeRun(t, root, "r4", day2, "x_inc", true, `{"id":"b","v":2}`, `{"id":"c","v":2}`))
-	if got := current(t, w, "x_inc"); len(got) != 3 || got["a"] != 1 || got["b"] != 2 || got["c"] != 2 {
-		t.Fatalf("incremental run 2: %v, want a=1 b=2 c=2", got)
+	if got := current(t, w, "x_inc"); len(got) != 3 || got["a"] != 1 || got["b"] != 2 || got["c"] != 2 || kind(t, w, "x_inc") != "BASE TABLE" {
+		t.Fatalf("incremental run 2: %v as a %s, want a=1 b=2 c=2 as a table", got, kind(t, w, "x_inc"))
 	}
 	var hist int
 	if err := w.DB.QueryRow("SELECT count(*) FROM x_inc_history").Scan(&hist); err != nil || hist != 4 {
