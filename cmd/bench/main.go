@@ -128,6 +128,8 @@ func main() {
 }
 
 func measure(dir string, scale float64, latency time.Duration, rate float64, perHost int, profile bool) *Result {
+	// A lake left by an earlier (perhaps killed) bench would be resumed or be incremental: start empty.
+	check(os.RemoveAll(dir))
 	check(os.MkdirAll(dir, 0o755))
 	r := &Result{Scale: scale}
 	srv, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Seed: 1, Scale: scale, Until: until, Latency: latency, RatePerSec: rate})
