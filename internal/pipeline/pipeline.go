@@ -79,10 +79,10 @@ func (r *Result) OK() bool {
 
 // MemoryLimit is the Go heap's soft limit a run sets unless GOMEMLIMIT is given: the garbage
 // collector works harder near it instead of letting the heap double its live size, which kept peak
-// RSS growing with the dataset (make bench). At scale 10 with eight streams at once, 384 MiB let the
-// extraction peak at 384 MB RSS and 256 MiB at 290 MB, in the same wall time; past it the heap grows
-// as needed (a soft limit), with the collector's CPU capped by the runtime.
-const MemoryLimit = 256 << 20
+// RSS growing with the dataset (make bench). Lower costs throughput: converting the scale-10 bench
+// bodies took 7.1-7.9 s with 384 MiB, 9.2-9.9 s with 320 MiB and 11.6-13.1 s with 256 MiB (the
+// extraction's peak RSS was 384 MB with 384 MiB, 290 MB with 256 MiB).
+const MemoryLimit = 384 << 20
 
 // SetMemoryLimit applies MemoryLimit unless the environment sets GOMEMLIMIT; commands that run
 // pipelines call it once at start.
