@@ -22,6 +22,9 @@ type decoder struct {
 	sizes [8]int
 }
 
+// controlEscapes are the characters JSON's one-letter escapes stand for.
+var controlEscapes = [256]byte{'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}
+
 // maxDepth is encoding/json's nesting limit.
 const maxDepth = 10000
 
@@ -267,20 +270,8 @@ func (d *decoder) str(key bool) (string, error) {
 			case '"', '\\', '/':
 				out = append(out, e)
 				d.i++
-			case 'b':
-				out = append(out, '\b')
-				d.i++
-			case 'f':
-				out = append(out, '\f')
-				d.i++
-			case 'n':
-				out = append(out, '\n')
-				d.i++
-			case 'r':
-				out = append(out, '\r')
-				d.i++
-			case 't':
-				out = append(out, '\t')
+			case 'b', 'f', 'n', 'r', 't':
+				out = append(out, controlEscapes[e])
 				d.i++
 			case 'u':
 				d.i++

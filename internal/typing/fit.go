@@ -3,7 +3,6 @@ package typing
 import (
 	"encoding/json"
 	"sort"
-	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -137,16 +136,7 @@ func appendFit(b array.Builder, t schemas.Type, v any) bool {
 	}
 	switch t.Kind {
 	case schemas.Varchar:
-		switch x := v.(type) {
-		case string:
-			b.(*array.StringBuilder).Append(x)
-		case json.Number:
-			b.(*array.StringBuilder).Append(string(x))
-		case bool:
-			b.(*array.StringBuilder).Append(strconv.FormatBool(x))
-		default:
-			b.(*array.StringBuilder).Append(text(v))
-		}
+		b.(*array.StringBuilder).Append(text(v))
 		return true
 	case schemas.Boolean:
 		x, ok := v.(bool)
