@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"iter"
 	"os"
 	"path/filepath"
@@ -90,18 +91,31 @@ func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
 		res.Requests++
 		res.MaxDepth = max(res.MaxDepth, o.Depth)
 		if logw != nil {
+			size := int64(len(o.Body))
+			if o.Spooled != nil {
+				size = o.Spooled.Len()
+			}
 			b, _ := json.Marshal(map[string]any{"stream": o.Stream, "method": o.Method, "status": o.Status, "depth": o.Depth,
-				"start_us": o.Start.UnixMicro(), "end_us": o.End.UnixMicro(), "bytes": len(o.Body)})
+				"start_us": o.Start.UnixMicro(), "end_us": o.End.UnixMicro(), "bytes": size})
 			logw.Write(append(b, '\n'))
 		}
-		if capture == "" || o.Stream == "" || o.Status/100 != 2 || !bytes.HasPrefix(bytes.TrimSpace(o.Body), []byte("[")) {
+		// Spooled bodies are whole-list JSON arrays; copied as they are, not read into this process.
+		if capture == "" || o.Stream == "" || o.Status/100 != 2 || (o.Spooled == nil && !bytes.HasPrefix(bytes.TrimSpace(o.Body), []byte("["))) {
 			return
 		}
 		n := seq[o.Stream]
 		seq[o.Stream] = n + 1
 		dir := filepath.Join(capture, o.Stream)
 		check(os.MkdirAll(dir, 0o755))
-		check(os.WriteFile(filepath.Join(dir, fmt.Sprintf("%06d.json", n)), o.Body, 0o644))
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%06d.json", n)))
+		check(err)
+		if o.Spooled != nil {
+			_, err = io.Copy(f, o.Spooled.Reader())
+		} else {
+			_, err = f.Write(o.Body)
+		}
+		check(err)
+		check(f.Close())
 	}
 	start := time.Now()
 	r, err := pipeline.Run(context.Background(), pipeline.Options{Config: cfg, HTTP: httpclient.Options{Observe: observe}})

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,8 @@ import (
 
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
+
+	"github.com/ledgerlake/ledgerlake/internal/durable"
 )
 
 // Auth authenticates requests for one API.
@@ -50,6 +53,8 @@ type Options struct {
 	PerHostRate        float64       // requests per second per host (0 = unlimited)
 	AttemptTimeout     time.Duration // one attempt, body included (5 min)
 	Transport          http.RoundTripper
+	// SpoolDir holds the temporary files of spooled responses (Request.Spool; the system's temp dir).
+	SpoolDir string
 	// Observe, when set, is called after every attempt that got an answer (benchmarks keep a request
 	// log with it); Body is the caller's to keep, the client never reuses it.
 	Observe func(Observation)
@@ -66,6 +71,8 @@ type Observation struct {
 	// (1: needed no earlier answer). Sources mark dependencies with Then.
 	Depth int
 	Body  []byte
+	// Spooled is the body of a spooled answer (Body is then nil); it is only valid during the call.
+	Spooled *Spooled
 }
 
 type depthKey struct{}
@@ -151,6 +158,10 @@ type Request struct {
 	Body   []byte // replayed on every attempt
 	Auth   Auth   // nil for unauthenticated calls
 	Stats  *Stats // may be nil
+	// Spool keeps a 2xx body in a temporary file instead of memory (Response.Spooled): for whole-list
+	// endpoints whose answer grows with the tenant (tens of megabytes), read as a stream once received.
+	// The body is still complete before it is returned, so a cut-short body is retried, never parsed.
+	Spool bool
 	// Unlimited skips the host's concurrency and rate limits. Logins use it: a login to the same host
 	// (GSAPI's /welcome) is awaited by requests that already hold every slot, so it must not queue.
 	Unlimited bool
@@ -158,9 +169,63 @@ type Request struct {
 
 // Response is a fully read response with status 2xx.
 type Response struct {
-	Status int
-	Header http.Header
-	Body   []byte
+	Status  int
+	Header  http.Header
+	Body    []byte
+	Spooled *Spooled // instead of Body when the request asked to Spool
+}
+
+// Size is the body's length in bytes.
+func (r *Response) Size() int64 {
+	if r.Spooled != nil {
+		return r.Spooled.Len()
+	}
+	return int64(len(r.Body))
+}
+
+// Spooled is a response body in a temporary file. The file is unlinked as soon as it is created where
+// the system allows (a killed run leaves nothing behind); otherwise Close removes it, and its name
+// starts with durable.TempPrefix so the next run's clean-up would.
+type Spooled struct {
+	f    *os.File
+	size int64
+	name string // still to remove on Close; "" once unlinked
+}
+
+// Reader reads the body from its start; readers are independent of each other.
+func (s *Spooled) Reader() io.Reader { return io.NewSectionReader(s.f, 0, s.size) }
+
+// Len is the body's length in bytes.
+func (s *Spooled) Len() int64 { return s.size }
+
+// Close releases the file.
+func (s *Spooled) Close() error {
+	err := s.f.Close()
+	if s.name != "" {
+		if rerr := os.Remove(s.name); rerr != nil && err == nil {
+			err = rerr
+		}
+		s.name = ""
+	}
+	return err
+}
+
+// spool copies body into a new temporary file in dir.
+func spool(dir string, body io.Reader) (*Spooled, error) {
+	f, err := os.CreateTemp(dir, durable.TempPrefix+"response-*")
+	if err != nil {
+		return nil, fmt.Errorf("spooling the body: %w", err)
+	}
+	s := &Spooled{f: f, name: f.Name()}
+	if os.Remove(s.name) == nil {
+		s.name = ""
+	}
+	s.size, err = io.Copy(f, body)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("reading body (%d bytes before the error): %w", s.size, err)
+	}
+	return s, nil
 }
 
 // StatusError is a final non-2xx answer: 4xx other than 401/429, or a retryable status after the last
@@ -203,7 +268,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 		resp, token, err := c.attempt(ctx, hs, u, r)
 		stats.Requests.Add(1)
 		if resp != nil {
-			stats.Bytes.Add(int64(len(resp.Body)))
+			stats.Bytes.Add(resp.Size())
 		}
 		var wait time.Duration
 		if resp == nil || resp.Status != http.StatusUnauthorized {
@@ -211,6 +276,9 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 		}
 		switch {
 		case ctx.Err() != nil:
+			if resp != nil && resp.Spooled != nil {
+				resp.Spooled.Close()
+			}
 			return nil, ctx.Err()
 		case err != nil:
 			// Connection refused or reset, timeout, or a body cut short: never parse it, send again.
@@ -297,18 +365,26 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 		return nil, token, stripURLError(err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	out := &Response{Status: resp.StatusCode, Header: resp.Header}
+	if r.Spool && resp.StatusCode/100 == 2 {
+		out.Spooled, err = spool(c.opts.SpoolDir, resp.Body)
+	} else {
+		out.Body, err = io.ReadAll(resp.Body)
+		if err != nil {
+			err = fmt.Errorf("reading body (%d bytes before the error): %w", len(out.Body), err)
+		}
+	}
 	if err != nil {
-		return nil, token, fmt.Errorf("reading body (%d bytes before the error): %w", len(b), err)
+		return nil, token, err
 	}
 	if c.opts.Observe != nil {
-		o := Observation{Method: r.Method, URL: redactURL(u), Status: resp.StatusCode, Start: start, End: time.Now(), Depth: depthOf(ctx) + 1, Body: b}
+		o := Observation{Method: r.Method, URL: redactURL(u), Status: resp.StatusCode, Start: start, End: time.Now(), Depth: depthOf(ctx) + 1, Body: out.Body, Spooled: out.Spooled}
 		if r.Stats != nil {
 			o.Stream = r.Stats.Name
 		}
 		c.opts.Observe(o)
 	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, token, nil
+	return out, token, nil
 }
 
 // wait blocks while the host is paused by a Retry-After.

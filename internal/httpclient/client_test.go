@@ -3,8 +3,11 @@ package httpclient
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,21 +61,52 @@ func TestRetriesWhatIsWorthRetrying(t *testing.T) {
 		{"gives up", []http.HandlerFunc{status(500)}, "gave up after 5 attempts", 5},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			srv, n := script(t, c.steps...)
-			var st Stats
-			resp, err := New(fast).Do(context.Background(), Request{Method: "GET", URL: srv.URL + "/x?org_id=1", Stats: &st})
-			if c.wantErr == "" && (err != nil || string(resp.Body) != `[{"a":1}]`) {
-				t.Fatalf("err %v", err)
-			}
-			if c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), "GET "+srv.URL+"/x?org_id=1")) {
-				t.Fatalf("err %v, want %q naming the endpoint", err, c.wantErr)
-			}
-			if n.Load() != c.requests || st.Requests.Load() != c.requests || st.Retries.Load() != c.requests-1 {
-				t.Fatalf("server saw %d, stats %d requests %d retries, want %d", n.Load(), st.Requests.Load(), st.Retries.Load(), c.requests)
-			}
-		})
+		for _, spooled := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/spool=%v", c.name, spooled), func(t *testing.T) {
+				srv, n := script(t, c.steps...)
+				var st Stats
+				opts := fast
+				opts.SpoolDir = t.TempDir()
+				resp, err := New(opts).Do(context.Background(), Request{Method: "GET", URL: srv.URL + "/x?org_id=1", Stats: &st, Spool: spooled})
+				if c.wantErr == "" {
+					if err != nil {
+						t.Fatalf("err %v", err)
+					}
+					if body := bodyOf(t, resp); body != `[{"a":1}]` || (resp.Spooled != nil) != spooled || st.Bytes.Load() < int64(len(body)) {
+						t.Fatalf("body %q (spooled %v), %d bytes counted", body, resp.Spooled != nil, st.Bytes.Load())
+					}
+				}
+				// A spooled body is never a file anyone can see: unlinked as soon as it is made, truncated
+				// attempts included.
+				if left, _ := os.ReadDir(opts.SpoolDir); len(left) != 0 {
+					t.Errorf("spool dir holds %v", left)
+				}
+				if c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), "GET "+srv.URL+"/x?org_id=1")) {
+					t.Fatalf("err %v, want %q naming the endpoint", err, c.wantErr)
+				}
+				if n.Load() != c.requests || st.Requests.Load() != c.requests || st.Retries.Load() != c.requests-1 {
+					t.Fatalf("server saw %d, stats %d requests %d retries, want %d", n.Load(), st.Requests.Load(), st.Retries.Load(), c.requests)
+				}
+			})
+		}
 	}
+}
+
+// bodyOf reads a response's body, from memory or its spool file (then closed).
+func bodyOf(t *testing.T, r *Response) string {
+	t.Helper()
+	if r.Spooled == nil {
+		return string(r.Body)
+	}
+	defer r.Spooled.Close()
+	b, err := io.ReadAll(r.Spooled.Reader())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) != r.Spooled.Len() || r.Body != nil {
+		t.Fatalf("spooled %d bytes, Len %d, Body %q", len(b), r.Spooled.Len(), r.Body)
+	}
+	return string(b)
 }
 
 func TestRetryAfterPausesTheHost(t *testing.T) {

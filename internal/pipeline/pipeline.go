@@ -149,6 +149,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if hopts.PerHostRate == 0 {
 		hopts.PerHostRate = cfg.PerHostRate
 	}
+	if hopts.SpoolDir == "" {
+		// Beside the data, on the disk sized for it (the system's temp dir may be small or in memory).
+		hopts.SpoolDir = cfg.OutputDir
+	}
 	streams, err := Streams(cfg, httpclient.New(hopts), opts.Streams)
 	if err != nil {
 		return nil, err

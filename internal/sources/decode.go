@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -334,4 +336,193 @@ func (d *decoder) hex4() (rune, bool) {
 	}
 	d.i += 4
 	return r, true
+}
+
+// EachInReader is EachInArray for a body read from r (a spooled response): it holds one element at a
+// time, never the whole body, and hands fn the same records with the same errors.
+func EachInReader(r io.Reader, fn func(Record) error) error {
+	s := elements{r: r, buf: make([]byte, 0, 64<<10)}
+	d := decoder{keys: map[string]string{}}
+	c, err := s.next()
+	if err != nil {
+		return errNotArray{err}
+	}
+	if c != '[' {
+		return errNotArray{fmt.Errorf("invalid character %q looking for the array (offset %d)", c, s.offset())}
+	}
+	s.pos++
+	if c, err = s.next(); err != nil {
+		return errNotArray{err}
+	}
+	if c == ']' {
+		s.pos++
+	} else {
+		for n := 0; ; n++ {
+			at := s.offset()
+			elem, err := s.element()
+			if err == nil {
+				d.b, d.i = elem, 0
+				var v any
+				if v, err = d.value(1); err == nil && d.i != len(d.b) {
+					err = d.fail("after array element")
+				}
+				if err == nil {
+					r, ok := v.(map[string]any)
+					if !ok {
+						return errNotArray{fmt.Errorf("element %d is %T, not an object", n, v)}
+					}
+					if err := fn(r); err != nil {
+						return err
+					}
+				}
+			}
+			if err != nil {
+				return errNotArray{fmt.Errorf("element %d (at byte %d): %w", n, at, err)}
+			}
+			if c, err = s.next(); err != nil {
+				return errNotArray{err}
+			}
+			s.pos++
+			if c == ']' {
+				break
+			}
+			if c != ',' {
+				return errNotArray{fmt.Errorf("invalid character %q after array element (offset %d)", c, s.offset()-1)}
+			}
+		}
+	}
+	if _, err := s.next(); err != errEnd {
+		if err == nil {
+			err = fmt.Errorf("data after the array (offset %d)", s.offset())
+		}
+		return errNotArray{err}
+	}
+	return nil
+}
+
+// elements cuts a JSON array read from r into its elements' bytes, reading as it goes.
+type elements struct {
+	r    io.Reader
+	buf  []byte // buf[pos:] is read but not yet consumed
+	pos  int
+	base int64 // offset in the body of buf[0]
+	err  error // r's error, once seen
+}
+
+func (s *elements) offset() int64 { return s.base + int64(s.pos) }
+
+// more reads into buf, first dropping what is before keep; false once r has nothing more.
+func (s *elements) more(keep int) bool {
+	if s.err != nil {
+		return false
+	}
+	if keep > 0 {
+		n := copy(s.buf, s.buf[keep:])
+		s.buf, s.pos, s.base = s.buf[:n], s.pos-keep, s.base+int64(keep)
+	}
+	if len(s.buf) > cap(s.buf)/2 {
+		s.buf = slices.Grow(s.buf, cap(s.buf)) // an element larger than half the buffer
+	}
+	for {
+		m, err := s.r.Read(s.buf[len(s.buf):cap(s.buf)])
+		s.buf = s.buf[:len(s.buf)+m]
+		if err != nil {
+			s.err = err
+		}
+		if m > 0 || err != nil {
+			return m > 0
+		}
+	}
+}
+
+// fail is the error for a body that ended early: errEnd at its end, or r's error.
+func (s *elements) fail() error {
+	if s.err == io.EOF {
+		return errEnd
+	}
+	return fmt.Errorf("reading the body: %w", s.err)
+}
+
+// next skips whitespace and returns the next byte, leaving it unconsumed.
+func (s *elements) next() (byte, error) {
+	for {
+		for ; s.pos < len(s.buf); s.pos++ {
+			switch c := s.buf[s.pos]; c {
+			case ' ', '\t', '\n', '\r':
+			default:
+				return c, nil
+			}
+		}
+		if !s.more(s.pos) {
+			return 0, s.fail()
+		}
+	}
+}
+
+// element returns the bytes of the value starting at pos (whitespace skipped), which stay valid until
+// the next call. It only finds where the value ends — strings, escapes and nesting — and leaves
+// checking it to the decoder: a scalar ends at the first comma, bracket or space outside a string.
+func (s *elements) element() ([]byte, error) {
+	if _, err := s.next(); err != nil {
+		return nil, err
+	}
+	depth, inString := 0, false
+	for i := s.pos; ; i++ {
+		if i == len(s.buf) {
+			off := i - s.pos
+			if !s.more(s.pos) {
+				if s.err == io.EOF && depth == 0 && !inString {
+					break // a scalar at the very end; the decoder and the missing ']' report it
+				}
+				return nil, s.fail()
+			}
+			i = s.pos + off
+		}
+		c := s.buf[i]
+		if inString {
+			switch c {
+			case '\\':
+				if i+1 == len(s.buf) {
+					off := i - s.pos
+					if !s.more(s.pos) {
+						return nil, s.fail()
+					}
+					i = s.pos + off
+				}
+				i++ // the escaped byte cannot end the string
+			case '"':
+				inString = false
+				if depth == 0 {
+					return s.take(i + 1), nil
+				}
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return s.take(i), nil
+			}
+			depth--
+			if depth == 0 {
+				return s.take(i + 1), nil
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return s.take(i), nil
+			}
+		}
+	}
+	return s.take(len(s.buf)), nil
+}
+
+// take consumes buf[pos:end] and returns it.
+func (s *elements) take(end int) []byte {
+	b := s.buf[s.pos:end]
+	s.pos = end
+	return b
 }

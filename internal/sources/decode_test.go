@@ -4,8 +4,12 @@ import (
 	"bytes"
 	stdjson "encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"reflect"
+	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // stdDecodeArray is the reference: encoding/json on a body that must be exactly one JSON value,
@@ -69,6 +73,98 @@ func TestPageEachFiltersAndNamesTheRequest(t *testing.T) {
 	}
 	bad := Page{Body: []byte(`<html>`), Where: "GET /datasync?option=Invoices"}
 	if err := bad.Each(func(Record) error { return nil }); err == nil || !bytes.Contains([]byte(err.Error()), []byte("GET /datasync?option=Invoices: response is not a JSON array")) {
+		t.Errorf("error %v", err)
+	}
+}
+
+// FuzzEachInReader holds the streaming decoder of spooled bodies to EachInArray: the same records in
+// the same order, and an error exactly when EachInArray errs, however the reader cuts the body.
+func FuzzEachInReader(f *testing.F) {
+	for _, s := range decodeSeeds {
+		f.Add([]byte(s), uint8(0))
+	}
+	f.Add([]byte(`[{"a":"x\"y\\"} , {"b":[1,{"c":"]"}]}]`), uint8(1))
+	f.Fuzz(func(t *testing.T, body []byte, cut uint8) {
+		var want []Record
+		werr := EachInArray(body, func(r Record) error { want = append(want, r); return nil })
+		readers := map[string]io.Reader{
+			"whole":     bytes.NewReader(body),
+			"one byte":  iotest.OneByteReader(bytes.NewReader(body)),
+			"half":      iotest.HalfReader(bytes.NewReader(body)),
+			"data+EOF":  iotest.DataErrReader(bytes.NewReader(body)),
+			"cut reads": &chunked{b: body, n: 1 + int(cut)},
+		}
+		for name, r := range readers {
+			var got []Record
+			gerr := EachInReader(r, func(r Record) error { got = append(got, r); return nil })
+			if (werr == nil) != (gerr == nil) {
+				t.Fatalf("%s %q: EachInArray error %v, EachInReader %v", name, body, werr, gerr)
+			}
+			if !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+				t.Fatalf("%s %q:\nreader %#v\narray  %#v", name, body, got, want)
+			}
+		}
+	})
+}
+
+// chunked reads n bytes at a time.
+type chunked struct {
+	b []byte
+	n int
+}
+
+func (c *chunked) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), c.n)], c.b)
+	c.b = c.b[k:]
+	return k, nil
+}
+
+func TestEachInReaderLargeBodyAndReadErrors(t *testing.T) {
+	// Elements larger than the reader's buffer, and many of them: the buffer grows and slides.
+	var b bytes.Buffer
+	b.WriteString("[")
+	big := strings.Repeat("é\\\"x", 40_000) // 200 kB of string with escapes in it
+	for i := range 300 {
+		if i > 0 {
+			b.WriteString(",\n ")
+		}
+		if i%100 == 7 {
+			fmt.Fprintf(&b, `{"id":%d,"note":"%s"}`, i, big)
+		} else {
+			fmt.Fprintf(&b, `{"id":%d,"amount":%d.25,"tags":["a","b]"],"nested":{"k":[{}]}}`, i, i)
+		}
+	}
+	b.WriteString("]")
+	want, err := DecodeArray(b.Bytes())
+	if err != nil || len(want) != 300 {
+		t.Fatalf("reference decode: %d records, %v", len(want), err)
+	}
+	var got []Record
+	if err := EachInReader(iotest.HalfReader(bytes.NewReader(b.Bytes())), func(r Record) error { got = append(got, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("records differ: %d vs %d", len(got), len(want))
+	}
+
+	// A failing read is reported as such, after the records read before it.
+	broken := io.MultiReader(bytes.NewReader(b.Bytes()[:b.Len()/2]), iotest.ErrReader(errors.New("disk on fire")))
+	n := 0
+	err = EachInReader(broken, func(Record) error { n++; return nil })
+	if err == nil || !strings.Contains(err.Error(), "reading the body: disk on fire") || n == 0 || n >= 300 {
+		t.Errorf("after %d records: %v", n, err)
+	}
+	// fn's error stops the reading and comes back as it is.
+	stop := errors.New("stop")
+	if err := EachInReader(bytes.NewReader(b.Bytes()), func(Record) error { return stop }); err != stop {
+		t.Errorf("fn's error came back as %v", err)
+	}
+	// Where the body breaks is named.
+	err = EachInReader(strings.NewReader(`[{"a":1},{"a":tru}]`), func(Record) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "element 1 (at byte 9)") {
 		t.Errorf("error %v", err)
 	}
 }

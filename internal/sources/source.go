@@ -37,6 +37,10 @@ type Page struct {
 	// (Each), so a large response never exists as decoded records all at once: memory follows the
 	// batch size, not the response size.
 	Body []byte
+	// Spooled, when set, is such an array in a temporary file (a whole-list response of tens of
+	// megabytes), decoded as it is read so the response is never in memory. Each reads it once and
+	// closes it.
+	Spooled *httpclient.Spooled
 	// Keep filters Body's records as they are decoded (de-duplication at window boundaries); nil keeps all.
 	Keep func(Record) bool
 	// Where names the request in a decoding error ("GET /datasync?…").
@@ -95,22 +99,30 @@ type Stream struct {
 // TableName is the warehouse table: source_stream.
 func (s *Stream) TableName() string { return s.Source + "_" + s.Name }
 
-// Each calls fn with every record of the page: Records, then Body's records that Keep keeps.
+// Each calls fn with every record of the page: Records, then Body's (or Spooled's) records that Keep
+// keeps.
 func (p Page) Each(fn func(Record) error) error {
 	for _, r := range p.Records {
 		if err := fn(r); err != nil {
 			return err
 		}
 	}
-	if p.Body == nil {
-		return nil
-	}
-	err := EachInArray(p.Body, func(r Record) error {
+	kept := func(r Record) error {
 		if p.Keep != nil && !p.Keep(r) {
 			return nil
 		}
 		return fn(r)
-	})
+	}
+	var err error
+	switch {
+	case p.Spooled != nil:
+		err = EachInReader(p.Spooled.Reader(), kept)
+		if cerr := p.Spooled.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("spooled body: %w", cerr)
+		}
+	case p.Body != nil:
+		err = EachInArray(p.Body, kept)
+	}
 	if err != nil && p.Where != "" {
 		return fmt.Errorf("%s: %w", p.Where, err)
 	}

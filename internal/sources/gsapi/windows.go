@@ -78,7 +78,7 @@ func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sour
 		}
 		wq.Set("startdate", w.From.Format(gsLayout))
 		wq.Set("enddate", w.To.Format(gsLayout))
-		page, err := s.get(ctx, stats, path, wq)
+		page, err := s.get(ctx, stats, path, wq, false)
 		return dd.page(page), err
 	}
 	return func(yield func(sources.Page, error) bool) {
@@ -93,16 +93,21 @@ func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sour
 	}
 }
 
-// get fetches an endpoint answering one JSON array; its records are decoded as the page is read.
-func (s *Source) get(ctx context.Context, stats *httpclient.Stats, path string, q url.Values) (sources.Page, error) {
+// get fetches an endpoint answering one JSON array; its records are decoded as the page is read. A
+// spooled answer waits in a temporary file, not in memory, and keeps no Raw (no evidence stream reads
+// a whole list).
+func (s *Source) get(ctx context.Context, stats *httpclient.Stats, path string, q url.Values, spool bool) (sources.Page, error) {
 	u := s.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth, Stats: stats})
+	resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth, Stats: stats, Spool: spool})
 	if err != nil {
 		return sources.Page{}, err
 	}
 	where := "GET " + path + "?" + q.Encode()
+	if resp.Spooled != nil {
+		return sources.Page{Spooled: resp.Spooled, Where: where}, nil
+	}
 	return sources.Page{Body: resp.Body, Where: where, Raw: &sources.Raw{Endpoint: where, Body: resp.Body}}, nil
 }

@@ -1,0 +1,103 @@
+package parquet
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/klauspost/compress/zstd"
+)
+
+func TestPagesAreCompressedWithAPageSizedWindow(t *testing.T) {
+	codec, err := compress.GetCodec(compress.Codecs.Zstd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := codec.(pageCodec); !ok {
+		t.Fatalf("the registered zstd codec is %T", codec)
+	}
+	var page bytes.Buffer
+	for i := 0; page.Len() < 3<<20; i++ { // larger than the window
+		fmt.Fprintf(&page, "INV-%08d|2024-%02d-01|%d.%02d;", i, 1+i%12, i%9973, i%100)
+	}
+	enc := codec.EncodeLevel(nil, page.Bytes(), compress.DefaultCompressionLevel)
+	var h zstd.Header
+	if err := h.Decode(enc); err != nil {
+		t.Fatal(err)
+	}
+	if h.WindowSize > pageWindow {
+		t.Errorf("frame window %d, want at most %d", h.WindowSize, pageWindow)
+	}
+	dec, err := compress.Decode(codec, nil, enc)
+	if err != nil || !bytes.Equal(dec, page.Bytes()) {
+		t.Fatalf("round trip: %d of %d bytes, %v", len(dec), page.Len(), err)
+	}
+	if len(enc) > page.Len()/3 {
+		t.Errorf("compressed %d → %d bytes", page.Len(), len(enc))
+	}
+}
+
+func TestWrittenFilesReadBack(t *testing.T) {
+	root := t.TempDir()
+	schema := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, {Name: "note", Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer b.Release()
+	const rows = 100_000
+	for i := range rows {
+		b.Field(0).(*array.Int64Builder).Append(int64(i))
+		b.Field(1).(*array.StringBuilder).Append(fmt.Sprintf("note %d for invoice %d", i%977, i))
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	w := NewStreamWriter(root, "t", "run1", schema)
+	if err := w.Write("", rec); err != nil {
+		t.Fatal(err)
+	}
+	files, err := w.Close()
+	if err != nil || len(files) != 1 {
+		t.Fatalf("%v %v", files, err)
+	}
+	f, err := os.Open(filepath.Join(root, filepath.FromSlash(files[0].Path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pf, err := file.NewParquetReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := fr.ReadTable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Release()
+	if tbl.NumRows() != rows {
+		t.Fatalf("%d rows", tbl.NumRows())
+	}
+	var sum int64
+	var last string
+	for _, c := range tbl.Column(0).Data().Chunks() {
+		for _, v := range c.(*array.Int64).Int64Values() {
+			sum += v
+		}
+	}
+	chunks := tbl.Column(1).Data().Chunks()
+	lc := chunks[len(chunks)-1].(*array.String)
+	last = lc.Value(lc.Len() - 1)
+	if sum != rows*(rows-1)/2 || last != fmt.Sprintf("note %d for invoice %d", (rows-1)%977, rows-1) {
+		t.Errorf("sum %d, last note %q", sum, last)
+	}
+}
