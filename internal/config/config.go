@@ -19,12 +19,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// memorySize is a size DuckDB's memory_limit accepts.
 // DefaultWarehouseMemoryLimit is DuckDB's memory_limit while loading unless the config sets one.
-// Measured loading the scale-10 bench lake: peak RSS follows it (256MB gave 461 MB, 192MB 395 MB,
-// 160MB 357 MB) while the load took as long (9.6-10.6 s); 128MB ran out of memory on the widest
-// sandbox table, hence the retry.
-const DefaultWarehouseMemoryLimit = "160MB"
+// Measured loading the scale-10 bench lake a table per transaction: peak RSS follows it (160MB gave
+// 351-359 MB, 128MB 301 MB, 96MB 284-292 MB) while the load took as long (4.2-4.8 s); 64MB ran out of
+// memory on the widest sandbox table, hence the retry.
+const DefaultWarehouseMemoryLimit = "96MB"
 
 // RetryWarehouseMemoryLimit is the limit a load that ran out of the default one is tried again with.
 const RetryWarehouseMemoryLimit = "768MB"
@@ -44,7 +43,7 @@ type Config struct {
 	PerHostConcurrency int `yaml:"per_host_concurrency"`
 	// PerHostRate caps requests per second to one API host (default unlimited).
 	PerHostRate float64 `yaml:"per_host_rate"`
-	// WarehouseMemoryLimit is DuckDB's memory_limit while loading (default 160MB, and a load that runs
+	// WarehouseMemoryLimit is DuckDB's memory_limit while loading (default 96MB, and a load that runs
 	// out of it is tried again once at 768MB; DuckDB spills to disk beyond the limit). A limit set here is
 	// kept to: it bounds the run's peak memory.
 	WarehouseMemoryLimit string `yaml:"warehouse_memory_limit"`

@@ -143,7 +143,7 @@ func TestWarehouseMemoryLimit(t *testing.T) {
 	for _, c := range []struct {
 		yaml, want, err string
 	}{
-		{base, "160MB", ""},
+		{base, "96MB", ""},
 		{base + "warehouse_memory_limit: 2GB\n", "2GB", ""},
 		{base + "warehouse_memory_limit: 512 MiB\n", "512 MiB", ""},
 		{base + "warehouse_memory_limit: lots\n", "", `warehouse_memory_limit: "lots" is not a size`},

@@ -225,14 +225,8 @@ func Verify(root string) (checked int, problems []Problem, err error) {
 	for _, m := range ms {
 		for _, f := range m.Files {
 			checked++
-			sum, n, err := hashFile(filepath.Join(root, filepath.FromSlash(f.Path)))
-			switch {
-			case errors.Is(err, os.ErrNotExist):
-				problems = append(problems, Problem{m.RunID, f.Path, "missing"})
-			case err != nil:
-				problems = append(problems, Problem{m.RunID, f.Path, err.Error()})
-			case n != f.Bytes || sum != f.SHA256:
-				problems = append(problems, Problem{m.RunID, f.Path, fmt.Sprintf("altered: sha256 %s… (%d bytes), manifest says %s… (%d bytes)", sum[:12], n, f.SHA256[:12], f.Bytes)})
+			if issue := CheckFile(root, f); issue != "" {
+				problems = append(problems, Problem{m.RunID, f.Path, issue})
 			}
 		}
 		for _, e := range append(m.Evidence[:len(m.Evidence):len(m.Evidence)], m.PDFs...) {
@@ -251,6 +245,21 @@ func Verify(root string) (checked int, problems []Problem, err error) {
 		}
 	}
 	return checked, problems, nil
+}
+
+// CheckFile re-hashes a snapshot file listed in a manifest: "" when it is there as listed, otherwise
+// what is wrong ("missing", "altered: …").
+func CheckFile(root string, f parquet.FileInfo) string {
+	sum, n, err := hashFile(filepath.Join(root, filepath.FromSlash(f.Path)))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "missing"
+	case err != nil:
+		return err.Error()
+	case n != f.Bytes || sum != f.SHA256:
+		return fmt.Sprintf("altered: sha256 %s… (%d bytes), manifest says %s… (%d bytes)", sum[:12], n, f.SHA256[:12], f.Bytes)
+	}
+	return ""
 }
 
 func hashFile(path string) (string, int64, error) {

@@ -544,8 +544,8 @@ func loadPending(ctx context.Context, cfg *config.Config, log *slog.Logger, ms [
 
 // Load loads a written run into the warehouse, then builds the SQL models and runs the data tests.
 // A failing model or test leaves the loaded data in place. With the default memory limit, a load that
-// runs out of memory is tried once more with a larger one: the load is one transaction, so the failed
-// attempt left nothing behind.
+// runs out of memory is tried once more with a larger one, from the table that ran out (each table is
+// loaded in a transaction of its own; see duckdb.LoadRun).
 func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
 	retry := ""
 	if cfg.WarehouseMemoryLimit == config.DefaultWarehouseMemoryLimit {

@@ -25,6 +25,8 @@ import (
 const (
 	RunsTable    = "_ledgerlake_runs"
 	RejectsTable = "_ledgerlake_rejects"
+	// LoadingTable lists the tables of runs whose load has not finished (see LoadRun).
+	LoadingTable = "_ledgerlake_loading"
 )
 
 // MemoryLimit caps DuckDB's memory per process unless OpenLimit says otherwise (it spills to disk
@@ -132,6 +134,7 @@ func (w *Warehouse) ensureMeta(ctx context.Context, db execer) error {
 			loaded_at TIMESTAMPTZ, status VARCHAR, streams JSON)`,
 		`CREATE TABLE IF NOT EXISTS ` + RejectsTable + ` (run_id VARCHAR, table_name VARCHAR, key VARCHAR, column_name VARCHAR,
 			raw_value VARCHAR, reason VARCHAR)`,
+		`CREATE TABLE IF NOT EXISTS ` + LoadingTable + ` (run_id VARCHAR, table_name VARCHAR)`,
 	} {
 		if _, err := db.ExecContext(ctx, ddl); err != nil {
 			return fmt.Errorf("warehouse metadata: %w", err)
@@ -140,30 +143,43 @@ func (w *Warehouse) ensureMeta(ctx context.Context, db execer) error {
 	return nil
 }
 
-// LoadRun loads the files of manifest m (under root) in one transaction. Streams that failed in the run
-// keep their previous current state.
-func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, rejects []Reject) (err error) {
-	if err := w.ensureMeta(ctx, w.DB); err != nil {
-		return err
+// LoadRun loads the files of manifest m (under root). Each table is loaded in a transaction of its
+// own (history appended, current state rebuilt): DuckDB keeps a transaction's new rows in memory until
+// it commits, so a run loaded in one transaction needed memory that grew with the run — 96MB was not
+// enough at the bench's scale 10 — where a table at a time needs what the largest table needs. The run
+// is listed in _ledgerlake_runs, with its rejects, once every table is in; until then Loaded reports
+// false and the run is loaded again, skipping the tables _ledgerlake_loading says an earlier attempt
+// committed. Streams that failed in the run keep their previous current state.
+func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, rejects []Reject) error {
+	if loaded, err := w.Loaded(ctx, m.RunID); err != nil || loaded {
+		return err // already loaded: loading again changes nothing
 	}
-	tx, err := w.DB.BeginTx(ctx, nil)
+	done := map[string]bool{}
+	rows, err := w.DB.QueryContext(ctx, "SELECT table_name FROM "+LoadingTable+" WHERE run_id = ?", m.RunID)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			rows.Close()
+			return err
 		}
-	}()
-	var n int
-	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+RunsTable+" WHERE run_id = ?", m.RunID).Scan(&n); err != nil {
+		done[t] = true
+	}
+	if err := rows.Close(); err != nil {
 		return err
 	}
-	if n > 0 {
-		return tx.Rollback() // already loaded: loading again changes nothing
-	}
+	// Every file to load is checked against the manifest first: tables commit one by one, so a missing
+	// or altered file found midway would leave the run half loaded where this leaves it unloaded.
 	files := map[string][]parquet.FileInfo{}
 	for _, f := range m.Files {
+		if done[f.Table] {
+			continue
+		}
+		if issue := lake.CheckFile(root, f); issue != "" {
+			return fmt.Errorf("load %s: %s: %s", f.Table, f.Path, issue)
+		}
 		f.Path = filepath.Join(root, filepath.FromSlash(f.Path))
 		files[f.Table] = append(files[f.Table], f)
 	}
@@ -172,18 +188,44 @@ func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, 
 			continue
 		}
 		for _, t := range s.Tables {
-			if err := loadTable(ctx, tx, t, files[t.Name], m.RunID); err != nil {
+			if done[t.Name] {
+				continue
+			}
+			err := w.inTx(ctx, func(tx *sql.Tx) error {
+				if err := loadTable(ctx, tx, t, files[t.Name], m.RunID); err != nil {
+					return err
+				}
+				_, err := tx.ExecContext(ctx, "INSERT INTO "+LoadingTable+" VALUES (?, ?)", m.RunID, t.Name)
+				return err
+			})
+			if err != nil {
 				return fmt.Errorf("load %s: %w", t.Name, err)
 			}
 		}
 	}
-	for _, r := range rejects {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO "+RejectsTable+" VALUES (?, ?, ?, ?, ?, ?)", m.RunID, r.Stream, r.Key, r.Column, r.Raw, r.Reason); err != nil {
+	return w.inTx(ctx, func(tx *sql.Tx) error {
+		for _, r := range rejects {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO "+RejectsTable+" VALUES (?, ?, ?, ?, ?, ?)", m.RunID, r.Stream, r.Key, r.Column, r.Raw, r.Reason); err != nil {
+				return err
+			}
+		}
+		streams, _ := json.Marshal(m.Streams)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+RunsTable+" VALUES (?, ?, ?, now(), ?, ?)", m.RunID, m.StartedAt, m.FinishedAt, m.Status, string(streams)); err != nil {
 			return err
 		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM "+LoadingTable+" WHERE run_id = ?", m.RunID)
+		return err
+	})
+}
+
+// inTx runs fn in a transaction, committed if fn succeeds and rolled back otherwise.
+func (w *Warehouse) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := w.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
 	}
-	streams, _ := json.Marshal(m.Streams)
-	if _, err := tx.ExecContext(ctx, "INSERT INTO "+RunsTable+" VALUES (?, ?, ?, now(), ?, ?)", m.RunID, m.StartedAt, m.FinishedAt, m.Status, string(streams)); err != nil {
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
 		return err
 	}
 	return tx.Commit()

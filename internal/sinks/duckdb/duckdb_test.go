@@ -2,7 +2,10 @@ package duckdb
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -136,5 +139,100 @@ func TestCurrentStateIsOneRowPerKey(t *testing.T) {
 	var hist int
 	if err := w.DB.QueryRow("SELECT count(*) FROM x_inc_history").Scan(&hist); err != nil || hist != 4 {
 		t.Fatalf("x_inc_history has %d rows (%v), want 4", hist, err)
+	}
+}
+
+// TestInterruptedLoadIsFinishedWithoutDoubling loads a run whose second table fails inside DuckDB (its
+// file, listed with its own hash, is not Parquet): the first table is in, the run is not listed, and
+// loading it again once the file is good adds the second table only — every row once — and lists the
+// run.
+func TestInterruptedLoadIsFinishedWithoutDoubling(t *testing.T) {
+	root := t.TempDir()
+	w, err := Open(filepath.Join(root, "w.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx := context.Background()
+	day := time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
+	m := writeRun(t, root, "r1", day, "x_a", true, `{"id":"a","v":1}`, `{"id":"b","v":2}`)
+	second := writeRun(t, root, "r1", day, "x_b", false, `{"id":"c","v":3}`)
+	m.Files = append(m.Files, second.Files...)
+	m.Streams = append(m.Streams, second.Streams...)
+	good := m.Files[len(m.Files)-1]
+	path := filepath.Join(root, filepath.FromSlash(good.Path))
+	parquetBytes, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []byte("not parquet")
+	sum := sha256.Sum256(bad)
+	m.Files[len(m.Files)-1].SHA256, m.Files[len(m.Files)-1].Bytes = hex.EncodeToString(sum[:]), int64(len(bad))
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = w.LoadRun(ctx, root, m, []Reject{{Stream: "x_a", Key: "a", Column: "v", Raw: "x", Reason: "test"}})
+	if err == nil || !strings.Contains(err.Error(), "load x_b") {
+		t.Fatalf("load with a broken file: %v", err)
+	}
+	count := func(q string) int {
+		t.Helper()
+		var n int
+		if err := w.DB.QueryRow(q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	if loaded, _ := w.Loaded(ctx, "r1"); loaded || count("SELECT count(*) FROM x_a_history") != 2 || count("SELECT count(*) FROM "+LoadingTable) != 1 {
+		t.Fatalf("after the failure: loaded %v, x_a_history %d rows, %d tables marked loading", loaded, count("SELECT count(*) FROM x_a_history"), count("SELECT count(*) FROM "+LoadingTable))
+	}
+	m.Files[len(m.Files)-1] = good
+	if err := os.WriteFile(path, parquetBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.LoadRun(ctx, root, m, []Reject{{Stream: "x_a", Key: "a", Column: "v", Raw: "x", Reason: "test"}}); err != nil {
+		t.Fatal(err)
+	}
+	if loaded, _ := w.Loaded(ctx, "r1"); !loaded {
+		t.Fatal("run not listed after the second load")
+	}
+	for q, want := range map[string]int{
+		"SELECT count(*) FROM x_a_history": 2, "SELECT count(*) FROM x_b_history": 1, "SELECT count(*) FROM x_a": 2,
+		"SELECT count(*) FROM " + RejectsTable: 1, "SELECT count(*) FROM " + LoadingTable: 0, "SELECT sum(v) FROM x_a": 3,
+	} {
+		if got := count(q); got != want {
+			t.Errorf("%s = %d, want %d", q, got, want)
+		}
+	}
+	// A third load of the same run changes nothing.
+	if err := w.LoadRun(ctx, root, m, nil); err != nil || count("SELECT count(*) FROM x_a_history") != 2 {
+		t.Fatalf("loading again: %v, %d rows", err, count("SELECT count(*) FROM x_a_history"))
+	}
+}
+
+// TestAlteredFileFailsTheLoadBeforeAnyTableChanges: files are checked against the manifest before
+// the first table is loaded.
+func TestAlteredFileFailsTheLoadBeforeAnyTableChanges(t *testing.T) {
+	root := t.TempDir()
+	w, err := Open(filepath.Join(root, "w.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	day := time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
+	m := writeRun(t, root, "r1", day, "x_a", true, `{"id":"a","v":1}`)
+	second := writeRun(t, root, "r1", day, "x_b", false, `{"id":"c","v":3}`)
+	m.Files = append(m.Files, second.Files...)
+	m.Streams = append(m.Streams, second.Streams...)
+	if err := os.WriteFile(filepath.Join(root, filepath.FromSlash(second.Files[0].Path)), []byte("not parquet"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = w.LoadRun(context.Background(), root, m, nil)
+	if err == nil || !strings.Contains(err.Error(), "altered") || !strings.Contains(err.Error(), second.Files[0].Path) {
+		t.Fatalf("load of an altered file: %v", err)
+	}
+	var n int
+	if err := w.DB.QueryRow("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'x_%'").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d tables exist after the refused load (%v)", n, err)
 	}
 }
