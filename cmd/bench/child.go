@@ -91,12 +91,8 @@ func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
 		res.Requests++
 		res.MaxDepth = max(res.MaxDepth, o.Depth)
 		if logw != nil {
-			size := int64(len(o.Body))
-			if o.Spooled != nil {
-				size = o.Spooled.Len()
-			}
 			b, _ := json.Marshal(map[string]any{"stream": o.Stream, "method": o.Method, "status": o.Status, "depth": o.Depth,
-				"start_us": o.Start.UnixMicro(), "end_us": o.End.UnixMicro(), "bytes": size})
+				"start_us": o.Start.UnixMicro(), "end_us": o.End.UnixMicro(), "bytes": o.Bytes})
 			logw.Write(append(b, '\n'))
 		}
 		// Spooled bodies are whole-list JSON arrays; copied as they are, not read into this process.

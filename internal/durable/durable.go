@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,7 +67,13 @@ func (f *File) Abort() {
 
 // WriteFile atomically replaces path with data.
 func WriteFile(path string, data []byte) error {
-	return write(path, data, (*File).Commit)
+	return write(path, writeAll(data), (*File).Commit)
+}
+
+// WriteStream atomically replaces path with what fill writes: for data encoded as it is written,
+// never whole in memory.
+func WriteStream(path string, fill func(io.Writer) error) error {
+	return write(path, fill, (*File).Commit)
 }
 
 // SyncDir fsyncs a directory so that renames and creations in it are durable.
@@ -103,16 +110,23 @@ func RemoveTemps(root string) (int, error) {
 // Place writes data to path through a temporary name and a rename, without fsync: many small files
 // written this way are made durable together by one SyncFS before anything refers to them.
 func Place(path string, data []byte) error {
-	return write(path, data, (*File).Publish)
+	return write(path, writeAll(data), (*File).Publish)
 }
 
-// write puts data in a new temporary file beside path and finishes it with finish.
-func write(path string, data []byte, finish func(*File) error) error {
+func writeAll(data []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}
+}
+
+// write fills a new temporary file beside path and finishes it with finish.
+func write(path string, fill func(io.Writer) error, finish func(*File) error) error {
 	f, err := Create(path)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
+	if err := fill(f); err != nil {
 		f.Abort()
 		return err
 	}

@@ -70,6 +70,7 @@ type Observation struct {
 	// Depth is the attempt's place in the longest chain of requests that had to wait for one another
 	// (1: needed no earlier answer). Sources mark dependencies with Then.
 	Depth int
+	Bytes int64 // the body's length, in memory or spooled
 	Body  []byte
 	// Spooled is the body of a spooled answer (Body is then nil); it is only valid during the call.
 	Spooled *Spooled
@@ -210,11 +211,11 @@ func (s *Spooled) Close() error {
 	return err
 }
 
-// spool copies body into a new temporary file in dir.
-func spool(dir string, body io.Reader) (*Spooled, error) {
+// spool copies body into a new temporary file in dir; on error it returns how much it copied.
+func spool(dir string, body io.Reader) (*Spooled, int64, error) {
 	f, err := os.CreateTemp(dir, durable.TempPrefix+"response-*")
 	if err != nil {
-		return nil, fmt.Errorf("spooling the body: %w", err)
+		return nil, 0, fmt.Errorf("spooling the body: %w", err)
 	}
 	s := &Spooled{f: f, name: f.Name()}
 	if os.Remove(s.name) == nil {
@@ -223,9 +224,9 @@ func spool(dir string, body io.Reader) (*Spooled, error) {
 	s.size, err = io.Copy(f, body)
 	if err != nil {
 		s.Close()
-		return nil, fmt.Errorf("reading body (%d bytes before the error): %w", s.size, err)
+		return nil, s.size, err
 	}
-	return s, nil
+	return s, s.size, nil
 }
 
 // StatusError is a final non-2xx answer: 4xx other than 401/429, or a retryable status after the last
@@ -366,19 +367,19 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 	}
 	defer resp.Body.Close()
 	out := &Response{Status: resp.StatusCode, Header: resp.Header}
+	var read int64
 	if r.Spool && resp.StatusCode/100 == 2 {
-		out.Spooled, err = spool(c.opts.SpoolDir, resp.Body)
+		out.Spooled, read, err = spool(c.opts.SpoolDir, resp.Body)
 	} else {
 		out.Body, err = io.ReadAll(resp.Body)
-		if err != nil {
-			err = fmt.Errorf("reading body (%d bytes before the error): %w", len(out.Body), err)
-		}
+		read = int64(len(out.Body))
 	}
 	if err != nil {
-		return nil, token, err
+		return nil, token, fmt.Errorf("reading body (%d bytes before the error): %w", read, err)
 	}
 	if c.opts.Observe != nil {
-		o := Observation{Method: r.Method, URL: redactURL(u), Status: resp.StatusCode, Start: start, End: time.Now(), Depth: depthOf(ctx) + 1, Body: out.Body, Spooled: out.Spooled}
+		o := Observation{Method: r.Method, URL: redactURL(u), Status: resp.StatusCode, Start: start, End: time.Now(), Depth: depthOf(ctx) + 1,
+			Bytes: read, Body: out.Body, Spooled: out.Spooled}
 		if r.Stats != nil {
 			o.Stream = r.Stats.Name
 		}

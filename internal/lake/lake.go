@@ -106,20 +106,13 @@ func WriteJSON(root, dir, name string, v any) error {
 // (tens of thousands of evidence entries) that was ~90 MB allocated in under a second at the end of
 // the run — its peak memory (make bench).
 func writeJSON(path string, v any) error {
-	f, err := durable.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 64<<10)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
-		f.Abort()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		f.Abort()
-		return err
-	}
-	return f.Commit()
+	return durable.WriteStream(path, func(f io.Writer) error {
+		w := bufio.NewWriterSize(f, 64<<10)
+		if err := json.NewEncoder(w).Encode(v); err != nil {
+			return err
+		}
+		return w.Flush()
+	})
 }
 
 // ManifestPath is where run runID's manifest lives.

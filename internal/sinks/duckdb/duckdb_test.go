@@ -89,16 +89,35 @@ func kind(t *testing.T, w *Warehouse, name string) string {
 	return k
 }
 
-// TestCurrentStateIsOneRowPerKey covers both ways the current state is built, and the switches between
-// them: a view of the history rows when every key is there once, a table of the newest version per key
-// otherwise.
-func TestCurrentStateIsOneRowPerKey(t *testing.T) {
+// openWarehouse opens a new warehouse in a temporary directory, also the lake root for writeRun.
+func openWarehouse(t *testing.T) (string, *Warehouse) {
+	t.Helper()
 	root := t.TempDir()
 	w, err := Open(filepath.Join(root, "w.duckdb"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
+	t.Cleanup(func() { w.Close() })
+	return root, w
+}
+
+// twoTableRun writes run r1 of x_a (incremental, rows aRows) and x_b (one row, c=3) as one manifest;
+// second is x_b's part of it.
+func twoTableRun(t *testing.T, root string, aRows ...string) (m, second *lake.Manifest) {
+	t.Helper()
+	day := time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
+	m = writeRun(t, root, "r1", day, "x_a", true, aRows...)
+	second = writeRun(t, root, "r1", day, "x_b", false, `{"id":"c","v":3}`)
+	m.Files = append(m.Files, second.Files...)
+	m.Streams = append(m.Streams, second.Streams...)
+	return m, second
+}
+
+// TestCurrentStateIsOneRowPerKey covers both ways the current state is built, and the switches between
+// them: a view of the history rows when every key is there once, a table of the newest version per key
+// otherwise.
+func TestCurrentStateIsOneRowPerKey(t *testing.T) {
+	root, w := openWarehouse(t)
 	ctx := context.Background()
 	day1 := time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
 	day2 := day1.Add(24 * time.Hour)
@@ -147,18 +166,9 @@ func TestCurrentStateIsOneRowPerKey(t *testing.T) {
 // loading it again once the file is good adds the second table only — every row once — and lists the
 // run.
 func TestInterruptedLoadIsFinishedWithoutDoubling(t *testing.T) {
-	root := t.TempDir()
-	w, err := Open(filepath.Join(root, "w.duckdb"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	root, w := openWarehouse(t)
 	ctx := context.Background()
-	day := time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
-	m := writeRun(t, root, "r1", day, "x_a", true, `{"id":"a","v":1}`, `{"id":"b","v":2}`)
-	second := writeRun(t, root, "r1", day, "x_b", false, `{"id":"c","v":3}`)
-	m.Files = append(m.Files, second.Files...)
-	m.Streams = append(m.Streams, second.Streams...)
+	m, _ := twoTableRun(t, root, `{"id":"a","v":1}`, `{"id":"b","v":2}`)
 	good := m.Files[len(m.Files)-1]
 	path := filepath.Join(root, filepath.FromSlash(good.Path))
 	parquetBytes, err := os.ReadFile(path)
@@ -213,21 +223,12 @@ func TestInterruptedLoadIsFinishedWithoutDoubling(t *testing.T) {
 // TestAlteredFileFailsTheLoadBeforeAnyTableChanges: files are checked against the manifest before
 // the first table is loaded.
 func TestAlteredFileFailsTheLoadBeforeAnyTableChanges(t *testing.T) {
-	root := t.TempDir()
-	w, err := Open(filepath.Join(root, "w.duckdb"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	day := time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
-	m := writeRun(t, root, "r1", day, "x_a", true, `{"id":"a","v":1}`)
-	second := writeRun(t, root, "r1", day, "x_b", false, `{"id":"c","v":3}`)
-	m.Files = append(m.Files, second.Files...)
-	m.Streams = append(m.Streams, second.Streams...)
+	root, w := openWarehouse(t)
+	m, second := twoTableRun(t, root, `{"id":"a","v":1}`)
 	if err := os.WriteFile(filepath.Join(root, filepath.FromSlash(second.Files[0].Path)), []byte("not parquet"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = w.LoadRun(context.Background(), root, m, nil)
+	err := w.LoadRun(context.Background(), root, m, nil)
 	if err == nil || !strings.Contains(err.Error(), "altered") || !strings.Contains(err.Error(), second.Files[0].Path) {
 		t.Fatalf("load of an altered file: %v", err)
 	}
