@@ -70,13 +70,13 @@ func child(args []string) int {
 	return 0
 }
 
-// syncOnce runs the pipeline once, logging every request and keeping the JSON array bodies.
+// syncOnce runs the pipeline once, logging every request and keeping the records of every stream as JSON
+// arrays (capturePages).
 func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
 	var (
 		mu   sync.Mutex
 		res  syncResult
 		logw *bufio.Writer
-		seq  = map[string]int{}
 	)
 	if logPath != "" {
 		f, err := os.Create(logPath)
@@ -90,31 +90,22 @@ func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
 		defer mu.Unlock()
 		res.Requests++
 		res.MaxDepth = max(res.MaxDepth, o.Depth)
-		if logw != nil {
-			b, _ := json.Marshal(map[string]any{"stream": o.Stream, "method": o.Method, "status": o.Status, "depth": o.Depth,
-				"start_us": o.Start.UnixMicro(), "end_us": o.End.UnixMicro(), "bytes": o.Bytes})
-			logw.Write(append(b, '\n'))
-		}
-		// Spooled bodies are whole-list JSON arrays; copied as they are, not read into this process.
-		if capture == "" || o.Stream == "" || o.Status/100 != 2 || (o.Spooled == nil && !bytes.HasPrefix(bytes.TrimSpace(o.Body), []byte("["))) {
+		if logw == nil {
 			return
 		}
-		n := seq[o.Stream]
-		seq[o.Stream] = n + 1
-		dir := filepath.Join(capture, o.Stream)
-		check(os.MkdirAll(dir, 0o755))
-		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%06d.json", n)))
-		check(err)
-		if o.Spooled != nil {
-			_, err = io.Copy(f, o.Spooled.Reader())
-		} else {
-			_, err = f.Write(o.Body)
+		b, _ := json.Marshal(map[string]any{"stream": o.Stream, "method": o.Method, "status": o.Status, "depth": o.Depth,
+			"start_us": o.Start.UnixMicro(), "end_us": o.End.UnixMicro(), "bytes": o.Bytes})
+		logw.Write(append(b, '\n'))
+	}
+	streams, err := pipeline.Streams(cfg, pipeline.Client(cfg, httpclient.Options{Observe: observe}), nil)
+	check(err)
+	if capture != "" {
+		for _, s := range streams {
+			capturePages(s, filepath.Join(capture, s.TableName()))
 		}
-		check(err)
-		check(f.Close())
 	}
 	start := time.Now()
-	r, err := pipeline.Run(context.Background(), pipeline.Options{Config: cfg, HTTP: httpclient.Options{Observe: observe}})
+	r, err := pipeline.RunStreams(context.Background(), pipeline.Options{Config: cfg}, streams)
 	check(err)
 	res.Wall = time.Since(start).Seconds()
 	m := r.Manifest
@@ -224,4 +215,100 @@ func duckdbCopy(db *sql.DB, files []string, out string) bool {
 	}
 	check(copyWith(", sample_size = -1"))
 	return true
+}
+
+// capturePages makes s keep, under dir, what each of its pages turns into rows, as JSON arrays: the
+// response itself where a page is a whole JSON array the pipeline takes as it is, else the records it
+// takes (a detail call's lines, a PDF's row, a window's records less those seen in the previous window),
+// gathered into files of about a megabyte. Replaying the files converts the stream's rows, no more.
+func capturePages(s *sources.Stream, dir string) {
+	check(os.MkdirAll(dir, 0o755))
+	c := &pageCapture{dir: dir}
+	pages := s.Pages
+	s.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
+		return func(yield func(sources.Page, error) bool) {
+			defer c.flush()
+			for p, err := range pages(ctx) {
+				if err != nil {
+					yield(p, err)
+					return
+				}
+				whole := p.Records == nil && p.Keep == nil
+				switch {
+				case whole && p.Spooled != nil:
+					c.raw(p.Spooled.Reader())
+				case whole && p.Body != nil:
+					c.raw(bytes.NewReader(p.Body))
+				default:
+					for _, r := range p.Records {
+						c.record(r)
+					}
+					if keep := p.Keep; keep != nil {
+						p.Keep = func(r sources.Record) bool {
+							ok := keep(r)
+							if ok {
+								c.record(r)
+							}
+							return ok
+						}
+					}
+				}
+				// The pipeline reads the page (Each, and with it Keep) before the loop asks for the next.
+				if !yield(p, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// pageCapture writes one stream's captured arrays, numbered in the order the stream yields them.
+type pageCapture struct {
+	dir  string
+	n    int
+	f    *os.File
+	w    *bufio.Writer
+	size int
+}
+
+func (c *pageCapture) create() *os.File {
+	f, err := os.Create(filepath.Join(c.dir, fmt.Sprintf("%06d.json", c.n)))
+	check(err)
+	c.n++
+	return f
+}
+
+func (c *pageCapture) raw(r io.Reader) {
+	c.flush()
+	f := c.create()
+	_, err := io.Copy(f, r)
+	check(err)
+	check(f.Close())
+}
+
+func (c *pageCapture) record(r sources.Record) {
+	b, err := json.Marshal(r) // numbers are json.Number: written exactly as the API sent them
+	check(err)
+	if c.f == nil {
+		c.f = c.create()
+		c.w = bufio.NewWriter(c.f)
+		c.w.WriteByte('[')
+	} else {
+		c.w.WriteByte(',')
+	}
+	c.w.Write(b)
+	if c.size += len(b); c.size >= 1<<20 {
+		c.flush()
+	}
+}
+
+// flush ends the array of records being gathered.
+func (c *pageCapture) flush() {
+	if c.f == nil {
+		return
+	}
+	c.w.WriteByte(']')
+	check(c.w.Flush())
+	check(c.f.Close())
+	c.f, c.w, c.size = nil, nil, 0
 }

@@ -152,8 +152,16 @@ func Streams(cfg *config.Config, client *httpclient.Client, names []string) ([]*
 
 // Run extracts, writes the manifest, and loads the warehouse.
 func Run(ctx context.Context, opts Options) (*Result, error) {
-	cfg := opts.Config
-	hopts := opts.HTTP
+	streams, err := Streams(opts.Config, Client(opts.Config, opts.HTTP), opts.Streams)
+	if err != nil {
+		return nil, err
+	}
+	return RunStreams(ctx, opts, streams)
+}
+
+// Client is the HTTP client a run of cfg uses: the config's per-host limits and spooling into the
+// output directory, where hopts leaves them unset.
+func Client(cfg *config.Config, hopts httpclient.Options) *httpclient.Client {
 	if hopts.PerHostConcurrency == 0 {
 		hopts.PerHostConcurrency = cfg.PerHostConcurrency
 	}
@@ -164,11 +172,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		// Beside the data, on the disk sized for it (the system's temp dir may be small or in memory).
 		hopts.SpoolDir = cfg.OutputDir
 	}
-	streams, err := Streams(cfg, httpclient.New(hopts), opts.Streams)
-	if err != nil {
-		return nil, err
-	}
-	return RunStreams(ctx, opts, streams)
+	return httpclient.New(hopts)
 }
 
 // RunStreams runs the given streams with opts' config (Run builds them from the config).
