@@ -5,6 +5,7 @@
 package parquet
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -55,6 +56,7 @@ type StreamWriter struct {
 	open  map[string]*partFile
 	seq   map[string]int
 	files []FileInfo
+	buf   *bufio.Writer // finishing a file: shared, as a stream finishes one file at a time
 }
 
 type partFile struct {
@@ -145,7 +147,8 @@ func (w *StreamWriter) create(partition string) (*partFile, error) {
 		return nil, fmt.Errorf("parquet: %w", err)
 	}
 	h := sha256.New()
-	cw := &countingWriter{w: io.MultiWriter(f, h)}
+	cw := &countingWriter{out: io.MultiWriter(f, h)}
+	cw.w = cw.out
 	props := parquet.NewWriterProperties(
 		parquet.WithCompression(compress.Codecs.Zstd),
 		// A buffered row group stays in memory (compressed) until it is full: 32k rows bounds what an
@@ -165,8 +168,20 @@ func (w *StreamWriter) create(partition string) (*partFile, error) {
 }
 
 func (w *StreamWriter) commit(partition string, pf *partFile) error {
+	// Finishing writes every page of the buffered row group and the footer as many small writes (a
+	// page header, a page, a column's metadata): a buffer makes them a few system calls per file.
+	if w.buf == nil {
+		w.buf = bufio.NewWriterSize(pf.cw.out, 64<<10)
+	}
+	w.buf.Reset(pf.cw.out)
+	pf.cw.w = w.buf
 	// Close finalises the footer; its error is the file's validity.
-	if err := pf.fw.Close(); err != nil {
+	err := pf.fw.Close()
+	if err == nil {
+		err = w.buf.Flush()
+	}
+	pf.cw.w = pf.cw.out
+	if err != nil {
 		pf.f.Abort()
 		return fmt.Errorf("parquet: finish %s: %w", pf.rel, err)
 	}
@@ -210,9 +225,11 @@ func (w *StreamWriter) Abort() {
 	}
 }
 
+// countingWriter counts what reaches out (the file and its hash), through w: out itself, or a buffer
+// in front of it while the file is finished.
 type countingWriter struct {
-	w io.Writer
-	n int64
+	w, out io.Writer
+	n      int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {

@@ -3,6 +3,8 @@ package parquet
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,14 +61,28 @@ func TestWrittenFilesReadBack(t *testing.T) {
 	rec := b.NewRecordBatch()
 	defer rec.Release()
 	w := NewStreamWriter(root, "t", "run1", schema)
-	if err := w.Write("", rec); err != nil {
-		t.Fatal(err)
+	// Two partitions open at once; the rows span several row groups, so the file is written both while
+	// it fills (a full row group) and when it is finished (through the finishing buffer).
+	for _, p := range []string{"p=a", "p=b"} {
+		if err := w.Write(p, rec); err != nil {
+			t.Fatal(err)
+		}
 	}
 	files, err := w.Close()
-	if err != nil || len(files) != 1 {
+	if err != nil || len(files) != 2 {
 		t.Fatalf("%v %v", files, err)
 	}
-	f, err := os.Open(filepath.Join(root, filepath.FromSlash(files[0].Path)))
+	for _, fi := range files {
+		// The manifest's size and hash are what reached the disk.
+		b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(fi.Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum := sha256.Sum256(b); int64(len(b)) != fi.Bytes || hex.EncodeToString(sum[:]) != fi.SHA256 {
+			t.Fatalf("%s: %d bytes, sha256 %x on disk; recorded %d, %s", fi.Path, len(b), sum, fi.Bytes, fi.SHA256)
+		}
+	}
+	f, err := os.Open(filepath.Join(root, filepath.FromSlash(files[1].Path)))
 	if err != nil {
 		t.Fatal(err)
 	}
