@@ -210,15 +210,16 @@ func (s *Schema) walk(r Record, path []string, seen map[string]*observation) {
 				continue // the widest type already: nothing this value can change (the hot path)
 			}
 		}
-		p := append(append([]string(nil), path...), k)
-		var dotted string
-		if isMap || isArr || len(s.children) > 0 {
-			dotted = strings.Join(p, ".")
+		if !isMap && !isArr && len(s.children) == 0 {
+			note(seen, key, path, k, inferType(v)) // a scalar: its path is only built the first time
+			continue
 		}
+		p := append(append([]string(nil), path...), k)
+		dotted := strings.Join(p, ".")
 		switch x := v.(type) {
 		case map[string]any:
 			if s.maps[dotted] {
-				note(seen, key, p, "MAP(VARCHAR, VARCHAR)")
+				note(seen, key, path, k, "MAP(VARCHAR, VARCHAR)")
 			} else if s.declaresUnder(p) || len(x) > 0 {
 				s.walk(x, p, seen)
 			}
@@ -236,7 +237,7 @@ func (s *Schema) walk(r Record, path []string, seen map[string]*observation) {
 		if s.children[dotted] {
 			continue
 		}
-		note(seen, key, p, inferType(v))
+		note(seen, key, path, k, inferType(v))
 	}
 }
 
@@ -250,10 +251,11 @@ func (s *Schema) declaresUnder(p []string) bool {
 	return false
 }
 
-func note(seen map[string]*observation, key string, p []string, typ string) {
+// note widens what seen holds for key, the field k of the object at path.
+func note(seen map[string]*observation, key string, path []string, k, typ string) {
 	o := seen[key]
 	if o == nil {
-		seen[key] = &observation{path: p, typ: typ}
+		seen[key] = &observation{path: append(append([]string(nil), path...), k), typ: typ}
 		return
 	}
 	o.typ = widen(o.typ, typ)
