@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // decoder reads JSON into the values encoding/json produces for `any` with UseNumber — map[string]any,
@@ -22,6 +23,29 @@ type decoder struct {
 	// sizes[depth] is the field count of the last object closed at that depth: records of one body have
 	// the same fields, and a map made at its final size is never rehashed while it fills.
 	sizes [8]int
+	// block holds the text of string and number values (cut): one allocation per few kilobytes of
+	// values instead of one per value.
+	block []byte
+}
+
+// blockSize bounds what one retained value keeps alive: its block.
+const blockSize = 4 << 10
+
+// cut returns b as a string, copied into the current block (a new one when it is full). Strings share
+// a block's memory, which is safe because a block's bytes are never written again once cut.
+func (d *decoder) cut(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > blockSize/4 {
+		return string(b)
+	}
+	if cap(d.block)-len(d.block) < len(b) {
+		d.block = make([]byte, 0, blockSize)
+	}
+	start := len(d.block)
+	d.block = append(d.block, b...)
+	return unsafe.String(&d.block[start], len(b))
 }
 
 // controlEscapes are the characters JSON's one-letter escapes stand for.
@@ -220,7 +244,7 @@ func (d *decoder) number() (any, error) {
 			return nil, d.fail("in exponent of numeric literal")
 		}
 	}
-	return json.Number(d.b[start:d.i]), nil
+	return json.Number(d.cut(d.b[start:d.i])), nil
 }
 
 // str decodes the string at d.i as encoding/json does: escapes resolved, invalid UTF-8 and lone
@@ -242,7 +266,7 @@ func (d *decoder) str(key bool) (string, error) {
 				d.keys[s] = s
 				return s, nil
 			}
-			return string(raw), nil
+			return d.cut(raw), nil
 		}
 		if c == '\\' || c < ' ' || c >= utf8.RuneSelf {
 			break
@@ -260,7 +284,10 @@ func (d *decoder) str(key bool) (string, error) {
 		switch {
 		case c == '"':
 			d.i++
-			return string(out), nil
+			if key {
+				return string(out), nil
+			}
+			return d.cut(out), nil
 		case c < ' ':
 			return "", d.fail("in string literal")
 		case c == '\\':
