@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/durable"
@@ -223,7 +224,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		return nil, err
 	}
 	env := runEnv{root: cfg.OutputDir, runID: run.RunID, resumes: run.Resumes, batchRows: opts.BatchRows,
-		store: lake.NewEvidenceStore(cfg.OutputDir), every: opts.CheckpointEvery}
+		store: lake.NewEvidenceStore(cfg.OutputDir), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0)))}
 	m := &lake.Manifest{RunID: run.RunID, StartedAt: run.StartedAt}
 	var (
 		mu      sync.Mutex

@@ -5,11 +5,14 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"iter"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -480,5 +483,62 @@ func TestProgressLineWhenAsked(t *testing.T) {
 	}
 	if !strings.Contains(progress.String(), "/2 streams done") || !strings.HasSuffix(progress.String(), "\r\033[K") {
 		t.Errorf("progress output %q", progress.String())
+	}
+}
+
+// Streams convert a page at a time on as many CPUs as there are; one waiting for its next page must not
+// hold a CPU, or streams stalled on a slow API would stop every other stream.
+func TestStreamsWaitingOnTheNetworkLeaveTheCPUs(t *testing.T) {
+	dir := t.TempDir()
+	stalled := runtime.GOMAXPROCS(0)
+	cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: stalled + 1}
+	// The stalled streams wait on the API for the quick stream, and it for their first pages: only
+	// streams that convert without holding a CPU while they wait get through.
+	var waiting sync.WaitGroup
+	waiting.Add(stalled)
+	taken := make(chan struct{})
+	var streams []*sources.Stream
+	for i := range stalled {
+		streams = append(streams, &sources.Stream{Source: "test", Name: fmt.Sprintf("stalled%d", i), Key: []string{"id"}, Stats: &httpclient.Stats{},
+			Pages: func(ctx context.Context) iter.Seq2[sources.Page, error] {
+				return func(yield func(sources.Page, error) bool) {
+					if !yield(sources.Page{Records: []sources.Record{{"id": json.Number("1")}}}, nil) {
+						return
+					}
+					waiting.Done()
+					select {
+					case <-taken:
+					case <-ctx.Done():
+						yield(sources.Page{}, ctx.Err())
+						return
+					}
+					yield(sources.Page{Records: []sources.Record{{"id": json.Number("2")}}}, nil)
+				}
+			}})
+	}
+	quick := fakeStream("quick", []string{"id"}, []string{`{"id":1}`, `{"id":2}`})
+	pages := quick.Pages
+	quick.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
+		return func(yield func(sources.Page, error) bool) {
+			waiting.Wait()
+			for p, err := range pages(ctx) {
+				if !yield(p, err) {
+					return
+				}
+			}
+			close(taken)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := RunStreams(ctx, Options{Config: cfg}, append([]*sources.Stream{quick}, streams...))
+	if err != nil || !res.OK() {
+		t.Fatalf("err %v, failed %+v (streams waiting on the API held the CPUs)", err, res.Failed)
+	}
+	db := query(t, cfg)
+	for i := range stalled {
+		if n := scalar[int](t, db, fmt.Sprintf("SELECT count(*) FROM test_stalled%d", i)); n != 2 {
+			t.Errorf("test_stalled%d has %d rows, want 2", i, n)
+		}
 	}
 }
