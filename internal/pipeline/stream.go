@@ -341,7 +341,8 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 			if err != nil {
 				return err
 			}
-			e.Table, e.Endpoint, e.Key, sum = s.TableName(), raw.Endpoint, raw.Key, e.SHA256
+			// Kept until the run ends: copied, as a decoded value shares its memory with its neighbours.
+			e.Table, e.Endpoint, e.Key, sum = s.TableName(), raw.Endpoint, strings.Clone(raw.Key), e.SHA256
 			if raw.PDF {
 				out.pdfs = append(out.pdfs, e)
 			} else {
@@ -352,7 +353,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 			return err
 		}
 		if page.Done != "" {
-			done = append(done, page.Done)
+			done = append(done, strings.Clone(page.Done))
 		}
 		if s.Checkpoints && env.every > 0 && time.Since(last) >= env.every {
 			files, err := r.commitSoFar()

@@ -10,6 +10,7 @@ import (
 	"iter"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
@@ -238,7 +239,7 @@ func (s *State) Remember(key string, v any) {
 	if s.nextMemo == nil {
 		s.nextMemo = map[string]json.RawMessage{}
 	}
-	s.nextMemo[key] = b
+	s.nextMemo[strings.Clone(key)] = b // kept all run: not the decoder's shared memory (cut)
 	s.mu.Unlock()
 }
 
@@ -272,7 +273,7 @@ func (s *State) RestoreMemo(m map[string]json.RawMessage) {
 func (s *State) Advance(w string) {
 	s.mu.Lock()
 	if later(w, s.next) {
-		s.next = w
+		s.next = strings.Clone(w)
 	}
 	s.mu.Unlock()
 }

@@ -152,7 +152,7 @@ func (c *Converter) Append(rec Record) {
 			if key == "" {
 				key = c.keyOf(rec)
 			}
-			c.Rejects = append(c.Rejects, Reject{Stream: c.sch.Table, Key: key, Column: col.Name, Raw: text(v), Reason: err.Error()})
+			c.Rejects = append(c.Rejects, Reject{Stream: c.sch.Table, Key: key, Column: col.Name, Raw: strings.Clone(text(v)), Reason: err.Error()})
 			c.b.Field(f).AppendNull()
 		}
 	}
@@ -175,13 +175,15 @@ func (c *Converter) appendLineage() {
 // SetEvidence sets the _evidence_sha256 of the rows appended next (schemas with Evidence only).
 func (c *Converter) SetEvidence(sha256 string) { c.evid = sha256 }
 
+// keyOf is rec's key as text for a Reject. Rejects outlive their records, so their text is copied:
+// a decoded value shares its memory with its neighbours (sources.EachInArray).
 func (c *Converter) keyOf(rec Record) string {
 	var parts []string
 	for _, p := range c.sch.keyPaths() {
 		v, _ := lookup(rec, p)
 		parts = append(parts, text(v))
 	}
-	return strings.Join(parts, "|")
+	return strings.Clone(strings.Join(parts, "|"))
 }
 
 // lookup follows a path of object keys; a null anywhere on the way is a present NULL.

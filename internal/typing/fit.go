@@ -3,6 +3,7 @@ package typing
 import (
 	"encoding/json"
 	"sort"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -118,7 +119,7 @@ func (c *Converter) appendDeclared(rec Record, i int, v any) {
 	c.stamp[i] = c.row
 	b := c.b.Field(c.field[i])
 	if err := appendValue(b, col.typ, v); err != nil {
-		c.rowRejects = append(c.rowRejects, columnReject{i, Reject{Stream: c.sch.Table, Key: c.keyOf(rec), Column: col.Name, Raw: text(v), Reason: err.Error()}})
+		c.rowRejects = append(c.rowRejects, columnReject{i, Reject{Stream: c.sch.Table, Key: c.keyOf(rec), Column: col.Name, Raw: strings.Clone(text(v)), Reason: err.Error()}})
 		b.AppendNull()
 	}
 }
