@@ -216,8 +216,8 @@ func (r *streamRun) flushAll() error {
 	return nil
 }
 
-// finish flushes every table (children last, as flushing a parent feeds them), writes an empty file for
-// a table without rows so it still exists with its declared columns, and persists the schemas.
+// finish flushes every table (children last, as flushing a parent feeds them) and writes an empty file
+// for a table without rows so it still exists with its declared columns.
 func (r *streamRun) finish() ([]parquet.FileInfo, error) {
 	if err := r.flushAll(); err != nil {
 		return nil, err
@@ -251,11 +251,19 @@ func (r *streamRun) finish() ([]parquet.FileInfo, error) {
 				r.changes = append(r.changes, c)
 			}
 		}
-		if err := lake.WriteJSON(r.root, lake.SchemaDir, name, ts.sch); err != nil {
-			return nil, err
-		}
 	}
 	return files, nil
+}
+
+// saveSchemas persists every table's schema (after finish; apart from it, as each write waits for
+// the disk and finish holds a CPU).
+func (r *streamRun) saveSchemas() error {
+	for _, name := range r.order {
+		if err := lake.WriteJSON(r.root, lake.SchemaDir, name, r.sinks[name].sch); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // takeRejects moves the converter's rejects to the stream's (before the converter is replaced).
@@ -382,6 +390,9 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 		files, err = r.finish()
 		return err
 	})
+	if err == nil {
+		err = r.saveSchemas()
+	}
 	if err != nil {
 		return fail(err)
 	}
