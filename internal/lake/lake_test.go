@@ -24,9 +24,9 @@ func TestWrittenJSONIsEncodingJSONs(t *testing.T) {
 	type withOthers struct {
 		Name   string                     `json:"name"`
 		Done   []string                   `json:"done,omitempty"`
-		Empty  []string                   `json:"empty"`     // nil: null
-		Zero   []int                      `json:"zero"`      // empty: []
-		Raw    json.RawMessage            `json:"raw"`       // a []byte that marshals itself
+		Empty  []string                   `json:"empty"` // nil: null
+		Zero   []int                      `json:"zero"`  // empty: []
+		Raw    json.RawMessage            `json:"raw"`   // a []byte that marshals itself
 		Memo   map[string]json.RawMessage `json:"memo,omitempty"`
 		Count  int                        `json:"count,omitempty"`
 		hidden string
