@@ -41,8 +41,8 @@ type runEnv struct {
 	store       *lake.EvidenceStore
 	every       time.Duration // checkpoint interval of streams with Checkpoints (0: only at the end)
 	// cpu admits as many streams to converting at once as there are CPUs: more streams run to keep
-	// requests in flight, but converting more at once than CPUs only adds contention (make bench: the
-	// replayed scale-1 conversion took 1.0 s with eight converting at once, 0.8 s with two).
+	// requests in flight, but converting more at once than CPUs only adds contention (the bench's
+	// scale-1 conversion, alternating builds: 1.30 and 1.44 s medians without it, 1.24 and 1.35 s with).
 	cpu *semaphore.Weighted
 }
 
