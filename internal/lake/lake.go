@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -123,7 +124,7 @@ func encodeLists(w *bufio.Writer, v any) error {
 	for rv.Kind() == reflect.Pointer && !rv.IsNil() {
 		rv = rv.Elem()
 	}
-	if rv.Kind() != reflect.Struct || rv.Type().Implements(marshaler) || reflect.PointerTo(rv.Type()).Implements(marshaler) {
+	if rv.Kind() != reflect.Struct || marshalsItself(rv.Type()) || !plainFields(rv.Type()) {
 		return json.NewEncoder(w).Encode(v)
 	}
 	rt := rv.Type()
@@ -132,9 +133,6 @@ func encodeLists(w *bufio.Writer, v any) error {
 	for i := range rt.NumField() {
 		f := rt.Field(i)
 		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if f.Anonymous || opts != "" && opts != "omitempty" {
-			return json.NewEncoder(w).Encode(v) // not needed here, so not handled: the general case
-		}
 		fv := rv.Field(i)
 		if !f.IsExported() || name == "-" || opts == "omitempty" && isEmpty(fv) {
 			continue
@@ -152,7 +150,7 @@ func encodeLists(w *bufio.Writer, v any) error {
 		}
 		w.Write(key)
 		w.WriteByte(':')
-		if fv.Kind() != reflect.Slice || fv.IsNil() || fv.Type().Elem().Kind() == reflect.Uint8 || fv.Type().Implements(marshaler) {
+		if fv.Kind() != reflect.Slice || fv.IsNil() || fv.Type().Elem().Kind() == reflect.Uint8 || marshalsItself(fv.Type()) {
 			b, err := json.Marshal(addr(fv))
 			if err != nil {
 				return err
@@ -177,7 +175,35 @@ func encodeLists(w *bufio.Writer, v any) error {
 	return nil
 }
 
-var marshaler = reflect.TypeFor[json.Marshaler]()
+var (
+	marshaler     = reflect.TypeFor[json.Marshaler]()
+	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+// marshalsItself reports whether encoding/json encodes a t (or a *t, as it reaches fields through a
+// pointer) with the type's own method rather than by its kind.
+func marshalsItself(t reflect.Type) bool {
+	for _, m := range []reflect.Type{marshaler, textMarshaler} {
+		if t.Implements(m) || reflect.PointerTo(t).Implements(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// plainFields reports whether encodeLists handles every field of struct type t: no embedded struct
+// and no json tag option but omitempty. Checked before anything is written, as the general case
+// (json.Encoder) must then write the whole value.
+func plainFields(t reflect.Type) bool {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		_, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous || opts != "" && opts != "omitempty" {
+			return false
+		}
+	}
+	return true
+}
 
 // addr is v for json.Marshal, by pointer where it can be, as encoding/json reaches the fields and list
 // elements of a value behind a pointer (methods with pointer receivers apply).

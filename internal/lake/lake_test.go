@@ -33,7 +33,21 @@ func TestWrittenJSONIsEncodingJSONs(t *testing.T) {
 		Skip   string `json:"-"`
 		Plain  []bool
 	}
+	// Encoded by the general case: an embedded struct after fields that would already be written, and
+	// lists that marshal themselves (a value method for text, a pointer method for JSON).
+	type embedded struct{ Inner string }
+	type late struct {
+		List []int `json:"list"`
+		embedded
+	}
+	type withMethods struct {
+		Text  textList `json:"text"`
+		JSON  ptrList  `json:"json"`
+		Plain []int    `json:"plain"`
+	}
 	for _, v := range []any{
+		&late{List: []int{1, 2}, embedded: embedded{Inner: "x"}},
+		&withMethods{Text: textList{"a", "b"}, JSON: ptrList{1, 2}, Plain: []int{3}},
 		full,
 		&Manifest{RunID: "r", Files: nil}, // no lists at all
 		*full,                             // by value
@@ -54,3 +68,11 @@ func TestWrittenJSONIsEncodingJSONs(t *testing.T) {
 		}
 	}
 }
+
+type textList []string
+
+func (l textList) MarshalText() ([]byte, error) { return []byte(fmt.Sprint(len(l), " items")), nil }
+
+type ptrList []int
+
+func (l *ptrList) MarshalJSON() ([]byte, error) { return []byte(fmt.Sprint(len(*l))), nil }
