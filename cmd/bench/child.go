@@ -243,14 +243,14 @@ func capturePages(s *sources.Stream, dir string) {
 					for _, r := range p.Records {
 						c.record(r)
 					}
-					if keep := p.Keep; keep != nil {
-						p.Keep = func(r sources.Record) bool {
-							ok := keep(r)
-							if ok {
-								c.record(r)
-							}
-							return ok
+					// The body's records, as the pipeline decodes them: those Keep keeps (all without one).
+					keep := p.Keep
+					p.Keep = func(r sources.Record) bool {
+						if keep != nil && !keep(r) {
+							return false
 						}
+						c.record(r)
+						return true
 					}
 				}
 				// The pipeline reads the page (Each, and with it Keep) before the loop asks for the next.
