@@ -451,12 +451,9 @@ func (r *streamRun) commitSoFar() ([]parquet.FileInfo, error) {
 		}
 		files = append(files, fs...)
 		r.takeRejects(ts)
-		// Later attempts start from this schema, so files they add are never narrower.
-		if err := lake.WriteJSON(r.root, lake.SchemaDir, name, ts.sch); err != nil {
-			return nil, err
-		}
 	}
-	return files, nil
+	// Later attempts start from these schemas, so files they add are never narrower.
+	return files, r.saveSchemas()
 }
 
 func (r *streamRun) checkpointOf(prevFiles, files []parquet.FileInfo, out streamOutput, done []string, took time.Duration) *streamCheckpoint {
