@@ -34,7 +34,12 @@ func TestMain(m *testing.M) {
 			os.Exit(2)
 		}
 		every, _ := time.ParseDuration(os.Getenv("LEDGERLAKE_CHECKPOINT_EVERY"))
-		res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries, CheckpointEvery: every})
+		// The hostile sandbox fails ~47% of requests, so twelve faults in a row on one of a run's
+		// few hundred requests happened in about one CI run in twenty; forty attempts make giving up
+		// (which is not what these tests are about) practically impossible while backoff stays short.
+		retries := fastRetries
+		retries.MaxAttempts = 40
+		res, err := Run(context.Background(), Options{Config: cfg, HTTP: retries, CheckpointEvery: every})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
