@@ -3,9 +3,12 @@ package pipeline
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
@@ -51,12 +54,111 @@ func (c *streamCheckpoint) rows(table string) int64 {
 
 func checkpointDir(runID string) string { return filepath.Join(lake.CheckpointDir, runID) }
 
-// writeCheckpoint makes the files it lists durable, then replaces the stream's checkpoint atomically.
-func writeCheckpoint(env *runEnv, ck *streamCheckpoint) error {
-	if err := env.store.Sync(); err != nil {
+// checkpointer commits the streams' checkpoints in the background: a stream hands its checkpoint over
+// and goes on (or on to the next stream) without waiting for the disk, and checkpoints that arrive
+// together are made durable by one syncfs. A stream's newest checkpoint replaces one not yet written.
+type checkpointer struct {
+	env     *runEnv
+	log     *slog.Logger
+	gap     time.Duration // least time between two syncfs calls, so finishing streams cannot cause a storm
+	mu      sync.Mutex
+	pending map[string]*streamCheckpoint
+	closed  sync.Once
+	writing sync.Mutex // held while a batch is written, so a removal never races a write
+	wake    chan struct{}
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+func newCheckpointer(env *runEnv, log *slog.Logger, gap time.Duration) *checkpointer {
+	c := &checkpointer{env: env, log: log, gap: gap, pending: map[string]*streamCheckpoint{},
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	go c.loop()
+	return c
+}
+
+// put queues ck to be written once the files it lists are durable.
+func (c *checkpointer) put(ck *streamCheckpoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending == nil {
+		return // closed
+	}
+	c.pending[ck.Table] = ck
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// remove drops table's checkpoint, queued or written; it returns once no write of it can follow.
+func (c *checkpointer) remove(table string) error {
+	c.writing.Lock()
+	defer c.writing.Unlock()
+	c.mu.Lock()
+	delete(c.pending, table)
+	c.mu.Unlock()
+	return removeCheckpoint(c.env.root, c.env.runID, table)
+}
+
+// close stops the checkpointer once the batch being written is done. Checkpoints still queued are
+// dropped: the run's manifest, committed next, supersedes them, and without it the next start resumes
+// from each stream's previous checkpoint.
+func (c *checkpointer) close() {
+	c.closed.Do(func() {
+		c.mu.Lock()
+		c.pending = nil
+		c.mu.Unlock()
+		close(c.quit)
+	})
+	<-c.done
+}
+
+func (c *checkpointer) loop() {
+	defer close(c.done)
+	var last time.Time
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-c.wake:
+		}
+		if wait := c.gap - time.Since(last); wait > 0 {
+			select {
+			case <-c.quit:
+				return
+			case <-time.After(wait):
+			}
+		}
+		c.writing.Lock()
+		c.mu.Lock()
+		batch := c.pending
+		if batch != nil {
+			c.pending = map[string]*streamCheckpoint{}
+		}
+		c.mu.Unlock()
+		if len(batch) > 0 {
+			last = time.Now()
+			if err := c.write(batch); err != nil {
+				// Only resumption depends on checkpoints: the run goes on, and a crash would refetch more.
+				c.log.Warn("could not write checkpoints", "error", err)
+			}
+		}
+		c.writing.Unlock()
+	}
+}
+
+// write makes the files the checkpoints list durable, then replaces each stream's checkpoint atomically.
+func (c *checkpointer) write(batch map[string]*streamCheckpoint) error {
+	if err := c.env.store.Sync(); err != nil {
 		return err
 	}
-	return lake.WriteJSON(env.root, checkpointDir(env.runID), ck.Table, ck)
+	for _, ck := range batch {
+		if err := lake.WriteJSON(c.env.root, checkpointDir(c.env.runID), ck.Table, ck); err != nil {
+			return fmt.Errorf("%s: %w", ck.Table, err)
+		}
+	}
+	return nil
 }
 
 func removeCheckpoint(root, runID, table string) error {

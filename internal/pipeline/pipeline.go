@@ -86,6 +86,11 @@ func (r *Result) OK() bool {
 // extraction's peak RSS was 384 MB with 384 MiB, 290 MB with 256 MiB).
 const MemoryLimit = 384 << 20
 
+// checkpointGap is the least time between two commits of checkpoints (each a syncfs): streams that
+// finish close together share one, and a crash loses at most this much of their progress. A syncfs
+// per finished stream cost the bench's scale-1 conversion ~5% (alternating runs without it).
+const checkpointGap = 200 * time.Millisecond
+
 // GCPercent is the Go collector's growth target a run sets unless GOGC is given: the heap may grow by
 // 75% of what is live before a collection, not 100%. At bench scale 10 the extraction's peak is the Go
 // heap (live 120-140 MB while eight streams run): 311 MB at 100; at 50 it fell to 246 MB but the
@@ -225,6 +230,8 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	env := runEnv{root: cfg.OutputDir, runID: run.RunID, resumes: run.Resumes, batchRows: opts.BatchRows,
 		store: lake.NewEvidenceStore(cfg.OutputDir), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0)))}
+	env.checkpoints = newCheckpointer(&env, log, checkpointGap)
+	defer env.checkpoints.close()
 	m := &lake.Manifest{RunID: run.RunID, StartedAt: run.StartedAt}
 	var (
 		mu      sync.Mutex
@@ -269,6 +276,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		})
 	}
 	_ = g.Wait()
+	env.checkpoints.close()
 	stopProgress()
 	interrupted := ctx.Err()
 	if interrupted != nil {

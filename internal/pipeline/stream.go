@@ -43,7 +43,8 @@ type runEnv struct {
 	// cpu admits as many streams to converting at once as there are CPUs: more streams run to keep
 	// requests in flight, but converting more at once than CPUs only adds contention (the bench's
 	// scale-1 conversion, alternating builds: 1.30 and 1.44 s medians without it, 1.24 and 1.35 s with).
-	cpu *semaphore.Weighted
+	cpu         *semaphore.Weighted
+	checkpoints *checkpointer
 }
 
 // busy runs CPU-bound work (decoding a page, converting, writing Parquet) once a CPU is free.
@@ -320,7 +321,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 	fail := func(err error) (lake.StreamReport, streamOutput, []typing.Reject) {
 		// The checkpoint goes first: a crash in between leaves unlisted files, which are removed as
 		// orphans, never a checkpoint naming deleted files.
-		_ = removeCheckpoint(env.root, env.runID, s.TableName())
+		_ = env.checkpoints.remove(s.TableName())
 		for _, ts := range r.sinks {
 			ts.w.Abort()
 			files, _ := ts.w.Close()
@@ -368,10 +369,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 			if err != nil {
 				return err
 			}
-			ck := r.checkpointOf(base.files, files, out, done, time.Since(start))
-			if err := writeCheckpoint(env, ck); err != nil {
-				return err
-			}
+			env.checkpoints.put(r.checkpointOf(base.files, files, out, done, time.Since(start)))
 			last = time.Now()
 		}
 		return nil
@@ -414,9 +412,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 	if s.State != nil {
 		ck.Next, ck.Memo = s.State.Next(), s.State.NextMemo()
 	}
-	if err := writeCheckpoint(env, ck); err != nil {
-		return fail(err)
-	}
+	env.checkpoints.put(ck)
 	return rep, out, r.rejects
 }
 

@@ -1,0 +1,100 @@
+package pipeline
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+)
+
+func testCheckpointer(t *testing.T, gap time.Duration) (*checkpointer, func(table string) *streamCheckpoint) {
+	t.Helper()
+	root := t.TempDir()
+	env := &runEnv{root: root, runID: "run-1", store: lake.NewEvidenceStore(root)}
+	c := newCheckpointer(env, slog.New(slog.DiscardHandler), gap)
+	t.Cleanup(c.close)
+	read := func(table string) *streamCheckpoint {
+		var ck streamCheckpoint
+		found, err := lake.ReadJSON(root, checkpointDir("run-1"), table, &ck)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !found {
+			return nil
+		}
+		return &ck
+	}
+	return c, read
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5 s: %s", what)
+		}
+	}
+}
+
+// Checkpoints are written in the background, at most one commit per gap; the newest of a stream
+// replaces one still queued; close drops what is queued at once instead of waiting out the gap.
+func TestCheckpointerCommitsTheNewestAndDropsTheQueuedOnClose(t *testing.T) {
+	c, read := testCheckpointer(t, 300*time.Millisecond)
+	first := time.Now()
+	c.put(&streamCheckpoint{Table: "a", Done: []string{"1"}})
+	eventually(t, "the first checkpoint is written", func() bool { return read("a") != nil })
+
+	c.put(&streamCheckpoint{Table: "a", Done: []string{"1", "2"}})
+	c.put(&streamCheckpoint{Table: "a", Done: []string{"1", "2", "3"}})
+	c.put(&streamCheckpoint{Table: "b", Complete: true})
+	seen := map[int]bool{}
+	eventually(t, "the second commit writes b and a's newest checkpoint", func() bool {
+		a := read("a")
+		seen[len(a.Done)] = true
+		return read("b") != nil && len(a.Done) == 3
+	})
+	if took := time.Since(first); took < 300*time.Millisecond {
+		t.Errorf("second commit %v after the first began: the gap was not kept", took)
+	}
+	if seen[2] {
+		t.Error("a's replaced checkpoint (2 units) was written")
+	}
+
+	c.put(&streamCheckpoint{Table: "c", Complete: true})
+	began := time.Now()
+	c.close()
+	if took := time.Since(began); took > 200*time.Millisecond {
+		t.Errorf("close took %v: it waited for the gap", took)
+	}
+	if read("c") != nil {
+		t.Error("a checkpoint queued at close was written")
+	}
+	c.put(&streamCheckpoint{Table: "d"}) // after close: ignored, no panic
+}
+
+// A failed stream removes its checkpoint: neither a queued nor an in-flight write may bring it back,
+// as it would name files the failure deletes.
+func TestRemovedCheckpointIsNeverWrittenAfterwards(t *testing.T) {
+	c, read := testCheckpointer(t, 0)
+	for i := range 50 {
+		c.put(&streamCheckpoint{Table: "a", Done: []string{"x"}})
+		if i%2 == 1 {
+			time.Sleep(time.Millisecond) // sometimes let the write start first
+		}
+		if err := c.remove("a"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+		if read("a") != nil {
+			t.Fatalf("round %d: the removed checkpoint is on disk", i)
+		}
+	}
+	c.put(&streamCheckpoint{Table: "b"})
+	eventually(t, "a later checkpoint is still written", func() bool { return read("b") != nil })
+	if _, err := os.Stat(filepath.Join(c.env.root, checkpointDir("run-1"), "a.json")); !os.IsNotExist(err) {
+		t.Errorf("a.json: %v", err)
+	}
+}
