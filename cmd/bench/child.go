@@ -142,7 +142,7 @@ func convert(cfg *config.Config, capture, out string) Conversion {
 			c.JSONMB += float64(st.Size()) / 1e6
 		}
 		replay := &sources.Stream{Source: s.Source, Name: s.Name, Declared: s.Declared, Key: s.Key, MapPaths: s.MapPaths,
-			Partition: s.Partition, Mode: s.Mode, Stats: &httpclient.Stats{Name: s.TableName()}}
+			Partition: s.Partition, Mode: s.Mode, FanOut: s.FanOut, Stats: &httpclient.Stats{Name: s.TableName()}}
 		replay.Pages = func(context.Context) iter.Seq2[sources.Page, error] {
 			return func(yield func(sources.Page, error) bool) {
 				for _, f := range files {
