@@ -103,15 +103,16 @@ func (r *streamRun) add(ts *tableSink, rec typing.Record, evidence string) error
 		ts.pendEv = append(ts.pendEv, evidence)
 	}
 	if len(ts.pending) >= r.batchRows {
-		return r.flush(ts)
+		return r.flush(ts, false)
 	}
 	return nil
 }
 
 // flush converts the pending records and writes them, one batch per partition, and hands their child
 // arrays to the child tables. A settled schema takes them in one pass (TryAppend); a batch with anything
-// new widens the schema first (Observe) and is converted again from the start.
-func (r *streamRun) flush(ts *tableSink) error {
+// new widens the schema first (Observe) and is converted again from the start. With last, no rows follow
+// for the table: each partition's file is finished as soon as it is written.
+func (r *streamRun) flush(ts *tableSink, last bool) error {
 	if len(ts.pending) == 0 {
 		return nil
 	}
@@ -162,7 +163,11 @@ func (r *streamRun) flush(ts *tableSink) error {
 	for i, p := range order {
 		if err == nil {
 			ts.info.Rows += batches[i].NumRows()
-			err = ts.w.Write(p, batches[i])
+			if last {
+				err = ts.w.WriteLast(p, batches[i])
+			} else {
+				err = ts.w.Write(p, batches[i])
+			}
 		}
 		batches[i].Release()
 	}
@@ -207,10 +212,10 @@ func (r *streamRun) partition(rec typing.Record) string {
 }
 
 // flushAll converts every table's pending records, children last (flushing a parent feeds them, and
-// the loop sees tables added while it runs).
+// the loop sees tables added while it runs), and finishes the files it writes to.
 func (r *streamRun) flushAll() error {
 	for i := 0; i < len(r.order); i++ {
-		if err := r.flush(r.sinks[r.order[i]]); err != nil {
+		if err := r.flush(r.sinks[r.order[i]], true); err != nil {
 			return err
 		}
 	}

@@ -121,6 +121,22 @@ func (w *StreamWriter) Write(partition string, rec arrow.RecordBatch) error {
 	return nil
 }
 
+// WriteLast writes rec as the last rows of partition and finishes the partition's file. Every open
+// file holds its buffered row group in memory until it is finished: a stream's last flush writes each
+// of its (say 84 monthly) partitions once, and finishing each at once keeps one of them in memory,
+// not all.
+func (w *StreamWriter) WriteLast(partition string, rec arrow.RecordBatch) error {
+	if err := w.Write(partition, rec); err != nil {
+		return err
+	}
+	pf := w.open[partition]
+	if pf == nil {
+		return nil // finished by Write (MaxRowsPerFile), or nothing was ever written to it
+	}
+	delete(w.open, partition)
+	return w.commit(partition, pf)
+}
+
 // WriteEmpty writes a file with the schema and no rows, so an empty snapshot still defines its table.
 func (w *StreamWriter) WriteEmpty(partition string, rec arrow.RecordBatch) error {
 	if w.open[partition] != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -17,6 +18,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/ledgerlake/ledgerlake/internal/durable"
 )
 
 func TestPagesAreCompressedWithAPageSizedWindow(t *testing.T) {
@@ -115,5 +118,68 @@ func TestWrittenFilesReadBack(t *testing.T) {
 	last = lc.Value(lc.Len() - 1)
 	if sum != rows*(rows-1)/2 || last != fmt.Sprintf("note %d for invoice %d", (rows-1)%977, rows-1) {
 		t.Errorf("sum %d, last note %q", sum, last)
+	}
+}
+
+// WriteLast finishes the partition's file at once (a stream's last flush then holds one partition's row
+// group in memory, not all), and the file is the one Write and Close would have made, byte for byte.
+func TestWriteLastFinishesThePartitionAtOnce(t *testing.T) {
+	schema := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}}, nil)
+	batch := func(from, n int) arrow.RecordBatch {
+		b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+		defer b.Release()
+		for i := range n {
+			b.Field(0).(*array.Int64Builder).Append(int64(from + i))
+		}
+		return b.NewRecordBatch()
+	}
+	first, second := batch(0, 300), batch(300, 200)
+	defer first.Release()
+	defer second.Release()
+	finished := func(root, partition string) []string {
+		names, _ := filepath.Glob(filepath.Join(root, "t", partition, "*"))
+		return names
+	}
+
+	root := t.TempDir()
+	w := NewStreamWriter(root, "t", "run1", schema)
+	if err := w.Write("p=a", first); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteLast("p=a", second); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteLast("p=b", first); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"p=a", "p=b"} {
+		if got := finished(root, p); len(got) != 1 || strings.Contains(got[0], durable.TempPrefix) {
+			t.Errorf("%s before Close: %v, want its one finished file", p, got)
+		}
+	}
+	files, err := w.Close()
+	if err != nil || len(files) != 2 || files[0].Rows != 500 || files[1].Rows != 300 {
+		t.Fatalf("%+v %v", files, err)
+	}
+
+	// The same rows through Write and Close.
+	other := t.TempDir()
+	w2 := NewStreamWriter(other, "t", "run1", schema)
+	for _, step := range []struct {
+		p   string
+		rec arrow.RecordBatch
+	}{{"p=a", first}, {"p=a", second}, {"p=b", first}} {
+		if err := w2.Write(step.p, step.rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := w2.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if files[i].SHA256 != want[i].SHA256 || files[i].Bytes != want[i].Bytes {
+			t.Errorf("%s: %d bytes %s, through Write and Close %d bytes %s", files[i].Path, files[i].Bytes, files[i].SHA256, want[i].Bytes, want[i].SHA256)
+		}
 	}
 }
