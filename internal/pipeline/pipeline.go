@@ -87,8 +87,9 @@ func (r *Result) OK() bool {
 const MemoryLimit = 384 << 20
 
 // checkpointGap is the least time between two commits of checkpoints (each a syncfs): streams that
-// finish close together share one, and a crash loses at most this much of their progress. A syncfs
-// per finished stream cost the bench's scale-1 conversion ~5% (alternating runs without it).
+// finish close together share one, and a crash loses at most this much of their progress plus the
+// commit in flight. A syncfs per finished stream cost the bench's scale-1 conversion ~5% (alternating
+// runs without it).
 const checkpointGap = 200 * time.Millisecond
 
 // GCPercent is the Go collector's growth target a run sets unless GOGC is given: the heap may grow by
