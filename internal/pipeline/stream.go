@@ -65,6 +65,7 @@ type streamRun struct {
 	rejects []typing.Reject
 	changes []typing.Change
 	prev    *streamCheckpoint // what an earlier attempt of this run committed (nil: none)
+	runDate string            // the partition of streams without their own: asked once per record
 }
 
 // sink returns the sink of table, starting its schema from the declared one and the persisted one.
@@ -208,7 +209,7 @@ func (r *streamRun) partition(rec typing.Record) string {
 	if r.s.Partition != nil {
 		return r.s.Partition(rec)
 	}
-	return "run_date=" + r.extracted.Format("2006-01-02")
+	return r.runDate
 }
 
 // flushAll converts every table's pending records, children last (flushing a parent feeds them, and
@@ -303,7 +304,8 @@ type streamOutput struct {
 func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *streamCheckpoint) (lake.StreamReport, streamOutput, []typing.Reject) {
 	start := time.Now()
 	rep := lake.StreamReport{Table: s.TableName(), Status: "ok"}
-	r := &streamRun{runEnv: env, s: s, sinks: map[string]*tableSink{}, prev: prev}
+	r := &streamRun{runEnv: env, s: s, sinks: map[string]*tableSink{}, prev: prev,
+		runDate: "run_date=" + env.extracted.Format("2006-01-02")}
 	defer r.release()
 	var out, base streamOutput
 	var done []string
