@@ -244,6 +244,31 @@ func FuzzParseDecimal(f *testing.F) {
 	})
 }
 
+// FuzzShortDecimal holds ParseDecimal's fast path to the general one: the same value wherever it
+// answers, at every precision and scale.
+func FuzzShortDecimal(f *testing.F) {
+	for _, s := range []string{"0.1", "-12.345", "+7", "0.000", "-0", "123456789012345678", "1234567890.12345678", "5.", ".5", "00012.50", "1.2.3", "", "-", "1e5", " 1"} {
+		f.Add(s, uint8(38), uint8(6))
+	}
+	f.Add("999.99", uint8(5), uint8(2))
+	f.Add("999.99", uint8(4), uint8(2))
+	f.Add("1.234", uint8(10), uint8(2))
+	f.Add("1.230", uint8(10), uint8(2))
+	f.Add("0.00", uint8(1), uint8(0))
+	f.Fuzz(func(t *testing.T, s string, p, sc uint8) {
+		precision := int(p%38) + 1
+		scale := int(sc) % (precision + 1)
+		fast, ok := parseShortDecimal(s, precision, scale)
+		if !ok {
+			return
+		}
+		want, err := parseDecimal(s, precision, scale)
+		if err != nil || fast != want {
+			t.Fatalf("%q at (%d,%d): fast path %s, general path %v (%v)", s, precision, scale, FormatDecimal(fast, scale), FormatDecimal(want, scale), err)
+		}
+	})
+}
+
 func FuzzConvert(f *testing.F) {
 	f.Add(`{"id":"a","amount":1.5,"when":"2022-10-31T07:45:24.867+02:00","tags":["x"],"fields":{"a":1},"org":{"id":"o"}}`)
 	f.Add(`{"amount":"12","when":"","n":"9223372036854775808","ok":"true","tags":[null]}`)

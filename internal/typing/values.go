@@ -111,6 +111,72 @@ var (
 // ParseDecimal converts decimal text (a JSON number's literal, exponent allowed) to an unscaled integer
 // at scale, exactly: a value that cannot be held without rounding is an error, never rounded.
 func ParseDecimal(s string, precision, scale int) (decimal128.Num, error) {
+	if n, ok := parseShortDecimal(s, precision, scale); ok {
+		return n, nil
+	}
+	return parseDecimal(s, precision, scale)
+}
+
+// parseShortDecimal is ParseDecimal for the common case — plain digits with an optional sign and
+// point, at most 18 digits once scaled — without the text the general path builds (money columns
+// were a decimal per row, make bench). It declines (ok false) whatever else, errors included.
+func parseShortDecimal(s string, precision, scale int) (n decimal128.Num, ok bool) {
+	i, neg := 0, false
+	if len(s) > 0 && (s[0] == '-' || s[0] == '+') {
+		neg, i = s[0] == '-', 1
+	}
+	var v uint64
+	sig, frac, seen, point := 0, 0, 0, false // significant digits, digits after the point, all digits
+	for ; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			seen++
+			if point {
+				frac++
+				if frac > scale {
+					if c != '0' {
+						return n, false // would round: the general path names the error
+					}
+					continue
+				}
+			}
+			if v == 0 && c == '0' {
+				continue
+			}
+			if sig++; sig > 18 {
+				return n, false
+			}
+			v = v*10 + uint64(c-'0')
+		case c == '.' && !point:
+			point = true
+		default:
+			return n, false
+		}
+	}
+	if seen == 0 {
+		return n, false
+	}
+	for f := min(frac, scale); f < scale; f++ {
+		if v != 0 {
+			if sig++; sig > 18 {
+				return n, false
+			}
+		}
+		v *= 10
+	}
+	if sig > precision {
+		return n, false
+	}
+	x := int64(v)
+	if neg {
+		x = -x
+	}
+	return decimal128.FromI64(x), true
+}
+
+// parseDecimal is ParseDecimal's general path: exponents, long values and every error.
+func parseDecimal(s string, precision, scale int) (decimal128.Num, error) {
 	mant, exp, err := splitDecimal(s)
 	if err != nil {
 		return decimal128.Num{}, err
