@@ -59,7 +59,9 @@ type Schema struct {
 	names    map[string]bool
 	maps     map[string]bool
 	children map[string]bool
-	pending  []Change // changes since the last TakeChanges
+	pending  []Change    // changes since the last TakeChanges
+	links    *childLinks // ChildRecords' view of the schema (childLink)
+	subs     map[string]map[string]*subPath
 }
 
 // NewSchema starts a table's schema from its declared columns (may be nil) and the schema persisted by
@@ -187,14 +189,19 @@ type observation struct {
 	typ  string
 }
 
-// walk records the type of every field of r under path. Declared paths are skipped (their types are
-// fixed); child arrays and maps are noted.
-func (s *Schema) walk(r Record, path []string, seen map[string]*observation) {
-	parent := pathKey(path)
+// walk records the type of every field of r under parent (nil: the record itself). Declared paths are
+// skipped (their types are fixed); child arrays and maps are noted.
+func (s *Schema) walk(r Record, parent *subPath, seen map[string]*observation) {
+	var under []string
+	if parent != nil {
+		under = parent.path
+	}
 	for k, v := range r {
 		key := k
-		if len(path) > 0 {
-			key = parent + "\x00" + k
+		var sp *subPath
+		if parent != nil {
+			sp = s.sub(parent, k)
+			key = sp.key
 		}
 		_, isMap := v.(map[string]any)
 		_, isArr := v.([]any)
@@ -202,7 +209,7 @@ func (s *Schema) walk(r Record, path []string, seen map[string]*observation) {
 			c := &s.Columns[i]
 			if c.Declared {
 				if isMap && c.typ.Kind != schemas.Map {
-					s.walk(v.(map[string]any), append(append([]string(nil), path...), k), seen) // undeclared fields inside a declared object still become columns
+					s.walk(v.(map[string]any), s.sub(parent, k), seen) // undeclared fields inside a declared object still become columns
 				}
 				continue
 			}
@@ -211,34 +218,68 @@ func (s *Schema) walk(r Record, path []string, seen map[string]*observation) {
 			}
 		}
 		if !isMap && !isArr && len(s.children) == 0 {
-			note(seen, key, path, k, inferType(v)) // a scalar: its path is only built the first time
+			note(seen, key, under, k, inferType(v)) // a scalar: its path is only built the first time
 			continue
 		}
-		p := append(append([]string(nil), path...), k)
-		dotted := strings.Join(p, ".")
+		if sp == nil {
+			sp = s.sub(nil, k)
+		}
 		switch x := v.(type) {
 		case map[string]any:
-			if s.maps[dotted] {
-				note(seen, key, path, k, "MAP(VARCHAR, VARCHAR)")
-			} else if s.declaresUnder(p) || len(x) > 0 {
-				s.walk(x, p, seen)
+			if s.maps[sp.dotted] {
+				note(seen, key, under, k, "MAP(VARCHAR, VARCHAR)")
+			} else if len(x) > 0 || s.declaresUnder(sp.path) {
+				s.walk(x, sp, seen)
 			}
 			continue
 		case []any:
 			if isObjectArray(x) {
-				if !s.children[dotted] {
-					s.children[dotted] = true
-					s.Children = append(s.Children, dotted)
+				if !s.children[sp.dotted] {
+					s.children[sp.dotted] = true
+					s.Children = append(s.Children, sp.dotted)
 					sort.Strings(s.Children)
 				}
 				continue
 			}
 		}
-		if s.children[dotted] {
+		if s.children[sp.dotted] {
 			continue
 		}
-		note(seen, key, path, k, inferType(v))
+		note(seen, key, under, k, inferType(v))
 	}
+}
+
+// subPath is a nested field's path in the forms walk asks for, worked out once per schema: walk visits
+// every nested field of every record of a batch it observes.
+type subPath struct {
+	path   []string // never modified: note and the columns copy it
+	key    string   // pathKey(path)
+	dotted string   // the path joined with "."
+}
+
+// sub returns the path of field k under parent (nil: the record itself).
+func (s *Schema) sub(parent *subPath, k string) *subPath {
+	var pk string
+	if parent != nil {
+		pk = parent.key
+	}
+	if s.subs == nil {
+		s.subs = map[string]map[string]*subPath{}
+	}
+	fields := s.subs[pk]
+	if fields == nil {
+		fields = map[string]*subPath{}
+		s.subs[pk] = fields
+	}
+	sp := fields[k]
+	if sp == nil {
+		sp = &subPath{path: []string{k}, key: k, dotted: k}
+		if parent != nil {
+			sp = &subPath{path: append(append([]string(nil), parent.path...), k), key: parent.key + "\x00" + k, dotted: parent.dotted + "." + k}
+		}
+		fields[k] = sp
+	}
+	return sp
 }
 
 func (s *Schema) declaresUnder(p []string) bool {
@@ -513,9 +554,10 @@ func (s *Schema) ChildRecords(r Record) map[string][]Record {
 	if len(s.children) == 0 {
 		return nil
 	}
+	link := s.childLink()
 	var out map[string][]Record
 	for dotted := range s.children {
-		v, ok := lookup(r, strings.Split(dotted, "."))
+		v, ok := lookup(r, link.paths[dotted])
 		arr, isArr := v.([]any)
 		if !ok || !isArr {
 			continue
@@ -523,6 +565,7 @@ func (s *Schema) ChildRecords(r Record) map[string][]Record {
 		if out == nil {
 			out = map[string][]Record{}
 		}
+		children := make([]Record, 0, len(arr))
 		for i, e := range arr {
 			el, ok := e.(map[string]any)
 			if !ok {
@@ -532,15 +575,51 @@ func (s *Schema) ChildRecords(r Record) map[string][]Record {
 			for k, v := range el {
 				child[k] = v
 			}
-			for j, kp := range s.keyPaths() {
+			for j, kp := range link.keys {
 				kv, _ := lookup(r, kp)
-				child["_parent_"+s.Key[j]] = kv
+				child[link.parents[j]] = kv
 			}
-			child["_position"] = json.Number(strconv.Itoa(i + 1))
-			out[dotted] = append(out[dotted], child)
+			child["_position"] = link.position(i + 1)
+			children = append(children, child)
+		}
+		if len(children) > 0 {
+			out[dotted] = children
 		}
 	}
 	return out
+}
+
+// childLinks is what ChildRecords needs for every record, worked out once per schema.
+type childLinks struct {
+	paths     map[string][]string // each child array's API path, split
+	keys      [][]string          // the key columns' API paths
+	parents   []string            // _parent_<key> per key column
+	positions []any               // json.Number "1", "2", … boxed once
+}
+
+// childLink returns the schema's child links, made again when a child array or a key column appears.
+func (s *Schema) childLink() *childLinks {
+	l := s.links
+	if l != nil && len(l.paths) == len(s.children) && len(l.keys) == len(s.Key) {
+		return l
+	}
+	l = &childLinks{paths: make(map[string][]string, len(s.children)), keys: s.keyPaths()}
+	for dotted := range s.children {
+		l.paths[dotted] = strings.Split(dotted, ".")
+	}
+	for j := range l.keys {
+		l.parents = append(l.parents, "_parent_"+s.Key[j])
+	}
+	s.links = l
+	return l
+}
+
+// position is n (1-based) as the json.Number a decoded record would hold.
+func (l *childLinks) position(n int) any {
+	for len(l.positions) < n {
+		l.positions = append(l.positions, json.Number(strconv.Itoa(len(l.positions)+1)))
+	}
+	return l.positions[n-1]
 }
 
 // ChildKey is the key of a child table: the parent's key columns and _position.
