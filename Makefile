@@ -5,7 +5,7 @@ BIN     := bin/extract
 # Budgets are execution counts, not durations: with a duration, Go 1.26's fuzz coordinator can report
 # a spurious "context deadline exceeded" as the time runs out (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 50000x
-FUZZ_TARGETS := ./internal/typing:FuzzParseDecimal ./internal/typing:FuzzConvert ./internal/typing:FuzzParseTimestamp ./internal/typing:FuzzNumberType ./internal/typing:FuzzTryAppend \
+FUZZ_TARGETS := ./internal/typing:FuzzParseDecimal ./internal/typing:FuzzShortDecimal ./internal/typing:FuzzConvert ./internal/typing:FuzzParseTimestamp ./internal/typing:FuzzNumberType ./internal/typing:FuzzTryAppend \
 	./internal/config:FuzzParse ./internal/sources:FuzzEachInArray ./internal/sources:FuzzEachInReader
 
 .PHONY: build test unit fuzz demo bench lint clean
