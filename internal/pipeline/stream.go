@@ -141,17 +141,22 @@ func (r *streamRun) flush(ts *tableSink, last bool) error {
 		}
 		batches, _ = convertBatches(ts.conv, recs, evs, parts, order, false)
 	}
+	kids := map[string]*tableSink{} // by child path: naming a child table takes a regexp
 	for _, rec := range recs {
 		for path, children := range ts.sch.ChildRecords(rec) {
-			var childMaps []string
-			for _, m := range ts.maps {
-				if rest, ok := strings.CutPrefix(m, path+"."); ok {
-					childMaps = append(childMaps, rest)
+			child := kids[path]
+			if child == nil {
+				var childMaps []string
+				for _, m := range ts.maps {
+					if rest, ok := strings.CutPrefix(m, path+"."); ok {
+						childMaps = append(childMaps, rest)
+					}
 				}
-			}
-			child, err := r.sink(ts.sch.Child(path), ts.sch.ChildKey(), nil, childMaps)
-			if err != nil {
-				return err
+				var err error
+				if child, err = r.sink(ts.sch.Child(path), ts.sch.ChildKey(), nil, childMaps); err != nil {
+					return err
+				}
+				kids[path] = child
 			}
 			for _, c := range children {
 				if err := r.add(child, c, ""); err != nil {

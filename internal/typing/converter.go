@@ -7,7 +7,7 @@ package typing
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -316,7 +316,7 @@ func convert(t schemas.Type, v any) (any, error) {
 			}
 			out = append(out, e)
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].k < out[j].k })
+		slices.SortFunc(out, func(a, b mapEntry) int { return strings.Compare(a.k, b.k) })
 		return out, nil
 	}
 	return nil, fmt.Errorf("unsupported type %s", t)

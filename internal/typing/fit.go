@@ -20,7 +20,7 @@ import (
 func (c *Converter) TryAppend(rec Record) bool {
 	c.row++
 	c.rowRejects = c.rowRejects[:0]
-	if !c.fit(rec, rec, "", "") {
+	if !c.fit(rec, rec, nil) {
 		return false
 	}
 	for f, i := range c.cols {
@@ -44,15 +44,17 @@ type columnReject struct {
 	Reject
 }
 
-// fit mirrors Schema.walk over r (the object at API path key, dot-joined dotted) and appends every
-// field to its column; it returns false where walk would change the schema, and where Append would
-// do something other than convert the field's own value (a field also read as a nested object).
-func (c *Converter) fit(rec, r Record, key0, dot0 string) bool {
+// fit mirrors Schema.walk over r (the object at parent, nil for rec itself) and appends every field
+// to its column; it returns false where walk would change the schema, and where Append would do
+// something other than convert the field's own value (a field also read as a nested object).
+func (c *Converter) fit(rec, r Record, parent *subPath) bool {
 	s := c.sch
 	for k, v := range r {
 		key, dotted := k, k
-		if key0 != "" {
-			key, dotted = key0+"\x00"+k, dot0+"."+k
+		var sp *subPath
+		if parent != nil {
+			sp = s.sub(parent, k)
+			key, dotted = sp.key, sp.dotted
 		}
 		i, found := s.byPath[key]
 		if found && i >= len(c.field) {
@@ -79,7 +81,10 @@ func (c *Converter) fit(rec, r Record, key0, dot0 string) bool {
 				c.appendDeclared(rec, i, v) // a MAP never fails to convert
 				continue
 			}
-			if written || !c.fit(rec, x, key, dotted) {
+			if sp == nil {
+				sp = s.sub(nil, k)
+			}
+			if written || !c.fit(rec, x, sp) {
 				return false
 			}
 			continue

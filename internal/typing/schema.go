@@ -504,6 +504,9 @@ func widen(a, b string) string {
 		if s == 0 {
 			return "BIGINT"
 		}
+		if s < len(decimalTypes) {
+			return decimalTypes[s] // widen runs for many values of a batch Observe reads
+		}
 		return fmt.Sprintf("DECIMAL(38,%d)", s)
 	case (ta.Kind == schemas.Date && tb.Kind == schemas.Timestamp) || (tb.Kind == schemas.Date && ta.Kind == schemas.Timestamp):
 		return "TIMESTAMP" // a bare date is midnight: nothing is lost
