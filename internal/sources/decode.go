@@ -26,8 +26,6 @@ type decoder struct {
 	// block holds the text of string and number values (cut): one allocation per few kilobytes of
 	// values instead of one per value.
 	block []byte
-	// heads holds the string headers that string and number values point to (box).
-	heads []string
 }
 
 // blockSize bounds what one retained value keeps alive: its block.
@@ -48,37 +46,6 @@ func (d *decoder) cut(b []byte) string {
 	start := len(d.block)
 	d.block = append(d.block, b...)
 	return unsafe.String(&d.block[start], len(b))
-}
-
-// headsSize is how many boxed values share one allocation of headers.
-const headsSize = 256
-
-// eface is the runtime's layout of an `any`: its dynamic type and a pointer to the value.
-type eface struct {
-	typ, data unsafe.Pointer
-}
-
-// typeOf is the type word of an `any` holding a value of v's type.
-func typeOf(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
-
-var (
-	stringType = typeOf("")
-	numberType = typeOf(json.Number(""))
-)
-
-// box returns s as an `any` of the string-kinded type typ (string or json.Number) without the 16-byte
-// allocation a conversion makes for each value — half of all the conversion's allocations (make
-// bench). Its header goes into a shared array instead, which is safe because a header is never
-// written again once boxed, and the array is never moved (a new one starts when it is full).
-func (d *decoder) box(typ unsafe.Pointer, s string) any {
-	if len(d.heads) == cap(d.heads) {
-		d.heads = make([]string, 0, headsSize)
-	}
-	d.heads = append(d.heads, s)
-	var v any
-	e := (*eface)(unsafe.Pointer(&v))
-	e.typ, e.data = typ, unsafe.Pointer(&d.heads[len(d.heads)-1])
-	return v
 }
 
 // controlEscapes are the characters JSON's one-letter escapes stand for.
@@ -119,11 +86,7 @@ func (d *decoder) value(depth int) (any, error) {
 	case c == '[':
 		return d.array(depth + 1)
 	case c == '"':
-		s, err := d.str(false)
-		if err != nil || s == "" {
-			return s, err
-		}
-		return d.box(stringType, s), nil
+		return d.str(false)
 	case c == '-' || (c >= '0' && c <= '9'):
 		return d.number()
 	case c == 't':
@@ -281,7 +244,7 @@ func (d *decoder) number() (any, error) {
 			return nil, d.fail("in exponent of numeric literal")
 		}
 	}
-	return d.box(numberType, d.cut(d.b[start:d.i])), nil
+	return json.Number(d.cut(d.b[start:d.i])), nil
 }
 
 // str decodes the string at d.i as encoding/json does: escapes resolved, invalid UTF-8 and lone
