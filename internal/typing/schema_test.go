@@ -218,3 +218,23 @@ func FuzzNumberType(f *testing.F) {
 		}
 	})
 }
+
+// ChildRecords keeps what it works out per schema: a child array or key column that appears in a
+// later batch must still be taken.
+func TestChildRecordsSeeLaterChildrenAndKeys(t *testing.T) {
+	s, _ := NewSchema("t", []string{"id"}, nil, nil, nil)
+	first := decode(t, `{"lines":[{"a":1}]}`) // no key column yet
+	s.Observe([]Record{first})
+	if kids := s.ChildRecords(first)["lines"]; len(kids) != 1 || kids[0]["_parent_id"] != nil || kids[0]["_position"].(json.Number) != "1" {
+		t.Fatalf("first batch: %v", kids)
+	}
+	later := decode(t, `{"id":"x","lines":[{"a":2},{"a":3}],"notes":[{"n":"hi"}]}`)
+	s.Observe([]Record{later})
+	got := s.ChildRecords(later)
+	if lines := got["lines"]; len(lines) != 2 || lines[1]["_parent_id"] != "x" || lines[1]["_position"].(json.Number) != "2" {
+		t.Fatalf("lines: %v", lines)
+	}
+	if notes := got["notes"]; len(notes) != 1 || notes[0]["_parent_id"] != "x" || notes[0]["n"] != "hi" {
+		t.Fatalf("notes: %v", notes)
+	}
+}
