@@ -37,6 +37,12 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
 
+// DefaultBatchRows is how many records a table gathers before they are converted and written. Up to
+// eight streams each hold a batch of decoded records (maps) at once: at 1024 rather than 4096 the
+// bench's conversions took 8-10% less time at scale 1 and 17% less at scale 10, and the scale-10
+// sync's RSS over its first 40 s fell from 216 to 187 MB on average, with the same files and data.
+const DefaultBatchRows = 1024
+
 // Options of one run.
 type Options struct {
 	Config  *config.Config
@@ -49,7 +55,8 @@ type Options struct {
 	// Progress, when set, receives a live status line (carriage-return updated) while streams run; the
 	// CLI sets it only when stderr is a terminal.
 	Progress io.Writer
-	// BatchRows is the Arrow batch size (default 4096): memory is bounded by it, not by stream size.
+	// BatchRows is the Arrow batch size (default DefaultBatchRows): memory is bounded by it, not by
+	// stream size.
 	BatchRows int
 	// CheckpointEvery is how often streams with Checkpoints commit their progress (default 30 s): a
 	// killed run loses at most this much of their fetching.
@@ -192,7 +199,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		opts.Now = time.Now
 	}
 	if opts.BatchRows <= 0 {
-		opts.BatchRows = 4096
+		opts.BatchRows = DefaultBatchRows
 	}
 	if opts.CheckpointEvery <= 0 {
 		opts.CheckpointEvery = 30 * time.Second
