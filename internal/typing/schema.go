@@ -59,9 +59,9 @@ type Schema struct {
 	names    map[string]bool
 	maps     map[string]bool
 	children map[string]bool
-	pending  []Change    // changes since the last TakeChanges
-	links    *childLinks // ChildRecords' view of the schema (childLink)
-	subs     map[string]map[string]*subPath
+	pending  []Change                       // changes since the last TakeChanges
+	links    *childLinks                    // ChildRecords' view of the schema (childLink)
+	subs     map[string]map[string]*subPath // nested paths by parent key and field (sub)
 }
 
 // NewSchema starts a table's schema from its declared columns (may be nil) and the schema persisted by
@@ -271,14 +271,14 @@ func (s *Schema) sub(parent *subPath, k string) *subPath {
 		fields = map[string]*subPath{}
 		s.subs[pk] = fields
 	}
-	sp := fields[k]
-	if sp == nil {
-		sp = &subPath{path: []string{k}, key: k, dotted: k}
-		if parent != nil {
-			sp = &subPath{path: append(append([]string(nil), parent.path...), k), key: parent.key + "\x00" + k, dotted: parent.dotted + "." + k}
-		}
-		fields[k] = sp
+	if sp := fields[k]; sp != nil {
+		return sp
 	}
+	sp := &subPath{path: []string{k}, key: k, dotted: k}
+	if parent != nil {
+		sp = &subPath{path: append(append([]string(nil), parent.path...), k), key: parent.key + "\x00" + k, dotted: parent.dotted + "." + k}
+	}
+	fields[k] = sp
 	return sp
 }
 
