@@ -274,8 +274,10 @@ func (s *Schema) sub(parent *subPath, k string) *subPath {
 	if sp := fields[k]; sp != nil {
 		return sp
 	}
-	sp := &subPath{path: []string{k}, key: k, dotted: k}
-	if parent != nil {
+	var sp *subPath
+	if parent == nil {
+		sp = &subPath{path: []string{k}, key: k, dotted: k}
+	} else {
 		sp = &subPath{path: append(append([]string(nil), parent.path...), k), key: parent.key + "\x00" + k, dotted: parent.dotted + "." + k}
 	}
 	fields[k] = sp
