@@ -117,62 +117,23 @@ func ParseDecimal(s string, precision, scale int) (decimal128.Num, error) {
 	return parseDecimal(s, precision, scale)
 }
 
-// parseShortDecimal is ParseDecimal for the common case — plain digits with an optional sign and
-// point, at most 18 digits once scaled — without the text the general path builds (money columns
-// were a decimal per row, make bench). It declines (ok false) whatever else, errors included.
+// parseShortDecimal is ParseDecimal for the common literal — plainNumber's shape, with no more
+// fractional digits than scale — without the text the general path builds (money columns were a
+// decimal per row, make bench). It declines (ok false) whatever else, errors included.
 func parseShortDecimal(s string, precision, scale int) (n decimal128.Num, ok bool) {
-	i, neg := 0, false
-	if len(s) > 0 && (s[0] == '-' || s[0] == '+') {
-		neg, i = s[0] == '-', 1
-	}
-	var v uint64
-	sig, frac, seen, point := 0, 0, 0, false // significant digits, digits after the point, all digits
-	for ; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			seen++
-			if point {
-				frac++
-				if frac > scale {
-					if c != '0' {
-						return n, false // would round: the general path names the error
-					}
-					continue
-				}
-			}
-			if v == 0 && c == '0' {
-				continue
-			}
-			if sig++; sig > 18 {
-				return n, false
-			}
-			v = v*10 + uint64(c-'0')
-		case c == '.' && !point:
-			point = true
-		default:
-			return n, false
-		}
-	}
-	if seen == 0 {
+	mant, frac, ok := plainNumber(s)
+	frac = max(frac, 0)
+	if !ok || frac > scale {
 		return n, false
 	}
-	for f := min(frac, scale); f < scale; f++ {
-		if v != 0 {
-			if sig++; sig > 18 {
-				return n, false
-			}
-		}
-		v *= 10
+	digits := 0
+	for m := mant; m != 0; m /= 10 {
+		digits++
 	}
-	if sig > precision {
-		return n, false
+	if digits > 0 && digits+scale-frac > precision {
+		return n, false // the general path names the error
 	}
-	x := int64(v)
-	if neg {
-		x = -x
-	}
-	return decimal128.FromI64(x), true
+	return decimal128.FromI64(mant).Mul(decimal128.GetScaleMultiplier(scale - frac)), true
 }
 
 // parseDecimal is ParseDecimal's general path: exponents, long values and every error.
