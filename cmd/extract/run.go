@@ -106,6 +106,9 @@ func printReport(w io.Writer, res *pipeline.Result) {
 		for _, c := range s.SchemaChanges {
 			fmt.Fprintf(w, "schema: %s\n", c)
 		}
+		for _, c := range s.Warnings {
+			fmt.Fprintf(w, "warning: %s: %s\n", s.Table, c)
+		}
 	}
 	if res.Models == nil {
 		return

@@ -36,18 +36,21 @@ func NewRunID(now time.Time) string {
 
 // StreamReport is one stream's outcome in a run.
 type StreamReport struct {
-	Table         string      `json:"table"`
-	Status        string      `json:"status"` // ok | failed
-	Rows          int64       `json:"rows"`   // rows of the stream's own table (child tables in Tables)
-	Rejects       int         `json:"rejects"`
-	Requests      int64       `json:"requests"`
-	Retries       int64       `json:"retries"`
-	Bytes         int64       `json:"bytes"` // response bytes received
-	Seconds       float64     `json:"seconds"`
-	Resumed       bool        `json:"resumed,omitempty"` // continued from a checkpoint of a killed attempt
-	Error         string      `json:"error,omitempty"`
-	SchemaChanges []string    `json:"schema_changes,omitempty"` // new columns and widened types
-	Tables        []TableInfo `json:"tables,omitempty"`         // the stream's table, then its child tables
+	Table         string   `json:"table"`
+	Status        string   `json:"status"` // ok | failed
+	Rows          int64    `json:"rows"`   // rows of the stream's own table (child tables in Tables)
+	Rejects       int      `json:"rejects"`
+	Requests      int64    `json:"requests"`
+	Retries       int64    `json:"retries"`
+	Bytes         int64    `json:"bytes"` // response bytes received
+	Seconds       float64  `json:"seconds"`
+	Resumed       bool     `json:"resumed,omitempty"` // continued from a checkpoint of a killed attempt
+	Error         string   `json:"error,omitempty"`
+	SchemaChanges []string `json:"schema_changes,omitempty"` // new columns and widened types
+	// Warnings are what the stream met that did not fail it but a person should know: a null response,
+	// duplicates dropped at a window boundary, a key that turned out not unique.
+	Warnings []string    `json:"warnings,omitempty"`
+	Tables   []TableInfo `json:"tables,omitempty"` // the stream's table, then its child tables
 }
 
 // TableInfo tells the loader how a table's current state follows from its history.

@@ -237,7 +237,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		return nil, err
 	}
 	env := runEnv{root: cfg.OutputDir, runID: run.RunID, resumes: run.Resumes, batchRows: opts.BatchRows,
-		store: lake.NewEvidenceStore(cfg.OutputDir), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0)))}
+		store: lake.NewEvidenceStore(cfg.OutputDir), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))), log: log}
 	env.checkpoints = newCheckpointer(&env, log, checkpointGap)
 	defer env.checkpoints.close()
 	m := &lake.Manifest{RunID: run.RunID, StartedAt: run.StartedAt}

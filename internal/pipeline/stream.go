@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,6 +47,7 @@ type runEnv struct {
 	// scale-1 conversion, alternating builds: 1.30 and 1.44 s medians without it, 1.24 and 1.35 s with).
 	cpu         *semaphore.Weighted
 	checkpoints *checkpointer
+	log         *slog.Logger
 }
 
 // busy runs CPU-bound work (decoding a page, converting, writing Parquet) once a CPU is free.
@@ -66,6 +69,40 @@ type streamRun struct {
 	changes []typing.Change
 	prev    *streamCheckpoint // what an earlier attempt of this run committed (nil: none)
 	runDate string            // the partition of streams without their own: asked once per record
+	notes   notes
+}
+
+// notes gathers a stream's warnings: each distinct one once, and past maxNotes only a count, so a null
+// answer for every one of 60 windows is one line per window at most ten times.
+type notes struct {
+	list []string
+	seen map[string]bool
+	more int
+}
+
+const maxNotes = 10
+
+func (n *notes) add(log *slog.Logger, table, msg string) {
+	if n.seen[msg] {
+		return
+	}
+	if n.seen == nil {
+		n.seen = map[string]bool{}
+	}
+	n.seen[msg] = true
+	if len(n.list) >= maxNotes {
+		n.more++
+		return
+	}
+	n.list = append(n.list, msg)
+	log.Warn("stream warning", "table", table, "warning", msg)
+}
+
+func (n *notes) report() []string {
+	if n.more == 0 {
+		return slices.Clone(n.list)
+	}
+	return append(slices.Clone(n.list), fmt.Sprintf("and %d more warnings like these", n.more))
 }
 
 // sink returns the sink of table, starting its schema from the declared one and the persisted one.
@@ -318,6 +355,9 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 		base = streamOutput{files: prev.Files, evidence: prev.Evidence, pdfs: prev.PDFs}
 		out = streamOutput{evidence: slices.Clone(prev.Evidence), pdfs: slices.Clone(prev.PDFs)}
 		r.rejects = slices.Clone(prev.Rejects)
+		for _, w := range prev.Report.Warnings {
+			r.notes.add(env.log, s.TableName(), w)
+		}
 		done = slices.Clone(prev.Done)
 		skip := make(map[string]bool, len(done))
 		for _, d := range done {
@@ -370,8 +410,16 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 				out.evidence = append(out.evidence, e)
 			}
 		}
-		if err := page.Each(func(rec typing.Record) error { return r.add(top, rec, sum) }); err != nil {
+		err := page.Each(func(rec typing.Record) error { return r.add(top, rec, sum) })
+		if errors.Is(err, sources.ErrNull) {
+			r.notes.add(env.log, s.TableName(), err.Error())
+			err = nil
+		}
+		if err != nil {
 			return err
+		}
+		if page.Note != "" {
+			r.notes.add(env.log, s.TableName(), page.Note)
 		}
 		if page.Done != "" {
 			done = append(done, strings.Clone(page.Done))
@@ -418,6 +466,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 		rep.SchemaChanges = append(rep.SchemaChanges, c.String())
 	}
 	rep.Tables = r.tables()
+	rep.Warnings = append(rep.Warnings, r.notes.report()...)
 	fillStats(&rep, s, prev)
 	// The whole stream is committed: a crash before the run's manifest does not fetch it again.
 	ck := &streamCheckpoint{Table: s.TableName(), Complete: true, Report: rep, Files: out.files, Evidence: out.evidence, PDFs: out.pdfs, Rejects: r.rejects}
@@ -467,7 +516,7 @@ func (r *streamRun) commitSoFar() ([]parquet.FileInfo, error) {
 func (r *streamRun) checkpointOf(prevFiles, files []parquet.FileInfo, out streamOutput, done []string, took time.Duration) *streamCheckpoint {
 	ck := &streamCheckpoint{Table: r.s.TableName(), Done: done, Files: append(slices.Clone(prevFiles), files...),
 		Evidence: out.evidence, PDFs: out.pdfs, Rejects: r.rejects}
-	ck.Report = lake.StreamReport{Table: ck.Table, Tables: r.tables(), Seconds: took.Seconds()}
+	ck.Report = lake.StreamReport{Table: ck.Table, Tables: r.tables(), Seconds: took.Seconds(), Warnings: r.notes.report()}
 	fillStats(&ck.Report, r.s, r.prev)
 	if r.prev != nil {
 		ck.Report.Seconds += r.prev.Report.Seconds

@@ -374,6 +374,9 @@ func EachInReader(r io.Reader, fn func(Record) error) error {
 	if err != nil {
 		return errNotArray{err}
 	}
+	if c == 'n' && s.null() {
+		return ErrNull
+	}
 	if c != '[' {
 		return errNotArray{fmt.Errorf("invalid character %q looking for the array (offset %d)", c, s.offset())}
 	}
@@ -484,6 +487,18 @@ func (s *elements) next() (byte, error) {
 			return 0, s.fail()
 		}
 	}
+}
+
+// null reports whether what is left of the body, from pos, is the literal null and whitespace.
+func (s *elements) null() bool {
+	for len(s.buf)-s.pos < len("null") && s.more(s.pos) {
+	}
+	if len(s.buf)-s.pos < len("null") || string(s.buf[s.pos:s.pos+4]) != "null" {
+		return false
+	}
+	s.pos += 4
+	_, err := s.next()
+	return err == errEnd
 }
 
 // element returns the bytes of the value starting at pos (whitespace skipped), which stay valid until

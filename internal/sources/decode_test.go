@@ -41,6 +41,7 @@ var decodeSeeds = []string{
 	`[{"s":"\ud83d"}]`, `[{"s":"\ud83dx\ude00"}]`, `[{"s":"\ude00\ud83d\ude00"}]`, `[{"s":"\u00zz"}]`, `[{"s":"\'"}]`,
 	"[{\"s\":\"a\tb\"}]", `[{"n":-}]`, `[{"n":1.}]`, `[{"n":1e}]`, `[{"n":-0.5E+3}]`, `[{"n":.5}]`, `[{"t":tru}]`,
 	`[{"a":[]},{"b":{}}]`, "[{\"k\xc3\x28\":1}]", `[{"a":1}][]`, `  `, `[`, `[{"a":"\/\b\f\n\r\t\\\""}]`,
+	`null`, " null\n", `nul`, `nullx`, `null []`, `[null, {}]`,
 }
 
 // FuzzEachInArray checks the element-by-element decoder against decoding the whole array at once: the
@@ -60,6 +61,35 @@ func FuzzEachInArray(f *testing.F) {
 			t.Fatalf("%q:\nours     %#v\nstandard %#v", body, got, want)
 		}
 	})
+}
+
+// TestNullBodyIsAnEmptyReportedPage: an API may answer null for an empty list. encoding/json reads it
+// as an empty slice, so both decoders take it as no records, and say so with ErrNull (naming the
+// request) so that the pipeline reports it instead of passing it silently.
+func TestNullBodyIsAnEmptyReportedPage(t *testing.T) {
+	recs, err := DecodeArray([]byte(" null \n"))
+	if err != nil || len(recs) != 0 {
+		t.Fatalf("DecodeArray(null) = %v, %v; want no records, no error", recs, err)
+	}
+	for _, body := range []string{"null", " null\r\n"} {
+		n := 0
+		count := func(Record) error { n++; return nil }
+		if err := EachInArray([]byte(body), count); !errors.Is(err, ErrNull) {
+			t.Errorf("EachInArray(%q) = %v, want ErrNull", body, err)
+		}
+		if err := EachInReader(iotest.OneByteReader(strings.NewReader(body)), count); !errors.Is(err, ErrNull) {
+			t.Errorf("EachInReader(%q) = %v, want ErrNull", body, err)
+		}
+		err := Page{Body: []byte(body), Where: "GET /datasync?option=CallTickets"}.Each(count)
+		if !errors.Is(err, ErrNull) || !strings.Contains(err.Error(), "GET /datasync?option=CallTickets") || n != 0 {
+			t.Errorf("Page.Each(%q) = %v after %d records; want ErrNull naming the request", body, err, n)
+		}
+	}
+	for _, body := range []string{"nul", "nullx", "null []", "NULL"} {
+		if err := EachInArray([]byte(body), func(Record) error { return nil }); err == nil || errors.Is(err, ErrNull) {
+			t.Errorf("EachInArray(%q) = %v, want a decoding error", body, err)
+		}
+	}
 }
 
 func TestPageEachFiltersAndNamesTheRequest(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"maps"
@@ -52,6 +53,10 @@ type Page struct {
 	// Done names the unit of work this page completes (an invoice number) on streams with
 	// Checkpoints: once the pipeline has checkpointed it, a resumed run skips it.
 	Done string
+	// Note is something about this page a user should hear of without the stream failing (a null
+	// body read as empty, duplicates dropped at a window boundary): the pipeline logs it and keeps it
+	// among the stream's warnings in the run report.
+	Note string
 }
 
 // Raw is one response body exactly as received.
@@ -101,7 +106,8 @@ type Stream struct {
 func (s *Stream) TableName() string { return s.Source + "_" + s.Name }
 
 // Each calls fn with every record of the page: Records, then Body's (or Spooled's) records that Keep
-// keeps.
+// keeps. A body that is the JSON literal null holds no records; Each then returns ErrNull (naming the
+// request), which callers treat as an empty page they report.
 func (p Page) Each(fn func(Record) error) error {
 	for _, r := range p.Records {
 		if err := fn(r); err != nil {
@@ -130,6 +136,14 @@ func (p Page) Each(fn func(Record) error) error {
 	return err
 }
 
+// ErrNull is a response that is the JSON literal null where a list was expected. An API may well
+// answer null for an empty list, and encoding/json reads it as one: it is taken as no records, but
+// reported, so that a tenant whose lists come back null every night is noticed.
+var ErrNull = errors.New("the response is null, read as an empty list")
+
+// IsNull reports whether body is the JSON literal null (whitespace around it allowed).
+func IsNull(body []byte) bool { return string(bytes.TrimSpace(body)) == "null" }
+
 // errNotArray is a body that is not a JSON array of objects.
 type errNotArray struct{ err error }
 
@@ -139,10 +153,14 @@ func (e errNotArray) Error() string {
 func (e errNotArray) Unwrap() error { return e.err }
 
 // EachInArray decodes a JSON array of objects one element at a time, keeping numbers exact
-// (json.Number), and calls fn with each; an error from fn stops it and is returned as is.
+// (json.Number), and calls fn with each; an error from fn stops it and is returned as is. The body null
+// gives ErrNull and no records.
 func EachInArray(body []byte, fn func(Record) error) error {
 	d := decoder{b: body, keys: map[string]string{}}
 	d.space()
+	if IsNull(body[d.i:]) {
+		return ErrNull
+	}
 	if d.i >= len(d.b) || d.b[d.i] != '[' {
 		return errNotArray{d.fail("looking for the array")}
 	}
@@ -184,13 +202,17 @@ func EachInArray(body []byte, fn func(Record) error) error {
 	return nil
 }
 
-// DecodeArray decodes a JSON array of objects, keeping numbers exact (json.Number).
+// DecodeArray decodes a JSON array of objects, keeping numbers exact (json.Number). The body null is
+// an empty list, as encoding/json reads it; callers that build pages report it (IsNull).
 func DecodeArray(body []byte) ([]Record, error) {
 	var out []Record
 	err := EachInArray(body, func(r Record) error {
 		out = append(out, r)
 		return nil
 	})
+	if errors.Is(err, ErrNull) {
+		return nil, nil
+	}
 	return out, err
 }
 

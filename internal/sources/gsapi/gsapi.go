@@ -4,6 +4,7 @@ package gsapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"net/url"
@@ -215,6 +216,9 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 				}
 				return nil
 			})
+			if errors.Is(err, sources.ErrNull) {
+				err = nil // no profiles: the check below names it
+			}
 		}
 		if err != nil {
 			yield(sources.Page{}, err)
@@ -248,7 +252,7 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 					ids = append(ids, id)
 				}
 				return nil
-			}); err != nil {
+			}); err != nil && !errors.Is(err, sources.ErrNull) {
 				yield(sources.Page{}, err)
 				return
 			}
