@@ -24,7 +24,9 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	faults := fs.String("faults", "", "fault rates: 429=0.05,503=0.02,500=0.02,reset=0.01,truncate=0.01,expire=0.01 or all=0.1")
 	ttl := fs.Duration("token-ttl", 0, "token lifetime (default: Signicat 600s, GSAPI 1440m sliding)")
 	ignoreSort := fs.Bool("ignore-sortorder", false, "datatable/list ignores sortorder: every page is page 1")
-	rev := fs.String("signicat-revision", "b", "which published Signicat reference revision to follow: a or b")
+	tenant := fs.String("tenant", "a", "GSAPI tenant shape: a, or b (the same facts under other field names and shapes: PascalCase money,\n"+
+		"fields that appear or change type later, empty dates, an accounting journal by account and cost centre)")
+	rev := fs.String("signicat-revision", "", "which published Signicat reference revision to follow: a or b (default: b with tenant a, a with tenant b)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -33,19 +35,23 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "extract sandbox: --faults:", err)
 		return exitUsage
 	}
-	if *rev != "a" && *rev != "b" {
+	if *rev != "" && *rev != "a" && *rev != "b" {
 		fmt.Fprintln(stderr, "extract sandbox: --signicat-revision must be a or b")
 		return exitUsage
 	}
+	if *tenant != sandbox.TenantA && *tenant != sandbox.TenantB {
+		fmt.Fprintln(stderr, "extract sandbox: --tenant must be a or b")
+		return exitUsage
+	}
 	srv, err := sandbox.Start(*addr, sandbox.Options{Seed: *seed, Scale: *scale, Latency: *latency, RatePerSec: *rateLimit,
-		Concurrency: *conc, Faults: f, TokenTTL: *ttl, IgnoreSortorder: *ignoreSort, SignicatRevision: *rev})
+		Concurrency: *conc, Faults: f, TokenTTL: *ttl, IgnoreSortorder: *ignoreSort, SignicatRevision: *rev, Tenant: *tenant})
 	if err != nil {
 		fmt.Fprintln(stderr, "extract sandbox:", err)
 		return exitFailed
 	}
 	d := srv.Data()
-	fmt.Fprintf(stdout, "sandbox serving on %s (scale %g, seed %d)\n  Signicat: %s (token %s)\n  GSAPI:    %s\n",
-		srv.URL, *scale, *seed, srv.SignicatBaseURL(), srv.SignicatTokenURL(), srv.GSAPIBaseURL())
+	fmt.Fprintf(stdout, "sandbox serving on %s (scale %g, seed %d, tenant %s)\n  Signicat: %s (token %s)\n  GSAPI:    %s\n",
+		srv.URL, *scale, *seed, *tenant, srv.SignicatBaseURL(), srv.SignicatTokenURL(), srv.GSAPIBaseURL())
 	fmt.Fprintf(stdout, "  data: %d Signicat accounts (+%d soft-deleted), %d invoices; %d GSAPI invoices, %d ctransactiondata rows\n",
 		d.SignicatAccounts+2, d.SignicatDeleted, d.SignicatInvoices+1, d.GSInvoices, d.GSTransactions)
 	fmt.Fprintf(stdout, "Point a pipeline at it with LEDGERLAKE_SANDBOX_URL=%s (see pipelines/demo.yaml). Ctrl-C stops.\n", srv.URL)

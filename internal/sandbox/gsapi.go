@@ -133,7 +133,7 @@ func (s *Sandbox) gsWindow(w http.ResponseWriter, r *http.Request, startName, en
 				gsError(w, http.StatusBadRequest, fmt.Sprintf("%s: %v", name, err))
 				return from, to, false
 			}
-			*dst = t
+			*dst = s.windowBound(t)
 		}
 	}
 	return from, to, true
@@ -204,10 +204,10 @@ func (s *Sandbox) gsDatasync(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			if option == "Invoices" {
-				aw.add(d.gsDatasyncInvoice(i))
+				aw.add(s.invoiceRow(i))
 				continue
 			}
-			for _, l := range d.gsDatasyncLines(i) {
+			for _, l := range s.lineRows(i) {
 				aw.add(l)
 			}
 		}
@@ -713,8 +713,8 @@ func (s *Sandbox) gsInvoiceList(w http.ResponseWriter, r *http.Request) {
 			(q.Get("invoice_id") != "" && q.Get("invoice_id") != strconv.Itoa(inv.InvoiceID)) {
 			continue
 		}
-		head := s.data.gsDatasyncInvoice(i)
-		aw.add(obj{{"invoice", head}, {"headers", s.data.gsDatasyncLines(i)},
+		head := s.invoiceRow(i)
+		aw.add(obj{{"invoice", head}, {"headers", s.lineRows(i)},
 			{"seller", obj{{"company_name", "ApiDemoCloud"}, {"business_id", "1234567-8"}, {"country", "FIN"}}}})
 	}
 	aw.end()
@@ -725,7 +725,7 @@ func (s *Sandbox) gsInvoiceLineList(w http.ResponseWriter, r *http.Request) {
 	aw := newArrayWriter(w)
 	if v := q.Get("iheader_id"); v != "" {
 		if i, ok := s.gsInvoiceIndex(v); ok {
-			for _, l := range s.data.gsDatasyncLines(i) {
+			for _, l := range s.lineRows(i) {
 				aw.add(l)
 			}
 		}
@@ -738,7 +738,7 @@ func (s *Sandbox) gsInvoiceLineList(w http.ResponseWriter, r *http.Request) {
 	}
 	for i := 0; i < s.data.GSInvoices; i++ {
 		if s.data.gsUnder(s.data.GSInvoice(i).OrgID, root) {
-			for _, l := range s.data.gsDatasyncLines(i) {
+			for _, l := range s.lineRows(i) {
 				aw.add(l)
 			}
 		}
@@ -766,7 +766,7 @@ func (s *Sandbox) gsInvoiceCharges(w http.ResponseWriter, r *http.Request) {
 		charges[k] = obj{{"calldate", start.Format("2006-01-02T15:04:05")}, {"objectId", -(5001 + k)}, {"objectKey", fmt.Sprintf("CL-%09d", 100+k)},
 			{"objectProfile", "Contract Line"}, {"product", l.ProductCode}, {"productCategory", "Usage"}, {"price_per_unit", money(l.UnitCents)},
 			{"amount", milli(l.Quantity)}, {"price", money(l.NetCents)}, {"currency", inv.Currency}, {"vat", money(l.VATCents)},
-			{"vatpercentage", l.VATPercent}, {"discount", nil}, {"discountPercentage", nil}, {"billingobject_id", 100 + k}, {"vt_id", 160},
+			{"vatpercentage", l.VATRate}, {"discount", nil}, {"discountPercentage", nil}, {"billingobject_id", 100 + k}, {"vt_id", 160},
 			{"boparams", obj{{"ContractId", fmt.Sprintf("C-%09d", 100+k)}, {"GS_ChargeStartTime", start.Format(gsSpaceMillis)},
 				{"GS_ChargeEndTime", start.AddDate(0, 1, 0).Add(-time.Second).Format(gsSpaceMillis)}}}}
 	}
@@ -791,7 +791,7 @@ func (s *Sandbox) gsInvoiceChargeDetails(w http.ResponseWriter, r *http.Request)
 		gsError(w, http.StatusNotFound, "Invoice not found")
 		return
 	}
-	writeJSON(w, http.StatusOK, s.data.gsDatasyncLines(i))
+	writeJSON(w, http.StatusOK, s.lineRows(i))
 }
 
 // NormalizeJournalType maps the spellings of the four journal types to summary, detail, accounting or
@@ -824,7 +824,7 @@ func (s *Sandbox) gsInvoiceJournal(w http.ResponseWriter, r *http.Request) {
 		if !s.data.gsUnder(s.data.GSInvoice(i).OrgID, root) {
 			continue
 		}
-		for _, row := range s.data.journalRows(kind, i) {
+		for _, row := range s.journal(kind, i) {
 			if !aw.add(row) {
 				return
 			}

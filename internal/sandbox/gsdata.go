@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -78,8 +79,23 @@ type GSLine struct {
 	ProductCode, Descr, Account   string
 	Quantity                      int64 // thousandths
 	UnitCents, NetCents, VATCents int64
-	VATPercent                    int
+	VATRate                       tenths // 24 %, and 25.5 % from 2024-09-01 (Finland's change)
+	CostCentre                    string // tenant b books each line to a cost centre
 }
+
+// tenths is a percentage in tenths of a percent, rendered as a JSON number: 240 → 24, 255 → 25.5.
+type tenths int
+
+// MarshalJSON renders the rate without trailing zeros.
+func (t tenths) MarshalJSON() ([]byte, error) {
+	if t%10 == 0 {
+		return []byte(strconv.Itoa(int(t) / 10)), nil
+	}
+	return []byte(fmt.Sprintf("%d.%d", t/10, t%10)), nil
+}
+
+// vatChange is when Finland's general VAT rate went from 24 % to 25.5 %.
+var vatChange = time.Date(2024, 9, 1, 0, 0, 0, 0, helsinki)
 
 // GSInvoiceHeader is the money and identity of generated GSAPI invoice i.
 type GSInvoiceHeader struct {
@@ -121,10 +137,15 @@ func (d *Dataset) GSInvoice(i int) GSInvoiceHeader {
 		}
 		unit := int64(1 + d.h("ginl#u", key)%150000)
 		net := qty * unit / 1000
-		vat := net * 24 / 100
+		rate := tenths(240)
+		if !at.Before(vatChange) {
+			rate = 255
+		}
+		vat := net * int64(rate) / 1000
 		inv.Lines = append(inv.Lines, GSLine{
 			ILineID: inv.IHeaderID*10 + k, ProductCode: p.code, Descr: p.descr, Account: p.account,
-			Quantity: qty, UnitCents: unit, NetCents: net, VATCents: vat, VATPercent: 24,
+			Quantity: qty, UnitCents: unit, NetCents: net, VATCents: vat, VATRate: rate,
+			CostCentre: fmt.Sprintf("CC-%d", 1+d.h("ginl#cc", key)%3),
 		})
 		inv.NetCents += net
 		inv.VATCents += vat
@@ -176,7 +197,7 @@ func (d *Dataset) gsDatasyncLines(i int) []obj {
 			{"price_per_unit", money(l.UnitCents)},
 			{"price", money(l.NetCents)},
 			{"vat", money(l.VATCents)},
-			{"vatpercentage", l.VATPercent},
+			{"vatpercentage", l.VATRate},
 			{"currency", inv.Currency},
 			{"invoice_date", at.Format(gsTMillis)},
 		}
@@ -256,7 +277,7 @@ func (d *Dataset) journalRows(kind string, i int) []obj {
 			{"iheader_id", inv.IHeaderID}, {"iline_id", l.ILineID}, {"invoice_date", date}, {"org_id", inv.OrgID},
 			{"organization", org}, {"productcode", l.ProductCode}, {"descr", l.Descr}, {"account", l.Account},
 			{"amount", milli(l.Quantity)}, {"price_per_unit", money(l.UnitCents)}, {"net_amount", money(l.NetCents)},
-			{"vat_amount", money(l.VATCents)}, {"vatpercentage", l.VATPercent}, {"currency", inv.Currency},
+			{"vat_amount", money(l.VATCents)}, {"vatpercentage", l.VATRate}, {"currency", inv.Currency},
 		}
 		if kind == "fulldetails" {
 			r = append(r, field{"status", inv.Status}, field{"invoice_id", inv.InvoiceID},

@@ -110,8 +110,12 @@ type Options struct {
 	RetryAfter *time.Duration
 	// IgnoreSortorder makes datatable/list ignore sortorder as if it were absent: every page is page 1.
 	IgnoreSortorder bool
-	// SignicatRevision selects which published reference revision the account payloads follow: "a" or "b".
+	// SignicatRevision selects which published reference revision the account payloads follow: "a" or "b"
+	// ("": b for tenant a, a for tenant b).
 	SignicatRevision string
+	// Tenant selects the shape of GSAPI's tenant-defined exports (TenantA, the default, or TenantB; see
+	// tenant.go): the same facts under other field names and shapes.
+	Tenant string
 }
 
 // DefaultUntil is the fixed end of generated history when Options.Until is zero.
@@ -158,8 +162,12 @@ func New(opts Options) *Sandbox {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Tenant == "" {
+		opts.Tenant = TenantA
+	}
 	if opts.SignicatRevision == "" {
-		opts.SignicatRevision = "b"
+		// Tenant b is the other published shape of Signicat's accounts too.
+		opts.SignicatRevision = map[string]string{TenantA: "b", TenantB: "a"}[opts.Tenant]
 	}
 	s := &Sandbox{
 		opts:   opts,
