@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,11 +22,15 @@ var files embed.FS
 
 // Table is the declared schema of one stream.
 type Table struct {
-	Source      string   `yaml:"source"`
-	Stream      string   `yaml:"stream"`
-	Description string   `yaml:"description"`
-	Key         []string `yaml:"key"`
-	Columns     []Column `yaml:"columns"`
+	Source      string `yaml:"source"`
+	Stream      string `yaml:"stream"`
+	Description string `yaml:"description"`
+	// Key is what ../shared/spec says identifies a record (in force: rows sharing it are reported).
+	Key []string `yaml:"key"`
+	// Ident is what the examples suggest identifies a record where the spec does not say so: an
+	// assumption that names rejects and links child rows, and never groups rows.
+	Ident   []string `yaml:"ident"`
+	Columns []Column `yaml:"columns"`
 }
 
 // Column is one declared column. Path is the API field (dots for nested objects); Name defaults to the
@@ -122,10 +127,13 @@ func Parse(b []byte) (*Table, error) {
 		}
 		seen[c.Name] = true
 	}
-	for _, k := range t.Key {
+	for _, k := range append(slices.Clone(t.Key), t.Ident...) {
 		if !seen[k] {
-			return nil, fmt.Errorf("key column %s is not declared", k)
+			return nil, fmt.Errorf("key or ident column %s is not declared", k)
 		}
+	}
+	if len(t.Key) > 0 && len(t.Ident) > 0 {
+		return nil, fmt.Errorf("a key in force and an ident: say one (ident when the spec does not say what identifies a record)")
 	}
 	return &t, nil
 }

@@ -11,8 +11,9 @@ func TestEveryDeclaredSchemaLoads(t *testing.T) {
 		t.Fatalf("only %d declared schemas", len(all))
 	}
 	for _, tbl := range all {
-		if tbl.Description == "" || len(tbl.Key) == 0 {
-			t.Errorf("%s: description and key are required", tbl.Name())
+		// Every declared stream says what identifies a record: a key the spec states, or an ident.
+		if tbl.Description == "" || len(tbl.Key)+len(tbl.Ident) == 0 {
+			t.Errorf("%s: description and a key or ident are required", tbl.Name())
 		}
 	}
 }
@@ -34,6 +35,8 @@ func TestParseRejectsBadSchemas(t *testing.T) {
 		"source: a\nstream: b\ncolumns:\n  - {path: x, type: MONEY, description: d}\n",
 		"source: a\nstream: b\ncolumns:\n  - {path: x, type: VARCHAR}\n",
 		"source: a\nstream: b\nkey: [y]\ncolumns:\n  - {path: x, type: VARCHAR, description: d}\n",
+		"source: a\nstream: b\nident: [y]\ncolumns:\n  - {path: x, type: VARCHAR, description: d}\n",
+		"source: a\nstream: b\nkey: [x]\nident: [x]\ncolumns:\n  - {path: x, type: VARCHAR, description: d}\n",
 		"source: a\nstream: b\ncolums: []\n",
 	} {
 		if _, err := Parse([]byte(y)); err == nil {

@@ -245,8 +245,8 @@ func capturePages(s *sources.Stream, dir string) {
 					}
 					// The body's records, as the pipeline decodes them: those Keep keeps (all without one).
 					keep := p.Keep
-					p.Keep = func(r sources.Record) bool {
-						if keep != nil && !keep(r) {
+					p.Keep = func(r sources.Record, raw []byte) bool {
+						if keep != nil && !keep(r, raw) {
 							return false
 						}
 						c.record(r)

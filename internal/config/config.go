@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
 )
 
 // DefaultWarehouseMemoryLimit is DuckDB's memory_limit while loading unless the config sets one.
@@ -47,6 +49,25 @@ type Config struct {
 	// out of it is tried again once at 768MB; DuckDB spills to disk beyond the limit). A limit set here is
 	// kept to: it bounds the run's peak memory.
 	WarehouseMemoryLimit string `yaml:"warehouse_memory_limit"`
+
+	fields sqlfiles.Mapping
+}
+
+// Fields is the column each SQL model field reads: sql/fields.yaml's defaults with the pipeline's
+// sources.<source>.fields laid over them.
+func (c *Config) Fields() sqlfiles.Mapping {
+	if c.fields == nil {
+		var gs map[string]map[string]string
+		if c.Sources.GSAPI != nil {
+			gs = c.Sources.GSAPI.Fields
+		}
+		m, err := sqlfiles.NewMapping(map[string]map[string]map[string]string{"gsapi": gs})
+		if err != nil {
+			m, _ = sqlfiles.NewMapping(nil) // validate refused the config already; a hand-built one falls back
+		}
+		c.fields = m
+	}
+	return c.fields
 }
 
 // Sources are the configured APIs; a nil source is not run.
@@ -75,6 +96,8 @@ type Signicat struct {
 	// PDFs adds the invoice_pdfs stream: each invoice's PDF (GET /invoices/{n}/pdf) is downloaded into
 	// the lake once, for auditors. Off by default: it is one request per invoice on the first run.
 	PDFs bool `yaml:"pdfs"`
+	// Keys puts a key in force for a stream (stream → warehouse columns), replacing its own.
+	Keys map[string][]string `yaml:"keys"`
 }
 
 // GSAPI configures the Good Sign GSAPI source.
@@ -91,6 +114,13 @@ type GSAPI struct {
 	// LookbackDays re-fetches windowed exports (datasync invoices, lines, charges; journals) this far
 	// behind the last run's watermark, as invoices change after issue (default 60).
 	LookbackDays int `yaml:"lookback_days"`
+	// Keys puts a key in force for a stream (stream → warehouse columns): its rows are then checked to
+	// be unique per key, and an incremental stream keeps each key's newest fetch. Without one, no key is
+	// assumed where the spec names none (the tenant defines those fields).
+	Keys map[string][]string `yaml:"keys"`
+	// Fields names the tenant's columns that the SQL models read (stream → the model's name → the
+	// tenant's column); unnamed ones keep their defaults (sql/fields.yaml, `extract docs`).
+	Fields map[string]map[string]string `yaml:"fields"`
 }
 
 // Datatable is one table read through POST /datatable/list.
@@ -294,6 +324,9 @@ func (c *Config) validate() error {
 		if s.PageLimit < 1 || s.PageLimit > 1000 {
 			return &Error{Msg: "sources.signicat.page_limit must be from 1 to 1000"}
 		}
+		if err := checkKeys("sources.signicat.keys", s.Keys); err != nil {
+			return err
+		}
 	}
 	if g := c.Sources.GSAPI; g != nil {
 		if err := checkURL("sources.gsapi.base_url", g.BaseURL); err != nil {
@@ -314,6 +347,12 @@ func (c *Config) validate() error {
 		}
 		if g.LookbackDays < 0 {
 			return &Error{Msg: "sources.gsapi.lookback_days must not be negative"}
+		}
+		if _, err := sqlfiles.NewMapping(map[string]map[string]map[string]string{"gsapi": g.Fields}); err != nil {
+			return &Error{Msg: err.Error()}
+		}
+		if err := checkKeys("sources.gsapi.keys", g.Keys); err != nil {
+			return err
 		}
 		seen := map[string]bool{}
 		for i, d := range g.Datatables {
@@ -338,6 +377,22 @@ func (c *Config) validate() error {
 				return &Error{Msg: where + ": configured twice"}
 			}
 			seen[strings.ToLower(d.Table)] = true
+		}
+	}
+	return nil
+}
+
+// checkKeys refuses a key without columns or with an empty column name (the streams named are checked
+// when the source lists its streams).
+func checkKeys(where string, keys map[string][]string) error {
+	for stream, cols := range keys {
+		if len(cols) == 0 {
+			return &Error{Msg: fmt.Sprintf("%s.%s: list the columns that identify one record, e.g. [iheader_id, account]", where, stream)}
+		}
+		for _, c := range cols {
+			if strings.TrimSpace(c) == "" {
+				return &Error{Msg: fmt.Sprintf("%s.%s: an empty column name", where, stream)}
+			}
 		}
 	}
 	return nil

@@ -51,14 +51,29 @@ type StreamReport struct {
 	// duplicates dropped at a window boundary, a key that turned out not unique.
 	Warnings []string    `json:"warnings,omitempty"`
 	Tables   []TableInfo `json:"tables,omitempty"` // the stream's table, then its child tables
+	// Windows are the date windows a windowed stream fetched, each one's rows replacing its older rows.
+	Windows []Window `json:"windows,omitempty"`
 }
 
-// TableInfo tells the loader how a table's current state follows from its history.
+// TableInfo tells the loader how a table's current state follows from its history. Only a windowed
+// table or a key in force ever replaces older rows; nothing ever picks one row of several.
 type TableInfo struct {
-	Name        string   `json:"name"`
-	Key         []string `json:"key"`
-	Incremental bool     `json:"incremental,omitempty"` // current = newest version of every key ever loaded
-	Rows        int64    `json:"rows"`
+	Name string `json:"name"`
+	// Key is the key in force (spec or config): the rows sharing it are reported, never collapsed.
+	Key []string `json:"key"`
+	// Group, of an incremental table with a key, is what a newer fetch replaces as a whole (default Key).
+	Group []string `json:"group,omitempty"`
+	// Incremental: the current state spans runs (else it is the newest run's rows).
+	Incremental bool `json:"incremental,omitempty"`
+	// Windowed: the current state is the newest fetch of each window (the stream's Windows).
+	Windowed bool  `json:"windowed,omitempty"`
+	Rows     int64 `json:"rows"`
+}
+
+// Window is a date window as sent to the API: Start and End inclusive, in the tenant's wall clock.
+type Window struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
 }
 
 // Manifest records what one run committed.

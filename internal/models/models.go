@@ -1,7 +1,12 @@
 // Package models runs the SQL models of sql/ in the warehouse after each load, in dependency order
 // derived from the SQL itself, and then the data tests: the queries of sql/tests plus a uniqueness and
-// not-null test of every table's key. A test fails when its query returns rows; it is reported by name
+// not-null test of every key in force. A test fails when its query returns rows; it is reported by name
 // with a sample of them. Models whose source tables are absent (a source not configured) are skipped.
+//
+// Models read the tenant-defined columns through {{table.field}} (sql/fields.yaml), which the
+// pipeline's mapping turns into the tenant's column. A model that cannot be built fails alone, as dbt
+// build does: its message names the missing column, the table's columns and the config key to set; the
+// models that do not depend on it are built, and its dependents are skipped and named.
 package models
 
 import (
@@ -11,7 +16,9 @@ import (
 	"io/fs"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
@@ -32,7 +39,40 @@ type Model struct {
 var (
 	identifier = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
 	rawTable   = regexp.MustCompile(`^(signicat|gsapi)_[a-z0-9_]+$`)
+	// placeholder is a tenant-defined column in a model: {{gsapi_datasync_invoices.net_amount}}.
+	placeholder = regexp.MustCompile(`\{\{\s*([a-z0-9_]+)\.([a-z0-9_]+)\s*\}\}`)
 )
+
+// binding is one tenant-defined column a model reads.
+type binding struct{ table, field string }
+
+// bindings lists the placeholders of sql, in order of first use.
+func bindings(sql string) []binding {
+	var out []binding
+	seen := map[binding]bool{}
+	for _, m := range placeholder.FindAllStringSubmatch(sql, -1) {
+		b := binding{m[1], m[2]}
+		if !seen[b] {
+			seen[b] = true
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Render is the model's SQL with each placeholder replaced by the quoted column fields maps it to.
+func (m *Model) Render(fields sqlfiles.Mapping) (string, error) {
+	var err error
+	out := placeholder.ReplaceAllStringFunc(m.SQL, func(ph string) string {
+		sub := placeholder.FindStringSubmatch(ph)
+		col := fields[sub[1]][sub[2]]
+		if col == "" && err == nil {
+			err = fmt.Errorf("sql model %s: %s is not in sql/fields.yaml", m.Name, strings.Trim(ph, "{} "))
+		}
+		return duckdb.Quote(col)
+	})
+	return out, err
+}
 
 // Load reads the models and tests and orders the models so that each comes after what it reads.
 func Load() (models, tests []*Model, err error) {
@@ -154,6 +194,10 @@ type TestResult struct {
 	Sample   []string `json:"sample,omitempty"`
 	Skipped  string   `json:"skipped,omitempty"`
 	Error    string   `json:"error,omitempty"`
+	// Table and Message are set on a key test: the table, and what failed in a sentence
+	// ("key not unique: 1,923 keys, e.g. iheader_id=5001 account=3000").
+	Table   string `json:"table,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // Failed reports whether the test found problems or could not run.
@@ -163,50 +207,55 @@ func (t TestResult) Failed() bool { return t.Failures > 0 || t.Error != "" }
 type Report struct {
 	Built   []string          `json:"built"`
 	Skipped map[string]string `json:"skipped,omitempty"` // model → why
+	Failed  map[string]string `json:"failed,omitempty"`  // model → why it could not be built
 	Tests   []TestResult      `json:"tests"`
 }
 
+// OK reports whether every model was built (or skipped for a source not loaded) and every test passed.
+func (r *Report) OK() bool {
+	if len(r.Failed) > 0 {
+		return false
+	}
+	for _, t := range r.Tests {
+		if t.Failed() {
+			return false
+		}
+	}
+	return true
+}
+
 // Run builds every model in one transaction (readers see the old models or the new, never a mix) and
-// then runs the data tests, recording their results with runID. tables are the loaded tables whose key
-// is tested.
-func Run(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInfo) (*Report, error) {
+// then runs the data tests, recording their results with runID. fields maps the models' tenant-defined
+// columns. tables are the loaded tables whose key in force is tested. A model that fails is left out and
+// the transaction is built again without it and its dependents.
+func Run(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInfo, fields sqlfiles.Mapping) (*Report, error) {
 	models, tests, err := Load()
 	if err != nil {
 		return nil, err
 	}
-	exists, err := relations(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	rep := &Report{Skipped: map[string]string{}}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range models {
-		if why := missing(m, exists, rep.Skipped); why != "" {
-			rep.Skipped[m.Name] = why
-			continue
+	rep := &Report{Failed: map[string]string{}}
+	var exists map[string]bool
+	for {
+		if exists, err = relations(ctx, db); err != nil {
+			return nil, err
 		}
-		if _, err := tx.ExecContext(ctx, "CREATE OR REPLACE "+strings.ToUpper(m.Kind)+" "+duckdb.Quote(m.Name)+" AS\n"+m.SQL); err != nil {
-			_ = tx.Rollback()
-			return nil, fmt.Errorf("sql model %s: %w", m.Name, err)
+		failed, why, err := build(ctx, db, models, exists, fields, rep)
+		if err != nil {
+			return nil, err
 		}
-		exists[m.Name] = true
-		rep.Built = append(rep.Built, m.Name)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
+		if failed == "" {
+			break
+		}
+		rep.Failed[failed] = why
 	}
 	for _, t := range tests {
 		res := TestResult{Name: t.Name}
-		if why := missing(t, exists, rep.Skipped); why != "" {
+		if why := missing(t, exists, rep.Skipped, rep.Failed); why != "" {
 			res.Skipped = why
-		} else {
-			res.Failures, res.Sample, err = offending(ctx, db, t.SQL)
-			if err != nil {
-				res.Error = err.Error()
-			}
+		} else if q, rerr := t.Render(fields); rerr != nil {
+			res.Error = rerr.Error()
+		} else if res.Failures, res.Sample, err = offending(ctx, db, q); err != nil {
+			res.Error = err.Error()
 		}
 		rep.Tests = append(rep.Tests, res)
 	}
@@ -214,29 +263,9 @@ func Run(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInf
 		if len(tb.Key) == 0 || !exists[tb.Name] {
 			continue
 		}
-		cols, err := columns(ctx, db, tb.Name)
+		res, err := keyTest(ctx, db, tb)
 		if err != nil {
 			return nil, err
-		}
-		keys := make([]string, 0, len(tb.Key))
-		for _, k := range tb.Key {
-			if !cols[k] {
-				keys = nil
-				break
-			}
-			keys = append(keys, duckdb.Quote(k))
-		}
-		if keys == nil {
-			continue // an inferred table whose key field never arrived
-		}
-		// The leading key column may never be NULL. Later columns of a composite key qualify it and may
-		// be (a billing info's costcentre is NULL for the organisation-wide setting); GROUP BY treats
-		// NULLs as equal, so uniqueness still holds across them.
-		q := "SELECT " + strings.Join(keys, ", ") + ", count(*) AS copies FROM " + duckdb.Quote(tb.Name) +
-			" GROUP BY ALL HAVING count(*) > 1 OR " + keys[0] + " IS NULL"
-		res := TestResult{Name: "key_unique_not_null_" + tb.Name}
-		if res.Failures, res.Sample, err = offending(ctx, db, q); err != nil {
-			res.Error = err.Error()
 		}
 		rep.Tests = append(rep.Tests, res)
 	}
@@ -246,19 +275,162 @@ func Run(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInf
 	return rep, nil
 }
 
-// missing explains why m cannot run: a source table that is not loaded, or a model that was skipped.
-func missing(m *Model, exists map[string]bool, skipped map[string]string) string {
+// build creates the models that can be built in one transaction, filling rep's Built and Skipped. At
+// the first model that fails it rolls back and returns its name and why, for Run to try again without it.
+func build(ctx context.Context, db *dbsql.DB, models []*Model, exists map[string]bool, fields sqlfiles.Mapping, rep *Report) (string, string, error) {
+	rep.Built, rep.Skipped = nil, map[string]string{}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", "", err
+	}
+	for _, m := range models {
+		if rep.Failed[m.Name] != "" {
+			continue
+		}
+		if why := missing(m, exists, rep.Skipped, rep.Failed); why != "" {
+			rep.Skipped[m.Name] = why
+			continue
+		}
+		why, err := bind(ctx, tx, m, exists, fields)
+		if err != nil {
+			_ = tx.Rollback()
+			return "", "", err
+		}
+		if why == "" {
+			q, rerr := m.Render(fields)
+			if rerr != nil {
+				why = rerr.Error()
+			} else if _, err := tx.ExecContext(ctx, "CREATE OR REPLACE "+strings.ToUpper(m.Kind)+" "+duckdb.Quote(m.Name)+" AS\n"+q); err != nil {
+				why = fmt.Sprintf("sql model %s: %v", m.Name, err)
+			}
+		}
+		if why != "" {
+			_ = tx.Rollback()
+			return m.Name, why, nil
+		}
+		exists[m.Name] = true
+		rep.Built = append(rep.Built, m.Name)
+	}
+	return "", "", tx.Commit()
+}
+
+// bind checks that every tenant-defined column m reads is in its table, and otherwise says what to
+// set: the model, the missing column, the columns the table has, and the config key.
+func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, fields sqlfiles.Mapping) (string, error) {
+	have := map[string][]string{}
+	for _, b := range bindings(m.SQL) {
+		if !exists[b.table] {
+			continue // missing() skips models whose tables are not loaded
+		}
+		cols, ok := have[b.table]
+		if !ok {
+			var err error
+			if cols, err = columnList(ctx, tx, b.table); err != nil {
+				return "", err
+			}
+			have[b.table] = cols
+		}
+		col := fields[b.table][b.field]
+		if !slices.Contains(cols, col) {
+			return fmt.Sprintf("sql model %s: %s has no column %q (the model's %s); its columns are %s; set %s to the column that holds it",
+				m.Name, b.table, col, b.field, strings.Join(cols, ", "), sqlfiles.ConfigKey(b.table, b.field)), nil
+		}
+	}
+	return "", nil
+}
+
+// keyTest checks a table's key in force: no key shared by two rows, no NULL in its leading column. The
+// later columns of a composite key qualify it and may be NULL (a billing info's costcentre is NULL for
+// the organisation-wide setting); GROUP BY treats NULLs as equal, so uniqueness still holds across them.
+func keyTest(ctx context.Context, db *dbsql.DB, tb lake.TableInfo) (TestResult, error) {
+	res := TestResult{Name: "key_unique_not_null_" + tb.Name, Table: tb.Name}
+	cols, err := columns(ctx, db, tb.Name)
+	if err != nil {
+		return res, err
+	}
+	keys := make([]string, 0, len(tb.Key))
+	for _, k := range tb.Key {
+		if !cols[k] {
+			res.Error = fmt.Sprintf("the key column %s is not in %s: the key in force (%s) names a field this tenant does not send", k, tb.Name, strings.Join(tb.Key, ", "))
+			res.Message = res.Error
+			return res, nil
+		}
+		keys = append(keys, duckdb.Quote(k))
+	}
+	q := "SELECT " + strings.Join(keys, ", ") + ", count(*) AS copies FROM " + duckdb.Quote(tb.Name) +
+		" GROUP BY ALL HAVING count(*) > 1 OR " + keys[0] + " IS NULL ORDER BY copies DESC, " + strings.Join(keys, ", ")
+	if res.Failures, res.Sample, err = offending(ctx, db, q); err != nil {
+		res.Error = err.Error()
+		return res, nil
+	}
+	if res.Failures == 0 {
+		return res, nil
+	}
+	var dups, nulls int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FILTER (WHERE copies > 1 AND k0 IS NOT NULL), coalesce(sum(copies) FILTER (WHERE k0 IS NULL), 0) FROM (SELECT "+
+		keys[0]+" AS k0, "+strings.Join(keys, ", ")+", count(*) AS copies FROM "+duckdb.Quote(tb.Name)+" GROUP BY ALL)").Scan(&dups, &nulls); err != nil {
+		return res, err
+	}
+	var parts []string
+	if dups > 0 {
+		_, eg, err := offending(ctx, db, "SELECT "+strings.Join(keys, ", ")+" FROM "+duckdb.Quote(tb.Name)+" WHERE "+keys[0]+
+			" IS NOT NULL GROUP BY ALL HAVING count(*) > 1 ORDER BY count(*) DESC, "+strings.Join(keys, ", ")+" LIMIT 1")
+		if err != nil || len(eg) == 0 {
+			return res, err
+		}
+		parts = append(parts, fmt.Sprintf("key not unique: %s keys, e.g. %s", thousands(dups), eg[0]))
+	}
+	if nulls > 0 {
+		parts = append(parts, fmt.Sprintf("key column %s is NULL in %s rows", tb.Key[0], thousands(nulls)))
+	}
+	res.Message = strings.Join(parts, "; ")
+	return res, nil
+}
+
+// thousands writes n with comma thousands separators: 1923 → "1,923".
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// missing explains why m cannot run: a source table that is not loaded, or a model that was skipped
+// or failed.
+func missing(m *Model, exists map[string]bool, skipped, failed map[string]string) string {
 	for _, s := range m.Sources {
 		if !exists[s] {
 			return "needs " + s + ", which is not loaded"
 		}
 	}
 	for _, d := range m.Deps {
+		if failed[d] != "" {
+			return "needs " + d + ", which failed"
+		}
 		if skipped[d] != "" {
 			return "needs " + d + ", which was skipped"
 		}
 	}
 	return ""
+}
+
+// columnList lists table's columns in order.
+func columnList(ctx context.Context, tx *dbsql.Tx, table string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 func relations(ctx context.Context, db *dbsql.DB) (map[string]bool, error) {

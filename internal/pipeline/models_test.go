@@ -57,7 +57,7 @@ func TestModelsBuildAndDataTestsCatchPlantedViolations(t *testing.T) {
 			t.Fatalf("%s: %v", plant, err)
 		}
 	}
-	rep, err := models.Run(context.Background(), db, "planted", tables)
+	rep, err := models.Run(context.Background(), db, "planted", tables, cfg.Fields())
 	if err != nil {
 		t.Fatal(err)
 	}

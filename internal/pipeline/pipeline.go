@@ -73,17 +73,7 @@ type Result struct {
 
 // OK reports whether every stream succeeded and every data test passed.
 func (r *Result) OK() bool {
-	if len(r.Failed) > 0 {
-		return false
-	}
-	if r.Models != nil {
-		for _, t := range r.Models.Tests {
-			if t.Failed() {
-				return false
-			}
-		}
-	}
-	return true
+	return len(r.Failed) == 0 && (r.Models == nil || r.Models.OK())
 }
 
 // MemoryLimit is the Go heap's soft limit a run sets unless GOMEMLIMIT is given: the garbage
@@ -643,11 +633,46 @@ func loadWith(ctx context.Context, cfg *config.Config, limit string, m *lake.Man
 			return nil, fmt.Errorf("run %s is loaded, but the SQL models could not start: %w", m.RunID, err)
 		}
 	}
-	rep, err := models.Run(ctx, wh.DB, m.RunID, tables)
+	rep, err := models.Run(ctx, wh.DB, m.RunID, tables, cfg.Fields())
 	if err != nil {
 		return rep, fmt.Errorf("run %s is loaded, but the SQL models failed: %w", m.RunID, err)
 	}
+	if keyWarnings(m, rep) {
+		// The run's row was written with the load; its streams gain the key warnings the tests found.
+		streams, _ := json.Marshal(m.Streams)
+		if _, err := wh.DB.ExecContext(ctx, "UPDATE "+duckdb.RunsTable+" SET streams = ? WHERE run_id = ?", string(streams), m.RunID); err != nil {
+			return rep, fmt.Errorf("run %s: recording its key warnings: %w", m.RunID, err)
+		}
+	}
 	return rep, nil
+}
+
+// keyWarnings adds each failed key test's message to the warnings of the stream whose table it tested,
+// and reports whether it added any.
+func keyWarnings(m *lake.Manifest, rep *models.Report) bool {
+	added := false
+	for _, t := range rep.Tests {
+		if t.Table == "" || !t.Failed() {
+			continue
+		}
+		for i := range m.Streams {
+			s := &m.Streams[i]
+			for _, tb := range s.Tables {
+				if tb.Name != t.Table {
+					continue
+				}
+				msg := t.Message
+				if tb.Name != s.Table {
+					msg = tb.Name + ": " + msg
+				}
+				if !slices.Contains(s.Warnings, msg) {
+					s.Warnings = append(s.Warnings, msg)
+					added = true
+				}
+			}
+		}
+	}
+	return added
 }
 
 func round(f float64) float64 { return float64(int(f*100+0.5)) / 100 }

@@ -222,10 +222,10 @@ func TestSecondRunKeepsHistoryWithoutDoubling(t *testing.T) {
 func TestLoadOutOfMemoryIsTriedAgainWithMore(t *testing.T) {
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"accounts"}, nil)
-	cfg.WarehouseMemoryLimit = "4MB" // set explicitly: kept to, and too small for any load
+	cfg.WarehouseMemoryLimit = "2MB" // set explicitly: kept to, and too small for any load
 	res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries})
-	if err == nil || !strings.Contains(err.Error(), "warehouse_memory_limit") || !strings.Contains(err.Error(), "4MB") {
-		t.Fatalf("load with 4MB: %v, want an out-of-memory error naming warehouse_memory_limit and the limit", err)
+	if err == nil || !strings.Contains(err.Error(), "warehouse_memory_limit") || !strings.Contains(err.Error(), "2MB") {
+		t.Fatalf("load with 2MB: %v, want an out-of-memory error naming warehouse_memory_limit and the limit", err)
 	}
 	if _, err := loadRetrying(context.Background(), cfg, "256MB", res.Manifest, nil); err != nil {
 		t.Fatalf("retried with 256MB: %v", err)

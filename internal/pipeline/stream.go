@@ -31,7 +31,20 @@ type tableSink struct {
 	conv    *typing.Converter
 	w       *parquet.StreamWriter
 	pending []typing.Record
-	pendEv  []string // with evidence: the response sha256 of each pending record
+	pendLin []lineage // with evidence or windows: each pending record's
+}
+
+// lineage is where a record came from beyond its run: the response body (evidence streams) and the
+// date window (windowed streams, an index into streamRun.windows; -1 for none).
+type lineage struct {
+	evidence string
+	window   int32
+}
+
+// keys are the identifying columns of a table (see sources.Stream): the key in force, what replaces
+// older rows of an incremental table, and the ident that links child rows and names rejects.
+type keys struct {
+	key, group, ident []string
 }
 
 // runEnv is what every stream of a run shares.
@@ -70,6 +83,7 @@ type streamRun struct {
 	prev    *streamCheckpoint // what an earlier attempt of this run committed (nil: none)
 	runDate string            // the partition of streams without their own: asked once per record
 	notes   notes
+	windows []sources.Window // the windows of a windowed stream's pages, in the order first seen
 }
 
 // notes gathers a stream's warnings: each distinct one once, and past maxNotes only a count, so a null
@@ -106,7 +120,7 @@ func (n *notes) report() []string {
 }
 
 // sink returns the sink of table, starting its schema from the declared one and the persisted one.
-func (r *streamRun) sink(table string, key []string, declared *schemas.Table, mapPaths []string) (*tableSink, error) {
+func (r *streamRun) sink(table string, k keys, declared *schemas.Table, mapPaths []string) (*tableSink, error) {
 	if ts := r.sinks[table]; ts != nil {
 		return ts, nil
 	}
@@ -119,12 +133,19 @@ func (r *streamRun) sink(table string, key []string, declared *schemas.Table, ma
 	if !found {
 		prev = nil
 	}
-	sch, err := typing.NewSchema(table, key, declared, prev, mapPaths)
+	// The schema's key links child rows and names rejects: the key in force, else the ident.
+	link := k.key
+	if len(link) == 0 {
+		link = k.ident
+	}
+	sch, err := typing.NewSchema(table, link, declared, prev, mapPaths)
 	if err != nil {
 		return nil, err
 	}
 	sch.Evidence = r.s.Evidence && table == r.s.TableName()
-	ts := &tableSink{info: lake.TableInfo{Name: table, Key: key, Incremental: r.s.Mode == sources.Incremental}, sch: sch, maps: mapPaths, fresh: !found && declared == nil}
+	sch.Window = r.s.Windowed
+	ts := &tableSink{info: lake.TableInfo{Name: table, Key: k.key, Group: k.group, Incremental: r.s.Mode == sources.Incremental, Windowed: r.s.Windowed},
+		sch: sch, maps: mapPaths, fresh: !found && declared == nil}
 	if r.prev != nil {
 		ts.info.Rows = r.prev.rows(table)
 	}
@@ -135,10 +156,10 @@ func (r *streamRun) sink(table string, key []string, declared *schemas.Table, ma
 	return ts, nil
 }
 
-func (r *streamRun) add(ts *tableSink, rec typing.Record, evidence string) error {
+func (r *streamRun) add(ts *tableSink, rec typing.Record, lin lineage) error {
 	ts.pending = append(ts.pending, rec)
-	if ts.sch.Evidence {
-		ts.pendEv = append(ts.pendEv, evidence)
+	if ts.sch.Evidence || ts.sch.Window {
+		ts.pendLin = append(ts.pendLin, lin)
 	}
 	if len(ts.pending) >= r.batchRows {
 		return r.flush(ts, false)
@@ -154,8 +175,8 @@ func (r *streamRun) flush(ts *tableSink, last bool) error {
 	if len(ts.pending) == 0 {
 		return nil
 	}
-	recs, evs := ts.pending, ts.pendEv
-	ts.pending, ts.pendEv = nil, nil
+	recs, lins := ts.pending, ts.pendLin
+	ts.pending, ts.pendLin = nil, nil
 	parts := map[string][]int{}
 	var order []string
 	for i, rec := range recs {
@@ -165,7 +186,7 @@ func (r *streamRun) flush(ts *tableSink, last bool) error {
 		}
 		parts[p] = append(parts[p], i)
 	}
-	batches, ok := convertBatches(ts.conv, recs, evs, parts, order, true)
+	batches, ok := r.convertBatches(ts.conv, recs, lins, parts, order, true)
 	if !ok {
 		if ts.conv != nil {
 			r.takeRejects(ts)
@@ -176,10 +197,14 @@ func (r *streamRun) flush(ts *tableSink, last bool) error {
 		if err := ts.w.SetSchema(ts.conv.Schema()); err != nil {
 			return err
 		}
-		batches, _ = convertBatches(ts.conv, recs, evs, parts, order, false)
+		batches, _ = r.convertBatches(ts.conv, recs, lins, parts, order, false)
 	}
 	kids := map[string]*tableSink{} // by child path: naming a child table takes a regexp
-	for _, rec := range recs {
+	for i, rec := range recs {
+		lin := lineage{window: -1}
+		if lins != nil {
+			lin.window = lins[i].window // children come from the parent's window; evidence stays on the parent
+		}
 		for path, children := range ts.sch.ChildRecords(rec) {
 			child := kids[path]
 			if child == nil {
@@ -190,13 +215,13 @@ func (r *streamRun) flush(ts *tableSink, last bool) error {
 					}
 				}
 				var err error
-				if child, err = r.sink(ts.sch.Child(path), ts.sch.ChildKey(), nil, childMaps); err != nil {
+				if child, err = r.sink(ts.sch.Child(path), r.childKeys(ts), nil, childMaps); err != nil {
 					return err
 				}
 				kids[path] = child
 			}
 			for _, c := range children {
-				if err := r.add(child, c, ""); err != nil {
+				if err := r.add(child, c, lin); err != nil {
 					return err
 				}
 			}
@@ -217,10 +242,22 @@ func (r *streamRun) flush(ts *tableSink, last bool) error {
 	return err
 }
 
+// childKeys are the keys of a child table of ts: its parent's link columns (_parent_<k>) and _position.
+// They are in force only where the parent's key is, and an incremental parent's newer fetch replaces
+// all of its children.
+func (r *streamRun) childKeys(ts *tableSink) keys {
+	k := keys{ident: ts.sch.ChildKey()}
+	if len(ts.info.Key) > 0 {
+		k.key = k.ident
+		k.group = k.ident[:len(k.ident)-1]
+	}
+	return k
+}
+
 // convertBatches appends recs partition by partition (in order) and returns one batch per partition.
 // With try it uses TryAppend and gives up at the first record the schema does not hold: what it built is
 // dropped, the converter's rejects are as before, and the caller replaces the converter.
-func convertBatches(conv *typing.Converter, recs []typing.Record, evs []string, parts map[string][]int, order []string, try bool) ([]arrow.RecordBatch, bool) {
+func (r *streamRun) convertBatches(conv *typing.Converter, recs []typing.Record, lins []lineage, parts map[string][]int, order []string, try bool) ([]arrow.RecordBatch, bool) {
 	if conv == nil {
 		return nil, false
 	}
@@ -229,8 +266,13 @@ func convertBatches(conv *typing.Converter, recs []typing.Record, evs []string, 
 	for _, p := range order {
 		conv.Reserve(len(parts[p]))
 		for _, i := range parts[p] {
-			if evs != nil {
-				conv.SetEvidence(evs[i])
+			if lins != nil {
+				conv.SetEvidence(lins[i].evidence)
+				if w := lins[i].window; w >= 0 {
+					conv.SetWindow(r.windows[w].From, r.windows[w].To.Add(-time.Millisecond))
+				} else {
+					conv.SetWindow(time.Time{}, time.Time{})
+				}
 			}
 			if !try {
 				conv.Append(recs[i])
@@ -386,7 +428,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 		fillStats(&rep, s, prev)
 		return rep, streamOutput{}, nil
 	}
-	top, err := r.sink(s.TableName(), s.Key, s.Declared, s.MapPaths)
+	top, err := r.sink(s.TableName(), keys{key: s.Key, group: s.Group, ident: s.Ident}, s.Declared, s.MapPaths)
 	if err != nil {
 		return fail(err)
 	}
@@ -410,7 +452,8 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 				out.evidence = append(out.evidence, e)
 			}
 		}
-		err := page.Each(func(rec typing.Record) error { return r.add(top, rec, sum) })
+		lin := lineage{evidence: sum, window: r.window(page.Window)}
+		err := page.Each(func(rec typing.Record) error { return r.add(top, rec, lin) })
 		if errors.Is(err, sources.ErrNull) {
 			r.notes.add(env.log, s.TableName(), err.Error())
 			err = nil
@@ -467,6 +510,9 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 	}
 	rep.Tables = r.tables()
 	rep.Warnings = append(rep.Warnings, r.notes.report()...)
+	for _, w := range r.windows {
+		rep.Windows = append(rep.Windows, lake.Window{Start: w.From, End: w.To.Add(-time.Millisecond)})
+	}
 	fillStats(&rep, s, prev)
 	// The whole stream is committed: a crash before the run's manifest does not fetch it again.
 	ck := &streamCheckpoint{Table: s.TableName(), Complete: true, Report: rep, Files: out.files, Evidence: out.evidence, PDFs: out.pdfs, Rejects: r.rejects}
@@ -475,6 +521,20 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 	}
 	env.checkpoints.put(ck)
 	return rep, out, r.rejects
+}
+
+// window returns the index of w among the stream's windows (-1 for none), adding it when new.
+func (r *streamRun) window(w *sources.Window) int32 {
+	if w == nil || !r.s.Windowed {
+		return -1
+	}
+	for i, seen := range r.windows {
+		if seen == *w {
+			return int32(i)
+		}
+	}
+	r.windows = append(r.windows, *w)
+	return int32(len(r.windows) - 1)
 }
 
 // tables is the stream's tables with their rows so far, including tables only an earlier attempt wrote.

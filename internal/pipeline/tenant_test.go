@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 )
 
@@ -50,3 +52,36 @@ func TestNullBodyIsAnEmptyPageWithAWarning(t *testing.T) {
 		t.Errorf("sum(a) = %d, want 6", n)
 	}
 }
+
+// The independent check's loss, reproduced: tenant b groups its accounting journal by account and cost
+// centre, so one invoice has several rows per account. Every row the server sends lands.
+func TestAccountingJournalKeepsEveryRowOfTenantB(t *testing.T) {
+	srv, cfg := setup(t, sandbox.Options{Scale: 0.2, Tenant: sandbox.TenantB}, nil)
+	only(cfg, nil, []string{"invoice_journal_accounting"})
+	res := run(t, cfg)
+	if len(res.Failed) > 0 {
+		t.Fatalf("failed: %+v", res.Failed)
+	}
+	d := srv.Data()
+	var rows, net int64
+	for i := 0; i < d.GSInvoices; i++ {
+		groups := map[[2]string]bool{}
+		for _, l := range d.GSInvoice(i).Lines {
+			groups[[2]string{l.Account, l.CostCentre}] = true
+			net += l.NetCents
+		}
+		rows += int64(len(groups))
+	}
+	db := query(t, cfg)
+	if n := scalar[int64](t, db, "SELECT count(*) FROM gsapi_invoice_journal_accounting"); n != rows {
+		t.Errorf("accounting journal: %d rows in the warehouse, the server sent %d", n, rows)
+	}
+	if got := scalar[string](t, db, "SELECT sum(net_amount)::VARCHAR FROM gsapi_invoice_journal_accounting"); got != cents(net) {
+		t.Errorf("accounting journal net %s, want %s", got, cents(net))
+	}
+	if n := scalar[int64](t, db, "SELECT count(cost_centre) FROM gsapi_invoice_journal_accounting"); n != rows {
+		t.Errorf("cost_centre holds %d values, want %d", n, rows)
+	}
+}
+
+func cents(c int64) string { return fmt.Sprintf("%d.%02d", c/100, c%100) }

@@ -368,6 +368,11 @@ func (d *decoder) hex4() (rune, bool) {
 // EachInReader is EachInArray for a body read from r (a spooled response): it holds one element at a
 // time, never the whole body, and hands fn the same records with the same errors.
 func EachInReader(r io.Reader, fn func(Record) error) error {
+	return eachInReader(r, func(r Record, _ []byte) error { return fn(r) })
+}
+
+// eachInReader is EachInReader passing each record's bytes too (valid during the call).
+func eachInReader(r io.Reader, fn func(Record, []byte) error) error {
 	s := elements{r: r, buf: make([]byte, 0, 64<<10)}
 	d := decoder{keys: map[string]string{}}
 	c, err := s.next()
@@ -401,7 +406,7 @@ func EachInReader(r io.Reader, fn func(Record) error) error {
 					if !ok {
 						return errNotArray{fmt.Errorf("element %d is %T, not an object", n, v)}
 					}
-					if err := fn(r); err != nil {
+					if err := fn(r, elem); err != nil {
 						return err
 					}
 				}

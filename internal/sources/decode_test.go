@@ -93,13 +93,28 @@ func TestNullBodyIsAnEmptyReportedPage(t *testing.T) {
 }
 
 func TestPageEachFiltersAndNamesTheRequest(t *testing.T) {
-	p := Page{Body: []byte(`[{"id":1},{"id":2},{"id":3}]`), Keep: func(r Record) bool { return r["id"] != stdjson.Number("2") }, Where: "GET /x"}
+	var raws []string
+	p := Page{Body: []byte("[ {\"id\":1},\n {\"id\": 2} ,{\"id\":3}]"), Where: "GET /x", Keep: func(r Record, raw []byte) bool {
+		raws = append(raws, string(raw))
+		return r["id"] != stdjson.Number("2")
+	}}
 	var ids []string
 	if err := p.Each(func(r Record) error { ids = append(ids, string(r["id"].(stdjson.Number))); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(ids, []string{"1", "3"}) {
 		t.Errorf("kept %v", ids)
+	}
+	// Keep sees each record's bytes as sent, without the whitespace around them.
+	if want := []string{`{"id":1}`, `{"id": 2}`, `{"id":3}`}; !reflect.DeepEqual(raws, want) {
+		t.Errorf("raw records %q, want %q", raws, want)
+	}
+	var readerRaws []string
+	if err := eachInReader(iotest.OneByteReader(bytes.NewReader(p.Body)), func(_ Record, raw []byte) error {
+		readerRaws = append(readerRaws, string(raw))
+		return nil
+	}); err != nil || !reflect.DeepEqual(readerRaws, raws) {
+		t.Errorf("the reader's raw records %q (%v), want %q", readerRaws, err, raws)
 	}
 	bad := Page{Body: []byte(`<html>`), Where: "GET /datasync?option=Invoices"}
 	if err := bad.Each(func(Record) error { return nil }); err == nil || !bytes.Contains([]byte(err.Error()), []byte("GET /datasync?option=Invoices: response is not a JSON array")) {

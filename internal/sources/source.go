@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 	"github.com/ledgerlake/ledgerlake/schemas"
@@ -43,8 +46,9 @@ type Page struct {
 	// megabytes), decoded as it is read so the response is never in memory. Each reads it once and
 	// closes it.
 	Spooled *httpclient.Spooled
-	// Keep filters Body's records as they are decoded (de-duplication at window boundaries); nil keeps all.
-	Keep func(Record) bool
+	// Keep filters Body's records as they are decoded, given each record and its bytes as the API sent
+	// them (exact copies at a window boundary); nil keeps all.
+	Keep func(r Record, raw []byte) bool
 	// Where names the request in a decoding error ("GET /datasync?…").
 	Where string
 	// Raw is the response the records were decoded from; the pipeline keeps it as evidence on streams
@@ -53,6 +57,8 @@ type Page struct {
 	// Done names the unit of work this page completes (an invoice number) on streams with
 	// Checkpoints: once the pipeline has checkpointed it, a resumed run skips it.
 	Done string
+	// Window is the date window the page answers, on Windowed streams.
+	Window *Window
 	// Note is something about this page a user should hear of without the stream failing (a null
 	// body read as empty, duplicates dropped at a window boundary): the pipeline logs it and keeps it
 	// among the stream's warnings in the run report.
@@ -75,7 +81,24 @@ type Stream struct {
 	// Declared is the stream's schema from schemas/ (nil: every column is inferred from the data).
 	// Fields the API sends beyond it are inferred too, so nothing is dropped.
 	Declared *schemas.Table
-	Key      []string // key columns (warehouse names); the declared key when Declared is set
+	// Key is the key in force: the columns (warehouse names) that identify one record because
+	// ../shared/spec says so or the user configured them (sources.<source>.keys). Only a key in force
+	// ever groups rows — an incremental stream's current state keeps each key's newest fetch — and rows
+	// of one run that share it are all kept and reported ("key not unique"), never collapsed.
+	Key []string
+	// Ident is what the sandbox and the spec's examples suggest identifies a record where no source
+	// says so: an assumption. It names records in rejects and links child rows to their parent, and
+	// never groups, drops or collapses rows.
+	Ident []string
+	// Group, on an incremental stream with a key, is the leading part of the key whose newest fetch
+	// replaces all older rows of that group (an invoice's lines are replaced as a whole, so a line that
+	// disappeared does not linger); nil means the whole key.
+	Group []string
+	// Windowed marks a stream fetched in date windows whose current state is the newest fetch of each
+	// window: its pages carry Window, its rows _window_start and _window_end, and its report lists the
+	// windows fetched, so the rows of a window fetched again replace that window's older rows whatever
+	// they hold. No key is needed, so none is invented.
+	Windowed bool
 	// MapPaths are dot-joined API paths of tenant-defined objects kept as MAP(VARCHAR, VARCHAR).
 	MapPaths []string
 	// Partition names the hive partition of a record ("invoice_month=2024-01"); nil puts every row of a
@@ -114,8 +137,8 @@ func (p Page) Each(fn func(Record) error) error {
 			return err
 		}
 	}
-	kept := func(r Record) error {
-		if p.Keep != nil && !p.Keep(r) {
+	kept := func(r Record, raw []byte) error {
+		if p.Keep != nil && !p.Keep(r, raw) {
 			return nil
 		}
 		return fn(r)
@@ -123,12 +146,12 @@ func (p Page) Each(fn func(Record) error) error {
 	var err error
 	switch {
 	case p.Spooled != nil:
-		err = EachInReader(p.Spooled.Reader(), kept)
+		err = eachInReader(p.Spooled.Reader(), kept)
 		if cerr := p.Spooled.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("spooled body: %w", cerr)
 		}
 	case p.Body != nil:
-		err = EachInArray(p.Body, kept)
+		err = eachInArray(p.Body, kept)
 	}
 	if err != nil && p.Where != "" {
 		return fmt.Errorf("%s: %w", p.Where, err)
@@ -156,6 +179,11 @@ func (e errNotArray) Unwrap() error { return e.err }
 // (json.Number), and calls fn with each; an error from fn stops it and is returned as is. The body null
 // gives ErrNull and no records.
 func EachInArray(body []byte, fn func(Record) error) error {
+	return eachInArray(body, func(r Record, _ []byte) error { return fn(r) })
+}
+
+// eachInArray is EachInArray passing each record's bytes too.
+func eachInArray(body []byte, fn func(Record, []byte) error) error {
 	d := decoder{b: body, keys: map[string]string{}}
 	d.space()
 	if IsNull(body[d.i:]) {
@@ -170,6 +198,8 @@ func EachInArray(body []byte, fn func(Record) error) error {
 		d.i++
 	} else {
 		for n := 0; ; n++ {
+			d.space()
+			start := d.i
 			v, err := d.value(1)
 			if err != nil {
 				return errNotArray{fmt.Errorf("element %d: %w", n, err)}
@@ -178,7 +208,7 @@ func EachInArray(body []byte, fn func(Record) error) error {
 			if !ok {
 				return errNotArray{fmt.Errorf("element %d is %T, not an object", n, v)}
 			}
-			if err := fn(r); err != nil {
+			if err := fn(r, d.b[start:d.i]); err != nil {
 				return err
 			}
 			d.space()
@@ -225,10 +255,32 @@ func NewStream(source, name string, mode Mode, key []string, pages func(context.
 	}
 	st := &Stream{Source: source, Name: name, Declared: t, Key: key, Mode: mode, Stats: &httpclient.Stats{Name: source + "_" + name}}
 	if t != nil {
-		st.Key = t.Key
+		st.Key, st.Ident = t.Key, t.Ident
 	}
 	st.Pages = func(ctx context.Context) iter.Seq2[Page, error] { return pages(ctx, st.Stats) }
 	return st, nil
+}
+
+// ConfigureKeys puts in force the keys a config names under sources.<source>.keys (stream → warehouse
+// columns), replacing the streams' own; a stream the source does not have is a config error.
+func ConfigureKeys(all []*Stream, source string, keys map[string][]string) error {
+	byName := map[string]*Stream{}
+	for _, s := range all {
+		byName[s.Name] = s
+	}
+	for name, cols := range keys {
+		s := byName[name]
+		if s == nil {
+			names := make([]string, 0, len(all))
+			for _, s := range all {
+				names = append(names, s.Name)
+			}
+			sort.Strings(names)
+			return &config.Error{Msg: fmt.Sprintf("sources.%s.keys: no stream %q (streams: %s)", source, name, strings.Join(names, ", "))}
+		}
+		s.Key, s.Group = slices.Clone(cols), nil
+	}
+	return nil
 }
 
 // State is a stream's memory between runs.
@@ -237,7 +289,10 @@ type State struct {
 	Watermark string `json:"watermark"`
 	// Memo holds per-key facts a stream reuses next run (an account's products and when they were
 	// read); each run stores the memo it built, so keys that disappeared drop out.
-	Memo     map[string]json.RawMessage `json:"memo,omitempty"`
+	Memo map[string]json.RawMessage `json:"memo,omitempty"`
+	// Windows is set once a run has read the stream in whole-month windows recorded with its rows; a
+	// watermark without it was left by an older ledgerlake, and the windows start over from since.
+	Windows  bool `json:"windows,omitempty"`
 	mu       sync.Mutex
 	next     string
 	nextMemo map[string]json.RawMessage
@@ -297,6 +352,13 @@ func (s *State) Advance(w string) {
 	if later(w, s.next) {
 		s.next = strings.Clone(w)
 	}
+	s.mu.Unlock()
+}
+
+// MarkWindows records that this run read the stream in recorded whole-month windows (see Windows).
+func (s *State) MarkWindows() {
+	s.mu.Lock()
+	s.Windows = true
 	s.mu.Unlock()
 }
 

@@ -26,7 +26,20 @@ const (
 	ExtractedAtColumn = "_extracted_at"
 	// EvidenceColumn is on the rows of streams that keep raw evidence: the sha256 of the response body.
 	EvidenceColumn = "_evidence_sha256"
+	// WindowStartColumn and WindowEndColumn are on the rows of windowed streams: the date window (as
+	// sent, both ends inclusive) whose fetch returned the row.
+	WindowStartColumn = "_window_start"
+	WindowEndColumn   = "_window_end"
 )
+
+// lineage reports whether name is one of ledgerlake's own columns, which an API field never takes.
+func lineage(name string) bool {
+	switch name {
+	case RunIDColumn, ExtractedAtColumn, EvidenceColumn, WindowStartColumn, WindowEndColumn:
+		return true
+	}
+	return false
+}
 
 // Record is one decoded API object; numbers are json.Number so decimals stay exact.
 type Record = map[string]any
@@ -77,6 +90,7 @@ type Converter struct {
 	runID   string
 	extract int64 // _extracted_at in µs
 	evid    string
+	win     [2]int64 // _window_start and _window_end in µs; both 0: no window
 	Rejects []Reject
 	// textPerRow is, per text field, the bytes a row took in the last batch (Reserve's estimate).
 	textPerRow []int
@@ -163,17 +177,38 @@ func (c *Converter) appendLineage() {
 	n := len(c.cols)
 	c.b.Field(n).(*array.StringBuilder).Append(c.runID)
 	c.b.Field(n + 1).(*array.TimestampBuilder).Append(arrow.Timestamp(c.extract))
+	n += 2
 	if c.sch.Evidence {
-		if eb := c.b.Field(n + 2).(*array.StringBuilder); c.evid == "" {
+		if eb := c.b.Field(n).(*array.StringBuilder); c.evid == "" {
 			eb.AppendNull()
 		} else {
 			eb.Append(c.evid)
+		}
+		n++
+	}
+	if c.sch.Window {
+		for k, ts := range c.win {
+			if wb := c.b.Field(n + k).(*array.TimestampBuilder); c.win == [2]int64{} {
+				wb.AppendNull()
+			} else {
+				wb.Append(arrow.Timestamp(ts))
+			}
 		}
 	}
 }
 
 // SetEvidence sets the _evidence_sha256 of the rows appended next (schemas with Evidence only).
 func (c *Converter) SetEvidence(sha256 string) { c.evid = sha256 }
+
+// SetWindow sets the _window_start and _window_end of the rows appended next (schemas with Window
+// only); zero times leave them NULL.
+func (c *Converter) SetWindow(start, end time.Time) {
+	if start.IsZero() {
+		c.win = [2]int64{}
+		return
+	}
+	c.win = [2]int64{start.UnixMicro(), end.UnixMicro()}
+}
 
 // keyOf is rec's key as text for a Reject. Rejects outlive their records, so their text is copied:
 // a decoded value shares its memory with its neighbours (sources.EachInArray).

@@ -54,6 +54,8 @@ type Schema struct {
 	Changes  []Change `json:"changes,omitempty"`  // every change ever made, oldest first
 	// Evidence adds the lineage column _evidence_sha256: the stored response body each row came from.
 	Evidence bool `json:"evidence,omitempty"`
+	// Window adds the lineage columns _window_start and _window_end: the date window each row came from.
+	Window bool `json:"window,omitempty"`
 
 	byPath   map[string]int
 	names    map[string]bool
@@ -147,7 +149,7 @@ func (s *Schema) Observe(recs []Record) bool {
 			if name == "" {
 				name = "column"
 			}
-			if s.names[name] || name == RunIDColumn || name == ExtractedAtColumn || name == EvidenceColumn {
+			if s.names[name] || lineage(name) {
 				name = s.freeName(name)
 			}
 			_ = s.add(Column{Name: name, Path: o.path, Type: nullType})
@@ -532,6 +534,10 @@ func (s *Schema) Arrow() *arrow.Schema {
 		arrow.Field{Name: ExtractedAtColumn, Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}})
 	if s.Evidence {
 		fields = append(fields, arrow.Field{Name: EvidenceColumn, Type: arrow.BinaryTypes.String, Nullable: true})
+	}
+	if s.Window {
+		fields = append(fields, arrow.Field{Name: WindowStartColumn, Type: &arrow.TimestampType{Unit: arrow.Microsecond}, Nullable: true},
+			arrow.Field{Name: WindowEndColumn, Type: &arrow.TimestampType{Unit: arrow.Microsecond}, Nullable: true})
 	}
 	return arrow.NewSchema(fields, nil)
 }

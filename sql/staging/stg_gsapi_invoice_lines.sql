@@ -1,12 +1,13 @@
--- Good Sign invoice lines from the datasync InvoiceLines export, in the shared shape.
+-- Good Sign invoice lines from the datasync InvoiceLines export, in the shared shape. The fields are the
+-- tenant's, mapped by sources.gsapi.fields.datasync_invoice_lines (sql/fields.yaml).
 SELECT
     'gsapi' AS source,
-    iheader_id::VARCHAR AS invoice_id,
-    line_no AS line_number,
-    productcode || ' ' || descr AS product,
-    amount AS quantity,
-    price_per_unit AS unit_price,
-    price AS net_amount,
-    vat AS tax_amount,
-    currency
+    {{gsapi_datasync_invoice_lines.invoice_id}}::VARCHAR AS invoice_id,
+    {{gsapi_datasync_invoice_lines.line_number}} AS line_number,
+    {{gsapi_datasync_invoice_lines.product_code}} || ' ' || {{gsapi_datasync_invoice_lines.product_name}} AS product,
+    {{gsapi_datasync_invoice_lines.quantity}} AS quantity,
+    {{gsapi_datasync_invoice_lines.unit_price}} AS unit_price,
+    {{gsapi_datasync_invoice_lines.net_amount}} AS net_amount,
+    {{gsapi_datasync_invoice_lines.tax_amount}} AS tax_amount,
+    {{gsapi_datasync_invoice_lines.currency}} AS currency
 FROM gsapi_datasync_invoice_lines

@@ -1,8 +1,10 @@
-// Package duckdb loads committed Parquet snapshots into the DuckDB warehouse. A run loads in one
-// transaction, so a reader sees the previous state or the new one, never a mix: every snapshot is
-// appended to X_S_history, the current state X_S is rebuilt from it (a view of the history rows when
-// each key is there once, else a table of the newest version per key), and the run's report and
-// rejects are recorded. Loading a run that is already loaded changes nothing.
+// Package duckdb loads committed Parquet snapshots into the DuckDB warehouse. Each table loads in a
+// transaction of its own: its snapshot is appended to X_S_history and the current state X_S is rebuilt
+// from it — the newest run's rows for a snapshot, the newest fetch of every window for a windowed
+// stream, the newest fetch of every key (or key group) for an incremental stream with a key in force,
+// and every row otherwise. No rule ever picks one of several rows: rows that share a key stay, and the
+// key test reports them. The run's report and rejects are recorded last. Loading a run that is already
+// loaded changes nothing.
 package duckdb
 
 import (
@@ -27,6 +29,9 @@ const (
 	RejectsTable = "_ledgerlake_rejects"
 	// LoadingTable lists the tables of runs whose load has not finished (see LoadRun).
 	LoadingTable = "_ledgerlake_loading"
+	// WindowsTable lists the date windows every run fetched for every windowed table: a window fetched
+	// again replaces the rows of the windows it covers.
+	WindowsTable = "_ledgerlake_windows"
 )
 
 // MemoryLimit caps DuckDB's memory per process unless OpenLimit says otherwise (it spills to disk
@@ -135,6 +140,7 @@ func (w *Warehouse) ensureMeta(ctx context.Context, db execer) error {
 		`CREATE TABLE IF NOT EXISTS ` + RejectsTable + ` (run_id VARCHAR, table_name VARCHAR, key VARCHAR, column_name VARCHAR,
 			raw_value VARCHAR, reason VARCHAR)`,
 		`CREATE TABLE IF NOT EXISTS ` + LoadingTable + ` (run_id VARCHAR, table_name VARCHAR)`,
+		`CREATE TABLE IF NOT EXISTS ` + WindowsTable + ` (run_id VARCHAR, table_name VARCHAR, window_start TIMESTAMP, window_end TIMESTAMP)`,
 	} {
 		if _, err := db.ExecContext(ctx, ddl); err != nil {
 			return fmt.Errorf("warehouse metadata: %w", err)
@@ -192,6 +198,13 @@ func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, 
 				continue
 			}
 			err := w.inTx(ctx, func(tx *sql.Tx) error {
+				if t.Windowed {
+					for _, win := range s.Windows {
+						if _, err := tx.ExecContext(ctx, "INSERT INTO "+WindowsTable+" VALUES (?, ?, ?, ?)", m.RunID, t.Name, win.Start, win.End); err != nil {
+							return err
+						}
+					}
+				}
 				if err := loadTable(ctx, tx, t, files[t.Name], m.RunID); err != nil {
 					return err
 				}
@@ -278,42 +291,62 @@ func loadTable(ctx context.Context, tx *sql.Tx, t lake.TableInfo, files []parque
 	for _, c := range cols {
 		have[c.name] = true
 	}
-	where := "WHERE _run_id = " + quoteString(runID)
-	if t.Incremental {
-		where = ""
-	}
-	query := "SELECT * FROM " + Quote(hist) + " " + where
-	keyed := len(t.Key) > 0
-	for _, k := range t.Key {
-		keyed = keyed && have[k] // an inferred stream that never had a row has no key column yet
-	}
-	if keyed {
-		keys := make([]string, len(t.Key))
-		for i, k := range t.Key {
-			keys[i] = Quote(k)
+	thisRun := "SELECT * FROM " + Quote(hist) + " WHERE _run_id = " + quoteString(runID)
+	switch group := groupOf(t); {
+	case !t.Incremental:
+		// A snapshot: the current state is this run's rows, all of them. A view of them rather than a copy:
+		// measured on the bench lakes, a load 25-45% faster and a warehouse 45% smaller, and queries read
+		// only the run's row groups (the history is appended run by run).
+		return replaceRelation(ctx, tx, t.Name, "VIEW", thisRun)
+	case t.Windowed && have[typing.WindowStartColumn]:
+		return replaceRelation(ctx, tx, t.Name, "TABLE", windowedState(hist, t.Name))
+	case len(group) > 0 && haveAll(have, group):
+		if !existed {
+			return replaceRelation(ctx, tx, t.Name, "VIEW", thisRun) // a first load: every row is the newest
 		}
-		byKey := strings.Join(keys, ", ")
-		// Snapshots and first runs almost always hold each key once: a grouping of the key columns finds
-		// out, cheaper than a window over every column.
-		dedupe := t.Incremental && existed
-		if !dedupe {
-			var dups int
-			err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM "+Quote(hist)+" "+where+" GROUP BY "+byKey+" HAVING count(*) > 1 LIMIT 1)").Scan(&dups)
-			if err != nil {
-				return err
-			}
-			dedupe = dups > 0
+		// The newest fetch of every group: all its rows, however many share the key.
+		cols := make([]string, len(group))
+		for i, k := range group {
+			cols[i] = Quote(k)
 		}
-		if dedupe {
-			// The newest version of each key wins; within a run the last extracted.
-			query += " QUALIFY row_number() OVER (PARTITION BY " + byKey + " ORDER BY _run_id DESC, _extracted_at DESC) = 1"
-			return replaceRelation(ctx, tx, t.Name, "TABLE", query)
+		return replaceRelation(ctx, tx, t.Name, "TABLE", "SELECT * FROM "+Quote(hist)+
+			" QUALIFY _run_id = max(_run_id) OVER (PARTITION BY "+strings.Join(cols, ", ")+")")
+	}
+	// Incremental without a window or a key to replace by (or whose key never arrived): every row.
+	return replaceRelation(ctx, tx, t.Name, "VIEW", "SELECT * FROM "+Quote(hist))
+}
+
+// groupOf is what a newer fetch of an incremental table replaces: its Group, else its key.
+func groupOf(t lake.TableInfo) []string {
+	if len(t.Group) > 0 {
+		return t.Group
+	}
+	return t.Key
+}
+
+func haveAll(have map[string]bool, cols []string) bool {
+	for _, c := range cols {
+		if !have[c] {
+			return false
 		}
 	}
-	// Every key once (or no key): the current state is a view of those history rows rather than a copy
-	// of them. Measured on the bench lakes: a load 25-45% faster and a warehouse 45% smaller; queries on
-	// the view read only the run's row groups (the history is appended run by run).
-	return replaceRelation(ctx, tx, t.Name, "VIEW", query)
+	return true
+}
+
+// windowedState is the current state of a windowed table: the rows of every fetched window that no
+// later run's window covers. Windows are whole months, so a later fetch of a month covers it exactly,
+// and the current month's window grows run by run. Rows without a window (loaded by an ledgerlake that
+// did not record windows) stay only until a run with windows comes: that run starts over from since.
+func windowedState(hist, table string) string {
+	return `WITH fetched AS (SELECT run_id, window_start, window_end FROM ` + WindowsTable + ` WHERE table_name = ` + quoteString(table) + `),
+live AS (
+  SELECT f.* FROM fetched f
+  WHERE NOT EXISTS (SELECT 1 FROM fetched g WHERE g.run_id > f.run_id AND g.window_start <= f.window_start AND g.window_end >= f.window_end))
+SELECT h.* FROM ` + Quote(hist) + ` h
+SEMI JOIN live l ON h._run_id = l.run_id AND h._window_start = l.window_start AND h._window_end = l.window_end
+UNION ALL
+SELECT h.* FROM ` + Quote(hist) + ` h
+WHERE h._window_start IS NULL AND h._run_id > (SELECT coalesce(max(run_id), '') FROM fetched)`
 }
 
 // replaceRelation makes name the kind (TABLE or VIEW) defined by query, dropping an object of the

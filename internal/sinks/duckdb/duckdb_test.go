@@ -21,6 +21,13 @@ import (
 // writeRun writes rows (JSON objects) as one run's snapshot of table and returns its manifest.
 func writeRun(t *testing.T, root, runID string, at time.Time, table string, incremental bool, rows ...string) *lake.Manifest {
 	t.Helper()
+	return writeTable(t, root, runID, at, lake.TableInfo{Name: table, Key: []string{"id"}, Incremental: incremental}, nil, rows...)
+}
+
+// writeTable writes rows as one run's snapshot of the table info describes, fetched in the windows
+// given (each row of the window its "w" field names: 0, 1, …) when there are any.
+func writeTable(t *testing.T, root, runID string, at time.Time, info lake.TableInfo, windows []lake.Window, rows ...string) *lake.Manifest {
+	t.Helper()
 	var recs []typing.Record
 	for _, r := range rows {
 		var rec typing.Record
@@ -31,19 +38,24 @@ func writeRun(t *testing.T, root, runID string, at time.Time, table string, incr
 		}
 		recs = append(recs, rec)
 	}
-	sch, err := typing.NewSchema(table, []string{"id"}, nil, nil, nil)
+	sch, err := typing.NewSchema(info.Name, []string{"id"}, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	sch.Window = info.Windowed
 	sch.Observe(recs)
 	conv := typing.NewConverter(memory.DefaultAllocator, sch, runID, at)
 	defer conv.Release()
 	for _, r := range recs {
+		if info.Windowed {
+			n, _ := r["w"].(json.Number).Int64()
+			conv.SetWindow(windows[n].Start, windows[n].End)
+		}
 		conv.Append(r)
 	}
 	batch := conv.Flush()
 	defer batch.Release()
-	w := parquet.NewStreamWriter(root, table, runID, conv.Schema())
+	w := parquet.NewStreamWriter(root, info.Name, runID, conv.Schema())
 	if err := w.Write("run_date="+at.Format("2006-01-02"), batch); err != nil {
 		t.Fatal(err)
 	}
@@ -51,30 +63,17 @@ func writeRun(t *testing.T, root, runID string, at time.Time, table string, incr
 	if err != nil {
 		t.Fatal(err)
 	}
-	info := lake.TableInfo{Name: table, Key: []string{"id"}, Incremental: incremental, Rows: int64(len(rows))}
+	info.Rows = int64(len(rows))
 	return &lake.Manifest{RunID: runID, StartedAt: at, FinishedAt: at, Status: "ok", Files: files,
-		Streams: []lake.StreamReport{{Table: table, Status: "ok", Rows: int64(len(rows)), Tables: []lake.TableInfo{info}}}}
+		Streams: []lake.StreamReport{{Table: info.Name, Status: "ok", Rows: info.Rows, Tables: []lake.TableInfo{info}, Windows: windows}}}
 }
 
-// current returns the current table as id → v.
-func current(t *testing.T, w *Warehouse, table string) map[string]int64 {
+// current returns the current table's rows as "id=v" sorted, every row (none is ever collapsed).
+func current(t *testing.T, w *Warehouse, table string) string {
 	t.Helper()
-	rows, err := w.DB.Query("SELECT id, v FROM " + Quote(table))
-	if err != nil {
+	var out string
+	if err := w.DB.QueryRow("SELECT coalesce(string_agg(id || '=' || v, ' ' ORDER BY id, v), '') FROM " + Quote(table)).Scan(&out); err != nil {
 		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var id string
-		var v int64
-		if err := rows.Scan(&id, &v); err != nil {
-			t.Fatal(err)
-		}
-		if _, dup := out[id]; dup {
-			t.Fatalf("%s: key %s twice in the current state", table, id)
-		}
-		out[id] = v
 	}
 	return out
 }
@@ -113,10 +112,11 @@ func twoTableRun(t *testing.T, root string, aRows ...string) (m, second *lake.Ma
 	return m, second
 }
 
-// TestCurrentStateIsOneRowPerKey covers both ways the current state is built, and the switches between
-// them: a view of the history rows when every key is there once, a table of the newest version per key
-// otherwise.
-func TestCurrentStateIsOneRowPerKey(t *testing.T) {
+// TestCurrentStateNeverPicksARow covers every way the current state is built. None ever picks one of
+// several rows: a snapshot is its newest run's rows, all of them; an incremental stream with a key in
+// force keeps the newest fetch of every key, all its rows; a windowed stream keeps the newest fetch of
+// every window; an incremental stream with neither keeps every row.
+func TestCurrentStateNeverPicksARow(t *testing.T) {
 	root, w := openWarehouse(t)
 	ctx := context.Background()
 	day1 := time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
@@ -127,38 +127,52 @@ func TestCurrentStateIsOneRowPerKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A snapshot stream: the current state is the latest run's rows, a key repeated within it once.
-	load(writeRun(t, root, "r1", day1, "x_snap", false, `{"id":"a","v":1}`, `{"id":"b","v":1}`, `{"id":"b","v":1}`))
-	if got := current(t, w, "x_snap"); len(got) != 2 {
-		t.Fatalf("snapshot run 1: %v, want a and b once each", got)
+	check := func(table, want, wantKind string) {
+		t.Helper()
+		if got, k := current(t, w, table), kind(t, w, table); got != want || k != wantKind {
+			t.Fatalf("%s: %q as a %s, want %q as a %s", table, got, k, want, wantKind)
+		}
 	}
-	if k := kind(t, w, "x_snap"); k != "BASE TABLE" {
-		t.Fatalf("snapshot with a repeated key is a %s", k)
-	}
+	// A snapshot: the newest run's rows, a key repeated within it kept twice (the key test reports it).
+	load(writeRun(t, root, "r1", day1, "x_snap", false, `{"id":"a","v":1}`, `{"id":"b","v":1}`, `{"id":"b","v":2}`))
+	check("x_snap", "a=1 b=1 b=2", "VIEW")
 	load(writeRun(t, root, "r2", day2, "x_snap", false, `{"id":"a","v":2}`, `{"id":"c","v":2}`))
-	if got := current(t, w, "x_snap"); len(got) != 2 || got["a"] != 2 || got["c"] != 2 {
-		t.Fatalf("snapshot run 2: %v, want a=2 c=2", got)
-	}
-	if k := kind(t, w, "x_snap"); k != "VIEW" {
-		t.Fatalf("snapshot with unique keys is a %s", k)
-	}
-	load(writeRun(t, root, "r2b", day2.Add(time.Hour), "x_snap", false, `{"id":"d","v":3}`, `{"id":"d","v":3}`))
-	if got := current(t, w, "x_snap"); len(got) != 1 || got["d"] != 3 || kind(t, w, "x_snap") != "BASE TABLE" {
-		t.Fatalf("snapshot run 3: %v as a %s, want d=3 as a table", got, kind(t, w, "x_snap"))
-	}
-	// An incremental stream: the newest version of every key ever loaded.
+	check("x_snap", "a=2 c=2", "VIEW")
+
+	// Incremental with a key in force: the newest fetch of every key, every row of it.
 	load(writeRun(t, root, "r3", day1, "x_inc", true, `{"id":"a","v":1}`, `{"id":"b","v":1}`))
-	if got := current(t, w, "x_inc"); len(got) != 2 || got["a"] != 1 || got["b"] != 1 || kind(t, w, "x_inc") != "VIEW" {
-		t.Fatalf("incremental run 1: %v as a %s, want a=1 b=1 as a view", got, kind(t, w, "x_inc"))
-	}
-	load(writeRun(t, root, "r4", day2, "x_inc", true, `{"id":"b","v":2}`, `{"id":"c","v":2}`))
-	if got := current(t, w, "x_inc"); len(got) != 3 || got["a"] != 1 || got["b"] != 2 || got["c"] != 2 || kind(t, w, "x_inc") != "BASE TABLE" {
-		t.Fatalf("incremental run 2: %v as a %s, want a=1 b=2 c=2 as a table", got, kind(t, w, "x_inc"))
-	}
+	check("x_inc", "a=1 b=1", "VIEW")
+	load(writeRun(t, root, "r4", day2, "x_inc", true, `{"id":"b","v":2}`, `{"id":"b","v":3}`, `{"id":"c","v":2}`))
+	check("x_inc", "a=1 b=2 b=3 c=2", "BASE TABLE")
 	var hist int
-	if err := w.DB.QueryRow("SELECT count(*) FROM x_inc_history").Scan(&hist); err != nil || hist != 4 {
-		t.Fatalf("x_inc_history has %d rows (%v), want 4", hist, err)
+	if err := w.DB.QueryRow("SELECT count(*) FROM x_inc_history").Scan(&hist); err != nil || hist != 5 {
+		t.Fatalf("x_inc_history has %d rows (%v), want 5", hist, err)
 	}
+
+	// Windowed, no key: the newest fetch of every window replaces that window's rows, whatever they
+	// hold; an identical row twice in one window is two rows; a window fetched again empty is empty.
+	win := func(m time.Month, lastDay int) lake.Window {
+		return lake.Window{Start: time.Date(2026, m, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, m, lastDay, 23, 59, 59, 999e6, time.UTC)}
+	}
+	sep, oct, nov := win(9, 30), win(10, 31), win(11, 2) // November so far: up to the 2nd
+	wt := lake.TableInfo{Name: "x_win", Incremental: true, Windowed: true}
+	load(writeTable(t, root, "r5", day1, wt, []lake.Window{sep, oct, nov},
+		`{"w":0,"id":"s","v":1}`, `{"w":1,"id":"o","v":1}`, `{"w":1,"id":"o","v":1}`, `{"w":2,"id":"n","v":1}`))
+	check("x_win", "n=1 o=1 o=1 s=1", "BASE TABLE")
+	// The next run reads October and November again (its lookback): October is now empty, November grew.
+	nov2 := win(11, 3)
+	load(writeTable(t, root, "r6", day2, wt, []lake.Window{oct, nov2}, `{"w":1,"id":"n","v":2}`, `{"w":1,"id":"m","v":2}`))
+	check("x_win", "m=2 n=2 s=1", "BASE TABLE")
+	var windows int
+	if err := w.DB.QueryRow("SELECT count(*) FROM " + WindowsTable + " WHERE table_name = 'x_win'").Scan(&windows); err != nil || windows != 5 {
+		t.Fatalf("%d windows recorded (%v), want 5", windows, err)
+	}
+
+	// Incremental with neither a window nor a key: every row of every run.
+	nk := lake.TableInfo{Name: "x_all", Incremental: true}
+	load(writeTable(t, root, "r7", day1, nk, nil, `{"id":"a","v":1}`))
+	load(writeTable(t, root, "r8", day2, nk, nil, `{"id":"a","v":1}`, `{"id":"b","v":2}`))
+	check("x_all", "a=1 a=1 b=2", "VIEW")
 }
 
 // TestInterruptedLoadIsFinishedWithoutDoubling loads a run whose second table fails inside DuckDB (its

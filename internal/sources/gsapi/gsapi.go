@@ -4,6 +4,8 @@ package gsapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -11,11 +13,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/schemas"
+	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
 )
 
 // Source is a configured GSAPI tenant.
@@ -34,33 +38,57 @@ func New(cfg *config.GSAPI, client *httpclient.Client) *Source {
 	}}
 }
 
-// datasyncOption is one DataSync export option.
+// What each stream takes from ../shared/spec and what it assumes. GSAPI documents few response fields:
+// the collection's example responses show some lists' fields, a handful of sentences say what identifies
+// a record, and the fields of the datasync exports, the journals, invoice/list and invoice/line_list are
+// documented nowhere (gsapi-notes.md): they are the tenant's. So:
+//
+//   - A key in force (Stream.Key) comes only from a sentence of the spec or from the user's config
+//     (sources.gsapi.keys, a datatable's key). Rows sharing it are all kept and reported.
+//   - Ident is what the sandbox's tenant a and the examples suggest identifies a record: an assumption,
+//     used to name records in rejects and to link child rows, never to drop or collapse rows.
+//   - Every field is kept: undeclared ones are typed from the data and only ever widen; a declared
+//     column's value that does not fit its type goes to _ledgerlake_rejects with the row kept.
+//   - Every list must answer a JSON array of objects (anything else fails the stream naming the
+//     request); null is read as an empty list and reported.
+
+// datasyncOption is one DataSync export option (GET /datasync).
 type datasyncOption struct {
-	option   string   // as the API spells it
-	key      []string // API field names that identify a record (de-duplication, current state)
-	windowed bool     // takes startdate/enddate (Invoices, InvoiceLines, Charges)
-	root     bool     // reads from org_id=0 (Products, ProductCategories)
-	maps     []string // tenant-defined objects kept as maps
+	option string // spec: the option's name as the API spells it (option_id 1..9 in this order)
+	// ident is an assumption: tenant a's identifying fields. Spec: none (the fields are the tenant's).
+	ident    []string
+	windowed bool     // spec: startdate/enddate apply to Invoices (1), InvoiceLines (2) and Charges (8)
+	root     bool     // spec: "For Products (5) and ProductCategories (7) use org_id=0"
+	maps     []string // assumption: objects whose keys are the tenant's own, kept as MAP(VARCHAR, VARCHAR)
 }
 
-// The nine options of GET /datasync. Their fields are tenant-defined (no source documents them), so
-// they are typed by inference; the keys are the sandbox's field names and are used only when present.
+// The nine options of GET /datasync. Windowed options hold the newest fetch of each month window as
+// their current state (no key needed); the others are snapshots (the current state is the newest run).
+// If a tenant's export lacks the ident fields nothing is lost: they only name rejects.
 var datasyncOptions = []datasyncOption{
-	{option: "Invoices", key: []string{"iheader_id"}, windowed: true},
-	{option: "InvoiceLines", key: []string{"iline_id"}, windowed: true},
-	{option: "Organizations", key: []string{"org_id"}},
-	{option: "OrganizationBillingInfo", key: []string{"org_id", "costcentre"}},
-	{option: "Products", key: []string{"productcode"}, root: true},
-	{option: "Prices", key: []string{"pricing_id"}},
-	{option: "ProductCategories", key: []string{"calltype_id"}, root: true},
-	{option: "Charges", key: []string{"charge_id"}, windowed: true, maps: []string{"boparams"}},
-	{option: "CallTickets"},
+	{option: "Invoices", ident: []string{"iheader_id"}, windowed: true},
+	{option: "InvoiceLines", ident: []string{"iline_id"}, windowed: true},
+	{option: "Organizations", ident: []string{"org_id"}},
+	{option: "OrganizationBillingInfo", ident: []string{"org_id", "costcentre"}},
+	{option: "Products", ident: []string{"productcode"}, root: true},
+	{option: "Prices", ident: []string{"pricing_id"}},
+	{option: "ProductCategories", ident: []string{"calltype_id"}, root: true},
+	// Assumption: boparams is an object of the tenant's business parameters, as in invoicecharges/list.
+	// If it is something else it is typed like any other field.
+	{option: "Charges", ident: []string{"charge_id"}, windowed: true, maps: []string{"boparams"}},
+	{option: "CallTickets"}, // spec: "If system has telephone data"; an empty list is normal
 }
 
-// journalTypes are the four invoice journal views, as the collection spells them.
+// journalTypes are the four invoice journal views (GET /invoicejournal/list), all windowed by invoice
+// date. Spec: the four views and what each lists ("Accounting – Lists invoice line information grouped
+// by account information"); their fields are the tenant's. The spelling "Full details" is the
+// collection's; the spec notes say the accepted spelling is undocumented, so a server that refuses it
+// fails the stream with its answer (nothing is guessed). The idents are tenant a's: the accounting
+// view's grouping is the tenant's (tenant b groups by account and cost centre), which is why no key is
+// assumed for any journal.
 var journalTypes = []struct {
 	name, journaltype string
-	key               []string
+	ident             []string
 }{
 	{"summary", "Summary", []string{"iheader_id"}},
 	{"detail", "Detail", []string{"iline_id"}},
@@ -68,59 +96,65 @@ var journalTypes = []struct {
 	{"full_details", "Full details", []string{"iline_id"}},
 }
 
-// list is one of the plain list endpoints.
+// list is one of the plain list endpoints, read whole every run (a snapshot).
 type list struct {
 	name, path string
-	key        []string
-	scoped     bool // takes org_id / organization
+	key        []string // spec: what the spec says identifies a record (kept in force)
+	ident      []string // assumption: what tenant a's records are identified by
+	scoped     bool     // spec: takes org_id / organization (required on these)
 	extra      url.Values
 	maps       []string
 }
 
+// The list streams. Each line's comment says where its fields come from: an example response of the
+// collection (declared in schemas/gsapi, fields beyond it inferred), or nowhere (all inferred).
+// Declared schemas carry their own key (spec) and ident (assumption).
 var lists = []list{
-	{name: "organizations", path: "/organizations/list", key: []string{"org_id"}},
-	{name: "billing_infos", path: "/organizationbillinginfos/list", key: []string{"org_id", "costcentre"}, scoped: true, extra: url.Values{"inherit": {"1"}}},
-	{name: "users", path: "/users/list", key: []string{"u_id"}, scoped: true},
-	{name: "country_codes", path: "/countrycodes/list", key: []string{"billing_country_id"}},
-	{name: "products", path: "/products/list", key: []string{"productcode"}, scoped: true},
-	{name: "product_details", path: "/productdetails/list", key: []string{"productdetail_id"}},
-	{name: "profiles", path: "/profiles/list", key: []string{"profile_id"}},
-	{name: "contracts", path: "/contracts/list", key: []string{"objectkey"}, scoped: true},
-	{name: "contract_lines", path: "/contractlines/list", key: []string{"objectkey"}, scoped: true},
-	{name: "prices", path: "/pricings/list", key: []string{"pricing_id"}, scoped: true},
-	{name: "tax_rates", path: "/taxrates/list", key: []string{"taxrate_id"}},
+	// Example response; "Organizations are uniquely identified by their org_id" (declared key).
+	{name: "organizations", path: "/organizations/list"},
+	// Example response; costcentre qualifies a setting (inherit=1 lists inherited ones): no key.
+	{name: "billing_infos", path: "/organizationbillinginfos/list", scoped: true, extra: url.Values{"inherit": {"1"}}},
+	// Example response; u_id is Get User's parameter, but Get User answers a list: no key.
+	{name: "users", path: "/users/list", scoped: true},
+	{name: "country_codes", path: "/countrycodes/list"}, // example response
+	// No example response: every field inferred.
+	{name: "products", path: "/products/list", ident: []string{"productcode"}, scoped: true},
+	{name: "product_details", path: "/productdetails/list", ident: []string{"productdetail_id"}}, // no example
+	{name: "profiles", path: "/profiles/list"},                                                   // example and field list
+	{name: "contracts", path: "/contracts/list", scoped: true},                                   // example response
+	{name: "contract_lines", path: "/contractlines/list", scoped: true},                          // example response
+	{name: "prices", path: "/pricings/list", scoped: true},                                       // example response
+	{name: "tax_rates", path: "/taxrates/list", ident: []string{"taxrate_id"}},                   // no example
+	// No example response. Notes (support page 2026_1): "A batch is an invoice_id", so invoice_id is
+	// the key: a batch listed twice with other values is reported, a missing invoice_id fails the key test.
 	{name: "invoice_batches", path: "/invoicebatch/list", key: []string{"invoice_id"}, scoped: true},
-	{name: "invoice_list", path: "/invoice/list", key: []string{"invoice.iheader_id"}, scoped: true},
-	{name: "invoice_lines", path: "/invoice/line_list", key: []string{"iline_id"}, scoped: true},
+	// Spec: "complete invoice information (invoice, headers, seller)"; the fields inside are the tenant's.
+	// headers (an array of objects) is the child table gsapi_invoice_list__headers, linked by the ident.
+	{name: "invoice_list", path: "/invoice/list", ident: []string{"invoice.iheader_id"}, scoped: true},
+	{name: "invoice_lines", path: "/invoice/line_list", ident: []string{"iline_id"}, scoped: true}, // no example
 }
 
-// Streams lists the source's streams, filtered by the config's streams list.
+// spec describes how one stream is read: its mode, key in force, ident and pages.
+type spec struct {
+	name     string
+	mode     sources.Mode
+	key      []string // API paths; in force (spec or config)
+	ident    []string // API paths; an assumption
+	maps     []string
+	windowed bool
+	pages    func(context.Context, *httpclient.Stats, *sources.State) iter.Seq2[sources.Page, error]
+}
+
+// Streams lists the source's streams, filtered by the config's streams list. A key configured under
+// sources.gsapi.keys replaces the stream's own.
 func (s *Source) Streams() ([]*sources.Stream, error) {
-	var all []*sources.Stream
-	add := func(name string, mode sources.Mode, key []string, maps []string, pages func(context.Context, *httpclient.Stats, *sources.State) iter.Seq2[sources.Page, error]) error {
-		var state *sources.State
-		if mode == sources.Incremental {
-			state = &sources.State{}
-		}
-		st, err := sources.NewStream("gsapi", name, mode, columnNames(key), func(ctx context.Context, stats *httpclient.Stats) iter.Seq2[sources.Page, error] {
-			return pages(ctx, stats, state)
-		})
-		if err != nil {
-			return err
-		}
-		st.State, st.MapPaths = state, maps
-		// Auditors trace invoice rows to the bytes the API sent: datasync invoices and lines and the journals.
-		st.Evidence = name == "datasync_invoices" || name == "datasync_invoice_lines" || strings.HasPrefix(name, "invoice_journal_")
-		st.FanOut = name == "invoice_charges" || strings.HasPrefix(name, "datatable_")
-		all = append(all, st)
-		return nil
-	}
+	var specs []spec
 	for _, o := range datasyncOptions {
-		mode := sources.Snapshot
+		sp := spec{name: "datasync_" + schemas.ColumnName(o.option), ident: o.ident, maps: o.maps, windowed: o.windowed}
 		if o.windowed {
-			mode = sources.Incremental
+			sp.mode = sources.Incremental
 		}
-		if err := add("datasync_"+schemas.ColumnName(o.option), mode, o.key, o.maps, func(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
+		sp.pages = func(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
 			q := url.Values{"option": {o.option}}
 			if o.root {
 				q.Set("org_id", "0")
@@ -128,57 +162,82 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 				q = s.orgScope(q)
 			}
 			if o.windowed {
-				return s.windowed(ctx, stats, st, "/datasync", q, o.key)
+				return s.windowed(ctx, stats, st, "/datasync", q)
 			}
 			return s.one(ctx, stats, "/datasync", q)
-		}); err != nil {
-			return nil, err
 		}
+		specs = append(specs, sp)
 	}
 	for _, j := range journalTypes {
-		if err := add("invoice_journal_"+j.name, sources.Incremental, j.key, nil, func(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
-			return s.windowed(ctx, stats, st, "/invoicejournal/list", s.orgScope(url.Values{"journaltype": {j.journaltype}}), j.key)
-		}); err != nil {
-			return nil, err
-		}
+		specs = append(specs, spec{name: "invoice_journal_" + j.name, mode: sources.Incremental, ident: j.ident, windowed: true,
+			pages: func(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
+				return s.windowed(ctx, stats, st, "/invoicejournal/list", s.orgScope(url.Values{"journaltype": {j.journaltype}}))
+			}})
 	}
 	for _, dt := range s.cfg.Datatables {
-		if err := add("datatable_"+schemas.ColumnName(dt.Table), sources.Incremental, []string{dt.Key}, nil, func(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
-			return s.datatablePages(ctx, stats, st, dt)
-		}); err != nil {
-			return nil, err
-		}
+		// Config: the table's key and sortorder (refused at load time without them).
+		specs = append(specs, spec{name: "datatable_" + schemas.ColumnName(dt.Table), mode: sources.Incremental, key: []string{dt.Key},
+			pages: func(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
+				return s.datatablePages(ctx, stats, st, dt)
+			}})
 	}
 	for _, l := range lists {
-		if err := add(l.name, sources.Snapshot, l.key, l.maps, func(ctx context.Context, stats *httpclient.Stats, _ *sources.State) iter.Seq2[sources.Page, error] {
-			q := url.Values{}
-			for k, v := range l.extra {
-				q[k] = v
-			}
-			if l.scoped {
-				q = s.orgScope(q)
-			}
-			return s.one(ctx, stats, l.path, q)
-		}); err != nil {
+		specs = append(specs, spec{name: l.name, key: l.key, ident: l.ident, maps: l.maps,
+			pages: func(ctx context.Context, stats *httpclient.Stats, _ *sources.State) iter.Seq2[sources.Page, error] {
+				q := url.Values{}
+				for k, v := range l.extra {
+					q[k] = v
+				}
+				if l.scoped {
+					q = s.orgScope(q)
+				}
+				return s.one(ctx, stats, l.path, q)
+			}})
+	}
+	specs = append(specs,
+		// Example response; "Objects … have a unique Object_id" (declared key). objects/list needs a type_id,
+		// so the types come from profiles/list (see objectPages for what that assumes).
+		spec{name: "objects", maps: []string{"objectfields"}, pages: s.objectPages},
+		// Spec: GET charges/actions?org_id&starttime lists charges; no example response, so every field is
+		// inferred; boparams is assumed to be the tenant's object, as in invoicecharges/list.
+		spec{name: "charges", ident: []string{"charge_id"}, maps: []string{"boparams"},
+			pages: func(ctx context.Context, stats *httpclient.Stats, _ *sources.State) iter.Seq2[sources.Page, error] {
+				return s.one(ctx, stats, "/charges/actions", s.orgScope(url.Values{"starttime": {s.cfg.Since.Format("2006-01-02")}}))
+			}},
+		// Spec: one object per iheader_id, whose iheader_id "Echoes the requested iheader_id" (declared key);
+		// charges[] and its fields are documented. Pages: see invoiceChargePages.
+		spec{name: "invoice_charges", mode: sources.Incremental, maps: []string{"charges.boparams"}},
+	)
+	var all []*sources.Stream
+	for _, sp := range specs {
+		var state *sources.State
+		if sp.mode == sources.Incremental {
+			state = &sources.State{}
+		}
+		pages := sp.pages
+		st, err := sources.NewStream("gsapi", sp.name, sp.mode, columnNames(sp.key), func(ctx context.Context, stats *httpclient.Stats) iter.Seq2[sources.Page, error] {
+			return pages(ctx, stats, state)
+		})
+		if err != nil {
 			return nil, err
 		}
-	}
-	if err := add("objects", sources.Snapshot, []string{"objectid"}, []string{"objectfields"}, s.objectPages); err != nil {
-		return nil, err
-	}
-	if err := add("charges", sources.Snapshot, []string{"charge_id"}, []string{"boparams"}, func(ctx context.Context, stats *httpclient.Stats, _ *sources.State) iter.Seq2[sources.Page, error] {
-		return s.one(ctx, stats, "/charges/actions", s.orgScope(url.Values{"starttime": {s.cfg.Since.Format("2006-01-02")}}))
-	}); err != nil {
-		return nil, err
-	}
-	if err := add("invoice_charges", sources.Incremental, []string{"iheader_id"}, []string{"charges.boparams"}, nil); err != nil {
-		return nil, err
+		if st.Declared == nil {
+			st.Ident = columnNames(sp.ident)
+		}
+		st.State, st.MapPaths, st.Windowed = state, sp.maps, sp.windowed
+		// Auditors trace invoice rows to the bytes the API sent: datasync invoices and lines and the journals.
+		st.Evidence = sp.name == "datasync_invoices" || sp.name == "datasync_invoice_lines" || strings.HasPrefix(sp.name, "invoice_journal_")
+		st.FanOut = sp.name == "invoice_charges" || strings.HasPrefix(sp.name, "datatable_")
+		all = append(all, st)
 	}
 	// One request per invoice header: checkpointed per header, so a killed run resumes after the last.
 	charges := all[len(all)-1]
 	charges.Checkpoints = true
 	charges.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
 		return s.invoiceChargePages(ctx, charges.Stats, charges.State, charges.Skip)
+	}
+	if err := sources.ConfigureKeys(all, "gsapi", s.cfg.Keys); err != nil {
+		return nil, err
 	}
 	return sources.Select(all, s.cfg.Streams)
 }
@@ -201,14 +260,21 @@ func (s *Source) one(ctx context.Context, stats *httpclient.Stats, path string, 
 	}
 }
 
-// objectPages lists objects per type: objects/list needs a type_id, so the types come from profiles/list.
+// objectPages lists objects per type: objects/list needs a type_id (or a profile_id or objectid), so
+// the types come from profiles/list. Spec: profiles/list's field list has "type_id (number): Type ID of
+// the profile". Assumption: objects/list's type_id is that type, and every object has a type some
+// profile names. Checked: profiles without any type_id fail the stream (it would list nothing). An
+// object that comes back under two types byte for byte is kept once (the requests overlap); one that
+// comes back with other values is kept twice, and objectid (unique by the spec) reports it.
 func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *sources.State) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		profiles, err := s.get(ctx, stats, "/profiles/list", nil, false)
 		var types []string
 		seen := map[string]bool{}
+		n := 0
 		if err == nil {
 			err = profiles.Each(func(p sources.Record) error {
+				n++
 				t := fmt.Sprint(p["type_id"])
 				if p["type_id"] != nil && !seen[t] {
 					seen[t] = true
@@ -217,39 +283,72 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 				return nil
 			})
 			if errors.Is(err, sources.ErrNull) {
-				err = nil // no profiles: the check below names it
+				err = nil // no profiles, no types: nothing to list
 			}
+		}
+		if err == nil && n > 0 && len(types) == 0 {
+			err = fmt.Errorf("GET /profiles/list: none of its %d profiles has a type_id, which GET /objects/list needs: this tenant's profiles differ from the spec's", n)
 		}
 		if err != nil {
 			yield(sources.Page{}, err)
 			return
 		}
 		sort.Strings(types)
-		dd := newDedup([]string{"objectid"})
+		var mu sync.Mutex
+		copies, dropped := map[[32]byte]bool{}, 0
+		keep := func(_ sources.Record, raw []byte) bool {
+			sum := sha256.Sum256(raw)
+			mu.Lock()
+			defer mu.Unlock()
+			if copies[sum] {
+				dropped++
+				return false
+			}
+			copies[sum] = true
+			return true
+		}
 		for p, err := range sources.Parallel(httpclient.Then(ctx), 4, types, func(ctx context.Context, typeID string) (sources.Page, error) {
 			pg, err := s.get(ctx, stats, "/objects/list", s.orgScope(url.Values{"type_id": {typeID}}), false)
-			return dd.page(pg), err
+			pg.Keep = keep
+			return pg, err
 		}) {
 			if !yield(p, err) || err != nil {
 				return
 			}
 		}
+		if dropped > 0 {
+			yield(sources.Page{Note: fmt.Sprintf("%d objects came back byte for byte under more than one type_id: each was kept once", dropped)}, nil)
+		}
 	}
 }
 
 // invoiceChargePages reads invoicecharges/list for every invoice of the datasync Invoices windows
-// (incremental like them): one call per invoice header.
+// (incremental like them): one call per invoice header. Spec: invoicecharges/list takes iheader_id and
+// answers one object whose iheader_id "Echoes the requested iheader_id". Assumption: the datasync
+// Invoices records carry that id in the column sources.gsapi.fields.datasync_invoices.invoice_id names
+// (iheader_id by default). Checked: an invoice record without it fails the stream (its charges could
+// not be fetched), and an answer for another iheader_id fails it too; an answer without one gets the
+// requested id.
 func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
+		col := s.invoiceIDColumn()
 		var ids []string
-		for p, err := range s.windowed(ctx, stats, st, "/datasync", s.orgScope(url.Values{"option": {"Invoices"}}), []string{"iheader_id"}) {
+		seen := map[string]bool{}
+		var missing int
+		for p, err := range s.windowed(ctx, stats, st, "/datasync", s.orgScope(url.Values{"option": {"Invoices"}})) {
 			if err != nil {
 				yield(sources.Page{}, err)
 				return
 			}
 			if err := p.Each(func(r sources.Record) error {
-				if id := fmt.Sprint(r["iheader_id"]); r["iheader_id"] != nil && (skip == nil || !skip(id)) {
-					ids = append(ids, id)
+				v := fieldByColumn(r, col)
+				if v == nil {
+					missing++
+					return nil
+				}
+				if id := fmt.Sprint(v); !seen[id] && (skip == nil || !skip(id)) {
+					seen[id] = true
+					ids = append(ids, strings.Clone(id))
 				}
 				return nil
 			}); err != nil && !errors.Is(err, sources.ErrNull) {
@@ -257,14 +356,25 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 				return
 			}
 		}
+		if missing > 0 {
+			yield(sources.Page{}, fmt.Errorf("%d datasync Invoices records have no %s, the invoice id invoicecharges/list takes: name the column that holds it in sources.gsapi.fields.datasync_invoices.invoice_id", missing, col))
+			return
+		}
 		for p, err := range sources.Parallel(httpclient.Then(ctx), 16, ids, func(ctx context.Context, id string) (sources.Page, error) {
+			where := "GET /invoicecharges/list?iheader_id=" + url.QueryEscape(id)
 			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoicecharges/list?iheader_id=" + url.QueryEscape(id), Auth: s.auth, Stats: stats})
 			if err != nil {
 				return sources.Page{}, err
 			}
 			rec, err := sources.DecodeObject(resp.Body)
 			if err != nil {
-				return sources.Page{}, fmt.Errorf("GET /invoicecharges/list?iheader_id=%s: %w", id, err)
+				return sources.Page{}, fmt.Errorf("%s: %w", where, err)
+			}
+			switch got, ok := rec["iheader_id"]; {
+			case !ok || got == nil:
+				rec["iheader_id"] = json.Number(id)
+			case fmt.Sprint(got) != id:
+				return sources.Page{}, fmt.Errorf("%s: the answer is for iheader_id %v", where, got)
 			}
 			return sources.Page{Records: []sources.Record{rec}, Done: id}, nil
 		}) {
@@ -273,6 +383,28 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 			}
 		}
 	}
+}
+
+// invoiceIDColumn is the warehouse column of the datasync Invoices record's invoice id.
+func (s *Source) invoiceIDColumn() string {
+	if c := s.cfg.Fields["datasync_invoices"]["invoice_id"]; c != "" {
+		return c
+	}
+	return sqlfiles.Fields["gsapi_datasync_invoices"]["invoice_id"].Column
+}
+
+// fieldByColumn is the value of r's top-level field whose warehouse column is col (iheader_id, or
+// IHeaderID for i_header_id).
+func fieldByColumn(r sources.Record, col string) any {
+	if v, ok := r[col]; ok {
+		return v
+	}
+	for k, v := range r {
+		if schemas.ColumnName(k) == col {
+			return v
+		}
+	}
+	return nil
 }
 
 // orgScope is the org_id / organization query the tenant's lists take.

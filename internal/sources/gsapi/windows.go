@@ -2,9 +2,8 @@ package gsapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"iter"
 	"net/url"
 	"sync"
@@ -12,83 +11,117 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
-	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
 
 // gsLayout is how window bounds are sent: the tenant's wall-clock time with milliseconds.
 const gsLayout = "2006-01-02 15:04:05.000"
 
-// Windows are calendar months in the tenant's local time. Both ends are sent and both are inclusive on
-// the server, so consecutive windows share exactly one instant (the next month's 00:00:00.000); the
-// stream de-duplicates records by key, so a record at 23:59:59.997 or at 00:00:00.000 lands exactly
-// once whatever precision the server keeps.
+// How the windowed endpoints (datasync Invoices, InvoiceLines and Charges; the four journals) are read.
+//
+// From the spec: startdate and enddate are datetimes; enddate is inclusive (its default is "end of the
+// current month", and the collection's journal example sends enddate=2022-05-31 23:59:59); a bare date
+// means midnight at its start; timestamps carry milliseconds (…23:59:59.997, …07:45:24.867).
+//
+// Assumption (no source states it): the server compares at millisecond precision or finer. Each window
+// is a calendar month of the tenant's wall clock, [first day 00:00:00.000, last day 23:59:59.999]:
+// adjacent windows share no instant, so a record at 23:59:59.997 and one at 00:00:00.000 each land once
+// and no key is needed at the boundary. If the server instead keeps SQL Server's datetime (1/300 s —
+// the .997 in the examples suggests it), it reads 23:59:59.999 as the next midnight, and a record at
+// exactly 00:00:00.000 comes back in both windows. Those copies are byte-identical, so they are
+// recognised and kept once, in the later window (the one the record's instant belongs to), and counted
+// in the run report. Nothing else is ever dropped: two records of one window are both kept even when
+// they are identical, and copies that differ in any byte are both kept.
+//
+// Windows are whole months, from the month of `since`, and a later run starts at the first day of the
+// month its watermark minus lookback_days falls in: every run cuts the same months, so a window fetched
+// again is the same window, and its new rows replace its old ones in the current state (Windowed).
 
-// dedup remembers the records a stream has yielded, by key fields when the record has them, else by
-// its whole content, so the shared boundary instant of two windows never doubles a row.
-type dedup struct {
-	key  []string
-	mu   sync.Mutex
-	seen map[string]bool
+// monthWindows are the whole months from the month of from up to until (the last one ends at until),
+// newest first.
+func monthWindows(from, until time.Time) []sources.Window {
+	start := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
+	ws := sources.MonthWindows(start, until)
+	for i, j := 0, len(ws)-1; i < j; i, j = i+1, j-1 {
+		ws[i], ws[j] = ws[j], ws[i]
+	}
+	return ws
 }
 
-func newDedup(key []string) *dedup { return &dedup{key: key, seen: map[string]bool{}} }
+// boundary keeps a window's records once when the next window returned the same bytes (see above).
+// Windows are read newest first, so when a window's records are read the next window's are all known.
+type boundary struct {
+	seed    maphash.Seed
+	seed2   maphash.Seed
+	mu      sync.Mutex
+	next    map[[2]uint64]bool // digests of the window read just before (the later one)
+	cur     map[[2]uint64]bool
+	dropped int
+}
 
-func (d *dedup) fresh(r typing.Record) bool {
-	var id string
-	complete := len(d.key) > 0
-	for _, k := range d.key {
-		v, ok := r[k]
-		if !ok || v == nil {
-			complete = false
-			break
-		}
-		id += fmt.Sprintf("%v\x00", v)
-	}
-	if !complete {
-		b, _ := json.Marshal(r) // map keys marshal sorted: a canonical form
-		sum := sha256.Sum256(b)
-		id = string(sum[:])
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.seen[id] {
+func newBoundary() *boundary {
+	return &boundary{seed: maphash.MakeSeed(), seed2: maphash.MakeSeed(), cur: map[[2]uint64]bool{}}
+}
+
+// keep reports whether a record of the window being read is not a copy of one of the later window.
+func (b *boundary) keep(raw []byte) bool {
+	d := [2]uint64{maphash.Bytes(b.seed, raw), maphash.Bytes(b.seed2, raw)}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cur[d] = true
+	if b.next[d] {
+		b.dropped++
 		return false
 	}
-	d.seen[id] = true
 	return true
 }
 
-// page keeps the records of p not seen before, as p is read.
-func (d *dedup) page(p sources.Page) sources.Page {
-	keep := p.Keep
-	p.Keep = func(r sources.Record) bool { return (keep == nil || keep(r)) && d.fresh(r) }
-	return p
+// done moves on to the window before the one just read.
+func (b *boundary) done() {
+	b.mu.Lock()
+	b.next, b.cur = b.cur, map[[2]uint64]bool{}
+	b.mu.Unlock()
 }
 
-// windowed fetches path with startdate/enddate month windows from the stream's start to tomorrow,
-// concurrently, and yields every record once. The watermark is the day the run reached.
-func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sources.State, path string, q url.Values, key []string) iter.Seq2[sources.Page, error] {
+// windowed fetches path in month windows from the stream's start to tomorrow, several at once, and
+// yields them newest first, each record once (see above). The watermark is the day the run reached.
+func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sources.State, path string, q url.Values) iter.Seq2[sources.Page, error] {
 	now := time.Now().UTC()
-	ws := sources.MonthWindows(sources.Resume(s.cfg.Since.Time, st, s.cfg.LookbackDays), sources.Tomorrow(now))
-	dd := newDedup(key)
+	from := s.cfg.Since.Time
+	if st != nil && st.Windows {
+		// A state written before windows were whole months and recorded (st.Windows false) starts over
+		// from since: the rows it loaded carry no window for the new ones to replace.
+		from = sources.Resume(from, st, s.cfg.LookbackDays)
+	}
+	ws := monthWindows(from, sources.Tomorrow(now))
+	b := newBoundary()
 	fetch := func(ctx context.Context, w sources.Window) (sources.Page, error) {
 		wq := url.Values{}
 		for k, v := range q {
 			wq[k] = v
 		}
 		wq.Set("startdate", w.From.Format(gsLayout))
-		wq.Set("enddate", w.To.Format(gsLayout))
+		wq.Set("enddate", w.To.Add(-time.Millisecond).Format(gsLayout))
 		page, err := s.get(ctx, stats, path, wq, false)
-		return dd.page(page), err
+		page.Window = &w
+		page.Keep = func(_ sources.Record, raw []byte) bool { return b.keep(raw) }
+		return page, err
 	}
 	return func(yield func(sources.Page, error) bool) {
-		for p, err := range sources.Parallel(ctx, sources.WindowsInFlight, ws, fetch) {
+		for p, err := range sources.InOrder(ctx, sources.WindowsInFlight, ws, fetch) {
 			if !yield(p, err) || err != nil {
+				return
+			}
+			b.done()
+		}
+		if b.dropped > 0 {
+			note := fmt.Sprintf("%d records came back in two adjacent windows byte for byte (the server reads the window end 23:59:59.999 as the next midnight): each was kept once, in the later window", b.dropped)
+			if !yield(sources.Page{Note: note}, nil) {
 				return
 			}
 		}
 		if st != nil {
 			st.Advance(now.Format("2006-01-02"))
+			st.MarkWindows()
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -35,42 +36,58 @@ func invoiceMonth(r sources.Record) string {
 }
 
 // listInvoices fetches the invoice windows concurrently and yields each invoice once. The reference
-// does not say whether invoiceDateAfter/Before are inclusive, so each window asks one day wider on both
-// sides and invoices are de-duplicated by invoiceNumber: every reading of the bounds loses nothing.
+// does not say whether invoiceDateAfter/Before are inclusive, so, as signicat-notes.md advises, each
+// window asks one day wider on both sides: every reading of the bounds loses nothing, and an invoice at
+// a window's edge comes back from both neighbours. Such copies are the same record twice: a record
+// equal in every field to one already yielded (by invoiceNumber, the spec's identifier, then by
+// content) is dropped. Two records with one invoiceNumber that differ in any field are both kept, and
+// the key check reports the invoice number (nothing is picked silently).
 func (s *Source) listInvoices(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
 	ws := sources.MonthWindows(sources.Resume(s.cfg.Since.Time, st, s.cfg.LookbackDays), sources.Tomorrow(time.Now()))
 	var mu sync.Mutex
-	seen := map[string]bool{}
+	seen := map[string][][32]byte{} // invoiceNumber → digests of the versions yielded
 	fetch := func(ctx context.Context, w sources.Window) (sources.Page, error) {
 		q := url.Values{
 			"invoiceDateAfter":  {w.From.AddDate(0, 0, -1).Format("2006-01-02")},
 			"invoiceDateBefore": {w.To.AddDate(0, 0, 1).Format("2006-01-02")},
 		}
+		where := "GET /invoices?" + q.Encode()
 		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoices?" + q.Encode(), Auth: s.auth, Stats: stats, Header: s.orgHeader()})
 		if err != nil {
 			return sources.Page{}, err
 		}
 		recs, err := sources.DecodeArray(resp.Body)
 		if err != nil {
-			return sources.Page{}, fmt.Errorf("GET /invoices?%s: %w", q.Encode(), err)
+			return sources.Page{}, fmt.Errorf("%s: %w", where, err)
+		}
+		page := sources.Page{Raw: &sources.Raw{Endpoint: where, Body: resp.Body}}
+		if sources.IsNull(resp.Body) {
+			page.Note = where + ": " + sources.ErrNull.Error()
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		var keep []sources.Record
 		for _, r := range recs {
 			n, _ := r["invoiceNumber"].(string)
-			if n == "" || seen[n] {
+			d := digest(r)
+			if slices.Contains(seen[n], d) {
 				continue
 			}
-			seen[n] = true
-			keep = append(keep, r)
+			seen[n] = append(seen[n], d)
+			page.Records = append(page.Records, r)
 			if st != nil {
 				st.Advance(invoiceDay(r))
 			}
 		}
-		return sources.Page{Records: keep, Raw: &sources.Raw{Endpoint: "GET /invoices?" + q.Encode(), Body: resp.Body}}, nil
+		return page, nil
 	}
 	return sources.Parallel(ctx, sources.WindowsInFlight, ws, fetch)
+}
+
+// digest identifies a record by its content: encoding/json writes map keys sorted, and numbers keep the
+// text the API sent (json.Number), so equal records give equal bytes.
+func digest(r sources.Record) [32]byte {
+	b, _ := json.Marshal(r)
+	return sha256.Sum256(b)
 }
 
 // orgHeader carries the organisation id that organisation-level clients send on invoice endpoints.
@@ -173,10 +190,12 @@ func (s *Source) invoicesToVisit(ctx context.Context, stats *httpclient.Stats, s
 			return nil, nil, err
 		}
 		for _, r := range p.Records {
-			if n := r["invoiceNumber"].(string); want(n) {
-				numbers = append(numbers, n)
-				dates[n], days[n] = r["invoiceDate"], invoiceDay(r)
+			n, _ := r["invoiceNumber"].(string)
+			if _, dup := dates[n]; n == "" || dup || !want(n) {
+				continue // no number to ask for (the invoices stream keeps the record), or asked already
 			}
+			numbers = append(numbers, n)
+			dates[n], days[n] = r["invoiceDate"], invoiceDay(r)
 		}
 	}
 	sort.Slice(numbers, func(i, j int) bool {

@@ -85,6 +85,8 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 		return nil, err
 	}
 	lines.State, lines.Checkpoints, lines.FanOut = &sources.State{}, true, true
+	// An invoice read again replaces all its lines: one that disappeared does not linger.
+	lines.Group = []string{"invoice_number"}
 	lines.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
 		return s.invoiceLinePages(ctx, lines.Stats, lines.State, orNone(lines.Skip))
 	}
@@ -100,6 +102,9 @@ func (s *Source) Streams() ([]*sources.Stream, error) {
 		st.Partition = invoiceMonth
 		st.Evidence = st != pdfs // a PDF's evidence is the PDF itself
 		all = append(all, st)
+	}
+	if err := sources.ConfigureKeys(all, "signicat", s.cfg.Keys); err != nil {
+		return nil, err
 	}
 	names := slices.Clone(s.cfg.Streams)
 	if len(names) == 0 {
