@@ -337,8 +337,9 @@ func (r *streamRun) finish() ([]parquet.FileInfo, error) {
 		files = append(files, fs...)
 		r.takeRejects(ts)
 		for _, c := range ts.sch.TakeChanges(r.runID) {
-			// A table's first run discovers all its columns; only widenings are worth a report then.
-			if !ts.fresh || (c.From != "" && c.From != "NULL") {
+			// A table's first run discovers all its columns; only widenings (and columns whose values
+			// came after records without them) are worth a report then.
+			if !ts.fresh || c.From != "" {
 				r.changes = append(r.changes, c)
 			}
 		}

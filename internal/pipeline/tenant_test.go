@@ -10,6 +10,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 )
@@ -85,3 +86,45 @@ func TestAccountingJournalKeepsEveryRowOfTenantB(t *testing.T) {
 }
 
 func cents(c int64) string { return fmt.Sprintf("%d.%02d", c/100, c%100) }
+
+// A column null in the first 5,000 records and set in later ones is typed from the later ones, lands
+// with every value, and the change is reported and persisted, on a first run as on later ones.
+func TestColumnNullAtFirstIsTypedWhenValuesCome(t *testing.T) {
+	cfg := tempConfig(t)
+	var first, later []string
+	for i := range 5000 {
+		first = append(first, fmt.Sprintf(`{"id":%d,"cost_centre":null,"paid_on":""}`, i))
+	}
+	for i := 5000; i < 5100; i++ {
+		later = append(later, fmt.Sprintf(`{"id":%d,"cost_centre":"CC-%d","paid_on":"2024-03-%02d"}`, i, i%3, 1+i%28))
+	}
+	res, err := RunStreams(context.Background(), Options{Config: cfg}, []*sources.Stream{fakeStream("journal", nil, first, later)})
+	if err != nil || len(res.Failed) > 0 {
+		t.Fatalf("run: %v %+v", err, res)
+	}
+	changes := strings.Join(res.Manifest.Streams[0].SchemaChanges, "; ")
+	for _, want := range []string{"test_journal.cost_centre: typed VARCHAR (null in every earlier record)", "test_journal.paid_on: typed DATE (null in every earlier record)"} {
+		if !strings.Contains(changes, want) {
+			t.Errorf("changes %q lack %q", changes, want)
+		}
+	}
+	db := query(t, cfg)
+	if n := scalar[int](t, db, "SELECT count(cost_centre) FROM test_journal"); n != 100 {
+		t.Errorf("cost_centre holds %d values, want 100", n)
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM test_journal WHERE paid_on = DATE '2024-03-01'"); n != 4 {
+		t.Errorf("paid_on = 2024-03-01 in %d rows, want 4", n)
+	}
+	if typ := scalar[string](t, db, "SELECT data_type FROM duckdb_columns() WHERE table_name = 'test_journal' AND column_name = 'paid_on'"); typ != "DATE" {
+		t.Errorf("paid_on is %s", typ)
+	}
+	var persisted struct{ Columns []struct{ Name, Type string } }
+	if _, err := lake.ReadJSON(cfg.OutputDir, lake.SchemaDir, "test_journal", &persisted); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range persisted.Columns {
+		if (c.Name == "cost_centre" && c.Type != "VARCHAR") || (c.Name == "paid_on" && c.Type != "DATE") {
+			t.Errorf("_schemas/test_journal.json: %s is %s", c.Name, c.Type)
+		}
+	}
+}

@@ -37,8 +37,11 @@ type Change struct {
 }
 
 func (c Change) String() string {
-	if c.From == "" || c.From == nullType {
+	switch c.From {
+	case "":
 		return fmt.Sprintf("%s.%s: new column %s", c.Table, c.Column, c.To)
+	case nullType:
+		return fmt.Sprintf("%s.%s: typed %s (null in every earlier record)", c.Table, c.Column, c.To)
 	}
 	return fmt.Sprintf("%s.%s: widened %s → %s", c.Table, c.Column, c.From, c.To)
 }
@@ -144,7 +147,10 @@ func (s *Schema) Observe(recs []Record) bool {
 	for _, k := range paths {
 		o := seen[k]
 		i, ok := s.byPath[k]
-		if !ok {
+		from := ""
+		if ok {
+			from = s.Columns[i].Type // a column that was only null so far says so: its values came late
+		} else {
 			name := schemas.ColumnName(strings.Join(o.path, "."))
 			if name == "" {
 				name = "column"
@@ -162,7 +168,7 @@ func (s *Schema) Observe(recs []Record) bool {
 		to := widen(c.Type, o.typ)
 		if to != c.Type {
 			if to != nullType {
-				ch := Change{Table: s.Table, Column: c.Name, From: c.Type, To: to}
+				ch := Change{Table: s.Table, Column: c.Name, From: from, To: to}
 				s.pending = append(s.pending, ch)
 				changed = true
 			}
