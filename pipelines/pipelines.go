@@ -7,3 +7,9 @@ import _ "embed"
 //
 //go:embed demo.yaml
 var Demo []byte
+
+// DemoTenantB is pipelines/demo-tenant-b.yaml: the demo against the sandbox's tenant b, with the
+// mapping of that tenant's field names.
+//
+//go:embed demo-tenant-b.yaml
+var DemoTenantB []byte

@@ -97,7 +97,7 @@ func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
 			"start_us": o.Start.UnixMicro(), "end_us": o.End.UnixMicro(), "bytes": o.Bytes})
 		logw.Write(append(b, '\n'))
 	}
-	streams, err := pipeline.Streams(cfg, pipeline.Client(cfg, httpclient.Options{Observe: observe}), nil)
+	streams, err := pipeline.Streams(cfg, pipeline.Client(cfg, httpclient.Options{Observe: observe}), nil, nil)
 	check(err)
 	if capture != "" {
 		for _, s := range streams {
@@ -124,7 +124,7 @@ func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
 // read_json → Parquet, and compares the two.
 func convert(cfg *config.Config, capture, out string) Conversion {
 	check(os.RemoveAll(out))
-	real, err := pipeline.Streams(cfg, httpclient.New(httpclient.Options{}), nil)
+	real, err := pipeline.Streams(cfg, httpclient.New(httpclient.Options{}), nil, nil)
 	check(err)
 	var c Conversion
 	var streams []*sources.Stream

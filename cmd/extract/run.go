@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
@@ -113,12 +114,24 @@ func printReport(w io.Writer, res *pipeline.Result) {
 	if res.Models == nil {
 		return
 	}
+	for _, name := range sortedKeys(res.Models.Failed) {
+		fmt.Fprintf(w, "\nmodel %s FAILED: %s\n", name, res.Models.Failed[name])
+		for _, dep := range sortedKeys(res.Models.Skipped) {
+			if why := res.Models.Skipped[dep]; strings.Contains(why, name+", which failed") {
+				fmt.Fprintf(w, "  skipped with it: %s\n", dep)
+			}
+		}
+	}
 	passed, failed, skipped := 0, 0, 0
 	for _, t := range res.Models.Tests {
 		switch {
 		case t.Failed():
 			failed++
-			fmt.Fprintf(w, "\ndata test %s FAILED: %d rows%s\n", t.Name, t.Failures, map[bool]string{true: " (" + t.Error + ")"}[t.Error != ""])
+			detail := t.Message
+			if detail == "" {
+				detail = t.Error
+			}
+			fmt.Fprintf(w, "\ndata test %s FAILED: %d rows%s\n", t.Name, t.Failures, map[bool]string{true: " (" + detail + ")"}[detail != ""])
 			for _, s := range t.Sample {
 				fmt.Fprintf(w, "  %s\n", s)
 			}
@@ -128,6 +141,15 @@ func printReport(w io.Writer, res *pipeline.Result) {
 			passed++
 		}
 	}
-	fmt.Fprintf(w, "\nmodels: %d built, %d skipped; data tests: %d passed, %d failed, %d skipped\n",
-		len(res.Models.Built), len(res.Models.Skipped), passed, failed, skipped)
+	fmt.Fprintf(w, "\nmodels: %d built, %d failed, %d skipped; data tests: %d passed, %d failed, %d skipped\n",
+		len(res.Models.Built), len(res.Models.Failed), len(res.Models.Skipped), passed, failed, skipped)
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

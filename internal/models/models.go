@@ -315,9 +315,11 @@ func build(ctx context.Context, db *dbsql.DB, models []*Model, exists map[string
 }
 
 // bind checks that every tenant-defined column m reads is in its table, and otherwise says what to
-// set: the model, the missing column, the columns the table has, and the config key.
+// set: the model, each missing column, the columns the table has, and the config keys.
 func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, fields sqlfiles.Mapping) (string, error) {
 	have := map[string][]string{}
+	var missing, keys []string
+	var table string
 	for _, b := range bindings(m.SQL) {
 		if !exists[b.table] {
 			continue // missing() skips models whose tables are not loaded
@@ -331,12 +333,18 @@ func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, f
 			have[b.table] = cols
 		}
 		col := fields[b.table][b.field]
-		if !slices.Contains(cols, col) {
-			return fmt.Sprintf("sql model %s: %s has no column %q (the model's %s); its columns are %s; set %s to the column that holds it",
-				m.Name, b.table, col, b.field, strings.Join(cols, ", "), sqlfiles.ConfigKey(b.table, b.field)), nil
+		if slices.Contains(cols, col) || (table != "" && table != b.table) {
+			continue // one table at a time: its columns are what the message lists
 		}
+		table = b.table
+		missing = append(missing, fmt.Sprintf("%q (the model's %s)", col, b.field))
+		keys = append(keys, sqlfiles.ConfigKey(b.table, b.field))
 	}
-	return "", nil
+	if len(missing) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("sql model %s: %s has no column %s; its columns are %s; set %s to the columns that hold them",
+		m.Name, table, strings.Join(missing, ", "), strings.Join(have[table], ", "), strings.Join(keys, ", ")), nil
 }
 
 // keyTest checks a table's key in force: no key shared by two rows, no NULL in its leading column. The
@@ -503,13 +511,15 @@ func display(v any) any {
 
 // record keeps the test results in _ledgerlake_data_tests.
 func record(ctx context.Context, db *dbsql.DB, runID string, tests []TestResult) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS _ledgerlake_data_tests (run_id VARCHAR, name VARCHAR, failures BIGINT,
-		sample VARCHAR, skipped VARCHAR, error VARCHAR)`); err != nil {
-		return err
+	for _, ddl := range []string{`CREATE TABLE IF NOT EXISTS _ledgerlake_data_tests (run_id VARCHAR, name VARCHAR, failures BIGINT,
+		sample VARCHAR, skipped VARCHAR, error VARCHAR)`, "ALTER TABLE _ledgerlake_data_tests ADD COLUMN IF NOT EXISTS message VARCHAR"} {
+		if _, err := db.ExecContext(ctx, ddl); err != nil {
+			return err
+		}
 	}
 	for _, t := range tests {
-		if _, err := db.ExecContext(ctx, "INSERT INTO _ledgerlake_data_tests VALUES (?, ?, ?, ?, ?, ?)", runID, t.Name, t.Failures,
-			strings.Join(t.Sample, "\n"), t.Skipped, t.Error); err != nil {
+		if _, err := db.ExecContext(ctx, "INSERT INTO _ledgerlake_data_tests (run_id, name, failures, sample, skipped, error, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+			runID, t.Name, t.Failures, strings.Join(t.Sample, "\n"), t.Skipped, t.Error, t.Message); err != nil {
 			return err
 		}
 	}

@@ -110,18 +110,22 @@ func SetMemoryLimit() {
 // ErrBusy means another run holds the output directory.
 var ErrBusy = errors.New("another ledgerlake run is using this output directory")
 
-// Streams builds the configured streams, filtered by names.
-func Streams(cfg *config.Config, client *httpclient.Client, names []string) ([]*sources.Stream, error) {
+// Streams builds the configured streams, filtered by names; now is the sources' clock (nil: time.Now),
+// which ends their date windows and dates their watermarks.
+func Streams(cfg *config.Config, client *httpclient.Client, names []string, now func() time.Time) ([]*sources.Stream, error) {
 	var all []*sources.Stream
+	if now == nil {
+		now = time.Now
+	}
 	if cfg.Sources.Signicat != nil {
-		ss, err := signicat.New(cfg.Sources.Signicat, client).Streams()
+		ss, err := signicat.New(cfg.Sources.Signicat, client, now).Streams()
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, ss...)
 	}
 	if cfg.Sources.GSAPI != nil {
-		gs, err := gsapi.New(cfg.Sources.GSAPI, client).Streams()
+		gs, err := gsapi.New(cfg.Sources.GSAPI, client, now).Streams()
 		if err != nil {
 			return nil, err
 		}
@@ -156,7 +160,7 @@ func Streams(cfg *config.Config, client *httpclient.Client, names []string) ([]*
 
 // Run extracts, writes the manifest, and loads the warehouse.
 func Run(ctx context.Context, opts Options) (*Result, error) {
-	streams, err := Streams(opts.Config, Client(opts.Config, opts.HTTP), opts.Streams)
+	streams, err := Streams(opts.Config, Client(opts.Config, opts.HTTP), opts.Streams, opts.Now)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
@@ -33,7 +34,7 @@ func TestDatatableRowCountMustMatchTotal(t *testing.T) {
 	zero := 0
 	cfg := &config.GSAPI{BaseURL: srv.URL, JWT: "jwt", OrgID: &zero, Streams: []string{"datatable_t"},
 		Datatables: []config.Datatable{{Table: "t", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 2}}}
-	streams, err := New(cfg, httpclient.New(httpclient.Options{})).Streams()
+	streams, err := New(cfg, httpclient.New(httpclient.Options{}), time.Now).Streams()
 	if err != nil || len(streams) != 1 {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
@@ -28,12 +29,13 @@ type Source struct {
 	client *httpclient.Client
 	auth   *sessionAuth
 	base   string
+	now    func() time.Time
 }
 
-// New prepares the source; nothing is fetched until a stream's pages are read.
-func New(cfg *config.GSAPI, client *httpclient.Client) *Source {
+// New prepares the source; nothing is fetched until a stream's pages are read. now is its clock.
+func New(cfg *config.GSAPI, client *httpclient.Client, now func() time.Time) *Source {
 	base := strings.TrimRight(cfg.BaseURL, "/")
-	return &Source{cfg: cfg, client: client, base: base, auth: &sessionAuth{
+	return &Source{cfg: cfg, client: client, base: base, now: now, auth: &sessionAuth{
 		client: client, welcome: base + "/welcome", username: cfg.Username, password: cfg.Password.Value(), jwt: cfg.JWT.Value(),
 	}}
 }

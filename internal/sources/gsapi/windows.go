@@ -85,7 +85,7 @@ func (b *boundary) done() {
 // windowed fetches path in month windows from the stream's start to tomorrow, several at once, and
 // yields them newest first, each record once (see above). The watermark is the day the run reached.
 func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sources.State, path string, q url.Values) iter.Seq2[sources.Page, error] {
-	now := time.Now().UTC()
+	now := s.now().UTC()
 	from := s.cfg.Since.Time
 	if st != nil && st.Windows {
 		// A state written before windows were whole months and recorded (st.Windows false) starts over

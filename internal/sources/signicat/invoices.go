@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
@@ -43,7 +42,7 @@ func invoiceMonth(r sources.Record) string {
 // content) is dropped. Two records with one invoiceNumber that differ in any field are both kept, and
 // the key check reports the invoice number (nothing is picked silently).
 func (s *Source) listInvoices(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
-	ws := sources.MonthWindows(sources.Resume(s.cfg.Since.Time, st, s.cfg.LookbackDays), sources.Tomorrow(time.Now()))
+	ws := sources.MonthWindows(sources.Resume(s.cfg.Since.Time, st, s.cfg.LookbackDays), sources.Tomorrow(s.now()))
 	var mu sync.Mutex
 	seen := map[string][][32]byte{} // invoiceNumber → digests of the versions yielded
 	fetch := func(ctx context.Context, w sources.Window) (sources.Page, error) {

@@ -31,12 +31,13 @@ type Source struct {
 	client *httpclient.Client
 	auth   *tokenAuth
 	base   string
+	now    func() time.Time
 }
 
-// New prepares the source; nothing is fetched until a stream's pages are read.
-func New(cfg *config.Signicat, client *httpclient.Client) *Source {
+// New prepares the source; nothing is fetched until a stream's pages are read. now is its clock.
+func New(cfg *config.Signicat, client *httpclient.Client, now func() time.Time) *Source {
 	return &Source{
-		cfg: cfg, client: client,
+		cfg: cfg, client: client, now: now,
 		auth: newTokenAuth(cfg.TokenURL, cfg.ClientID, cfg.ClientSecret.Value(), &http.Client{Transport: client.Transport()}),
 		base: strings.TrimRight(cfg.BaseURL, "/"),
 	}
@@ -154,7 +155,7 @@ type accountMemo struct {
 // periodic re-reads spread evenly over the days instead of all falling due together.
 func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, st *sources.State, accts []sources.Record, deleted bool) error {
 	days := *s.cfg.AccountDetailDays
-	today := time.Now().UTC().Truncate(24 * time.Hour)
+	today := s.now().UTC().Truncate(24 * time.Hour)
 	memoKey := func(id string) string {
 		if deleted {
 			return "deleted:" + id
