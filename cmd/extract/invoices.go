@@ -71,7 +71,7 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if err != nil {
 			return exitCodeFor(err, stderr)
 		}
-		q.Root = cfg.OutputDir
+		q.Root, q.Fields = cfg.OutputDir, cfg.Fields()
 	}
 	if q.Root == "" {
 		return usage("give --config FILE or --lake DIR")

@@ -11,11 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
 )
 
 // ErrSource is a Query.Source that names no source.
@@ -29,6 +31,9 @@ type Query struct {
 	Source   string    // signicat, gsapi or all
 	AsOf     time.Time // state as loaded by the last run finished at or before it; zero = latest
 	Lines    bool      // invoice lines instead of headers
+	// Fields maps the tenant-defined columns of the GSAPI invoice tables (the pipeline's
+	// sources.gsapi.fields over sql/fields.yaml); nil means the defaults.
+	Fields sqlfiles.Mapping
 }
 
 // Answer is what Prepare set up: the SQL that returns the rows, and what an auditor needs beside them.
@@ -49,29 +54,39 @@ type table struct {
 	exclude      []string // columns the lead already shows under the same name
 	date, org    string   // filter expressions (headers)
 	parent       string   // lines: the expression of their invoice's invoice_key
-	key          []string
+	needs        []string // the columns the expressions read, to name any that is missing
 }
 
-var (
+// tables are the header and line tables of each source. GSAPI's are tenant-defined, so their columns
+// come from the mapping (sources.gsapi.fields), as the SQL models' do.
+func tables(f sqlfiles.Mapping) (headers, lines []table) {
+	if f == nil {
+		f, _ = sqlfiles.NewMapping(nil)
+	}
+	inv, line := f["gsapi_datasync_invoices"], f["gsapi_datasync_invoice_lines"]
+	col := func(c string) string { return "c." + quoteIdent(c) }
 	headers = []table{
 		{source: "signicat", name: "signicat_invoices", endpoint: "GET /invoices?invoiceDateAfter&invoiceDateBefore",
 			lead:    "'signicat' AS source, c.invoice_number AS invoice_key, c.invoice_number, c.invoice_date, c.organization_id",
 			exclude: []string{"invoice_number", "invoice_date", "organization_id"},
-			date:    "c.invoice_date", org: "c.organization_id", key: []string{"invoice_number"}},
+			date:    "c.invoice_date", org: "c.organization_id", needs: []string{"invoice_number", "invoice_date", "organization_id"}},
 		{source: "gsapi", name: "gsapi_datasync_invoices", endpoint: "GET /datasync?option=Invoices",
-			lead:    "'gsapi' AS source, c.iheader_id::VARCHAR AS invoice_key, c.ext_invoice_id::VARCHAR AS invoice_number, c.invoice_date, c.org_id::VARCHAR AS organization_id",
-			exclude: []string{"invoice_date"},
-			date:    "c.invoice_date", org: "c.org_id::VARCHAR", key: []string{"iheader_id"}},
+			lead: "'gsapi' AS source, " + col(inv["invoice_id"]) + "::VARCHAR AS invoice_key, " + col(inv["invoice_number"]) + "::VARCHAR AS invoice_number, " +
+				col(inv["invoice_date"]) + " AS invoice_date, " + col(inv["organization_id"]) + "::VARCHAR AS organization_id",
+			exclude: slices.DeleteFunc([]string{"invoice_number", "invoice_date", "organization_id"}, func(c string) bool { return inv[c] != c }),
+			date:    col(inv["invoice_date"]), org: col(inv["organization_id"]) + "::VARCHAR",
+			needs: []string{inv["invoice_id"], inv["invoice_number"], inv["invoice_date"], inv["organization_id"]}},
 	}
 	lines = []table{
 		{source: "signicat", name: "signicat_invoice_lines", endpoint: "GET /invoices/{invoiceNumber}",
 			lead:   "'signicat' AS source, c.invoice_number AS invoice_key, c.line_number AS line",
-			parent: "c.invoice_number", key: []string{"invoice_number", "line_number"}},
+			parent: "c.invoice_number", needs: []string{"invoice_number", "line_number"}},
 		{source: "gsapi", name: "gsapi_datasync_invoice_lines", endpoint: "GET /datasync?option=InvoiceLines",
-			lead:   "'gsapi' AS source, c.iheader_id::VARCHAR AS invoice_key, c.line_no AS line",
-			parent: "c.iheader_id::VARCHAR", key: []string{"iline_id"}},
+			lead:   "'gsapi' AS source, " + col(line["invoice_id"]) + "::VARCHAR AS invoice_key, " + col(line["line_number"]) + " AS line",
+			parent: col(line["invoice_id"]) + "::VARCHAR", needs: []string{line["invoice_id"], line["line_number"]}},
 	}
-)
+	return headers, lines
+}
 
 // provenance are the columns every row ends with.
 const provenance = "endpoint, run_id, extracted_at, snapshot_file, snapshot_sha256, evidence_sha256"
@@ -101,6 +116,7 @@ func Prepare(ctx context.Context, db *sql.DB, q Query) (*Answer, error) {
 		return nil, fmt.Errorf("no run had finished by %s; the first finished at %s", q.AsOf.UTC().Format(time.RFC3339), all[0].FinishedAt.UTC().Format(time.RFC3339))
 	}
 	a := &Answer{Runs: len(ms), LastRun: ms[len(ms)-1].RunID}
+	headers, lines := tables(q.Fields)
 	if _, err := db.ExecContext(ctx, "SET TimeZone = 'UTC'"); err != nil {
 		return nil, err
 	}
@@ -192,25 +208,6 @@ func loadProvenance(ctx context.Context, db *sql.DB, root string, ms []*lake.Man
 			return err
 		}
 	}
-	insert := func(table string, rows [][]any) error {
-		for len(rows) > 0 {
-			n := min(len(rows), 500)
-			var sb strings.Builder
-			args := make([]any, 0, n*len(rows[0]))
-			for i, r := range rows[:n] {
-				if i > 0 {
-					sb.WriteString(", ")
-				}
-				sb.WriteString("(" + strings.TrimSuffix(strings.Repeat("?, ", len(r)), ", ") + ")")
-				args = append(args, r...)
-			}
-			if _, err := db.ExecContext(ctx, "INSERT INTO "+table+" VALUES "+sb.String(), args...); err != nil {
-				return err
-			}
-			rows = rows[n:]
-		}
-		return nil
-	}
 	var files, evidence, pdfs [][]any
 	for _, m := range ms {
 		for _, f := range m.Files {
@@ -231,25 +228,52 @@ func loadProvenance(ctx context.Context, db *sql.DB, root string, ms []*lake.Man
 		name string
 		rows [][]any
 	}{{"_files", files}, {"_evidence", evidence}, {"_pdfs", pdfs}} {
-		if err := insert(t.name, t.rows); err != nil {
+		if err := insertRows(ctx, db, t.name, t.rows); err != nil {
 			return fmt.Errorf("loading the manifests' %s: %w", strings.TrimPrefix(t.name, "_"), err)
 		}
 	}
 	return nil
 }
 
-// current creates a view of t's state as of the selected runs — the newest version of every key for
-// an incremental table, the last run's rows otherwise — with each row's provenance, and returns its
+// insertRows inserts rows into table, 500 to a statement.
+func insertRows(ctx context.Context, db *sql.DB, table string, rows [][]any) error {
+	for len(rows) > 0 {
+		n := min(len(rows), 500)
+		var sb strings.Builder
+		args := make([]any, 0, n*len(rows[0]))
+		for i, r := range rows[:n] {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(" + strings.TrimSuffix(strings.Repeat("?, ", len(r)), ", ") + ")")
+			args = append(args, r...)
+		}
+		if _, err := db.ExecContext(ctx, "INSERT INTO "+table+" VALUES "+sb.String(), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// current creates a view of t's state as of the selected runs, by the rules the warehouse keeps (see
+// sinks/duckdb): a snapshot is its last run's rows; a windowed table is the newest fetch of every
+// window; a table with a key in force is the newest fetch of every key (or key group), all its rows;
+// any other incremental table is every row. Each row carries its provenance. It returns the view's
 // name ("" when no selected run has the table).
 func current(ctx context.Context, db *sql.DB, root string, ms []*lake.Manifest, t table) (string, error) {
 	var paths []string
-	incremental := false
+	var info lake.TableInfo
+	var windows [][]any
 	for _, m := range ms {
 		var runFiles []string
 		for _, s := range m.Streams {
 			for _, ti := range s.Tables {
 				if ti.Name == t.name {
-					incremental = ti.Incremental
+					info = ti
+					for _, w := range s.Windows {
+						windows = append(windows, []any{m.RunID, w.Start, w.End})
+					}
 				}
 			}
 		}
@@ -265,7 +289,7 @@ func current(ctx context.Context, db *sql.DB, root string, ms []*lake.Manifest, 
 		if len(runFiles) == 0 {
 			continue
 		}
-		if !incremental {
+		if !info.Incremental {
 			paths = paths[:0] // a snapshot table's state is its latest run
 		}
 		paths = append(paths, runFiles...)
@@ -287,31 +311,68 @@ func current(ctx context.Context, db *sql.DB, root string, ms []*lake.Manifest, 
 	if cols["_evidence_sha256"] {
 		evidence = "r._evidence_sha256"
 	}
-	for _, k := range t.key {
+	for _, k := range t.needs {
 		if !cols[k] {
-			return "", fmt.Errorf("%s has no column %s (its key); the tenant's export differs from the one this report knows", t.name, k)
+			key := "its columns"
+			if t.source == "gsapi" {
+				key = "sources.gsapi.fields (sql/fields.yaml)"
+			}
+			return "", fmt.Errorf("%s has no column %s: this tenant's export names its fields otherwise; map them in %s", t.name, k, key)
 		}
+	}
+	state := "SELECT * FROM " + src
+	group := info.Group
+	if len(group) == 0 {
+		group = info.Key
+	}
+	switch {
+	case !info.Incremental:
+	case info.Windowed && cols["_window_start"]:
+		tmp := "_windows_" + t.name
+		if _, err := db.ExecContext(ctx, "CREATE OR REPLACE TEMP TABLE "+tmp+" (run_id VARCHAR, window_start TIMESTAMP, window_end TIMESTAMP)"); err != nil {
+			return "", err
+		}
+		if err := insertRows(ctx, db, tmp, windows); err != nil {
+			return "", err
+		}
+		state = fmt.Sprintf(`WITH live AS (SELECT f.* FROM %[1]s f WHERE NOT EXISTS (SELECT 1 FROM %[1]s g
+    WHERE g.run_id > f.run_id AND g.window_start <= f.window_start AND g.window_end >= f.window_end))
+SELECT s.* FROM %[2]s s SEMI JOIN live l ON s._run_id = l.run_id AND s._window_start = l.window_start AND s._window_end = l.window_end
+UNION ALL BY NAME
+SELECT s.* FROM %[2]s s WHERE s._window_start IS NULL AND s._run_id > (SELECT coalesce(max(run_id), '') FROM %[1]s)`, tmp, src)
+	case len(group) > 0:
+		quoted := make([]string, len(group))
+		for i, k := range group {
+			if !cols[k] {
+				return "", fmt.Errorf("%s has no column %s, its key", t.name, k)
+			}
+			quoted[i] = quoteIdent(k)
+		}
+		state = fmt.Sprintf("SELECT * FROM %s QUALIFY _run_id = max(_run_id) OVER (PARTITION BY %s)", src, strings.Join(quoted, ", "))
 	}
 	view := "_asof_" + t.name
 	stmt := fmt.Sprintf(`CREATE OR REPLACE TEMP VIEW %s AS
 SELECT r.* EXCLUDE (%s),
        coalesce(e.endpoint, %s) AS endpoint, r._run_id AS run_id, r._extracted_at AS extracted_at,
        f.path AS snapshot_file, f.sha256 AS snapshot_sha256, %s AS evidence_sha256
-FROM (SELECT * FROM %s QUALIFY row_number() OVER (PARTITION BY %s ORDER BY _run_id DESC, _extracted_at DESC) = 1) r
+FROM (%s) r
 JOIN _files f ON f.abs = r._file
 LEFT JOIN (SELECT run_id, sha256, min(endpoint) AS endpoint FROM _evidence GROUP BY ALL) e
        ON e.run_id = r._run_id AND e.sha256 = %s`,
-		view, evidenceExclude(cols), quote(t.endpoint), evidence, src, strings.Join(t.key, ", "), evidence)
+		view, evidenceExclude(cols), quote(t.endpoint), evidence, state, evidence)
 	if _, err := db.ExecContext(ctx, stmt); err != nil {
 		return "", fmt.Errorf("%s: %w", t.name, err)
 	}
 	return view, nil
 }
 
+// evidenceExclude lists the lineage columns that the provenance columns replace.
 func evidenceExclude(cols map[string]bool) string {
 	out := "_file, _run_id, _extracted_at"
-	if cols["_evidence_sha256"] {
-		out += ", _evidence_sha256"
+	for _, c := range []string{"_evidence_sha256", "_window_start", "_window_end"} {
+		if cols[c] {
+			out += ", " + c
+		}
 	}
 	return out
 }
