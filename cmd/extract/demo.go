@@ -24,12 +24,15 @@ FROM gsapi_organizations GROUP BY ALL ORDER BY organizations DESC, country`},
 }
 
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("demo", "demo [--scale 1] [--dir data/demo] [--config pipelines/demo.yaml]",
+	fs := newFlags("demo", "demo [--scale 1] [--tenant a] [--dir data/demo] [--config pipelines/demo.yaml]",
 		"Start the built-in sandbox, run the demo pipeline against it end to end (API → Parquet → DuckDB),\n"+
-			"print a summary and sample queries. Nothing leaves this machine.", stderr)
+			"print a summary and sample queries. Nothing leaves this machine.\n"+
+			"--tenant b serves GSAPI's tenant-defined exports under another tenant's field names and runs\n"+
+			"pipelines/demo-tenant-b.yaml, which maps them (sources.gsapi.fields) for the SQL models.", stderr)
 	scale := fs.Float64("scale", 1, "sandbox data size (1 = thousands of rows)")
 	dir := fs.String("dir", "", "put the lake and warehouse here instead of the config's paths")
-	cfgPath := fs.String("config", "", "pipeline file (default: the built-in pipelines/demo.yaml)")
+	cfgPath := fs.String("config", "", "pipeline file (default: the built-in pipelines/demo.yaml, or demo-tenant-b.yaml with --tenant b)")
+	tenant := fs.String("tenant", sandbox.TenantA, "the sandbox's GSAPI tenant shape: a or b")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -39,13 +42,21 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "extract demo:", err)
 		return exitUsage
 	}
-	srv, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Seed: 1, Scale: *scale})
+	raw := pipelines.Demo
+	switch *tenant {
+	case sandbox.TenantA:
+	case sandbox.TenantB:
+		raw = pipelines.DemoTenantB
+	default:
+		fmt.Fprintln(stderr, "extract demo: --tenant must be a or b")
+		return exitUsage
+	}
+	srv, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Seed: 1, Scale: *scale, Tenant: *tenant})
 	if err != nil {
 		fmt.Fprintln(stderr, "extract demo:", err)
 		return exitFailed
 	}
 	defer srv.Close()
-	raw := pipelines.Demo
 	if *cfgPath != "" {
 		if raw, err = os.ReadFile(*cfgPath); err != nil {
 			fmt.Fprintln(stderr, "extract demo:", err)
@@ -70,7 +81,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *dir != "" {
 		cfg.OutputDir, cfg.Warehouse = filepath.Join(*dir, "lake"), filepath.Join(*dir, "warehouse.duckdb")
 	}
-	fmt.Fprintf(stdout, "ledgerlake demo: sandbox at %s (scale %g), lake %s, warehouse %s\n\n", srv.URL, *scale, cfg.OutputDir, cfg.Warehouse)
+	fmt.Fprintf(stdout, "ledgerlake demo: sandbox at %s (scale %g, tenant %s), lake %s, warehouse %s\n\n", srv.URL, *scale, *tenant, cfg.OutputDir, cfg.Warehouse)
 	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Logger: log, Progress: progressTo(stderr)})
 	if res != nil {
 		printReport(stdout, res)

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/schemas"
+	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
 )
 
 func docsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -40,6 +42,24 @@ func docsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }
 
+func sortedFieldTables() []string {
+	out := make([]string, 0, len(sqlfiles.Fields))
+	for t := range sqlfiles.Fields {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedFieldNames(fields map[string]sqlfiles.Field) []string {
+	out := make([]string, 0, len(fields))
+	for n := range fields {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // writeDocs renders the documentation; dbPath may be empty.
 func writeDocs(ctx context.Context, w io.Writer, dbPath string) error {
 	tables, err := schemas.All()
@@ -50,12 +70,30 @@ func writeDocs(ctx context.Context, w io.Writer, dbPath string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "# ledgerlake warehouse tables\n\nEvery stream is a current-state table `<source>_<stream>` (one row per key) with its history in\n`<table>_history`; every row carries `_run_id` and `_extracted_at` (TIMESTAMPTZ);\nrows of the invoice streams also carry `_evidence_sha256`, naming the stored response body they came from\n(`_evidence/<sha[:2]>/<sha>.json.zst` in the lake).")
+	fmt.Fprintln(w, "# ledgerlake warehouse tables\n\nEvery stream is a current-state table `<source>_<stream>` with its history in `<table>_history`: a\n"+
+		"snapshot's newest run, a windowed stream's newest fetch of every date window, or the newest fetch of every\n"+
+		"key where a key is in force (no row is ever collapsed; rows sharing a key are reported). Every row carries\n"+
+		"`_run_id` and `_extracted_at` (TIMESTAMPTZ); rows of windowed streams carry `_window_start` and `_window_end`\n"+
+		"(the window as sent), and rows of the invoice streams `_evidence_sha256`, naming the stored response body\n"+
+		"they came from (`_evidence/<sha[:2]>/<sha>.json.zst` in the lake).")
 	fmt.Fprintln(w, "\n## Declared streams")
 	for _, t := range tables {
-		fmt.Fprintf(w, "\n### %s\n\n%s\n\nKey: %s\n\n| column | type | description |\n|---|---|---|\n", t.Name(), t.Description, strings.Join(t.Key, ", "))
+		ident := "Key: " + strings.Join(t.Key, ", ")
+		if len(t.Key) == 0 {
+			ident = "Identified by " + strings.Join(t.Ident, ", ") + " (an assumption: no key is in force, no row is collapsed by it)"
+		}
+		fmt.Fprintf(w, "\n### %s\n\n%s\n\n%s\n\n| column | type | description |\n|---|---|---|\n", t.Name(), t.Description, ident)
 		for _, c := range t.Columns {
 			fmt.Fprintf(w, "| %s | %s | %s |\n", c.Name, schemas.MustType(c.Type), cell(c.Description))
+		}
+	}
+	fmt.Fprintln(w, "\n## Tenant-defined fields the models read\n\nGSAPI's datasync exports and journals name their fields per tenant. The models read these through\n"+
+		"the names below; a tenant whose columns are named otherwise maps them under `sources.gsapi.fields.<stream>`.\n\n"+
+		"| table | model's name | default column | config key | what it holds |\n|---|---|---|---|---|")
+	for _, table := range sortedFieldTables() {
+		fields := sqlfiles.Fields[table]
+		for _, name := range sortedFieldNames(fields) {
+			fmt.Fprintf(w, "| %s | %s | %s | `%s` | %s |\n", table, name, fields[name].Column, sqlfiles.ConfigKey(table, name), cell(fields[name].Description))
 		}
 	}
 	fmt.Fprintln(w, "\n## SQL models (sql/)")
