@@ -8,6 +8,8 @@ package sql
 import (
 	"embed"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -88,11 +90,4 @@ func mapped(source string) []string {
 	return out
 }
 
-func names(fields map[string]Field) []string {
-	out := make([]string, 0, len(fields))
-	for n := range fields {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func names(fields map[string]Field) []string { return slices.Sorted(maps.Keys(fields)) }

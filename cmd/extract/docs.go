@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/models"
@@ -42,24 +43,6 @@ func docsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }
 
-func sortedFieldTables() []string {
-	out := make([]string, 0, len(sqlfiles.Fields))
-	for t := range sqlfiles.Fields {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func sortedFieldNames(fields map[string]sqlfiles.Field) []string {
-	out := make([]string, 0, len(fields))
-	for n := range fields {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // writeDocs renders the documentation; dbPath may be empty.
 func writeDocs(ctx context.Context, w io.Writer, dbPath string) error {
 	tables, err := schemas.All()
@@ -90,9 +73,9 @@ func writeDocs(ctx context.Context, w io.Writer, dbPath string) error {
 	fmt.Fprintln(w, "\n## Tenant-defined fields the models read\n\nGSAPI's datasync exports and journals name their fields per tenant. The models read these through\n"+
 		"the names below; a tenant whose columns are named otherwise maps them under `sources.gsapi.fields.<stream>`.\n\n"+
 		"| table | model's name | default column | config key | what it holds |\n|---|---|---|---|---|")
-	for _, table := range sortedFieldTables() {
+	for _, table := range slices.Sorted(maps.Keys(sqlfiles.Fields)) {
 		fields := sqlfiles.Fields[table]
-		for _, name := range sortedFieldNames(fields) {
+		for _, name := range slices.Sorted(maps.Keys(fields)) {
 			fmt.Fprintf(w, "| %s | %s | %s | `%s` | %s |\n", table, name, fields[name].Column, sqlfiles.ConfigKey(table, name), cell(fields[name].Description))
 		}
 	}

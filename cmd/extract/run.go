@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
@@ -114,9 +115,9 @@ func printReport(w io.Writer, res *pipeline.Result) {
 	if res.Models == nil {
 		return
 	}
-	for _, name := range sortedKeys(res.Models.Failed) {
+	for _, name := range slices.Sorted(maps.Keys(res.Models.Failed)) {
 		fmt.Fprintf(w, "\nmodel %s FAILED: %s\n", name, res.Models.Failed[name])
-		for _, dep := range sortedKeys(res.Models.Skipped) {
+		for _, dep := range slices.Sorted(maps.Keys(res.Models.Skipped)) {
 			if why := res.Models.Skipped[dep]; strings.Contains(why, name+", which failed") {
 				fmt.Fprintf(w, "  skipped with it: %s\n", dep)
 			}
@@ -143,13 +144,4 @@ func printReport(w io.Writer, res *pipeline.Result) {
 	}
 	fmt.Fprintf(w, "\nmodels: %d built, %d failed, %d skipped; data tests: %d passed, %d failed, %d skipped\n",
 		len(res.Models.Built), len(res.Models.Failed), len(res.Models.Skipped), passed, failed, skipped)
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

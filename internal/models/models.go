@@ -423,22 +423,14 @@ func missing(m *Model, exists map[string]bool, skipped, failed map[string]string
 	return ""
 }
 
+// querier is a database or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*dbsql.Rows, error)
+}
+
 // columnList lists table's columns in order.
-func columnList(ctx context.Context, tx *dbsql.Tx, table string) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", table)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+func columnList(ctx context.Context, q querier, table string) ([]string, error) {
+	return firstColumn(ctx, q, "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", table)
 }
 
 func relations(ctx context.Context, db *dbsql.DB) (map[string]bool, error) {
@@ -449,20 +441,30 @@ func columns(ctx context.Context, db *dbsql.DB, table string) (map[string]bool, 
 	return nameSet(ctx, db, "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", table)
 }
 
-// nameSet collects a one-column query's strings.
+// nameSet collects a one-column query's strings as a set.
 func nameSet(ctx context.Context, db *dbsql.DB, q string, args ...any) (map[string]bool, error) {
+	list, err := firstColumn(ctx, db, q, args...)
+	out := make(map[string]bool, len(list))
+	for _, n := range list {
+		out[n] = true
+	}
+	return out, err
+}
+
+// firstColumn collects a one-column query's strings in order.
+func firstColumn(ctx context.Context, db querier, q string, args ...any) ([]string, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]bool{}
+	var out []string
 	for rows.Next() {
 		var n string
 		if err := rows.Scan(&n); err != nil {
 			return nil, err
 		}
-		out[n] = true
+		out = append(out, n)
 	}
 	return out, rows.Err()
 }
