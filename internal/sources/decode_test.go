@@ -85,7 +85,7 @@ func TestNullBodyIsAnEmptyReportedPage(t *testing.T) {
 			t.Errorf("Page.Each(%q) = %v after %d records; want ErrNull naming the request", body, err, n)
 		}
 	}
-	for _, body := range []string{"nul", "nullx", "null []", "NULL"} {
+	for _, body := range []string{"nul", "nullx", "null []", "NULL", " null\v", "\u00a0null"} {
 		if err := EachInArray([]byte(body), func(Record) error { return nil }); err == nil || errors.Is(err, ErrNull) {
 			t.Errorf("EachInArray(%q) = %v, want a decoding error", body, err)
 		}

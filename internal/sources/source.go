@@ -164,8 +164,9 @@ func (p Page) Each(fn func(Record) error) error {
 // reported, so that a tenant whose lists come back null every night is noticed.
 var ErrNull = errors.New("the response is null, read as an empty list")
 
-// IsNull reports whether body is the JSON literal null (whitespace around it allowed).
-func IsNull(body []byte) bool { return string(bytes.TrimSpace(body)) == "null" }
+// IsNull reports whether body is the JSON literal null, with JSON's whitespace around it allowed
+// (space, tab, CR, LF: not the rest of Unicode's, which JSON refuses).
+func IsNull(body []byte) bool { return string(bytes.Trim(body, " \t\r\n")) == "null" }
 
 // errNotArray is a body that is not a JSON array of objects.
 type errNotArray struct{ err error }
