@@ -32,6 +32,9 @@ type tableSink struct {
 	w       *parquet.StreamWriter
 	pending []typing.Record
 	pendLin []lineage // with evidence or windows: each pending record's
+	// unlinked counts the records whose child rows carry no parent link: the fields that identify a
+	// record (its key or ident) were missing, so the rows cannot be joined back to it.
+	unlinked int64
 }
 
 // lineage is where a record came from beyond its run: the response body (evidence streams) and the
@@ -220,6 +223,9 @@ func (r *streamRun) flush(ts *tableSink, last bool) error {
 				}
 				kids[path] = child
 			}
+			if unlinked(children[0], child.sch.Key) {
+				ts.unlinked++
+			}
 			for _, c := range children {
 				if err := r.add(child, c, lin); err != nil {
 					return err
@@ -240,6 +246,21 @@ func (r *streamRun) flush(ts *tableSink, last bool) error {
 		batches[i].Release()
 	}
 	return err
+}
+
+// unlinked reports whether a child row cannot be joined to its parent: its table's link (_parent_ columns
+// and _position) has no parent column, or the row lacks a value in one.
+func unlinked(child typing.Record, link []string) bool {
+	parents := 0
+	for _, c := range link {
+		if strings.HasPrefix(c, "_parent_") {
+			parents++
+			if child[c] == nil {
+				return true
+			}
+		}
+	}
+	return parents == 0
 }
 
 // childKeys are the keys of a child table of ts: its parent's link columns (_parent_<k>) and _position.
@@ -336,6 +357,13 @@ func (r *streamRun) finish() ([]parquet.FileInfo, error) {
 		}
 		files = append(files, fs...)
 		r.takeRejects(ts)
+		if ts.unlinked > 0 {
+			what := "no field that identifies them (set a key in sources.<source>.keys)"
+			if len(ts.sch.Key) > 0 {
+				what = "a value in " + strings.Join(ts.sch.Key, ", ")
+			}
+			r.notes.add(r.log, r.s.TableName(), fmt.Sprintf("%d records of %s have child rows but %s: those rows are kept, without a link to their parent", ts.unlinked, name, what))
+		}
 		for _, c := range ts.sch.TakeChanges(r.runID) {
 			// A table's first run discovers all its columns; only widenings (and columns whose values
 			// came after records without them) are worth a report then.

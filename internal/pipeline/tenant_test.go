@@ -390,3 +390,22 @@ func TestWindowsFetchedAgainReplaceTheirRows(t *testing.T) {
 		t.Error("no line at 25.5 %")
 	}
 }
+
+// Child rows link to their parent through the fields that identify it. A record without them keeps its
+// child rows, and the run says the link is missing.
+func TestChildRowsWithoutALinkAreKeptAndReported(t *testing.T) {
+	cfg := tempConfig(t)
+	s := fakeStream("invoices", nil, []string{`{"no":"A-1","lines":[{"q":1},{"q":2}]}`, `{"lines":[{"q":3}]}`})
+	s.Ident = []string{"no"}
+	res, err := RunStreams(context.Background(), Options{Config: cfg}, []*sources.Stream{s})
+	if err != nil || len(res.Failed) > 0 {
+		t.Fatalf("run: %v %+v", err, res)
+	}
+	if w := strings.Join(res.Manifest.Streams[0].Warnings, "; "); !strings.Contains(w, "1 records of test_invoices have child rows but a value in no") {
+		t.Errorf("warnings %q", w)
+	}
+	db := query(t, cfg)
+	if got := scalar[string](t, db, "SELECT string_agg(coalesce(_parent_no, '-') || ':' || q, ',' ORDER BY q) FROM test_invoices__lines"); got != "A-1:1,A-1:2,-:3" {
+		t.Errorf("child rows %s", got)
+	}
+}
