@@ -299,6 +299,9 @@ func loadTable(ctx context.Context, tx *sql.Tx, t lake.TableInfo, files []parque
 		// only the run's row groups (the history is appended run by run).
 		return replaceRelation(ctx, tx, t.Name, "VIEW", thisRun)
 	case t.Windowed && have[typing.WindowStartColumn]:
+		if !existed {
+			return replaceRelation(ctx, tx, t.Name, "VIEW", thisRun) // a first load: every window's only fetch
+		}
 		return replaceRelation(ctx, tx, t.Name, "TABLE", windowedState(hist, t.Name))
 	case len(group) > 0 && haveAll(have, group):
 		if !existed {

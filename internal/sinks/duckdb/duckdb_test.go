@@ -158,7 +158,7 @@ func TestCurrentStateNeverPicksARow(t *testing.T) {
 	wt := lake.TableInfo{Name: "x_win", Incremental: true, Windowed: true}
 	load(writeTable(t, root, "r5", day1, wt, []lake.Window{sep, oct, nov},
 		`{"w":0,"id":"s","v":1}`, `{"w":1,"id":"o","v":1}`, `{"w":1,"id":"o","v":1}`, `{"w":2,"id":"n","v":1}`))
-	check("x_win", "n=1 o=1 o=1 s=1", "BASE TABLE")
+	check("x_win", "n=1 o=1 o=1 s=1", "VIEW")
 	// The next run reads October and November again (its lookback): October is now empty, November grew.
 	nov2 := win(11, 3)
 	load(writeTable(t, root, "r6", day2, wt, []lake.Window{oct, nov2}, `{"w":1,"id":"n","v":2}`, `{"w":1,"id":"m","v":2}`))
