@@ -89,8 +89,8 @@ type streamRun struct {
 	windows []sources.Window // the windows of a windowed stream's pages, in the order first seen
 }
 
-// notes gathers a stream's warnings: each distinct one once, and past maxNotes only a count, so a null
-// answer for every one of 60 windows is one line per window at most ten times.
+// notes gathers a stream's warnings: each distinct one once, and past maxNotes only a count, so 60
+// windows that all answer null make ten lines and "and 50 more".
 type notes struct {
 	list []string
 	seen map[string]bool

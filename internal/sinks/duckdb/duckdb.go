@@ -338,7 +338,7 @@ func haveAll(have map[string]bool, cols []string) bool {
 
 // windowedState is the current state of a windowed table: the rows of every fetched window that no
 // later run's window covers. Windows are whole months, so a later fetch of a month covers it exactly,
-// and the current month's window grows run by run. Rows without a window (loaded by an ledgerlake that
+// and the current month's window grows run by run. Rows without a window (loaded by a ledgerlake that
 // did not record windows) stay only until a run with windows comes: that run starts over from since.
 func windowedState(hist, table string) string {
 	return `WITH fetched AS (SELECT run_id, window_start, window_end FROM ` + WindowsTable + ` WHERE table_name = ` + quoteString(table) + `),
