@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
 )
 
@@ -321,34 +322,29 @@ func current(ctx context.Context, db *sql.DB, root string, ms []*lake.Manifest, 
 		}
 	}
 	state := "SELECT * FROM " + src
-	group := info.Group
-	if len(group) == 0 {
-		group = info.Key
-	}
-	switch {
-	case !info.Incremental:
-	case info.Windowed && cols["_window_start"]:
-		tmp := "_windows_" + t.name
-		if _, err := db.ExecContext(ctx, "CREATE OR REPLACE TEMP TABLE "+tmp+" (run_id VARCHAR, window_start TIMESTAMP, window_end TIMESTAMP)"); err != nil {
-			return "", err
-		}
-		if err := insertRows(ctx, db, tmp, windows); err != nil {
-			return "", err
-		}
-		state = fmt.Sprintf(`WITH live AS (SELECT f.* FROM %[1]s f WHERE NOT EXISTS (SELECT 1 FROM %[1]s g
-    WHERE g.run_id > f.run_id AND g.window_start <= f.window_start AND g.window_end >= f.window_end))
-SELECT s.* FROM %[2]s s SEMI JOIN live l ON s._run_id = l.run_id AND s._window_start = l.window_start AND s._window_end = l.window_end
-UNION ALL BY NAME
-SELECT s.* FROM %[2]s s WHERE s._window_start IS NULL AND s._run_id > (SELECT coalesce(max(run_id), '') FROM %[1]s)`, tmp, src)
-	case len(group) > 0:
-		quoted := make([]string, len(group))
-		for i, k := range group {
-			if !cols[k] {
-				return "", fmt.Errorf("%s has no column %s, its key", t.name, k)
+	if info.Incremental {
+		windowed := info.Windowed && cols["_window_start"]
+		if !windowed {
+			group := info.Group
+			if len(group) == 0 {
+				group = info.Key
 			}
-			quoted[i] = quoteIdent(k)
+			for _, k := range group {
+				if !cols[k] {
+					return "", fmt.Errorf("%s has no column %s, its key", t.name, k)
+				}
+			}
 		}
-		state = fmt.Sprintf("SELECT * FROM %s QUALIFY _run_id = max(_run_id) OVER (PARTITION BY %s)", src, strings.Join(quoted, ", "))
+		tmp := "_windows_" + t.name
+		if windowed {
+			if _, err := db.ExecContext(ctx, "CREATE OR REPLACE TEMP TABLE "+tmp+" (run_id VARCHAR, window_start TIMESTAMP, window_end TIMESTAMP)"); err != nil {
+				return "", err
+			}
+			if err := insertRows(ctx, db, tmp, windows); err != nil {
+				return "", err
+			}
+		}
+		state, _ = duckdb.IncrementalState("("+state+")", info, cols, "(SELECT * FROM "+tmp+")")
 	}
 	view := "_asof_" + t.name
 	stmt := fmt.Sprintf(`CREATE OR REPLACE TEMP VIEW %s AS
