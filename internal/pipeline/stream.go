@@ -86,7 +86,7 @@ type streamRun struct {
 	prev    *streamCheckpoint // what an earlier attempt of this run committed (nil: none)
 	runDate string            // the partition of streams without their own: asked once per record
 	notes   notes
-	windows []sources.Window // the windows of a windowed stream's pages, in the order first seen
+	windows []lake.Window // the windows of a windowed stream's pages as sent, in the order first seen
 }
 
 // notes gathers a stream's warnings: each distinct one once, and past maxNotes only a count, so 60
@@ -290,7 +290,7 @@ func (r *streamRun) convertBatches(conv *typing.Converter, recs []typing.Record,
 			if lins != nil {
 				conv.SetEvidence(lins[i].evidence)
 				if w := lins[i].window; w >= 0 {
-					conv.SetWindow(r.windows[w].From, r.windows[w].To.Add(-time.Millisecond))
+					conv.SetWindow(r.windows[w].Start, r.windows[w].End)
 				} else {
 					conv.SetWindow(time.Time{}, time.Time{})
 				}
@@ -539,9 +539,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 	}
 	rep.Tables = r.tables()
 	rep.Warnings = append(rep.Warnings, r.notes.report()...)
-	for _, w := range r.windows {
-		rep.Windows = append(rep.Windows, lake.Window{Start: w.From, End: w.To.Add(-time.Millisecond)})
-	}
+	rep.Windows = slices.Clone(r.windows)
 	fillStats(&rep, s, prev)
 	// The whole stream is committed: a crash before the run's manifest does not fetch it again.
 	ck := &streamCheckpoint{Table: s.TableName(), Complete: true, Report: rep, Files: out.files, Evidence: out.evidence, PDFs: out.pdfs, Rejects: r.rejects}
@@ -553,16 +551,17 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 }
 
 // window returns the index of w among the stream's windows (-1 for none), adding it when new.
-func (r *streamRun) window(w *sources.Window) int32 {
-	if w == nil || !r.s.Windowed {
+func (r *streamRun) window(b *sources.Bounds) int32 {
+	if b == nil || !r.s.Windowed {
 		return -1
 	}
+	w := lake.Window{Start: b.Start, End: b.End}
 	for i, seen := range r.windows {
-		if seen == *w {
+		if seen == w {
 			return int32(i)
 		}
 	}
-	r.windows = append(r.windows, *w)
+	r.windows = append(r.windows, w)
 	return int32(len(r.windows) - 1)
 }
 

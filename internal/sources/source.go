@@ -57,8 +57,8 @@ type Page struct {
 	// Done names the unit of work this page completes (an invoice number) on streams with
 	// Checkpoints: once the pipeline has checkpointed it, a resumed run skips it.
 	Done string
-	// Window is the date window the page answers, on Windowed streams.
-	Window *Window
+	// Window is the date window the page answers, as sent, on Windowed streams.
+	Window *Bounds
 	// Note is something about this page a user should hear of without the stream failing (a null
 	// body read as empty, duplicates dropped at a window boundary): the pipeline logs it and keeps it
 	// among the stream's warnings in the run report.

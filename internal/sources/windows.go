@@ -10,6 +10,10 @@ const WindowsInFlight = 8
 // Window is one stretch of a windowed read, [From, To).
 type Window struct{ From, To time.Time }
 
+// Bounds are a window's ends as a request sent them, both inclusive: how a Window's end is sent is the
+// endpoint's business, and rows record what was asked.
+type Bounds struct{ Start, End time.Time }
+
 // MonthWindows covers [since, until) with calendar months (UTC wall clock): no gap, no overlap. How a
 // window's ends are sent, and how much they overlap, is each endpoint's business.
 func MonthWindows(since, until time.Time) []Window {

@@ -99,10 +99,11 @@ func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sour
 		for k, v := range q {
 			wq[k] = v
 		}
-		wq.Set("startdate", w.From.Format(gsLayout))
-		wq.Set("enddate", w.To.Add(-time.Millisecond).Format(gsLayout))
+		sent := sources.Bounds{Start: w.From, End: w.To.Add(-time.Millisecond)}
+		wq.Set("startdate", sent.Start.Format(gsLayout))
+		wq.Set("enddate", sent.End.Format(gsLayout))
 		page, err := s.get(ctx, stats, path, wq, false)
-		page.Window = &w
+		page.Window = &sent
 		page.Keep = func(_ sources.Record, raw []byte) bool { return b.keep(raw) }
 		return page, err
 	}
