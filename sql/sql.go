@@ -43,9 +43,10 @@ var Fields = func() map[string]map[string]Field {
 // names (source → stream → field → column) laid over them.
 type Mapping map[string]map[string]string
 
-// NewMapping lays the config's fields (sources.<source>.fields) over the defaults; a table or field
-// the models do not read is an error naming the config key, so a typo cannot pass silently.
-func NewMapping(configured map[string]map[string]map[string]string) (Mapping, error) {
+// NewMapping lays what a source's config names (sources.<source>.fields: stream → field → column) over
+// the defaults; a table or field the models do not read is an error naming the config key, so a typo
+// cannot pass silently.
+func NewMapping(source string, streams map[string]map[string]string) (Mapping, error) {
 	m := Mapping{}
 	for table, fields := range Fields {
 		m[table] = map[string]string{}
@@ -53,21 +54,19 @@ func NewMapping(configured map[string]map[string]map[string]string) (Mapping, er
 			m[table][name] = f.Column
 		}
 	}
-	for source, streams := range configured {
-		for stream, fields := range streams {
-			table := source + "_" + stream
-			if m[table] == nil {
-				return nil, fmt.Errorf("sources.%s.fields.%s: the models read no fields of %s (they read: %s)", source, stream, table, strings.Join(mapped(source), ", "))
+	for stream, fields := range streams {
+		table := source + "_" + stream
+		if m[table] == nil {
+			return nil, fmt.Errorf("sources.%s.fields.%s: the models read no fields of %s (they read: %s)", source, stream, table, strings.Join(mapped(source), ", "))
+		}
+		for name, col := range fields {
+			if _, ok := m[table][name]; !ok {
+				return nil, fmt.Errorf("sources.%s.fields.%s.%s: the models read no field %q of %s (they read: %s)", source, stream, name, name, table, strings.Join(names(Fields[table]), ", "))
 			}
-			for name, col := range fields {
-				if _, ok := m[table][name]; !ok {
-					return nil, fmt.Errorf("sources.%s.fields.%s.%s: the models read no field %q of %s (they read: %s)", source, stream, name, name, table, strings.Join(names(Fields[table]), ", "))
-				}
-				if col == "" {
-					return nil, fmt.Errorf("sources.%s.fields.%s.%s: name the column that holds it", source, stream, name)
-				}
-				m[table][name] = col
+			if col == "" {
+				return nil, fmt.Errorf("sources.%s.fields.%s.%s: name the column that holds it", source, stream, name)
 			}
+			m[table][name] = col
 		}
 	}
 	return m, nil

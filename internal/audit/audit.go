@@ -62,7 +62,7 @@ type table struct {
 // come from the mapping (sources.gsapi.fields), as the SQL models' do.
 func tables(f sqlfiles.Mapping) (headers, lines []table) {
 	if f == nil {
-		f, _ = sqlfiles.NewMapping(nil)
+		f, _ = sqlfiles.NewMapping("gsapi", nil)
 	}
 	inv, line := f["gsapi_datasync_invoices"], f["gsapi_datasync_invoice_lines"]
 	col := func(c string) string { return "c." + quoteIdent(c) }

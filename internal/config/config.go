@@ -54,18 +54,10 @@ type Config struct {
 }
 
 // Fields is the column each SQL model field reads: sql/fields.yaml's defaults with the pipeline's
-// sources.<source>.fields laid over them.
+// sources.gsapi.fields laid over them (the only source with tenant-defined fields), as validated.
 func (c *Config) Fields() sqlfiles.Mapping {
-	if c.fields == nil {
-		var gs map[string]map[string]string
-		if c.Sources.GSAPI != nil {
-			gs = c.Sources.GSAPI.Fields
-		}
-		m, err := sqlfiles.NewMapping(map[string]map[string]map[string]string{"gsapi": gs})
-		if err != nil {
-			m, _ = sqlfiles.NewMapping(nil) // validate refused the config already; a hand-built one falls back
-		}
-		c.fields = m
+	if c.fields == nil { // a config built by hand, or without a gsapi source: the defaults
+		c.fields, _ = sqlfiles.NewMapping("gsapi", nil)
 	}
 	return c.fields
 }
@@ -348,9 +340,11 @@ func (c *Config) validate() error {
 		if g.LookbackDays < 0 {
 			return &Error{Msg: "sources.gsapi.lookback_days must not be negative"}
 		}
-		if _, err := sqlfiles.NewMapping(map[string]map[string]map[string]string{"gsapi": g.Fields}); err != nil {
+		m, err := sqlfiles.NewMapping("gsapi", g.Fields)
+		if err != nil {
 			return &Error{Msg: err.Error()}
 		}
+		c.fields = m
 		if err := checkKeys("sources.gsapi.keys", g.Keys); err != nil {
 			return err
 		}

@@ -333,7 +333,9 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 // requested id.
 func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
-		col := s.invoiceIDColumn()
+		// A validated config's mapping (an invalid one never gets here).
+		fields, _ := sqlfiles.NewMapping("gsapi", s.cfg.Fields)
+		col := fields["gsapi_datasync_invoices"]["invoice_id"]
 		var ids []string
 		seen := map[string]bool{}
 		var missing int
@@ -385,14 +387,6 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 			}
 		}
 	}
-}
-
-// invoiceIDColumn is the warehouse column of the datasync Invoices record's invoice id.
-func (s *Source) invoiceIDColumn() string {
-	if c := s.cfg.Fields["datasync_invoices"]["invoice_id"]; c != "" {
-		return c
-	}
-	return sqlfiles.Fields["gsapi_datasync_invoices"]["invoice_id"].Column
 }
 
 // fieldByColumn is the value of r's top-level field whose warehouse column is col (iheader_id, or
