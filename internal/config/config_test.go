@@ -106,7 +106,7 @@ func TestLoopbackHTTPAccepted(t *testing.T) {
 }
 
 func TestShippedPipelinesParse(t *testing.T) {
-	for _, f := range []string{"nightly.yaml", "demo.yaml"} {
+	for _, f := range []string{"nightly.yaml", "demo.yaml", "demo-tenant-b.yaml"} {
 		e := map[string]string{"LEDGERLAKE_SANDBOX_URL": "http://127.0.0.1:1", "SIGNICAT_ORGANIZATION_ID": "o-x"}
 		for k, v := range goodEnv {
 			e[k] = v
@@ -117,6 +117,36 @@ func TestShippedPipelinesParse(t *testing.T) {
 		}
 		if _, err := Parse(raw, env(e)); err != nil {
 			t.Errorf("pipelines/%s: %v", f, err)
+		}
+	}
+}
+
+// A tenant's field names and keys: what the models read is laid over the defaults, and a name the
+// models do not read, or a key without columns, is refused naming the key (exit 2).
+func TestTenantFieldsAndKeys(t *testing.T) {
+	with := func(block string) string {
+		return strings.Replace(valid, "    datatables:\n", block+"    datatables:\n", 1)
+	}
+	cfg, err := Parse([]byte(with("    fields:\n      datasync_invoices: {net_amount: total_net}\n    keys:\n      invoice_journal_accounting: [iheader_id, account, cost_centre]\n")), env(goodEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := cfg.Fields()["gsapi_datasync_invoices"]
+	if f["net_amount"] != "total_net" || f["tax_amount"] != "vat_amount" {
+		t.Errorf("mapping %v: want net_amount from the config and tax_amount's default", f)
+	}
+	if k := cfg.Sources.GSAPI.Keys["invoice_journal_accounting"]; len(k) != 3 {
+		t.Errorf("keys %v", k)
+	}
+	for block, want := range map[string]string{
+		"    fields:\n      datasync_invoice: {net_amount: x}\n":   "sources.gsapi.fields.datasync_invoice: the models read no fields of gsapi_datasync_invoice",
+		"    fields:\n      datasync_invoices: {net: x}\n":         `sources.gsapi.fields.datasync_invoices.net: the models read no field "net"`,
+		"    fields:\n      datasync_invoices: {net_amount: ''}\n": "sources.gsapi.fields.datasync_invoices.net_amount: name the column that holds it",
+		"    keys:\n      invoice_journal_accounting: []\n":        "sources.gsapi.keys.invoice_journal_accounting: list the columns",
+	} {
+		_, err := Parse([]byte(with(block)), env(goodEnv))
+		if _, ok := err.(*Error); !ok || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want a config error containing %q", block, err, want)
 		}
 	}
 }

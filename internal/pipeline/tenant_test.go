@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"os"
@@ -407,5 +408,16 @@ func TestChildRowsWithoutALinkAreKeptAndReported(t *testing.T) {
 	db := query(t, cfg)
 	if got := scalar[string](t, db, "SELECT string_agg(coalesce(_parent_no, '-') || ':' || q, ',' ORDER BY q) FROM test_invoices__lines"); got != "A-1:1,A-1:2,-:3" {
 		t.Errorf("child rows %s", got)
+	}
+}
+
+// A key configured for a stream the source does not have is a config error (exit 2) that lists them.
+func TestKeyForAnUnknownStreamIsAConfigError(t *testing.T) {
+	_, cfg := setup(t, sandbox.Options{Scale: 0.01}, nil)
+	cfg.Sources.GSAPI.Keys = map[string][]string{"invoice_journal_acounting": {"iheader_id"}}
+	_, err := Run(context.Background(), Options{Config: cfg})
+	var ce *config.Error
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), `sources.gsapi.keys: no stream "invoice_journal_acounting"`) || !strings.Contains(err.Error(), "invoice_journal_accounting") {
+		t.Errorf("err = %v, want a config error naming the streams", err)
 	}
 }
