@@ -4,7 +4,6 @@ package gsapi
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -297,16 +296,16 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 		}
 		sort.Strings(types)
 		var mu sync.Mutex
-		copies, dropped := map[[32]byte]bool{}, 0
+		copies, dropped := map[digest]bool{}, 0
 		keep := func(_ sources.Record, raw []byte) bool {
-			sum := sha256.Sum256(raw)
+			d := digestOf(raw)
 			mu.Lock()
 			defer mu.Unlock()
-			if copies[sum] {
+			if copies[d] {
 				dropped++
 				return false
 			}
-			copies[sum] = true
+			copies[d] = true
 			return true
 		}
 		for p, err := range sources.Parallel(httpclient.Then(ctx), 4, types, func(ctx context.Context, typeID string) (sources.Page, error) {

@@ -47,24 +47,30 @@ func monthWindows(from, until time.Time) []sources.Window {
 	return ws
 }
 
+// digest identifies a record by its bytes as the API sent them, to recognise a copy two overlapping
+// requests both returned: two 64-bit hashes, so different bytes share a digest with a chance of 2^-128.
+type digest [2]uint64
+
+var digestSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+func digestOf(raw []byte) digest {
+	return digest{maphash.Bytes(digestSeeds[0], raw), maphash.Bytes(digestSeeds[1], raw)}
+}
+
 // boundary keeps a window's records once when the next window returned the same bytes (see above).
 // Windows are read newest first, so when a window's records are read the next window's are all known.
 type boundary struct {
-	seed    maphash.Seed
-	seed2   maphash.Seed
 	mu      sync.Mutex
-	next    map[[2]uint64]bool // digests of the window read just before (the later one)
-	cur     map[[2]uint64]bool
+	next    map[digest]bool // digests of the window read just before (the later one)
+	cur     map[digest]bool
 	dropped int
 }
 
-func newBoundary() *boundary {
-	return &boundary{seed: maphash.MakeSeed(), seed2: maphash.MakeSeed(), cur: map[[2]uint64]bool{}}
-}
+func newBoundary() *boundary { return &boundary{cur: map[digest]bool{}} }
 
 // keep reports whether a record of the window being read is not a copy of one of the later window.
 func (b *boundary) keep(raw []byte) bool {
-	d := [2]uint64{maphash.Bytes(b.seed, raw), maphash.Bytes(b.seed2, raw)}
+	d := digestOf(raw)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.cur[d] = true
@@ -78,7 +84,7 @@ func (b *boundary) keep(raw []byte) bool {
 // done moves on to the window before the one just read.
 func (b *boundary) done() {
 	b.mu.Lock()
-	b.next, b.cur = b.cur, map[[2]uint64]bool{}
+	b.next, b.cur = b.cur, map[digest]bool{}
 	b.mu.Unlock()
 }
 
