@@ -364,8 +364,9 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 			return
 		}
 		for p, err := range sources.Parallel(httpclient.Then(ctx), 16, ids, func(ctx context.Context, id string) (sources.Page, error) {
-			where := "GET /invoicecharges/list?iheader_id=" + url.QueryEscape(id)
-			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoicecharges/list?iheader_id=" + url.QueryEscape(id), Auth: s.auth, Stats: stats})
+			path := "/invoicecharges/list?iheader_id=" + url.QueryEscape(id)
+			where := "GET " + path
+			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + path, Auth: s.auth, Stats: stats})
 			if err != nil {
 				return sources.Page{}, err
 			}
