@@ -15,6 +15,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/durable"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 )
 
@@ -71,7 +72,7 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if err != nil {
 			return exitCodeFor(err, stderr)
 		}
-		q.Root, q.Fields = cfg.OutputDir, cfg.Fields()
+		q.Root, q.Fields, q.Spool = cfg.OutputDir, cfg.Fields(), pipeline.SpoolDir(cfg)
 	}
 	if q.Root == "" {
 		return usage("give --config FILE or --lake DIR")
@@ -94,6 +95,7 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "extract invoices:", err)
 		return exitFailed
 	}
+	defer a.Close()
 	asOfText := "latest"
 	if !q.AsOf.IsZero() {
 		asOfText = q.AsOf.UTC().Format(time.RFC3339)
@@ -105,7 +107,7 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitFailed
 	}
 	if *pdfDir != "" {
-		n, err := exportPDFs(q.Root, a.PDFs, *pdfDir)
+		n, err := exportPDFs(a.Lake, a.PDFs, *pdfDir)
 		if err != nil {
 			fmt.Fprintln(stderr, "extract invoices:", err)
 			return exitFailed
@@ -159,7 +161,7 @@ func writeInvoices(ctx context.Context, db *duckdb.Warehouse, a *audit.Answer, f
 }
 
 // exportPDFs copies each PDF, re-checked against its sha256, to dir/<invoice number>.pdf.
-func exportPDFs(root string, pdfs map[string]lake.Evidence, dir string) (int, error) {
+func exportPDFs(st lake.Store, pdfs map[string]lake.Evidence, dir string) (int, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, err
 	}
@@ -170,7 +172,7 @@ func exportPDFs(root string, pdfs map[string]lake.Evidence, dir string) (int, er
 	sort.Strings(keys)
 	for _, k := range keys {
 		e := pdfs[k]
-		b, err := lake.ReadEvidence(root, e)
+		b, err := lake.ReadEvidence(st, e)
 		if err != nil {
 			return 0, fmt.Errorf("PDF of invoice %s (%s): %w", k, e.Path, err)
 		}

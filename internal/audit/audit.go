@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
 )
 
@@ -26,7 +28,8 @@ var ErrSource = errors.New("source must be signicat, gsapi or all")
 
 // Query selects invoices.
 type Query struct {
-	Root     string    // the lake (output directory)
+	Root     string    // the lake (output_dir: a directory or an object-store URL)
+	Spool    string    // where a bucket's files are downloaded to be read (default: the system's temp dir)
 	From, To time.Time // invoice dates, inclusive; zero = open
 	Org      string    // organisation id; "" = all
 	Source   string    // signicat, gsapi or all
@@ -45,6 +48,21 @@ type Answer struct {
 	LastRun string   // the newest of them
 	// PDFs of the selected Signicat invoices held as of the time, by invoice number (headers only).
 	PDFs map[string]lake.Evidence
+	// Lake is the opened lake, to read the PDFs from; Close releases it and the files downloaded from it.
+	Lake    lake.Store
+	release []func()
+}
+
+// Close releases the lake and the local copies of its files; the answer's SQL cannot run after it.
+func (a *Answer) Close() error {
+	for _, r := range a.release {
+		r()
+	}
+	a.release = nil
+	if a.Lake == nil {
+		return nil
+	}
+	return a.Lake.Close()
 }
 
 // table is one invoice table of a source, and how its columns map onto the shared leading columns.
@@ -100,7 +118,26 @@ func Prepare(ctx context.Context, db *sql.DB, q Query) (*Answer, error) {
 	if q.Source != "all" && q.Source != "signicat" && q.Source != "gsapi" {
 		return nil, fmt.Errorf("%w, not %q", ErrSource, q.Source)
 	}
-	all, err := lake.ReadManifests(q.Root)
+	if !lake.IsURL(q.Root) {
+		if _, err := os.Stat(q.Root); err != nil {
+			return nil, fmt.Errorf("the lake: %w", err)
+		}
+	}
+	st, err := lake.OpenStore(ctx, q.Root, q.Spool)
+	if err != nil {
+		return nil, err
+	}
+	a := &Answer{Lake: st}
+	ans, err := prepare(ctx, db, q, a)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	return ans, nil
+}
+
+func prepare(ctx context.Context, db *sql.DB, q Query, a *Answer) (*Answer, error) {
+	all, err := lake.ReadManifests(a.Lake)
 	if err != nil {
 		return nil, err
 	}
@@ -116,12 +153,16 @@ func Prepare(ctx context.Context, db *sql.DB, q Query) (*Answer, error) {
 	if len(ms) == 0 {
 		return nil, fmt.Errorf("no run had finished by %s; the first finished at %s", q.AsOf.UTC().Format(time.RFC3339), all[0].FinishedAt.UTC().Format(time.RFC3339))
 	}
-	a := &Answer{Runs: len(ms), LastRun: ms[len(ms)-1].RunID}
+	a.Runs, a.LastRun = len(ms), ms[len(ms)-1].RunID
 	headers, lines := tables(q.Fields)
+	local, err := a.localFiles(ms, append(slices.Clone(headers), lines...), q.Spool)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := db.ExecContext(ctx, "SET TimeZone = 'UTC'"); err != nil {
 		return nil, err
 	}
-	if err := loadProvenance(ctx, db, q.Root, ms); err != nil {
+	if err := loadProvenance(ctx, db, local, ms); err != nil {
 		return nil, err
 	}
 	var parts []string
@@ -129,7 +170,7 @@ func Prepare(ctx context.Context, db *sql.DB, q Query) (*Answer, error) {
 		if q.Source != "all" && q.Source != h.source {
 			continue
 		}
-		hv, err := current(ctx, db, q.Root, ms, h)
+		hv, err := current(ctx, db, local, ms, h)
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +202,7 @@ func Prepare(ctx context.Context, db *sql.DB, q Query) (*Answer, error) {
 			continue
 		}
 		l := lines[i]
-		lv, err := current(ctx, db, q.Root, ms, l)
+		lv, err := current(ctx, db, local, ms, l)
 		if err != nil {
 			return nil, err
 		}
@@ -198,8 +239,39 @@ func exclusions(cols []string) string {
 	return " EXCLUDE (" + strings.Join(out, ", ") + ")"
 }
 
+// localFiles gives the local path of every file of ts in the manifests: where it is in a directory,
+// a copy checked against its sha256 for a bucket (released by Close).
+func (a *Answer) localFiles(ms []*lake.Manifest, ts []table, spool string) (map[string]string, error) {
+	want := map[string]bool{}
+	for _, t := range ts {
+		want[t.name] = true
+	}
+	var files []parquet.FileInfo
+	for _, m := range ms {
+		for _, f := range m.Files {
+			if want[f.Table] {
+				files = append(files, f)
+			}
+		}
+	}
+	paths, release, err := lake.Local(a.Lake, files, spool, false)
+	a.release = append(a.release, release)
+	if err != nil {
+		return nil, err
+	}
+	local := map[string]string{}
+	for i, f := range files {
+		abs, err := filepath.Abs(paths[i])
+		if err != nil {
+			return nil, err
+		}
+		local[f.Path] = abs
+	}
+	return local, nil
+}
+
 // loadProvenance puts the snapshot files and evidence of the selected runs into temp tables.
-func loadProvenance(ctx context.Context, db *sql.DB, root string, ms []*lake.Manifest) error {
+func loadProvenance(ctx context.Context, db *sql.DB, local map[string]string, ms []*lake.Manifest) error {
 	for _, stmt := range []string{
 		"CREATE OR REPLACE TEMP TABLE _files (abs VARCHAR, path VARCHAR, sha256 VARCHAR, run_id VARCHAR, tbl VARCHAR)",
 		"CREATE OR REPLACE TEMP TABLE _evidence (run_id VARCHAR, sha256 VARCHAR, endpoint VARCHAR)",
@@ -212,11 +284,7 @@ func loadProvenance(ctx context.Context, db *sql.DB, root string, ms []*lake.Man
 	var files, evidence, pdfs [][]any
 	for _, m := range ms {
 		for _, f := range m.Files {
-			abs, err := filepath.Abs(filepath.Join(root, filepath.FromSlash(f.Path)))
-			if err != nil {
-				return err
-			}
-			files = append(files, []any{abs, f.Path, f.SHA256, m.RunID, f.Table})
+			files = append(files, []any{local[f.Path], f.Path, f.SHA256, m.RunID, f.Table})
 		}
 		for _, e := range m.Evidence {
 			evidence = append(evidence, []any{m.RunID, e.SHA256, e.Endpoint})
@@ -262,7 +330,7 @@ func insertRows(ctx context.Context, db *sql.DB, table string, rows [][]any) err
 // window; a table with a key in force is the newest fetch of every key (or key group), all its rows;
 // any other incremental table is every row. Each row carries its provenance. It returns the view's
 // name ("" when no selected run has the table).
-func current(ctx context.Context, db *sql.DB, root string, ms []*lake.Manifest, t table) (string, error) {
+func current(ctx context.Context, db *sql.DB, local map[string]string, ms []*lake.Manifest, t table) (string, error) {
 	var paths []string
 	var info lake.TableInfo
 	var windows [][]any
@@ -280,11 +348,7 @@ func current(ctx context.Context, db *sql.DB, root string, ms []*lake.Manifest, 
 		}
 		for _, f := range m.Files {
 			if f.Table == t.name {
-				abs, err := filepath.Abs(filepath.Join(root, filepath.FromSlash(f.Path)))
-				if err != nil {
-					return "", err
-				}
-				runFiles = append(runFiles, abs)
+				runFiles = append(runFiles, local[f.Path])
 			}
 		}
 		if len(runFiles) == 0 {

@@ -4,18 +4,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
-
-	"github.com/ledgerlake/ledgerlake/internal/durable"
 )
 
 // Evidence and PDF directories. Both are content-addressed: a file is named by the sha256 of the bytes
@@ -41,14 +36,14 @@ type Evidence struct {
 // EvidenceStore writes evidence files under a lake root. It is safe for concurrent use. Files are
 // placed without a per-file fsync; Sync makes them all durable before the manifest refers to them.
 type EvidenceStore struct {
-	root string
+	st   Store
 	enc  *zstd.Encoder
 	mu   sync.Mutex
 	have map[string]bool // relative paths known to exist
 }
 
-// NewEvidenceStore prepares a store under root.
-func NewEvidenceStore(root string) *EvidenceStore {
+// NewEvidenceStore prepares to store evidence in st.
+func NewEvidenceStore(st Store) *EvidenceStore {
 	// EncodeAll takes one of the encoder's workers: one per CPU, so the streams that keep evidence do
 	// not queue behind each other. The fastest level: on the sandbox's invoice bodies it compressed
 	// within 0.3% of the default level in three quarters of the time. A 1 MiB window (the level's own is
@@ -56,7 +51,7 @@ func NewEvidenceStore(root string) *EvidenceStore {
 	// the same size: bodies are pages of a few kilobytes.
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithWindowSize(evidenceWindow), zstd.WithLowerEncoderMem(true))
-	return &EvidenceStore{root: root, enc: enc, have: map[string]bool{}}
+	return &EvidenceStore{st: st, enc: enc, have: map[string]bool{}}
 }
 
 // PutJSON stores a response body compressed and returns its entry (Table and Endpoint set by the caller).
@@ -80,12 +75,12 @@ func (s *EvidenceStore) put(body []byte, dir, ext string, encode func([]byte) []
 	if known {
 		return e, nil
 	}
-	path := filepath.Join(s.root, filepath.FromSlash(rel))
-	if _, err := os.Stat(path); err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			return e, err
-		}
-		if err := durable.Place(path, encode(body)); err != nil {
+	exists, err := s.st.Exists(rel)
+	if err != nil {
+		return e, err
+	}
+	if !exists {
+		if err := s.st.Place(rel, encode(body)); err != nil {
 			return e, fmt.Errorf("storing evidence %s: %w", rel, err)
 		}
 	}
@@ -96,11 +91,11 @@ func (s *EvidenceStore) put(body []byte, dir, ext string, encode func([]byte) []
 }
 
 // Sync makes every file placed so far durable.
-func (s *EvidenceStore) Sync() error { return durable.SyncFS(s.root) }
+func (s *EvidenceStore) Sync() error { return s.st.Sync() }
 
 // ReadEvidence returns the body exactly as the API sent it, checked against its sha256.
-func ReadEvidence(root string, e Evidence) ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(e.Path)))
+func ReadEvidence(st Store, e Evidence) ([]byte, error) {
+	b, err := st.ReadFile(e.Path)
 	if err != nil {
 		return nil, err
 	}

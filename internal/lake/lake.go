@@ -13,10 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -78,12 +81,14 @@ type Window struct {
 
 // Manifest records what one run committed.
 type Manifest struct {
-	RunID      string             `json:"run_id"`
-	StartedAt  time.Time          `json:"started_at"`
-	FinishedAt time.Time          `json:"finished_at"`
-	Status     string             `json:"status"` // ok | partial (some stream failed)
-	Streams    []StreamReport     `json:"streams"`
-	Files      []parquet.FileInfo `json:"files"`
+	RunID      string    `json:"run_id"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Status     string    `json:"status"` // ok | partial (some stream failed)
+	// Commit is the run's commit number in the lake (see CommitDir): runs in the order they committed.
+	Commit  int                `json:"commit,omitempty"`
+	Streams []StreamReport     `json:"streams"`
+	Files   []parquet.FileInfo `json:"files"`
 	// Evidence lists the raw response bodies of the invoice endpoints behind this run's rows.
 	Evidence []Evidence `json:"evidence,omitempty"`
 	// PDFs lists the invoice PDFs this run downloaded (each invoice's PDF is fetched once).
@@ -101,10 +106,10 @@ const (
 	CheckpointDir = "_checkpoints"
 )
 
-// ReadJSON loads root/dir/name.json into v; found is false when the file does not exist yet.
-func ReadJSON(root, dir, name string, v any) (found bool, err error) {
-	b, err := os.ReadFile(filepath.Join(root, dir, name+".json"))
-	if errors.Is(err, os.ErrNotExist) {
+// ReadJSON loads dir/name.json of st into v; found is false when the file does not exist yet.
+func ReadJSON(st Store, dir, name string, v any) (found bool, err error) {
+	b, err := st.ReadFile(dir + "/" + name + ".json")
+	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
@@ -116,15 +121,15 @@ func ReadJSON(root, dir, name string, v any) (found bool, err error) {
 	return true, nil
 }
 
-// WriteJSON replaces root/dir/name.json atomically.
-func WriteJSON(root, dir, name string, v any) error {
-	return writeJSON(filepath.Join(root, dir, name+".json"), v)
+// WriteJSON replaces dir/name.json of st atomically.
+func WriteJSON(st Store, dir, name string, v any) error {
+	return writeJSON(st, dir+"/"+name+".json", v)
 }
 
-// writeJSON encodes v compactly into a new file that replaces path on commit, as encoding/json's
+// writeJSON encodes v compactly into a new file that replaces key on commit, as encoding/json's
 // Encoder would (encodeLists). Not indented: indenting re-buffers the whole encoding twice over.
-func writeJSON(path string, v any) error {
-	return durable.WriteStream(path, func(f io.Writer) error {
+func writeJSON(st Store, key string, v any) error {
+	return st.WriteStream(key, func(f io.Writer) error {
 		w := bufio.NewWriterSize(f, 64<<10)
 		if err := encodeLists(w, v); err != nil {
 			return err
@@ -245,57 +250,146 @@ func isEmpty(v reflect.Value) bool {
 	return false
 }
 
-// ManifestPath is where run runID's manifest lives.
-func ManifestPath(root, runID string) string {
-	return filepath.Join(root, ManifestDir, runID+".json")
-}
+// ManifestKey is where run runID's manifest lives.
+func ManifestKey(runID string) string { return ManifestDir + "/" + runID + ".json" }
 
-// WriteManifest commits the manifest atomically; call it after every file it lists is committed.
-func WriteManifest(root string, m *Manifest) error {
-	return writeJSON(ManifestPath(root, m.RunID), m)
-}
+// ReportKey is where run runID's report lives: beside its manifest, for people and monitoring.
+func ReportKey(runID string) string { return ManifestDir + "/" + runID + ReportSuffix }
 
-// ReportPath is where run runID's report lives: beside its manifest, for people and monitoring.
-func ReportPath(root, runID string) string {
-	return filepath.Join(root, ManifestDir, runID+ReportSuffix)
+// ReportPath is where run runID's report lives under an output_dir (a path or a URL), for messages.
+func ReportPath(outputDir, runID string) string {
+	if IsURL(outputDir) {
+		return strings.TrimSuffix(redact(outputDir), "/") + "/" + ReportKey(runID)
+	}
+	return filepath.Join(outputDir, filepath.FromSlash(ReportKey(runID)))
 }
 
 // ReportSuffix ends a run report's file name in ManifestDir.
 const ReportSuffix = ".report.json"
 
-// ReadManifests returns every committed manifest under root, oldest run first.
-func ReadManifests(root string) ([]*Manifest, error) {
-	entries, err := os.ReadDir(filepath.Join(root, ManifestDir))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+// CommitDir holds the commit claims: _commits/<number>.json names the run that took that commit
+// number. A run commits by claiming the number after the newest claim it saw when it started, with a
+// create-if-absent write, and only then writing its manifest: of two runs that started from the same
+// state, one claims the number and commits, and the other fails before its manifest exists. A claim
+// without a manifest (a run killed between the two writes) commits nothing.
+const CommitDir = "_commits"
+
+// ErrConflict means another run committed to the lake while this one ran.
+var ErrConflict = errors.New("another run committed to this lake while this run was running")
+
+type claim struct {
+	RunID string `json:"run_id"`
+}
+
+func claimKey(n int) string { return fmt.Sprintf("%s/%012d.json", CommitDir, n) }
+
+// Head is the newest commit number claimed in st (0 for none): listed, then probed forward, as a
+// listing may lag behind what reads find.
+func Head(st Store) (int, error) {
+	es, err := st.List(CommitDir)
+	if err != nil {
+		return 0, err
 	}
+	head := 0
+	for _, e := range es {
+		if n, err := strconv.Atoi(strings.TrimSuffix(path.Base(e.Key), ".json")); err == nil && n > head {
+			head = n
+		}
+	}
+	for {
+		ok, err := st.Exists(claimKey(head + 1))
+		if err != nil || !ok {
+			return head, err
+		}
+		head++
+	}
+}
+
+// Commit makes m's run visible: it claims commit number base+1 (base: Head when the run started) and
+// then writes the manifest. Call it after every file m lists is durable. A claim already taken by
+// another run fails with ErrConflict and commits nothing: the run's files are left for the next start
+// to remove, and its watermarks have not moved.
+func Commit(st Store, m *Manifest, base int) error {
+	m.Commit = base + 1
+	b, _ := json.Marshal(claim{RunID: m.RunID})
+	if err := st.CreateExclusive(claimKey(m.Commit), b); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("claiming commit %d: %w", m.Commit, err)
+		}
+		var c claim
+		if got, rerr := st.ReadFile(claimKey(m.Commit)); rerr != nil || json.Unmarshal(got, &c) != nil || c.RunID != m.RunID {
+			return fmt.Errorf("%w: commit %d is run %s's; run %s commits nothing and its files are removed at the next start",
+				ErrConflict, m.Commit, c.RunID, m.RunID)
+		}
+	}
+	return writeJSON(st, ManifestKey(m.RunID), m)
+}
+
+// ReadManifests returns every committed manifest in st, oldest run first. Manifests are listed, and
+// the claims newer than the newest listed manifest's are followed to theirs, so a manifest that a
+// lagging listing does not show yet is found all the same.
+func ReadManifests(st Store) ([]*Manifest, error) {
+	es, err := st.List(ManifestDir)
 	if err != nil {
 		return nil, err
 	}
 	var out []*Manifest
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || strings.HasPrefix(name, durable.TempPrefix) || !strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ReportSuffix) {
+	have := map[string]bool{}
+	newest := 0
+	for _, e := range es {
+		name := path.Base(e.Key)
+		if path.Dir(e.Key) != ManifestDir || !strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ReportSuffix) {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(root, ManifestDir, name))
+		m, err := readManifest(st, e.Key)
 		if err != nil {
 			return nil, err
 		}
-		var m Manifest
-		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", name, err)
+		out = append(out, m)
+		have[m.RunID] = true
+		newest = max(newest, m.Commit)
+	}
+	head, err := Head(st)
+	if err != nil {
+		return nil, err
+	}
+	for n := newest + 1; n <= head; n++ {
+		var c claim
+		b, err := st.ReadFile(claimKey(n))
+		if err != nil || json.Unmarshal(b, &c) != nil || have[c.RunID] {
+			continue // a claim removed or unreadable claims nothing; one listed already is known
 		}
-		out = append(out, &m)
+		m, err := readManifest(st, ManifestKey(c.RunID))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // claimed, then killed before its manifest: not committed
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+		have[m.RunID] = true
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].RunID < out[j].RunID })
 	return out, nil
 }
 
+func readManifest(st Store, key string) (*Manifest, error) {
+	b, err := st.ReadFile(key)
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", key, err)
+	}
+	return &m, nil
+}
+
 // RemoveOrphans deletes snapshot, evidence and PDF files that no manifest lists: what a killed run
-// committed before it could write its manifest. Call it only while holding the output lock. Snapshot
-// files outside the <table>/<partition>/<run id>-<seq>.parquet layout are left alone.
-func RemoveOrphans(root string, ms []*Manifest) (int, error) {
+// committed before it could write its manifest. Call it only while holding the lake's lock. Snapshot
+// files outside the <table>/<partition>/<run id>-<seq>.parquet layout are left alone, and so is every
+// other underscore directory (metadata).
+func RemoveOrphans(st Store, ms []*Manifest) (int, error) {
 	listed := map[string]bool{}
 	for _, m := range ms {
 		for _, f := range m.Files {
@@ -308,42 +402,23 @@ func RemoveOrphans(root string, ms []*Manifest) (int, error) {
 			listed[e.Path] = true
 		}
 	}
+	es, err := st.List("")
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	remove := func(p, rel string) error {
-		if listed[rel] {
-			return nil
+	for _, e := range es {
+		top, _, _ := strings.Cut(e.Key, "/")
+		content := top == EvidenceDir || top == PDFDir
+		if listed[e.Key] || strings.HasPrefix(top, "_") && !content || !content && (!strings.HasSuffix(e.Key, ".parquet") || strings.Count(e.Key, "/") < 2) {
+			continue
 		}
-		if err := os.Remove(p); err != nil {
-			return err
+		if err := st.Remove(e.Key); err != nil {
+			return n, err
 		}
 		n++
-		return nil
 	}
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			// Other underscore directories hold metadata (manifests, schemas, state, checkpoints).
-			if p != root && strings.HasPrefix(d.Name(), "_") && rel != EvidenceDir && rel != PDFDir {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if strings.HasPrefix(d.Name(), durable.TempPrefix) {
-			return nil
-		}
-		if strings.HasPrefix(rel, EvidenceDir+"/") || strings.HasPrefix(rel, PDFDir+"/") {
-			return remove(p, rel)
-		}
-		if !strings.HasSuffix(rel, ".parquet") || strings.Count(rel, "/") < 2 {
-			return nil
-		}
-		return remove(p, rel)
-	})
-	return n, err
+	return n, nil
 }
 
 // Problem is a file that does not match its manifest.
@@ -353,8 +428,8 @@ type Problem struct {
 
 // Verify re-hashes every snapshot file, evidence body and PDF listed in every manifest and reports the
 // missing or altered ones. A content-addressed file listed by several runs is checked once.
-func Verify(root string) (checked int, problems []Problem, err error) {
-	ms, err := ReadManifests(root)
+func Verify(st Store) (checked int, problems []Problem, err error) {
+	ms, err := ReadManifests(st)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -362,7 +437,7 @@ func Verify(root string) (checked int, problems []Problem, err error) {
 	for _, m := range ms {
 		for _, f := range m.Files {
 			checked++
-			if issue := CheckFile(root, f); issue != "" {
+			if issue := CheckFile(st, f); issue != "" {
 				problems = append(problems, Problem{m.RunID, f.Path, issue})
 			}
 		}
@@ -372,9 +447,9 @@ func Verify(root string) (checked int, problems []Problem, err error) {
 			}
 			done[e.Path] = true
 			checked++
-			_, err := ReadEvidence(root, e)
+			_, err := ReadEvidence(st, e)
 			switch {
-			case errors.Is(err, os.ErrNotExist):
+			case errors.Is(err, fs.ErrNotExist):
 				problems = append(problems, Problem{m.RunID, e.Path, "missing"})
 			case err != nil:
 				problems = append(problems, Problem{m.RunID, e.Path, err.Error()})
@@ -386,10 +461,15 @@ func Verify(root string) (checked int, problems []Problem, err error) {
 
 // CheckFile re-hashes a snapshot file listed in a manifest: "" when it is there as listed, otherwise
 // what is wrong ("missing", "altered: …").
-func CheckFile(root string, f parquet.FileInfo) string {
-	sum, n, err := hashFile(filepath.Join(root, filepath.FromSlash(f.Path)))
+func CheckFile(st Store, f parquet.FileInfo) string {
+	return checkFile(st, f, io.Discard)
+}
+
+// checkFile is CheckFile, copying the file's bytes to w as it hashes them.
+func checkFile(st Store, f parquet.FileInfo, w io.Writer) string {
+	sum, n, err := hashFile(st, f.Path, w)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist):
 		return "missing"
 	case err != nil:
 		return err.Error()
@@ -399,13 +479,62 @@ func CheckFile(root string, f parquet.FileInfo) string {
 	return ""
 }
 
-func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
+func hashFile(st Store, key string, w io.Writer) (string, int64, error) {
+	f, err := st.Open(key)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(io.MultiWriter(h, w), f)
 	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+// Local gives DuckDB local paths for files of st listed in a manifest. A directory's files are read
+// where they are (each checked against its sha256 first if verify); a bucket's are downloaded into dir
+// and always checked as they arrive, and release removes the copies. A file that is missing or altered
+// fails with its path and what is wrong, before anything is read from the others.
+func Local(st Store, files []parquet.FileInfo, dir string, verify bool) (paths []string, release func(), err error) {
+	release = func() {}
+	if _, ok := st.LocalPath(""); ok {
+		for _, f := range files {
+			if verify {
+				if issue := CheckFile(st, f); issue != "" {
+					return nil, release, fmt.Errorf("%s: %s", f.Path, issue)
+				}
+			}
+			p, _ := st.LocalPath(f.Path)
+			paths = append(paths, p)
+		}
+		return paths, release, nil
+	}
+	tmp, err := os.MkdirTemp(dir, durable.TempPrefix+"download-")
+	if err != nil {
+		return nil, release, err
+	}
+	release = func() { os.RemoveAll(tmp) }
+	for i, f := range files {
+		p := filepath.Join(tmp, fmt.Sprintf("%06d-%s", i, path.Base(f.Path)))
+		out, err := os.Create(p)
+		if err != nil {
+			release()
+			return nil, func() {}, err
+		}
+		bw := bufio.NewWriterSize(out, 256<<10)
+		issue := checkFile(st, f, bw)
+		if issue == "" {
+			if err := bw.Flush(); err != nil {
+				issue = err.Error()
+			}
+		}
+		if err := out.Close(); err != nil && issue == "" {
+			issue = err.Error()
+		}
+		if issue != "" {
+			release()
+			return nil, func() {}, fmt.Errorf("%s: %s", f.Path, issue)
+		}
+		paths = append(paths, p)
+	}
+	return paths, release, nil
 }

@@ -234,11 +234,11 @@ func TestChaosKillAndFaultsEndLikeACleanRun(t *testing.T) {
 		}
 		return nil
 	})
-	if _, problems, err := lake.Verify(filepath.Join(dir, "lake")); err != nil || len(problems) > 0 {
+	if _, problems, err := lake.Verify(lake.Dir(filepath.Join(dir, "lake"))); err != nil || len(problems) > 0 {
 		t.Errorf("verify after chaos: %v %v", problems, err)
 	}
 	// Killed runs' evidence and PDFs were removed; what is left is exactly what the manifests list.
-	ms, err := lake.ReadManifests(filepath.Join(dir, "lake"))
+	ms, err := lake.ReadManifests(lake.Dir(filepath.Join(dir, "lake")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +443,7 @@ func TestKilledRunResumesFromItsCheckpoints(t *testing.T) {
 	if got := fingerprint(t, filepath.Join(dir, "wh.duckdb")); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("after kill and resume:\n%v\nuninterrupted:\n%v", got, want)
 	}
-	ms, err := lake.ReadManifests(filepath.Join(dir, "lake"))
+	ms, err := lake.ReadManifests(lake.Dir(filepath.Join(dir, "lake")))
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("%d manifests (%v): the resumed run must commit as the one killed run", len(ms), err)
 	}
@@ -462,7 +462,7 @@ func TestKilledRunResumesFromItsCheckpoints(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "lake", lake.CheckpointDir, ms[0].RunID)); !os.IsNotExist(err) {
 		t.Errorf("the committed run's checkpoints are still there: %v", err)
 	}
-	if _, problems, err := lake.Verify(filepath.Join(dir, "lake")); err != nil || len(problems) > 0 {
+	if _, problems, err := lake.Verify(lake.Dir(filepath.Join(dir, "lake"))); err != nil || len(problems) > 0 {
 		t.Errorf("verify: %v %v", problems, err)
 	}
 	t.Logf("uninterrupted: %d requests; killed after %d with %d details and %d PDFs checkpointed; resumed: %d requests", full, killedAt, lines, pdfs, resumed)

@@ -2,12 +2,11 @@ package pipeline
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
+	"path"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,7 +51,7 @@ func (c *streamCheckpoint) rows(table string) int64 {
 	return 0
 }
 
-func checkpointDir(runID string) string { return filepath.Join(lake.CheckpointDir, runID) }
+func checkpointDir(runID string) string { return lake.CheckpointDir + "/" + runID }
 
 // checkpointer commits the streams' checkpoints in the background: a stream hands its checkpoint over
 // and goes on (or on to the next stream) without waiting for the disk, and checkpoints that arrive
@@ -98,7 +97,7 @@ func (c *checkpointer) remove(table string) error {
 	c.mu.Lock()
 	delete(c.pending, table)
 	c.mu.Unlock()
-	return removeCheckpoint(c.env.root, c.env.runID, table)
+	return c.env.st.Remove(checkpointDir(c.env.runID) + "/" + table + ".json")
 }
 
 // close stops the checkpointer once the batch being written is done. Checkpoints still queued are
@@ -154,30 +153,19 @@ func (c *checkpointer) write(batch map[string]*streamCheckpoint) error {
 		return err
 	}
 	for _, ck := range batch {
-		if err := lake.WriteJSON(c.env.root, checkpointDir(c.env.runID), ck.Table, ck); err != nil {
+		if err := lake.WriteJSON(c.env.st, checkpointDir(c.env.runID), ck.Table, ck); err != nil {
 			return fmt.Errorf("%s: %w", ck.Table, err)
 		}
 	}
 	return nil
 }
 
-func removeCheckpoint(root, runID, table string) error {
-	err := os.Remove(filepath.Join(root, checkpointDir(runID), table+".json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return err
-}
-
 // openCheckpoints finds the run to resume: the newest checkpointed run without a manifest. Others — a
 // run whose manifest committed before its checkpoints were removed, older leftovers, or every one on
 // a full refresh — are removed, so their files become orphans. It returns nil when there is nothing
 // to resume.
-func openCheckpoints(root string, ms []*lake.Manifest, fullRefresh bool) (*resumable, map[string]*streamCheckpoint, error) {
-	entries, err := os.ReadDir(filepath.Join(root, lake.CheckpointDir))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, nil
-	}
+func openCheckpoints(st lake.Store, ms []*lake.Manifest, fullRefresh bool) (*resumable, map[string]*streamCheckpoint, error) {
+	entries, err := st.List(lake.CheckpointDir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -185,11 +173,17 @@ func openCheckpoints(root string, ms []*lake.Manifest, fullRefresh bool) (*resum
 	for _, m := range ms {
 		committed[m.RunID] = true
 	}
+	files := map[string][]string{} // run id: its checkpoint files
 	var runs []string
 	for _, e := range entries {
-		if e.IsDir() {
-			runs = append(runs, e.Name())
+		id, name, ok := strings.Cut(strings.TrimPrefix(e.Key, lake.CheckpointDir+"/"), "/")
+		if !ok {
+			continue
 		}
+		if files[id] == nil {
+			runs = append(runs, id)
+		}
+		files[id] = append(files[id], name)
 	}
 	sort.Strings(runs)
 	var run *resumable
@@ -198,38 +192,33 @@ func openCheckpoints(root string, ms []*lake.Manifest, fullRefresh bool) (*resum
 		id := runs[i]
 		if run == nil && !committed[id] && !fullRefresh {
 			var r resumable
-			found, err := lake.ReadJSON(root, checkpointDir(id), "run", &r)
+			found, err := lake.ReadJSON(st, checkpointDir(id), "run", &r)
 			if err != nil {
 				return nil, nil, err
 			}
 			if found && r.RunID == id {
-				if cks, err = readCheckpoints(root, id); err != nil {
+				if cks, err = readCheckpoints(st, id, files[id]); err != nil {
 					return nil, nil, err
 				}
 				run = &r
 				continue
 			}
 		}
-		if err := os.RemoveAll(filepath.Join(root, checkpointDir(id))); err != nil {
+		if err := st.RemoveAll(checkpointDir(id)); err != nil {
 			return nil, nil, err
 		}
 	}
 	return run, cks, nil
 }
 
-func readCheckpoints(root, runID string) (map[string]*streamCheckpoint, error) {
-	entries, err := os.ReadDir(filepath.Join(root, checkpointDir(runID)))
-	if err != nil {
-		return nil, err
-	}
+func readCheckpoints(st lake.Store, runID string, names []string) (map[string]*streamCheckpoint, error) {
 	out := map[string]*streamCheckpoint{}
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || name == "run.json" || filepath.Ext(name) != ".json" || name[0] == '.' {
+	for _, name := range names {
+		if strings.Contains(name, "/") || name == "run.json" || path.Ext(name) != ".json" || name[0] == '.' {
 			continue
 		}
 		var ck streamCheckpoint
-		if _, err := lake.ReadJSON(root, checkpointDir(runID), name[:len(name)-len(".json")], &ck); err != nil {
+		if _, err := lake.ReadJSON(st, checkpointDir(runID), name[:len(name)-len(".json")], &ck); err != nil {
 			return nil, err
 		}
 		out[ck.Table] = &ck

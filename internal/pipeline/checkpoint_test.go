@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"log/slog"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,8 +10,8 @@ import (
 
 func testCheckpointer(t *testing.T, gap time.Duration) (*checkpointer, func(table string) *streamCheckpoint) {
 	t.Helper()
-	root := t.TempDir()
-	env := &runEnv{root: root, runID: "run-1", store: lake.NewEvidenceStore(root)}
+	root := lake.Dir(t.TempDir())
+	env := &runEnv{st: root, runID: "run-1", store: lake.NewEvidenceStore(root)}
 	c := newCheckpointer(env, slog.New(slog.DiscardHandler), gap)
 	t.Cleanup(c.close)
 	read := func(table string) *streamCheckpoint {
@@ -94,7 +92,7 @@ func TestRemovedCheckpointIsNeverWrittenAfterwards(t *testing.T) {
 	}
 	c.put(&streamCheckpoint{Table: "b"})
 	eventually(t, "a later checkpoint is still written", func() bool { return read("b") != nil })
-	if _, err := os.Stat(filepath.Join(c.env.root, checkpointDir("run-1"), "a.json")); !os.IsNotExist(err) {
-		t.Errorf("a.json: %v", err)
+	if ok, err := c.env.st.Exists(checkpointDir("run-1") + "/a.json"); ok || err != nil {
+		t.Errorf("a.json: exists %v, %v", ok, err)
 	}
 }

@@ -125,7 +125,7 @@ func TestFailedLoadLeavesPreviousStateIntact(t *testing.T) {
 	if err := os.WriteFile(damaged, []byte("not parquet"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(context.Background(), cfg, &m, nil); err == nil {
+	if _, err := Load(context.Background(), cfg, lake.Dir(cfg.OutputDir), &m, nil); err == nil {
 		t.Fatal("loading a damaged file succeeded")
 	}
 	if h, r := count(); h != h0 || r != r0 {

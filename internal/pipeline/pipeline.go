@@ -19,14 +19,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
-	"github.com/ledgerlake/ledgerlake/internal/durable"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/models"
@@ -108,7 +106,7 @@ func SetMemoryLimit() {
 }
 
 // ErrBusy means another run holds the output directory.
-var ErrBusy = errors.New("another ledgerlake run is using this output directory")
+var ErrBusy = lake.ErrBusy
 
 // Streams builds the configured streams, filtered by names; now is the sources' clock (nil: time.Now),
 // which ends their date windows and dates their watermarks.
@@ -178,7 +176,7 @@ func Client(cfg *config.Config, hopts httpclient.Options) *httpclient.Client {
 	}
 	if hopts.SpoolDir == "" {
 		// Beside the data, on the disk sized for it (the system's temp dir may be small or in memory).
-		hopts.SpoolDir = cfg.OutputDir
+		hopts.SpoolDir = SpoolDir(cfg)
 	}
 	return httpclient.New(hopts)
 }
@@ -198,15 +196,31 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	if opts.CheckpointEvery <= 0 {
 		opts.CheckpointEvery = 30 * time.Second
 	}
-	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
+	st, err := OpenLake(ctx, cfg)
+	if err != nil {
 		return nil, err
 	}
-	unlock, err := lockDir(cfg.OutputDir)
+	defer st.Close()
+	unlock, lost, err := st.Lock("ledgerlake run")
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	rec, err := recoverInterrupted(ctx, cfg, log, opts.FullRefresh)
+	if lost != nil {
+		// A bucket's lease lost (renewals failing for half its life, or taken over): stop, commit
+		// nothing more. The commit claim refuses a second commit from the same state in any case.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			select {
+			case <-lost:
+				cancel(fmt.Errorf("the lock on %s was lost (renewals failed or another run took it over)", st))
+			case <-ctx.Done():
+			}
+		}()
+	}
+	rec, err := recoverInterrupted(ctx, cfg, st, log, opts.FullRefresh)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +228,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 
 	for _, s := range streams {
 		if s.State != nil && !opts.FullRefresh {
-			if _, err := lake.ReadJSON(cfg.OutputDir, lake.StateDir, s.TableName(), s.State); err != nil {
+			if _, err := lake.ReadJSON(st, lake.StateDir, s.TableName(), s.State); err != nil {
 				return nil, err
 			}
 		}
@@ -227,11 +241,11 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		run.Resumes++
 		log.Warn("resuming a run that was killed before it committed", "run_id", run.RunID, "attempt", run.Resumes+1, "checkpointed_streams", len(cks))
 	}
-	if err := lake.WriteJSON(cfg.OutputDir, checkpointDir(run.RunID), "run", run); err != nil {
+	if err := lake.WriteJSON(st, checkpointDir(run.RunID), "run", run); err != nil {
 		return nil, err
 	}
-	env := runEnv{root: cfg.OutputDir, runID: run.RunID, resumes: run.Resumes, batchRows: opts.BatchRows,
-		store: lake.NewEvidenceStore(cfg.OutputDir), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))), log: log}
+	env := runEnv{st: st, runID: run.RunID, resumes: run.Resumes, batchRows: opts.BatchRows,
+		store: lake.NewEvidenceStore(st), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))), log: log}
 	env.checkpoints = newCheckpointer(&env, log, checkpointGap)
 	defer env.checkpoints.close()
 	m := &lake.Manifest{RunID: run.RunID, StartedAt: run.StartedAt}
@@ -316,7 +330,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	if len(rejects) > 0 {
 		// Written before the manifest, so a run loaded after a crash still records its rejects.
-		if err := lake.WriteJSON(cfg.OutputDir, lake.RejectsDir, m.RunID, rejects); err != nil {
+		if err := lake.WriteJSON(st, lake.RejectsDir, m.RunID, rejects); err != nil {
 			return nil, fmt.Errorf("writing rejects: %w", err)
 		}
 	}
@@ -325,18 +339,18 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	if err := env.store.Sync(); err != nil {
 		return nil, fmt.Errorf("syncing the run's files: %w", err)
 	}
-	if err := lake.WriteManifest(cfg.OutputDir, m); err != nil {
-		return nil, fmt.Errorf("writing manifest: %w", err)
+	if err := lake.Commit(st, m, rec.head); err != nil {
+		return nil, fmt.Errorf("committing run %s: %w", m.RunID, err)
 	}
 	// Committed: the checkpoints have served (a crash before this removal is cleaned up at next start).
-	if err := os.RemoveAll(filepath.Join(cfg.OutputDir, checkpointDir(m.RunID))); err != nil {
+	if err := st.RemoveAll(checkpointDir(m.RunID)); err != nil {
 		return nil, err
 	}
-	err = commitAndLoad(ctx, cfg, streams, reports, res, rejects)
+	err = commitAndLoad(ctx, cfg, st, streams, reports, res, rejects)
 	if err == nil && interrupted != nil {
 		err = fmt.Errorf("run %s interrupted; completed streams were kept: %w", m.RunID, interrupted)
 	}
-	if werr := writeReport(cfg.OutputDir, res, err); werr != nil && err == nil {
+	if werr := writeReport(st, res, err); werr != nil && err == nil {
 		err = fmt.Errorf("writing the run report: %w", werr)
 	}
 	if err != nil {
@@ -347,13 +361,13 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 }
 
 // commitAndLoad stores the watermarks of the streams that succeeded and loads the committed run.
-func commitAndLoad(ctx context.Context, cfg *config.Config, streams []*sources.Stream, reports []lake.StreamReport, res *Result, rejects []typing.Reject) error {
+func commitAndLoad(ctx context.Context, cfg *config.Config, st lake.Store, streams []*sources.Stream, reports []lake.StreamReport, res *Result, rejects []typing.Reject) error {
 	// Watermarks move only after the manifest commits the data they cover; a crash in between means the
 	// next run fetches that stretch again, and the current-state tables de-duplicate by key.
 	for i, s := range streams {
 		if s.State != nil && reports[i].Status == "ok" {
 			s.State.Commit()
-			if err := lake.WriteJSON(cfg.OutputDir, lake.StateDir, s.TableName(), s.State); err != nil {
+			if err := lake.WriteJSON(st, lake.StateDir, s.TableName(), s.State); err != nil {
 				return fmt.Errorf("storing the watermark of %s: %w", s.TableName(), err)
 			}
 		}
@@ -370,10 +384,10 @@ func commitAndLoad(ctx context.Context, cfg *config.Config, streams []*sources.S
 	runtime.GC()
 	debug.FreeOSMemory()
 	var err error
-	res.Models, err = Load(ctx, cfg, m, rejects)
+	res.Models, err = Load(ctx, cfg, st, m, rejects)
 	if lists > 0 {
 		var back lake.Manifest
-		if _, rerr := lake.ReadJSON(cfg.OutputDir, lake.ManifestDir, m.RunID, &back); rerr != nil {
+		if _, rerr := lake.ReadJSON(st, lake.ManifestDir, m.RunID, &back); rerr != nil {
 			return errors.Join(err, fmt.Errorf("reading back the manifest's evidence: %w", rerr))
 		}
 		m.Evidence, m.PDFs = back.Evidence, back.PDFs
@@ -401,7 +415,7 @@ type Report struct {
 	Models  *models.Report      `json:"models,omitempty"`
 }
 
-func writeReport(root string, res *Result, runErr error) error {
+func writeReport(st lake.Store, res *Result, runErr error) error {
 	m := res.Manifest
 	r := Report{RunID: m.RunID, Status: m.Status, StartedAt: m.StartedAt, FinishedAt: time.Now().UTC(), Streams: m.Streams, Models: res.Models}
 	r.Seconds = round(r.FinishedAt.Sub(r.StartedAt).Seconds())
@@ -427,7 +441,7 @@ func writeReport(root string, res *Result, runErr error) error {
 	if err != nil {
 		return err
 	}
-	return durable.WriteFile(lake.ReportPath(root, m.RunID), append(b, '\n'))
+	return st.WriteFile(lake.ReportKey(m.RunID), append(b, '\n'))
 }
 
 // skipHeld makes each stream skip the keys whose files a committed run already holds: an invoice's
@@ -502,34 +516,40 @@ func showProgress(w io.Writer, streams []*sources.Stream, finished *atomic.Int64
 // writing): unfinished temporary files and committed part files that no manifest lists are removed,
 // and runs whose manifest was committed but whose load never finished are loaded now, oldest first —
 // their watermarks have already moved, so skipping them would lose their rows.
-func recoverInterrupted(ctx context.Context, cfg *config.Config, log *slog.Logger, fullRefresh bool) (recovered, error) {
+func recoverInterrupted(ctx context.Context, cfg *config.Config, st lake.Store, log *slog.Logger, fullRefresh bool) (recovered, error) {
 	var rec recovered
-	if n, err := durable.RemoveTemps(cfg.OutputDir); err != nil {
+	if n, err := st.RemoveTemps(); err != nil {
 		return rec, err
 	} else if n > 0 {
 		log.Warn("removed unfinished files of an interrupted run", "files", n)
 	}
-	ms, err := lake.ReadManifests(cfg.OutputDir)
+	// This run holds the lock, so nothing commits between reading the head and the manifests.
+	var err error
+	if rec.head, err = lake.Head(st); err != nil {
+		return rec, err
+	}
+	ms, err := lake.ReadManifests(st)
 	if err != nil {
 		return rec, err
 	}
 	rec.manifests = ms
-	if rec.run, rec.checkpoints, err = openCheckpoints(cfg.OutputDir, ms, fullRefresh); err != nil {
+	if rec.run, rec.checkpoints, err = openCheckpoints(st, ms, fullRefresh); err != nil {
 		return rec, fmt.Errorf("reading the checkpoints of an interrupted run: %w", err)
 	}
-	n, err := lake.RemoveOrphans(cfg.OutputDir, append(slices.Clone(ms), listed(rec.checkpoints)))
+	n, err := lake.RemoveOrphans(st, append(slices.Clone(ms), listed(rec.checkpoints)))
 	if err != nil {
 		return rec, err
 	}
 	if n > 0 {
 		log.Warn("removed files of an interrupted run that no manifest or checkpoint lists", "files", n)
 	}
-	return rec, loadPending(ctx, cfg, log, ms)
+	return rec, loadPending(ctx, cfg, st, log, ms)
 }
 
 // recovered is what recoverInterrupted found: the committed runs, and a killed run to resume (nil
 // when none) with its streams' checkpoints.
 type recovered struct {
+	head        int // the newest commit number: this run commits as head+1
 	manifests   []*lake.Manifest
 	run         *resumable
 	checkpoints map[string]*streamCheckpoint
@@ -537,7 +557,7 @@ type recovered struct {
 
 // loadPending loads the committed runs the warehouse lacks. The warehouse is derived from the lake: a
 // missing one is rebuilt from every run, and so is one a kill left unreadable (set aside, not deleted).
-func loadPending(ctx context.Context, cfg *config.Config, log *slog.Logger, ms []*lake.Manifest) error {
+func loadPending(ctx context.Context, cfg *config.Config, st lake.Store, log *slog.Logger, ms []*lake.Manifest) error {
 	if st, err := os.Stat(cfg.Warehouse); len(ms) == 0 && (err != nil || !st.Mode().IsRegular()) {
 		return nil
 	}
@@ -572,11 +592,11 @@ func loadPending(ctx context.Context, cfg *config.Config, log *slog.Logger, ms [
 	wh.Close()
 	for _, m := range pending {
 		var rejects []typing.Reject
-		if _, err := lake.ReadJSON(cfg.OutputDir, lake.RejectsDir, m.RunID, &rejects); err != nil {
+		if _, err := lake.ReadJSON(st, lake.RejectsDir, m.RunID, &rejects); err != nil {
 			return err
 		}
 		log.Warn("loading a run that was interrupted before its load finished", "run_id", m.RunID)
-		if _, err := Load(ctx, cfg, m, rejects); err != nil {
+		if _, err := Load(ctx, cfg, st, m, rejects); err != nil {
 			return err
 		}
 	}
@@ -587,25 +607,25 @@ func loadPending(ctx context.Context, cfg *config.Config, log *slog.Logger, ms [
 // A failing model or test leaves the loaded data in place. With the default memory limit, a load that
 // runs out of memory is tried once more with a larger one, from the table that ran out (each table is
 // loaded in a transaction of its own; see duckdb.LoadRun).
-func Load(ctx context.Context, cfg *config.Config, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
+func Load(ctx context.Context, cfg *config.Config, st lake.Store, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
 	retry := ""
 	if cfg.WarehouseMemoryLimit == config.DefaultWarehouseMemoryLimit {
 		retry = config.RetryWarehouseMemoryLimit
 	}
-	return loadRetrying(ctx, cfg, retry, m, rejects)
+	return loadRetrying(ctx, cfg, st, retry, m, rejects)
 }
 
 // loadRetrying loads with the configured memory limit and, if that runs out and retry is set, once more
 // with retry.
-func loadRetrying(ctx context.Context, cfg *config.Config, retry string, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
-	rep, err := loadWith(ctx, cfg, cfg.WarehouseMemoryLimit, m, rejects)
+func loadRetrying(ctx context.Context, cfg *config.Config, st lake.Store, retry string, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
+	rep, err := loadWith(ctx, cfg, st, cfg.WarehouseMemoryLimit, m, rejects)
 	if err != nil && retry != "" && duckdb.IsOutOfMemory(err) {
-		rep, err = loadWith(ctx, cfg, retry, m, rejects)
+		rep, err = loadWith(ctx, cfg, st, retry, m, rejects)
 	}
 	return rep, err
 }
 
-func loadWith(ctx context.Context, cfg *config.Config, limit string, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
+func loadWith(ctx context.Context, cfg *config.Config, st lake.Store, limit string, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
 	if dir := filepath.Dir(cfg.Warehouse); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
@@ -616,7 +636,7 @@ func loadWith(ctx context.Context, cfg *config.Config, limit string, m *lake.Man
 		return nil, err
 	}
 	defer wh.Close()
-	if err := wh.LoadRun(ctx, cfg.OutputDir, m, rejects); err != nil {
+	if err := wh.LoadRun(ctx, st, SpoolDir(cfg), m, rejects); err != nil {
 		hint := ""
 		if duckdb.IsOutOfMemory(err) {
 			hint = fmt.Sprintf(" (DuckDB's memory is limited to %s: raise warehouse_memory_limit; the run is in the lake and loads at the next start)", limit)
@@ -681,20 +701,18 @@ func keyWarnings(m *lake.Manifest, rep *models.Report) bool {
 
 func round(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
 
-// lockDir takes an exclusive, non-blocking lock on the output directory for the run's duration; the
-// kernel releases it if the process dies, so a killed run never leaves a stale lock.
-func lockDir(dir string) (func(), error) {
-	path := filepath.Join(dir, ".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
+// OpenLake opens cfg's output_dir: a local directory, or an object-store URL.
+func OpenLake(ctx context.Context, cfg *config.Config) (lake.Store, error) {
+	return lake.OpenStore(ctx, cfg.OutputDir, SpoolDir(cfg))
+}
+
+// SpoolDir is the local directory for a run's temporary files: responses spooled to disk, and with a
+// lake in a bucket, files staged for upload and downloaded for the load. A local lake's own directory,
+// else a hidden directory beside the warehouse: both on the disk sized for the data, where the
+// system's temp dir may be small or in memory.
+func SpoolDir(cfg *config.Config) string {
+	if !lake.IsURL(cfg.OutputDir) {
+		return cfg.OutputDir
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%w (%s); wait for it to finish", ErrBusy, dir)
-	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+	return filepath.Join(filepath.Dir(cfg.Warehouse), ".ledgerlake-spool")
 }

@@ -176,7 +176,7 @@ func TestWalkingSkeletonEndToEnd(t *testing.T) {
 	}
 
 	// The manifest lists every file with a hash that verifies.
-	checked, problems, err := lake.Verify(cfg.OutputDir)
+	checked, problems, err := lake.Verify(lake.Dir(cfg.OutputDir))
 	if err != nil || checked < len(res.Manifest.Files)+len(res.Manifest.PDFs) || len(problems) != 0 || checked < 2 {
 		t.Fatalf("verify: %d checked, %v, %v", checked, problems, err)
 	}
@@ -211,7 +211,7 @@ func TestSecondRunKeepsHistoryWithoutDoubling(t *testing.T) {
 	}
 	wh.Close() // DuckDB allows one configuration per file in a process: read-only must close before loading
 	// Loading a run again changes nothing.
-	if _, err := Load(context.Background(), cfg, first.Manifest, nil); err != nil {
+	if _, err := Load(context.Background(), cfg, lake.Dir(cfg.OutputDir), first.Manifest, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := scalar[int](t, query(t, cfg), "SELECT count(*) FROM signicat_accounts_history"); n != 2*want {
@@ -227,7 +227,7 @@ func TestLoadOutOfMemoryIsTriedAgainWithMore(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "warehouse_memory_limit") || !strings.Contains(err.Error(), "2MB") {
 		t.Fatalf("load with 2MB: %v, want an out-of-memory error naming warehouse_memory_limit and the limit", err)
 	}
-	if _, err := loadRetrying(context.Background(), cfg, "256MB", res.Manifest, nil); err != nil {
+	if _, err := loadRetrying(context.Background(), cfg, lake.Dir(cfg.OutputDir), "256MB", res.Manifest, nil); err != nil {
 		t.Fatalf("retried with 256MB: %v", err)
 	}
 	d := srv.Data()
@@ -297,7 +297,7 @@ func TestFailingStreamDoesNotStopTheOthers(t *testing.T) {
 	if want := res.Manifest.Streams[0].Rows + res.Manifest.Streams[1].Rows; rep.Totals.Rows != want || want == 0 {
 		t.Errorf("report totals %d rows, streams sum to %d", rep.Totals.Rows, want)
 	}
-	if ms, err := lake.ReadManifests(cfg.OutputDir); err != nil || len(ms) != 1 {
+	if ms, err := lake.ReadManifests(lake.Dir(cfg.OutputDir)); err != nil || len(ms) != 1 {
 		t.Errorf("the report is read as a manifest: %d manifests, %v", len(ms), err)
 	}
 	db := query(t, cfg)
@@ -319,7 +319,7 @@ func TestSecondRunOnSameOutputIsRefused(t *testing.T) {
 	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	unlock, err := lockDir(cfg.OutputDir)
+	unlock, _, err := lake.Dir(cfg.OutputDir).Lock("test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +411,7 @@ func TestInferredStreamEvolvesInWarehouse(t *testing.T) {
 		Columns []struct{ Name, Type string }
 		Changes []struct{ Column, From, To string }
 	}
-	if found, err := lake.ReadJSON(cfg.OutputDir, lake.SchemaDir, "test_things", &persisted); !found || err != nil || len(persisted.Changes) < 4 {
+	if found, err := lake.ReadJSON(lake.Dir(cfg.OutputDir), lake.SchemaDir, "test_things", &persisted); !found || err != nil || len(persisted.Changes) < 4 {
 		t.Fatalf("persisted schema: %v %v %+v", found, err, persisted)
 	}
 }

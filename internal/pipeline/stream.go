@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -52,12 +50,13 @@ type keys struct {
 
 // runEnv is what every stream of a run shares.
 type runEnv struct {
-	root, runID string
-	resumes     int // how many times this run was resumed after a crash (names new part files apart)
-	extracted   time.Time
-	batchRows   int
-	store       *lake.EvidenceStore
-	every       time.Duration // checkpoint interval of streams with Checkpoints (0: only at the end)
+	st        lake.Store
+	runID     string
+	resumes   int // how many times this run was resumed after a crash (names new part files apart)
+	extracted time.Time
+	batchRows int
+	store     *lake.EvidenceStore
+	every     time.Duration // checkpoint interval of streams with Checkpoints (0: only at the end)
 	// cpu admits as many streams to converting at once as there are CPUs: more streams run to keep
 	// requests in flight, but converting more at once than CPUs only adds contention (the bench's
 	// scale-1 conversion, alternating builds: 1.30 and 1.44 s medians without it, 1.24 and 1.35 s with).
@@ -128,7 +127,7 @@ func (r *streamRun) sink(table string, k keys, declared *schemas.Table, mapPaths
 		return ts, nil
 	}
 	var persisted typing.Schema
-	found, err := lake.ReadJSON(r.root, lake.SchemaDir, table, &persisted)
+	found, err := lake.ReadJSON(r.st, lake.SchemaDir, table, &persisted)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +151,7 @@ func (r *streamRun) sink(table string, k keys, declared *schemas.Table, mapPaths
 	if r.prev != nil {
 		ts.info.Rows = r.prev.rows(table)
 	}
-	ts.w = parquet.NewStreamWriter(r.root, table, r.runID, sch.Arrow())
+	ts.w = parquet.NewStreamWriter(r.st, table, r.runID, sch.Arrow())
 	ts.w.Resume = r.resumes
 	r.sinks[table] = ts
 	r.order = append(r.order, table)
@@ -379,7 +378,7 @@ func (r *streamRun) finish() ([]parquet.FileInfo, error) {
 // the disk and finish holds a CPU).
 func (r *streamRun) saveSchemas() error {
 	for _, name := range r.order {
-		if err := lake.WriteJSON(r.root, lake.SchemaDir, name, r.sinks[name].sch); err != nil {
+		if err := lake.WriteJSON(r.st, lake.SchemaDir, name, r.sinks[name].sch); err != nil {
 			return err
 		}
 	}
@@ -449,7 +448,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 			ts.w.Abort()
 			files, _ := ts.w.Close()
 			for _, f := range files {
-				_ = os.Remove(filepath.Join(env.root, filepath.FromSlash(f.Path)))
+				_ = env.st.Remove(f.Path)
 			}
 		}
 		rep.Status, rep.Error = "failed", fmt.Sprintf("%s: %v", s.TableName(), err)

@@ -156,7 +156,9 @@ func (w *Warehouse) ensureMeta(ctx context.Context, db execer) error {
 // is listed in _ledgerlake_runs, with its rejects, once every table is in; until then Loaded reports
 // false and the run is loaded again, skipping the tables _ledgerlake_loading says an earlier attempt
 // committed. Streams that failed in the run keep their previous current state.
-func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, rejects []Reject) error {
+//
+// The files are read from st; a bucket's are downloaded into spool for the load.
+func (w *Warehouse) LoadRun(ctx context.Context, st lake.Store, spool string, m *lake.Manifest, rejects []Reject) error {
 	if loaded, err := w.Loaded(ctx, m.RunID); err != nil || loaded {
 		return err // already loaded: loading again changes nothing
 	}
@@ -178,15 +180,20 @@ func (w *Warehouse) LoadRun(ctx context.Context, root string, m *lake.Manifest, 
 	}
 	// Every file to load is checked against the manifest first: tables commit one by one, so a missing
 	// or altered file found midway would leave the run half loaded where this leaves it unloaded.
-	files := map[string][]parquet.FileInfo{}
+	var todo []parquet.FileInfo
 	for _, f := range m.Files {
-		if done[f.Table] {
-			continue
+		if !done[f.Table] {
+			todo = append(todo, f)
 		}
-		if issue := lake.CheckFile(root, f); issue != "" {
-			return fmt.Errorf("load %s: %s: %s", f.Table, f.Path, issue)
-		}
-		f.Path = filepath.Join(root, filepath.FromSlash(f.Path))
+	}
+	paths, release, err := lake.Local(st, todo, spool, true)
+	defer release()
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	files := map[string][]parquet.FileInfo{}
+	for i, f := range todo {
+		f.Path = paths[i]
 		files[f.Table] = append(files[f.Table], f)
 	}
 	for _, s := range m.Streams {

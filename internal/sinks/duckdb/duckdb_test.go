@@ -55,7 +55,7 @@ func writeTable(t *testing.T, root, runID string, at time.Time, info lake.TableI
 	}
 	batch := conv.Flush()
 	defer batch.Release()
-	w := parquet.NewStreamWriter(root, info.Name, runID, conv.Schema())
+	w := parquet.NewStreamWriter(lake.Dir(root), info.Name, runID, conv.Schema())
 	if err := w.Write("run_date="+at.Format("2006-01-02"), batch); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestCurrentStateNeverPicksARow(t *testing.T) {
 	day2 := day1.Add(24 * time.Hour)
 	load := func(m *lake.Manifest) {
 		t.Helper()
-		if err := w.LoadRun(ctx, root, m, nil); err != nil {
+		if err := w.LoadRun(ctx, lake.Dir(root), "", m, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -195,7 +195,7 @@ func TestInterruptedLoadIsFinishedWithoutDoubling(t *testing.T) {
 	if err := os.WriteFile(path, bad, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = w.LoadRun(ctx, root, m, []Reject{{Stream: "x_a", Key: "a", Column: "v", Raw: "x", Reason: "test"}})
+	err = w.LoadRun(ctx, lake.Dir(root), "", m, []Reject{{Stream: "x_a", Key: "a", Column: "v", Raw: "x", Reason: "test"}})
 	if err == nil || !strings.Contains(err.Error(), "load x_b") {
 		t.Fatalf("load with a broken file: %v", err)
 	}
@@ -214,7 +214,7 @@ func TestInterruptedLoadIsFinishedWithoutDoubling(t *testing.T) {
 	if err := os.WriteFile(path, parquetBytes, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.LoadRun(ctx, root, m, []Reject{{Stream: "x_a", Key: "a", Column: "v", Raw: "x", Reason: "test"}}); err != nil {
+	if err := w.LoadRun(ctx, lake.Dir(root), "", m, []Reject{{Stream: "x_a", Key: "a", Column: "v", Raw: "x", Reason: "test"}}); err != nil {
 		t.Fatal(err)
 	}
 	if loaded, _ := w.Loaded(ctx, "r1"); !loaded {
@@ -229,7 +229,7 @@ func TestInterruptedLoadIsFinishedWithoutDoubling(t *testing.T) {
 		}
 	}
 	// A third load of the same run changes nothing.
-	if err := w.LoadRun(ctx, root, m, nil); err != nil || count("SELECT count(*) FROM x_a_history") != 2 {
+	if err := w.LoadRun(ctx, lake.Dir(root), "", m, nil); err != nil || count("SELECT count(*) FROM x_a_history") != 2 {
 		t.Fatalf("loading again: %v, %d rows", err, count("SELECT count(*) FROM x_a_history"))
 	}
 }
@@ -242,7 +242,7 @@ func TestAlteredFileFailsTheLoadBeforeAnyTableChanges(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, filepath.FromSlash(second.Files[0].Path)), []byte("not parquet"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := w.LoadRun(context.Background(), root, m, nil)
+	err := w.LoadRun(context.Background(), lake.Dir(root), "", m, nil)
 	if err == nil || !strings.Contains(err.Error(), "altered") || !strings.Contains(err.Error(), second.Files[0].Path) {
 		t.Fatalf("load of an altered file: %v", err)
 	}

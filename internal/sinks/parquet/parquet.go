@@ -11,15 +11,13 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"path/filepath"
+	"path"
 	"sort"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
-
-	"github.com/ledgerlake/ledgerlake/internal/durable"
 )
 
 // FileInfo describes one committed snapshot file, as recorded in the manifest.
@@ -45,22 +43,39 @@ func Fingerprint(s *arrow.Schema) string {
 // StreamWriter writes one table's batches of one run into part files, one open file per hive partition
 // (<table>/<partition>/<run id>[-r<resume>]-<seq>.parquet), rolling to a new part after MaxRowsPerFile rows.
 type StreamWriter struct {
-	root, table, runID string
-	schema             *arrow.Schema
+	files        Creator
+	table, runID string
+	schema       *arrow.Schema
 	// MaxRowsPerFile bounds a part file (0 = 1,000,000); row groups hold up to 32k rows.
 	MaxRowsPerFile int64
 	// Resume is the attempt of a run resumed after a crash (0 = first): it goes into the file names, so
 	// an attempt never overwrites the parts an earlier one committed.
 	Resume int
 
-	open  map[string]*partFile
-	seq   map[string]int
-	files []FileInfo
-	buf   *bufio.Writer // finishing a file: shared, as a stream finishes one file at a time
+	open    map[string]*partFile
+	seq     map[string]int
+	written []FileInfo
+	buf     *bufio.Writer // finishing a file: shared, as a stream finishes one file at a time
+}
+
+// File is a part file being written: visible at its key, complete, only once published.
+type File interface {
+	io.Writer
+	// Publish makes the complete file visible (durable after its store's next sync).
+	Publish() error
+	// Commit makes the complete file visible and durable.
+	Commit() error
+	// Abort discards the file; a no-op once published.
+	Abort()
+}
+
+// Creator starts part files by key (a lake.Store).
+type Creator interface {
+	Create(key string) (File, error)
 }
 
 type partFile struct {
-	f    *durable.File
+	f    File
 	fw   *pqarrow.FileWriter
 	hash hash.Hash
 	cw   *countingWriter
@@ -68,9 +83,9 @@ type partFile struct {
 	rows int64
 }
 
-// NewStreamWriter prepares a writer for table (e.g. "signicat_accounts") under root.
-func NewStreamWriter(root, table, runID string, schema *arrow.Schema) *StreamWriter {
-	return &StreamWriter{root: root, table: table, runID: runID, schema: schema, MaxRowsPerFile: 1_000_000,
+// NewStreamWriter prepares a writer for table (e.g. "signicat_accounts") whose files files creates.
+func NewStreamWriter(files Creator, table, runID string, schema *arrow.Schema) *StreamWriter {
+	return &StreamWriter{files: files, table: table, runID: runID, schema: schema, MaxRowsPerFile: 1_000_000,
 		open: map[string]*partFile{}, seq: map[string]int{}}
 }
 
@@ -157,8 +172,8 @@ func (w *StreamWriter) create(partition string) (*partFile, error) {
 	if w.Resume > 0 {
 		name = fmt.Sprintf("%s-r%d-%05d.parquet", w.runID, w.Resume, n)
 	}
-	rel := filepath.ToSlash(filepath.Join(w.table, partition, name))
-	f, err := durable.Create(filepath.Join(w.root, filepath.FromSlash(rel)))
+	rel := path.Join(w.table, partition, name)
+	f, err := w.files.Create(rel)
 	if err != nil {
 		return nil, fmt.Errorf("parquet: %w", err)
 	}
@@ -206,7 +221,7 @@ func (w *StreamWriter) commit(partition string, pf *partFile) error {
 	if err := pf.f.Publish(); err != nil {
 		return fmt.Errorf("parquet: commit %s: %w", pf.rel, err)
 	}
-	w.files = append(w.files, FileInfo{
+	w.written = append(w.written, FileInfo{
 		Path: pf.rel, Table: w.table, Partition: partition, Rows: pf.rows, Bytes: pf.cw.n,
 		SHA256: hex.EncodeToString(pf.hash.Sum(nil)), SchemaFingerprint: Fingerprint(w.schema),
 	})
@@ -227,8 +242,8 @@ func (w *StreamWriter) Close() ([]FileInfo, error) {
 		}
 		delete(w.open, p)
 	}
-	sort.Slice(w.files, func(i, j int) bool { return w.files[i].Path < w.files[j].Path })
-	return w.files, firstErr
+	sort.Slice(w.written, func(i, j int) bool { return w.written[i].Path < w.written[j].Path })
+	return w.written, firstErr
 }
 
 // Abort discards files not yet committed. Committed files stay: they are complete, and the manifest

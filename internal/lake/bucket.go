@@ -1,0 +1,526 @@
+package lake
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/azureblob" // azblob://
+	_ "gocloud.dev/blob/fileblob"  // file://
+	_ "gocloud.dev/blob/gcsblob"   // gs://
+	_ "gocloud.dev/blob/memblob"   // mem://
+	_ "gocloud.dev/blob/s3blob"    // s3://
+	"gocloud.dev/gcerrors"
+
+	"github.com/ledgerlake/ledgerlake/internal/durable"
+)
+
+// StallTimeout is how long one request to a bucket may go without progress (no bytes read, or a small
+// request unanswered) before it is abandoned and retried: a GET that hangs must not hang the run.
+var StallTimeout = 60 * time.Second
+
+// LeaseTTL is how long a bucket's lock outlives its holder's last heartbeat: a run killed on another
+// machine holds the lake that long (one killed on this machine is recognised at once).
+var LeaseTTL = 2 * time.Minute
+
+// bucketAttempts bounds the retries of one operation on a bucket (the SDK retries each request too).
+const bucketAttempts = 6
+
+// Bucket is a lake in an object store, through gocloud.dev/blob: credentials come from the provider's
+// usual chain (environment, shared config, instance or workload identity), never from the config.
+// Object stores have no rename: a file is uploaded whole to its final key (a PUT is atomic), and the
+// run's files count only once the manifest that lists them is committed (Commit).
+type Bucket struct {
+	b        *blob.Bucket
+	location string // for messages: the URL without its query
+	spool    string
+}
+
+// OpenBucket opens the bucket of an object-store URL; the URL's path is the lake's prefix in it, and
+// its query is the driver's (e.g. s3's endpoint, region, use_path_style). Files are staged in spool.
+func OpenBucket(ctx context.Context, location, spool string) (*Bucket, error) {
+	u, err := url.Parse(location)
+	if err != nil {
+		return nil, fmt.Errorf("output_dir %q: %w", location, err)
+	}
+	prefix := ""
+	if u.Scheme != "file" {
+		prefix = strings.Trim(u.Path, "/")
+		u.Path = ""
+	}
+	q := u.Query()
+	if u.Scheme == "s3" && q.Get("awssdk") == "" {
+		q.Set("awssdk", "v2")
+	}
+	u.RawQuery = q.Encode()
+	b, err := blob.OpenBucket(ctx, u.String())
+	if err != nil {
+		return nil, fmt.Errorf("output_dir %s: %w", redact(location), err)
+	}
+	if prefix != "" {
+		b = blob.PrefixedBucket(b, prefix+"/")
+	}
+	if spool == "" {
+		spool = os.TempDir()
+	}
+	if err := os.MkdirAll(spool, 0o755); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return &Bucket{b: b, location: redact(location), spool: spool}, nil
+}
+
+// redact drops a URL's query and user info: they may carry settings a log need not show.
+func redact(location string) string {
+	u, err := url.Parse(location)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	u.RawQuery, u.User = "", nil
+	return u.String()
+}
+
+// retry runs op until it succeeds, fails for a reason a retry cannot mend (not found, already there,
+// refused), or bucketAttempts tries have failed, waiting longer between tries.
+func (s *Bucket) retry(what, key string, op func(ctx context.Context) error) error {
+	var err error
+	for attempt := range bucketAttempts {
+		if attempt > 0 {
+			time.Sleep(min(5*time.Second, 200*time.Millisecond<<attempt))
+		}
+		err = op(context.Background())
+		switch gcerrors.Code(err) {
+		case gcerrors.OK:
+			return nil
+		case gcerrors.NotFound:
+			return fmt.Errorf("%s %s: %w", what, key, fs.ErrNotExist)
+		case gcerrors.FailedPrecondition:
+			return fmt.Errorf("%s %s: %w", what, key, fs.ErrExist)
+		case gcerrors.PermissionDenied, gcerrors.InvalidArgument, gcerrors.Unimplemented:
+			return fmt.Errorf("%s %s in %s: %w", what, key, s.location, err)
+		}
+	}
+	return fmt.Errorf("%s %s in %s: %d attempts failed: %w", what, key, s.location, bucketAttempts, err)
+}
+
+// timed is ctx bounded by StallTimeout, for requests that carry little data.
+func timed(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, StallTimeout)
+}
+
+// Create implements Store: the file is staged in the spool directory and uploaded whole on Publish,
+// so a failed upload is retried from the staged copy and never leaves a part at the key.
+func (s *Bucket) Create(key string) (File, error) {
+	f, err := os.CreateTemp(s.spool, durable.TempPrefix+"upload-*")
+	if err != nil {
+		return nil, err
+	}
+	return &bucketFile{File: f, s: s, key: key}, nil
+}
+
+type bucketFile struct {
+	*os.File
+	s    *Bucket
+	key  string
+	done bool
+}
+
+func (f *bucketFile) Publish() error {
+	if f.done {
+		return fmt.Errorf("%s already committed or aborted", f.key)
+	}
+	defer f.Abort()
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	return f.s.upload(f.key, f.File, size, nil)
+}
+
+func (f *bucketFile) Commit() error { return f.Publish() }
+
+func (f *bucketFile) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	f.Close()
+	os.Remove(f.Name())
+}
+
+// upload PUTs size bytes of r (read from its start on every attempt) to key.
+func (s *Bucket) upload(key string, r io.ReadSeeker, size int64, opts *blob.WriterOptions) error {
+	return s.retry("upload", key, func(ctx context.Context) error {
+		if _, err := r.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		// A whole file per attempt: the stall timeout, plus a second per MB at a slow 1 MB/s.
+		ctx, cancel := context.WithTimeout(ctx, StallTimeout+time.Duration(size>>20)*time.Second)
+		defer cancel()
+		return s.b.Upload(ctx, key, io.LimitReader(r, size), opts)
+	})
+}
+
+// WriteFile implements Store: a PUT is atomic and durable once answered.
+func (s *Bucket) WriteFile(key string, data []byte) error {
+	return s.upload(key, strings.NewReader(string(data)), int64(len(data)), nil)
+}
+
+// WriteStream implements Store, staging what fill writes so that a failed upload can be retried.
+func (s *Bucket) WriteStream(key string, fill func(io.Writer) error) error {
+	f, err := s.Create(key)
+	if err != nil {
+		return err
+	}
+	if err := fill(f); err != nil {
+		f.Abort()
+		return err
+	}
+	return f.Publish()
+}
+
+// Place implements Store.
+func (s *Bucket) Place(key string, data []byte) error { return s.WriteFile(key, data) }
+
+// CreateExclusive implements Store with a conditional PUT (If-None-Match: *). An attempt whose answer
+// was lost may have succeeded: a retry that finds key taken reads it back, and the same bytes are ours.
+func (s *Bucket) CreateExclusive(key string, data []byte) error {
+	tries := 0
+	err := s.upload(key, &countingSeeker{ReadSeeker: strings.NewReader(string(data)), n: &tries}, int64(len(data)), &blob.WriterOptions{IfNotExist: true})
+	if errors.Is(err, fs.ErrExist) && tries > 1 {
+		if got, rerr := s.ReadFile(key); rerr == nil && string(got) == string(data) {
+			return nil
+		}
+	}
+	return err
+}
+
+// countingSeeker counts the rewinds to the start: the attempts of an upload.
+type countingSeeker struct {
+	io.ReadSeeker
+	n *int
+}
+
+func (c *countingSeeker) Seek(off int64, whence int) (int64, error) {
+	if off == 0 && whence == io.SeekStart {
+		*c.n++
+	}
+	return c.ReadSeeker.Seek(off, whence)
+}
+
+// ReadFile implements Store.
+func (s *Bucket) ReadFile(key string) ([]byte, error) {
+	rc, err := s.Open(key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// Open implements Store. A read that stalls for StallTimeout, or fails midway, is resumed where it
+// stopped by a ranged GET, up to bucketAttempts times.
+func (s *Bucket) Open(key string) (io.ReadCloser, error) {
+	r := &resumingReader{s: s, key: key}
+	if err := r.open(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+type resumingReader struct {
+	s      *Bucket
+	key    string
+	off    int64
+	failed int
+	cur    *blob.Reader
+	cancel context.CancelFunc
+	watch  *time.Timer // cancels the current GET when it makes no progress for StallTimeout
+}
+
+func (r *resumingReader) open() error {
+	return r.s.retry("read", r.key, func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		t := time.AfterFunc(StallTimeout, cancel)
+		rd, err := r.s.b.NewRangeReader(ctx, r.key, r.off, -1, nil)
+		if err != nil {
+			t.Stop()
+			cancel()
+			return err
+		}
+		r.cur, r.cancel, r.watch = rd, cancel, t
+		return nil
+	})
+}
+
+func (r *resumingReader) Read(p []byte) (int, error) {
+	for {
+		r.watch.Reset(StallTimeout)
+		n, err := r.cur.Read(p)
+		r.off += int64(n)
+		if err == nil || err == io.EOF || n > 0 {
+			return n, err
+		}
+		r.failed++
+		r.closeCurrent()
+		if r.failed >= bucketAttempts {
+			return 0, fmt.Errorf("read %s in %s at byte %d: %w", r.key, r.s.location, r.off, err)
+		}
+		if oerr := r.open(); oerr != nil {
+			return 0, oerr
+		}
+	}
+}
+
+func (r *resumingReader) closeCurrent() {
+	if r.cur == nil {
+		return
+	}
+	r.watch.Stop()
+	r.cancel()
+	r.cur.Close()
+	r.cur = nil
+}
+
+func (r *resumingReader) Close() error {
+	r.closeCurrent()
+	return nil
+}
+
+// Exists implements Store.
+func (s *Bucket) Exists(key string) (bool, error) {
+	var ok bool
+	err := s.retry("stat", key, func(ctx context.Context) error {
+		ctx, cancel := timed(ctx)
+		defer cancel()
+		var err error
+		ok, err = s.b.Exists(ctx, key)
+		return err
+	})
+	return ok, err
+}
+
+// List implements Store.
+func (s *Bucket) List(prefix string) ([]Entry, error) {
+	if prefix != "" {
+		prefix = strings.TrimSuffix(prefix, "/") + "/"
+	}
+	var out []Entry
+	var token []byte
+	for first := true; first || len(token) > 0; first = false {
+		var page []*blob.ListObject
+		err := s.retry("list", prefix, func(ctx context.Context) error {
+			ctx, cancel := timed(ctx)
+			defer cancel()
+			var err error
+			page, token, err = s.b.ListPage(ctx, token, 1000, &blob.ListOptions{Prefix: prefix})
+			if token == nil {
+				token = []byte{}
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range page {
+			if !o.IsDir {
+				out = append(out, Entry{Key: o.Key, Size: o.Size})
+			}
+		}
+		if len(token) == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Remove implements Store.
+func (s *Bucket) Remove(key string) error {
+	err := s.retry("delete", key, func(ctx context.Context) error {
+		ctx, cancel := timed(ctx)
+		defer cancel()
+		return s.b.Delete(ctx, key)
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// RemoveAll implements Store.
+func (s *Bucket) RemoveAll(prefix string) error {
+	es, err := s.List(prefix)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if err := s.Remove(e.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Sync implements Store: an answered PUT is already durable.
+func (s *Bucket) Sync() error { return nil }
+
+// RemoveTemps implements Store: a bucket holds no half-written files (a PUT is all or nothing), but a
+// killed process leaves staged copies in the spool directory.
+func (s *Bucket) RemoveTemps() (int, error) {
+	es, err := os.ReadDir(s.spool)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range es {
+		if strings.HasPrefix(e.Name(), durable.TempPrefix+"upload-") {
+			if err := os.Remove(path.Join(s.spool, e.Name())); err == nil {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// LocalPath implements Store: a bucket's keys are not local files.
+func (s *Bucket) LocalPath(string) (string, bool) { return "", false }
+
+// Close implements Store.
+func (s *Bucket) Close() error { return s.b.Close() }
+
+// String implements Store.
+func (s *Bucket) String() string { return s.location }
+
+// leaseDir holds a bucket's lock: one object per generation, _lease/<generation>.json. Taking the lock
+// is creating the next generation conditionally, so of two runs starting together exactly one wins;
+// the holder renews its generation's expiry, and a run that finds the newest generation expired (or
+// its process gone from this machine) takes the next one. A holder that finds a newer generation than
+// its own has lost the lock and stops.
+const leaseDir = "_lease"
+
+// lease is a generation's content.
+type lease struct {
+	Owner    string    `json:"owner"` // the run id
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	Expires  time.Time `json:"expires"`
+	Released bool      `json:"released,omitempty"`
+}
+
+func leaseKey(gen int) string { return fmt.Sprintf("%s/%012d.json", leaseDir, gen) }
+
+// Lock implements Store with a lease (see leaseDir).
+func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
+	gen, err := s.newestLease()
+	if err != nil {
+		return nil, nil, err
+	}
+	host, _ := os.Hostname()
+	if gen > 0 {
+		var l lease
+		b, err := s.ReadFile(leaseKey(gen))
+		if err == nil {
+			err = json.Unmarshal(b, &l)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("reading the lock %s: %w", leaseKey(gen), err)
+		}
+		if err == nil && !l.Released && time.Now().Before(l.Expires) && !(l.Host == host && !processAlive(l.PID)) {
+			return nil, nil, fmt.Errorf("%w (%s, run %s on %s, pid %d; its lock expires at %s unless renewed); wait for it to finish",
+				ErrBusy, s.location, l.Owner, l.Host, l.PID, l.Expires.UTC().Format(time.RFC3339))
+		}
+	}
+	mine := gen + 1
+	l := lease{Owner: owner, Host: host, PID: os.Getpid(), Expires: time.Now().Add(LeaseTTL)}
+	b, _ := json.Marshal(l)
+	if err := s.CreateExclusive(leaseKey(mine), b); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, nil, fmt.Errorf("%w (%s: another run took the lock just now); wait for it to finish", ErrBusy, s.location)
+		}
+		return nil, nil, err
+	}
+	for g := gen - 1; g > 0 && g > gen-4; g-- {
+		_ = s.Remove(leaseKey(g)) // older generations: tidiness only
+	}
+	lost, stop, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(LeaseTTL / 4)
+		defer t.Stop()
+		renewed := time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			if taken, err := s.Exists(leaseKey(mine + 1)); err == nil && taken {
+				close(lost)
+				return
+			}
+			l.Expires = time.Now().Add(LeaseTTL)
+			b, _ := json.Marshal(l)
+			if err := s.WriteFile(leaseKey(mine), b); err == nil {
+				renewed = time.Now()
+			} else if time.Since(renewed) > LeaseTTL/2 {
+				close(lost) // it may expire before we can renew it: stop before another run may start
+				return
+			}
+		}
+	}()
+	release := func() {
+		close(stop)
+		<-done
+		l.Released = true
+		b, _ := json.Marshal(l)
+		if taken, err := s.Exists(leaseKey(mine + 1)); err == nil && !taken {
+			_ = s.WriteFile(leaseKey(mine), b)
+		}
+	}
+	return release, lost, nil
+}
+
+// newestLease is the newest lock generation: listed, then probed forward, as a listing may lag
+// behind the objects a read finds.
+func (s *Bucket) newestLease() (int, error) {
+	es, err := s.List(leaseDir)
+	if err != nil {
+		return 0, err
+	}
+	gen := 0
+	for _, e := range es {
+		if n, err := strconv.Atoi(strings.TrimSuffix(path.Base(e.Key), ".json")); err == nil && n > gen {
+			gen = n
+		}
+	}
+	for {
+		ok, err := s.Exists(leaseKey(gen + 1))
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			return gen, nil
+		}
+		gen++
+	}
+}
+
+// processAlive reports whether a process of this machine is running.
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
