@@ -11,6 +11,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
+	"github.com/ledgerlake/ledgerlake/pipelines"
 )
 
 func cli(t *testing.T, args ...string) (int, string, string) {
@@ -67,6 +71,58 @@ func TestDemoQueryVerify(t *testing.T) {
 	}
 	code, out, _ = cli(t, "verify", "--lake", lakeDir)
 	if code != 1 || !strings.Contains(out, "altered") || !strings.Contains(out, filepath.Base(files[0])) {
+		t.Fatalf("verify after tampering: %d %s", code, out)
+	}
+}
+
+// The same commands with the lake in a bucket of a loopback S3 server: the demo's run writes there,
+// verify and invoices read from there, and an object altered in the bucket is named.
+func TestDemoVerifyInvoicesOnS3(t *testing.T) {
+	srv, err := s3test.Start("lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, kv := range s3test.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	dir := t.TempDir()
+	url := srv.URL("lake", "nightly/ledgerlake")
+	y := strings.Replace(string(pipelines.Demo), "output_dir: data/demo/lake", "output_dir: "+url, 1)
+	y = strings.Replace(y, "warehouse: data/demo/warehouse.duckdb", "warehouse: "+filepath.Join(dir, "warehouse.duckdb"), 1)
+	cfgPath := filepath.Join(dir, "pipeline.yaml")
+	if err := os.WriteFile(cfgPath, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := cli(t, "demo", "--scale", "0.05", "--config", cfgPath); code != 0 {
+		t.Fatalf("demo on s3: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lake")); err == nil {
+		t.Error("a local lake was written beside the warehouse")
+	}
+	code, out, _ := cli(t, "verify", "--lake", url)
+	if code != 0 || !strings.Contains(out, "0 problems") {
+		t.Fatalf("verify: %d %s", code, out)
+	}
+	checked := strings.Fields(out)[0]
+	checkInvoiceExports(t, url, filepath.Join(dir, "warehouse.duckdb"))
+	st, err := lake.OpenStore(context.Background(), url, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	es, _ := st.List("signicat_accounts")
+	if len(es) == 0 {
+		t.Fatal("no snapshot in the bucket")
+	}
+	b, _ := st.ReadFile(es[0].Key)
+	b[len(b)/2] ^= 0xff
+	if err := st.WriteFile(es[0].Key, b); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = cli(t, "verify", "--lake", url)
+	if code != 1 || !strings.Contains(out, "altered") || !strings.Contains(out, es[0].Key) || !strings.Contains(out, checked+" files checked, 1 problems") {
 		t.Fatalf("verify after tampering: %d %s", code, out)
 	}
 }

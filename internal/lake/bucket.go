@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -168,7 +169,11 @@ func (s *Bucket) upload(key string, r io.ReadSeeker, size int64, opts *blob.Writ
 		// A whole file per attempt: the stall timeout, plus a second per MB at a slow 1 MB/s.
 		ctx, cancel := context.WithTimeout(ctx, StallTimeout+time.Duration(size>>20)*time.Second)
 		defer cancel()
-		return s.b.Upload(ctx, key, io.LimitReader(r, size), opts)
+		o := blob.WriterOptions{ContentType: "application/octet-stream"}
+		if opts != nil {
+			o.IfNotExist = opts.IfNotExist
+		}
+		return s.b.Upload(ctx, key, io.LimitReader(r, size), &o)
 	})
 }
 
@@ -317,16 +322,16 @@ func (s *Bucket) List(prefix string) ([]Entry, error) {
 		prefix = strings.TrimSuffix(prefix, "/") + "/"
 	}
 	var out []Entry
-	var token []byte
-	for first := true; first || len(token) > 0; first = false {
+	for token := blob.FirstPageToken; len(token) > 0; {
 		var page []*blob.ListObject
 		err := s.retry("list", prefix, func(ctx context.Context) error {
 			ctx, cancel := timed(ctx)
 			defer cancel()
 			var err error
-			page, token, err = s.b.ListPage(ctx, token, 1000, &blob.ListOptions{Prefix: prefix})
-			if token == nil {
-				token = []byte{}
+			var next []byte
+			page, next, err = s.b.ListPage(ctx, token, 1000, &blob.ListOptions{Prefix: prefix})
+			if err == nil {
+				token = next
 			}
 			return err
 		})
@@ -338,10 +343,8 @@ func (s *Bucket) List(prefix string) ([]Entry, error) {
 				out = append(out, Entry{Key: o.Key, Size: o.Size})
 			}
 		}
-		if len(token) == 0 {
-			break
-		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
 }
 

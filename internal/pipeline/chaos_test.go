@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 )
@@ -32,6 +34,12 @@ func TestMain(m *testing.M) {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
+		}
+		if out := os.Getenv("LEDGERLAKE_CHILD_OUTPUT_DIR"); out != "" {
+			cfg.OutputDir = out // a bucket on the parent's loopback S3 server
+		}
+		if d, err := time.ParseDuration(os.Getenv("LEDGERLAKE_CHILD_STALL_TIMEOUT")); err == nil {
+			lake.StallTimeout = d
 		}
 		every, _ := time.ParseDuration(os.Getenv("LEDGERLAKE_CHECKPOINT_EVERY"))
 		// The hostile sandbox fails ~47% of requests, so twelve faults in a row on one of a run's
@@ -77,10 +85,10 @@ sources:
 `
 
 // child runs the pipeline in a subprocess; killAfter > 0 kills it with SIGKILL after that long.
-func child(t *testing.T, srv *sandbox.Server, dir string, killAfter time.Duration) (exited bool, err error) {
+func child(t *testing.T, srv *sandbox.Server, dir string, killAfter time.Duration, env ...string) (exited bool, err error) {
 	t.Helper()
 	// Frequent checkpoints, so kills land between them and resumed streams continue mid-way.
-	return childWhen(t, srv, dir, chaosPipeline, func() bool { return false }, killAfter, "LEDGERLAKE_CHECKPOINT_EVERY=100ms")
+	return childWhen(t, srv, dir, chaosPipeline, func() bool { return false }, killAfter, append(env, "LEDGERLAKE_CHECKPOINT_EVERY=100ms")...)
 }
 
 // childWhen runs pipeline (a format with the directory as %[1]s) in a subprocess and kills it with
@@ -175,7 +183,47 @@ func fingerprint(t *testing.T, warehouse string) map[string]string {
 // The sandbox fails 10% of requests with every kind of fault and expires tokens mid-run; the child
 // pipeline is killed -9 at random moments and started again. The final warehouse equals a fault-free
 // run's, table by table, and no unfinished file is left anywhere.
+// chaosLake is where a chaos test's child runs put the lake: the directory's lake/ for "dir"; for "s3",
+// a bucket on a loopback S3 server of the test's own, with faults (stalls last a second, past the
+// child's stall timeout). env is what the child needs on top; open opens the lake here.
+func chaosLake(t *testing.T, backend, dir string, faults s3test.Faults) (env []string, open func() lake.Store, srv *s3test.Server) {
+	t.Helper()
+	open = func() lake.Store { return lake.Dir(filepath.Join(dir, "lake")) }
+	if backend != "s3" {
+		return nil, open, nil
+	}
+	srv, err := s3test.Start("lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	faults.Stall = time.Second
+	srv.SetFaults(faults)
+	for _, kv := range s3test.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	url := srv.URL("lake", "chaos")
+	open = func() lake.Store {
+		st, err := lake.OpenStore(context.Background(), url, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	return append(s3test.Env(), "LEDGERLAKE_CHILD_OUTPUT_DIR="+url, "LEDGERLAKE_CHILD_STALL_TIMEOUT=300ms"), open, srv
+}
+
 func TestChaosKillAndFaultsEndLikeACleanRun(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) { chaosKillAndFaults(t, backend) })
+	}
+}
+
+// chaosKillAndFaults kills runs at random moments against a hostile API (and, on s3, a faulty store),
+// then compares the warehouse with a clean run's and the lake with its manifests.
+func chaosKillAndFaults(t *testing.T, backend string) {
 	zero := time.Duration(0)
 	clean, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Scale: 0.05})
 	if err != nil {
@@ -197,11 +245,13 @@ func TestChaosKillAndFaultsEndLikeACleanRun(t *testing.T) {
 	}
 	defer hostile.Close()
 	dir := t.TempDir()
+	// One PUT in ten fails (each costs the SDK's backoff, ~0.5 s), one GET in twenty stalls.
+	env, openLake, store := chaosLake(t, backend, dir, s3test.Faults{FailPut: 0.1, StallGet: 0.05})
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	kills := 0
 	for attempt := 0; attempt < 6; attempt++ {
 		// Kill anywhere from process start-up to past a clean run's length (faults make runs longer).
-		exited, err := child(t, hostile, dir, time.Duration(float64(took)*(0.1+1.4*rng.Float64())))
+		exited, err := child(t, hostile, dir, time.Duration(float64(took)*(0.1+1.4*rng.Float64())), env...)
 		if exited {
 			if err != nil {
 				t.Fatalf("run %d: %v", attempt, err)
@@ -210,7 +260,7 @@ func TestChaosKillAndFaultsEndLikeACleanRun(t *testing.T) {
 		}
 		kills++
 	}
-	if _, err := child(t, hostile, dir, 0); err != nil {
+	if _, err := child(t, hostile, dir, 0, env...); err != nil {
 		t.Fatalf("final run: %v", err)
 	}
 	if kills == 0 {
@@ -228,17 +278,18 @@ func TestChaosKillAndFaultsEndLikeACleanRun(t *testing.T) {
 	if hostile.Stats.Faults.Load() < 20 {
 		t.Errorf("only %d faults were injected; the test proves little", hostile.Stats.Faults.Load())
 	}
-	_ = filepath.WalkDir(filepath.Join(dir, "lake"), func(p string, d fs.DirEntry, err error) error {
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
 			t.Errorf("unfinished file left: %s", p)
 		}
 		return nil
 	})
-	if _, problems, err := lake.Verify(lake.Dir(filepath.Join(dir, "lake"))); err != nil || len(problems) > 0 {
+	st := openLake()
+	if _, problems, err := lake.Verify(st); err != nil || len(problems) > 0 {
 		t.Errorf("verify after chaos: %v %v", problems, err)
 	}
 	// Killed runs' evidence and PDFs were removed; what is left is exactly what the manifests list.
-	ms, err := lake.ReadManifests(lake.Dir(filepath.Join(dir, "lake")))
+	ms, err := lake.ReadManifests(st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,21 +301,26 @@ func TestChaosKillAndFaultsEndLikeACleanRun(t *testing.T) {
 	}
 	stored := 0
 	for _, sub := range []string{lake.EvidenceDir, lake.PDFDir} {
-		_ = filepath.WalkDir(filepath.Join(dir, "lake", sub), func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return nil
+		es, err := st.List(sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if stored++; !listed[e.Key] {
+				t.Errorf("evidence file no manifest lists: %s", e.Key)
 			}
-			rel, _ := filepath.Rel(filepath.Join(dir, "lake"), p)
-			if stored++; !listed[filepath.ToSlash(rel)] {
-				t.Errorf("evidence file no manifest lists: %s", rel)
-			}
-			return nil
-		})
+		}
 	}
 	if stored != len(listed) || stored == 0 {
 		t.Errorf("%d evidence files stored, %d listed", stored, len(listed))
 	}
 	t.Logf("%d kills, %d faults injected; %d tables compared, e.g. signicat_invoice_lines: %s", kills, hostile.Stats.Faults.Load(), len(want), want["signicat_invoice_lines"])
+	if store != nil {
+		if store.FailedPuts.Load() == 0 {
+			t.Error("no PUT to the store failed; the test proves little")
+		}
+		t.Logf("store: %d requests, %d failed PUTs, %d stalled GETs", store.Requests.Load(), store.FailedPuts.Load(), store.StalledGets.Load())
+	}
 }
 
 // A run that dies after committing its manifest (and moving its watermarks) but before its load
@@ -392,6 +448,12 @@ sources:
 // had finished are not fetched again, invoice details and PDFs continue after the last checkpoint, and
 // the warehouse equals a run that was never killed.
 func TestKilledRunResumesFromItsCheckpoints(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) { killedRunResumes(t, backend) })
+	}
+}
+
+func killedRunResumes(t *testing.T, backend string) {
 	srv, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Scale: 0.2, Latency: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -407,16 +469,21 @@ func TestKilledRunResumesFromItsCheckpoints(t *testing.T) {
 	want := fingerprint(t, filepath.Join(cleanDir, "wh.duckdb"))
 
 	dir := t.TempDir()
+	env, openLake, _ := chaosLake(t, backend, dir, s3test.Faults{}) // the chaos test has the store's faults
+	st := openLake()
 	// Kill once both per-invoice streams have checkpointed a good part of their work.
 	progress := func() (lines, pdfs int) {
+		es, _ := st.List(lake.CheckpointDir)
 		for _, c := range []struct {
 			table string
 			n     *int
 		}{{"signicat_invoice_lines", &lines}, {"signicat_invoice_pdfs", &pdfs}} {
-			paths, _ := filepath.Glob(filepath.Join(dir, "lake", lake.CheckpointDir, "*", c.table+".json"))
-			for _, p := range paths {
+			for _, e := range es {
+				if path.Base(e.Key) != c.table+".json" {
+					continue
+				}
 				var ck streamCheckpoint
-				if b, err := os.ReadFile(p); err == nil && json.Unmarshal(b, &ck) == nil {
+				if b, err := st.ReadFile(e.Key); err == nil && json.Unmarshal(b, &ck) == nil {
 					*c.n = len(ck.Done)
 				}
 			}
@@ -428,14 +495,14 @@ func TestKilledRunResumesFromItsCheckpoints(t *testing.T) {
 	exited, err := childWhen(t, srv, dir, resumePipeline, func() bool {
 		l, p := progress()
 		return l > invoices/4 && p > invoices/4
-	}, 0, every)
+	}, 0, append(env, every)...)
 	if exited {
 		t.Fatalf("the run finished (%v) before the kill: the test proves nothing", err)
 	}
 	killedAt := srv.Stats.Requests.Load() - before
 	lines, pdfs := progress()
 	before = srv.Stats.Requests.Load()
-	if _, err := childWhen(t, srv, dir, resumePipeline, func() bool { return false }, 0, every); err != nil {
+	if _, err := childWhen(t, srv, dir, resumePipeline, func() bool { return false }, 0, append(env, every)...); err != nil {
 		t.Fatalf("resumed run: %v", err)
 	}
 	resumed := srv.Stats.Requests.Load() - before
@@ -443,7 +510,7 @@ func TestKilledRunResumesFromItsCheckpoints(t *testing.T) {
 	if got := fingerprint(t, filepath.Join(dir, "wh.duckdb")); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("after kill and resume:\n%v\nuninterrupted:\n%v", got, want)
 	}
-	ms, err := lake.ReadManifests(lake.Dir(filepath.Join(dir, "lake")))
+	ms, err := lake.ReadManifests(st)
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("%d manifests (%v): the resumed run must commit as the one killed run", len(ms), err)
 	}
@@ -459,10 +526,10 @@ func TestKilledRunResumesFromItsCheckpoints(t *testing.T) {
 		t.Errorf("resumed attempt made %d requests (uninterrupted %d, killed one %d, %d details + %d PDFs checkpointed); %d streams resumed",
 			resumed, full, killedAt, lines, pdfs, resumedStreams)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "lake", lake.CheckpointDir, ms[0].RunID)); !os.IsNotExist(err) {
-		t.Errorf("the committed run's checkpoints are still there: %v", err)
+	if left, err := st.List(lake.CheckpointDir + "/" + ms[0].RunID); len(left) > 0 || err != nil {
+		t.Errorf("the committed run's checkpoints are still there: %v %v", left, err)
 	}
-	if _, problems, err := lake.Verify(lake.Dir(filepath.Join(dir, "lake"))); err != nil || len(problems) > 0 {
+	if _, problems, err := lake.Verify(st); err != nil || len(problems) > 0 {
 		t.Errorf("verify: %v %v", problems, err)
 	}
 	t.Logf("uninterrupted: %d requests; killed after %d with %d details and %d PDFs checkpointed; resumed: %d requests", full, killedAt, lines, pdfs, resumed)

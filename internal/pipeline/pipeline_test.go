@@ -19,6 +19,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
@@ -47,6 +48,33 @@ func setup(t *testing.T, opts sandbox.Options, edit func(string) string) (*sandb
 	dir := t.TempDir()
 	cfg.OutputDir, cfg.Warehouse = filepath.Join(dir, "lake"), filepath.Join(dir, "wh.duckdb")
 	return srv, cfg
+}
+
+// backends are where the tests put the lake: a local directory and a bucket on the loopback S3 server.
+var backends = []string{"dir", "s3"}
+
+var (
+	s3Once sync.Once
+	s3Srv  *s3test.Server
+	s3Err  error
+)
+
+// lakeOn moves cfg's lake to backend: for "s3", a fresh prefix of a bucket on the package's loopback
+// S3 server (started once), with the SDK's credentials in the environment.
+func lakeOn(t *testing.T, cfg *config.Config, backend string) {
+	t.Helper()
+	if backend != "s3" {
+		return
+	}
+	s3Once.Do(func() { s3Srv, s3Err = s3test.Start("lake") })
+	if s3Err != nil {
+		t.Fatal(s3Err)
+	}
+	for _, kv := range s3test.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	cfg.OutputDir = s3Srv.URL("lake", strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+fmt.Sprint(time.Now().UnixNano()))
 }
 
 // only narrows the demo pipeline to the named streams of each source (nil drops the source).

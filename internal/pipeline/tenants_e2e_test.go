@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/pipelines"
 	"github.com/ledgerlake/ledgerlake/schemas"
@@ -66,77 +68,95 @@ func gsapiFacts(d *sandbox.Dataset) gsFacts {
 // _ledgerlake_rejects.
 func TestEveryTenantEndToEnd(t *testing.T) {
 	for _, tn := range tenants {
-		t.Run("tenant "+tn.name, func(t *testing.T) {
-			srv, cfg := setup(t, sandbox.Options{Scale: 0.1, Tenant: tn.name}, func(string) string { return string(tn.pipeline) })
-			cfg.Sources.GSAPI.Datatables = gsapiDatatables
-			res := run(t, cfg)
-			if len(res.Failed) > 0 {
-				t.Fatalf("failed: %+v", res.Failed)
+		for _, backend := range backends {
+			t.Run("tenant "+tn.name+" "+backend, func(t *testing.T) {
+				srv, cfg := setup(t, sandbox.Options{Scale: 0.1, Tenant: tn.name}, func(string) string { return string(tn.pipeline) })
+				cfg.Sources.GSAPI.Datatables = gsapiDatatables
+				lakeOn(t, cfg, backend)
+				endToEnd(t, tn, srv, cfg)
+			})
+		}
+	}
+}
+
+// endToEnd runs every stream of tenant tn once and checks what a user would: counts and sums against
+// the sandbox's facts, every model built, no value lost, and a lake that verifies.
+func endToEnd(t *testing.T, tn tenant, srv *sandbox.Server, cfg *config.Config) {
+	res := run(t, cfg)
+	if len(res.Failed) > 0 {
+		t.Fatalf("failed: %+v", res.Failed)
+	}
+	if !res.OK() {
+		t.Fatalf("models: %+v", res.Models)
+	}
+	if len(res.Models.Built) != 10 {
+		t.Errorf("built %v, skipped %v, failed %v", res.Models.Built, res.Models.Skipped, res.Models.Failed)
+	}
+	// Tenant b reads the window end 23:59:59.999 as the next midnight, so the records at 00:00:00.000
+	// come back twice: each is kept once, and the run says so. Nothing else warrants a warning.
+	for _, s := range res.Manifest.Streams {
+		for _, w := range s.Warnings {
+			if tn.name != sandbox.TenantB || !strings.Contains(w, "came back in two adjacent windows byte for byte") {
+				t.Errorf("%s warns: %s", s.Table, w)
 			}
-			if !res.OK() {
-				t.Fatalf("models: %+v", res.Models)
-			}
-			if len(res.Models.Built) != 10 {
-				t.Errorf("built %v, skipped %v, failed %v", res.Models.Built, res.Models.Skipped, res.Models.Failed)
-			}
-			// Tenant b reads the window end 23:59:59.999 as the next midnight, so the records at 00:00:00.000
-			// come back twice: each is kept once, and the run says so. Nothing else warrants a warning.
-			for _, s := range res.Manifest.Streams {
-				for _, w := range s.Warnings {
-					if tn.name != sandbox.TenantB || !strings.Contains(w, "came back in two adjacent windows byte for byte") {
-						t.Errorf("%s warns: %s", s.Table, w)
-					}
-				}
-			}
-			d := srv.Data()
-			f := gsapiFacts(d)
-			db := query(t, cfg)
-			accounting := f.accountRows
-			if tn.name == sandbox.TenantB {
-				accounting = f.accountCentreRows
-			}
-			counts := map[string]int64{
-				"gsapi_datasync_invoices": f.invoices, "gsapi_datasync_invoice_lines": f.lines, "gsapi_datasync_charges": int64(d.GSCharges),
-				"gsapi_invoice_journal_summary": f.invoices, "gsapi_invoice_journal_detail": f.lines,
-				"gsapi_invoice_journal_accounting": accounting, "gsapi_invoice_journal_full_details": f.lines,
-				"gsapi_invoice_list": f.invoices, "gsapi_invoice_list__headers": f.lines, "gsapi_invoice_lines": f.lines,
-				"gsapi_invoice_charges": f.invoices, "gsapi_invoice_charges__charges": f.lines,
-				"gsapi_datatable_ctransactiondata": int64(d.GSTransactions), "gsapi_organizations": int64(1 + d.GSOrganizations),
-				"gsapi_objects": int64(2 + 2*d.GSOrganizations), "gsapi_charges": int64(d.GSCharges),
-				"signicat_accounts": int64(2 + d.SignicatAccounts + d.SignicatDeleted), "signicat_invoices": int64(1 + d.SignicatInvoices),
-				"fct_invoice": f.invoices + int64(1+d.SignicatInvoices),
-			}
-			for table, want := range counts {
-				if n := scalar[int64](t, db, "SELECT count(*) FROM "+table); n != want {
-					t.Errorf("%s: %d rows, want %d", table, n, want)
-				}
-			}
-			sums := []struct {
-				expr, from string
-				want       int64
-			}{
-				{tn.invoiceNet, "gsapi_datasync_invoices", f.net},
-				{tn.invoiceVAT, "gsapi_datasync_invoices", f.vat},
-				{tn.lineNet, "gsapi_datasync_invoice_lines", f.lineNet},
-				{tn.summaryNet, "gsapi_invoice_journal_summary", f.net},
-				{tn.journalNet, "gsapi_invoice_journal_accounting", f.net},
-				{tn.journalNet, "gsapi_invoice_journal_detail", f.lineNet},
-				{"price", "gsapi_invoice_charges__charges", f.lineNet},
-				{"net_amount", "fct_invoice WHERE source = 'gsapi'", f.net},
-				{"net_amount", "fct_invoice_line WHERE source = 'gsapi'", f.lineNet},
-				{"tax_amount", "revenue_by_month WHERE source = 'gsapi'", f.vat},
-			}
-			for _, sum := range sums {
-				q := "SELECT sum(" + sum.expr + ")::DECIMAL(38,2)::VARCHAR FROM " + sum.from
-				if got := scalar[string](t, db, q); got != cents(sum.want) {
-					t.Errorf("%s = %s, want %s", q, got, cents(sum.want))
-				}
-			}
-			if n := scalar[int](t, db, "SELECT count(*) FROM reconciliation_gsapi_journal WHERE missing_in IS NOT NULL OR difference <> 0"); n != 0 {
-				t.Errorf("%d invoices differ between datasync and the summary journal", n)
-			}
-			noValueLost(t, srv, db)
-		})
+		}
+	}
+	d := srv.Data()
+	f := gsapiFacts(d)
+	db := query(t, cfg)
+	accounting := f.accountRows
+	if tn.name == sandbox.TenantB {
+		accounting = f.accountCentreRows
+	}
+	counts := map[string]int64{
+		"gsapi_datasync_invoices": f.invoices, "gsapi_datasync_invoice_lines": f.lines, "gsapi_datasync_charges": int64(d.GSCharges),
+		"gsapi_invoice_journal_summary": f.invoices, "gsapi_invoice_journal_detail": f.lines,
+		"gsapi_invoice_journal_accounting": accounting, "gsapi_invoice_journal_full_details": f.lines,
+		"gsapi_invoice_list": f.invoices, "gsapi_invoice_list__headers": f.lines, "gsapi_invoice_lines": f.lines,
+		"gsapi_invoice_charges": f.invoices, "gsapi_invoice_charges__charges": f.lines,
+		"gsapi_datatable_ctransactiondata": int64(d.GSTransactions), "gsapi_organizations": int64(1 + d.GSOrganizations),
+		"gsapi_objects": int64(2 + 2*d.GSOrganizations), "gsapi_charges": int64(d.GSCharges),
+		"signicat_accounts": int64(2 + d.SignicatAccounts + d.SignicatDeleted), "signicat_invoices": int64(1 + d.SignicatInvoices),
+		"fct_invoice": f.invoices + int64(1+d.SignicatInvoices),
+	}
+	for table, want := range counts {
+		if n := scalar[int64](t, db, "SELECT count(*) FROM "+table); n != want {
+			t.Errorf("%s: %d rows, want %d", table, n, want)
+		}
+	}
+	sums := []struct {
+		expr, from string
+		want       int64
+	}{
+		{tn.invoiceNet, "gsapi_datasync_invoices", f.net},
+		{tn.invoiceVAT, "gsapi_datasync_invoices", f.vat},
+		{tn.lineNet, "gsapi_datasync_invoice_lines", f.lineNet},
+		{tn.summaryNet, "gsapi_invoice_journal_summary", f.net},
+		{tn.journalNet, "gsapi_invoice_journal_accounting", f.net},
+		{tn.journalNet, "gsapi_invoice_journal_detail", f.lineNet},
+		{"price", "gsapi_invoice_charges__charges", f.lineNet},
+		{"net_amount", "fct_invoice WHERE source = 'gsapi'", f.net},
+		{"net_amount", "fct_invoice_line WHERE source = 'gsapi'", f.lineNet},
+		{"tax_amount", "revenue_by_month WHERE source = 'gsapi'", f.vat},
+	}
+	for _, sum := range sums {
+		q := "SELECT sum(" + sum.expr + ")::DECIMAL(38,2)::VARCHAR FROM " + sum.from
+		if got := scalar[string](t, db, q); got != cents(sum.want) {
+			t.Errorf("%s = %s, want %s", q, got, cents(sum.want))
+		}
+	}
+	if n := scalar[int](t, db, "SELECT count(*) FROM reconciliation_gsapi_journal WHERE missing_in IS NOT NULL OR difference <> 0"); n != 0 {
+		t.Errorf("%d invoices differ between datasync and the summary journal", n)
+	}
+	noValueLost(t, srv, db)
+	st, err := OpenLake(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	checked, problems, err := lake.Verify(st)
+	if err != nil || len(problems) > 0 || checked < len(res.Manifest.Files) {
+		t.Errorf("verify: %d files checked, problems %v, %v", checked, problems, err)
 	}
 }
 

@@ -1,0 +1,124 @@
+// Package s3test runs an S3-compatible server on loopback for tests and benchmarks: gofakes3's
+// in-memory backend (github.com/johannesboyne/gofakes3) behind a real HTTP listener, so the pipeline
+// talks to it through the AWS SDK exactly as it would to S3, conditional writes included. Faults can
+// be injected in front of it: PUTs that fail, GETs that stall.
+package s3test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+)
+
+// Credentials the server accepts (it checks none; the SDK needs some to sign with).
+const (
+	AccessKey = "ledgerlake-test"
+	SecretKey = "ledgerlake-test-secret"
+	Region    = "us-east-1"
+)
+
+// Faults are what the server does wrong, each a probability per request.
+type Faults struct {
+	FailPut  float64       // a PUT answered 503 SlowDown without storing anything
+	StallGet float64       // a GET that sends nothing for Stall before answering
+	Stall    time.Duration // how long a stalled GET waits (default 3 s)
+}
+
+// Server is a running S3-compatible server.
+type Server struct {
+	// Endpoint is the server's base URL, http://127.0.0.1:port.
+	Endpoint string
+	srv      *http.Server
+	ln       net.Listener
+
+	mu     sync.Mutex
+	faults Faults
+	rng    *rand.Rand
+	// Requests counts every request; FailedPuts and StalledGets count the faults injected.
+	Requests, FailedPuts, StalledGets atomic.Int64
+}
+
+// Start serves a fresh in-memory S3 with the named buckets on a loopback port.
+func Start(buckets ...string) (*Server, error) {
+	backend := s3mem.New()
+	for _, b := range buckets {
+		if err := backend.CreateBucket(b); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Endpoint: "http://" + ln.Addr().String(), ln: ln, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))}
+	fake := gofakes3.New(backend, gofakes3.WithAutoBucket(false), gofakes3.WithLogger(gofakes3.DiscardLog()))
+	s.srv = &http.Server{Handler: s.inject(fake.Server()), ReadHeaderTimeout: 10 * time.Second}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+// SetFaults changes the faults injected from the next request on.
+func (s *Server) SetFaults(f Faults) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f.Stall == 0 {
+		f.Stall = 3 * time.Second
+	}
+	s.faults = f
+}
+
+func (s *Server) roll(p float64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return p > 0 && s.rng.Float64() < p
+}
+
+func (s *Server) inject(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.Requests.Add(1)
+		s.mu.Lock()
+		f := s.faults
+		s.mu.Unlock()
+		switch {
+		case r.Method == http.MethodPut && s.roll(f.FailPut):
+			s.FailedPuts.Add(1)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>`)
+			return
+		case r.Method == http.MethodGet && r.URL.Query().Get("list-type") == "" && s.roll(f.StallGet):
+			s.StalledGets.Add(1)
+			select {
+			case <-time.After(f.Stall):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// URL is the output_dir for a lake at prefix in bucket on this server.
+func (s *Server) URL(bucket, prefix string) string {
+	q := url.Values{"endpoint": {s.Endpoint}, "use_path_style": {"true"}, "disable_https": {"true"}, "region": {Region}}
+	return "s3://" + bucket + "/" + strings.Trim(prefix, "/") + "?" + q.Encode()
+}
+
+// Env is the environment the AWS SDK reads its credentials from, for this server.
+func Env() []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + AccessKey, "AWS_SECRET_ACCESS_KEY=" + SecretKey, "AWS_REGION=" + Region,
+		// No shared config or instance metadata lookups: nothing outside the loopback server.
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}
+}
+
+// Close stops the server.
+func (s *Server) Close() error { return s.srv.Close() }

@@ -1,0 +1,247 @@
+package lake_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
+)
+
+// stores opens an empty lake on each backend: a directory, and a bucket on the loopback S3 server.
+func stores(t *testing.T) map[string]lake.Store {
+	t.Helper()
+	srv, err := s3test.Start("lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	for _, kv := range s3test.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	out := map[string]lake.Store{}
+	for name, loc := range map[string]string{"dir": t.TempDir(), "s3": srv.URL("lake", "team/"+strings.ReplaceAll(t.Name(), "/", "_"))} {
+		st, err := lake.OpenStore(context.Background(), loc, t.TempDir())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Cleanup(func() { st.Close() })
+		out[name] = st
+	}
+	return out
+}
+
+// Both backends keep the same promises: a file appears whole only when published, an exclusive
+// create fails when taken, a missing key reads as fs.ErrNotExist, and listing shows every key once.
+func TestStoresBehaveAlike(t *testing.T) {
+	for name, st := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f, err := st.Create("t/p=1/a.parquet")
+			if err != nil {
+				t.Fatal(err)
+			}
+			big := bytes.Repeat([]byte("ledgerlake "), 200_000) // 2.2 MB
+			f.Write(big)
+			if ok, _ := st.Exists("t/p=1/a.parquet"); ok {
+				t.Error("a file being written is visible")
+			}
+			if es, _ := st.List("t"); len(es) != 0 {
+				t.Errorf("a file being written is listed: %v", es)
+			}
+			if err := f.Publish(); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := st.ReadFile("t/p=1/a.parquet"); err != nil || !bytes.Equal(got, big) {
+				t.Fatalf("read back %d bytes, %v", len(got), err)
+			}
+			g, _ := st.Create("t/p=1/b.parquet")
+			g.Write([]byte("gone"))
+			g.Abort()
+			if ok, _ := st.Exists("t/p=1/b.parquet"); ok {
+				t.Error("an aborted file is visible")
+			}
+			if _, err := st.ReadFile("nope/x.json"); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("missing key: %v, want fs.ErrNotExist", err)
+			}
+			if err := st.CreateExclusive("_commits/1.json", []byte("a")); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.CreateExclusive("_commits/1.json", []byte("b")); !errors.Is(err, fs.ErrExist) {
+				t.Errorf("second exclusive create: %v, want fs.ErrExist", err)
+			}
+			if got, _ := st.ReadFile("_commits/1.json"); string(got) != "a" {
+				t.Errorf("the exclusive create replaced the first: %q", got)
+			}
+			st.WriteFile("_state/x.json", []byte("1"))
+			st.WriteFile("_state/x.json", []byte("2"))
+			es, err := st.List("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for _, e := range es {
+				keys = append(keys, e.Key)
+			}
+			if want := "_commits/1.json _state/x.json t/p=1/a.parquet"; strings.Join(keys, " ") != want {
+				t.Errorf("listed %q, want %q", strings.Join(keys, " "), want)
+			}
+			if err := st.RemoveAll("_state"); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Remove("_state/x.json"); err != nil {
+				t.Errorf("removing a missing key: %v", err)
+			}
+		})
+	}
+}
+
+// Of two runs that start from the same state, exactly one commits; the other fails with ErrConflict
+// and its manifest is never written. A run whose claim was made (then killed) commits at the next
+// number when resumed, and a reader sees each run once.
+func TestOnlyOneOfTwoRunsCommits(t *testing.T) {
+	for name, st := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			head, _ := lake.Head(st)
+			var wg sync.WaitGroup
+			errs := make([]error, 8)
+			for i := range errs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs[i] = lake.Commit(st, &lake.Manifest{RunID: fmt.Sprintf("run-%d", i), Status: "ok"}, head)
+				}()
+			}
+			wg.Wait()
+			won := 0
+			for _, err := range errs {
+				switch {
+				case err == nil:
+					won++
+				case !errors.Is(err, lake.ErrConflict):
+					t.Errorf("a losing commit: %v, want ErrConflict", err)
+				}
+			}
+			ms, err := lake.ReadManifests(st)
+			if err != nil || won != 1 || len(ms) != 1 || ms[0].Commit != head+1 {
+				t.Fatalf("%d commits won, %d manifests (%v), want 1 at commit %d", won, len(ms), err, head+1)
+			}
+			// The same run committing again at the same number (an answer lost, retried) is fine.
+			if err := lake.Commit(st, &lake.Manifest{RunID: ms[0].RunID, Status: "ok"}, head); err != nil {
+				t.Errorf("re-commit by the claim's own run: %v", err)
+			}
+		})
+	}
+}
+
+// The bucket's lock: a second run is refused while the first holds it, a holder killed on this
+// machine (its process gone) is taken over at once, and a released lock is free.
+func TestBucketLease(t *testing.T) {
+	st := stores(t)["s3"]
+	release, lost, err := st.Lock("run-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Lock("run-b"); !errors.Is(err, lake.ErrBusy) || !strings.Contains(err.Error(), "run-a") {
+		t.Fatalf("second lock: %v, want ErrBusy naming run-a", err)
+	}
+	release()
+	select {
+	case <-lost:
+		t.Error("a released lock reported lost")
+	default:
+	}
+	release2, _, err := st.Lock("run-c")
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	defer release2()
+	// A lease of a process that no longer exists on this host: what a kill -9 leaves.
+	es, _ := st.List("_lease")
+	newest := es[len(es)-1].Key
+	host, _ := os.Hostname()
+	dead := fmt.Sprintf(`{"owner":"killed","host":%q,"pid":%d,"expires":%q}`, host, 1<<30, time.Now().Add(time.Hour).Format(time.RFC3339Nano))
+	if err := st.WriteFile(newest, []byte(dead)); err != nil {
+		t.Fatal(err)
+	}
+	r3, _, err := st.Lock("run-d")
+	if err != nil {
+		t.Fatalf("a dead holder's lease was not taken over: %v", err)
+	}
+	r3()
+}
+
+// Faults at the store: PUTs that fail and GETs that stall are retried, and every byte arrives.
+func TestBucketRetriesFailedPutsAndStalledGets(t *testing.T) {
+	srv, err := s3test.Start("lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, kv := range s3test.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	old := lake.StallTimeout
+	lake.StallTimeout = 300 * time.Millisecond
+	defer func() { lake.StallTimeout = old }()
+	st, err := lake.OpenStore(context.Background(), srv.URL("lake", "faults"), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv.SetFaults(s3test.Faults{FailPut: 0.3, StallGet: 0.3, Stall: time.Second})
+	var files []parquet.FileInfo
+	for i := range 10 {
+		body := bytes.Repeat([]byte{byte(i)}, 100_000+i)
+		f, err := st.Create(fmt.Sprintf("t/p/%02d.parquet", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(body)
+		if err := f.Commit(); err != nil {
+			t.Fatalf("file %d: %v", i, err)
+		}
+		files = append(files, parquet.FileInfo{Path: fmt.Sprintf("t/p/%02d.parquet", i), Bytes: int64(len(body)), SHA256: sha(body)})
+	}
+	paths, release, err := lake.Local(st, files, t.TempDir(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	for i, p := range paths {
+		b, _ := os.ReadFile(p)
+		if len(b) != 100_000+i || b[0] != byte(i) {
+			t.Errorf("file %d: %d bytes downloaded", i, len(b))
+		}
+	}
+	if srv.FailedPuts.Load() == 0 || srv.StalledGets.Load() == 0 {
+		t.Errorf("faults injected: %d failed PUTs, %d stalled GETs; the test proves little", srv.FailedPuts.Load(), srv.StalledGets.Load())
+	}
+	t.Logf("%d failed PUTs and %d stalled GETs retried, %d requests", srv.FailedPuts.Load(), srv.StalledGets.Load(), srv.Requests.Load())
+	rc, err := st.Open(files[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if n, err := io.Copy(io.Discard, rc); err != nil || n != files[0].Bytes {
+		t.Errorf("streamed %d bytes, %v", n, err)
+	}
+}
+
+func sha(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
