@@ -29,6 +29,10 @@ import (
 
 // TestMain lets the chaos test run this test binary as a child pipeline it can kill -9.
 func TestMain(m *testing.M) {
+	if path := os.Getenv("LEDGERLAKE_CHILD_READER"); path != "" {
+		pollWarehouse(path)
+		os.Exit(0)
+	}
 	if path := os.Getenv("LEDGERLAKE_CHILD_CONFIG"); path != "" {
 		cfg, err := config.Load(path)
 		if err != nil {

@@ -558,44 +558,42 @@ type recovered struct {
 // loadPending loads the committed runs the warehouse lacks. The warehouse is derived from the lake: a
 // missing one is rebuilt from every run, and so is one a kill left unreadable (set aside, not deleted).
 func loadPending(ctx context.Context, cfg *config.Config, st lake.Store, log *slog.Logger, ms []*lake.Manifest) error {
-	if st, err := os.Stat(cfg.Warehouse); len(ms) == 0 && (err != nil || !st.Mode().IsRegular()) {
+	if len(ms) == 0 {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.Warehouse), 0o755); err != nil {
-		return err
-	}
-	wh, err := duckdb.OpenLimit(cfg.Warehouse, cfg.WarehouseMemoryLimit)
-	if errors.Is(err, duckdb.ErrNotDatabase) {
-		aside := cfg.Warehouse + ".invalid-" + time.Now().UTC().Format("20060102T150405Z")
-		for _, suffix := range []string{"", ".wal"} {
-			if err := os.Rename(cfg.Warehouse+suffix, aside+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+	loaded := map[string]bool{}
+	if _, err := os.Stat(cfg.Warehouse); err == nil {
+		wh, err := duckdb.OpenReadOnly(cfg.Warehouse)
+		if errors.Is(err, duckdb.ErrNotDatabase) {
+			aside := cfg.Warehouse + ".invalid-" + time.Now().UTC().Format("20060102T150405Z")
+			for _, suffix := range []string{"", ".wal"} {
+				if err := os.Rename(cfg.Warehouse+suffix, aside+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return err
+				}
+			}
+			log.Warn("the warehouse file is not a DuckDB database; set it aside and rebuilding from the lake", "set_aside", aside)
+		} else if err != nil {
+			return err
+		} else {
+			runs, err := wh.LoadedRuns(ctx)
+			wh.Close()
+			if err != nil {
 				return err
 			}
+			for _, r := range runs {
+				loaded[r] = true
+			}
 		}
-		log.Warn("the warehouse file is not a DuckDB database (a run killed while creating it?); set it aside and rebuilding from the lake", "set_aside", aside)
-		wh, err = duckdb.OpenLimit(cfg.Warehouse, cfg.WarehouseMemoryLimit)
 	}
-	if err != nil {
-		return err
-	}
-	var pending []*lake.Manifest
 	for _, m := range ms {
-		loaded, err := wh.Loaded(ctx, m.RunID)
-		if err != nil {
-			wh.Close()
-			return err
+		if loaded[m.RunID] {
+			continue
 		}
-		if !loaded {
-			pending = append(pending, m)
-		}
-	}
-	wh.Close()
-	for _, m := range pending {
 		var rejects []typing.Reject
 		if _, err := lake.ReadJSON(st, lake.RejectsDir, m.RunID, &rejects); err != nil {
 			return err
 		}
-		log.Warn("loading a run that was interrupted before its load finished", "run_id", m.RunID)
+		log.Warn("loading a committed run the warehouse lacks (interrupted before its load finished, or a warehouse rebuilt from the lake)", "run_id", m.RunID)
 		if _, err := Load(ctx, cfg, st, m, rejects); err != nil {
 			return err
 		}
@@ -625,24 +623,27 @@ func loadRetrying(ctx context.Context, cfg *config.Config, st lake.Store, retry 
 	return rep, err
 }
 
+// loadWith loads m and builds the models in a new generation of the warehouse (duckdb.Update), which
+// replaces the current one once the run is loaded: queries during the load answer from the last one.
 func loadWith(ctx context.Context, cfg *config.Config, st lake.Store, limit string, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
-	if dir := filepath.Dir(cfg.Warehouse); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
+	var rep *models.Report
+	err := duckdb.Update(cfg.Warehouse, limit, func(wh *duckdb.Warehouse) (bool, error) {
+		if err := wh.LoadRun(ctx, st, SpoolDir(cfg), m, rejects); err != nil {
+			hint := ""
+			if duckdb.IsOutOfMemory(err) {
+				hint = fmt.Sprintf(" (DuckDB's memory is limited to %s: raise warehouse_memory_limit; the run is in the lake and loads at the next start)", limit)
+			}
+			return false, fmt.Errorf("loading run %s into %s: %w%s", m.RunID, cfg.Warehouse, err, hint)
 		}
-	}
-	wh, err := duckdb.OpenLimit(cfg.Warehouse, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer wh.Close()
-	if err := wh.LoadRun(ctx, st, SpoolDir(cfg), m, rejects); err != nil {
-		hint := ""
-		if duckdb.IsOutOfMemory(err) {
-			hint = fmt.Sprintf(" (DuckDB's memory is limited to %s: raise warehouse_memory_limit; the run is in the lake and loads at the next start)", limit)
-		}
-		return nil, fmt.Errorf("loading run %s into %s: %w%s", m.RunID, cfg.Warehouse, err, hint)
-	}
+		var err error
+		rep, err = buildModels(ctx, wh, cfg, limit, m)
+		return true, err // the loaded data stays whatever the models do
+	})
+	return rep, err
+}
+
+// buildModels builds the SQL models and runs the data tests over the run m just loaded into wh.
+func buildModels(ctx context.Context, wh *duckdb.Warehouse, cfg *config.Config, limit string, m *lake.Manifest) (*models.Report, error) {
 	var tables []lake.TableInfo
 	for _, s := range m.Streams {
 		if s.Status == "ok" {

@@ -129,6 +129,28 @@ func (w *Warehouse) Loaded(ctx context.Context, runID string) (bool, error) {
 	return n > 0, err
 }
 
+// LoadedRuns lists the runs the warehouse holds (opened read-only or not).
+func (w *Warehouse) LoadedRuns(ctx context.Context) ([]string, error) {
+	var exists bool
+	if err := w.DB.QueryRowContext(ctx, "SELECT count(*) > 0 FROM duckdb_tables() WHERE table_name = ?", RunsTable).Scan(&exists); err != nil || !exists {
+		return nil, err
+	}
+	rows, err := w.DB.QueryContext(ctx, "SELECT run_id FROM "+RunsTable)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
