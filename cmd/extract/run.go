@@ -112,6 +112,13 @@ func printReport(w io.Writer, res *pipeline.Result) {
 			fmt.Fprintf(w, "warning: %s: %s\n", s.Table, c)
 		}
 	}
+	if ib := res.Iceberg; ib != nil {
+		if ib.Error != "" {
+			fmt.Fprintf(w, "\niceberg FAILED (%s): %s\n", ib.Catalog, ib.Error)
+		} else {
+			fmt.Fprintf(w, "\niceberg: %d snapshots of %d files registered in %s (%.1fs)\n", ib.Snapshots, ib.Files, ib.Catalog, ib.Seconds)
+		}
+	}
 	if res.Models == nil {
 		return
 	}

@@ -49,9 +49,33 @@ type Config struct {
 	// out of it is tried again once at 768MB; DuckDB spills to disk beyond the limit). A limit set here is
 	// kept to: it bounds the run's peak memory.
 	WarehouseMemoryLimit string `yaml:"warehouse_memory_limit"`
+	// Iceberg registers the lake's snapshots as Apache Iceberg tables (on by default).
+	Iceberg Iceberg `yaml:"iceberg"`
 
 	fields sqlfiles.Mapping
 }
+
+// Iceberg configures the Iceberg tables that mirror the lake for other engines.
+type Iceberg struct {
+	// Enabled turns registration off with false (default true).
+	Enabled *bool `yaml:"enabled"`
+	// Catalog is the SQL catalog's SQLite file (default: iceberg.db beside the warehouse; see
+	// Config.IcebergCatalog).
+	Catalog string `yaml:"catalog"`
+	// Namespace holds the tables (default ledgerlake).
+	Namespace string `yaml:"namespace"`
+}
+
+// IcebergCatalog is the catalog's SQLite file: iceberg.catalog, else iceberg.db beside the warehouse.
+func (c *Config) IcebergCatalog() string {
+	if c.Iceberg.Catalog != "" {
+		return c.Iceberg.Catalog
+	}
+	return filepath.Join(filepath.Dir(c.Warehouse), "iceberg.db")
+}
+
+// On reports whether the Iceberg tables are kept.
+func (i Iceberg) On() bool { return i.Enabled == nil || *i.Enabled }
 
 // Fields is the column each SQL model field reads: sql/fields.yaml's defaults with the pipeline's
 // sources.gsapi.fields laid over them (the only source with tenant-defined fields), as validated.
@@ -269,6 +293,9 @@ func (c *Config) validate() error {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 8
+	}
+	if c.Iceberg.Namespace == "" {
+		c.Iceberg.Namespace = "ledgerlake"
 	}
 	if c.WarehouseMemoryLimit == "" {
 		c.WarehouseMemoryLimit = DefaultWarehouseMemoryLimit

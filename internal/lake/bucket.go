@@ -98,7 +98,7 @@ func (s *Bucket) retry(what, key string, op func(ctx context.Context) error) err
 	var err error
 	for attempt := range bucketAttempts {
 		if attempt > 0 {
-			time.Sleep(min(5*time.Second, 200*time.Millisecond<<attempt))
+			time.Sleep(min(5*time.Second, 50*time.Millisecond<<attempt))
 		}
 		err = op(context.Background())
 		switch gcerrors.Code(err) {
@@ -379,7 +379,8 @@ func (s *Bucket) RemoveAll(prefix string) error {
 func (s *Bucket) Sync() error { return nil }
 
 // RemoveTemps implements Store: a bucket holds no half-written files (a PUT is all or nothing), but a
-// killed process leaves staged copies in the spool directory.
+// killed process leaves files in the spool directory: staged uploads, downloads for a load, spooled
+// responses. Call it only while holding the lake's lock.
 func (s *Bucket) RemoveTemps() (int, error) {
 	es, err := os.ReadDir(s.spool)
 	if err != nil {
@@ -387,8 +388,8 @@ func (s *Bucket) RemoveTemps() (int, error) {
 	}
 	n := 0
 	for _, e := range es {
-		if strings.HasPrefix(e.Name(), durable.TempPrefix+"upload-") {
-			if err := os.Remove(path.Join(s.spool, e.Name())); err == nil {
+		if strings.HasPrefix(e.Name(), durable.TempPrefix) {
+			if err := os.RemoveAll(path.Join(s.spool, e.Name())); err == nil {
 				n++
 			}
 		}

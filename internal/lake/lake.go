@@ -474,7 +474,7 @@ func checkFile(st Store, f parquet.FileInfo, w io.Writer) string {
 	case err != nil:
 		return err.Error()
 	case n != f.Bytes || sum != f.SHA256:
-		return fmt.Sprintf("altered: sha256 %s… (%d bytes), manifest says %s… (%d bytes)", sum[:12], n, f.SHA256[:12], f.Bytes)
+		return fmt.Sprintf("altered: sha256 %.12s… (%d bytes), manifest says %.12s… (%d bytes)", sum, n, f.SHA256, f.Bytes)
 	}
 	return ""
 }

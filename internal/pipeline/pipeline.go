@@ -29,6 +29,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/iceberg"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/sources/gsapi"
 	"github.com/ledgerlake/ledgerlake/internal/sources/signicat"
@@ -67,6 +68,17 @@ type Result struct {
 	Manifest *lake.Manifest
 	Failed   []lake.StreamReport
 	Models   *models.Report // SQL models built and data tests run after the load
+	// Iceberg is what the run registered in the Iceberg catalog (nil when iceberg.enabled is false).
+	Iceberg *IcebergReport
+}
+
+// IcebergReport is a run's registration of the lake's files as Iceberg tables.
+type IcebergReport struct {
+	Catalog   string  `json:"catalog"`
+	Snapshots int     `json:"snapshots"` // one per table and run registered (earlier runs caught up included)
+	Files     int     `json:"files"`
+	Seconds   float64 `json:"seconds"`
+	Error     string  `json:"error,omitempty"`
 }
 
 // OK reports whether every stream succeeded and every data test passed.
@@ -245,7 +257,7 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		return nil, err
 	}
 	env := runEnv{st: st, runID: run.RunID, resumes: run.Resumes, batchRows: opts.BatchRows,
-		store: lake.NewEvidenceStore(st), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))), log: log}
+		store: lake.NewEvidenceStore(st, append(slices.Clone(rec.manifests), listed(cks))...), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))), log: log}
 	env.checkpoints = newCheckpointer(&env, log, checkpointGap)
 	defer env.checkpoints.close()
 	m := &lake.Manifest{RunID: run.RunID, StartedAt: run.StartedAt}
@@ -347,6 +359,12 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		return nil, err
 	}
 	err = commitAndLoad(ctx, cfg, st, streams, reports, res, rejects)
+	if cfg.Iceberg.On() {
+		res.Iceberg = registerIceberg(ctx, cfg, append(rec.manifests, m), log)
+		if res.Iceberg.Error != "" {
+			err = errors.Join(err, fmt.Errorf("run %s is committed and loaded, but %s", m.RunID, res.Iceberg.Error))
+		}
+	}
 	if err == nil && interrupted != nil {
 		err = fmt.Errorf("run %s interrupted; completed streams were kept: %w", m.RunID, interrupted)
 	}
@@ -413,11 +431,12 @@ type Report struct {
 	} `json:"totals"`
 	Streams []lake.StreamReport `json:"streams"`
 	Models  *models.Report      `json:"models,omitempty"`
+	Iceberg *IcebergReport      `json:"iceberg,omitempty"`
 }
 
 func writeReport(st lake.Store, res *Result, runErr error) error {
 	m := res.Manifest
-	r := Report{RunID: m.RunID, Status: m.Status, StartedAt: m.StartedAt, FinishedAt: time.Now().UTC(), Streams: m.Streams, Models: res.Models}
+	r := Report{RunID: m.RunID, Status: m.Status, StartedAt: m.StartedAt, FinishedAt: time.Now().UTC(), Streams: m.Streams, Models: res.Models, Iceberg: res.Iceberg}
 	r.Seconds = round(r.FinishedAt.Sub(r.StartedAt).Seconds())
 	for _, s := range m.Streams {
 		r.Totals.Rows += s.Rows
@@ -701,6 +720,32 @@ func keyWarnings(m *lake.Manifest, rep *models.Report) bool {
 }
 
 func round(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
+
+// registerIceberg registers the committed runs' files the Iceberg catalog lacks: this run's, and
+// any earlier run's whose registration failed or came before the catalog.
+func registerIceberg(ctx context.Context, cfg *config.Config, ms []*lake.Manifest, log *slog.Logger) *IcebergReport {
+	began := time.Now()
+	rep := &IcebergReport{Catalog: cfg.IcebergCatalog()}
+	ns := cfg.Iceberg.Namespace
+	if ns == "" {
+		ns = "ledgerlake"
+	}
+	cat, err := iceberg.Open(ctx, rep.Catalog, ns, cfg.OutputDir)
+	if err == nil {
+		var r iceberg.Registered
+		r, err = cat.Register(ctx, ms)
+		rep.Snapshots, rep.Files = r.Snapshots, r.Files
+		cat.Close()
+	}
+	rep.Seconds = round(time.Since(began).Seconds())
+	if err != nil {
+		rep.Error = err.Error()
+		log.Error("iceberg registration failed (the lake and warehouse are complete; the next run catches up)", "error", err)
+	} else {
+		log.Info("iceberg tables registered", "catalog", rep.Catalog, "snapshots", rep.Snapshots, "files", rep.Files, "seconds", rep.Seconds)
+	}
+	return rep
+}
 
 // OpenLake opens cfg's output_dir: a local directory, or an object-store URL.
 func OpenLake(ctx context.Context, cfg *config.Config) (lake.Store, error) {

@@ -72,6 +72,7 @@ func TestEveryTenantEndToEnd(t *testing.T) {
 			t.Run("tenant "+tn.name+" "+backend, func(t *testing.T) {
 				srv, cfg := setup(t, sandbox.Options{Scale: 0.1, Tenant: tn.name}, func(string) string { return string(tn.pipeline) })
 				cfg.Sources.GSAPI.Datatables = gsapiDatatables
+				cfg.Iceberg.Enabled = nil // the default: on
 				lakeOn(t, cfg, backend)
 				endToEnd(t, tn, srv, cfg)
 			})
