@@ -31,6 +31,7 @@ type syncResult struct {
 	Requests      int64 // attempts observed, logins and token fetches included
 	Rows, Bytes   int64
 	MaxDepth      int
+	Iceberg       float64 // seconds registering the run's files as Iceberg tables
 }
 
 // child runs one measured step in its own process and prints its result as JSON on stdout.
@@ -110,6 +111,9 @@ func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
 	res.Wall = time.Since(start).Seconds()
 	m := r.Manifest
 	res.Extract = m.FinishedAt.Sub(m.StartedAt).Seconds()
+	if r.Iceberg != nil {
+		res.Iceberg = r.Iceberg.Seconds
+	}
 	for _, s := range m.Streams {
 		res.Rows += s.Rows
 		res.Bytes += s.Bytes

@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/pipelines"
 )
@@ -41,7 +42,18 @@ type Result struct {
 		Rows           int64   `json:"rows"`
 		Bytes          int64   `json:"bytes"` // response bytes
 		PeakRSSMB      float64 `json:"peak_rss_mb"`
+		IcebergSeconds float64 `json:"iceberg_seconds"` // of the wall: registering the Iceberg tables
 	} `json:"sync"`
+	// SyncS3 is the same full sync with the lake in a bucket of a loopback S3 server (gofakes3, in this
+	// process) instead of a local directory.
+	SyncS3 struct {
+		WallSeconds    float64 `json:"wall_seconds"`
+		ExtractSeconds float64 `json:"extract_seconds"`
+		IcebergSeconds float64 `json:"iceberg_seconds"`
+		StoreRequests  int64   `json:"store_requests"`
+		PeakRSSMB      float64 `json:"peak_rss_mb"`
+		Ratio          float64 `json:"ratio"` // wall ÷ its own bound (the API's, as for the local sync)
+	} `json:"sync_s3"`
 	Bound struct {
 		ChainRequests int     `json:"chain_requests"` // longest chain of dependent requests, auth included
 		ChainSeconds  float64 `json:"chain_seconds"`
@@ -160,6 +172,22 @@ func measure(dir string, scale float64, latency time.Duration, rate float64, per
 	r.Bound.RateSeconds = float64(sync.Requests) / rate
 	r.Bound.Seconds = max(r.Bound.ChainSeconds, r.Bound.RateSeconds)
 	r.Bound.Ratio = r.Sync.WallSeconds / r.Bound.Seconds
+	r.Sync.IcebergSeconds = sync.Iceberg
+
+	fmt.Fprintf(os.Stderr, "scale %g: full sync with the lake on a loopback S3 server…\n", scale)
+	store, err := s3test.Start("bench")
+	check(err)
+	srvS3, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Seed: 1, Scale: scale, Until: until, Latency: latency, RatePerSec: rate})
+	check(err)
+	s3dir := filepath.Join(dir, "s3")
+	check(os.MkdirAll(s3dir, 0o755))
+	var onS3 syncResult
+	r.SyncS3.PeakRSSMB = runChild(s3dir, &onS3, false, "sync", "--config", writeConfigAt(s3dir, store.URL("bench", "lake"), srvS3.URL, rate, perHost))
+	srvS3.Close()
+	r.SyncS3.StoreRequests = store.Requests.Load()
+	store.Close()
+	r.SyncS3.WallSeconds, r.SyncS3.ExtractSeconds, r.SyncS3.IcebergSeconds = onS3.Wall, onS3.Extract, onS3.Iceberg
+	r.SyncS3.Ratio = onS3.Wall / max(float64(onS3.MaxDepth+1)*latency.Seconds(), float64(onS3.Requests)/rate)
 
 	// Each child converts with ledgerlake and then with DuckDB; several children, each a fresh process,
 	// and the median ratio, because the machine's speed drifts by 10-20% over minutes.
@@ -189,9 +217,14 @@ func measure(dir string, scale float64, latency time.Duration, rate float64, per
 
 // writeConfig is the demo pipeline with the benchmark's client limits, writing under dir.
 func writeConfig(dir, url string, rate float64, perHost int) string {
+	return writeConfigAt(dir, filepath.Join(dir, "lake"), url, rate, perHost)
+}
+
+// writeConfigAt is writeConfig with the lake at outputDir (a directory or a bucket's URL).
+func writeConfigAt(dir, outputDir, url string, rate float64, perHost int) string {
 	y := string(pipelines.Demo)
 	y = strings.ReplaceAll(y, "${LEDGERLAKE_SANDBOX_URL}", url)
-	y = strings.Replace(y, "output_dir: data/demo/lake", "output_dir: "+filepath.Join(dir, "lake"), 1)
+	y = strings.Replace(y, "output_dir: data/demo/lake", "output_dir: "+outputDir, 1)
 	y = strings.Replace(y, "warehouse: data/demo/warehouse.duckdb", fmt.Sprintf("warehouse: %s\nper_host_rate: %g\nper_host_concurrency: %d",
 		filepath.Join(dir, "warehouse.duckdb"), rate, perHost), 1)
 	path := filepath.Join(dir, "pipeline.yaml")
@@ -205,7 +238,7 @@ func runChild(dir string, v any, profile bool, args ...string) float64 {
 		args = append(args, "--pprof", filepath.Join(dir, args[0]))
 	}
 	cmd := exec.Command(os.Args[0], append([]string{"child"}, args...)...)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(), s3test.Env()...),
 		"SIGNICAT_CLIENT_ID="+sandbox.ClientID, "SIGNICAT_CLIENT_SECRET="+sandbox.ClientSecret,
 		"GSAPI_USERNAME="+sandbox.GSAPIUser, "GSAPI_PASSWORD="+sandbox.GSAPIPassword)
 	cmd.Stderr = os.Stderr
@@ -243,7 +276,14 @@ func print(w io.Writer, rep *Report) {
 	})
 	row("bound: requests/rate s", func(r *Result) string { return fmt.Sprintf("%.2f", r.Bound.RateSeconds) })
 	row("wall ÷ bound (≤ 1.3)", func(r *Result) string { return fmt.Sprintf("%.2f", r.Bound.Ratio) })
+	row("  of which iceberg s", func(r *Result) string { return fmt.Sprintf("%.2f", r.Sync.IcebergSeconds) })
 	row("peak RSS MB", func(r *Result) string { return fmt.Sprintf("%.0f", r.Sync.PeakRSSMB) })
+	row("lake on S3: sync wall s", func(r *Result) string { return fmt.Sprintf("%.2f", r.SyncS3.WallSeconds) })
+	row("  of which extract s", func(r *Result) string { return fmt.Sprintf("%.2f", r.SyncS3.ExtractSeconds) })
+	row("  of which iceberg s", func(r *Result) string { return fmt.Sprintf("%.2f", r.SyncS3.IcebergSeconds) })
+	row("  store requests", func(r *Result) string { return strconv.FormatInt(r.SyncS3.StoreRequests, 10) })
+	row("  wall ÷ bound (≤ 1.3)", func(r *Result) string { return fmt.Sprintf("%.2f", r.SyncS3.Ratio) })
+	row("  peak RSS MB", func(r *Result) string { return fmt.Sprintf("%.0f", r.SyncS3.PeakRSSMB) })
 	row("conversion JSON MB", func(r *Result) string { return fmt.Sprintf("%.1f", r.Conversion.JSONMB) })
 	row("  ledgerlake rows/s", func(r *Result) string { return fmt.Sprintf("%.0f", r.Conversion.RowsPerSecond) })
 	row("  ledgerlake MB/s", func(r *Result) string { return fmt.Sprintf("%.1f", r.Conversion.MBPerSecond) })

@@ -30,7 +30,7 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			"  extract invoices --config pipelines/nightly.yaml --org o-42 --from 2023-01-01 --to 2023-12-31 \\\n"+
 			"    --as-of 2024-01-31 --format csv --out invoices-o-42-2023.csv --pdf-dir pdfs/", stderr)
 	cfgPath := fs.String("config", "", "pipeline file whose output_dir holds the lake")
-	dir := fs.String("lake", "", "the lake directory (instead of --config)")
+	dir := fs.String("lake", "", "the lake: a directory or an object-store URL (instead of --config)")
 	from := fs.String("from", "", "first invoice date, YYYY-MM-DD (inclusive)")
 	to := fs.String("to", "", "last invoice date, YYYY-MM-DD (inclusive)")
 	org := fs.String("org", "", "organisation id (Signicat organizationId, GSAPI org_id)")

@@ -12,7 +12,7 @@ import (
 )
 
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("verify", "verify [--config FILE | --lake DIR]",
+	fs := newFlags("verify", "verify [--config FILE | --lake DIR|URL]",
 		"Re-hash every snapshot file, stored response body (evidence) and invoice PDF against the run manifests;\n"+
 			"name any file that is missing or altered and exit 1 if there is one.", stderr)
 	cfgPath := fs.String("config", "", "pipeline file whose output_dir to verify")
