@@ -78,15 +78,7 @@ func TestDemoQueryVerify(t *testing.T) {
 // The same commands with the lake in a bucket of a loopback S3 server: the demo's run writes there,
 // verify and invoices read from there, and an object altered in the bucket is named.
 func TestDemoVerifyInvoicesOnS3(t *testing.T) {
-	srv, err := s3test.Start("lake")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	for _, kv := range s3test.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	srv := s3test.StartT(t, "lake")
 	dir := t.TempDir()
 	url := srv.URL("lake", "nightly/ledgerlake")
 	y := strings.Replace(string(pipelines.Demo), "output_dir: data/demo/lake", "output_dir: "+url, 1)

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -426,7 +425,7 @@ func leaseKey(gen int) string { return fmt.Sprintf("%s/%012d.json", leaseDir, ge
 
 // Lock implements Store with a lease (see leaseDir).
 func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
-	gen, err := s.newestLease()
+	gen, err := newestNumbered(s, leaseDir, leaseKey)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -493,31 +492,6 @@ func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
 		}
 	}
 	return release, lost, nil
-}
-
-// newestLease is the newest lock generation: listed, then probed forward, as a listing may lag
-// behind the objects a read finds.
-func (s *Bucket) newestLease() (int, error) {
-	es, err := s.List(leaseDir)
-	if err != nil {
-		return 0, err
-	}
-	gen := 0
-	for _, e := range es {
-		if n, err := strconv.Atoi(strings.TrimSuffix(path.Base(e.Key), ".json")); err == nil && n > gen {
-			gen = n
-		}
-	}
-	for {
-		ok, err := s.Exists(leaseKey(gen + 1))
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			return gen, nil
-		}
-		gen++
-	}
 }
 
 // processAlive reports whether a process of this machine is running.

@@ -283,25 +283,28 @@ type claim struct {
 
 func claimKey(n int) string { return fmt.Sprintf("%s/%012d.json", CommitDir, n) }
 
-// Head is the newest commit number claimed in st (0 for none): listed, then probed forward, as a
-// listing may lag behind what reads find.
-func Head(st Store) (int, error) {
-	es, err := st.List(CommitDir)
+// Head is the newest commit number claimed in st (0 for none).
+func Head(st Store) (int, error) { return newestNumbered(st, CommitDir, claimKey) }
+
+// newestNumbered is the highest n whose key(n) is in dir: listed, then probed forward, as a listing
+// may lag behind the objects a read finds (0 for none).
+func newestNumbered(st Store, dir string, key func(int) string) (int, error) {
+	es, err := st.List(dir)
 	if err != nil {
 		return 0, err
 	}
-	head := 0
+	n := 0
 	for _, e := range es {
-		if n, err := strconv.Atoi(strings.TrimSuffix(path.Base(e.Key), ".json")); err == nil && n > head {
-			head = n
+		if v, err := strconv.Atoi(strings.TrimSuffix(path.Base(e.Key), ".json")); err == nil && v > n {
+			n = v
 		}
 	}
 	for {
-		ok, err := st.Exists(claimKey(head + 1))
+		ok, err := st.Exists(key(n + 1))
 		if err != nil || !ok {
-			return head, err
+			return n, err
 		}
-		head++
+		n++
 	}
 }
 

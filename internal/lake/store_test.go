@@ -23,15 +23,7 @@ import (
 // stores opens an empty lake on each backend: a directory, and a bucket on the loopback S3 server.
 func stores(t *testing.T) map[string]lake.Store {
 	t.Helper()
-	srv, err := s3test.Start("lake")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	for _, kv := range s3test.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	srv := s3test.StartT(t, "lake")
 	out := map[string]lake.Store{}
 	for name, loc := range map[string]string{"dir": t.TempDir(), "s3": srv.URL("lake", "team/"+strings.ReplaceAll(t.Name(), "/", "_"))} {
 		st, err := lake.OpenStore(context.Background(), loc, t.TempDir())
@@ -185,15 +177,7 @@ func TestBucketLease(t *testing.T) {
 
 // Faults at the store: PUTs that fail and GETs that stall are retried, and every byte arrives.
 func TestBucketRetriesFailedPutsAndStalledGets(t *testing.T) {
-	srv, err := s3test.Start("lake")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	for _, kv := range s3test.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	srv := s3test.StartT(t, "lake")
 	old := lake.StallTimeout
 	lake.StallTimeout = 300 * time.Millisecond
 	defer func() { lake.StallTimeout = old }()

@@ -196,17 +196,9 @@ func chaosLake(t *testing.T, backend, dir string, faults s3test.Faults) (env []s
 	if backend != "s3" {
 		return nil, open, nil
 	}
-	srv, err := s3test.Start("lake")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv = s3test.StartT(t, "lake")
 	faults.Stall = time.Second
 	srv.SetFaults(faults)
-	for _, kv := range s3test.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
 	url := srv.URL("lake", "chaos")
 	open = func() lake.Store {
 		st, err := lake.OpenStore(context.Background(), url, t.TempDir())

@@ -77,10 +77,7 @@ func lakeOn(t *testing.T, cfg *config.Config, backend string) {
 	if s3Err != nil {
 		t.Fatal(s3Err)
 	}
-	for _, kv := range s3test.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	s3test.SetEnv(t)
 	cfg.OutputDir = s3Srv.URL("lake", strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+fmt.Sprint(time.Now().UnixNano()))
 }
 

@@ -6,6 +6,8 @@ package s3test
 
 import (
 	"fmt"
+	"io"
+	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/johannesboyne/gofakes3"
@@ -61,7 +64,9 @@ func Start(buckets ...string) (*Server, error) {
 	}
 	s := &Server{Endpoint: "http://" + ln.Addr().String(), ln: ln, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))}
 	fake := gofakes3.New(backend, gofakes3.WithAutoBucket(false), gofakes3.WithLogger(gofakes3.DiscardLog()))
-	s.srv = &http.Server{Handler: s.inject(fake.Server()), ReadHeaderTimeout: 10 * time.Second}
+	// gofakes3 sometimes writes an error after a header (net/http logs "superfluous WriteHeader"):
+	// the client sees a complete answer either way, and a test's output stays readable.
+	s.srv = &http.Server{Handler: s.inject(fake.Server()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	go s.srv.Serve(ln)
 	return s, nil
 }
@@ -118,6 +123,27 @@ func Env() []string {
 	return []string{"AWS_ACCESS_KEY_ID=" + AccessKey, "AWS_SECRET_ACCESS_KEY=" + SecretKey, "AWS_REGION=" + Region,
 		// No shared config or instance metadata lookups: nothing outside the loopback server.
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}
+}
+
+// StartT starts a server for a test, with the SDK's credentials for it in the test's environment,
+// and stops it when the test ends.
+func StartT(t testing.TB, buckets ...string) *Server {
+	t.Helper()
+	s, err := Start(buckets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	SetEnv(t)
+	return s
+}
+
+// SetEnv puts Env in the test's environment.
+func SetEnv(t testing.TB) {
+	for _, kv := range Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
 }
 
 // Close stops the server.
