@@ -59,8 +59,8 @@ type Config struct {
 type Iceberg struct {
 	// Enabled turns registration off with false (default true).
 	Enabled *bool `yaml:"enabled"`
-	// Catalog is the SQL catalog's SQLite file (default: iceberg.db beside the warehouse; see
-	// Config.IcebergCatalog).
+	// Catalog is the SQL catalog: a SQLite file (default: iceberg.db beside the warehouse; see
+	// Config.IcebergCatalog) or a postgres:// URL.
 	Catalog string `yaml:"catalog"`
 	// Namespace holds the tables (default ledgerlake).
 	Namespace string `yaml:"namespace"`

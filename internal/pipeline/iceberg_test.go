@@ -2,10 +2,18 @@ package pipeline
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -175,4 +183,105 @@ func decimalString(v *big.Int, scale int) string {
 		s = "-" + s
 	}
 	return s
+}
+
+// The catalog can be a Postgres database instead of the SQLite file: the same tables, snapshots and
+// rows. The test starts a throwaway server from Debian's postgresql package (.ci/run installs it).
+func TestIcebergCatalogOnPostgres(t *testing.T) {
+	uri := startPostgres(t)
+	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	only(cfg, []string{"invoices"}, []string{"organizations"})
+	cfg.Iceberg.Enabled, cfg.Iceberg.Catalog = nil, uri
+	for range 2 {
+		if res := run(t, cfg); res.Iceberg == nil || res.Iceberg.Error != "" || res.Iceberg.Snapshots != 2 {
+			t.Fatalf("iceberg: %+v", res.Iceberg)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(cfg.Warehouse), "iceberg.db")); err == nil {
+		t.Error("a SQLite catalog was written beside the warehouse")
+	}
+	ctx := context.Background()
+	cat, err := iceberg.Open(ctx, uri, "ledgerlake", cfg.OutputDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	db := query(t, cfg)
+	for table, from := range map[string]string{"signicat_invoices": "signicat_invoices_history", "gsapi_organizations": "gsapi_organizations"} {
+		tbl, err := cat.Table(ctx, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, _ := scanIceberg(t, tbl, "")
+		if want := scalar[int64](t, db, "SELECT count(*) FROM "+from); rows != want || len(tbl.Metadata().Snapshots()) != 2 {
+			t.Errorf("%s in the Postgres catalog: %d rows, %d snapshots; the warehouse's %s: %d rows", table, rows, len(tbl.Metadata().Snapshots()), from, want)
+		}
+	}
+}
+
+// startPostgres runs a PostgreSQL server for the test on a loopback port (as the postgres user when
+// the test runs as root, which the server refuses) and returns a URL to its database.
+func startPostgres(t *testing.T) string {
+	t.Helper()
+	initdb, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(initdb) == 0 {
+		t.Skip("no PostgreSQL server installed (Debian package postgresql; .ci/run installs it)")
+	}
+	bin := filepath.Dir(initdb[len(initdb)-1])
+	dir, err := os.MkdirTemp("", "ledgerlake-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	command := func(name string, args ...string) *exec.Cmd {
+		if os.Geteuid() == 0 {
+			return exec.Command("runuser", append([]string{"-u", "postgres", "--", filepath.Join(bin, name)}, args...)...)
+		}
+		return exec.Command(filepath.Join(bin, name), args...)
+	}
+	if os.Geteuid() == 0 {
+		if u, err := user.Lookup("postgres"); err == nil {
+			uid, _ := strconv.Atoi(u.Uid)
+			gid, _ := strconv.Atoi(u.Gid)
+			os.Chown(dir, uid, gid)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := command("initdb", "-D", data, "-U", "ledgerlake", "--auth=trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	srv := command("postgres", "-D", data, "-k", dir, "-p", strconv.Itoa(port), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
+	var logs strings.Builder
+	srv.Stderr = &logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// runuser does not pass signals on: pg_ctl stops the server itself.
+		if out, err := command("pg_ctl", "stop", "-D", data, "-m", "immediate").CombinedOutput(); err != nil {
+			t.Logf("pg_ctl stop: %v\n%s", err, out)
+			srv.Process.Kill()
+		}
+		srv.Wait()
+	})
+	uri := fmt.Sprintf("postgres://ledgerlake@127.0.0.1:%d/postgres?sslmode=disable", port)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		db, err := sql.Open("pgx", uri)
+		if err == nil {
+			err = db.Ping()
+			db.Close()
+		}
+		if err == nil {
+			return uri
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("postgres did not start: %v\n%s", err, logs.String())
+		}
+	}
 }

@@ -725,12 +725,12 @@ func round(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
 // any earlier run's whose registration failed or came before the catalog.
 func registerIceberg(ctx context.Context, cfg *config.Config, ms []*lake.Manifest, log *slog.Logger) *IcebergReport {
 	began := time.Now()
-	rep := &IcebergReport{Catalog: cfg.IcebergCatalog()}
+	rep := &IcebergReport{Catalog: iceberg.Redact(cfg.IcebergCatalog())}
 	ns := cfg.Iceberg.Namespace
 	if ns == "" {
 		ns = "ledgerlake"
 	}
-	cat, err := iceberg.Open(ctx, rep.Catalog, ns, cfg.OutputDir)
+	cat, err := iceberg.Open(ctx, cfg.IcebergCatalog(), ns, cfg.OutputDir)
 	if err == nil {
 		var r iceberg.Registered
 		r, err = cat.Register(ctx, ms)

@@ -37,7 +37,8 @@ import (
 	icebergio "github.com/apache/iceberg-go/io"
 	_ "github.com/apache/iceberg-go/io/gocloud/s3" // s3:// data and metadata files
 	"github.com/apache/iceberg-go/table"
-	_ "modernc.org/sqlite" // the catalog's default database: a SQLite file, pure Go
+	_ "github.com/jackc/pgx/v5/stdlib" // "pgx": a Postgres catalog
+	_ "modernc.org/sqlite"             // the catalog's default database: a SQLite file, pure Go
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 )
@@ -57,31 +58,43 @@ type Catalog struct {
 	props     iceberggo.Properties
 }
 
-// Open opens (creating if needed) the catalog at uri — a SQLite file path — with tables for the lake
-// at outputDir (a directory or an s3:// URL) in namespace.
+// Open opens (creating if needed) the catalog at uri — a SQLite file path, or a postgres:// URL
+// (its password best left to PGPASSWORD or ~/.pgpass) — with tables for the lake at outputDir (a
+// directory or an s3:// URL) in namespace.
 func Open(ctx context.Context, uri, namespace, outputDir string) (*Catalog, error) {
 	location, props, err := lakeLocation(outputDir)
 	if err != nil {
 		return nil, err
 	}
-	if strings.Contains(uri, "://") {
-		return nil, fmt.Errorf("iceberg.catalog %q: give the path of a SQLite file (other catalog databases are not built in)", uri)
-	}
-	if dir := filepath.Dir(uri); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+	var (
+		db      *sql.DB
+		dialect sqlcat.SupportedDialect
+	)
+	switch {
+	case strings.HasPrefix(uri, "postgres://") || strings.HasPrefix(uri, "postgresql://"):
+		if db, err = sql.Open("pgx", uri); err != nil {
+			return nil, fmt.Errorf("iceberg catalog %s: %w", Redact(uri), err)
+		}
+		dialect = sqlcat.Postgres
+	case strings.Contains(uri, "://"):
+		return nil, fmt.Errorf("iceberg.catalog %q: give the path of a SQLite file or a postgres:// URL", Redact(uri))
+	default:
+		if dir := filepath.Dir(uri); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+		}
+		// One connection, waiting on a busy file rather than failing: SQLite serialises writers anyway.
+		if db, err = sql.Open("sqlite", uri+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"); err != nil {
 			return nil, err
 		}
+		db.SetMaxOpenConns(1)
+		dialect = sqlcat.SQLite
 	}
-	// One connection, waiting on a busy file rather than failing: SQLite serialises writers anyway.
-	db, err := sql.Open("sqlite", uri+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
-	if err != nil {
-		return nil, err
-	}
-	db.SetMaxOpenConns(1)
-	cat, err := sqlcat.NewCatalog("ledgerlake", db, sqlcat.SQLite, props)
+	cat, err := sqlcat.NewCatalog("ledgerlake", db, dialect, props)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("iceberg catalog %s: %w", uri, err)
+		return nil, fmt.Errorf("iceberg catalog %s: %w", Redact(uri), err)
 	}
 	ns := table.Identifier{namespace}
 	if ok, err := cat.CheckNamespaceExists(ctx, ns); err != nil {
@@ -94,6 +107,15 @@ func Open(ctx context.Context, uri, namespace, outputDir string) (*Catalog, erro
 		}
 	}
 	return &Catalog{cat: cat, db: db, namespace: ns, location: location, props: props}, nil
+}
+
+// Redact is a catalog's name for messages: a URL's password replaced by xxxxx.
+func Redact(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme == "" {
+		return uri
+	}
+	return u.Redacted()
 }
 
 // Close closes the catalog's database.
