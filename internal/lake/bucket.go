@@ -16,11 +16,9 @@ import (
 	"time"
 
 	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/azureblob" // azblob://
-	_ "gocloud.dev/blob/fileblob"  // file://
-	_ "gocloud.dev/blob/gcsblob"   // gs://
-	_ "gocloud.dev/blob/memblob"   // mem://
-	_ "gocloud.dev/blob/s3blob"    // s3://
+	_ "gocloud.dev/blob/fileblob" // file://
+	_ "gocloud.dev/blob/memblob"  // mem://
+	_ "gocloud.dev/blob/s3blob"   // s3:// (gs:// and azblob:// with -tags gcs, azblob)
 	"gocloud.dev/gcerrors"
 
 	"github.com/ledgerlake/ledgerlake/internal/durable"
@@ -66,6 +64,9 @@ func OpenBucket(ctx context.Context, location, spool string) (*Bucket, error) {
 	u.RawQuery = q.Encode()
 	b, err := blob.OpenBucket(ctx, u.String())
 	if err != nil {
+		if tag := map[string]string{"gs": "gcs", "azblob": "azblob"}[u.Scheme]; tag != "" && strings.Contains(err.Error(), "no driver registered") {
+			return nil, fmt.Errorf("output_dir %s: this build has no %s:// driver; build with go build -tags %s ./cmd/extract", redact(location), u.Scheme, tag)
+		}
 		return nil, fmt.Errorf("output_dir %s: %w", redact(location), err)
 	}
 	if prefix != "" {
