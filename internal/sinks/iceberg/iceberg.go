@@ -56,6 +56,40 @@ type Catalog struct {
 	namespace table.Identifier
 	location  string // where the lake is, as Iceberg names files: an absolute path or s3://bucket/prefix
 	props     iceberggo.Properties
+	fsys      icebergio.IO             // opened once: on s3, each opening builds an SDK client
+	schemas   map[string]*arrow.Schema // file location: its Arrow schema (files never change)
+}
+
+// fs is the lake's file IO for Iceberg.
+func (c *Catalog) fs(ctx context.Context) (icebergio.IO, error) {
+	if c.fsys == nil {
+		fsys, err := icebergio.LoadFS(ctx, c.props, c.location)
+		if err != nil {
+			return nil, err
+		}
+		c.fsys = fsys
+	}
+	return c.fsys, nil
+}
+
+// fileSchema reads the Arrow schema of the file at loc from its footer, once.
+func (c *Catalog) fileSchema(ctx context.Context, loc string) (*arrow.Schema, error) {
+	if sc, ok := c.schemas[loc]; ok {
+		return sc, nil
+	}
+	fsys, err := c.fs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := fileSchema(fsys, loc)
+	if err != nil {
+		return nil, err
+	}
+	if c.schemas == nil {
+		c.schemas = map[string]*arrow.Schema{}
+	}
+	c.schemas[loc] = sc
+	return sc, nil
 }
 
 // Open opens (creating if needed) the catalog at uri — a SQLite file path, or a postgres:// URL
@@ -464,7 +498,7 @@ func dataFiles(ctx context.Context, tbl *table.Table) ([]string, error) {
 // or VARCHAR), absent columns null. The copies live under _iceberg/<table>/data/, named after the
 // file they conform; Iceberg reads them, the lake's manifests keep listing the originals.
 func (c *Catalog) conform(ctx context.Context, name string, files []string, want *iceberggo.Schema) ([]string, error) {
-	fsys, err := icebergio.LoadFS(ctx, c.props, c.location)
+	fsys, err := c.fs(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -474,7 +508,7 @@ func (c *Catalog) conform(ctx context.Context, name string, files []string, want
 	}
 	out := make([]string, len(files))
 	for i, loc := range files {
-		sc, err := fileSchema(fsys, loc)
+		sc, err := c.fileSchema(ctx, loc)
 		if err != nil {
 			return nil, err
 		}
@@ -625,14 +659,10 @@ func castTo(ctx context.Context, a arrow.Array, to arrow.DataType) (arrow.Array,
 // unionSchema reads the Arrow schema of each file (files of one run may differ: a type widened
 // mid-run) and merges them, later files' types winning, new columns appended.
 func (c *Catalog) unionSchema(ctx context.Context, files []string) (*arrow.Schema, error) {
-	fsys, err := icebergio.LoadFS(ctx, c.props, c.location)
-	if err != nil {
-		return nil, err
-	}
 	var fields []arrow.Field
 	at := map[string]int{}
 	for _, loc := range files {
-		sc, err := fileSchema(fsys, loc)
+		sc, err := c.fileSchema(ctx, loc)
 		if err != nil {
 			return nil, err
 		}
