@@ -61,6 +61,9 @@ func OpenBucket(ctx context.Context, location, spool string) (*Bucket, error) {
 	if u.Scheme == "s3" && q.Get("awssdk") == "" {
 		q.Set("awssdk", "v2")
 	}
+	if u.Scheme == "file" && q.Get("metadata") == "" {
+		q.Set("metadata", "skip") // no .attrs file beside each file: the manifests hold what matters
+	}
 	u.RawQuery = q.Encode()
 	b, err := blob.OpenBucket(ctx, u.String())
 	if err != nil {

@@ -20,12 +20,13 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 )
 
-// stores opens an empty lake on each backend: a directory, and a bucket on the loopback S3 server.
+// stores opens an empty lake on each backend: a directory, a bucket on the loopback S3 server, and a
+// file:// URL (gocloud's fileblob).
 func stores(t *testing.T) map[string]lake.Store {
 	t.Helper()
 	srv := s3test.StartT(t, "lake")
 	out := map[string]lake.Store{}
-	for name, loc := range map[string]string{"dir": t.TempDir(), "s3": srv.URL("lake", "team/"+strings.ReplaceAll(t.Name(), "/", "_"))} {
+	for name, loc := range map[string]string{"dir": t.TempDir(), "file": "file://" + t.TempDir(), "s3": srv.URL("lake", "team/"+strings.ReplaceAll(t.Name(), "/", "_"))} {
 		st, err := lake.OpenStore(context.Background(), loc, t.TempDir())
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

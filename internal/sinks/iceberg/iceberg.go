@@ -167,6 +167,9 @@ func lakeLocation(outputDir string) (string, iceberggo.Properties, error) {
 	if err != nil {
 		return "", nil, err
 	}
+	if u.Scheme == "file" {
+		return u.Path, iceberggo.Properties{}, nil
+	}
 	if u.Scheme != "s3" {
 		return "", nil, fmt.Errorf("iceberg tables for a %s:// lake are not built in yet (s3:// and directories are); set iceberg.enabled: false", u.Scheme)
 	}
