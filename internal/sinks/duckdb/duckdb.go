@@ -135,18 +135,23 @@ func (w *Warehouse) LoadedRuns(ctx context.Context) ([]string, error) {
 	if err := w.DB.QueryRowContext(ctx, "SELECT count(*) > 0 FROM duckdb_tables() WHERE table_name = ?", RunsTable).Scan(&exists); err != nil || !exists {
 		return nil, err
 	}
-	rows, err := w.DB.QueryContext(ctx, "SELECT run_id FROM "+RunsTable)
+	return w.column(ctx, "SELECT run_id FROM "+RunsTable)
+}
+
+// column returns the values of a query's one text column.
+func (w *Warehouse) column(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := w.DB.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var v string
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		out = append(out, id)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -184,21 +189,13 @@ func (w *Warehouse) LoadRun(ctx context.Context, st lake.Store, spool string, m 
 	if loaded, err := w.Loaded(ctx, m.RunID); err != nil || loaded {
 		return err // already loaded: loading again changes nothing
 	}
-	done := map[string]bool{}
-	rows, err := w.DB.QueryContext(ctx, "SELECT table_name FROM "+LoadingTable+" WHERE run_id = ?", m.RunID)
+	loading, err := w.column(ctx, "SELECT table_name FROM "+LoadingTable+" WHERE run_id = ?", m.RunID)
 	if err != nil {
 		return err
 	}
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			rows.Close()
-			return err
-		}
+	done := map[string]bool{}
+	for _, t := range loading {
 		done[t] = true
-	}
-	if err := rows.Close(); err != nil {
-		return err
 	}
 	// Every file to load is checked against the manifest first: tables commit one by one, so a missing
 	// or altered file found midway would leave the run half loaded where this leaves it unloaded.
