@@ -180,14 +180,14 @@ func TestBucketLease(t *testing.T) {
 func TestBucketRetriesFailedPutsAndStalledGets(t *testing.T) {
 	srv := s3test.StartT(t, "lake")
 	old := lake.StallTimeout
-	lake.StallTimeout = 300 * time.Millisecond
+	lake.StallTimeout = time.Second // far above a loopback GET, even under -race on a busy machine
 	defer func() { lake.StallTimeout = old }()
 	st, err := lake.OpenStore(context.Background(), srv.URL("lake", "faults"), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	srv.SetFaults(s3test.Faults{FailPut: 0.3, StallGet: 0.3, Stall: time.Second})
+	srv.SetFaults(s3test.Faults{FailPutEvery: 3, StallGetEvery: 4, Stall: 3 * time.Second})
 	var files []parquet.FileInfo
 	for i := range 10 {
 		body := bytes.Repeat([]byte{byte(i)}, 100_000+i)

@@ -184,12 +184,10 @@ func fingerprint(t *testing.T, warehouse string) map[string]string {
 	return out
 }
 
-// The sandbox fails 10% of requests with every kind of fault and expires tokens mid-run; the child
-// pipeline is killed -9 at random moments and started again. The final warehouse equals a fault-free
-// run's, table by table, and no unfinished file is left anywhere.
 // chaosLake is where a chaos test's child runs put the lake: the directory's lake/ for "dir"; for "s3",
-// a bucket on a loopback S3 server of the test's own, with faults (stalls last a second, past the
-// child's stall timeout). env is what the child needs on top; open opens the lake here.
+// a bucket on a loopback S3 server of the test's own, with faults. Stalls last 3 s, past the child's
+// 1 s stall timeout (a loopback GET under -race on a busy machine can take 300 ms). env is what the
+// child needs on top; open opens the lake here.
 func chaosLake(t *testing.T, backend, dir string, faults s3test.Faults) (env []string, open func() lake.Store, srv *s3test.Server) {
 	t.Helper()
 	open = func() lake.Store { return lake.Dir(filepath.Join(dir, "lake")) }
@@ -197,7 +195,7 @@ func chaosLake(t *testing.T, backend, dir string, faults s3test.Faults) (env []s
 		return nil, open, nil
 	}
 	srv = s3test.StartT(t, "lake")
-	faults.Stall = time.Second
+	faults.Stall = 3 * time.Second
 	srv.SetFaults(faults)
 	url := srv.URL("lake", "chaos")
 	open = func() lake.Store {
@@ -208,9 +206,12 @@ func chaosLake(t *testing.T, backend, dir string, faults s3test.Faults) (env []s
 		t.Cleanup(func() { st.Close() })
 		return st
 	}
-	return append(s3test.Env(), "LEDGERLAKE_CHILD_OUTPUT_DIR="+url, "LEDGERLAKE_CHILD_STALL_TIMEOUT=300ms"), open, srv
+	return append(s3test.Env(), "LEDGERLAKE_CHILD_OUTPUT_DIR="+url, "LEDGERLAKE_CHILD_STALL_TIMEOUT=1s"), open, srv
 }
 
+// The sandbox fails 10% of requests with every kind of fault and expires tokens mid-run; the child
+// pipeline is killed -9 at random moments and started again. The final warehouse equals a fault-free
+// run's, table by table, and no unfinished file is left anywhere.
 func TestChaosKillAndFaultsEndLikeACleanRun(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) { chaosKillAndFaults(t, backend) })
@@ -242,7 +243,7 @@ func chaosKillAndFaults(t *testing.T, backend string) {
 	defer hostile.Close()
 	dir := t.TempDir()
 	// One PUT in thirty fails (each costs the SDK's backoff, ~0.5 s), one GET in a hundred stalls.
-	env, openLake, store := chaosLake(t, backend, dir, s3test.Faults{FailPut: 0.03, StallGet: 0.01})
+	env, openLake, store := chaosLake(t, backend, dir, s3test.Faults{FailPutEvery: 30, StallGetEvery: 100})
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	kills, attempts := 0, 6
 	if backend == "s3" {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,11 +28,13 @@ const (
 	Region    = "us-east-1"
 )
 
-// Faults are what the server does wrong, each a probability per request.
+// Faults are what the server does wrong, every so many requests (0: never). Periodic rather than
+// random, so that a test's faults are the same on every run and a retry (the next request) is never
+// faulted again by chance.
 type Faults struct {
-	FailPut  float64       // a PUT answered 503 SlowDown without storing anything
-	StallGet float64       // a GET that sends nothing for Stall before answering
-	Stall    time.Duration // how long a stalled GET waits (default 3 s)
+	FailPutEvery  int           // every Nth PUT is answered 503 SlowDown without storing anything
+	StallGetEvery int           // every Nth GET sends nothing for Stall before answering
+	Stall         time.Duration // how long a stalled GET waits (default 3 s)
 }
 
 // Server is a running S3-compatible server.
@@ -43,9 +44,9 @@ type Server struct {
 	srv      *http.Server
 	ln       net.Listener
 
-	mu     sync.Mutex
-	faults Faults
-	rng    *rand.Rand
+	mu         sync.Mutex
+	faults     Faults
+	puts, gets int
 	// Requests counts every request; FailedPuts and StalledGets count the faults injected.
 	Requests, FailedPuts, StalledGets atomic.Int64
 }
@@ -62,7 +63,7 @@ func Start(buckets ...string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Endpoint: "http://" + ln.Addr().String(), ln: ln, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))}
+	s := &Server{Endpoint: "http://" + ln.Addr().String(), ln: ln}
 	fake := gofakes3.New(backend, gofakes3.WithAutoBucket(false), gofakes3.WithLogger(gofakes3.DiscardLog()))
 	// gofakes3 sometimes writes an error after a header (net/http logs "superfluous WriteHeader"):
 	// the client sees a complete answer either way, and a test's output stays readable.
@@ -81,10 +82,12 @@ func (s *Server) SetFaults(f Faults) {
 	s.faults = f
 }
 
-func (s *Server) roll(p float64) bool {
+// due counts a request of a kind and reports whether it is the one in every that is faulted.
+func (s *Server) due(n *int, every int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return p > 0 && s.rng.Float64() < p
+	*n++
+	return every > 0 && *n%every == 0
 }
 
 func (s *Server) inject(next http.Handler) http.Handler {
@@ -94,13 +97,13 @@ func (s *Server) inject(next http.Handler) http.Handler {
 		f := s.faults
 		s.mu.Unlock()
 		switch {
-		case r.Method == http.MethodPut && s.roll(f.FailPut):
+		case r.Method == http.MethodPut && s.due(&s.puts, f.FailPutEvery):
 			s.FailedPuts.Add(1)
 			w.Header().Set("Content-Type", "application/xml")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>`)
 			return
-		case r.Method == http.MethodGet && r.URL.Query().Get("list-type") == "" && s.roll(f.StallGet):
+		case r.Method == http.MethodGet && r.URL.Query().Get("list-type") == "" && s.due(&s.gets, f.StallGetEvery):
 			s.StalledGets.Add(1)
 			select {
 			case <-time.After(f.Stall):
