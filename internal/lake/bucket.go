@@ -12,6 +12,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -486,14 +487,17 @@ func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
 			}
 		}
 	}()
+	var once sync.Once
 	release := func() {
-		close(stop)
-		<-done
-		l.Released = true
-		b, _ := json.Marshal(l)
-		if taken, err := s.Exists(leaseKey(mine + 1)); err == nil && !taken {
-			_ = s.WriteFile(leaseKey(mine), b)
-		}
+		once.Do(func() {
+			close(stop)
+			<-done
+			l.Released = true
+			b, _ := json.Marshal(l)
+			if taken, err := s.Exists(leaseKey(mine + 1)); err == nil && !taken {
+				_ = s.WriteFile(leaseKey(mine), b)
+			}
+		})
 	}
 	return release, lost, nil
 }

@@ -230,3 +230,34 @@ func sha(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// A holder whose lease was taken over (it stalled past the lease's life, and another run took the
+// next generation) learns it at its next renewal and must stop: lost is closed.
+func TestBucketLeaseHolderLearnsItWasTakenOver(t *testing.T) {
+	st := stores(t)["s3"]
+	old := lake.LeaseTTL
+	lake.LeaseTTL = 400 * time.Millisecond // renewals every 100 ms
+	defer func() { lake.LeaseTTL = old }()
+	release, lost, err := st.Lock("run-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	es, _ := st.List("_lease")
+	mine := es[len(es)-1].Key
+	var gen int
+	fmt.Sscanf(mine, "_lease/%d.json", &gen)
+	if err := st.CreateExclusive(fmt.Sprintf("_lease/%012d.json", gen+1), []byte(`{"owner":"run-b"}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the holder did not learn that its lease was taken over")
+	}
+	// Releasing a lost lease must not mark the newer holder's generation released.
+	release()
+	if b, _ := st.ReadFile(fmt.Sprintf("_lease/%012d.json", gen+1)); string(b) != `{"owner":"run-b"}` {
+		t.Errorf("the newer generation was changed: %s", b)
+	}
+}

@@ -218,16 +218,21 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		return nil, err
 	}
 	defer unlock()
+	// A bucket's lease lost (renewals failing for half its life, or taken over): stop and commit
+	// nothing — not even the streams that completed, as an interruption would: the run that took the
+	// lake over may already have removed this run's files as a dead run's. Its checkpoints stay for
+	// the next start. (The commit claim refuses a second commit from the same state in any case.)
+	var lockLost atomic.Bool
+	errLost := fmt.Errorf("the lock on %s was lost (renewals failed or another run took it over)", st)
 	if lost != nil {
-		// A bucket's lease lost (renewals failing for half its life, or taken over): stop, commit
-		// nothing more. The commit claim refuses a second commit from the same state in any case.
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
 		go func() {
 			select {
 			case <-lost:
-				cancel(fmt.Errorf("the lock on %s was lost (renewals failed or another run took it over)", st))
+				lockLost.Store(true)
+				cancel(errLost)
 			case <-ctx.Done():
 			}
 		}()
@@ -350,6 +355,9 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	// durable before the manifest that lists them.
 	if err := env.store.Sync(); err != nil {
 		return nil, fmt.Errorf("syncing the run's files: %w", err)
+	}
+	if lockLost.Load() {
+		return nil, fmt.Errorf("run %s committed nothing: %w; the next start resumes it from its checkpoints", m.RunID, errLost)
 	}
 	if err := lake.Commit(st, m, rec.head); err != nil {
 		return nil, fmt.Errorf("committing run %s: %w", m.RunID, err)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 )
@@ -133,4 +135,37 @@ func TestReadersAreNeverBlockedByALoad(t *testing.T) {
 		t.Errorf("the reader saw run counts %v, want each of 1-4", seen)
 	}
 	t.Logf("%d queries answered during 3 runs (%v), none refused; longest answer %d ms; states seen %v", answered, loads, longest, seen)
+}
+
+// A run whose lease on a bucket is taken over mid-run (it stalled past the lease's life, say) stops
+// and commits nothing, not even its completed streams: the run that took over may have removed its
+// files as a dead run's.
+func TestRunThatLostItsLeaseCommitsNothing(t *testing.T) {
+	_, cfg := setup(t, sandbox.Options{Scale: 0.05, Latency: 20 * time.Millisecond}, nil)
+	lakeOn(t, cfg, "s3")
+	old := lake.LeaseTTL
+	lake.LeaseTTL = 400 * time.Millisecond // renewed every 100 ms
+	defer func() { lake.LeaseTTL = old }()
+	st, err := OpenLake(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	go func() {
+		// Once the run holds generation 1 and a stream has completed (its checkpoint beside run.json),
+		// another run takes generation 2.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if es, _ := st.List(lake.CheckpointDir); len(es) > 1 {
+				_ = st.CreateExclusive("_lease/000000000002.json", []byte(`{"owner":"another run"}`))
+				return
+			}
+		}
+	}()
+	_, err = Run(context.Background(), Options{Config: cfg, HTTP: fastRetries})
+	if err == nil || !strings.Contains(err.Error(), "committed nothing") || !strings.Contains(err.Error(), "lock") {
+		t.Fatalf("run: %v, want it to commit nothing because its lock was lost", err)
+	}
+	if ms, err := lake.ReadManifests(st); err != nil || len(ms) != 0 {
+		t.Errorf("%d manifests committed (%v), want none", len(ms), err)
+	}
 }
