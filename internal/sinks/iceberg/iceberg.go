@@ -270,29 +270,18 @@ func (c *Catalog) registerTable(ctx context.Context, name string, ti lake.TableI
 		if done[m.RunID] {
 			continue
 		}
-		files := c.runFiles(m, name)
-		if len(files) == 0 {
-			continue
-		}
-		schema, err := c.unionSchema(ctx, files)
-		if err != nil {
-			return fmt.Errorf("run %s: %w", m.RunID, err)
-		}
-		if tbl != nil {
-			if err := evolve(tbl, tbl.NewTransaction(), schema); errors.Is(err, errCannotPromote) {
-				if tbl, err = c.rebuild(ctx, name, tbl, ms[:i+1], m); err != nil {
-					return fmt.Errorf("run %s: %w", m.RunID, err)
-				}
-				for _, earlier := range ms[:i] {
-					if err := c.addRun(ctx, &tbl, earlier, name, ti, out); err != nil {
-						return err
-					}
+		err := c.addRun(ctx, &tbl, m, name, ti, out)
+		if errors.Is(err, errCannotPromote) {
+			if tbl, err = c.rebuild(ctx, name, ms[:i+1], m); err != nil {
+				return fmt.Errorf("run %s: %w", m.RunID, err)
+			}
+			for _, r := range ms[:i+1] {
+				if err = c.addRun(ctx, &tbl, r, name, ti, out); err != nil {
+					break
 				}
 			}
-		} else if tbl, err = c.create(ctx, name, schema); err != nil {
-			return fmt.Errorf("run %s: %w", m.RunID, err)
 		}
-		if err := c.addRun(ctx, &tbl, m, name, ti, out); err != nil {
+		if err != nil {
 			return err
 		}
 	}
@@ -333,7 +322,7 @@ func (c *Catalog) ident(name string) table.Identifier {
 }
 
 // rebuild renames old aside and creates name anew with the widest schema of the runs in ms.
-func (c *Catalog) rebuild(ctx context.Context, name string, old *table.Table, ms []*lake.Manifest, m *lake.Manifest) (*table.Table, error) {
+func (c *Catalog) rebuild(ctx context.Context, name string, ms []*lake.Manifest, m *lake.Manifest) (*table.Table, error) {
 	var all []string
 	for _, r := range ms {
 		all = append(all, c.runFiles(r, name)...)
@@ -349,20 +338,26 @@ func (c *Catalog) rebuild(ctx context.Context, name string, old *table.Table, ms
 	return c.create(ctx, name, schema)
 }
 
-// addRun commits m's files of the table as one snapshot: replacing the table's files for a snapshot
-// stream, appended for an incremental one. Files whose schema is not the table's (older types, or
+// addRun commits m's files of the table as one snapshot (creating the table, *tbl nil, with their
+// schema): replacing the table's files for a snapshot stream, appended for an incremental one. A type
+// the table cannot be promoted to fails with errCannotPromote, nothing committed. Files whose schema is not the table's (older types, or
 // columns added later) are registered through conformed copies (see conform).
 func (c *Catalog) addRun(ctx context.Context, tbl **table.Table, m *lake.Manifest, name string, ti lake.TableInfo, out *Registered) error {
 	files := c.runFiles(m, name)
 	if len(files) == 0 {
 		return nil
 	}
-	t := *tbl
-	tx := t.NewTransaction()
 	schema, err := c.unionSchema(ctx, files)
 	if err != nil {
 		return fmt.Errorf("run %s: %w", m.RunID, err)
 	}
+	if *tbl == nil {
+		if *tbl, err = c.create(ctx, name, schema); err != nil {
+			return fmt.Errorf("run %s: %w", m.RunID, err)
+		}
+	}
+	t := *tbl
+	tx := t.NewTransaction()
 	if err := evolve(t, tx, schema); err != nil {
 		return fmt.Errorf("run %s: %w", m.RunID, err)
 	}
