@@ -328,13 +328,19 @@ func Commit(st Store, m *Manifest, base int) error {
 	return writeJSON(st, ManifestKey(m.RunID), m)
 }
 
-// ReadManifests returns every committed manifest in st, oldest run first. Manifests are listed, and
-// the claims newer than the newest listed manifest's are followed to theirs, so a manifest that a
-// lagging listing does not show yet is found all the same.
+// ReadManifests returns every committed manifest in st, oldest run first (see ReadLog).
 func ReadManifests(st Store) ([]*Manifest, error) {
+	ms, _, err := ReadLog(st)
+	return ms, err
+}
+
+// ReadLog returns every committed manifest in st, oldest run first, and the newest commit number
+// claimed (Head). Manifests are listed, and the claims newer than the newest listed manifest's are
+// followed to theirs, so a manifest that a lagging listing does not show yet is found all the same.
+func ReadLog(st Store) (ms []*Manifest, head int, err error) {
 	es, err := st.List(ManifestDir)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var out []*Manifest
 	have := map[string]bool{}
@@ -346,15 +352,14 @@ func ReadManifests(st Store) ([]*Manifest, error) {
 		}
 		m, err := readManifest(st, e.Key)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		out = append(out, m)
 		have[m.RunID] = true
 		newest = max(newest, m.Commit)
 	}
-	head, err := Head(st)
-	if err != nil {
-		return nil, err
+	if head, err = Head(st); err != nil {
+		return nil, 0, err
 	}
 	for n := newest + 1; n <= head; n++ {
 		var c claim
@@ -367,13 +372,13 @@ func ReadManifests(st Store) ([]*Manifest, error) {
 			continue // claimed, then killed before its manifest: not committed
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		out = append(out, m)
 		have[m.RunID] = true
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].RunID < out[j].RunID })
-	return out, nil
+	return out, head, nil
 }
 
 func readManifest(st Store, key string) (*Manifest, error) {

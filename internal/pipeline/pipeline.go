@@ -550,15 +550,12 @@ func recoverInterrupted(ctx context.Context, cfg *config.Config, st lake.Store, 
 	} else if n > 0 {
 		log.Warn("removed unfinished files of an interrupted run", "files", n)
 	}
-	// This run holds the lock, so nothing commits between reading the head and the manifests.
-	var err error
-	if rec.head, err = lake.Head(st); err != nil {
-		return rec, err
-	}
-	ms, err := lake.ReadManifests(st)
+	// The head is this run's base: it holds the lock, so nothing commits after it is read.
+	ms, head, err := lake.ReadLog(st)
 	if err != nil {
 		return rec, err
 	}
+	rec.head = head
 	rec.manifests = ms
 	if rec.run, rec.checkpoints, err = openCheckpoints(st, ms, fullRefresh); err != nil {
 		return rec, fmt.Errorf("reading the checkpoints of an interrupted run: %w", err)
