@@ -42,6 +42,8 @@ type Stats struct {
 	Retries  atomic.Int64
 	Bytes    atomic.Int64
 	Renewals atomic.Int64
+	// Throttled counts 429 answers (rate limited), which the run history charts beside the retries.
+	Throttled atomic.Int64
 }
 
 // Options tune a Client. Zero values take the defaults in parentheses.
@@ -270,6 +272,9 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 		stats.Requests.Add(1)
 		if resp != nil {
 			stats.Bytes.Add(resp.Size())
+			if resp.Status == http.StatusTooManyRequests {
+				stats.Throttled.Add(1)
+			}
 		}
 		var wait time.Duration
 		if resp == nil || resp.Status != http.StatusUnauthorized {

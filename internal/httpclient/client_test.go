@@ -47,18 +47,20 @@ func TestRetriesWhatIsWorthRetrying(t *testing.T) {
 		_, _ = w.Write([]byte(`[{"a":`))
 	}
 	cases := []struct {
-		name     string
-		steps    []http.HandlerFunc
-		wantErr  string
-		requests int64
+		name      string
+		steps     []http.HandlerFunc
+		wantErr   string
+		requests  int64
+		throttled int64 // 429 answers
 	}{
-		{"503 then ok", []http.HandlerFunc{status(503), ok}, "", 2},
-		{"502, 500 then ok", []http.HandlerFunc{status(502), status(500), ok}, "", 3},
-		{"truncated body then ok", []http.HandlerFunc{truncated, ok}, "", 2},
-		{"404 is final", []http.HandlerFunc{status(404), ok}, "404 Not Found", 1},
-		{"400 is final", []http.HandlerFunc{status(400), ok}, `400 Bad Request: {"rettext":"status Bad Request"}`, 1},
-		{"501 is final", []http.HandlerFunc{status(501), ok}, "501 Not Implemented", 1},
-		{"gives up", []http.HandlerFunc{status(500)}, "gave up after 5 attempts", 5},
+		{"503 then ok", []http.HandlerFunc{status(503), ok}, "", 2, 0},
+		{"429, 429 then ok", []http.HandlerFunc{status(429, "Retry-After", "0"), status(429), ok}, "", 3, 2},
+		{"502, 500 then ok", []http.HandlerFunc{status(502), status(500), ok}, "", 3, 0},
+		{"truncated body then ok", []http.HandlerFunc{truncated, ok}, "", 2, 0},
+		{"404 is final", []http.HandlerFunc{status(404), ok}, "404 Not Found", 1, 0},
+		{"400 is final", []http.HandlerFunc{status(400), ok}, `400 Bad Request: {"rettext":"status Bad Request"}`, 1, 0},
+		{"501 is final", []http.HandlerFunc{status(501), ok}, "501 Not Implemented", 1, 0},
+		{"gives up", []http.HandlerFunc{status(500)}, "gave up after 5 attempts", 5, 0},
 	}
 	for _, c := range cases {
 		for _, spooled := range []bool{false, true} {
@@ -84,8 +86,9 @@ func TestRetriesWhatIsWorthRetrying(t *testing.T) {
 				if c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), "GET "+srv.URL+"/x?org_id=1")) {
 					t.Fatalf("err %v, want %q naming the endpoint", err, c.wantErr)
 				}
-				if n.Load() != c.requests || st.Requests.Load() != c.requests || st.Retries.Load() != c.requests-1 {
-					t.Fatalf("server saw %d, stats %d requests %d retries, want %d", n.Load(), st.Requests.Load(), st.Retries.Load(), c.requests)
+				if n.Load() != c.requests || st.Requests.Load() != c.requests || st.Retries.Load() != c.requests-1 || st.Throttled.Load() != c.throttled {
+					t.Fatalf("server saw %d, stats %d requests %d retries %d throttled, want %d and %d throttled",
+						n.Load(), st.Requests.Load(), st.Retries.Load(), st.Throttled.Load(), c.requests, c.throttled)
 				}
 			})
 		}

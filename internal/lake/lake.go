@@ -45,7 +45,8 @@ type StreamReport struct {
 	Rejects       int      `json:"rejects"`
 	Requests      int64    `json:"requests"`
 	Retries       int64    `json:"retries"`
-	Bytes         int64    `json:"bytes"` // response bytes received
+	Throttled     int64    `json:"throttled,omitempty"` // 429 answers among the requests
+	Bytes         int64    `json:"bytes"`               // response bytes received
 	Seconds       float64  `json:"seconds"`
 	Resumed       bool     `json:"resumed,omitempty"` // continued from a checkpoint of a killed attempt
 	Error         string   `json:"error,omitempty"`

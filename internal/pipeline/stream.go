@@ -617,10 +617,12 @@ func (r *streamRun) checkpointOf(prevFiles, files []parquet.FileInfo, out stream
 func fillStats(rep *lake.StreamReport, s *sources.Stream, prev *streamCheckpoint) {
 	rep.Requests = s.Stats.Requests.Load()
 	rep.Retries = s.Stats.Retries.Load()
+	rep.Throttled = s.Stats.Throttled.Load()
 	rep.Bytes = s.Stats.Bytes.Load()
 	if prev != nil {
 		rep.Requests += prev.Report.Requests
 		rep.Retries += prev.Report.Retries
+		rep.Throttled += prev.Report.Throttled
 		rep.Bytes += prev.Report.Bytes
 	}
 }
