@@ -73,6 +73,20 @@ func TestDemoQueryVerify(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "altered") || !strings.Contains(out, filepath.Base(files[0])) {
 		t.Fatalf("verify after tampering: %d %s", code, out)
 	}
+	// Both verifications were kept; the newest is the one that found the altered file.
+	if kept, _ := filepath.Glob(filepath.Join(lakeDir, lake.VerifyDir, "*.json")); len(kept) != 2 {
+		t.Errorf("%d verifications kept, want 2", len(kept))
+	}
+	v, err := lake.LastVerification(lake.Dir(lakeDir))
+	if err != nil || v == nil || len(v.Problems) != 1 || !strings.HasPrefix(v.Problems[0].Issue, "altered") || v.Head != 1 || v.Checked == 0 {
+		t.Fatalf("last verification %+v, %v", v, err)
+	}
+	if code, _, _ = cli(t, "verify", "--no-record", "--lake", lakeDir); code != 1 {
+		t.Fatalf("verify --no-record: exit %d", code)
+	}
+	if kept, _ := filepath.Glob(filepath.Join(lakeDir, lake.VerifyDir, "*.json")); len(kept) != 2 {
+		t.Errorf("--no-record kept a verification (%d)", len(kept))
+	}
 }
 
 // The same commands with the lake in a bucket of a loopback S3 server: the demo's run writes there,

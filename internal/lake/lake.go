@@ -432,7 +432,9 @@ func RemoveOrphans(st Store, ms []*Manifest) (int, error) {
 
 // Problem is a file that does not match its manifest.
 type Problem struct {
-	RunID, Path, Issue string
+	RunID string `json:"run_id"`
+	Path  string `json:"path"`
+	Issue string `json:"issue"`
 }
 
 // Verify re-hashes every snapshot file, evidence body and PDF listed in every manifest and reports the
