@@ -26,6 +26,7 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	ignoreSort := fs.Bool("ignore-sortorder", false, "datatable/list ignores sortorder: every page is page 1")
 	tenant := fs.String("tenant", "a", "GSAPI tenant shape: a, or b (the same facts under other field names and shapes: PascalCase money,\n"+
 		"fields that appear or change type later, empty dates, an accounting journal by account and cost centre)")
+	repeat := fs.Int("repeat-organizations", 0, "GSAPI organizations/list ends with its first N organisations again (a data-quality fault the key tests catch)")
 	rev := fs.String("signicat-revision", "", "which published Signicat reference revision to follow: a or b (default: b with tenant a, a with tenant b)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -44,7 +45,7 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	srv, err := sandbox.Start(*addr, sandbox.Options{Seed: *seed, Scale: *scale, Latency: *latency, RatePerSec: *rateLimit,
-		Concurrency: *conc, Faults: f, TokenTTL: *ttl, IgnoreSortorder: *ignoreSort, SignicatRevision: *rev, Tenant: *tenant})
+		Concurrency: *conc, Faults: f, TokenTTL: *ttl, IgnoreSortorder: *ignoreSort, SignicatRevision: *rev, Tenant: *tenant, RepeatedOrganizations: *repeat})
 	if err != nil {
 		fmt.Fprintln(stderr, "extract sandbox:", err)
 		return exitFailed

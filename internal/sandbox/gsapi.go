@@ -304,7 +304,7 @@ func (s *Sandbox) gsPrices() []any {
 func (s *Sandbox) gsOrganizations(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	aw := newArrayWriter(w)
-	s.eachGSOrg(0, func(o any) {
+	add := func(o any) {
 		b, _ := marshalValue(o)
 		var f map[string]any
 		_ = json.Unmarshal(b, &f)
@@ -314,7 +314,11 @@ func (s *Sandbox) gsOrganizations(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		aw.add(o)
-	})
+	}
+	s.eachGSOrg(0, add)
+	for i := 0; i < min(s.opts.RepeatedOrganizations, s.data.GSOrganizations); i++ {
+		add(s.data.GSOrganization(i))
+	}
 	aw.end()
 }
 

@@ -110,6 +110,10 @@ type Options struct {
 	RetryAfter *time.Duration
 	// IgnoreSortorder makes datatable/list ignore sortorder as if it were absent: every page is page 1.
 	IgnoreSortorder bool
+	// RepeatedOrganizations makes organizations/list end with its first N generated organisations again,
+	// as a list read while rows move can: a data-quality fault that the key tests must catch, and the
+	// pipeline must keep (every row, reported), never collapse.
+	RepeatedOrganizations int
 	// SignicatRevision selects which published reference revision the account payloads follow: "a" or "b"
 	// ("": b for tenant a, a for tenant b).
 	SignicatRevision string

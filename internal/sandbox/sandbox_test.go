@@ -616,3 +616,26 @@ func TestDataIsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestRepeatedOrganizationsEndTheList(t *testing.T) {
+	plain := start(t, Options{Scale: 0.05})
+	want := getArray(t, plain, gsToken(t, plain), "/organizations/list")
+	srv := start(t, Options{Scale: 0.05, RepeatedOrganizations: 2})
+	got := getArray(t, srv, gsToken(t, srv), "/organizations/list")
+	if len(got) != len(want)+2 {
+		t.Fatalf("%d organisations, want %d + 2 repeated", len(got), len(want))
+	}
+	seen := map[float64]int{}
+	for _, o := range got {
+		seen[o["org_id"].(float64)]++
+	}
+	twice := 0
+	for _, n := range seen {
+		if n == 2 {
+			twice++
+		}
+	}
+	if twice != 2 || len(seen) != len(want) {
+		t.Fatalf("%d org_ids twice among %d distinct, want 2 among %d", twice, len(seen), len(want))
+	}
+}
