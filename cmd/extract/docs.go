@@ -1,28 +1,46 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/models"
+	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+	"github.com/ledgerlake/ledgerlake/internal/site"
 	"github.com/ledgerlake/ledgerlake/schemas"
 	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
 )
 
 func docsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("docs", "docs [--db FILE] [--out FILE]",
+	fs := newFlags("docs", "docs [--db FILE] [--out FILE] | docs --html DIR [--config FILE | --db FILE [--lake DIR|URL]] [--runs 30]",
 		"Write Markdown documentation of every table: the declared schemas (columns, types, descriptions), the SQL\n"+
-			"models and data tests, and, with --db, every column actually in the warehouse (inferred ones included).", stderr)
-	db := fs.String("db", "", "warehouse to document as loaded (optional)")
-	out := fs.String("out", "", "write to this file instead of stdout")
+			"models and data tests, and, with --db, every column actually in the warehouse (inferred ones included).\n\n"+
+			"With --html DIR, write DIR/index.html instead: one self-contained page to open from disk (nothing is fetched\n"+
+			"when it is viewed) with every table and column (type, description, key, row count, last load, sample rows),\n"+
+			"the lineage graph, the run history with charts, the data tests' last results, schema changes and, given the\n"+
+			"lake, each run's manifest with sha256 and the last extract verify. extract serve shows the same page live.", stderr)
+	db := fs.String("db", "", "warehouse to document as loaded (optional for Markdown)")
+	out := fs.String("out", "", "write Markdown to this file instead of stdout")
+	html := fs.String("html", "", "write the HTML site into this directory (index.html)")
+	src := siteFlags(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if *html != "" {
+		src.db = cmp.Or(*db, src.db)
+		return writeSite(ctx, src, *html, stdout, stderr)
 	}
 	w := stdout
 	if *out != "" {
@@ -39,6 +57,106 @@ func docsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// siteSource says where the site's warehouse and lake are.
+type siteSource struct {
+	db, lake, spool, config string
+	runs                    int // the newest runs in the history
+}
+
+// siteFlags adds the flags that name the warehouse and lake of the site (--db is the caller's).
+func siteFlags(fs *flag.FlagSet) *siteSource {
+	src := &siteSource{}
+	fs.StringVar(&src.config, "config", "", "pipeline file whose warehouse and lake (output_dir) to show")
+	fs.StringVar(&src.lake, "lake", "", "lake (output directory or object-store URL) whose manifests and last verify to show")
+	fs.IntVar(&src.runs, "runs", 30, "runs in the history: the newest N")
+	return src
+}
+
+// resolve fills db, lake and spool from --config where given and checks them: -1 to go on, or the exit
+// code after a message on stderr (no warehouse named or there, no such lake, --runs below 1).
+func (src *siteSource) resolve(cmdName string, stderr io.Writer) int {
+	if src.config != "" {
+		cfg, err := config.Load(src.config)
+		if err != nil {
+			return exitCodeFor(err, stderr)
+		}
+		src.db, src.lake, src.spool = cmp.Or(src.db, cfg.Warehouse), cmp.Or(src.lake, cfg.OutputDir), pipeline.SpoolDir(cfg)
+	}
+	if src.db == "" {
+		fmt.Fprintf(stderr, "extract %s: give --config FILE, or --db FILE (and --lake DIR|URL for the manifests)\n", cmdName)
+		return exitUsage
+	}
+	if _, err := os.Stat(src.db); err != nil {
+		fmt.Fprintf(stderr, "extract %s: warehouse %v\n", cmdName, err)
+		return exitFailed
+	}
+	if src.lake != "" && !lake.IsURL(src.lake) {
+		if _, err := os.Stat(src.lake); err != nil {
+			fmt.Fprintf(stderr, "extract %s: lake %v\n", cmdName, err)
+			return exitFailed
+		}
+	}
+	if src.runs < 1 {
+		fmt.Fprintf(stderr, "extract %s: --runs must be at least 1\n", cmdName)
+		return exitUsage
+	}
+	return -1
+}
+
+// open opens the lake, if one is named; the caller closes it.
+func (src *siteSource) open(ctx context.Context) (lake.Store, error) {
+	if src.lake == "" {
+		return nil, nil
+	}
+	return lake.OpenStore(ctx, src.lake, src.spool)
+}
+
+// collect reads the site from the warehouse, opened read-only for the call, and st (may be nil).
+func (src *siteSource) collect(ctx context.Context, st lake.Store) (*site.Site, error) {
+	wh, err := duckdb.OpenReadOnly(src.db)
+	if err != nil {
+		return nil, err
+	}
+	defer wh.Close()
+	return site.Collect(ctx, wh.DB, site.Options{Runs: src.runs, Lake: st, Warehouse: src.db, LakeName: src.lake})
+}
+
+// writeSite writes the HTML site of src into dir.
+func writeSite(ctx context.Context, src *siteSource, dir string, stdout, stderr io.Writer) int {
+	if code := src.resolve("docs", stderr); code >= 0 {
+		return code
+	}
+	st, err := src.open(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "extract docs:", err)
+		return exitFailed
+	}
+	if st != nil {
+		defer st.Close()
+	}
+	s, err := src.collect(ctx, st)
+	if err != nil {
+		fmt.Fprintln(stderr, "extract docs:", err)
+		return exitFailed
+	}
+	p, err := s.Write(dir)
+	if err != nil {
+		fmt.Fprintln(stderr, "extract docs:", err)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d tables, %d runs, %d data tests (%d failing)\nopen %s\n", p, len(s.Tables), len(s.Runs), len(s.Tests), len(s.Failing()), fileURL(p))
+	return exitOK
+}
+
+// fileURL is the file:// address a browser opens p at.
+func fileURL(p string) string {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		abs = p
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
 }
 
 func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }

@@ -33,6 +33,9 @@ Usage:
                                       auditors: invoices as a past run held them, with provenance
   extract verify [--config FILE]      re-hash snapshots, evidence and PDFs against their manifests
   extract docs [--db FILE] [--out F]  Markdown documentation of every table, column and model
+  extract docs --html DIR [--config FILE | --db FILE --lake DIR]
+                                      the same as a page to look at: tables, lineage, runs, tests, manifests
+  extract serve [--addr 127.0.0.1:8080] [--config FILE | --db FILE --lake DIR]   that page, live
 
 Run "extract COMMAND --help" for a command's flags.
 Exit codes: 0 success; 1 a stream or check failed (others completed and were kept); 2 bad usage or config.
@@ -53,6 +56,7 @@ var commands = map[string]command{
 	"verify":   {"re-hash snapshots, evidence and PDFs against their manifests", verifyCmd},
 	"invoices": {"historical invoices with provenance", invoicesCmd},
 	"docs":     {"document every table and column", docsCmd},
+	"serve":    {"serve the documentation page live", serveCmd},
 }
 
 func main() {
