@@ -113,6 +113,14 @@ func TestDemoVerifyInvoicesOnS3(t *testing.T) {
 	}
 	checked := strings.Fields(out)[0]
 	checkInvoiceExports(t, url, filepath.Join(dir, "warehouse.duckdb"))
+	// The docs site reads the manifests and the verification from the bucket, and shows its URL
+	// without the query (where credentials could be).
+	code, out, stderr := cli(t, "docs", "--html", filepath.Join(dir, "site"), "--db", filepath.Join(dir, "warehouse.duckdb"), "--lake", url)
+	page, _ := os.ReadFile(filepath.Join(dir, "site", "index.html"))
+	if code != 0 || !strings.Contains(string(page), `id="manifest/`) || !strings.Contains(string(page), "verified clean") ||
+		!strings.Contains(string(page), "lake s3://lake/nightly/ledgerlake ·") || strings.Contains(string(page), "endpoint=") {
+		t.Errorf("docs --html on s3: exit %d\n%s%s", code, out, stderr)
+	}
 	st, err := lake.OpenStore(context.Background(), url, t.TempDir())
 	if err != nil {
 		t.Fatal(err)

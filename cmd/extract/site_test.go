@@ -109,6 +109,34 @@ func TestDocsSite(t *testing.T) {
 	t.Run("chromium", func(t *testing.T) { checkInChromium(t, h, int64(len(html))) })
 }
 
+// Tenant b names its fields otherwise; its demo maps them, so its site has every model built and
+// every test passing too.
+func TestDocsSiteOfTenantB(t *testing.T) {
+	dir := t.TempDir()
+	if code, out, stderr := cli(t, "demo", "--tenant", "b", "--scale", "0.05", "--dir", dir); code != 0 {
+		t.Fatalf("demo --tenant b: exit %d\n%s\n%s", code, out, stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "site", "index.html"))
+	if err != nil {
+		t.Fatalf("the demo wrote no site: %v", err)
+	}
+	page := string(b)
+	ms, tests, _ := models.Load()
+	for _, m := range ms {
+		if !strings.Contains(page, `id="table/`+m.Name+`"`) {
+			t.Errorf("model %s has no page", m.Name)
+		}
+	}
+	for _, bad := range []string{" unbuilt", `class="test fail"`, `class="test error"`, `class="node test skipped"`} {
+		if strings.Contains(page, bad) {
+			t.Errorf("tenant b's site shows %q", bad)
+		}
+	}
+	if n := strings.Count(page, `<article class="test pass"`); n < len(tests) {
+		t.Errorf("%d tests pass on the page, want at least the %d SQL tests", n, len(tests))
+	}
+}
+
 // checkServe serves the same warehouse live: the same page (but for its time), read-only.
 func checkServe(t *testing.T, h *demoHistory, static []byte) {
 	src := &siteSource{db: h.db, lake: h.lake, runs: 30}

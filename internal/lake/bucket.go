@@ -69,9 +69,10 @@ func OpenBucket(ctx context.Context, location, spool string) (*Bucket, error) {
 	b, err := blob.OpenBucket(ctx, u.String())
 	if err != nil {
 		if tag := map[string]string{"gs": "gcs", "azblob": "azblob"}[u.Scheme]; tag != "" && strings.Contains(err.Error(), "no driver registered") {
-			return nil, fmt.Errorf("output_dir %s: this build has no %s:// driver; build with go build -tags %s ./cmd/extract", redact(location), u.Scheme, tag)
+			return nil, fmt.Errorf("output_dir %s: this build has no %s:// driver; build with go build -tags %s ./cmd/extract", Redact(location), u.Scheme, tag)
 		}
-		return nil, fmt.Errorf("output_dir %s: %w", redact(location), err)
+		// The driver's message repeats the URL it was given, query included: show it redacted.
+		return nil, fmt.Errorf("output_dir %s: %s", Redact(location), strings.ReplaceAll(err.Error(), u.String(), Redact(location)))
 	}
 	if prefix != "" {
 		b = blob.PrefixedBucket(b, prefix+"/")
@@ -83,11 +84,15 @@ func OpenBucket(ctx context.Context, location, spool string) (*Bucket, error) {
 		b.Close()
 		return nil, err
 	}
-	return &Bucket{b: b, location: redact(location), spool: spool}, nil
+	return &Bucket{b: b, location: Redact(location), spool: spool}, nil
 }
 
-// redact drops a URL's query and user info: they may carry settings a log need not show.
-func redact(location string) string {
+// Redact drops a URL's query and user information, which may carry credentials: what messages and
+// pages show of a lake's location.
+func Redact(location string) string {
+	if !IsURL(location) {
+		return location
+	}
 	u, err := url.Parse(location)
 	if err != nil {
 		return "(unparseable URL)"

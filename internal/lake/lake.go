@@ -260,7 +260,7 @@ func ReportKey(runID string) string { return ManifestDir + "/" + runID + ReportS
 // ReportPath is where run runID's report lives under an output_dir (a path or a URL), for messages.
 func ReportPath(outputDir, runID string) string {
 	if IsURL(outputDir) {
-		return strings.TrimSuffix(redact(outputDir), "/") + "/" + ReportKey(runID)
+		return strings.TrimSuffix(Redact(outputDir), "/") + "/" + ReportKey(runID)
 	}
 	return filepath.Join(outputDir, filepath.FromSlash(ReportKey(runID)))
 }

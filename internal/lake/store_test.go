@@ -261,3 +261,21 @@ func TestBucketLeaseHolderLearnsItWasTakenOver(t *testing.T) {
 		t.Errorf("the newer generation was changed: %s", b)
 	}
 }
+
+// A location's credentials never reach a message or a page, even when the driver refuses the URL and
+// its own message repeats it.
+func TestRedactedLocations(t *testing.T) {
+	for in, want := range map[string]string{
+		"data/lake": "data/lake",
+		"s3://bucket/prefix?region=eu-north-1&secret_access_key=s3cr3t": "s3://bucket/prefix",
+		"postgres://ledger:hunter2@db.internal:5432/iceberg":            "postgres://db.internal:5432/iceberg",
+	} {
+		if got := lake.Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+	_, err := lake.OpenBucket(context.Background(), "s3://bucket/p?region=x&secret_access_key=s3cr3t", t.TempDir())
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "s3://bucket/p") {
+		t.Errorf("error %v, want one naming the bucket without the secret", err)
+	}
+}

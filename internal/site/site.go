@@ -15,8 +15,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -191,7 +189,7 @@ var metaTables = map[string]string{
 func Collect(ctx context.Context, db *sql.DB, opts Options) (*Site, error) {
 	opts.Runs = cmp.Or(opts.Runs, 30)
 	opts.Samples = cmp.Or(opts.Samples, 5)
-	s := &Site{Generated: opts.Now, Warehouse: opts.Warehouse, Lake: Redact(opts.LakeName)}
+	s := &Site{Generated: opts.Now, Warehouse: opts.Warehouse, Lake: lake.Redact(opts.LakeName)}
 	if s.Generated.IsZero() {
 		s.Generated = time.Now()
 	}
@@ -678,31 +676,4 @@ func columnSet(ctx context.Context, db *sql.DB, table string) (map[string]bool, 
 		out[c] = true
 	}
 	return out, rows.Err()
-}
-
-// secretParam is a URL query parameter that may carry a secret.
-var secretParam = regexp.MustCompile(`(?i)key|secret|token|password|pass|sig|credential`)
-
-// Redact removes a location's secrets: a URL's user information and the values of its query
-// parameters that may hold keys, tokens or passwords.
-func Redact(location string) string {
-	u, err := url.Parse(location)
-	if err != nil || u.Scheme == "" {
-		return location
-	}
-	if u.User != nil {
-		u.User = url.User("redacted")
-	}
-	q := u.Query()
-	changed := false
-	for k := range q {
-		if secretParam.MatchString(k) {
-			q.Set(k, "redacted")
-			changed = true
-		}
-	}
-	if changed {
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
 }

@@ -1,0 +1,206 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/models"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+)
+
+// A warehouse no run has loaded yet still gets a page: every model unbuilt, every test not run.
+func TestEmptyWarehouse(t *testing.T) {
+	wh, err := duckdb.Open(filepath.Join(t.TempDir(), "w.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close()
+	s, err := Collect(context.Background(), wh.DB, Options{Warehouse: "w.duckdb", Lake: lake.Dir(t.TempDir()), LakeName: "lake"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, tests, _ := models.Load()
+	if len(s.Runs) != 0 || len(s.Tests) != len(tests) || s.Verify != nil {
+		t.Fatalf("runs %d, tests %d, verify %v", len(s.Runs), len(s.Tests), s.Verify)
+	}
+	for _, tt := range s.Tests {
+		if tt.Last.Status() != "skipped" {
+			t.Errorf("%s: %s before any run", tt.Name, tt.Last.Status())
+		}
+	}
+	unbuilt := 0
+	for _, n := range s.Graph.Nodes {
+		if n.Status == "unbuilt" {
+			unbuilt++
+		}
+	}
+	if unbuilt != len(ms) {
+		t.Errorf("%d models drawn unbuilt, want all %d", unbuilt, len(ms))
+	}
+	var b bytes.Buffer
+	if err := s.Render(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"No run has been loaded into this warehouse yet.", "extract verify has not been run on this lake."} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
+// Values from the APIs reach the page as text, never as markup.
+func TestAPIValuesAreEscaped(t *testing.T) {
+	evil := `<script>alert("x")</script>`
+	s := &Site{Generated: time.Unix(0, 0), Warehouse: evil,
+		Tables: []*Table{{Name: "gsapi_objects", Kind: "stream", Source: "gsapi", Description: "a `code` " + evil,
+			Columns: []Column{{Name: "v", Type: "VARCHAR", Description: evil}}, Sample: [][]string{{evil}}}},
+		Tests: []*Test{{Name: "key_unique_not_null_gsapi_objects", Table: "gsapi_objects",
+			Last: Result{RunID: "r1", Failures: 1, Sample: []string{"v=" + evil}, Message: evil}}},
+	}
+	s.Graph = lineage(s)
+	var b bytes.Buffer
+	if err := s.Render(&b); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(b.String(), "<script>"); n != 2 { // the page's own two scripts
+		t.Errorf("%d <script> tags, want the page's 2", n)
+	}
+	if strings.Contains(b.String(), `alert("x")`) {
+		t.Error("a value's script is on the page unescaped")
+	}
+	if !strings.Contains(b.String(), "a <code>code</code> ") {
+		t.Error("backquoted words in descriptions are not shown as code")
+	}
+}
+
+func TestLayoutPutsEachNodeRightOfItsInputs(t *testing.T) {
+	s := &Site{Tables: []*Table{
+		{Name: "signicat_invoices", Kind: "stream", Source: "signicat"},
+		{Name: "signicat_invoice_lines", Kind: "stream", Source: "signicat"},
+		{Name: "gsapi_invoice_list", Kind: "stream", Source: "gsapi"},
+		{Name: "gsapi_invoice_list__headers", Kind: "child", Source: "gsapi", Reads: []string{"gsapi_invoice_list"}},
+	}, Tests: []*Test{{Name: "key_unique_not_null_signicat_invoices", Table: "signicat_invoices", Last: Result{RunID: "r", Failures: 2}}}}
+	g := lineage(s)
+	byID := map[string]*Node{}
+	for _, n := range g.Nodes {
+		byID[n.ID] = n
+	}
+	for _, e := range g.Edges {
+		if e.From.Layer >= e.To.Layer || e.From.X+e.From.W >= e.To.X {
+			t.Errorf("edge %s → %s goes left or stays in its layer (%d → %d)", e.From.ID, e.To.ID, e.From.Layer, e.To.Layer)
+		}
+	}
+	// Nodes of a layer never overlap.
+	for _, a := range g.Nodes {
+		for _, b := range g.Nodes {
+			if a != b && a.Layer == b.Layer && a.Y < b.Y+b.H && b.Y < a.Y+a.H {
+				t.Errorf("%s and %s overlap", a.ID, b.ID)
+			}
+		}
+		if a.X+a.W > g.Width || a.Y+a.H > g.Height {
+			t.Errorf("%s lies outside the drawing", a.ID)
+		}
+	}
+	if k := byID["test:key_unique_not_null_signicat_invoices"]; k == nil || k.Status != "fail" || k.Layer != maxLayer(g) {
+		t.Errorf("key test node %+v, want failing in the last layer", k)
+	}
+	if c := byID["gsapi_invoice_list__headers"]; c == nil || c.Layer != byID["gsapi_invoice_list"].Layer+1 {
+		t.Errorf("child table %+v not right of its parent", c)
+	}
+	// Every model is drawn; those reading tables the warehouse lacks are unbuilt, their inputs absent.
+	ms, _, _ := models.Load()
+	for _, m := range ms {
+		if n := byID[m.Name]; n == nil || n.Status != "unbuilt" {
+			t.Errorf("model %s: %+v", m.Name, n)
+		}
+	}
+	svg := string(g.SVG())
+	if got := strings.Count(svg, `<path class="edge`); got != len(g.Edges) {
+		t.Errorf("%d edges drawn of %d", got, len(g.Edges))
+	}
+	if got := strings.Count(svg, `<a href=`); got != len(g.Nodes) {
+		t.Errorf("%d nodes drawn as links of %d", got, len(g.Nodes))
+	}
+}
+
+func maxLayer(g *Graph) int {
+	m := 0
+	for _, n := range g.Nodes {
+		m = max(m, n.Layer)
+	}
+	return m
+}
+
+func TestChartHasAPointPerRun(t *testing.T) {
+	var runs []*Run
+	for i := range 7 {
+		at := time.Date(2026, 1, 1+i, 2, 0, 0, 0, time.UTC)
+		runs = append(runs, &Run{ID: at.Format("20060102"), Started: at, Finished: at.Add(time.Duration(i) * time.Minute)})
+	}
+	svg := string(lineChart("duration", "seconds", runs, Series{"a", []float64{1, 2, 3, 4, 5, 6, 7}}, Series{"b", []float64{0, 0, 0, 0, 0, 0, 0}}))
+	if n := strings.Count(svg, `circle class="point s0"`); n != 7 {
+		t.Errorf("%d points on the first line, want 7", n)
+	}
+	if n := strings.Count(svg, `circle class="point s1"`); n != 7 {
+		t.Errorf("%d points on the second line, want 7", n)
+	}
+	for _, want := range []string{`data-run="20260101"`, `data-run="20260107"`, `>Jan 1<`, `>Jan 7<`, `>10<`} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("chart lacks %s", want)
+		}
+	}
+}
+
+func TestNumbers(t *testing.T) {
+	for _, c := range []struct {
+		v       float64
+		number  string
+		compact string
+		ceil    float64
+	}{
+		{0, "0", "0", 1},
+		{0.456, "0.46", "0.46", 1},
+		{7, "7", "7", 10},
+		{12345.678, "12,345.68", "12.345678k", 20000},
+		{1000000, "1,000,000", "1M", 1000000},
+		{2500001, "2,500,001", "2.500001M", 5000000},
+		{-1234, "-1,234", "-1234", 1},
+	} {
+		if got := number(c.v); got != c.number {
+			t.Errorf("number(%g) = %s, want %s", c.v, got, c.number)
+		}
+		if got := compact(c.v); got != c.compact {
+			t.Errorf("compact(%g) = %s, want %s", c.v, got, c.compact)
+		}
+		if got := niceCeil(c.v); got != c.ceil {
+			t.Errorf("niceCeil(%g) = %g, want %g", c.v, got, c.ceil)
+		}
+	}
+}
+
+func TestText(t *testing.T) {
+	long := strings.Repeat("é", 100)
+	for _, c := range []struct {
+		v    any
+		want string
+	}{
+		{nil, "∅"},
+		{"plain", "plain"},
+		{time.Date(2024, 1, 31, 0, 0, 0, 0, time.UTC), "2024-01-31"},
+		{time.Date(2024, 1, 31, 23, 59, 59, 997_000_000, time.UTC), "2024-01-31 23:59:59.997Z"},
+		{[]any{"a", int32(2)}, `["a",2]`},
+		{map[string]any{"k": "v"}, `{"k":"v"}`},
+		{int64(42), "42"},
+		{true, "true"},
+		{long, strings.Repeat("é", 79) + "…"},
+	} {
+		if got := Text(c.v); got != c.want {
+			t.Errorf("Text(%#v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}
