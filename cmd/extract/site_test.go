@@ -105,6 +105,23 @@ func TestDocsSite(t *testing.T) {
 			t.Errorf("the page refers outside itself: %q", ref)
 		}
 	}
+	// Last changed is not last loaded: country codes are the same in every run, the organisations
+	// changed in the third.
+	wh, err := duckdb.OpenReadOnly(h.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := site.Collect(context.Background(), wh.DB, site.Options{})
+	wh.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range s.Tables {
+		want := map[string][2]string{"gsapi_country_codes": {h.runs[0], h.runs[2]}, "gsapi_organizations": {h.runs[2], h.runs[2]}, "dim_organization": {h.runs[2], h.runs[2]}}[tb.Name]
+		if want[0] != "" && (tb.Changed == nil || tb.Fresh == nil || tb.Changed.RunID != want[0] || tb.Fresh.RunID != want[1]) {
+			t.Errorf("%s: changed %+v, loaded %+v; want changed by %s, loaded by %s", tb.Name, tb.Changed, tb.Fresh, want[0], want[1])
+		}
+	}
 	t.Run("serve", func(t *testing.T) { checkServe(t, h, html) })
 	t.Run("chromium", func(t *testing.T) { checkInChromium(t, h, int64(len(html))) })
 }
@@ -431,6 +448,10 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 		t.Errorf("table page %+v, want %d rows, %d columns, 5 samples", table, rows, cols)
 	}
 	shot("table-signicat_invoices")
+	show("#table/gsapi_country_codes")
+	if got := eval[string](t, ctx, `document.querySelector("section.page.current dd.changed").innerText + " | " + document.querySelector("section.page.current dd.loaded").innerText`); !strings.HasPrefix(got, h.runs[0]) || !strings.Contains(got, "| "+h.runs[2]) {
+		t.Errorf("country codes page says %q, want changed by the first run and loaded by the third", got)
+	}
 
 	// Search finds a column and its link opens the table there.
 	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#search"), "total_invoice_amount")); err != nil {

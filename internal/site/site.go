@@ -63,8 +63,9 @@ type Table struct {
 	Key         []string // the key in force (rows sharing it are reported, never collapsed)
 	Ident       []string // what identifies a row where no key is in force: an assumption
 	Rows        int64
-	HistoryRows int64 // rows of <name>_history, -1 when there is none
-	Fresh       *Freshness
+	HistoryRows int64      // rows of <name>_history, -1 when there is none
+	Fresh       *Freshness // the newest run that loaded rows into it
+	Changed     *Freshness // the newest run that changed what it holds (nil: not known)
 	Columns     []Column
 	Sample      [][]string // Samples rows, as text, in Columns' order
 	Reads       []string   // relations it is built from
@@ -72,7 +73,7 @@ type Table struct {
 	Tests       []string   // data tests that read it
 }
 
-// Freshness is the newest run that brought the table rows.
+// Freshness names a run that loaded or changed a table.
 type Freshness struct {
 	RunID string
 	At    time.Time
@@ -183,6 +184,7 @@ var metaTables = map[string]string{
 	duckdb.RejectsTable:      "Values that did not fit their column's type, kept as sent, with the stream, key and reason.",
 	duckdb.WindowsTable:      "The date windows each run fetched for the windowed streams.",
 	"_ledgerlake_data_tests": "Every data test's result per run, with a sample of the offending rows.",
+	duckdb.TablesTable:       "Per run and table loaded: the current state's rows and a fingerprint of its content, to tell a load that changed it from one that did not.",
 }
 
 // Collect reads the site from the warehouse db (read-only) and opts.Lake.
@@ -395,6 +397,10 @@ func (s *Site) collectTables(ctx context.Context, db *sql.DB, rels map[string]st
 	info := map[string]lake.TableInfo{}
 	parent := map[string]string{}
 	fresh := map[string]*Freshness{}
+	changed, err := changes(ctx, db, rels)
+	if err != nil {
+		return err
+	}
 	for _, r := range s.Runs {
 		for _, st := range r.Streams {
 			for i, t := range st.Tables {
@@ -418,7 +424,7 @@ func (s *Site) collectTables(ctx context.Context, db *sql.DB, rels map[string]st
 		if strings.HasSuffix(name, "_history") && rels[strings.TrimSuffix(name, "_history")] != "" || name == duckdb.LoadingTable {
 			continue
 		}
-		t := &Table{Name: name, Relation: rels[name], HistoryRows: -1, Fresh: fresh[name]}
+		t := &Table{Name: name, Relation: rels[name], HistoryRows: -1, Fresh: fresh[name], Changed: changed[name]}
 		switch {
 		case model[name] != nil:
 			m := model[name]
@@ -587,34 +593,69 @@ func Text(v any) string {
 	return s
 }
 
-// freshModels gives each model the newest freshness of its inputs: a model changes when they do.
+// freshModels gives each model the newest load and change of its inputs: a model changes when they do.
 func (s *Site) freshModels() {
 	byName := map[string]*Table{}
 	for _, t := range s.Tables {
 		byName[t.Name] = t
 	}
-	var fresh func(t *Table, seen map[string]bool) *Freshness
-	fresh = func(t *Table, seen map[string]bool) *Freshness {
-		if t.Kind != "staging" && t.Kind != "mart" || seen[t.Name] {
-			return t.Fresh
-		}
-		seen[t.Name] = true
-		var best *Freshness
-		for _, r := range t.Reads {
-			in := byName[r]
-			if in == nil {
-				continue
+	for _, field := range []func(*Table) **Freshness{
+		func(t *Table) **Freshness { return &t.Fresh },
+		func(t *Table) **Freshness { return &t.Changed },
+	} {
+		var newest func(t *Table, seen map[string]bool) *Freshness
+		newest = func(t *Table, seen map[string]bool) *Freshness {
+			if t.Kind != "staging" && t.Kind != "mart" || seen[t.Name] {
+				return *field(t)
 			}
-			if f := fresh(in, seen); f != nil && (best == nil || f.At.After(best.At)) {
-				best = &Freshness{RunID: f.RunID, At: f.At, Rows: t.Rows, Via: cmp.Or(f.Via, in.Name)}
+			seen[t.Name] = true
+			var best *Freshness
+			for _, r := range t.Reads {
+				in := byName[r]
+				if in == nil {
+					continue
+				}
+				if f := newest(in, seen); f != nil && (best == nil || f.At.After(best.At)) {
+					best = &Freshness{RunID: f.RunID, At: f.At, Rows: t.Rows, Via: cmp.Or(f.Via, in.Name)}
+				}
 			}
+			*field(t) = best
+			return best
 		}
-		t.Fresh = best
-		return best
+		for _, t := range s.Tables {
+			newest(t, map[string]bool{})
+		}
 	}
-	for _, t := range s.Tables {
-		fresh(t, map[string]bool{})
+}
+
+// changes reads, from _ledgerlake_tables, the newest run that changed each table: the first run that
+// loaded it, or one whose load left a row count or content fingerprint other than the run before's.
+// Warehouses loaded before fingerprints were kept have none: their tables show only their last load.
+func changes(ctx context.Context, db *sql.DB, rels map[string]string) (map[string]*Freshness, error) {
+	out := map[string]*Freshness{}
+	if rels[duckdb.TablesTable] == "" || rels[duckdb.RunsTable] == "" {
+		return out, nil
 	}
+	rows, err := db.QueryContext(ctx, `SELECT table_name, arg_max(run_id, started_at), max(finished_at), arg_max(rows, started_at) FROM (
+			SELECT t.table_name, t.run_id, r.started_at, r.finished_at, t.rows, t.fingerprint,
+				lag(t.fingerprint) OVER w AS before, lag(t.rows) OVER w AS rows_before
+			FROM `+duckdb.TablesTable+` t JOIN `+duckdb.RunsTable+` r USING (run_id)
+			WINDOW w AS (PARTITION BY t.table_name ORDER BY r.started_at, t.run_id))
+		WHERE before IS NULL OR before <> fingerprint OR rows_before <> rows
+		GROUP BY table_name`)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", duckdb.TablesTable, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		f := &Freshness{}
+		if err := rows.Scan(&name, &f.RunID, &f.At, &f.Rows); err != nil {
+			return nil, err
+		}
+		out[name] = f
+	}
+	return out, rows.Err()
 }
 
 func (s *Site) collectManifests(st lake.Store) error {

@@ -32,7 +32,14 @@ const (
 	// WindowsTable lists the date windows every run fetched for every windowed table: a window fetched
 	// again replaces the rows of the windows it covers.
 	WindowsTable = "_ledgerlake_windows"
+	// TablesTable holds, per run and table loaded, the current state's row count and a fingerprint of
+	// its content: a run that loaded rows but changed nothing leaves the fingerprint as it was, so the
+	// docs site can tell when a table last changed, not only when it was last loaded.
+	TablesTable = "_ledgerlake_tables"
 )
+
+// lineageColumns say where and when a row was fetched, not what it holds: a fingerprint leaves them out.
+var lineageColumns = map[string]bool{"_run_id": true, "_extracted_at": true, "_window_start": true, "_window_end": true, "_evidence_sha256": true}
 
 // MemoryLimit caps DuckDB's memory per process unless OpenLimit says otherwise (it spills to disk
 // beyond it).
@@ -168,6 +175,7 @@ func (w *Warehouse) ensureMeta(ctx context.Context, db execer) error {
 			raw_value VARCHAR, reason VARCHAR)`,
 		`CREATE TABLE IF NOT EXISTS ` + LoadingTable + ` (run_id VARCHAR, table_name VARCHAR)`,
 		`CREATE TABLE IF NOT EXISTS ` + WindowsTable + ` (run_id VARCHAR, table_name VARCHAR, window_start TIMESTAMP, window_end TIMESTAMP)`,
+		`CREATE TABLE IF NOT EXISTS ` + TablesTable + ` (run_id VARCHAR, table_name VARCHAR, rows BIGINT, fingerprint VARCHAR)`,
 	} {
 		if _, err := db.ExecContext(ctx, ddl); err != nil {
 			return fmt.Errorf("warehouse metadata: %w", err)
@@ -232,6 +240,9 @@ func (w *Warehouse) LoadRun(ctx context.Context, st lake.Store, spool string, m 
 					}
 				}
 				if err := loadTable(ctx, tx, t, files[t.Name], m.RunID); err != nil {
+					return err
+				}
+				if err := fingerprint(ctx, tx, m.RunID, t.Name); err != nil {
 					return err
 				}
 				_, err := tx.ExecContext(ctx, "INSERT INTO "+LoadingTable+" VALUES (?, ?)", m.RunID, t.Name)
@@ -399,6 +410,23 @@ func replaceRelation(ctx context.Context, tx *sql.Tx, name, kind, query string) 
 }
 
 type column struct{ name, typ string }
+
+// fingerprint records the current state of table after run's load: its rows and the sum of their
+// hashes over every column but the lineage ones (a sum, not a xor, so two equal rows do not cancel).
+func fingerprint(ctx context.Context, tx *sql.Tx, runID, table string) error {
+	var cols []string
+	for _, c := range columnsOf(ctx, tx, table) {
+		if !lineageColumns[c.name] {
+			cols = append(cols, Quote(c.name))
+		}
+	}
+	sum := "'0'"
+	if len(cols) > 0 {
+		sum = "coalesce(sum(hash(" + strings.Join(cols, ", ") + ")::HUGEINT), 0)::VARCHAR"
+	}
+	_, err := tx.ExecContext(ctx, "INSERT INTO "+TablesTable+" SELECT ?, ?, count(*), "+sum+" FROM "+Quote(table), runID, table)
+	return err
+}
 
 // columnsOf lists a table's columns in order; none when it does not exist.
 func columnsOf(ctx context.Context, tx *sql.Tx, table string) []column {
