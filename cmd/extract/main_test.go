@@ -158,6 +158,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"invoices", "--lake", "x", "--as-of", "yesterday"}, "--as-of"},
 		{[]string{"invoices", "--lake", "x", "--from", "2024-13-01"}, "--from"},
 		{[]string{"invoices", "--lake", "x", "--source", "sap"}, "--source"},
+		{[]string{"docs", "--html", "site"}, "give --config FILE, or --db FILE"},
+		{[]string{"serve"}, "give --config FILE, or --db FILE"},
+		{[]string{"serve", "--config", cfg}, "sortorder is required"},
+		{[]string{"docs", "--html", "site", "--db", cfg, "--runs", "0"}, "--runs must be at least 1"},
 	}
 	for _, c := range cases {
 		code, out, stderr := cli(t, c.args...)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -123,6 +124,7 @@ func TestDocsSite(t *testing.T) {
 		}
 	}
 	t.Run("serve", func(t *testing.T) { checkServe(t, h, html) })
+	t.Run("serve command", func(t *testing.T) { checkServeCommand(t, h) })
 	t.Run("chromium", func(t *testing.T) { checkInChromium(t, h, int64(len(html))) })
 }
 
@@ -202,6 +204,50 @@ func checkServe(t *testing.T, h *demoHistory, static []byte) {
 		if resp.StatusCode != c.want {
 			t.Errorf("%s %s: %d, want %d", c.method, c.path, resp.StatusCode, c.want)
 		}
+	}
+}
+
+// checkServeCommand runs extract serve as a user would: it says where it listens, serves the page,
+// and stops cleanly on Ctrl-C (the context's end).
+func checkServeCommand(t *testing.T, h *demoHistory) {
+	ctx, stop := context.WithCancel(context.Background())
+	r, w := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		code := Main(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--db", h.db, "--lake", h.lake}, w, io.Discard)
+		w.Close()
+		done <- code
+	}()
+	line, err := bufio.NewReader(r).ReadString('\n')
+	go func() { _, _ = io.Copy(io.Discard, r) }()
+	if err != nil {
+		stop()
+		t.Fatalf("serve said nothing: %v", err)
+	}
+	i := strings.Index(line, "http://")
+	if i < 0 {
+		stop()
+		t.Fatalf("serve said %q, no address", line)
+	}
+	addr := strings.Fields(line[i:])[0]
+	resp, err := http.Get(addr)
+	if err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `id="table/signicat_invoices"`) || resp.Header.Get("Content-Security-Policy") == "" {
+			t.Errorf("GET %s: %d, %d bytes", addr, resp.StatusCode, len(b))
+		}
+	} else {
+		t.Error(err)
+	}
+	stop()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exited %d after Ctrl-C", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop after Ctrl-C")
 	}
 }
 
