@@ -310,7 +310,7 @@ func (s *Site) collectTests(ctx context.Context, db *sql.DB, rels map[string]str
 			message = "coalesce(message, '')"
 		}
 		rows, err := db.QueryContext(ctx, `SELECT run_id, name, failures, coalesce(sample, ''), coalesce(skipped, ''), coalesce(error, ''), `+message+`
-			FROM _ledgerlake_data_tests`)
+			FROM _ledgerlake_data_tests ORDER BY rowid`)
 		if err != nil {
 			return err
 		}
@@ -340,8 +340,10 @@ func (s *Site) collectTests(ctx context.Context, db *sql.DB, rels map[string]str
 				}
 				byName[name] = t
 			}
-			if i := len(t.History); i > 0 && t.History[i-1].RunID == r.RunID {
-				t.History[i-1] = r // the models were run again for the run: the newest result stands
+			// Rows come in the order they were recorded: where the models ran again for a run (its
+			// load was resumed), the newest result stands.
+			if i := slices.IndexFunc(t.History, func(h Result) bool { return h.RunID == r.RunID }); i >= 0 {
+				t.History[i] = r
 			} else {
 				t.History = append(t.History, r)
 			}

@@ -204,3 +204,40 @@ func TestText(t *testing.T) {
 		}
 	}
 }
+
+// Where the models ran twice for one run (its load was resumed), the newest result is the run's.
+func TestNewestResultOfARunStands(t *testing.T) {
+	wh, err := duckdb.Open(filepath.Join(t.TempDir(), "w.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close()
+	for _, q := range []string{
+		`CREATE TABLE IF NOT EXISTS _ledgerlake_runs (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, loaded_at TIMESTAMPTZ, status VARCHAR, streams JSON)`,
+		`INSERT INTO _ledgerlake_runs VALUES ('r1', '2026-01-01 02:00:00+00', '2026-01-01 02:01:00+00', '2026-01-01 02:02:00+00', 'ok', '[]'),
+			('r2', '2026-01-02 02:00:00+00', '2026-01-02 02:01:00+00', '2026-01-02 02:02:00+00', 'ok', '[]')`,
+		`CREATE TABLE _ledgerlake_data_tests (run_id VARCHAR, name VARCHAR, failures BIGINT, sample VARCHAR, skipped VARCHAR, error VARCHAR, message VARCHAR)`,
+		`INSERT INTO _ledgerlake_data_tests VALUES ('r2', 'every_line_has_its_invoice', 3, 'a' || chr(10) || 'b' || chr(10) || 'c', '', '', ''),
+			('r1', 'every_line_has_its_invoice', 0, '', '', '', ''),
+			('r2', 'every_line_has_its_invoice', 0, '', '', '', '')`,
+	} {
+		if _, err := wh.DB.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s, err := Collect(context.Background(), wh.DB, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range s.Tests {
+		if tt.Name != "every_line_has_its_invoice" {
+			continue
+		}
+		if len(tt.History) != 2 || tt.History[0].RunID != "r1" || tt.Last.RunID != "r2" || tt.Last.Status() != "pass" {
+			t.Errorf("history %+v, last %+v; want r1 then r2, passing", tt.History, tt.Last)
+		}
+	}
+	if r := s.LastRun(); r == nil || r.ID != "r2" || r.TestsRun != 1 || r.TestsFailed != 0 || r.LoadedSeconds() != 120 {
+		t.Errorf("last run %+v", r)
+	}
+}
