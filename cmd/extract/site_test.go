@@ -532,6 +532,14 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 	}
 	shot("manifest")
 
+	// Schema changes: the first run widened the GSAPI invoice lines' VAT rate, and says so.
+	show("#schema")
+	if got := eval[string](t, ctx, `document.querySelector("section.page.current").innerText`); !strings.Contains(got, h.runs[0]) ||
+		!strings.Contains(got, "gsapi_invoice_lines.vatpercentage: widened BIGINT → DECIMAL") {
+		t.Errorf("schema changes page says %q", got)
+	}
+	shot("schema")
+
 	// A link that names nothing says so.
 	open("#table/no_such_table", "section.page.current#not-found")
 }
