@@ -101,6 +101,17 @@ func (s *Site) LastRun() *Run {
 	return s.Runs[len(s.Runs)-1]
 }
 
+// Unverified counts the runs shown whose manifest the last verification did not cover.
+func (s *Site) Unverified() int {
+	n := 0
+	for _, r := range s.Runs {
+		if r.Manifest != nil && !r.Manifest.Verified {
+			n++
+		}
+	}
+	return n
+}
+
 // NewestFirst lists the runs newest first.
 func (s *Site) NewestFirst() []*Run {
 	out := slices.Clone(s.Runs)
