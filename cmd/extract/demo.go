@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
@@ -113,7 +114,7 @@ Next steps:
 `, cfg.Warehouse, cfg.OutputDir)
 	// Last, the page to look at: tables, lineage, run history, data tests and manifests.
 	src := &siteSource{db: cfg.Warehouse, lake: cfg.OutputDir, spool: pipeline.SpoolDir(cfg), runs: 30}
-	st, err := src.open(ctx)
+	st, err := lake.OpenStore(ctx, src.lake, src.spool)
 	if err == nil {
 		defer st.Close()
 		var s *site.Site

@@ -105,12 +105,21 @@ func (src *siteSource) resolve(cmdName string, stderr io.Writer) int {
 	return -1
 }
 
-// open opens the lake, if one is named; the caller closes it.
-func (src *siteSource) open(ctx context.Context) (lake.Store, error) {
-	if src.lake == "" {
-		return nil, nil
+// prepare resolves src and opens its lake, if one is named (the caller closes it): -1 to go on, or
+// the exit code after a message on stderr.
+func (src *siteSource) prepare(ctx context.Context, cmdName string, stderr io.Writer) (lake.Store, int) {
+	if code := src.resolve(cmdName, stderr); code >= 0 {
+		return nil, code
 	}
-	return lake.OpenStore(ctx, src.lake, src.spool)
+	if src.lake == "" {
+		return nil, -1
+	}
+	st, err := lake.OpenStore(ctx, src.lake, src.spool)
+	if err != nil {
+		fmt.Fprintf(stderr, "extract %s: %v\n", cmdName, err)
+		return nil, exitFailed
+	}
+	return st, -1
 }
 
 // collect reads the site from the warehouse, opened read-only for the call, and st (may be nil).
@@ -125,13 +134,9 @@ func (src *siteSource) collect(ctx context.Context, st lake.Store) (*site.Site, 
 
 // writeSite writes the HTML site of src into dir.
 func writeSite(ctx context.Context, src *siteSource, dir string, stdout, stderr io.Writer) int {
-	if code := src.resolve("docs", stderr); code >= 0 {
+	st, code := src.prepare(ctx, "docs", stderr)
+	if code >= 0 {
 		return code
-	}
-	st, err := src.open(ctx)
-	if err != nil {
-		fmt.Fprintln(stderr, "extract docs:", err)
-		return exitFailed
 	}
 	if st != nil {
 		defer st.Close()

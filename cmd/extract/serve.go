@@ -24,13 +24,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	src.db = *db
-	if code := src.resolve("serve", stderr); code >= 0 {
+	st, code := src.prepare(ctx, "serve", stderr)
+	if code >= 0 {
 		return code
-	}
-	st, err := src.open(ctx)
-	if err != nil {
-		fmt.Fprintln(stderr, "extract serve:", err)
-		return exitFailed
 	}
 	if st != nil {
 		defer st.Close()

@@ -159,7 +159,7 @@ func TestDocsSiteOfTenantB(t *testing.T) {
 // checkServe serves the same warehouse live: the same page (but for its time), read-only.
 func checkServe(t *testing.T, h *demoHistory, static []byte) {
 	src := &siteSource{db: h.db, lake: h.lake, runs: 30}
-	st, err := src.open(context.Background())
+	st, err := lake.OpenStore(context.Background(), h.lake, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,6 @@
 package lake
 
 import (
-	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -41,14 +39,10 @@ func LastVerification(st Store) (*Verification, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	key := slices.Max(keys)
-	b, err := st.ReadFile(key)
-	if err != nil {
-		return nil, err
-	}
 	var v Verification
-	if err := json.Unmarshal(b, &v); err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
+	name := strings.TrimSuffix(strings.TrimPrefix(slices.Max(keys), VerifyDir+"/"), ".json")
+	if _, err := ReadJSON(st, VerifyDir, name, &v); err != nil {
+		return nil, err
 	}
 	return &v, nil
 }
