@@ -15,6 +15,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -554,11 +555,21 @@ func (t *Table) fill(ctx context.Context, db *sql.DB, decl *schemas.Table, sampl
 		row := make([]string, len(vals))
 		for i, v := range vals {
 			row[i] = Text(v)
+			if v != nil && secretColumn.MatchString(cols[i]) {
+				row[i] = hidden
+			}
 		}
 		t.Sample = append(t.Sample, row)
 	}
 	return rows.Err()
 }
+
+// secretColumn matches the columns whose name says they may hold a credential: a tenant's own fields
+// are inferred, so a user list could bring an API key. Their sample values are never shown.
+var secretColumn = regexp.MustCompile(`(?i)password|passwd|passphrase|secret|token|api_?key|credential|private_?key`)
+
+// hidden stands for a sample value of a secret column.
+const hidden = "•••• (not shown: the column's name suggests a credential)"
 
 // maxCell is the most characters of a value a sample shows.
 const maxCell = 80

@@ -241,3 +241,31 @@ func TestNewestResultOfARunStands(t *testing.T) {
 		t.Errorf("last run %+v", r)
 	}
 }
+
+// A column whose name says it may hold a credential never shows its values, whatever the table.
+func TestSecretColumnsAreNotSampled(t *testing.T) {
+	wh, err := duckdb.Open(filepath.Join(t.TempDir(), "w.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close()
+	if _, err := wh.DB.Exec(`CREATE TABLE gsapi_users AS SELECT 1 AS u_id, 'hunter2' AS password, 'tok-123' AS api_token, 'Ada' AS firstname, NULL AS client_secret`); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Collect(context.Background(), wh.DB, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := s.Render(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"hunter2", "tok-123"} {
+		if strings.Contains(b.String(), secret) {
+			t.Errorf("the page shows %s", secret)
+		}
+	}
+	if !strings.Contains(b.String(), "Ada") || strings.Count(b.String(), "not shown: the column") != 2 {
+		t.Error("the other values are not shown, or the secret ones not marked")
+	}
+}
