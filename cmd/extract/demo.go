@@ -8,11 +8,9 @@ import (
 	"path/filepath"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
-	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	"github.com/ledgerlake/ledgerlake/internal/site"
 	"github.com/ledgerlake/ledgerlake/pipelines"
 )
 
@@ -113,24 +111,14 @@ Next steps:
   Real APIs: set the variables listed in pipelines/nightly.yaml, then  extract run --config pipelines/nightly.yaml
 `, cfg.Warehouse, cfg.OutputDir)
 	// Last, the page to look at: tables, lineage, run history, data tests and manifests.
-	src := &siteSource{db: cfg.Warehouse, lake: cfg.OutputDir, spool: pipeline.SpoolDir(cfg), runs: 30}
-	st, err := lake.OpenStore(ctx, src.lake, src.spool)
-	if err == nil {
-		defer st.Close()
-		var s *site.Site
-		if s, err = src.collect(ctx, st); err == nil {
-			var page string
-			if page, err = s.Write(filepath.Join(filepath.Dir(cfg.Warehouse), "site")); err == nil {
-				fmt.Fprintf(stdout, `
+	if _, page, err := publishSite(ctx, cfg, filepath.Join(filepath.Dir(cfg.Warehouse), "site")); err != nil {
+		fmt.Fprintln(stderr, "extract demo: writing the docs site:", err)
+	} else {
+		fmt.Fprintf(stdout, `
 The warehouse as a page to look at (tables and columns, lineage, run history, data tests, manifests):
   open %s
   or serve it live:  extract serve --db %s --lake %s   (then http://127.0.0.1:8080/)
 `, fileURL(page), cfg.Warehouse, cfg.OutputDir)
-			}
-		}
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "extract demo: writing the docs site:", err)
 	}
 	if !res.OK() {
 		return exitFailed

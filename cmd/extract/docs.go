@@ -155,6 +155,22 @@ func writeSite(ctx context.Context, src *siteSource, dir string, stdout, stderr 
 	return exitOK
 }
 
+// publishSite writes the docs site of cfg's warehouse and lake (the newest 30 runs) into dir.
+func publishSite(ctx context.Context, cfg *config.Config, dir string) (*site.Site, string, error) {
+	src := &siteSource{db: cfg.Warehouse, lake: cfg.OutputDir, spool: pipeline.SpoolDir(cfg), runs: 30}
+	st, err := lake.OpenStore(ctx, src.lake, src.spool)
+	if err != nil {
+		return nil, "", err
+	}
+	defer st.Close()
+	s, err := src.collect(ctx, st)
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := s.Write(dir)
+	return s, p, err
+}
+
 // fileURL is the file:// address a browser opens p at.
 func fileURL(p string) string {
 	abs, err := filepath.Abs(p)

@@ -58,7 +58,7 @@ func makeDemoHistory(t *testing.T) *demoHistory {
 	defer srv.Close()
 	h.repeated = []int{srv.Data().GSOrgID(0), srv.Data().GSOrgID(1)}
 	y := strings.Replace(string(pipelines.Demo), "output_dir: data/demo/lake", "output_dir: "+h.lake, 1)
-	y = strings.Replace(y, "warehouse: data/demo/warehouse.duckdb", "warehouse: "+h.db, 1)
+	y = strings.Replace(y, "warehouse: data/demo/warehouse.duckdb", "warehouse: "+h.db+"\ndocs_html: "+filepath.Join(h.dir, "nightly-site"), 1)
 	cfg := filepath.Join(h.dir, "pipeline.yaml")
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
@@ -69,6 +69,10 @@ func makeDemoHistory(t *testing.T) *demoHistory {
 	}
 	if code, out, stderr := cli(t, "run", "--config", cfg); code != 1 || !strings.Contains(out+stderr, "key_unique_not_null_gsapi_organizations") {
 		t.Fatalf("run with repeated organisations: exit %d, want 1 naming the failed key test\n%s\n%s", code, out, stderr)
+	}
+	// docs_html: the run left the site, its failing test in it.
+	if b, err := os.ReadFile(filepath.Join(h.dir, "nightly-site", "index.html")); err != nil || !strings.Contains(string(b), `<article class="test fail" id="test/key_unique_not_null_gsapi_organizations"`) {
+		t.Errorf("the run's docs_html site: %v", err)
 	}
 	code, out, stderr := cli(t, "docs", "--html", h.site, "--db", h.db, "--lake", h.lake)
 	if code != 0 || !strings.Contains(out, "3 runs") || !strings.Contains(out, "(1 failing)") {

@@ -51,6 +51,9 @@ type Config struct {
 	WarehouseMemoryLimit string `yaml:"warehouse_memory_limit"`
 	// Iceberg registers the lake's snapshots as Apache Iceberg tables (on by default).
 	Iceberg Iceberg `yaml:"iceberg"`
+	// DocsHTML, when set, is a directory where each run leaves the docs site (index.html, as extract docs
+	// --html writes it): the page of tables, lineage, runs, data tests and manifests, kept current.
+	DocsHTML string `yaml:"docs_html"`
 
 	fields sqlfiles.Mapping
 }
