@@ -475,6 +475,15 @@ func (s *Site) collectTables(ctx context.Context, db *sql.DB, rels map[string]st
 			}
 		}
 	}
+	for _, t := range s.Tables {
+		if t.Kind == "staging" || t.Kind == "mart" {
+			for i := range t.Columns {
+				if t.Columns[i].Description == "" {
+					t.Columns[i].Description = inherited(byName, t, t.Columns[i].Name, map[string]bool{})
+				}
+			}
+		}
+	}
 	_, sqlTests, err := models.Load()
 	if err != nil {
 		return err
@@ -492,6 +501,27 @@ func (s *Site) collectTables(ctx context.Context, db *sql.DB, rels map[string]st
 		}
 	}
 	return nil
+}
+
+// inherited describes a model's column by the nearest input, through the models it reads, that has a
+// described column of the same name. The SQL may compute it otherwise, so the text says where it is from.
+func inherited(byName map[string]*Table, t *Table, column string, seen map[string]bool) string {
+	seen[t.Name] = true
+	for _, r := range t.Reads {
+		in := byName[r]
+		if in == nil || seen[r] {
+			continue
+		}
+		for _, c := range in.Columns {
+			if c.Name == column && c.Description != "" && !strings.HasPrefix(c.Description, "As in ") {
+				return "As in " + in.Name + "." + column + ": " + c.Description
+			}
+		}
+		if d := inherited(byName, in, column, seen); d != "" {
+			return d
+		}
+	}
+	return ""
 }
 
 // fill reads the table's columns, row count and sample rows.

@@ -269,3 +269,17 @@ func TestSecretColumnsAreNotSampled(t *testing.T) {
 		t.Error("the other values are not shown, or the secret ones not marked")
 	}
 }
+
+// A model's column without a description of its own borrows the nearest input's, saying whose.
+func TestModelColumnsBorrowDescriptionsByName(t *testing.T) {
+	raw := &Table{Name: "signicat_invoices", Kind: "stream", Columns: []Column{{Name: "invoice_date", Description: "Invoice date."}}}
+	stg := &Table{Name: "stg_signicat_invoices", Kind: "staging", Reads: []string{"signicat_invoices"}, Columns: []Column{{Name: "invoice_date"}, {Name: "source"}}}
+	mart := &Table{Name: "fct_invoice", Kind: "mart", Reads: []string{"stg_signicat_invoices"}, Columns: []Column{{Name: "invoice_date"}, {Name: "source"}}}
+	byName := map[string]*Table{raw.Name: raw, stg.Name: stg, mart.Name: mart}
+	if got := inherited(byName, mart, "invoice_date", map[string]bool{}); got != "As in signicat_invoices.invoice_date: Invoice date." {
+		t.Errorf("fct_invoice.invoice_date: %q", got)
+	}
+	if got := inherited(byName, mart, "source", map[string]bool{}); got != "" {
+		t.Errorf("fct_invoice.source: %q, want none", got)
+	}
+}
