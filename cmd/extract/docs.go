@@ -28,7 +28,7 @@ func docsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"Write Markdown documentation of every table: the declared schemas (columns, types, descriptions), the SQL\n"+
 			"models and data tests, and, with --db, every column actually in the warehouse (inferred ones included).\n\n"+
 			"With --html DIR, write DIR/index.html instead: one self-contained page to open from disk (nothing is fetched\n"+
-			"when it is viewed) with every table and column (type, description, key, row count, last load, sample rows),\n"+
+			"when it is viewed) with every table and column (type, description, key, row count, last change, sample rows),\n"+
 			"the lineage graph, the run history with charts, the data tests' last results, schema changes and, given the\n"+
 			"lake, each run's manifest with sha256 and the last extract verify. extract serve shows the same page live.", stderr)
 	db := fs.String("db", "", "warehouse to document as loaded (optional for Markdown)")
