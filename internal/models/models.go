@@ -352,7 +352,7 @@ func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, f
 // the organisation-wide setting); GROUP BY treats NULLs as equal, so uniqueness still holds across them.
 func keyTest(ctx context.Context, db *dbsql.DB, tb lake.TableInfo) (TestResult, error) {
 	res := TestResult{Name: "key_unique_not_null_" + tb.Name, Table: tb.Name}
-	cols, err := columns(ctx, db, tb.Name)
+	cols, err := duckdb.ColumnSet(ctx, db, tb.Name)
 	if err != nil {
 		return res, err
 	}
@@ -423,50 +423,13 @@ func missing(m *Model, exists map[string]bool, skipped, failed map[string]string
 	return ""
 }
 
-// querier is a database or a transaction.
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*dbsql.Rows, error)
-}
-
 // columnList lists table's columns in order.
-func columnList(ctx context.Context, q querier, table string) ([]string, error) {
-	return firstColumn(ctx, q, "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", table)
+func columnList(ctx context.Context, q duckdb.Querier, table string) ([]string, error) {
+	return duckdb.Strings(ctx, q, "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", table)
 }
 
 func relations(ctx context.Context, db *dbsql.DB) (map[string]bool, error) {
-	return nameSet(ctx, db, "SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal")
-}
-
-func columns(ctx context.Context, db *dbsql.DB, table string) (map[string]bool, error) {
-	return nameSet(ctx, db, "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", table)
-}
-
-// nameSet collects a one-column query's strings as a set.
-func nameSet(ctx context.Context, db *dbsql.DB, q string, args ...any) (map[string]bool, error) {
-	list, err := firstColumn(ctx, db, q, args...)
-	out := make(map[string]bool, len(list))
-	for _, n := range list {
-		out[n] = true
-	}
-	return out, err
-}
-
-// firstColumn collects a one-column query's strings in order.
-func firstColumn(ctx context.Context, db querier, q string, args ...any) ([]string, error) {
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return duckdb.StringSet(ctx, db, "SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal")
 }
 
 // offending counts a test query's rows and renders up to five of them.

@@ -302,7 +302,7 @@ func (s *Site) collectTests(ctx context.Context, db *sql.DB, rels map[string]str
 		byName[m.Name] = &Test{Name: m.Name, Description: m.Description}
 	}
 	if rels["_ledgerlake_data_tests"] != "" && len(s.Runs) > 0 {
-		cols, err := columnSet(ctx, db, "_ledgerlake_data_tests")
+		cols, err := duckdb.ColumnSet(ctx, db, "_ledgerlake_data_tests")
 		if err != nil {
 			return err
 		}
@@ -741,23 +741,4 @@ func (s *Site) collectManifests(st lake.Store) error {
 		r.Manifest = mp
 	}
 	return nil
-}
-
-// columnSet is the set of a table's column names.
-func columnSet(ctx context.Context, db *sql.DB, table string) (map[string]bool, error) {
-	rows, err := db.QueryContext(ctx, `SELECT column_name FROM information_schema.columns
-		WHERE table_schema = 'main' AND table_catalog = current_database() AND table_name = ?`, table)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, err
-		}
-		out[c] = true
-	}
-	return out, rows.Err()
 }

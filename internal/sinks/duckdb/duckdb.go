@@ -142,12 +142,17 @@ func (w *Warehouse) LoadedRuns(ctx context.Context) ([]string, error) {
 	if err := w.DB.QueryRowContext(ctx, "SELECT count(*) > 0 FROM duckdb_tables() WHERE table_name = ?", RunsTable).Scan(&exists); err != nil || !exists {
 		return nil, err
 	}
-	return w.column(ctx, "SELECT run_id FROM "+RunsTable)
+	return Strings(ctx, w.DB, "SELECT run_id FROM "+RunsTable)
 }
 
-// column returns the values of a query's one text column.
-func (w *Warehouse) column(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := w.DB.QueryContext(ctx, query, args...)
+// Querier is a database or a transaction.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// Strings returns the values of a query's one text column, in order.
+func Strings(ctx context.Context, q Querier, query string, args ...any) ([]string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +166,21 @@ func (w *Warehouse) column(ctx context.Context, query string, args ...any) ([]st
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// StringSet returns the values of a query's one text column as a set.
+func StringSet(ctx context.Context, q Querier, query string, args ...any) (map[string]bool, error) {
+	list, err := Strings(ctx, q, query, args...)
+	out := make(map[string]bool, len(list))
+	for _, v := range list {
+		out[v] = true
+	}
+	return out, err
+}
+
+// ColumnSet is the set of a table's column names: empty when the table does not exist.
+func ColumnSet(ctx context.Context, q Querier, table string) (map[string]bool, error) {
+	return StringSet(ctx, q, "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", table)
 }
 
 type execer interface {
@@ -197,7 +217,7 @@ func (w *Warehouse) LoadRun(ctx context.Context, st lake.Store, spool string, m 
 	if loaded, err := w.Loaded(ctx, m.RunID); err != nil || loaded {
 		return err // already loaded: loading again changes nothing
 	}
-	loading, err := w.column(ctx, "SELECT table_name FROM "+LoadingTable+" WHERE run_id = ?", m.RunID)
+	loading, err := Strings(ctx, w.DB, "SELECT table_name FROM "+LoadingTable+" WHERE run_id = ?", m.RunID)
 	if err != nil {
 		return err
 	}
