@@ -6,8 +6,6 @@ import (
 	"html/template"
 	"slices"
 	"strings"
-
-	"github.com/ledgerlake/ledgerlake/internal/models"
 )
 
 // Graph is the lineage from the APIs to the data tests, laid out left to right in layers.
@@ -47,7 +45,7 @@ const (
 	margin   = 12
 )
 
-// lineage builds the graph from the site's tables and tests and the SQL models.
+// lineage builds the graph from the site's tables, tests and SQL models.
 func lineage(s *Site) *Graph {
 	g := &Graph{}
 	nodes := map[string]*Node{}
@@ -100,33 +98,30 @@ func lineage(s *Site) *Graph {
 			}
 		}
 	}
-	ms, sqlTests, err := models.Load()
-	if err == nil { // the embedded models always load; Collect reported it otherwise
-		for _, m := range ms {
-			n := add(m.Name, m.Name, "mart", "#table/"+m.Name)
-			if m.Kind == "view" {
-				n.Kind = "staging"
-			}
-			if tables[m.Name] == nil {
-				n.Status, n.Href = "unbuilt", "#tables"
-			}
+	for _, m := range s.sqlModels {
+		n := add(m.Name, m.Name, "mart", "#table/"+m.Name)
+		if m.Kind == "view" {
+			n.Kind = "staging"
 		}
-		for _, m := range ms {
-			for _, src := range m.Sources {
-				edge(table(src), nodes[m.Name])
-			}
-			for _, d := range m.Deps {
-				edge(nodes[d], nodes[m.Name])
-			}
+		if tables[m.Name] == nil {
+			n.Status, n.Href = "unbuilt", "#tables"
 		}
-		for _, m := range sqlTests {
-			n := add("test:"+m.Name, m.Name, "test", "#test/"+m.Name)
-			for _, src := range m.Sources {
-				edge(table(src), n)
-			}
-			for _, d := range m.Deps {
-				edge(nodes[d], n)
-			}
+	}
+	for _, m := range s.sqlModels {
+		for _, src := range m.Sources {
+			edge(table(src), nodes[m.Name])
+		}
+		for _, d := range m.Deps {
+			edge(nodes[d], nodes[m.Name])
+		}
+	}
+	for _, m := range s.sqlTests {
+		n := add("test:"+m.Name, m.Name, "test", "#test/"+m.Name)
+		for _, src := range m.Sources {
+			edge(table(src), n)
+		}
+		for _, d := range m.Deps {
+			edge(nodes[d], n)
 		}
 	}
 	for _, t := range s.Tests {

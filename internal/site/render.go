@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -228,13 +229,7 @@ func (s *Site) Trends() []Trend {
 		}
 	}
 	var out []Trend
-	for _, t := range slices.Sorted(func(yield func(string) bool) {
-		for k := range byTable {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, t := range slices.Sorted(maps.Keys(byTable)) {
 		out = append(out, Trend{Table: t, Rows: sparkline("rows:"+t, s.Runs, byTable[t]), Requests: sparkline("requests:"+t, s.Runs, reqs[t]), Last: last[t], Runs: seen[t]})
 	}
 	return out

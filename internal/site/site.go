@@ -15,6 +15,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -52,6 +53,9 @@ type Site struct {
 	Verify *lake.Verification
 	// RunsInWarehouse counts every run loaded, of which Runs are the newest.
 	RunsInWarehouse int
+
+	// sqlModels and sqlTests are sql/'s models (in build order) and tests, read once per collection.
+	sqlModels, sqlTests []*models.Model
 }
 
 // Table is one relation of the warehouse.
@@ -196,6 +200,10 @@ func Collect(ctx context.Context, db *sql.DB, opts Options) (*Site, error) {
 	if s.Generated.IsZero() {
 		s.Generated = time.Now()
 	}
+	var err error
+	if s.sqlModels, s.sqlTests, err = models.Load(); err != nil {
+		return nil, err
+	}
 	rels, err := relations(ctx, db)
 	if err != nil {
 		return nil, err
@@ -293,12 +301,8 @@ func (s *Site) run(id string) *Run {
 }
 
 func (s *Site) collectTests(ctx context.Context, db *sql.DB, rels map[string]string) error {
-	_, sqlTests, err := models.Load()
-	if err != nil {
-		return err
-	}
 	byName := map[string]*Test{}
-	for _, m := range sqlTests {
+	for _, m := range s.sqlTests {
 		byName[m.Name] = &Test{Name: m.Name, Description: m.Description}
 	}
 	if rels["_ledgerlake_data_tests"] != "" && len(s.Runs) > 0 {
@@ -388,12 +392,8 @@ func (s *Site) collectTables(ctx context.Context, db *sql.DB, rels map[string]st
 	for _, t := range declared {
 		decl[t.Name()] = t
 	}
-	ms, _, err := models.Load()
-	if err != nil {
-		return err
-	}
 	model := map[string]*models.Model{}
-	for _, m := range ms {
+	for _, m := range s.sqlModels {
 		model[m.Name] = m
 	}
 	// What the newest run knew of each API table: its stream, key in force and freshness.
@@ -417,13 +417,7 @@ func (s *Site) collectTables(ctx context.Context, db *sql.DB, rels map[string]st
 			}
 		}
 	}
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range rels {
-			if !yield(n) {
-				return
-			}
-		}
-	}) {
+	for _, name := range slices.Sorted(maps.Keys(rels)) {
 		if strings.HasSuffix(name, "_history") && rels[strings.TrimSuffix(name, "_history")] != "" || name == duckdb.LoadingTable {
 			continue
 		}
@@ -484,11 +478,7 @@ func (s *Site) collectTables(ctx context.Context, db *sql.DB, rels map[string]st
 			}
 		}
 	}
-	_, sqlTests, err := models.Load()
-	if err != nil {
-		return err
-	}
-	for _, m := range sqlTests {
+	for _, m := range s.sqlTests {
 		for _, r := range append(slices.Clone(m.Sources), m.Deps...) {
 			if in := byName[r]; in != nil {
 				in.Tests = append(in.Tests, m.Name)

@@ -85,6 +85,7 @@ func TestLayoutPutsEachNodeRightOfItsInputs(t *testing.T) {
 		{Name: "gsapi_invoice_list", Kind: "stream", Source: "gsapi"},
 		{Name: "gsapi_invoice_list__headers", Kind: "child", Source: "gsapi", Reads: []string{"gsapi_invoice_list"}},
 	}, Tests: []*Test{{Name: "key_unique_not_null_signicat_invoices", Table: "signicat_invoices", Last: Result{RunID: "r", Failures: 2}}}}
+	s.sqlModels, s.sqlTests, _ = models.Load()
 	g := lineage(s)
 	byID := map[string]*Node{}
 	for _, n := range g.Nodes {
