@@ -111,7 +111,7 @@ Next steps:
   Real APIs: set the variables listed in pipelines/nightly.yaml, then  extract run --config pipelines/nightly.yaml
 `, cfg.Warehouse, cfg.OutputDir)
 	// Last, the page to look at: tables, lineage, run history, data tests and manifests.
-	if _, page, err := publishSite(ctx, cfg, filepath.Join(filepath.Dir(cfg.Warehouse), "site")); err != nil {
+	if page, err := publishSite(ctx, cfg, filepath.Join(filepath.Dir(cfg.Warehouse), "site")); err != nil {
 		fmt.Fprintln(stderr, "extract demo: writing the docs site:", err)
 	} else {
 		fmt.Fprintf(stdout, `

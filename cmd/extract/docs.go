@@ -141,12 +141,7 @@ func writeSite(ctx context.Context, src *siteSource, dir string, stdout, stderr 
 	if st != nil {
 		defer st.Close()
 	}
-	s, err := src.collect(ctx, st)
-	if err != nil {
-		fmt.Fprintln(stderr, "extract docs:", err)
-		return exitFailed
-	}
-	p, err := s.Write(dir)
+	s, p, err := src.write(ctx, st, dir)
 	if err != nil {
 		fmt.Fprintln(stderr, "extract docs:", err)
 		return exitFailed
@@ -155,20 +150,27 @@ func writeSite(ctx context.Context, src *siteSource, dir string, stdout, stderr 
 	return exitOK
 }
 
-// publishSite writes the docs site of cfg's warehouse and lake (the newest 30 runs) into dir.
-func publishSite(ctx context.Context, cfg *config.Config, dir string) (*site.Site, string, error) {
-	src := &siteSource{db: cfg.Warehouse, lake: cfg.OutputDir, spool: pipeline.SpoolDir(cfg), runs: 30}
-	st, err := lake.OpenStore(ctx, src.lake, src.spool)
-	if err != nil {
-		return nil, "", err
-	}
-	defer st.Close()
+// write collects the site of src and st and writes it into dir, returning it and its page's path.
+func (src *siteSource) write(ctx context.Context, st lake.Store, dir string) (*site.Site, string, error) {
 	s, err := src.collect(ctx, st)
 	if err != nil {
 		return nil, "", err
 	}
 	p, err := s.Write(dir)
 	return s, p, err
+}
+
+// publishSite writes the docs site of cfg's warehouse and lake (the newest 30 runs) into dir and
+// returns its page's path.
+func publishSite(ctx context.Context, cfg *config.Config, dir string) (string, error) {
+	src := &siteSource{db: cfg.Warehouse, lake: cfg.OutputDir, spool: pipeline.SpoolDir(cfg), runs: 30}
+	st, err := lake.OpenStore(ctx, src.lake, src.spool)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	_, p, err := src.write(ctx, st, dir)
+	return p, err
 }
 
 // fileURL is the file:// address a browser opens p at.

@@ -57,7 +57,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	// The site is a view of what the run left; failing to write it changes nothing the run did.
 	if cfg.DocsHTML != "" {
-		if _, page, err := publishSite(ctx, cfg, cfg.DocsHTML); err != nil {
+		if page, err := publishSite(ctx, cfg, cfg.DocsHTML); err != nil {
 			fmt.Fprintf(stderr, "extract run: docs_html %s: %v (the run's data is loaded all the same)\n", cfg.DocsHTML, err)
 		} else {
 			fmt.Fprintf(stdout, "docs: %s\n", page)
