@@ -54,16 +54,7 @@ func NewEvidenceStore(st Store, held ...*Manifest) *EvidenceStore {
 	// the same size: bodies are pages of a few kilobytes.
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithWindowSize(evidenceWindow), zstd.WithLowerEncoderMem(true))
-	have := map[string]bool{}
-	for _, m := range held {
-		for _, e := range m.Evidence {
-			have[e.Path] = true
-		}
-		for _, e := range m.PDFs {
-			have[e.Path] = true
-		}
-	}
-	return &EvidenceStore{st: st, enc: enc, have: have}
+	return &EvidenceStore{st: st, enc: enc, have: bodyPaths(held)}
 }
 
 // PutJSON stores a response body compressed and returns its entry (Table and Endpoint set by the caller).

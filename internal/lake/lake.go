@@ -394,21 +394,29 @@ func readManifest(st Store, key string) (*Manifest, error) {
 	return &m, nil
 }
 
+// bodyPaths is the set of evidence and PDF files the manifests list.
+func bodyPaths(ms []*Manifest) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range ms {
+		for _, e := range m.Evidence {
+			out[e.Path] = true
+		}
+		for _, e := range m.PDFs {
+			out[e.Path] = true
+		}
+	}
+	return out
+}
+
 // RemoveOrphans deletes snapshot, evidence and PDF files that no manifest lists: what a killed run
 // committed before it could write its manifest. Call it only while holding the lake's lock. Snapshot
 // files outside the <table>/<partition>/<run id>-<seq>.parquet layout are left alone, and so is every
 // other underscore directory (metadata).
 func RemoveOrphans(st Store, ms []*Manifest) (int, error) {
-	listed := map[string]bool{}
+	listed := bodyPaths(ms)
 	for _, m := range ms {
 		for _, f := range m.Files {
 			listed[f.Path] = true
-		}
-		for _, e := range m.Evidence {
-			listed[e.Path] = true
-		}
-		for _, e := range m.PDFs {
-			listed[e.Path] = true
 		}
 	}
 	es, err := st.List("")
