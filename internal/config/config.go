@@ -54,6 +54,8 @@ type Config struct {
 	// DocsHTML, when set, is a directory where each run leaves the docs site (index.html, as extract docs
 	// --html writes it): the page of tables, lineage, runs, data tests and manifests, kept current.
 	DocsHTML string `yaml:"docs_html"`
+	// Limits bound the waits, sizes, pages and shrinks a server can cause (top-level keys).
+	Limits `yaml:",inline"`
 
 	fields sqlfiles.Mapping
 }
@@ -308,6 +310,9 @@ func (c *Config) validate() error {
 	}
 	if c.PerHostConcurrency == 0 {
 		c.PerHostConcurrency = 8
+	}
+	if err := c.Limits.setDefaults(); err != nil {
+		return err
 	}
 	if c.Concurrency < 0 || c.PerHostConcurrency < 0 || c.PerHostRate < 0 {
 		return &Error{Msg: "concurrency, per_host_concurrency and per_host_rate must not be negative"}

@@ -188,3 +188,33 @@ func TestWarehouseMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+// The limits read durations, sizes and percentages as people write them, default what is unset, and
+// refuse what cannot hold, naming the key.
+func TestLimits(t *testing.T) {
+	cfg, err := Parse([]byte("stall_timeout: 90s\nmax_retry_after: 5m\nmax_run_time: 2h30m\nmax_pages: 500\nmax_shrink: 20%\nmax_page_bytes: 2GiB\nmax_value_bytes: 16MB\nmax_pdf_bytes: 1048576\n"+valid), env(goodEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Limits
+	if l.StallTimeout.String() != "1m30s" || l.MaxRetryAfter.String() != "5m0s" || l.MaxRunTime.String() != "2h30m0s" || l.MaxPages != 500 ||
+		l.MaxShrink != 20 || l.MaxPageBytes != 2<<30 || l.MaxValueBytes != 16e6 || l.MaxPDFBytes != 1<<20 {
+		t.Fatalf("limits %+v", l)
+	}
+	def, err := Parse([]byte(valid), env(goodEnv))
+	if err != nil || def.Limits != DefaultLimits || def.Limits != (Limits{}).OrDefaults() {
+		t.Fatalf("defaults %+v (%v)", def.Limits, err)
+	}
+	for edit, want := range map[string]string{
+		"stall_timeout: soon\n":                         `"soon" is not a duration`,
+		"max_page_bytes: lots\n":                        `"lots" is not a size`,
+		"max_shrink: 150%\n":                            "max_shrink: 150% is not a share",
+		"max_shrink: half\n":                            `"half" is not a percentage`,
+		"max_value_bytes: 2GiB\nmax_page_bytes: 1GiB\n": "max_value_bytes (2GiB) is larger than max_page_bytes (1GiB)",
+		"max_pages: -1\n":                               "max_pages must be positive",
+	} {
+		if _, err := Parse([]byte(edit+valid), env(goodEnv)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err %v, want %q", edit, err, want)
+		}
+	}
+}
