@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
@@ -28,6 +30,12 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		"fields that appear or change type later, empty dates, an accounting journal by account and cost centre)")
 	repeat := fs.Int("repeat-organizations", 0, "GSAPI organizations/list ends with its first N organisations again (a data-quality fault the key tests catch)")
 	rev := fs.String("signicat-revision", "", "which published Signicat reference revision to follow: a or b (default: b with tenant a, a with tenant b)")
+	var modes strings.Builder
+	for _, m := range sandbox.HostileModes() {
+		fmt.Fprintf(&modes, "\n  %-17s %s", m[0], m[1])
+	}
+	hostile := fs.String("hostile", "", "misbehave one way, as a broken or hostile server would:"+modes.String())
+	hostileBytes := fs.Int64("hostile-bytes", sandbox.DefaultHostileBytes, "size of the huge-* modes' answers, in bytes")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -44,8 +52,13 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "extract sandbox: --tenant must be a or b")
 		return exitUsage
 	}
+	if *hostile != "" && !slices.ContainsFunc(sandbox.HostileModes(), func(m [2]string) bool { return m[0] == *hostile }) {
+		fmt.Fprintf(stderr, "extract sandbox: --hostile %q is not a mode (see --help)\n", *hostile)
+		return exitUsage
+	}
 	srv, err := sandbox.Start(*addr, sandbox.Options{Seed: *seed, Scale: *scale, Latency: *latency, RatePerSec: *rateLimit,
-		Concurrency: *conc, Faults: f, TokenTTL: *ttl, IgnoreSortorder: *ignoreSort, SignicatRevision: *rev, Tenant: *tenant, RepeatedOrganizations: *repeat})
+		Concurrency: *conc, Faults: f, TokenTTL: *ttl, IgnoreSortorder: *ignoreSort, SignicatRevision: *rev, Tenant: *tenant, RepeatedOrganizations: *repeat,
+		Hostile: *hostile, HostileBytes: *hostileBytes})
 	if err != nil {
 		fmt.Fprintln(stderr, "extract sandbox:", err)
 		return exitFailed

@@ -19,6 +19,7 @@ type tokenStore struct {
 	sliding bool
 	mu      sync.Mutex
 	expires map[string]time.Time
+	issued  []string // every token ever issued, for tests that look for them where they must not be
 }
 
 func newTokenStore(ttl time.Duration, sliding bool) *tokenStore {
@@ -32,8 +33,20 @@ func (ts *tokenStore) issue() string {
 	tok := base64.StdEncoding.EncodeToString([]byte(hex.EncodeToString(b[:])))
 	ts.mu.Lock()
 	ts.expires[tok] = time.Now().Add(ts.ttl)
+	ts.issued = append(ts.issued, tok)
 	ts.mu.Unlock()
 	return tok
+}
+
+// IssuedTokens are every token the sandbox has handed out, both APIs.
+func (s *Sandbox) IssuedTokens() []string {
+	var out []string
+	for _, ts := range []*tokenStore{s.signicatTokens, s.gsapiTokens} {
+		ts.mu.Lock()
+		out = append(out, ts.issued...)
+		ts.mu.Unlock()
+	}
+	return out
 }
 
 // valid reports whether tok is live, extending it when the store slides.

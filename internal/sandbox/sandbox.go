@@ -120,6 +120,10 @@ type Options struct {
 	// Tenant selects the shape of GSAPI's tenant-defined exports (TenantA, the default, or TenantB; see
 	// tenant.go): the same facts under other field names and shapes.
 	Tenant string
+	// Hostile is a way to misbehave (see HostileModes; Start applies it, SetHostile changes it), and
+	// HostileBytes the size of the huge-* modes' answers (DefaultHostileBytes when 0).
+	Hostile      string
+	HostileBytes int64
 }
 
 // DefaultUntil is the fixed end of generated history when Options.Until is zero.
@@ -148,6 +152,7 @@ type Sandbox struct {
 	gsapiTokens    *tokenStore
 	limits         map[string]*apiLimit
 	mux            *http.ServeMux
+	hostile        atomic.Pointer[Hostility]
 }
 
 type apiLimit struct {
@@ -243,6 +248,9 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.tooMany(w, api, d)
 			return
 		}
+	}
+	if h := s.hostile.Load(); h != nil && h.serve(w, r) {
+		return
 	}
 	if s.injectFault(w, r, api) {
 		return
@@ -416,6 +424,10 @@ func Start(addr string, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("sandbox: listen on %s: %w", addr, err)
 	}
 	sb := New(opts)
+	if err := sb.SetHostile(opts.Hostile); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second, ErrorLog: quietLog()}
 	go func() { _ = srv.Serve(ln) }()
 	return &Server{Sandbox: sb, URL: "http://" + ln.Addr().String(), srv: srv, ln: ln}, nil
@@ -423,6 +435,7 @@ func Start(addr string, opts Options) (*Server, error) {
 
 // Close stops the server, waiting briefly for requests in flight.
 func (s *Server) Close() error {
+	_ = s.SetHostile("")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.srv.Shutdown(ctx); err != nil {
