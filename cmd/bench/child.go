@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -23,6 +22,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
+	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
 
 // syncResult is what a sync child reports.
@@ -155,7 +155,7 @@ func convert(cfg *config.Config, capture, out string) Conversion {
 						yield(sources.Page{}, err)
 						return
 					}
-					if !yield(sources.Page{Body: b, Where: f}, nil) {
+					if !yield(sources.Page{Body: spool.Bytes(b), Where: f}, nil) {
 						return
 					}
 				}
@@ -239,10 +239,8 @@ func capturePages(s *sources.Stream, dir string) {
 				}
 				whole := p.Records == nil && p.Keep == nil
 				switch {
-				case whole && p.Spooled != nil:
-					c.raw(p.Spooled.Reader())
 				case whole && p.Body != nil:
-					c.raw(bytes.NewReader(p.Body))
+					c.raw(p.Body.Reader())
 				default:
 					for _, r := range p.Records {
 						c.record(r)

@@ -97,6 +97,69 @@ type Report struct {
 	PerHost   int       `json:"per_host_concurrency"`
 	Results   []*Result `json:"results"`
 	RSSGrowth float64   `json:"rss_growth"` // peak RSS at the largest scale ÷ at the smallest (target ≤ 1.5)
+	// Hostile are syncs against a server sending one answer far larger than any page: memory must be
+	// bounded by design, not by the answer (target: peak RSS < 512 MB).
+	Hostile []Hostile `json:"hostile,omitempty"`
+}
+
+// Hostile is one sync against a sandbox in a huge-* hostile mode.
+type Hostile struct {
+	Mode        string  `json:"mode"`
+	AnswerMB    float64 `json:"answer_mb"`
+	Rows        int64   `json:"rows"`
+	WallSeconds float64 `json:"wall_seconds"`
+	PeakRSSMB   float64 `json:"peak_rss_mb"`
+}
+
+// hostileSyncs are the huge answers the bench sends: a list within max_page_bytes (read from disk,
+// all of it loaded) and a PDF over max_pdf_bytes (refused as one invoice's reject).
+var hostileSyncs = []struct {
+	mode     string
+	mb       int64
+	pipeline string
+}{
+	{"huge-list", 300, `
+sources:
+  gsapi:
+    base_url: %[1]s/api/interface/gsapi
+    username: ${GSAPI_USERNAME}
+    password: ${GSAPI_PASSWORD}
+    streams: [organizations]
+`},
+	{"huge-pdf", 500, `
+sources:
+  signicat:
+    base_url: %[1]s/account-management
+    token_url: %[1]s/auth/open/connect/token
+    client_id: ${SIGNICAT_CLIENT_ID}
+    client_secret: ${SIGNICAT_CLIENT_SECRET}
+    organization_id: o-p-0TgcUq7CylltM7OkwB4t
+    since: 2025-11-01
+    pdfs: true
+    streams: [invoices, invoice_pdfs]
+`},
+}
+
+// measureHostile syncs against each huge-* mode in a child and reports its peak RSS.
+func measureHostile(dir string) []Hostile {
+	var out []Hostile
+	for _, h := range hostileSyncs {
+		fmt.Fprintf(os.Stderr, "hostile: %s of %d MB…\n", h.mode, h.mb)
+		sub := filepath.Join(dir, h.mode)
+		check(os.RemoveAll(sub))
+		check(os.MkdirAll(sub, 0o755))
+		srv, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Seed: 1, Scale: 0.1, Until: until, Hostile: h.mode, HostileBytes: h.mb << 20})
+		check(err)
+		y := fmt.Sprintf("output_dir: %s\nwarehouse: %s\niceberg: {enabled: false}\n", filepath.Join(sub, "lake"), filepath.Join(sub, "warehouse.duckdb")) +
+			fmt.Sprintf(h.pipeline, srv.URL)
+		path := filepath.Join(sub, "pipeline.yaml")
+		check(os.WriteFile(path, []byte(y), 0o644))
+		var r syncResult
+		rss := runChild(sub, &r, false, "sync", "--config", path)
+		srv.Close()
+		out = append(out, Hostile{Mode: h.mode, AnswerMB: float64(h.mb), Rows: r.Rows, WallSeconds: r.Wall, PeakRSSMB: rss})
+	}
+	return out
 }
 
 // until ends the sandbox history of the full sync; the incremental sync adds ~1% of it.
@@ -115,6 +178,7 @@ func main() {
 	keep := fs.String("keep", "", "keep lakes, request logs and profiles under this directory (default: a temp dir, removed)")
 	profile := fs.Bool("pprof", false, "write CPU and heap profiles of the sync and conversion children, and a CPU profile of the sandbox during the sync")
 	conversions := fs.Int("conversions", 3, "conversion children per scale (the median ratio to DuckDB is reported): the machine's speed drifts between runs")
+	hostile := fs.Bool("hostile", true, "also sync against a 300 MB list and a 500 MB PDF (peak RSS must stay under 512 MB)")
 	_ = fs.Parse(os.Args[1:])
 
 	work := *keep
@@ -129,11 +193,17 @@ func main() {
 		rep.Commit = strings.TrimSpace(string(b))
 	}
 	for _, s := range strings.Split(*scales, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue // --scales "": the hostile syncs alone
+		}
 		scale, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 		check(err)
 		fmt.Fprintf(os.Stderr, "scale %g: full sync…\n", scale)
 		r := measure(filepath.Join(work, "scale-"+s), scale, *latency, *rate, *perHost, max(1, *conversions), *profile)
 		rep.Results = append(rep.Results, r)
+	}
+	if *hostile {
+		rep.Hostile = measureHostile(filepath.Join(work, "hostile"))
 	}
 	if n := len(rep.Results); n > 1 && rep.Results[0].Sync.PeakRSSMB > 0 {
 		rep.RSSGrowth = rep.Results[n-1].Sync.PeakRSSMB / rep.Results[0].Sync.PeakRSSMB
@@ -300,6 +370,9 @@ func print(w io.Writer, rep *Report) {
 	})
 	if rep.RSSGrowth > 0 {
 		fmt.Fprintf(w, "\npeak RSS growth, largest ÷ smallest scale: %.2f (target ≤ 1.5)\n", rep.RSSGrowth)
+	}
+	for _, h := range rep.Hostile {
+		fmt.Fprintf(w, "hostile %s of %.0f MB: %d rows in %.1fs, peak RSS %.0f MB (target < 512)\n", h.Mode, h.AnswerMB, h.Rows, h.WallSeconds, h.PeakRSSMB)
 	}
 }
 

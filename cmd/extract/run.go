@@ -15,7 +15,7 @@ import (
 )
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "run --config FILE [--streams a,b] [--full-refresh]",
+	fs := newFlags("run", "run --config FILE [--streams a,b] [--full-refresh] [--max-run-time D] [--accept-shrink a,b]",
 		"Extract every configured stream, write Parquet snapshots and a run manifest, load the warehouse.\n"+
 			"Credentials come from the environment variables the config names (e.g. ${SIGNICAT_CLIENT_SECRET}).", stderr)
 	cfgPath := fs.String("config", "", "pipeline file (YAML), e.g. pipelines/nightly.yaml")
@@ -23,6 +23,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fullRefresh := fs.Bool("full-refresh", false, "ignore stored watermarks and fetch everything again")
 	pdf := fs.Bool("pdf", false, "also download each Signicat invoice's PDF into the lake, once per invoice (as sources.signicat.pdfs: true)")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	maxRunTime := fs.Duration("max-run-time", 0, "end the run cleanly after this long (e.g. 3h), committing what completed; as max_run_time in the config")
+	acceptShrink := fs.String("accept-shrink", "", "comma-separated snapshot streams whose new snapshot is kept although it shrank past max_shrink (the API really holds fewer rows)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -47,7 +49,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		cfg.Sources.Signicat.PDFs = true
 	}
-	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Streams: splitList(*streams), FullRefresh: *fullRefresh, Logger: log, Progress: progressTo(stderr)})
+	if *maxRunTime > 0 {
+		cfg.MaxRunTime = config.Duration(*maxRunTime)
+	}
+	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Streams: splitList(*streams), FullRefresh: *fullRefresh, Logger: log, Progress: progressTo(stderr),
+		AcceptShrink: splitList(*acceptShrink)})
 	if res != nil {
 		printReport(stdout, res)
 		fmt.Fprintf(stdout, "report: %s\n", lake.ReportPath(cfg.OutputDir, res.Manifest.RunID))
@@ -112,6 +118,9 @@ func printReport(w io.Writer, res *pipeline.Result) {
 	for _, s := range m.Streams {
 		if s.Error != "" {
 			fmt.Fprintf(w, "\n%s failed: %s\n", s.Table, s.Error)
+		}
+		if s.FailedItems > 0 {
+			fmt.Fprintf(w, "\n%s: %d items could not be fetched (each in _ledgerlake_rejects with its reason); the rest is committed and the next run asks for them again\n", s.Table, s.FailedItems)
 		}
 		for _, c := range s.SchemaChanges {
 			fmt.Fprintf(w, "schema: %s\n", c)

@@ -10,11 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +25,8 @@ import (
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
-	"github.com/ledgerlake/ledgerlake/internal/durable"
+	"github.com/ledgerlake/ledgerlake/internal/redact"
+	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
 
 // Auth authenticates requests for one API.
@@ -33,6 +35,8 @@ type Auth interface {
 	Authorize(ctx context.Context, req *http.Request) (token string, err error)
 	// Renew replaces token if it is still the current one (another request may have renewed it already).
 	Renew(ctx context.Context, token string) error
+	// Origin is the only origin (see Origin) these credentials are ever sent to.
+	Origin() string
 }
 
 // Stats count one stream's traffic; safe for concurrent use.
@@ -54,13 +58,35 @@ type Options struct {
 	PerHostConcurrency int           // requests in flight per host (8)
 	PerHostRate        float64       // requests per second per host (0 = unlimited)
 	AttemptTimeout     time.Duration // one attempt, body included (5 min)
-	Transport          http.RoundTripper
-	// SpoolDir holds the temporary files of spooled responses (Request.Spool; the system's temp dir).
+	// StallTimeout abandons an attempt (and retries it) that receives less than stallBytes in this long,
+	// before its headers or within its body: a server that accepts and never answers, or trickles (60 s).
+	StallTimeout time.Duration
+	// MaxRetryAfter is the longest Retry-After honoured (15 min): a server asking for more fails the
+	// request at once, naming the wait, instead of pausing an unattended run for a day.
+	MaxRetryAfter time.Duration
+	// MaxBodyBytes caps a response body (1 GiB); Request.MaxBytes overrides it.
+	MaxBodyBytes int64
+	// MemoryBodyBytes is the largest body kept in memory (4 MiB); a larger one is spilled to a file in
+	// SpoolDir as it arrives, so what a server sends decides disk use, never memory.
+	MemoryBodyBytes int64
+	Transport       http.RoundTripper
+	// SpoolDir holds the temporary files of spilled bodies (the system's temp dir).
 	SpoolDir string
 	// Observe, when set, is called after every attempt that got an answer (benchmarks keep a request
-	// log with it); Body is the caller's to keep, the client never reuses it.
+	// log with it); Body is only valid during the call.
 	Observe func(Observation)
+	// Logger hears of every wait longer than LongWait, with the stream, the host and the reason.
+	Logger *slog.Logger
 }
+
+// LongWait is the wait beyond which the client logs what it waits for.
+const LongWait = 10 * time.Second
+
+// stallBytes is the least an attempt must receive every StallTimeout to count as making progress.
+const stallBytes = 1 << 10
+
+// errorBodyBytes is as much of an error answer's body as is read: an excerpt is all it serves.
+const errorBodyBytes = 64 << 10
 
 // Observation is one attempt as the network saw it.
 type Observation struct {
@@ -72,10 +98,9 @@ type Observation struct {
 	// Depth is the attempt's place in the longest chain of requests that had to wait for one another
 	// (1: needed no earlier answer). Sources mark dependencies with Then.
 	Depth int
-	Bytes int64 // the body's length, in memory or spooled
-	Body  []byte
-	// Spooled is the body of a spooled answer (Body is then nil); it is only valid during the call.
-	Spooled *Spooled
+	Bytes int64 // the body's length
+	// Body is the answer's body, valid only during the call.
+	Body *spool.Body
 }
 
 type depthKey struct{}
@@ -102,6 +127,7 @@ const maxRenewals = 12
 type Client struct {
 	opts  Options
 	http  *http.Client
+	log   *slog.Logger
 	mu    sync.Mutex
 	hosts map[string]*host
 }
@@ -115,28 +141,33 @@ type host struct {
 
 // New returns a client with opts.
 func New(opts Options) *Client {
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = 8
-	}
-	if opts.MinBackoff <= 0 {
-		opts.MinBackoff = 250 * time.Millisecond
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 30 * time.Second
-	}
-	if opts.PerHostConcurrency <= 0 {
-		opts.PerHostConcurrency = 8
-	}
-	if opts.AttemptTimeout <= 0 {
-		opts.AttemptTimeout = 5 * time.Minute
-	}
+	setDefault(&opts.MaxAttempts, 8)
+	setDefault(&opts.MinBackoff, 250*time.Millisecond)
+	setDefault(&opts.MaxBackoff, 30*time.Second)
+	setDefault(&opts.PerHostConcurrency, 8)
+	setDefault(&opts.AttemptTimeout, 5*time.Minute)
+	setDefault(&opts.StallTimeout, time.Minute)
+	setDefault(&opts.MaxRetryAfter, 15*time.Minute)
+	setDefault(&opts.MaxBodyBytes, 1<<30)
+	setDefault(&opts.MemoryBodyBytes, 4<<20)
 	tr := opts.Transport
 	if tr == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = opts.PerHostConcurrency * 2
 		tr = t
 	}
-	return &Client{opts: opts, http: &http.Client{Transport: tr, Timeout: 0}, hosts: map[string]*host{}}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	hc := &http.Client{Transport: tr, Timeout: 0, CheckRedirect: sameOrigin}
+	return &Client{opts: opts, http: hc, log: log, hosts: map[string]*host{}}
+}
+
+func setDefault[T int | int64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 func (c *Client) host(h string) *host {
@@ -161,82 +192,32 @@ type Request struct {
 	Body   []byte // replayed on every attempt
 	Auth   Auth   // nil for unauthenticated calls
 	Stats  *Stats // may be nil
-	// Spool keeps a 2xx body in a temporary file instead of memory (Response.Spooled): for whole-list
-	// endpoints whose answer grows with the tenant (tens of megabytes), read as a stream once received.
-	// The body is still complete before it is returned, so a cut-short body is retried, never parsed.
-	Spool bool
+	// MaxBytes caps this answer's body instead of Options.MaxBodyBytes; What names it in the error
+	// ("PDF"; "response body" when empty).
+	MaxBytes int64
+	What     string
 	// Unlimited skips the host's concurrency and rate limits. Logins use it: a login to the same host
 	// (GSAPI's /welcome) is awaited by requests that already hold every slot, so it must not queue.
 	Unlimited bool
 }
 
-// Response is a fully read response with status 2xx.
+// Response is a fully read response with status 2xx. Its Body is the caller's to Close.
 type Response struct {
-	Status  int
-	Header  http.Header
-	Body    []byte
-	Spooled *Spooled // instead of Body when the request asked to Spool
+	Status int
+	Header http.Header
+	Body   *spool.Body
 }
 
 // Size is the body's length in bytes.
-func (r *Response) Size() int64 {
-	if r.Spooled != nil {
-		return r.Spooled.Len()
-	}
-	return int64(len(r.Body))
-}
-
-// Spooled is a response body in a temporary file. The file is unlinked as soon as it is created where
-// the system allows (a killed run leaves nothing behind); otherwise Close removes it, and its name
-// starts with durable.TempPrefix so the next run's clean-up would.
-type Spooled struct {
-	f    *os.File
-	size int64
-	name string // still to remove on Close; "" once unlinked
-}
-
-// Reader reads the body from its start; readers are independent of each other.
-func (s *Spooled) Reader() io.Reader { return io.NewSectionReader(s.f, 0, s.size) }
-
-// Len is the body's length in bytes.
-func (s *Spooled) Len() int64 { return s.size }
-
-// Close releases the file.
-func (s *Spooled) Close() error {
-	err := s.f.Close()
-	if s.name != "" {
-		if rerr := os.Remove(s.name); rerr != nil && err == nil {
-			err = rerr
-		}
-		s.name = ""
-	}
-	return err
-}
-
-// spool copies body into a new temporary file in dir; on error it returns how much it copied.
-func spool(dir string, body io.Reader) (*Spooled, int64, error) {
-	f, err := os.CreateTemp(dir, durable.TempPrefix+"response-*")
-	if err != nil {
-		return nil, 0, fmt.Errorf("spooling the body: %w", err)
-	}
-	s := &Spooled{f: f, name: f.Name()}
-	if os.Remove(s.name) == nil {
-		s.name = ""
-	}
-	s.size, err = io.Copy(f, body)
-	if err != nil {
-		s.Close()
-		return nil, s.size, err
-	}
-	return s, s.size, nil
-}
+func (r *Response) Size() int64 { return r.Body.Len() }
 
 // StatusError is a final non-2xx answer: 4xx other than 401/429, or a retryable status after the last
 // attempt.
 type StatusError struct {
 	Method, URL string
 	Status      int
-	Body        string // excerpt
+	Body        string // excerpt, credentials masked
+	whole       string // the body read (up to errorBodyBytes), credentials masked
 }
 
 func (e *StatusError) Error() string {
@@ -247,25 +228,90 @@ func (e *StatusError) Error() string {
 	return msg
 }
 
+// ForeignOriginError refuses to send a request with credentials, or to follow a redirect, to an origin
+// other than the API's: a next link or a Location header is the server's to choose, the credentials
+// are not.
+type ForeignOriginError struct {
+	Want, Got string // origins
+	Via       string // "redirect" or "request"
+}
+
+func (e *ForeignOriginError) Error() string {
+	return fmt.Sprintf("refused a %s to %s: only %s is sent credentials or followed (a next link or redirect pointing elsewhere is the server's choice, the credentials are not)", e.Via, e.Got, e.Want)
+}
+
+// WaitError is a Retry-After longer than the client honours: failing names the wait instead of
+// silently pausing an unattended run.
+type WaitError struct {
+	Method, URL string
+	Wait, Limit time.Duration
+}
+
+func (e *WaitError) Error() string {
+	return fmt.Sprintf("%s %s: the server asks to wait %s (Retry-After), more than max_retry_after (%s): failing instead of waiting", e.Method, e.URL, e.Wait, e.Limit)
+}
+
+// ErrEcho is an answer that carries a credential this process sent: a server that echoes it back
+// must not get it stored in the lake, so the answer is refused.
+var ErrEcho = errors.New("the answer contains a credential ledgerlake sent (the server echoes it back); it is not stored")
+
+// errStalled cancels an attempt that made no progress for StallTimeout.
+var errStalled = errors.New("stalled")
+
+// final marks an error no retry can mend: the request fails at once.
+type final struct{ error }
+
+func (f final) Unwrap() error { return f.error }
+
+// Origin is a URL's scheme://host:port, with the scheme's default port made explicit and the host in
+// lower case: two URLs share credentials only when their origins are equal.
+func Origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	}
+	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// sameOrigin is the redirect policy: follow only within the origin of the first request.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return final{errors.New("stopped after 10 redirects")}
+	}
+	if want, got := Origin(via[0].URL), Origin(req.URL); want != got {
+		return final{&ForeignOriginError{Want: want, Got: got, Via: "redirect"}}
+	}
+	return nil
+}
+
 // Do sends the request, retrying what is worth retrying, and returns the whole body of a 2xx answer.
+// No error it returns carries a known credential (package redact).
 func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
+	resp, err := c.do(ctx, r)
+	return resp, redact.Error(err)
+}
+
+func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 	u, err := url.Parse(r.URL)
 	if err != nil {
 		return nil, fmt.Errorf("bad URL: %w", err)
 	}
 	safe := redactURL(u)
-	hs := c.host(u.Host)
-	stats := r.Stats
-	if stats == nil {
-		stats = &Stats{}
+	if r.Auth != nil && Origin(u) != r.Auth.Origin() {
+		return nil, fmt.Errorf("%s %s: %w", r.Method, safe, &ForeignOriginError{Want: r.Auth.Origin(), Got: Origin(u), Via: "request"})
 	}
+	hs := c.host(u.Host)
+	if r.Stats == nil {
+		r.Stats = &Stats{}
+	}
+	stats := r.Stats
 	rejected := 0 // consecutive 401s: any other answer resets it, so long waits cannot exhaust renewals
 	var lastErr error
 	for attempt := 1; attempt <= c.opts.MaxAttempts; attempt++ {
 		if attempt > 1 {
 			stats.Retries.Add(1)
 		}
-		if err := hs.wait(ctx); err != nil {
+		if err := c.waitHost(ctx, hs, stats, u); err != nil {
 			return nil, err
 		}
 		resp, token, err := c.attempt(ctx, hs, u, r)
@@ -276,22 +322,22 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 				stats.Throttled.Add(1)
 			}
 		}
-		var wait time.Duration
 		if resp == nil || resp.Status != http.StatusUnauthorized {
 			rejected = 0
 		}
-		switch {
-		case ctx.Err() != nil:
-			if resp != nil && resp.Spooled != nil {
-				resp.Spooled.Close()
+		if ctx.Err() != nil {
+			if resp != nil {
+				resp.Body.Close()
 			}
 			return nil, ctx.Err()
-		case err != nil:
-			// Connection refused or reset, timeout, or a body cut short: never parse it, send again.
-			lastErr = fmt.Errorf("%s %s: %w", r.Method, safe, err)
-		case resp.Status >= 200 && resp.Status < 300:
+		}
+		v := decide(r.Method, safe, resp, err, r.Auth != nil && rejected < maxRenewals, c.opts.MaxRetryAfter)
+		switch v.action {
+		case succeed:
 			return resp, nil
-		case resp.Status == http.StatusUnauthorized && r.Auth != nil && rejected < maxRenewals:
+		case fail:
+			return nil, v.err
+		case renew:
 			// An expired token: renew it and repeat, without counting it against the retry budget. Tokens
 			// refused maxRenewals times in a row mean the credentials are wrong, not expired.
 			rejected++
@@ -301,30 +347,84 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 				return nil, fmt.Errorf("%s %s: renewing credentials after 401: %w", r.Method, safe, err)
 			}
 			continue
-		case retryableStatus(resp.Status):
-			lastErr = &StatusError{r.Method, safe, resp.Status, excerpt(resp.Body)}
-			if ra, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
-				wait = ra
-				hs.pauseUntil(time.Now().Add(ra))
-			}
-		default:
-			return nil, &StatusError{r.Method, safe, resp.Status, excerpt(resp.Body)}
 		}
+		lastErr = v.err
 		if attempt == c.opts.MaxAttempts {
 			break
 		}
-		if wait == 0 {
-			wait = c.backoff(attempt)
+		wait, why := v.wait, "Retry-After"
+		if v.pause {
+			hs.pauseUntil(time.Now().Add(wait))
+		} else {
+			wait, why = c.backoff(attempt), "backoff after: "+v.err.Error()
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := c.sleep(ctx, wait, stats, u, why); err != nil {
+			return nil, err
 		}
 	}
 	return nil, fmt.Errorf("gave up after %d attempts: %w", c.opts.MaxAttempts, lastErr)
+}
+
+type action int
+
+const (
+	succeed action = iota
+	retry
+	renew
+	fail
+)
+
+// verdict is what to do after one attempt.
+type verdict struct {
+	action action
+	wait   time.Duration // with pause: the whole host's wait (Retry-After); else the backoff decides
+	pause  bool
+	err    error // why the attempt did not succeed
+}
+
+// decide is the retry policy, given one attempt's answer or error: a 2xx succeeds; connection errors,
+// stalls, cut-short bodies, 429 and 5xx (but 501) are retried, after the Retry-After a 429 or 503
+// asks for when it is within maxRetryAfter; a 401 renews the credentials while canRenew; anything
+// else — other 4xx, errors marked final, a Retry-After over the limit — fails at once.
+func decide(method, safeURL string, resp *Response, err error, canRenew bool, maxRetryAfter time.Duration) verdict {
+	var f final
+	switch {
+	case err != nil && errors.As(err, &f):
+		return verdict{action: fail, err: fmt.Errorf("%s %s: %w", method, safeURL, f.error)}
+	case err != nil:
+		return verdict{action: retry, err: fmt.Errorf("%s %s: %w", method, safeURL, err)}
+	case resp.Status/100 == 2:
+		return verdict{action: succeed}
+	case resp.Status == http.StatusUnauthorized && canRenew:
+		return verdict{action: renew}
+	}
+	se := &StatusError{Method: method, URL: safeURL, Status: resp.Status, Body: excerpt(resp.Body), whole: redact.String(string(resp.Body.Mem()))}
+	if !retryableStatus(resp.Status) {
+		return verdict{action: fail, err: se}
+	}
+	v := verdict{action: retry, err: se}
+	if ra, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
+		if ra > maxRetryAfter {
+			return verdict{action: fail, err: &WaitError{Method: method, URL: safeURL, Wait: ra, Limit: maxRetryAfter}}
+		}
+		v.wait, v.pause = ra, true
+	}
+	return v
+}
+
+// sleep waits d (cancellable), logging waits longer than LongWait.
+func (c *Client) sleep(ctx context.Context, d time.Duration, stats *Stats, u *url.URL, why string) error {
+	if d >= LongWait {
+		c.log.Warn("waiting before a retry", "stream", stats.Name, "host", u.Host, "seconds", d.Round(time.Second).Seconds(), "reason", why)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // attempt sends once within the host's concurrency and rate limits and reads the whole body.
@@ -342,15 +442,51 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 			}
 		}
 	}
-	actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
-	defer cancel()
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	actx, stop := context.WithTimeout(actx, c.opts.AttemptTimeout)
+	defer stop()
+	req, err := c.newRequest(actx, u, r)
+	if err != nil {
+		return nil, "", err
+	}
+	var token string
+	if r.Auth != nil {
+		if token, err = r.Auth.Authorize(ctx, req); err != nil {
+			// The login or token request had attempts of its own: its failure is final here, so retries
+			// are one budget per request, never one inside another.
+			return nil, "", final{fmt.Errorf("authenticating: %w", err)}
+		}
+		registerCredentials(req.Header)
+	}
+	stall := time.AfterFunc(c.opts.StallTimeout, func() { cancel(errStalled) })
+	defer stall.Stop()
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, token, c.attemptError(actx, r.Stats, u, stripURLError(err))
+	}
+	defer resp.Body.Close()
+	stall.Reset(c.opts.StallTimeout)
+	body, err := c.readBody(resp, r, &progress{r: resp.Body, timer: stall, every: c.opts.StallTimeout})
+	if err != nil {
+		return nil, token, c.attemptError(actx, r.Stats, u, err)
+	}
+	if c.opts.Observe != nil {
+		c.opts.Observe(Observation{Stream: r.Stats.Name, Method: r.Method, URL: redactURL(u), Status: resp.StatusCode, Start: start, End: time.Now(),
+			Depth: depthOf(ctx) + 1, Bytes: body.Len(), Body: body})
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, token, nil
+}
+
+func (c *Client) newRequest(ctx context.Context, u *url.URL, r Request) (*http.Request, error) {
 	var body io.Reader
 	if r.Body != nil {
 		body = bytes.NewReader(r.Body)
 	}
-	req, err := http.NewRequestWithContext(actx, r.Method, u.String(), body)
+	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), body)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	for k, vs := range r.Header {
 		req.Header[k] = vs
@@ -359,56 +495,119 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 		req.Header.Set("Accept", "application/json")
 	}
 	req.Header.Set("User-Agent", "ledgerlake")
-	var token string
-	if r.Auth != nil {
-		if token, err = r.Auth.Authorize(ctx, req); err != nil {
-			return nil, "", fmt.Errorf("authenticating: %w", err)
-		}
-	}
-	start := time.Now()
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, token, stripURLError(err)
-	}
-	defer resp.Body.Close()
-	out := &Response{Status: resp.StatusCode, Header: resp.Header}
-	var read int64
-	if r.Spool && resp.StatusCode/100 == 2 {
-		out.Spooled, read, err = spool(c.opts.SpoolDir, resp.Body)
-	} else {
-		out.Body, err = io.ReadAll(resp.Body)
-		read = int64(len(out.Body))
-	}
-	if err != nil {
-		return nil, token, fmt.Errorf("reading body (%d bytes before the error): %w", read, err)
-	}
-	if c.opts.Observe != nil {
-		o := Observation{Method: r.Method, URL: redactURL(u), Status: resp.StatusCode, Start: start, End: time.Now(), Depth: depthOf(ctx) + 1,
-			Bytes: read, Body: out.Body, Spooled: out.Spooled}
-		if r.Stats != nil {
-			o.Stream = r.Stats.Name
-		}
-		c.opts.Observe(o)
-	}
-	return out, token, nil
+	return req, nil
 }
 
-// wait blocks while the host is paused by a Retry-After.
-func (hs *host) wait(ctx context.Context) error {
+// readBody reads a 2xx body whole (spilling it to a file past MemoryBodyBytes; refusing it past its
+// cap or when it echoes a credential), or an excerpt of any other.
+func (c *Client) readBody(resp *http.Response, r Request, body io.Reader) (*spool.Body, error) {
+	if resp.StatusCode/100 != 2 {
+		b, err := io.ReadAll(io.LimitReader(body, errorBodyBytes))
+		if err != nil {
+			return nil, fmt.Errorf("reading body (%d bytes before the error): %w", len(b), err)
+		}
+		return spool.Bytes(b), nil
+	}
+	limit, what := c.opts.MaxBodyBytes, r.What
+	if r.MaxBytes > 0 {
+		limit = r.MaxBytes
+	}
+	if what == "" {
+		what = "response body"
+	}
+	if resp.ContentLength > limit {
+		return nil, final{&spool.TooLargeError{What: what, Limit: limit, Size: resp.ContentLength}}
+	}
+	echo := &echoScan{}
+	b, err := spool.Read(io.TeeReader(body, echo), c.opts.SpoolDir, c.opts.MemoryBodyBytes, limit, what)
+	var tl *spool.TooLargeError
+	switch {
+	case errors.As(err, &tl):
+		return nil, final{err}
+	case err != nil:
+		return nil, err
+	case echo.found:
+		b.Close()
+		return nil, final{ErrEcho}
+	}
+	return b, nil
+}
+
+// attemptError names why an attempt ended without an answer: a stall or the attempt's timeout (both
+// retried) where its context says so.
+func (c *Client) attemptError(actx context.Context, st *Stats, u *url.URL, err error) error {
+	var f final
+	if errors.As(err, &f) {
+		return err
+	}
+	if errors.Is(context.Cause(actx), errStalled) {
+		c.log.Warn("request stalled: abandoned, to be retried", "stream", st.Name, "host", u.Host, "seconds", c.opts.StallTimeout.Seconds(),
+			"reason", fmt.Sprintf("less than %d bytes in %s (stall_timeout)", stallBytes, c.opts.StallTimeout))
+		return fmt.Errorf("no progress for %s (stall_timeout): %w", c.opts.StallTimeout, err)
+	}
+	if errors.Is(actx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("the attempt took longer than %s: %w", c.opts.AttemptTimeout, err)
+	}
+	return err
+}
+
+// progress resets the stall timer each time stallBytes more have arrived.
+type progress struct {
+	r     io.Reader
+	timer *time.Timer
+	every time.Duration
+	since int
+}
+
+func (p *progress) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if p.since += n; p.since >= stallBytes {
+		p.timer.Reset(p.every)
+		p.since = 0
+	}
+	return n, err
+}
+
+// echoScan looks for a known credential in a body as it streams past, across chunk boundaries.
+type echoScan struct {
+	tail  []byte
+	found bool
+}
+
+func (e *echoScan) Write(p []byte) (int, error) {
+	keep := redact.Longest() - 1
+	if e.found || keep <= 0 {
+		return len(p), nil
+	}
+	edge := append(e.tail, p[:min(len(p), keep)]...)
+	e.found = redact.Contains(edge) || redact.Contains(p)
+	if len(p) >= keep {
+		e.tail = append(e.tail[:0], p[len(p)-keep:]...)
+	} else {
+		e.tail = append(e.tail[:0], edge[max(0, len(edge)-keep):]...)
+	}
+	return len(p), nil
+}
+
+// registerCredentials makes the credentials a request carries known to package redact, whatever Auth
+// set them: nothing a server echoes of them can be written.
+func registerCredentials(h http.Header) {
+	for _, name := range []string{"Authorization", "Vompapitoken", "Proxy-Authorization", "Cookie"} {
+		for _, v := range h[name] {
+			redact.AddHeader(v)
+		}
+	}
+}
+
+// waitHost blocks while the host is paused by a Retry-After, logging long pauses.
+func (c *Client) waitHost(ctx context.Context, hs *host, stats *Stats, u *url.URL) error {
 	hs.mu.Lock()
 	d := time.Until(hs.pause)
 	hs.mu.Unlock()
 	if d <= 0 {
 		return nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return c.sleep(ctx, d, stats, u, "the host is paused by a Retry-After")
 }
 
 func (hs *host) pauseUntil(t time.Time) {
@@ -432,28 +631,29 @@ func retryableStatus(s int) bool {
 	return s == http.StatusTooManyRequests || (s >= 500 && s != http.StatusNotImplemented)
 }
 
-// retryAfter parses delay-seconds or an HTTP date; waits are capped at 10 minutes.
+// retryAfter parses delay-seconds or an HTTP date (a date in the past is no wait).
 func retryAfter(v string) (time.Duration, bool) {
 	if v == "" {
 		return 0, false
 	}
 	var d time.Duration
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-		d = time.Duration(s) * time.Second
+	if s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+		d = time.Duration(min(s, int64(math.MaxInt64/time.Second))) * time.Second
 	} else if t, err := http.ParseTime(v); err == nil {
 		d = time.Until(t)
 	} else {
 		return 0, false
 	}
-	return min(max(d, 0), 10*time.Minute), true
+	return max(d, 0), true
 }
 
-func excerpt(b []byte) string {
-	s := strings.Join(strings.Fields(string(b)), " ")
+// excerpt is the start of an error answer's body on one line, credentials masked.
+func excerpt(b *spool.Body) string {
+	s := strings.ToValidUTF8(strings.Join(strings.Fields(string(b.Mem())), " "), "?")
 	if len(s) > 300 {
 		s = s[:300] + "…"
 	}
-	return s
+	return redact.String(s)
 }
 
 // redactURL drops userinfo and the values of query parameters that might carry secrets.
@@ -508,10 +708,16 @@ func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case errors.As(err, &se) && (se.Status < 500 && se.Status != http.StatusTooManyRequests):
 		// A final answer (bad credentials, bad scope): hand it over so the caller can read the error.
 		return &http.Response{StatusCode: se.Status, Status: fmt.Sprintf("%d %s", se.Status, http.StatusText(se.Status)),
-			Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(se.Body)), Request: req}, nil
+			Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(se.whole)), Request: req}, nil
 	case err != nil:
 		return nil, err
 	}
+	// A token answer is small: one that is not is refused rather than held.
+	b, err := resp.Body.Load(1<<20, "token answer")
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
 	return &http.Response{StatusCode: resp.Status, Status: fmt.Sprintf("%d %s", resp.Status, http.StatusText(resp.Status)),
-		Header: resp.Header, Body: io.NopCloser(bytes.NewReader(resp.Body)), ContentLength: int64(len(resp.Body)), Request: req}, nil
+		Header: resp.Header, Body: io.NopCloser(bytes.NewReader(b)), ContentLength: int64(len(b)), Request: req}, nil
 }

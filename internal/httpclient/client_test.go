@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -69,13 +70,16 @@ func TestRetriesWhatIsWorthRetrying(t *testing.T) {
 				var st Stats
 				opts := fast
 				opts.SpoolDir = t.TempDir()
-				resp, err := New(opts).Do(context.Background(), Request{Method: "GET", URL: srv.URL + "/x?org_id=1", Stats: &st, Spool: spooled})
+				if spooled {
+					opts.MemoryBodyBytes = 4 // every answer is spilled to a file
+				}
+				resp, err := New(opts).Do(context.Background(), Request{Method: "GET", URL: srv.URL + "/x?org_id=1", Stats: &st})
 				if c.wantErr == "" {
 					if err != nil {
 						t.Fatalf("err %v", err)
 					}
-					if body := bodyOf(t, resp); body != `[{"a":1}]` || (resp.Spooled != nil) != spooled || st.Bytes.Load() < int64(len(body)) {
-						t.Fatalf("body %q (spooled %v), %d bytes counted", body, resp.Spooled != nil, st.Bytes.Load())
+					if body := bodyOf(t, resp); body != `[{"a":1}]` || resp.Body.InMemory() == spooled || st.Bytes.Load() < int64(len(body)) {
+						t.Fatalf("body %q (in memory %v), %d bytes counted", body, resp.Body.InMemory(), st.Bytes.Load())
 					}
 				}
 				// A spooled body is never a file anyone can see: unlinked as soon as it is made, truncated
@@ -98,16 +102,13 @@ func TestRetriesWhatIsWorthRetrying(t *testing.T) {
 // bodyOf reads a response's body, from memory or its spool file (then closed).
 func bodyOf(t *testing.T, r *Response) string {
 	t.Helper()
-	if r.Spooled == nil {
-		return string(r.Body)
-	}
-	defer r.Spooled.Close()
-	b, err := io.ReadAll(r.Spooled.Reader())
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body.Reader())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int64(len(b)) != r.Spooled.Len() || r.Body != nil {
-		t.Fatalf("spooled %d bytes, Len %d, Body %q", len(b), r.Spooled.Len(), r.Body)
+	if int64(len(b)) != r.Body.Len() {
+		t.Fatalf("read %d bytes, Len %d", len(b), r.Body.Len())
 	}
 	return string(b)
 }
@@ -132,8 +133,20 @@ func TestRetryAfterPausesTheHost(t *testing.T) {
 
 type fakeAuth struct {
 	mu      sync.Mutex
+	origin  string
 	token   string
 	renewed int
+}
+
+func (a *fakeAuth) Origin() string { return a.origin }
+
+// originOf is rawURL's origin.
+func originOf(t *testing.T, rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Origin(u)
 }
 
 func (a *fakeAuth) Authorize(_ context.Context, r *http.Request) (string, error) {
@@ -161,7 +174,7 @@ func TestExpiredTokenIsRenewedAndRepeated(t *testing.T) {
 		}
 		ok(w, r)
 	})
-	a := &fakeAuth{token: "t1"}
+	a := &fakeAuth{token: "t1", origin: originOf(t, srv.URL)}
 	var st Stats
 	if _, err := New(fast).Do(context.Background(), Request{Method: "GET", URL: srv.URL, Auth: a, Stats: &st}); err != nil {
 		t.Fatal(err)
@@ -171,7 +184,7 @@ func TestExpiredTokenIsRenewedAndRepeated(t *testing.T) {
 	}
 	// A token that keeps failing is not renewed forever.
 	bad, n := script(t, status(401))
-	_, err := New(fast).Do(context.Background(), Request{Method: "GET", URL: bad.URL, Auth: &fakeAuth{token: "x"}})
+	_, err := New(fast).Do(context.Background(), Request{Method: "GET", URL: bad.URL, Auth: &fakeAuth{token: "x", origin: originOf(t, bad.URL)}})
 	var se *StatusError
 	if !errors.As(err, &se) || se.Status != 401 || n.Load() != maxRenewals+1 {
 		t.Fatalf("err %v after %d requests", err, n.Load())
@@ -245,6 +258,11 @@ func (a *blockingLogin) Authorize(ctx context.Context, r *http.Request) (string,
 	}
 	r.Header.Set("Authorization", "Bearer "+a.token)
 	return a.token, nil
+}
+
+func (a *blockingLogin) Origin() string {
+	u, _ := url.Parse(a.url)
+	return Origin(u)
 }
 
 func (a *blockingLogin) Renew(context.Context, string) error {

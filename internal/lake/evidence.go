@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
 
 // Evidence and PDF directories. Both are content-addressed: a file is named by the sha256 of the bytes
@@ -58,33 +60,70 @@ func NewEvidenceStore(st Store, held ...*Manifest) *EvidenceStore {
 }
 
 // PutJSON stores a response body compressed and returns its entry (Table and Endpoint set by the caller).
-func (s *EvidenceStore) PutJSON(body []byte) (Evidence, error) {
-	return s.put(body, EvidenceDir, ".json.zst", func(b []byte) []byte { return s.enc.EncodeAll(b, nil) })
+func (s *EvidenceStore) PutJSON(body *spool.Body) (Evidence, error) {
+	return s.put(body, EvidenceDir, ".json.zst", func(w io.Writer, r io.Reader) error {
+		enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(evidenceWindow))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(enc, r); err != nil {
+			enc.Close()
+			return err
+		}
+		return enc.Close()
+	}, func(b []byte) []byte { return s.enc.EncodeAll(b, nil) })
 }
 
 // PutPDF stores a PDF as received (PDFs are compressed already).
-func (s *EvidenceStore) PutPDF(body []byte) (Evidence, error) {
-	return s.put(body, PDFDir, ".pdf", func(b []byte) []byte { return b })
+func (s *EvidenceStore) PutPDF(body *spool.Body) (Evidence, error) {
+	return s.put(body, PDFDir, ".pdf", func(w io.Writer, r io.Reader) error {
+		_, err := io.Copy(w, r)
+		return err
+	}, func(b []byte) []byte { return b })
 }
 
-func (s *EvidenceStore) put(body []byte, dir, ext string, encode func([]byte) []byte) (Evidence, error) {
-	sum := sha256.Sum256(body)
-	hexSum := hex.EncodeToString(sum[:])
+// put stores body under dir, named by its sha256: a body in memory encoded at once, one spilled to a
+// file streamed from it, so a large answer is never held in memory.
+func (s *EvidenceStore) put(body *spool.Body, dir, ext string, stream func(io.Writer, io.Reader) error, encode func([]byte) []byte) (Evidence, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, body.Reader()); err != nil {
+		return Evidence{}, fmt.Errorf("hashing evidence: %w", err)
+	}
+	hexSum := hex.EncodeToString(h.Sum(nil))
 	rel := dir + "/" + hexSum[:2] + "/" + hexSum + ext
-	e := Evidence{SHA256: hexSum, Bytes: int64(len(body)), Path: rel}
+	e := Evidence{SHA256: hexSum, Bytes: body.Len(), Path: rel}
 	s.mu.Lock()
 	known := s.have[rel]
 	s.mu.Unlock()
 	if known {
 		return e, nil
 	}
-	if err := s.st.Place(rel, encode(body)); err != nil {
+	var err error
+	if body.InMemory() {
+		err = s.st.Place(rel, encode(body.Mem()))
+	} else {
+		err = s.placeStream(rel, func(w io.Writer) error { return stream(w, body.Reader()) })
+	}
+	if err != nil {
 		return e, fmt.Errorf("storing evidence %s: %w", rel, err)
 	}
 	s.mu.Lock()
 	s.have[rel] = true
 	s.mu.Unlock()
 	return e, nil
+}
+
+// placeStream writes key from fill, published without a sync like Place.
+func (s *EvidenceStore) placeStream(key string, fill func(io.Writer) error) error {
+	f, err := s.st.Create(key)
+	if err != nil {
+		return err
+	}
+	if err := fill(f); err != nil {
+		f.Abort()
+		return err
+	}
+	return f.Publish()
 }
 
 // Sync makes every file placed so far durable.

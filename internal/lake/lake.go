@@ -18,6 +18,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,17 +40,20 @@ func NewRunID(now time.Time) string {
 
 // StreamReport is one stream's outcome in a run.
 type StreamReport struct {
-	Table         string   `json:"table"`
-	Status        string   `json:"status"` // ok | failed
-	Rows          int64    `json:"rows"`   // rows of the stream's own table (child tables in Tables)
-	Rejects       int      `json:"rejects"`
-	Requests      int64    `json:"requests"`
-	Retries       int64    `json:"retries"`
-	Throttled     int64    `json:"throttled,omitempty"` // 429 answers among the requests
-	Bytes         int64    `json:"bytes"`               // response bytes received
-	Seconds       float64  `json:"seconds"`
-	Resumed       bool     `json:"resumed,omitempty"` // continued from a checkpoint of a killed attempt
-	Error         string   `json:"error,omitempty"`
+	Table     string  `json:"table"`
+	Status    string  `json:"status"` // ok | failed
+	Rows      int64   `json:"rows"`   // rows of the stream's own table (child tables in Tables)
+	Rejects   int     `json:"rejects"`
+	Requests  int64   `json:"requests"`
+	Retries   int64   `json:"retries"`
+	Throttled int64   `json:"throttled,omitempty"` // 429 answers among the requests
+	Bytes     int64   `json:"bytes"`               // response bytes received
+	Seconds   float64 `json:"seconds"`
+	Resumed   bool    `json:"resumed,omitempty"` // continued from a checkpoint of a killed attempt
+	Error     string  `json:"error,omitempty"`
+	// FailedItems counts the items of a fan-out stream that could not be fetched (each a reject naming
+	// the item and why): the rest of the stream is committed, and the next run asks for them again.
+	FailedItems   int      `json:"failed_items,omitempty"`
 	SchemaChanges []string `json:"schema_changes,omitempty"` // new columns and widened types
 	// Warnings are what the stream met that did not fail it but a person should know: a null response,
 	// duplicates dropped at a window boundary, a key that turned out not unique.
@@ -557,3 +561,10 @@ func Local(st Store, files []parquet.FileInfo, dir string, verify bool) (paths [
 	}
 	return paths, release, nil
 }
+
+// partitionPattern is what a hive partition directory may be: a lower-case key, one value of letters,
+// digits, '-' and '_'. Anything else — a '/', "..", a space — could walk out of the table's directory.
+var partitionPattern = regexp.MustCompile(`^[a-z][a-z0-9_]*=[A-Za-z0-9_-]+$`)
+
+// ValidPartition reports whether p can name a partition directory safely.
+func ValidPartition(p string) bool { return partitionPattern.MatchString(p) }

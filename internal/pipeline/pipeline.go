@@ -28,6 +28,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/models"
+	"github.com/ledgerlake/ledgerlake/internal/redact"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/iceberg"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
@@ -61,6 +62,9 @@ type Options struct {
 	// killed run loses at most this much of their fetching.
 	CheckpointEvery time.Duration
 	Now             func() time.Time
+	// AcceptShrink names the snapshot streams (table or stream names) whose new snapshot is committed
+	// even though it shrank past max_shrink.
+	AcceptShrink []string
 }
 
 // Result of a run.
@@ -81,8 +85,13 @@ type IcebergReport struct {
 	Error     string  `json:"error,omitempty"`
 }
 
-// OK reports whether every stream succeeded and every data test passed.
+// OK reports whether every stream succeeded with every item and every data test passed.
 func (r *Result) OK() bool {
+	for _, s := range r.Manifest.Streams {
+		if s.FailedItems > 0 {
+			return false
+		}
+	}
 	return len(r.Failed) == 0 && (r.Models == nil || r.Models.OK())
 }
 
@@ -128,14 +137,14 @@ func Streams(cfg *config.Config, client *httpclient.Client, names []string, now 
 		now = time.Now
 	}
 	if cfg.Sources.Signicat != nil {
-		ss, err := signicat.New(cfg.Sources.Signicat, client, now).Streams()
+		ss, err := signicat.New(cfg.Sources.Signicat, cfg.Limits.OrDefaults(), client, now).Streams()
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, ss...)
 	}
 	if cfg.Sources.GSAPI != nil {
-		gs, err := gsapi.New(cfg.Sources.GSAPI, client, now).Streams()
+		gs, err := gsapi.New(cfg.Sources.GSAPI, cfg.Limits.OrDefaults(), client, now).Streams()
 		if err != nil {
 			return nil, err
 		}
@@ -144,6 +153,12 @@ func Streams(cfg *config.Config, client *httpclient.Client, names []string, now 
 	if len(names) == 0 {
 		return all, nil
 	}
+	return named(all, names, "--streams")
+}
+
+// named resolves names — table names (signicat_accounts) or stream names (accounts) — to streams of
+// all; flag names the option in errors.
+func named(all []*sources.Stream, names []string, flag string) ([]*sources.Stream, error) {
 	var out []*sources.Stream
 	for _, n := range names {
 		var match []*sources.Stream
@@ -158,11 +173,11 @@ func Streams(cfg *config.Config, client *httpclient.Client, names []string, now 
 			for i, s := range all {
 				valid[i] = s.TableName()
 			}
-			return nil, &config.Error{Msg: fmt.Sprintf("--streams: unknown stream %q (configured: %s)", n, strings.Join(valid, ", "))}
+			return nil, &config.Error{Msg: fmt.Sprintf("%s: unknown stream %q (configured: %s)", flag, n, strings.Join(valid, ", "))}
 		case 1:
 			out = append(out, match[0])
 		default:
-			return nil, &config.Error{Msg: fmt.Sprintf("--streams: %q is ambiguous; say %s or %s", n, match[0].TableName(), match[1].TableName())}
+			return nil, &config.Error{Msg: fmt.Sprintf("%s: %q is ambiguous; say %s or %s", flag, n, match[0].TableName(), match[1].TableName())}
 		}
 	}
 	return out, nil
@@ -170,21 +185,43 @@ func Streams(cfg *config.Config, client *httpclient.Client, names []string, now 
 
 // Run extracts, writes the manifest, and loads the warehouse.
 func Run(ctx context.Context, opts Options) (*Result, error) {
+	opts.Logger = logger(opts.Logger)
+	if opts.HTTP.Logger == nil {
+		opts.HTTP.Logger = opts.Logger
+	}
 	streams, err := Streams(opts.Config, Client(opts.Config, opts.HTTP), opts.Streams, opts.Now)
 	if err != nil {
-		return nil, err
+		return nil, redact.Error(err)
 	}
 	return RunStreams(ctx, opts, streams)
 }
 
-// Client is the HTTP client a run of cfg uses: the config's per-host limits and spooling into the
-// output directory, where hopts leaves them unset.
+// logger is log (or one that discards) behind the redacting handler: no record carries a credential.
+func logger(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(redact.Handler(log.Handler()))
+}
+
+// Client is the HTTP client a run of cfg uses: the config's per-host limits, waits and caps, and
+// spooling into the output directory, where hopts leaves them unset.
 func Client(cfg *config.Config, hopts httpclient.Options) *httpclient.Client {
 	if hopts.PerHostConcurrency == 0 {
 		hopts.PerHostConcurrency = cfg.PerHostConcurrency
 	}
 	if hopts.PerHostRate == 0 {
 		hopts.PerHostRate = cfg.PerHostRate
+	}
+	limits := cfg.Limits.OrDefaults()
+	if hopts.StallTimeout == 0 {
+		hopts.StallTimeout = time.Duration(limits.StallTimeout)
+	}
+	if hopts.MaxRetryAfter == 0 {
+		hopts.MaxRetryAfter = time.Duration(limits.MaxRetryAfter)
+	}
+	if hopts.MaxBodyBytes == 0 {
+		hopts.MaxBodyBytes = int64(limits.MaxPageBytes)
 	}
 	if hopts.SpoolDir == "" {
 		// Beside the data, on the disk sized for it (the system's temp dir may be small or in memory).
@@ -193,11 +230,22 @@ func Client(cfg *config.Config, hopts httpclient.Options) *httpclient.Client {
 	return httpclient.New(hopts)
 }
 
-// RunStreams runs the given streams with opts' config (Run builds them from the config).
+// RunStreams runs the given streams with opts' config (Run builds them from the config). No error it
+// returns, and nothing it writes or logs, carries a known credential (package redact).
 func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*Result, error) {
-	cfg, log := opts.Config, opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	res, err := runStreams(ctx, opts, streams)
+	return res, redact.Error(err)
+}
+
+// errMaxRunTime ends a run that reached max_run_time.
+var errMaxRunTime = errors.New("max_run_time reached")
+
+func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*Result, error) {
+	cfg, log := opts.Config, logger(opts.Logger)
+	if cfg.MaxRunTime > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(cfg.MaxRunTime), fmt.Errorf("%w (%s): %w", errMaxRunTime, cfg.MaxRunTime, context.DeadlineExceeded))
+		defer cancel()
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -243,12 +291,20 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	run, cks := rec.run, rec.checkpoints
 
+	ceiling := opts.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)
 	for _, s := range streams {
 		if s.State != nil && !opts.FullRefresh {
 			if _, err := lake.ReadJSON(st, lake.StateDir, s.TableName(), s.State); err != nil {
 				return nil, err
 			}
 		}
+		if s.State != nil {
+			s.State.Ceiling = ceiling
+		}
+	}
+	accept, err := acceptShrink(opts.AcceptShrink, streams)
+	if err != nil {
+		return nil, err
 	}
 	skipHeld(rec.manifests, streams)
 	if run == nil {
@@ -262,7 +318,8 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		return nil, err
 	}
 	env := runEnv{st: st, runID: run.RunID, resumes: run.Resumes, batchRows: opts.BatchRows,
-		store: lake.NewEvidenceStore(st, append(slices.Clone(rec.manifests), listed(cks))...), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))), log: log}
+		store: lake.NewEvidenceStore(st, append(slices.Clone(rec.manifests), listed(cks))...), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))), log: log,
+		limits: cfg.Limits.OrDefaults(), before: snapshotRows(rec.manifests), accept: accept}
 	env.checkpoints = newCheckpointer(&env, log, checkpointGap)
 	defer env.checkpoints.close()
 	m := &lake.Manifest{RunID: run.RunID, StartedAt: run.StartedAt}
@@ -316,7 +373,10 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		// Ctrl-C or SIGTERM: keep what completed. Streams that finished are committed and loaded below;
 		// the interrupted ones failed and are fetched again by the next run. A second signal, or the
 		// scheduler's kill, still stops the process; recovery then happens at the next start.
-		log.Warn("interrupted: committing the streams that completed", "run_id", m.RunID)
+		if errors.Is(context.Cause(ctx), errMaxRunTime) {
+			interrupted = context.Cause(ctx)
+		}
+		log.Warn("interrupted: committing the streams that completed", "run_id", m.RunID, "cause", interrupted)
 		ctx = context.WithoutCancel(ctx)
 		for i, s := range streams {
 			if reports[i].Table == "" {
@@ -341,9 +401,14 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	res := &Result{Manifest: m}
 	for _, r := range reports {
 		if r.Status != "ok" {
-			m.Status = "partial"
 			res.Failed = append(res.Failed, r)
 		}
+		if r.Status != "ok" || r.FailedItems > 0 {
+			m.Status = "partial"
+		}
+	}
+	for i := range rejects {
+		rejects[i].Key, rejects[i].Raw = redact.String(rejects[i].Key), redact.String(rejects[i].Raw)
 	}
 	if len(rejects) > 0 {
 		// Written before the manifest, so a run loaded after a crash still records its rejects.
@@ -469,6 +534,29 @@ func writeReport(st lake.Store, res *Result, runErr error) error {
 		return err
 	}
 	return st.WriteFile(lake.ReportKey(m.RunID), append(b, '\n'))
+}
+
+// snapshotRows is each table's rows in the newest committed run whose stream succeeded.
+func snapshotRows(ms []*lake.Manifest) map[string]int64 {
+	rows := map[string]int64{}
+	for _, m := range ms {
+		for _, s := range m.Streams {
+			if s.Status == "ok" {
+				rows[s.Table] = s.Rows
+			}
+		}
+	}
+	return rows
+}
+
+// acceptShrink resolves --accept-shrink's names to the tables it lets shrink.
+func acceptShrink(names []string, streams []*sources.Stream) (map[string]bool, error) {
+	ss, err := named(streams, names, "--accept-shrink")
+	accept := map[string]bool{}
+	for _, s := range ss {
+		accept[s.TableName()] = true
+	}
+	return accept, err
 }
 
 // skipHeld makes each stream skip the keys whose files a committed run already holds: an invoice's

@@ -13,7 +13,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/redact"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
@@ -63,6 +65,11 @@ type runEnv struct {
 	cpu         *semaphore.Weighted
 	checkpoints *checkpointer
 	log         *slog.Logger
+	limits      config.Limits
+	// before is each snapshot table's rows in the newest committed run that loaded it; accept names the
+	// tables allowed to shrink past limits.MaxShrink this run (--accept-shrink).
+	before map[string]int64
+	accept map[string]bool
 }
 
 // busy runs CPU-bound work (decoding a page, converting, writing Parquet) once a CPU is free.
@@ -86,6 +93,12 @@ type streamRun struct {
 	runDate string            // the partition of streams without their own: asked once per record
 	notes   notes
 	windows []lake.Window // the windows of a windowed stream's pages as sent, in the order first seen
+	quirks  sources.Quirks
+	invalid int    // records whose partition value could not name a directory
+	under   string // the partition they went to
+	safe    map[string]bool
+	failed  int // items that could not be fetched
+	inARow  int // items that failed one after another, with no success in between
 }
 
 // notes gathers a stream's warnings: each distinct one once, and past maxNotes only a count, so 60
@@ -110,6 +123,7 @@ func (n *notes) add(log *slog.Logger, table, msg string) {
 		n.more++
 		return
 	}
+	msg = redact.String(msg)
 	n.list = append(n.list, msg)
 	log.Warn("stream warning", "table", table, "warning", msg)
 }
@@ -310,10 +324,27 @@ func (r *streamRun) convertBatches(conv *typing.Converter, recs []typing.Record,
 }
 
 func (r *streamRun) partition(rec typing.Record) string {
-	if r.s.Partition != nil {
-		return r.s.Partition(rec)
+	if r.s.Partition == nil {
+		return r.runDate
 	}
-	return r.runDate
+	p := r.s.Partition(rec)
+	if r.safe[p] {
+		return p
+	}
+	if !lake.ValidPartition(p) {
+		// The source checks its values; this holds whatever a source returns.
+		key, _, _ := strings.Cut(p, "=")
+		if !lake.ValidPartition(key + "=x") {
+			key = "partition"
+		}
+		p = sources.InvalidPartition(key)
+	}
+	if strings.HasSuffix(p, "=invalid") {
+		r.invalid, r.under = r.invalid+1, p
+	} else {
+		r.safe[p] = true // a stream has a partition per month: checked once each
+	}
+	return p
 }
 
 // flushAll converts every table's pending records, children last (flushing a parent feeds them, and
@@ -416,7 +447,7 @@ type streamOutput struct {
 func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *streamCheckpoint) (lake.StreamReport, streamOutput, []typing.Reject) {
 	start := time.Now()
 	rep := lake.StreamReport{Table: s.TableName(), Status: "ok"}
-	r := &streamRun{runEnv: env, s: s, sinks: map[string]*tableSink{}, prev: prev,
+	r := &streamRun{runEnv: env, s: s, sinks: map[string]*tableSink{}, prev: prev, safe: map[string]bool{},
 		runDate: "run_date=" + env.extracted.Format("2006-01-02")}
 	defer r.release()
 	var out, base streamOutput
@@ -451,7 +482,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 				_ = env.st.Remove(f.Path)
 			}
 		}
-		rep.Status, rep.Error = "failed", fmt.Sprintf("%s: %v", s.TableName(), err)
+		rep.Status, rep.Error = "failed", redact.String(fmt.Sprintf("%s: %v", s.TableName(), err))
 		rep.Seconds = time.Since(start).Seconds()
 		fillStats(&rep, s, prev)
 		return rep, streamOutput{}, nil
@@ -462,26 +493,18 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 	}
 	last := time.Now()
 	take := func(page sources.Page) error {
-		var sum string
-		if raw := page.Raw; raw != nil && (s.Evidence || raw.PDF) {
-			put := env.store.PutJSON
-			if raw.PDF {
-				put = env.store.PutPDF
-			}
-			e, err := put(raw.Body)
-			if err != nil {
-				return err
-			}
-			// Kept until the run ends: copied, as a decoded value shares its memory with its neighbours.
-			e.Table, e.Endpoint, e.Key, sum = s.TableName(), raw.Endpoint, strings.Clone(raw.Key), e.SHA256
-			if raw.PDF {
-				out.pdfs = append(out.pdfs, e)
-			} else {
-				out.evidence = append(out.evidence, e)
-			}
+		if page.Failed != nil {
+			return r.failItem(page.Failed)
+		}
+		sum, err := r.keepRaw(page, &out)
+		if err != nil {
+			page.Close()
+			return err
 		}
 		lin := lineage{evidence: sum, window: r.window(page.Window)}
-		err := page.Each(func(rec typing.Record) error { return r.add(top, rec, lin) })
+		page.MaxValue = int(env.limits.MaxValueBytes)
+		q, err := page.Each(func(rec typing.Record) error { return r.add(top, rec, lin) })
+		r.quirks.Add(q)
 		if errors.Is(err, sources.ErrNull) {
 			r.notes.add(env.log, s.TableName(), err.Error())
 			err = nil
@@ -493,6 +516,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 			r.notes.add(env.log, s.TableName(), page.Note)
 		}
 		if page.Done != "" {
+			r.inARow = 0
 			done = append(done, strings.Clone(page.Done))
 		}
 		if s.Checkpoints && env.every > 0 && time.Since(last) >= env.every {
@@ -520,11 +544,15 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 		return err
 	})
 	if err == nil {
+		err = r.shrank(top.info.Rows)
+	}
+	if err == nil {
 		err = r.saveSchemas()
 	}
 	if err != nil {
 		return fail(err)
 	}
+	r.noteOddities()
 	out.files = append(slices.Clone(base.files), files...)
 	rep.Seconds = time.Since(start).Seconds()
 	if prev != nil {
@@ -533,6 +561,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 	}
 	rep.Rows = top.info.Rows
 	rep.Rejects = len(r.rejects)
+	rep.FailedItems = r.failed
 	for _, c := range r.changes {
 		rep.SchemaChanges = append(rep.SchemaChanges, c.String())
 	}
@@ -549,6 +578,74 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 	return rep, out, r.rejects
 }
 
+// maxInARow is how many items may fail one after another before the stream stops: then the API is
+// failing, not the items, and asking on would only wait out every item's retries.
+const maxInARow = 20
+
+// failItem records an item the source could not fetch: a reject naming it and why, and, where asking
+// again may succeed, an item for the next run to ask for (State.Pending).
+func (r *streamRun) failItem(f *sources.Failure) error {
+	r.failed++
+	r.inARow++
+	msg := redact.String(f.Err.Error())
+	if r.inARow >= maxInARow {
+		return fmt.Errorf("%d items failed one after another, the last %s: %s", r.inARow, f.Item, msg)
+	}
+	reason := "could not be fetched; the next run asks for it again"
+	if !f.Retry {
+		reason = "cannot be fetched"
+	} else if r.s.State != nil {
+		r.s.State.Fail(f.Item, f.Date)
+	}
+	r.rejects = append(r.rejects, typing.Reject{Stream: r.s.TableName(), Key: redact.String(f.Item), Column: "_request", Raw: msg, Reason: reason})
+	r.log.Warn("item failed", "table", r.s.TableName(), "item", f.Item, "error", msg)
+	return nil
+}
+
+// keepRaw stores the page's response as evidence where the stream keeps it (every PDF is kept), and
+// returns its sha256 for the rows it produced.
+func (r *streamRun) keepRaw(page sources.Page, out *streamOutput) (string, error) {
+	raw := page.Raw
+	if raw == nil || !(r.s.Evidence || raw.PDF) {
+		return "", nil
+	}
+	put := r.store.PutJSON
+	if raw.PDF {
+		put = r.store.PutPDF
+	}
+	e, err := put(raw.Body)
+	if raw.Body != page.Body {
+		raw.Body.Close()
+	}
+	if err != nil {
+		return "", err
+	}
+	// Kept until the run ends: copied, as a decoded value shares its memory with its neighbours.
+	e.Table, e.Endpoint, e.Key = r.s.TableName(), raw.Endpoint, strings.Clone(raw.Key)
+	if raw.PDF {
+		out.pdfs = append(out.pdfs, e)
+	} else {
+		out.evidence = append(out.evidence, e)
+	}
+	return e.SHA256, nil
+}
+
+// shrank reports, for a snapshot stream, a new snapshot that falls to zero rows or by more than
+// max_shrink from the newest committed one, unless --accept-shrink names it.
+func (r *streamRun) shrank(rows int64) error {
+	name := r.s.TableName()
+	prev, ok := r.before[name]
+	if r.s.Mode != sources.Snapshot || !ok || prev == 0 || r.accept[name] {
+		return nil
+	}
+	limit := float64(r.limits.MaxShrink) / 100
+	if rows > 0 && float64(prev-rows) <= limit*float64(prev) {
+		return nil
+	}
+	return fmt.Errorf("the new snapshot has %d rows, down from %d (more than max_shrink %s): it is not committed and the current state stays as it was; if the API really holds fewer, run again with --accept-shrink %s",
+		rows, prev, r.limits.MaxShrink, name)
+}
+
 // window returns the index of w among the stream's windows (-1 for none), adding it when new.
 func (r *streamRun) window(b *sources.Bounds) int32 {
 	if b == nil || !r.s.Windowed {
@@ -562,6 +659,23 @@ func (r *streamRun) window(b *sources.Bounds) int32 {
 	}
 	r.windows = append(r.windows, w)
 	return int32(len(r.windows) - 1)
+}
+
+// noteOddities adds to the warnings what the stream met without failing: decoding quirks, dates past
+// the run's start, partition values that could not name a directory.
+func (r *streamRun) noteOddities() {
+	name := r.s.TableName()
+	for _, n := range r.quirks.Notes() {
+		r.notes.add(r.log, name, n)
+	}
+	if r.s.State != nil {
+		for _, n := range r.s.State.Odd() {
+			r.notes.add(r.log, name, n)
+		}
+	}
+	if r.invalid > 0 {
+		r.notes.add(r.log, name, fmt.Sprintf("%d records have a value that cannot name a partition: they are under %s", r.invalid, r.under))
+	}
 }
 
 // tables is the stream's tables with their rows so far, including tables only an earlier attempt wrote.

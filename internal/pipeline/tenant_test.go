@@ -18,6 +18,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
+	"github.com/ledgerlake/ledgerlake/internal/spool"
 	"github.com/ledgerlake/ledgerlake/pipelines"
 )
 
@@ -27,7 +28,7 @@ func bodyStream(name string, bodies ...string) *sources.Stream {
 		Pages: func(ctx context.Context) iter.Seq2[sources.Page, error] {
 			return func(yield func(sources.Page, error) bool) {
 				for i, b := range bodies {
-					if !yield(sources.Page{Body: []byte(b), Where: "GET /list?page=" + string(rune('1'+i))}, nil) {
+					if !yield(sources.Page{Body: spool.Bytes([]byte(b)), Where: "GET /list?page=" + string(rune('1'+i))}, nil) {
 						return
 					}
 				}

@@ -10,6 +10,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
 
 // decoder reads JSON into the values encoding/json produces for `any` with UseNumber — map[string]any,
@@ -26,6 +28,40 @@ type decoder struct {
 	// block holds the text of string and number values (cut): one allocation per few kilobytes of
 	// values instead of one per value.
 	block []byte
+	q     Quirks
+}
+
+// Quirks count what decoding changed without failing, which other JSON decoders change silently:
+// each kind is reported with the stream, never passed over.
+type Quirks struct {
+	// InvalidUTF8 counts strings with invalid UTF-8 or a lone surrogate escape, each replaced by U+FFFD
+	// as encoding/json does (a JSON text must be UTF-8).
+	InvalidUTF8 int
+	// DuplicateKeys counts keys that came twice in one object; the last value is kept, as encoding/json
+	// keeps it. Key is the first such key.
+	DuplicateKeys int
+	Key           string
+}
+
+// Add counts o's quirks into q.
+func (q *Quirks) Add(o Quirks) {
+	q.InvalidUTF8 += o.InvalidUTF8
+	q.DuplicateKeys += o.DuplicateKeys
+	if q.Key == "" {
+		q.Key = o.Key
+	}
+}
+
+// Notes say what the quirks were, for a stream's warnings.
+func (q Quirks) Notes() []string {
+	var out []string
+	if q.InvalidUTF8 > 0 {
+		out = append(out, fmt.Sprintf("%d strings were not valid UTF-8 (or held a lone surrogate escape): each bad byte was stored as U+FFFD, as JSON requires UTF-8", q.InvalidUTF8))
+	}
+	if q.DuplicateKeys > 0 {
+		out = append(out, fmt.Sprintf("%d objects had a key twice (e.g. %q): the last value was kept, as JSON decoders do; the other is in the evidence body where the stream keeps one", q.DuplicateKeys, q.Key))
+	}
+	return out
 }
 
 // blockSize bounds what one retained value keeps alive: its block.
@@ -152,7 +188,13 @@ func (d *decoder) object(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		m[k] = v
+		n := len(m)
+		if m[k] = v; len(m) == n {
+			d.q.DuplicateKeys++
+			if d.q.Key == "" {
+				d.q.Key = k
+			}
+		}
 		d.space()
 		if d.i >= len(d.b) {
 			return nil, errEnd
@@ -276,6 +318,7 @@ func (d *decoder) str(key bool) (string, error) {
 	// Slow path from the first special byte.
 	out := make([]byte, 0, d.i-start+16)
 	out = append(out, d.b[start:d.i]...)
+	invalid := false
 	for {
 		if d.i >= len(d.b) {
 			return "", errEnd
@@ -284,6 +327,9 @@ func (d *decoder) str(key bool) (string, error) {
 		switch {
 		case c == '"':
 			d.i++
+			if invalid {
+				d.q.InvalidUTF8++
+			}
 			if key {
 				return string(out), nil
 			}
@@ -321,7 +367,7 @@ func (d *decoder) str(key bool) (string, error) {
 						}
 						d.i = save
 					}
-					r = unicode.ReplacementChar
+					r, invalid = unicode.ReplacementChar, true
 				}
 				out = utf8.AppendRune(out, r)
 			default:
@@ -334,6 +380,7 @@ func (d *decoder) str(key bool) (string, error) {
 			r, size := utf8.DecodeRune(d.b[d.i:])
 			if r == utf8.RuneError && size == 1 {
 				out = utf8.AppendRune(out, unicode.ReplacementChar)
+				invalid = true
 			} else {
 				out = append(out, d.b[d.i:d.i+size]...)
 			}
@@ -365,83 +412,258 @@ func (d *decoder) hex4() (rune, bool) {
 	return r, true
 }
 
-// EachInReader is EachInArray for a body read from r (a spooled response): it holds one element at a
+// EachInReader is EachInArray for a body read from r (a spilled response): it holds one element at a
 // time, never the whole body, and hands fn the same records with the same errors.
 func EachInReader(r io.Reader, fn func(Record) error) error {
-	return eachInReader(r, func(r Record, _ []byte) error { return fn(r) })
+	_, err := eachInReader(r, DefaultMaxValueBytes, func(r Record, _ []byte) error { return fn(r) })
+	return err
 }
 
-// eachInReader is EachInReader passing each record's bytes too (valid during the call).
-func eachInReader(r io.Reader, fn func(Record, []byte) error) error {
-	s := elements{r: r, buf: make([]byte, 0, 64<<10)}
+// DefaultMaxValueBytes is the largest JSON value decoded at once (a record, a detail object) unless a
+// run's config says otherwise (max_value_bytes): memory follows it, not the size of an answer.
+const DefaultMaxValueBytes = 64 << 20
+
+// eachInReader is EachInReader passing each record's bytes too (valid during the call); an element
+// over maxValue bytes fails it.
+func eachInReader(r io.Reader, maxValue int, fn func(Record, []byte) error) (Quirks, error) {
+	s := newElements(r, maxValue)
 	d := decoder{keys: map[string]string{}}
+	c, err := s.next()
+	if err != nil {
+		return d.q, errNotArray{err}
+	}
+	if c == 'n' && s.null() {
+		return d.q, ErrNull
+	}
+	if c != '[' {
+		return d.q, errNotArray{fmt.Errorf("invalid character %q looking for the array (offset %d)", c, s.offset())}
+	}
+	if err := s.array(&d, fn); err != nil {
+		return d.q, err
+	}
+	return d.q, s.end("array")
+}
+
+// Envelope is what a {"data": [...], "next": ...} page says besides its records.
+type Envelope struct {
+	Next *string // the next page's token or link; nil when absent or null
+	Null bool    // data was null, read as no records
+	Quirks
+}
+
+// EachInEnvelope decodes a {"data": [objects], "next": token} page read from r (Signicat's lists), one
+// element of data at a time, like EachInReader. Other keys are skipped. A page without data, or with a
+// key twice (which of the two counts is nowhere defined), fails: nothing is guessed.
+func EachInEnvelope(r io.Reader, maxValue int, fn func(Record) error) (Envelope, error) {
+	s := newElements(r, maxValue)
+	d := decoder{keys: map[string]string{}}
+	var env Envelope
+	fail := func(err error) (Envelope, error) {
+		env.Quirks = d.q
+		return env, fmt.Errorf("response is not a {data, next} page: %w", err)
+	}
+	if c, err := s.next(); err != nil || c != '{' {
+		if err == nil {
+			err = fmt.Errorf("invalid character %q looking for the object (offset %d)", c, s.offset())
+		}
+		return fail(err)
+	}
+	s.pos++
+	seen := map[string]bool{}
+	for i := 0; ; i++ {
+		c, err := s.next()
+		if err != nil {
+			return fail(err)
+		}
+		if c == '}' && i == 0 {
+			s.pos++
+			break
+		}
+		if i > 0 {
+			s.pos++
+			if c == '}' {
+				break
+			}
+			if c != ',' {
+				return fail(fmt.Errorf("invalid character %q after object key:value pair (offset %d)", c, s.offset()-1))
+			}
+		}
+		key, err := s.key(&d)
+		if err != nil {
+			return fail(err)
+		}
+		if seen[key] {
+			return fail(fmt.Errorf("the key %q comes twice", key))
+		}
+		seen[key] = true
+		if err := s.member(&d, key, &env, fn); err != nil {
+			return fail(err)
+		}
+	}
+	if !seen["data"] {
+		return fail(errors.New("it has no data"))
+	}
+	if err := s.end("object"); err != nil {
+		return fail(err)
+	}
+	env.Quirks = d.q
+	return env, nil
+}
+
+// key reads an object key and the colon after it.
+func (s *elements) key(d *decoder) (string, error) {
+	elem, err := s.element()
+	if err != nil {
+		return "", err
+	}
+	d.b, d.i = elem, 0
+	if len(elem) == 0 || elem[0] != '"' {
+		return "", d.fail("looking for beginning of object key string")
+	}
+	k, err := d.str(true)
+	if err != nil {
+		return "", err
+	}
+	if c, err := s.next(); err != nil || c != ':' {
+		if err == nil {
+			err = fmt.Errorf("invalid character %q after object key (offset %d)", c, s.offset())
+		}
+		return "", err
+	}
+	s.pos++
+	return k, nil
+}
+
+// member reads the value of an envelope's key: data's elements go to fn, next is kept, others skipped.
+func (s *elements) member(d *decoder, key string, env *Envelope, fn func(Record) error) error {
+	c, err := s.next()
+	if err != nil {
+		return err
+	}
+	if key == "data" && c == '[' {
+		return s.array(d, func(r Record, _ []byte) error { return fn(r) })
+	}
+	v, err := s.value(d)
+	if err != nil {
+		return err
+	}
+	switch key {
+	case "data":
+		if v != nil {
+			return fmt.Errorf("data is %s, not a list", jsonKind(v))
+		}
+		env.Null = true
+	case "next":
+		switch n := v.(type) {
+		case nil:
+		case string:
+			env.Next = &n
+		default:
+			return fmt.Errorf("next is %s, not a string", jsonKind(v))
+		}
+	}
+	return nil
+}
+
+// value decodes the next whole value.
+func (s *elements) value(d *decoder) (any, error) {
+	elem, err := s.element()
+	if err != nil {
+		return nil, err
+	}
+	d.b, d.i = elem, 0
+	v, err := d.value(1)
+	if err == nil && d.i != len(d.b) {
+		err = d.fail("after value")
+	}
+	return v, err
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "a list"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	}
+	return "a number"
+}
+
+// array reads the array whose '[' is next, handing fn each element, which must be an object.
+func (s *elements) array(d *decoder, fn func(Record, []byte) error) error {
+	s.pos++
 	c, err := s.next()
 	if err != nil {
 		return errNotArray{err}
 	}
-	if c == 'n' && s.null() {
-		return ErrNull
-	}
-	if c != '[' {
-		return errNotArray{fmt.Errorf("invalid character %q looking for the array (offset %d)", c, s.offset())}
-	}
-	s.pos++
-	if c, err = s.next(); err != nil {
-		return errNotArray{err}
-	}
 	if c == ']' {
 		s.pos++
-	} else {
-		for n := 0; ; n++ {
-			at := s.offset()
-			elem, err := s.element()
+		return nil
+	}
+	for n := 0; ; n++ {
+		at := s.offset()
+		elem, err := s.element()
+		if err == nil {
+			d.b, d.i = elem, 0
+			var v any
+			if v, err = d.value(1); err == nil && d.i != len(d.b) {
+				err = d.fail("after array element")
+			}
 			if err == nil {
-				d.b, d.i = elem, 0
-				var v any
-				if v, err = d.value(1); err == nil && d.i != len(d.b) {
-					err = d.fail("after array element")
+				r, ok := v.(map[string]any)
+				if !ok {
+					return errNotArray{fmt.Errorf("element %d is %T, not an object", n, v)}
 				}
-				if err == nil {
-					r, ok := v.(map[string]any)
-					if !ok {
-						return errNotArray{fmt.Errorf("element %d is %T, not an object", n, v)}
-					}
-					if err := fn(r, elem); err != nil {
-						return err
-					}
+				if err := fn(r, elem); err != nil {
+					return err
 				}
-			}
-			if err != nil {
-				return errNotArray{fmt.Errorf("element %d (at byte %d): %w", n, at, err)}
-			}
-			if c, err = s.next(); err != nil {
-				return errNotArray{err}
-			}
-			s.pos++
-			if c == ']' {
-				break
-			}
-			if c != ',' {
-				return errNotArray{fmt.Errorf("invalid character %q after array element (offset %d)", c, s.offset()-1)}
 			}
 		}
+		if err != nil {
+			return errNotArray{fmt.Errorf("element %d (at byte %d): %w", n, at, err)}
+		}
+		if c, err = s.next(); err != nil {
+			return errNotArray{err}
+		}
+		s.pos++
+		if c == ']' {
+			return nil
+		}
+		if c != ',' {
+			return errNotArray{fmt.Errorf("invalid character %q after array element (offset %d)", c, s.offset()-1)}
+		}
 	}
+}
+
+// end checks that nothing but whitespace follows the value just read.
+func (s *elements) end(what string) error {
 	if _, err := s.next(); err != errEnd {
 		if err == nil {
-			err = fmt.Errorf("data after the array (offset %d)", s.offset())
+			err = fmt.Errorf("data after the %s (offset %d)", what, s.offset())
 		}
 		return errNotArray{err}
 	}
 	return nil
 }
 
-// elements cuts a JSON array read from r into its elements' bytes, reading as it goes.
+// elements cuts a JSON text read from r into its values' bytes, reading as it goes.
 type elements struct {
 	r    io.Reader
 	buf  []byte // buf[pos:] is read but not yet consumed
 	pos  int
 	base int64 // offset in the body of buf[0]
 	err  error // r's error, once seen
+	max  int   // the longest value it holds at once
+}
+
+func newElements(r io.Reader, maxValue int) *elements {
+	return &elements{r: r, buf: make([]byte, 0, min(64<<10, maxValue+1)), max: maxValue}
 }
 
 func (s *elements) offset() int64 { return s.base + int64(s.pos) }
@@ -455,8 +677,13 @@ func (s *elements) more(keep int) bool {
 		n := copy(s.buf, s.buf[keep:])
 		s.buf, s.pos, s.base = s.buf[:n], s.pos-keep, s.base+int64(keep)
 	}
+	if len(s.buf) > s.max {
+		s.err = &spool.TooLargeError{What: "JSON value (max_value_bytes)", Limit: int64(s.max)}
+		return false
+	}
 	if len(s.buf) > cap(s.buf)/2 {
-		s.buf = slices.Grow(s.buf, cap(s.buf)) // an element larger than half the buffer
+		// An element larger than half the buffer: double it, never past the largest value it may hold.
+		s.buf = slices.Grow(s.buf, min(cap(s.buf), s.max+1-len(s.buf)))
 	}
 	for {
 		m, err := s.r.Read(s.buf[len(s.buf):cap(s.buf)])
@@ -472,8 +699,12 @@ func (s *elements) more(keep int) bool {
 
 // fail is the error for a body that ended early: errEnd at its end, or r's error.
 func (s *elements) fail() error {
+	var tl *spool.TooLargeError
 	if s.err == io.EOF {
 		return errEnd
+	}
+	if errors.As(s.err, &tl) {
+		return s.err
 	}
 	return fmt.Errorf("reading the body: %w", s.err)
 }

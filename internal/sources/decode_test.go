@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
 
 // stdDecodeArray is the reference: encoding/json on a body that must be exactly one JSON value,
@@ -80,7 +82,7 @@ func TestNullBodyIsAnEmptyReportedPage(t *testing.T) {
 		if err := EachInReader(iotest.OneByteReader(strings.NewReader(body)), count); !errors.Is(err, ErrNull) {
 			t.Errorf("EachInReader(%q) = %v, want ErrNull", body, err)
 		}
-		err := Page{Body: []byte(body), Where: "GET /datasync?option=CallTickets"}.Each(count)
+		_, err := Page{Body: spool.Bytes([]byte(body)), Where: "GET /datasync?option=CallTickets"}.Each(count)
 		if !errors.Is(err, ErrNull) || !strings.Contains(err.Error(), "GET /datasync?option=CallTickets") || n != 0 {
 			t.Errorf("Page.Each(%q) = %v after %d records; want ErrNull naming the request", body, err, n)
 		}
@@ -94,12 +96,13 @@ func TestNullBodyIsAnEmptyReportedPage(t *testing.T) {
 
 func TestPageEachFiltersAndNamesTheRequest(t *testing.T) {
 	var raws []string
-	p := Page{Body: []byte("[ {\"id\":1},\n {\"id\": 2} ,{\"id\":3}]"), Where: "GET /x", Keep: func(r Record, raw []byte) bool {
+	body := []byte("[ {\"id\":1},\n {\"id\": 2} ,{\"id\":3}]")
+	p := Page{Body: spool.Bytes(body), Where: "GET /x", Keep: func(r Record, raw []byte) bool {
 		raws = append(raws, string(raw))
 		return r["id"] != stdjson.Number("2")
 	}}
 	var ids []string
-	if err := p.Each(func(r Record) error { ids = append(ids, string(r["id"].(stdjson.Number))); return nil }); err != nil {
+	if _, err := p.Each(func(r Record) error { ids = append(ids, string(r["id"].(stdjson.Number))); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(ids, []string{"1", "3"}) {
@@ -110,14 +113,14 @@ func TestPageEachFiltersAndNamesTheRequest(t *testing.T) {
 		t.Errorf("raw records %q, want %q", raws, want)
 	}
 	var readerRaws []string
-	if err := eachInReader(iotest.OneByteReader(bytes.NewReader(p.Body)), func(_ Record, raw []byte) error {
+	if _, err := eachInReader(iotest.OneByteReader(bytes.NewReader(body)), DefaultMaxValueBytes, func(_ Record, raw []byte) error {
 		readerRaws = append(readerRaws, string(raw))
 		return nil
 	}); err != nil || !reflect.DeepEqual(readerRaws, raws) {
 		t.Errorf("the reader's raw records %q (%v), want %q", readerRaws, err, raws)
 	}
-	bad := Page{Body: []byte(`<html>`), Where: "GET /datasync?option=Invoices"}
-	if err := bad.Each(func(Record) error { return nil }); err == nil || !bytes.Contains([]byte(err.Error()), []byte("GET /datasync?option=Invoices: response is not a JSON array")) {
+	bad := Page{Body: spool.Bytes([]byte(`<html>`)), Where: "GET /datasync?option=Invoices"}
+	if _, err := bad.Each(func(Record) error { return nil }); err == nil || !bytes.Contains([]byte(err.Error()), []byte("GET /datasync?option=Invoices: response is not a JSON array")) {
 		t.Errorf("error %v", err)
 	}
 }

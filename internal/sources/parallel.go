@@ -36,6 +36,7 @@ func Parallel[T any](ctx context.Context, limit int, tasks []T, fetch func(conte
 					select {
 					case out <- result{p, err}:
 					case <-ctx.Done():
+						p.Close()
 					}
 				}()
 			}
@@ -95,9 +96,8 @@ func InOrder[T any](ctx context.Context, limit int, tasks []T, fetch func(contex
 			if !yield(r.p, r.err) || r.err != nil {
 				cancel()
 				for slot := range slots {
-					if r := <-slot; r.p.Spooled != nil {
-						_ = r.p.Spooled.Close()
-					}
+					r := <-slot
+					r.p.Close()
 				}
 				return
 			}

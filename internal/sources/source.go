@@ -10,14 +10,18 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/spool"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 	"github.com/ledgerlake/ledgerlake/schemas"
 )
@@ -39,13 +43,13 @@ type Record = typing.Record
 type Page struct {
 	Records []Record
 	// Body, when set, is a JSON array of objects decoded one record at a time as the page is read
-	// (Each), so a large response never exists as decoded records all at once: memory follows the
-	// batch size, not the response size.
-	Body []byte
-	// Spooled, when set, is such an array in a temporary file (a whole-list response of tens of
-	// megabytes), decoded as it is read so the response is never in memory. Each reads it once and
-	// closes it.
-	Spooled *httpclient.Spooled
+	// (Each), from memory or from the file a large answer was spilled to: memory follows the batch
+	// size, never the response size. Each reads it once and closes it.
+	Body *spool.Body
+	// MaxValue caps one record of Body (DefaultMaxValueBytes when 0).
+	MaxValue int
+	// Quirks are what decoding Records met (Each adds Body's).
+	Quirks Quirks
 	// Keep filters Body's records as they are decoded, given each record and its bytes as the API sent
 	// them (exact copies at a window boundary); nil keeps all.
 	Keep func(r Record, raw []byte) bool
@@ -63,12 +67,26 @@ type Page struct {
 	// body read as empty, duplicates dropped at a window boundary): the pipeline logs it and keeps it
 	// among the stream's warnings in the run report.
 	Note string
+	// Failed, instead of records, is one item of a fan-out stream that could not be fetched (an
+	// invoice's detail answered 404): the rest of the stream commits, the item becomes a reject, and
+	// the next run asks for it again (State.Pending).
+	Failed *Failure
+}
+
+// Failure is one item a fan-out stream could not fetch.
+type Failure struct {
+	Item string // what was asked for: an invoice number, an iheader_id
+	Date string // the item's date where the stream needs it to ask again (YYYY-MM-DD), else ""
+	Err  error
+	// Retry is whether asking again may succeed: false for an item that can never be requested (an
+	// invoice number that is not a safe URL segment).
+	Retry bool
 }
 
 // Raw is one response body exactly as received.
 type Raw struct {
 	Endpoint string // method, path and query relative to the source's base URL: "GET /invoices?…"
-	Body     []byte
+	Body     *spool.Body
 	// PDF marks an invoice document (stored as is, listed under the manifest's pdfs) keyed by Key.
 	PDF bool
 	Key string
@@ -128,14 +146,18 @@ type Stream struct {
 // TableName is the warehouse table: source_stream.
 func (s *Stream) TableName() string { return s.Source + "_" + s.Name }
 
-// Each calls fn with every record of the page: Records, then Body's (or Spooled's) records that Keep
-// keeps. A body that is the JSON literal null holds no records; Each then returns ErrNull (naming the
-// request), which callers treat as an empty page they report.
-func (p Page) Each(fn func(Record) error) error {
+// Each calls fn with every record of the page: Records, then Body's records that Keep keeps, and
+// returns what decoding them met (Quirks). A body that is the JSON literal null holds no records; Each
+// then returns ErrNull (naming the request), which callers treat as an empty page they report.
+func (p Page) Each(fn func(Record) error) (Quirks, error) {
+	q := p.Quirks
 	for _, r := range p.Records {
 		if err := fn(r); err != nil {
-			return err
+			return q, err
 		}
+	}
+	if p.Body == nil {
+		return q, nil
 	}
 	kept := func(r Record, raw []byte) error {
 		if p.Keep != nil && !p.Keep(r, raw) {
@@ -143,20 +165,33 @@ func (p Page) Each(fn func(Record) error) error {
 		}
 		return fn(r)
 	}
+	maxValue := p.MaxValue
+	if maxValue <= 0 {
+		maxValue = DefaultMaxValueBytes
+	}
+	var bq Quirks
 	var err error
-	switch {
-	case p.Spooled != nil:
-		err = eachInReader(p.Spooled.Reader(), kept)
-		if cerr := p.Spooled.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("spooled body: %w", cerr)
-		}
-	case p.Body != nil:
-		err = eachInArray(p.Body, kept)
+	if p.Body.InMemory() {
+		bq, err = eachInArray(p.Body.Mem(), kept)
+	} else {
+		bq, err = eachInReader(p.Body.Reader(), maxValue, kept)
+	}
+	q.Add(bq)
+	if cerr := p.Body.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("spilled body: %w", cerr)
 	}
 	if err != nil && p.Where != "" {
-		return fmt.Errorf("%s: %w", p.Where, err)
+		return q, fmt.Errorf("%s: %w", p.Where, err)
 	}
-	return err
+	return q, err
+}
+
+// Close releases the page's bodies when it is dropped unread.
+func (p Page) Close() {
+	p.Body.Close()
+	if p.Raw != nil {
+		p.Raw.Body.Close()
+	}
 }
 
 // ErrNull is a response that is the JSON literal null where a list was expected. An API may well
@@ -180,14 +215,20 @@ func (e errNotArray) Unwrap() error { return e.err }
 // (json.Number), and calls fn with each; an error from fn stops it and is returned as is. The body null
 // gives ErrNull and no records.
 func EachInArray(body []byte, fn func(Record) error) error {
-	return eachInArray(body, func(r Record, _ []byte) error { return fn(r) })
+	_, err := eachInArray(body, func(r Record, _ []byte) error { return fn(r) })
+	return err
 }
 
-// eachInArray is EachInArray passing each record's bytes too.
-func eachInArray(body []byte, fn func(Record, []byte) error) error {
+// eachInArray is EachInArray passing each record's bytes too, and counting quirks.
+func eachInArray(body []byte, fn func(Record, []byte) error) (Quirks, error) {
 	d := decoder{b: body, keys: map[string]string{}}
+	err := d.eachInArray(fn)
+	return d.q, err
+}
+
+func (d *decoder) eachInArray(fn func(Record, []byte) error) error {
 	d.space()
-	if IsNull(body[d.i:]) {
+	if IsNull(d.b[d.i:]) {
 		return ErrNull
 	}
 	if d.i >= len(d.b) || d.b[d.i] != '[' {
@@ -288,15 +329,26 @@ func ConfigureKeys(all []*Stream, source string, keys map[string][]string) error
 type State struct {
 	// Watermark is what the last successful run reached ("" on a first or full-refresh run).
 	Watermark string `json:"watermark"`
+	// Pending are the items (→ their dates) the last run could not fetch: this run asks for them again
+	// whatever the watermark says.
+	Pending map[string]string `json:"pending,omitempty"`
+	// Ceiling, set by the pipeline before a run, is the latest day a date watermark may reach (the
+	// run's start plus a day): a record dated later is kept, counted, and never moves the watermark,
+	// so one bad date cannot stop every later run from fetching.
+	Ceiling string `json:"-"`
 	// Memo holds per-key facts a stream reuses next run (an account's products and when they were
 	// read); each run stores the memo it built, so keys that disappeared drop out.
 	Memo map[string]json.RawMessage `json:"memo,omitempty"`
 	// Windows is set once a run has read the stream in whole-month windows recorded with its rows; a
 	// watermark without it was left by an older ledgerlake, and the windows start over from since.
-	Windows  bool `json:"windows,omitempty"`
-	mu       sync.Mutex
-	next     string
-	nextMemo map[string]json.RawMessage
+	Windows     bool `json:"windows,omitempty"`
+	mu          sync.Mutex
+	next        string
+	nextMemo    map[string]json.RawMessage
+	nextPending map[string]string
+	future      int    // dates after Ceiling seen this run
+	invalid     int    // dates that are not dates
+	oddExample  string // one of them
 }
 
 // Recall reads key's memo from the last run into v.
@@ -321,12 +373,66 @@ func (s *State) Remember(key string, v any) {
 	s.mu.Unlock()
 }
 
-// Commit makes what this run reached the state to store: the advanced watermark and the new memo.
+// Commit makes what this run reached the state to store: the advanced watermark, the new memo and
+// the items to ask for again.
 func (s *State) Commit() {
 	w := s.Next()
 	s.mu.Lock()
-	s.Watermark, s.Memo = w, s.nextMemo
+	s.Watermark, s.Memo, s.Pending = w, s.nextMemo, s.nextPending
 	s.mu.Unlock()
+}
+
+// PendingItems are the items the last run could not fetch, sorted.
+func (s *State) PendingItems() []string {
+	if s == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(s.Pending))
+}
+
+// Fail records an item this run could not fetch, for the next run to ask for again.
+func (s *State) Fail(item, date string) {
+	s.mu.Lock()
+	if s.nextPending == nil {
+		s.nextPending = map[string]string{}
+	}
+	s.nextPending[strings.Clone(item)] = strings.Clone(date)
+	s.mu.Unlock()
+}
+
+// AdvanceDate raises the watermark to day (YYYY-MM-DD) unless it is not a date or lies past Ceiling:
+// those are counted (Odd) and change nothing.
+func (s *State) AdvanceDate(day string) {
+	_, err := time.Parse(time.DateOnly, day)
+	s.mu.Lock()
+	switch {
+	case err != nil:
+		s.invalid++
+	case s.Ceiling != "" && day > s.Ceiling:
+		s.future++
+	default:
+		s.mu.Unlock()
+		s.Advance(day)
+		return
+	}
+	if s.oddExample == "" {
+		s.oddExample = strings.Clone(day)
+	}
+	s.mu.Unlock()
+}
+
+// Odd says what AdvanceDate passed over, for the stream's warnings.
+func (s *State) Odd() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	if s.future > 0 {
+		out = append(out, fmt.Sprintf("%d records are dated after the run's start (e.g. %s): kept, but not used to move the watermark, so they cannot stop later runs from fetching", s.future, s.oddExample))
+	}
+	if s.invalid > 0 {
+		out = append(out, fmt.Sprintf("%d records have a date that is not a date (e.g. %q): kept, and not used to move the watermark", s.invalid, s.oddExample))
+	}
+	return out
 }
 
 // NextMemo is the memo this run has built so far (for checkpoints).
@@ -385,15 +491,33 @@ func later(a, b string) bool {
 	return a > b
 }
 
-// DecodeObject decodes one JSON object, keeping numbers exact.
-func DecodeObject(body []byte) (Record, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var out Record
-	if err := dec.Decode(&out); err != nil || out == nil {
-		return nil, fmt.Errorf("response is not a JSON object: %v", err)
+// DecodeObject decodes one JSON object, keeping numbers exact, and says what decoding it met.
+func DecodeObject(body []byte) (Record, Quirks, error) {
+	d := decoder{b: body, keys: map[string]string{}}
+	d.space()
+	v, err := d.value(0)
+	if err == nil {
+		if d.space(); d.i != len(d.b) {
+			err = fmt.Errorf("data after the object (offset %d)", d.i)
+		}
 	}
-	return out, nil
+	r, ok := v.(map[string]any)
+	if err == nil && !ok {
+		err = fmt.Errorf("it is %s", jsonKind(v))
+	}
+	if err != nil {
+		return nil, d.q, fmt.Errorf("response is not a JSON object: %w", err)
+	}
+	return r, d.q, nil
+}
+
+// PathSegment is id escaped as one URL path segment. An empty id, "." and ".." are refused: a server
+// or proxy resolves them as directories, so the request would ask for another resource.
+func PathSegment(id string) (string, error) {
+	if id == "" || id == "." || id == ".." {
+		return "", fmt.Errorf("%q cannot be sent as a path segment: it would name another resource", id)
+	}
+	return url.PathEscape(id), nil
 }
 
 // Select returns the streams named in names (all when names is empty); an unknown name is an error
@@ -418,3 +542,31 @@ func Select(all []*Stream, names []string) ([]*Stream, error) {
 	}
 	return out, nil
 }
+
+// BodyError is an answer whose body is not what its endpoint returns (not the JSON expected, too
+// large to decode): it names the request.
+type BodyError struct {
+	Where string // "GET /invoices/123"
+	Err   error
+}
+
+func (e *BodyError) Error() string { return e.Where + ": " + e.Err.Error() }
+func (e *BodyError) Unwrap() error { return e.Err }
+
+// ItemFailed reports whether err is about one item's answer — a final status other than 401 and 429
+// (404, or a 500 that outlived its retries), a body that is not what the endpoint returns, one over
+// its cap, one echoing a credential — rather than about the API, the connection or the run. Such a
+// failure fails that item of a fan-out stream, not the stream.
+func ItemFailed(err error) bool {
+	var se *httpclient.StatusError
+	if errors.As(err, &se) {
+		return se.Status != http.StatusUnauthorized && se.Status != http.StatusTooManyRequests
+	}
+	var be *BodyError
+	var tl *spool.TooLargeError
+	return errors.As(err, &be) || errors.As(err, &tl) || errors.Is(err, httpclient.ErrEcho)
+}
+
+// InvalidPartition is the partition of records whose value for key cannot name a directory safely
+// (the record decides it: "../../x" must not walk out of the lake).
+func InvalidPartition(key string) string { return key + "=invalid" }

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/redact"
 )
 
 // sessionAuth logs in with Basic auth on /welcome and sends the VompApiToken it returns; on a 401 (the
@@ -14,11 +15,15 @@ import (
 type sessionAuth struct {
 	client             *httpclient.Client
 	welcome            string
+	origin             string // the API's: credentials are sent nowhere else
 	username, password string
 	jwt                string
 	mu                 sync.Mutex
 	token              string
 }
+
+// Origin is the API's origin, the only one its credentials are sent to.
+func (a *sessionAuth) Origin() string { return a.origin }
 
 // Authorize sets VompApiToken (logging in first if needed), or the bearer JWT.
 func (a *sessionAuth) Authorize(ctx context.Context, req *http.Request) (string, error) {
@@ -51,20 +56,25 @@ func (a *sessionAuth) Renew(ctx context.Context, stale string) error {
 }
 
 func (a *sessionAuth) login(ctx context.Context) error {
-	resp, err := a.client.Do(ctx, httpclient.Request{Method: "GET", URL: a.welcome, Auth: basicAuth{a.username, a.password}, Unlimited: true})
+	resp, err := a.client.Do(ctx, httpclient.Request{Method: "GET", URL: a.welcome, Auth: basicAuth{a.username, a.password, a.origin}, Unlimited: true,
+		MaxBytes: 1 << 20, What: "login answer"})
 	if err != nil {
 		return fmt.Errorf("gsapi login: %w", err)
 	}
+	resp.Body.Close()
 	tok := resp.Header.Get("VompApiToken")
 	if tok == "" {
 		return fmt.Errorf("gsapi login: GET /welcome answered %d without a VompApiToken header", resp.Status)
 	}
+	redact.Add(tok)
 	a.token = tok
 	return nil
 }
 
 // basicAuth authenticates the login call itself; a 401 there means wrong credentials, not expiry.
-type basicAuth struct{ user, pass string }
+type basicAuth struct{ user, pass, origin string }
+
+func (b basicAuth) Origin() string { return b.origin }
 
 func (b basicAuth) Authorize(_ context.Context, req *http.Request) (string, error) {
 	req.SetBasicAuth(b.user, b.pass)

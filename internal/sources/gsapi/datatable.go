@@ -1,18 +1,22 @@
 package gsapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"iter"
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
+	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
 
 // datatablePages reads POST /datatable/list for one configured table: page 1 gives the total in
@@ -32,22 +36,33 @@ func (s *Source) datatablePages(ctx context.Context, stats *httpclient.Stats, st
 		}
 		raw, _ := json.Marshal(body)
 		where := fmt.Sprintf("POST /datatable/list?tablename=%s", dt.Table)
+		var rows atomic.Int64
+		count := func(r sources.Record, _ []byte) bool {
+			rows.Add(1)
+			if st != nil && r[dt.Key] != nil {
+				st.Advance(fmt.Sprint(r[dt.Key]))
+			}
+			return true
+		}
 		fetch := func(ctx context.Context, page int) (sources.Page, int, [32]byte, error) {
 			q := url.Values{"tablename": {dt.Table}, "page": {strconv.Itoa(page)}, "pagesize": {strconv.Itoa(dt.PageSize)}}
 			resp, err := s.client.Do(ctx, httpclient.Request{Method: "POST", URL: s.base + "/datatable/list?" + q.Encode(), Body: raw,
-				Header: map[string][]string{"Content-Type": {"application/json"}}, Auth: s.auth, Stats: stats})
+				Header: map[string][]string{"Content-Type": {"application/json"}}, Auth: s.auth, Stats: stats, MaxBytes: int64(s.limits.MaxPageBytes)})
 			if err != nil {
 				return sources.Page{}, 0, [32]byte{}, err
 			}
 			total, err := strconv.Atoi(resp.Header.Get("X-GSAPI-QueryTotalCount"))
-			if err != nil {
+			if err != nil || total < 0 {
+				resp.Body.Close()
 				return sources.Page{}, 0, [32]byte{}, fmt.Errorf("%s page %d: X-GSAPI-QueryTotalCount is %q, not a count", where, page, resp.Header.Get("X-GSAPI-QueryTotalCount"))
 			}
-			recs, err := sources.DecodeArray(resp.Body)
-			if err != nil {
-				return sources.Page{}, 0, [32]byte{}, fmt.Errorf("%s page %d: %w", where, page, err)
+			h := sha256.New()
+			if _, err := io.Copy(h, resp.Body.Reader()); err != nil {
+				resp.Body.Close()
+				return sources.Page{}, 0, [32]byte{}, err
 			}
-			return sources.Page{Records: recs}, total, sha256.Sum256(resp.Body), nil
+			p := sources.Page{Body: resp.Body, MaxValue: int(s.limits.MaxValueBytes), Where: fmt.Sprintf("%s page %d", where, page), Keep: count}
+			return p, total, [32]byte(h.Sum(nil)), nil
 		}
 		first, total, h1, err := fetch(ctx, 1)
 		if err != nil {
@@ -55,20 +70,16 @@ func (s *Source) datatablePages(ctx context.Context, stats *httpclient.Stats, st
 			return
 		}
 		pages := (total + dt.PageSize - 1) / dt.PageSize
+		if pages > s.limits.MaxPages {
+			first.Close()
+			yield(sources.Page{}, fmt.Errorf("%s: X-GSAPI-QueryTotalCount %d would take %d pages of %d, more than max_pages (%d)", where, total, pages, dt.PageSize, s.limits.MaxPages))
+			return
+		}
 		var mu sync.Mutex
 		seen := map[[32]byte]int{h1: 1}
-		rows := len(first.Records)
-		advance := func(p sources.Page) {
-			for _, r := range p.Records {
-				if st != nil && r[dt.Key] != nil {
-					st.Advance(fmt.Sprint(r[dt.Key]))
-				}
-			}
-		}
 		if !yield(first, nil) {
 			return
 		}
-		advance(first)
 		rest := make([]int, 0, max(0, pages-1))
 		for p := 2; p <= pages; p++ {
 			rest = append(rest, p)
@@ -80,11 +91,11 @@ func (s *Source) datatablePages(ctx context.Context, stats *httpclient.Stats, st
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if other, dup := seen[h]; dup && len(pg.Records) > 0 {
+			if other, dup := seen[h]; dup && !emptyArray(pg.Body) {
+				pg.Close()
 				return sources.Page{}, fmt.Errorf("%s: page %d is identical to page %d — the server ignored sortorder %v; failing instead of loading duplicates", where, page, other, dt.Sortorder)
 			}
 			seen[h] = page
-			rows += len(pg.Records)
 			return pg, nil
 		}) {
 			if err != nil {
@@ -94,10 +105,14 @@ func (s *Source) datatablePages(ctx context.Context, stats *httpclient.Stats, st
 			if !yield(p, nil) {
 				return
 			}
-			advance(p)
 		}
-		if rows != total {
-			yield(sources.Page{}, fmt.Errorf("%s: read %d rows but X-GSAPI-QueryTotalCount said %d; the table changed during the read or paging is broken", where, rows, total))
+		if n := rows.Load(); n != int64(total) {
+			yield(sources.Page{}, fmt.Errorf("%s: read %d rows but X-GSAPI-QueryTotalCount said %d; the table changed during the read or paging is broken", where, n, total))
 		}
 	}
+}
+
+// emptyArray reports whether a body is an empty JSON array (pages past the end all look alike).
+func emptyArray(b *spool.Body) bool {
+	return b.InMemory() && string(bytes.Trim(b.Mem(), " \t\r\n")) == "[]"
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/sources"
 )
 
 // A row count that differs from X-GSAPI-QueryTotalCount fails the stream instead of loading a partial table.
@@ -34,12 +35,15 @@ func TestDatatableRowCountMustMatchTotal(t *testing.T) {
 	zero := 0
 	cfg := &config.GSAPI{BaseURL: srv.URL, JWT: "jwt", OrgID: &zero, Streams: []string{"datatable_t"},
 		Datatables: []config.Datatable{{Table: "t", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 2}}}
-	streams, err := New(cfg, httpclient.New(httpclient.Options{}), time.Now).Streams()
+	streams, err := New(cfg, config.DefaultLimits, httpclient.New(httpclient.Options{}), time.Now).Streams()
 	if err != nil || len(streams) != 1 {
 		t.Fatal(err)
 	}
 	var lastErr error
-	for _, err := range streams[0].Pages(context.Background()) {
+	for p, err := range streams[0].Pages(context.Background()) {
+		if err == nil {
+			_, err = p.Each(func(sources.Record) error { return nil }) // read as the pipeline reads it
+		}
 		lastErr = err
 	}
 	if lastErr == nil || !strings.Contains(lastErr.Error(), "read 4 rows but X-GSAPI-QueryTotalCount said 5") {

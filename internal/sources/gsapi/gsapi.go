@@ -17,6 +17,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/redact"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/schemas"
 	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
@@ -25,6 +26,7 @@ import (
 // Source is a configured GSAPI tenant.
 type Source struct {
 	cfg    *config.GSAPI
+	limits config.Limits
 	client *httpclient.Client
 	auth   *sessionAuth
 	base   string
@@ -32,10 +34,16 @@ type Source struct {
 }
 
 // New prepares the source; nothing is fetched until a stream's pages are read. now is its clock.
-func New(cfg *config.GSAPI, client *httpclient.Client, now func() time.Time) *Source {
+func New(cfg *config.GSAPI, limits config.Limits, client *httpclient.Client, now func() time.Time) *Source {
+	redact.Add(cfg.JWT.Value())
+	redact.AddBasic(cfg.Username, cfg.Password.Value())
 	base := strings.TrimRight(cfg.BaseURL, "/")
-	return &Source{cfg: cfg, client: client, base: base, now: now, auth: &sessionAuth{
-		client: client, welcome: base + "/welcome", username: cfg.Username, password: cfg.Password.Value(), jwt: cfg.JWT.Value(),
+	origin := base
+	if u, err := url.Parse(base); err == nil {
+		origin = httpclient.Origin(u)
+	}
+	return &Source{cfg: cfg, limits: limits, client: client, base: base, now: now, auth: &sessionAuth{
+		client: client, welcome: base + "/welcome", origin: origin, username: cfg.Username, password: cfg.Password.Value(), jwt: cfg.JWT.Value(),
 	}}
 }
 
@@ -256,7 +264,7 @@ func columnNames(paths []string) []string {
 // bench's scale 10 and grows with the tenant), spooled to a file and decoded from there.
 func (s *Source) one(ctx context.Context, stats *httpclient.Stats, path string, q url.Values) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
-		p, err := s.get(ctx, stats, path, q, true)
+		p, err := s.get(ctx, stats, path, q, false)
 		yield(p, err)
 	}
 }
@@ -274,7 +282,7 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 		seen := map[string]bool{}
 		n := 0
 		if err == nil {
-			err = profiles.Each(func(p sources.Record) error {
+			_, err = profiles.Each(func(p sources.Record) error {
 				n++
 				t := fmt.Sprint(p["type_id"])
 				if p["type_id"] != nil && !seen[t] {
@@ -289,6 +297,9 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 		}
 		if err == nil && n > 0 && len(types) == 0 {
 			err = fmt.Errorf("GET /profiles/list: none of its %d profiles has a type_id, which GET /objects/list needs: this tenant's profiles differ from the spec's", n)
+		}
+		if err == nil && len(types) > s.limits.MaxPages {
+			err = fmt.Errorf("GET /profiles/list: %d object types would take a request each, more than max_pages (%d)", len(types), s.limits.MaxPages)
 		}
 		if err != nil {
 			yield(sources.Page{}, err)
@@ -343,7 +354,7 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 				yield(sources.Page{}, err)
 				return
 			}
-			if err := p.Each(func(r sources.Record) error {
+			if _, err := p.Each(func(r sources.Record) error {
 				v := fieldByColumn(r, col)
 				if v == nil {
 					missing++
@@ -363,30 +374,61 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 			yield(sources.Page{}, fmt.Errorf("%d datasync Invoices records have no %s, the invoice id invoicecharges/list takes: name the column that holds it in sources.gsapi.fields.datasync_invoices.invoice_id", missing, col))
 			return
 		}
-		for p, err := range sources.Parallel(httpclient.Then(ctx), 16, ids, func(ctx context.Context, id string) (sources.Page, error) {
-			path := "/invoicecharges/list?iheader_id=" + url.QueryEscape(id)
-			where := "GET " + path
-			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + path, Auth: s.auth, Stats: stats})
-			if err != nil {
-				return sources.Page{}, err
+		for _, id := range st.PendingItems() {
+			if !seen[id] && (skip == nil || !skip(id)) {
+				seen[id] = true
+				ids = append(ids, id)
 			}
-			rec, err := sources.DecodeObject(resp.Body)
-			if err != nil {
-				return sources.Page{}, fmt.Errorf("%s: %w", where, err)
-			}
-			switch got, ok := rec["iheader_id"]; {
-			case !ok || got == nil:
-				rec["iheader_id"] = json.Number(id)
-			case fmt.Sprint(got) != id:
-				return sources.Page{}, fmt.Errorf("%s: the answer is for iheader_id %v", where, got)
-			}
-			return sources.Page{Records: []sources.Record{rec}, Done: id}, nil
-		}) {
+		}
+		for p, err := range sources.Parallel(httpclient.Then(ctx), 16, ids, s.invoiceCharges(stats)) {
 			if !yield(p, err) || err != nil {
 				return
 			}
 		}
 	}
+}
+
+// invoiceCharges reads one invoice header's charges; an answer that fails for that header alone is a
+// failed page, and the rest goes on.
+func (s *Source) invoiceCharges(stats *httpclient.Stats) func(context.Context, string) (sources.Page, error) {
+	return func(ctx context.Context, id string) (sources.Page, error) {
+		path := "/invoicecharges/list?iheader_id=" + url.QueryEscape(id)
+		where := "GET " + path
+		rec, q, err := s.object(ctx, stats, path, where)
+		if err == nil {
+			switch got, ok := rec["iheader_id"]; {
+			case !ok || got == nil:
+				rec["iheader_id"] = json.Number(id)
+			case fmt.Sprint(got) != id:
+				err = &sources.BodyError{Where: where, Err: fmt.Errorf("the answer is for iheader_id %v", got)}
+			}
+		}
+		if err != nil {
+			if sources.ItemFailed(err) {
+				return sources.Page{Failed: &sources.Failure{Item: id, Err: err, Retry: true}}, nil
+			}
+			return sources.Page{}, err
+		}
+		return sources.Page{Records: []sources.Record{rec}, Quirks: q, Done: id}, nil
+	}
+}
+
+// object reads one JSON object at path; one larger than max_value_bytes is refused.
+func (s *Source) object(ctx context.Context, stats *httpclient.Stats, path, where string) (sources.Record, sources.Quirks, error) {
+	resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + path, Auth: s.auth, Stats: stats})
+	if err != nil {
+		return nil, sources.Quirks{}, err
+	}
+	defer resp.Body.Close()
+	b, err := resp.Body.Load(int64(s.limits.MaxValueBytes), "answer (max_value_bytes)")
+	if err != nil {
+		return nil, sources.Quirks{}, &sources.BodyError{Where: where, Err: err}
+	}
+	rec, q, err := sources.DecodeObject(b)
+	if err != nil {
+		return nil, q, &sources.BodyError{Where: where, Err: err}
+	}
+	return rec, q, nil
 }
 
 // fieldByColumn is the value of r's top-level field whose warehouse column is col (iheader_id, or

@@ -108,7 +108,7 @@ func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sour
 		sent := sources.Bounds{Start: w.From, End: w.To.Add(-time.Millisecond)}
 		wq.Set("startdate", sent.Start.Format(gsLayout))
 		wq.Set("enddate", sent.End.Format(gsLayout))
-		page, err := s.get(ctx, stats, path, wq, false)
+		page, err := s.get(ctx, stats, path, wq, true)
 		page.Window = &sent
 		page.Keep = func(_ sources.Record, raw []byte) bool { return b.keep(raw) }
 		return page, err
@@ -127,27 +127,28 @@ func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sour
 			}
 		}
 		if st != nil {
-			st.Advance(now.Format("2006-01-02"))
+			st.AdvanceDate(now.Format("2006-01-02"))
 			st.MarkWindows()
 		}
 	}
 }
 
-// get fetches an endpoint answering one JSON array; its records are decoded as the page is read. A
-// spooled answer waits in a temporary file, not in memory, and keeps no Raw (no evidence stream reads
-// a whole list).
-func (s *Source) get(ctx context.Context, stats *httpclient.Stats, path string, q url.Values, spool bool) (sources.Page, error) {
+// get fetches an endpoint answering one JSON array; its records are decoded as the page is read (a
+// large answer from the file it was spilled to, never from memory). With evidence the page keeps the
+// answer as sent (Raw), for the streams whose evidence auditors trace rows to.
+func (s *Source) get(ctx context.Context, stats *httpclient.Stats, path string, q url.Values, evidence bool) (sources.Page, error) {
 	u := s.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth, Stats: stats, Spool: spool})
+	resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth, Stats: stats, MaxBytes: int64(s.limits.MaxPageBytes)})
 	if err != nil {
 		return sources.Page{}, err
 	}
 	where := "GET " + path + "?" + q.Encode()
-	if resp.Spooled != nil {
-		return sources.Page{Spooled: resp.Spooled, Where: where}, nil
+	p := sources.Page{Body: resp.Body, MaxValue: int(s.limits.MaxValueBytes), Where: where}
+	if evidence {
+		p.Raw = &sources.Raw{Endpoint: where, Body: resp.Body}
 	}
-	return sources.Page{Body: resp.Body, Where: where, Raw: &sources.Raw{Endpoint: where, Body: resp.Body}}, nil
+	return p, nil
 }

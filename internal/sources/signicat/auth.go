@@ -2,13 +2,17 @@ package signicat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/ledgerlake/ledgerlake/internal/redact"
 )
 
 // tokenAuth holds the client-credentials token, renews it before expires_in runs out, and renews it at
@@ -16,20 +20,25 @@ import (
 type tokenAuth struct {
 	cfg    clientcredentials.Config
 	client *http.Client
+	origin string // the API's: the token is sent nowhere else
 	mu     sync.Mutex
 	tok    *oauth2.Token
 	ttl    time.Duration
 }
 
-func newTokenAuth(tokenURL, clientID, clientSecret string, client *http.Client) *tokenAuth {
+func newTokenAuth(tokenURL, clientID, clientSecret, origin string, client *http.Client) *tokenAuth {
 	return &tokenAuth{
 		cfg: clientcredentials.Config{
 			ClientID: clientID, ClientSecret: clientSecret, TokenURL: tokenURL,
 			Scopes: []string{"signicat-api"}, AuthStyle: oauth2.AuthStyleInParams,
 		},
 		client: client,
+		origin: origin,
 	}
 }
+
+// Origin is the API's origin, the only one the token is sent to.
+func (a *tokenAuth) Origin() string { return a.origin }
 
 // fresh reports whether the token has more than a tenth of its life (at least 5 s, at most half) left.
 func (a *tokenAuth) fresh() bool {
@@ -46,6 +55,7 @@ func (a *tokenAuth) fetch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("signicat token endpoint: %w", redactTokenError(err))
 	}
+	redact.Add(tok.AccessToken)
 	a.tok, a.ttl = tok, time.Until(tok.Expiry)
 	return nil
 }
@@ -73,17 +83,27 @@ func (a *tokenAuth) Renew(ctx context.Context, stale string) error {
 	return a.fetch(ctx)
 }
 
-// redactTokenError keeps the OAuth error code and drops the raw body, which may echo request fields.
+// redactTokenError keeps the server's reason — the OAuth error code and description, else the start of
+// the body — with every known credential masked: a token endpoint may echo the request it refused.
 func redactTokenError(err error) error {
-	if re, ok := err.(*oauth2.RetrieveError); ok {
-		status := 0
-		if re.Response != nil {
-			status = re.Response.StatusCode
-		}
-		if re.ErrorCode != "" {
-			return fmt.Errorf("HTTP %d: %s %s", status, re.ErrorCode, re.ErrorDescription)
-		}
-		return fmt.Errorf("HTTP %d", status)
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		return redact.Error(err)
 	}
-	return err
+	status := 0
+	if re.Response != nil {
+		status = re.Response.StatusCode
+	}
+	reason := strings.TrimSpace(re.ErrorCode + " " + re.ErrorDescription)
+	if re.ErrorCode == "" {
+		reason = strings.Join(strings.Fields(string(re.Body)), " ")
+		if len(reason) > 300 {
+			reason = reason[:300] + "…"
+		}
+	}
+	msg := fmt.Sprintf("HTTP %d %s", status, http.StatusText(status))
+	if reason != "" {
+		msg += ": " + reason
+	}
+	return errors.New(redact.String(strings.ToValidUTF8(msg, "?")))
 }

@@ -1,15 +1,17 @@
 package signicat
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
+	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
 
 // invoiceDay is an invoice's date as YYYY-MM-DD, for watermarks and the invoice_month partition.
@@ -27,11 +30,21 @@ func invoiceDay(r sources.Record) string {
 	return ""
 }
 
+// month is a partition value: a four-digit year and a month 01-12, nothing else.
+var month = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])$`)
+
+// invoiceMonth partitions by the invoice's month. The record decides the value, so it is checked
+// before it names a directory: anything but YYYY-MM goes to invoice_month=invalid (and no date at all
+// to invoice_month=unknown), counted by the pipeline in the stream's warnings.
 func invoiceMonth(r sources.Record) string {
-	if d := invoiceDay(r); len(d) >= 7 {
-		return "invoice_month=" + d[:7]
+	d := invoiceDay(r)
+	switch {
+	case d == "" && r["invoiceDate"] == nil:
+		return "invoice_month=unknown"
+	case len(d) < 7 || !month.MatchString(d[:7]):
+		return sources.InvalidPartition("invoice_month")
 	}
-	return "invoice_month=unknown"
+	return "invoice_month=" + d[:7]
 }
 
 // listInvoices fetches the invoice windows concurrently and yields each invoice once. The reference
@@ -40,44 +53,39 @@ func invoiceMonth(r sources.Record) string {
 // a window's edge comes back from both neighbours. Such copies are the same record twice: a record
 // equal in every field to one already yielded (by invoiceNumber, the spec's identifier, then by
 // content) is dropped. Two records with one invoiceNumber that differ in any field are both kept, and
-// the key check reports the invoice number (nothing is picked silently).
+// the key check reports the invoice number (nothing is picked silently). A window's answer is decoded
+// as it is read (a large one from disk).
 func (s *Source) listInvoices(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
 	ws := sources.MonthWindows(sources.Resume(s.cfg.Since.Time, st, s.cfg.LookbackDays), sources.Tomorrow(s.now()))
 	var mu sync.Mutex
 	seen := map[string][][32]byte{} // invoiceNumber → digests of the versions yielded
+	keep := func(r sources.Record, _ []byte) bool {
+		n, _ := r["invoiceNumber"].(string)
+		d := digest(r)
+		mu.Lock()
+		defer mu.Unlock()
+		if slices.Contains(seen[n], d) {
+			return false
+		}
+		seen[n] = append(seen[n], d)
+		if st != nil {
+			st.AdvanceDate(invoiceDay(r))
+		}
+		return true
+	}
 	fetch := func(ctx context.Context, w sources.Window) (sources.Page, error) {
 		q := url.Values{
 			"invoiceDateAfter":  {w.From.AddDate(0, 0, -1).Format("2006-01-02")},
 			"invoiceDateBefore": {w.To.AddDate(0, 0, 1).Format("2006-01-02")},
 		}
 		where := "GET /invoices?" + q.Encode()
-		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoices?" + q.Encode(), Auth: s.auth, Stats: stats, Header: s.orgHeader()})
+		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoices?" + q.Encode(), Auth: s.auth, Stats: stats, Header: s.orgHeader(),
+			MaxBytes: int64(s.limits.MaxPageBytes)})
 		if err != nil {
 			return sources.Page{}, err
 		}
-		recs, err := sources.DecodeArray(resp.Body)
-		if err != nil {
-			return sources.Page{}, fmt.Errorf("%s: %w", where, err)
-		}
-		page := sources.Page{Raw: &sources.Raw{Endpoint: where, Body: resp.Body}}
-		if sources.IsNull(resp.Body) {
-			page.Note = where + ": " + sources.ErrNull.Error()
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, r := range recs {
-			n, _ := r["invoiceNumber"].(string)
-			d := digest(r)
-			if slices.Contains(seen[n], d) {
-				continue
-			}
-			seen[n] = append(seen[n], d)
-			page.Records = append(page.Records, r)
-			if st != nil {
-				st.Advance(invoiceDay(r))
-			}
-		}
-		return page, nil
+		return sources.Page{Body: resp.Body, MaxValue: int(s.limits.MaxValueBytes), Where: where, Keep: keep,
+			Raw: &sources.Raw{Endpoint: where, Body: resp.Body}}, nil
 	}
 	return sources.Parallel(ctx, sources.WindowsInFlight, ws, fetch)
 }
@@ -100,30 +108,31 @@ func (s *Source) orgHeader() http.Header {
 
 // invoiceLinePages lists the invoices like the invoices stream, then reads GET /invoices/{invoiceNumber}
 // for each, concurrently within the per-host limit, and yields its lines keyed by invoice number and
-// 1-based line number.
+// 1-based line number. An invoice whose detail cannot be read is a failed page: the rest goes on.
 func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
-		numbers, _, err := s.invoicesToVisit(ctx, stats, st, func(n string) bool { return !skip(n) })
+		numbers, dates, err := s.invoicesToVisit(ctx, stats, st, func(n string) bool { return !skip(n) })
 		if err != nil {
 			yield(sources.Page{}, err)
 			return
 		}
 		detail := func(ctx context.Context, n string) (sources.Page, error) {
 			// Invoice numbers contain '-' and '.', and could contain '/': always escape the segment.
-			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoices/" + url.PathEscape(n), Auth: s.auth, Stats: stats, Header: s.orgHeader()})
+			seg, err := sources.PathSegment(n)
 			if err != nil {
-				return sources.Page{}, err
+				return failure(n, dates[n], fmt.Errorf("invoice number: %w", err), false), nil
 			}
-			inv, err := sources.DecodeObject(resp.Body)
+			endpoint := "GET /invoices/" + seg
+			inv, q, body, err := s.object(ctx, stats, s.base+"/invoices/"+seg)
 			if err != nil {
-				return sources.Page{}, fmt.Errorf("GET /invoices/%s: %w", url.PathEscape(n), err)
+				return itemError(n, dates[n], err)
 			}
 			lines, _ := inv["lines"].([]any)
-			page := sources.Page{Done: n, Records: make([]sources.Record, 0, len(lines)), Raw: &sources.Raw{Endpoint: "GET /invoices/" + url.PathEscape(n), Body: resp.Body}}
+			page := sources.Page{Done: n, Quirks: q, Records: make([]sources.Record, 0, len(lines)), Raw: &sources.Raw{Endpoint: endpoint, Body: spool.Bytes(body)}}
 			for i, l := range lines {
 				line, ok := l.(map[string]any)
 				if !ok {
-					return sources.Page{}, fmt.Errorf("GET /invoices/%s: lines[%d] is not an object", url.PathEscape(n), i)
+					return failure(n, dates[n], fmt.Errorf("%s: lines[%d] is not an object", endpoint, i), true), nil
 				}
 				line["invoiceNumber"] = n
 				line["lineNumber"] = json.Number(strconv.Itoa(i + 1))
@@ -140,9 +149,28 @@ func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, 
 	}
 }
 
+// failure is a failed page of one invoice.
+func failure(n string, date any, err error, retry bool) sources.Page {
+	day, _ := date.(string)
+	if len(day) > 10 {
+		day = day[:10]
+	}
+	return sources.Page{Failed: &sources.Failure{Item: n, Date: day, Err: err, Retry: retry}}
+}
+
+// itemError makes err a failed page of invoice n where it is about that invoice alone, else the
+// stream's error.
+func itemError(n string, date any, err error) (sources.Page, error) {
+	if sources.ItemFailed(err) {
+		return failure(n, date, err, true), nil
+	}
+	return sources.Page{}, err
+}
+
 // invoicePDFPages lists the invoices like the invoices stream and downloads the PDF of each one that
 // no committed run holds yet and this run has not checkpointed (skip), yielding one record per PDF
-// and the PDF itself as the page's raw body, which the pipeline stores in the lake.
+// and the PDF itself as the page's raw body, which the pipeline stores in the lake. A PDF over
+// max_pdf_bytes, or an answer that is not a PDF, is a failed page of that invoice.
 func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		numbers, dates, err := s.invoicesToVisit(ctx, stats, st, func(n string) bool { return !skip(n) })
@@ -151,20 +179,29 @@ func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, s
 			return
 		}
 		download := func(ctx context.Context, n string) (sources.Page, error) {
-			endpoint := "/invoices/" + url.PathEscape(n) + "/pdf"
-			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + endpoint, Auth: s.auth, Stats: stats, Header: s.orgHeader()})
+			seg, err := sources.PathSegment(n)
 			if err != nil {
-				return sources.Page{}, err
+				return failure(n, dates[n], fmt.Errorf("invoice number: %w", err), false), nil
 			}
-			if !bytes.HasPrefix(resp.Body, []byte("%PDF-")) {
-				return sources.Page{}, fmt.Errorf("GET %s: the response is not a PDF (Content-Type %q, %d bytes)", endpoint, resp.Header.Get("Content-Type"), len(resp.Body))
+			endpoint := "/invoices/" + seg + "/pdf"
+			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + endpoint, Auth: s.auth, Stats: stats, Header: s.orgHeader(),
+				MaxBytes: int64(s.limits.MaxPDFBytes), What: "PDF (max_pdf_bytes)"})
+			if err != nil {
+				return itemError(n, dates[n], err)
 			}
-			sum := sha256.Sum256(resp.Body)
+			sum, isPDF, err := pdfDigest(resp.Body.Reader())
+			if err != nil || !isPDF {
+				resp.Body.Close()
+				if err == nil {
+					err = fmt.Errorf("GET %s: the response is not a PDF (Content-Type %q, %d bytes)", endpoint, resp.Header.Get("Content-Type"), resp.Size())
+				}
+				return failure(n, dates[n], &sources.BodyError{Where: "GET " + endpoint, Err: err}, true), nil
+			}
 			rec := sources.Record{
 				"invoiceNumber": n,
 				"invoiceDate":   dates[n],
-				"sha256":        hex.EncodeToString(sum[:]),
-				"bytes":         json.Number(strconv.Itoa(len(resp.Body))),
+				"sha256":        sum,
+				"bytes":         json.Number(strconv.FormatInt(resp.Size(), 10)),
 				"contentType":   resp.Header.Get("Content-Type"),
 			}
 			return sources.Page{Done: n, Records: []sources.Record{rec}, Raw: &sources.Raw{Endpoint: "GET " + endpoint, Body: resp.Body, PDF: true, Key: n}}, nil
@@ -177,24 +214,54 @@ func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, s
 	}
 }
 
+// pdfDigest is the sha256 of a body read from r, and whether it starts as a PDF does.
+func pdfDigest(r io.Reader) (string, bool, error) {
+	h := sha256.New()
+	head := make([]byte, 5)
+	n, err := io.ReadFull(r, head)
+	h.Write(head[:n])
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if _, err := io.Copy(h, r); err != nil {
+		return "", false, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), string(head) == "%PDF-", nil
+}
+
 // invoicesToVisit lists the invoices like the invoices stream and returns the numbers want keeps, with
 // each one's invoiceDate, ordered by invoice day then number: the per-invoice streams then fill one
 // invoice_month partition after another, so a checkpoint commits a file or two, not one per month.
+// The invoices the last run could not fetch (State.Pending) are asked for again, wherever their date.
 func (s *Source) invoicesToVisit(ctx context.Context, stats *httpclient.Stats, st *sources.State, want func(string) bool) ([]string, map[string]any, error) {
 	var numbers []string
 	dates := map[string]any{}
 	days := map[string]string{}
+	add := func(n string, date any, day string) {
+		if _, dup := dates[n]; n == "" || dup || !want(n) {
+			return // no number to ask for (the invoices stream keeps the record), or asked already
+		}
+		numbers = append(numbers, n)
+		dates[n], days[n] = date, day
+	}
 	for p, err := range s.listInvoices(ctx, stats, st) {
-		if err != nil {
+		if err == nil {
+			_, err = p.Each(func(r sources.Record) error {
+				n, _ := r["invoiceNumber"].(string)
+				add(n, r["invoiceDate"], invoiceDay(r))
+				return nil
+			})
+		}
+		if err != nil && !errors.Is(err, sources.ErrNull) {
 			return nil, nil, err
 		}
-		for _, r := range p.Records {
-			n, _ := r["invoiceNumber"].(string)
-			if _, dup := dates[n]; n == "" || dup || !want(n) {
-				continue // no number to ask for (the invoices stream keeps the record), or asked already
-			}
-			numbers = append(numbers, n)
-			dates[n], days[n] = r["invoiceDate"], invoiceDay(r)
+	}
+	if st != nil {
+		for n, day := range st.Pending {
+			add(n, day, day)
 		}
 	}
 	sort.Slice(numbers, func(i, j int) bool {

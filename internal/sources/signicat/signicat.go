@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"iter"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/redact"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
@@ -28,18 +30,25 @@ import (
 // Source is a configured Signicat API.
 type Source struct {
 	cfg    *config.Signicat
+	limits config.Limits
 	client *httpclient.Client
 	auth   *tokenAuth
 	base   string
+	origin string // the base URL's: the only one the token is sent to, and next links may point to
 	now    func() time.Time
 }
 
 // New prepares the source; nothing is fetched until a stream's pages are read. now is its clock.
-func New(cfg *config.Signicat, client *httpclient.Client, now func() time.Time) *Source {
+func New(cfg *config.Signicat, limits config.Limits, client *httpclient.Client, now func() time.Time) *Source {
+	redact.Add(cfg.ClientSecret.Value())
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	origin := base
+	if u, err := url.Parse(base); err == nil {
+		origin = httpclient.Origin(u)
+	}
 	return &Source{
-		cfg: cfg, client: client, now: now,
-		auth: newTokenAuth(cfg.TokenURL, cfg.ClientID, cfg.ClientSecret.Value(), &http.Client{Transport: client.Transport()}),
-		base: strings.TrimRight(cfg.BaseURL, "/"),
+		cfg: cfg, limits: limits, client: client, now: now, base: base, origin: origin,
+		auth: newTokenAuth(cfg.TokenURL, cfg.ClientID, cfg.ClientSecret.Value(), origin, &http.Client{Transport: client.Transport()}),
 	}
 }
 
@@ -131,11 +140,17 @@ func (s *Source) accountPages(ctx context.Context, stats *httpclient.Stats, st *
 				q.Set("deleted", "true")
 			}
 			for p, err := range s.list(ctx, stats, "/accounts", q) {
+				var failed []sources.Page
 				if err == nil {
-					err = s.addProducts(ctx, stats, st, p.Records, deleted)
+					failed, err = s.addProducts(ctx, stats, st, p.Records, deleted)
 				}
 				if !yield(p, err) || err != nil {
 					return
+				}
+				for _, f := range failed {
+					if !yield(f, nil) {
+						return
+					}
 				}
 			}
 		}
@@ -152,8 +167,9 @@ type accountMemo struct {
 // addProducts sets each account's products from its detail. A detail is read when the account is new,
 // its list entry changed, or its products are account_detail_days old; otherwise the products read
 // before are reused. An account's first read is dated back by a phase derived from its id, so the
-// periodic re-reads spread evenly over the days instead of all falling due together.
-func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, st *sources.State, accts []sources.Record, deleted bool) error {
+// periodic re-reads spread evenly over the days instead of all falling due together. An account whose
+// detail cannot be read keeps the products read before (if any) and is returned as a failed page.
+func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, st *sources.State, accts []sources.Record, deleted bool) ([]sources.Page, error) {
 	days := *s.cfg.AccountDetailDays
 	today := s.now().UTC().Truncate(24 * time.Hour)
 	memoKey := func(id string) string {
@@ -196,39 +212,76 @@ func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, st *s
 	accts = need
 	detail := func(ctx context.Context, a sources.Record) (sources.Page, error) {
 		id, _ := a["id"].(string)
-		u := s.base + "/accounts/" + url.PathEscape(id)
+		seg, err := sources.PathSegment(id)
+		if err != nil {
+			return sources.Page{Failed: &sources.Failure{Item: id, Err: fmt.Errorf("account id: %w", err)}}, nil
+		}
+		u := s.base + "/accounts/" + seg
 		if deleted {
 			u += "?deleted=true"
 		}
-		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth, Stats: stats})
+		d, q, _, err := s.object(ctx, stats, u)
 		if err != nil {
+			if sources.ItemFailed(err) {
+				return sources.Page{Failed: &sources.Failure{Item: id, Err: err, Retry: true}}, nil
+			}
 			return sources.Page{}, err
-		}
-		d, err := sources.DecodeObject(resp.Body)
-		if err != nil {
-			return sources.Page{}, fmt.Errorf("GET /accounts/%s: %w", url.PathEscape(id), err)
 		}
 		products := d["products"]
 		if products == nil {
 			products = []any{}
 		}
-		return sources.Page{Records: []sources.Record{{"id": id, "products": products}}}, nil
+		return sources.Page{Records: []sources.Record{{"id": id, "products": products}}, Quirks: q}, nil
 	}
 	byID := make(map[string]sources.Record, len(accts))
 	for _, a := range accts {
 		id, _ := a["id"].(string)
 		byID[id] = a
 	}
+	var failed []sources.Page
 	for p, err := range sources.Parallel(httpclient.Then(ctx), 16, accts, detail) {
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if p.Failed != nil {
+			// The account is kept with the products read before, if any, and not remembered, so the next
+			// run reads its detail again; the failure is a reject of the stream.
+			var m accountMemo
+			if st.Recall(memoKey(p.Failed.Item), &m) {
+				var products any
+				if dec := json.NewDecoder(bytes.NewReader(m.Products)); dec.Decode(&products) == nil {
+					byID[p.Failed.Item]["products"] = products
+				}
+			}
+			failed = append(failed, p)
+			continue
 		}
 		r := p.Records[0]
 		a := byID[r["id"].(string)]
 		a["products"] = r["products"]
 		remember(a)
 	}
-	return nil
+	return failed, nil
+}
+
+// object reads one JSON object (a detail) at u, returning it decoded and as sent; one larger than
+// max_value_bytes is refused.
+func (s *Source) object(ctx context.Context, stats *httpclient.Stats, u string) (sources.Record, sources.Quirks, []byte, error) {
+	resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth, Stats: stats, Header: s.orgHeader()})
+	if err != nil {
+		return nil, sources.Quirks{}, nil, err
+	}
+	defer resp.Body.Close()
+	where := "GET " + strings.TrimPrefix(u, s.base)
+	b, err := resp.Body.Load(int64(s.limits.MaxValueBytes), "answer (max_value_bytes)")
+	if err != nil {
+		return nil, sources.Quirks{}, nil, &sources.BodyError{Where: where, Err: err}
+	}
+	rec, q, err := sources.DecodeObject(b)
+	if err != nil {
+		return nil, q, nil, &sources.BodyError{Where: where, Err: err}
+	}
+	return rec, q, b, nil
 }
 
 // entryHash identifies an account's list entry (products excluded): any change to it re-reads the
@@ -241,50 +294,95 @@ func entryHash(a sources.Record) string {
 	return hex.EncodeToString(sum[:12])
 }
 
-// list walks a {data, next} list: next is an opaque token passed back as page (or, should it ever be
-// one, an absolute URL to follow). A token seen before fails the list instead of looping forever.
+// listBatch is how many records of a {data, next} page are handed on at once: a page is decoded as it
+// is read, so one the server made huge costs no more memory than a batch.
+const listBatch = 1000
+
+// errStop ends a decoding whose consumer stopped.
+var errStop = errors.New("stopped")
+
+// list walks a {data, next} list: next is an opaque token passed back as page, or an absolute URL,
+// followed only within the API's origin (the token goes nowhere else). A token seen before, or more
+// than max_pages pages, fails the list instead of looping forever.
 func (s *Source) list(ctx context.Context, stats *httpclient.Stats, path string, q url.Values) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		seen := map[string]bool{}
 		q.Set("limit", strconv.Itoa(s.cfg.PageLimit))
 		u := s.base + path + "?" + q.Encode()
-		for u != "" {
-			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth, Stats: stats})
-			if err != nil {
-				yield(sources.Page{}, err)
+		where := "GET " + path + queryOf(q)
+		for pages := 1; u != ""; pages++ {
+			if pages > s.limits.MaxPages {
+				yield(sources.Page{}, fmt.Errorf("%s: more than %d pages (max_pages): the API keeps sending a next token; stopping", where, s.limits.MaxPages))
+				return
+			}
+			next, more, err := s.listPage(ctx, stats, u, where, yield)
+			if err != nil || !more {
+				if err != nil {
+					yield(sources.Page{}, err)
+				}
 				return
 			}
 			ctx = httpclient.Then(ctx) // the next page needs this one's token
-			var pg struct {
-				Data []typing.Record `json:"data"`
-				Next *string         `json:"next"`
-			}
-			dec := json.NewDecoder(strings.NewReader(string(resp.Body)))
-			dec.UseNumber()
-			if err := dec.Decode(&pg); err != nil {
-				yield(sources.Page{}, fmt.Errorf("GET %s%s: response is not a {data, next} page: %w", path, queryOf(q), err))
+			if u, err = s.follow(where, next, seen, q, path); err != nil {
+				yield(sources.Page{}, err)
 				return
-			}
-			if !yield(sources.Page{Records: pg.Data}, nil) {
-				return
-			}
-			u = ""
-			if pg.Next != nil && *pg.Next != "" {
-				next := *pg.Next
-				if seen[next] {
-					yield(sources.Page{}, fmt.Errorf("GET %s%s: the API returned next token %q a second time; stopping instead of looping", path, queryOf(q), next))
-					return
-				}
-				seen[next] = true
-				if strings.HasPrefix(next, "http://") || strings.HasPrefix(next, "https://") {
-					u = next
-				} else {
-					q.Set("page", next)
-					u = s.base + path + "?" + q.Encode()
-				}
 			}
 		}
 	}
+}
+
+// listPage fetches one page at u and yields its records in batches; more is false once the consumer
+// stopped.
+func (s *Source) listPage(ctx context.Context, stats *httpclient.Stats, u, where string, yield func(sources.Page, error) bool) (next *string, more bool, err error) {
+	resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth, Stats: stats})
+	if err != nil {
+		return nil, false, err
+	}
+	defer resp.Body.Close()
+	batch := make([]typing.Record, 0, 128)
+	env, err := sources.EachInEnvelope(resp.Body.Reader(), int(s.limits.MaxValueBytes), func(r typing.Record) error {
+		if batch = append(batch, r); len(batch) == listBatch {
+			if !yield(sources.Page{Records: batch}, nil) {
+				return errStop
+			}
+			batch = make([]typing.Record, 0, 128)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errStop):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, &sources.BodyError{Where: where, Err: err}
+	}
+	page := sources.Page{Records: batch, Quirks: env.Quirks}
+	if env.Null {
+		page.Note = where + ": data is null, read as an empty list"
+	}
+	return env.Next, yield(page, nil), nil
+}
+
+// follow is the URL of the page after one whose next was next ("" for none).
+func (s *Source) follow(where string, next *string, seen map[string]bool, q url.Values, path string) (string, error) {
+	if next == nil || *next == "" {
+		return "", nil
+	}
+	if seen[*next] {
+		return "", fmt.Errorf("%s: the API returned next token %q a second time; stopping instead of looping", where, *next)
+	}
+	seen[*next] = true
+	if !strings.HasPrefix(*next, "http://") && !strings.HasPrefix(*next, "https://") {
+		q.Set("page", *next)
+		return s.base + path + "?" + q.Encode(), nil
+	}
+	nu, err := url.Parse(*next)
+	if err != nil {
+		return "", fmt.Errorf("%s: the next link is not a URL: %w", where, err)
+	}
+	if got := httpclient.Origin(nu); got != s.origin {
+		return "", fmt.Errorf("%s: the next link points to %s, not to the API (%s); it is not followed, and no credential is sent there", where, got, s.origin)
+	}
+	return *next, nil
 }
 
 func queryOf(q url.Values) string {

@@ -32,7 +32,7 @@ func TestRepeatedNextTokenFailsTheStream(t *testing.T) {
 	defer srv.Close()
 	cfg := &config.Signicat{BaseURL: srv.URL + "/am", TokenURL: srv.URL + "/token", ClientID: "id", ClientSecret: "s", PageLimit: 25,
 		Since: config.Date{Time: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}, Streams: []string{"contacts"}}
-	streams, err := New(cfg, httpclient.New(httpclient.Options{}), time.Now).Streams()
+	streams, err := New(cfg, config.DefaultLimits, httpclient.New(httpclient.Options{}), time.Now).Streams()
 	if err != nil || len(streams) != 1 {
 		t.Fatal(err)
 	}
