@@ -23,7 +23,7 @@ type Limits struct {
 	// is fetched by the next run (default none; also --max-run-time).
 	MaxRunTime Duration `yaml:"max_run_time"`
 	// MaxPages stops a listing that pages on and on (a next token that never ends): past this many
-	// pages the stream fails, naming the limit (default 100000).
+	// pages the stream fails, naming the limit (default 10000: a million records at 100 a page).
 	MaxPages int `yaml:"max_pages"`
 	// MaxShrink is how much a snapshot stream may shrink from one run to the next before the run
 	// refuses the new snapshot and keeps the previous current state (default 50%; a fall to zero rows
@@ -43,7 +43,7 @@ type Limits struct {
 var DefaultLimits = Limits{
 	StallTimeout:  Duration(time.Minute),
 	MaxRetryAfter: Duration(15 * time.Minute),
-	MaxPages:      100000,
+	MaxPages:      10000,
 	MaxShrink:     50,
 	MaxPageBytes:  1 << 30,
 	MaxValueBytes: 64 << 20,

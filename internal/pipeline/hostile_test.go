@@ -377,7 +377,7 @@ func TestHugeAnswersMeetTheirCaps(t *testing.T) {
 		_, cfg := hostileSetup(t, "huge-total", sandbox.Options{}, nil, []string{"datatable_ctransactiondata"})
 		cfg.Sources.GSAPI.Datatables = []config.Datatable{{Table: "ctransactiondata", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 100}}
 		r := runHostile(t, cfg, Options{})
-		if rep := r.stream(t, "gsapi_datatable_ctransactiondata"); rep.Status != "failed" || !strings.Contains(rep.Error, "more than max_pages (100000)") || rep.Requests != 1 {
+		if rep := r.stream(t, "gsapi_datatable_ctransactiondata"); rep.Status != "failed" || !strings.Contains(rep.Error, "more than max_pages (10000)") || rep.Requests != 1 {
 			t.Fatalf("status %s %q after %d requests", rep.Status, rep.Error, rep.Requests)
 		}
 	})

@@ -42,7 +42,7 @@ var hostileModes = map[string]struct {
 	"missing-invoice":  {"Signicat /invoices/{n} and its PDF answer 404 for the first invoice asked for", (*Hostility).missingInvoice},
 	"null-list":        {"Signicat /organizations answers data: null, GSAPI /organizations/list null", (*Hostility).nullList},
 	"hang-once":        {"the first GSAPI /countrycodes/list request is accepted and never answered", (*Hostility).hangOnce},
-	"trickle-once":     {"the first GSAPI /countrycodes/list answer trickles a byte a second", (*Hostility).trickleOnce},
+	"trickle-once":     {"the first GSAPI /countrycodes/list answer trickles a byte a second (4 KiB of it)", (*Hostility).trickleOnce},
 	"retry-after-day":  {"GSAPI /users/list answers 429 with Retry-After: 86400", (*Hostility).retryAfterDay},
 	"endless-next":     {"Signicat /contacts answers every page with a new next token", (*Hostility).endlessNext},
 	"huge-list":        {"GSAPI /organizations/list answers a list of --hostile-bytes (300 MB by default)", (*Hostility).hugeList},
@@ -315,7 +315,9 @@ func (h *Hostility) trickleOnce(w http.ResponseWriter, r *http.Request) bool {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	for _, c := range []byte(`[{"code":"FI","name":"Finland"}]`) {
+	// The answer, after 4 KiB of whitespace: complete only after more than an hour.
+	body := append(bytes.Repeat([]byte(" "), 4<<10), `[{"code":"FI","name":"Finland"}]`...)
+	for _, c := range body {
 		if _, err := w.Write([]byte{c}); err != nil {
 			return true
 		}
@@ -380,6 +382,29 @@ func (h *Hostility) hugeList(w http.ResponseWriter, r *http.Request) bool {
 		written += int64(n)
 	}
 	_, _ = io.WriteString(w, "]")
+	return true
+}
+
+// hugePage streams a {data, next} page of h.size bytes of small contacts, never holding it.
+func (h *Hostility) hugePage(w http.ResponseWriter, r *http.Request) bool {
+	if !isSig(r, "/contacts") {
+		return false
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"data":[`)
+	var written int64
+	for i := 0; written < h.size; i++ {
+		rec := fmt.Sprintf(`{"id":"c-%d","name":"Contact %d with a name long enough to weigh something","email":"c%d@example.com"}`, i, i, i)
+		if i > 0 {
+			rec = "," + rec
+		}
+		n, err := io.WriteString(w, rec)
+		if err != nil {
+			return true
+		}
+		written += int64(n)
+	}
+	_, _ = io.WriteString(w, `],"next":null}`)
 	return true
 }
 
