@@ -1,8 +1,8 @@
 // Package sql embeds the SQL models and data tests run in the warehouse after each load:
 // staging/ (views over the raw tables), marts/ (tables unifying both sources) and tests/ (queries that
 // return offending rows). Each file starts with "-- " comment lines describing it. fields.yaml lists
-// the tenant-defined columns the models read, with their defaults; a pipeline maps them to its
-// tenant's names (sources.gsapi.fields).
+// the tenant-defined fields the models read, with their default columns; a pipeline says where its
+// tenant keeps them (sources.gsapi.fields: a column, an expression, a parent's field or a constant).
 package sql
 
 import (
@@ -24,13 +24,13 @@ var Files embed.FS
 //go:embed fields.yaml
 var fieldsYAML []byte
 
-// Field is one tenant-defined column a model reads.
+// Field is one tenant-defined field a model reads.
 type Field struct {
 	Column      string `yaml:"column"` // the default: tenant a's column
 	Description string `yaml:"description"`
 }
 
-// Fields are the tenant-defined columns the models read: table → the models' name → field.
+// Fields are the tenant-defined fields the models read: table → the models' name → field.
 var Fields = func() map[string]map[string]Field {
 	var out map[string]map[string]Field
 	if err := yaml.Unmarshal(fieldsYAML, &out); err != nil {
@@ -39,37 +39,55 @@ var Fields = func() map[string]map[string]Field {
 	return out
 }()
 
-// Mapping is the column each model field reads in a pipeline: the defaults, with what the config
-// names (source → stream → field → column) laid over them.
-type Mapping map[string]map[string]string
+// Mapping is where each model field comes from in a pipeline: the defaults, with what the config
+// names (source → stream → field → entry) laid over them.
+type Mapping map[string]map[string]Entry
 
-// NewMapping lays what a source's config names (sources.<source>.fields: stream → field → column) over
-// the defaults; a table or field the models do not read is an error naming the config key, so a typo
-// cannot pass silently.
-func NewMapping(source string, streams map[string]map[string]string) (Mapping, error) {
-	m := Mapping{}
-	for table, fields := range Fields {
-		m[table] = map[string]string{}
-		for name, f := range fields {
-			m[table][name] = f.Column
-		}
-	}
-	for stream, fields := range streams {
+// NewMapping lays what a source's config names (sources.<source>.fields: stream → field → entry) over
+// the defaults; a table or field the models do not read, or an entry that is not exactly one
+// well-formed form, is an error naming the config key, so a typo cannot pass silently. Whether the
+// columns exist is the warehouse's to say when the models bind.
+func NewMapping(source string, streams map[string]map[string]Entry) (Mapping, error) {
+	m := Defaults()
+	for _, stream := range slices.Sorted(maps.Keys(streams)) {
+		fields := streams[stream]
 		table := source + "_" + stream
 		if m[table] == nil {
 			return nil, fmt.Errorf("sources.%s.fields.%s: the models read no fields of %s (they read: %s)", source, stream, table, strings.Join(mapped(source), ", "))
 		}
-		for name, col := range fields {
+		for _, name := range slices.Sorted(maps.Keys(fields)) {
 			if _, ok := m[table][name]; !ok {
 				return nil, fmt.Errorf("sources.%s.fields.%s.%s: the models read no field %q of %s (they read: %s)", source, stream, name, name, table, strings.Join(names(Fields[table]), ", "))
 			}
-			if col == "" {
-				return nil, fmt.Errorf("sources.%s.fields.%s.%s: name the column that holds it", source, stream, name)
+			if err := fields[name].check(); err != nil {
+				return nil, fmt.Errorf("%s: %w", ConfigKey(table, name), err)
 			}
-			m[table][name] = col
+			m[table][name] = fields[name]
 		}
 	}
 	return m, nil
+}
+
+// Defaults is the mapping of sql/fields.yaml alone: every field from its default column.
+func Defaults() Mapping {
+	m := Mapping{}
+	for table, fields := range Fields {
+		m[table] = map[string]Entry{}
+		for name, f := range fields {
+			m[table][name] = Column(f.Column)
+		}
+	}
+	return m
+}
+
+// Expr is the SQL that reads table's field in a model, whose FROM names table without an alias.
+func (m Mapping) Expr(table, field string) string {
+	return m[table][field].Expr(table, ConfigKey(table, field))
+}
+
+// IsDefault reports whether table's field is read from its default column (sql/fields.yaml).
+func (m Mapping) IsDefault(table, field string) bool {
+	return m[table][field] == Column(Fields[table][field].Column)
 }
 
 // ConfigKey is the config key that maps table's field: sources.gsapi.fields.datasync_invoices.net_amount.

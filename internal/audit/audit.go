@@ -77,34 +77,49 @@ type table struct {
 }
 
 // tables are the header and line tables of each source. GSAPI's are tenant-defined, so their columns
-// come from the mapping (sources.gsapi.fields), as the SQL models' do.
-func tables(f sqlfiles.Mapping) (headers, lines []table) {
+// come from the mapping (sources.gsapi.fields), as the SQL models' do: a column, or an expression or a
+// constant over the snapshot's own columns. A parent's field is not in the snapshot: refused.
+func tables(f sqlfiles.Mapping) (headers, lines []table, err error) {
 	if f == nil {
-		f, _ = sqlfiles.NewMapping("gsapi", nil)
+		f = sqlfiles.Defaults()
 	}
 	inv, line := f["gsapi_datasync_invoices"], f["gsapi_datasync_invoice_lines"]
-	col := func(c string) string { return "c." + quoteIdent(c) }
+	var needs []string
+	col := func(table string, e sqlfiles.Entry) string {
+		switch e.Kind() {
+		case sqlfiles.KindColumn:
+			needs = append(needs, e.Column)
+			return "c." + quoteIdent(e.Column)
+		case sqlfiles.KindFrom:
+			err = fmt.Errorf("%s reads %s from another table, which extract invoices does not read: map it to a column of %s", table, e, table)
+		}
+		return e.Expr(table, "")
+	}
+	id, number, date, org := col("gsapi_datasync_invoices", inv["invoice_id"]), col("gsapi_datasync_invoices", inv["invoice_number"]),
+		col("gsapi_datasync_invoices", inv["invoice_date"]), col("gsapi_datasync_invoices", inv["organization_id"])
+	headerNeeds := needs
+	needs = nil
+	lineID, lineNo := col("gsapi_datasync_invoice_lines", line["invoice_id"]), col("gsapi_datasync_invoice_lines", line["line_number"])
 	headers = []table{
 		{source: "signicat", name: "signicat_invoices", endpoint: "GET /invoices?invoiceDateAfter&invoiceDateBefore",
 			lead:    "'signicat' AS source, c.invoice_number AS invoice_key, c.invoice_number, c.invoice_date, c.organization_id",
 			exclude: []string{"invoice_number", "invoice_date", "organization_id"},
 			date:    "c.invoice_date", org: "c.organization_id", needs: []string{"invoice_number", "invoice_date", "organization_id"}},
 		{source: "gsapi", name: "gsapi_datasync_invoices", endpoint: "GET /datasync?option=Invoices",
-			lead: "'gsapi' AS source, " + col(inv["invoice_id"]) + "::VARCHAR AS invoice_key, " + col(inv["invoice_number"]) + "::VARCHAR AS invoice_number, " +
-				col(inv["invoice_date"]) + " AS invoice_date, " + col(inv["organization_id"]) + "::VARCHAR AS organization_id",
-			exclude: slices.DeleteFunc([]string{"invoice_number", "invoice_date", "organization_id"}, func(c string) bool { return inv[c] != c }),
-			date:    col(inv["invoice_date"]), org: col(inv["organization_id"]) + "::VARCHAR",
-			needs: []string{inv["invoice_id"], inv["invoice_number"], inv["invoice_date"], inv["organization_id"]}},
+			lead: "'gsapi' AS source, " + id + "::VARCHAR AS invoice_key, " + number + "::VARCHAR AS invoice_number, " +
+				date + " AS invoice_date, " + org + "::VARCHAR AS organization_id",
+			exclude: slices.DeleteFunc([]string{"invoice_number", "invoice_date", "organization_id"}, func(c string) bool { return inv[c] != sqlfiles.Column(c) }),
+			date:    date, org: org + "::VARCHAR", needs: headerNeeds},
 	}
 	lines = []table{
 		{source: "signicat", name: "signicat_invoice_lines", endpoint: "GET /invoices/{invoiceNumber}",
 			lead:   "'signicat' AS source, c.invoice_number AS invoice_key, c.line_number AS line",
 			parent: "c.invoice_number", needs: []string{"invoice_number", "line_number"}},
 		{source: "gsapi", name: "gsapi_datasync_invoice_lines", endpoint: "GET /datasync?option=InvoiceLines",
-			lead:   "'gsapi' AS source, " + col(line["invoice_id"]) + "::VARCHAR AS invoice_key, " + col(line["line_number"]) + " AS line",
-			parent: col(line["invoice_id"]) + "::VARCHAR", needs: []string{line["invoice_id"], line["line_number"]}},
+			lead:   "'gsapi' AS source, " + lineID + "::VARCHAR AS invoice_key, " + lineNo + " AS line",
+			parent: lineID + "::VARCHAR", needs: needs},
 	}
-	return headers, lines
+	return headers, lines, err
 }
 
 // provenance are the columns every row ends with.
@@ -154,7 +169,10 @@ func prepare(ctx context.Context, db *sql.DB, q Query, a *Answer) (*Answer, erro
 		return nil, fmt.Errorf("no run had finished by %s; the first finished at %s", q.AsOf.UTC().Format(time.RFC3339), all[0].FinishedAt.UTC().Format(time.RFC3339))
 	}
 	a.Runs, a.LastRun = len(ms), ms[len(ms)-1].RunID
-	headers, lines := tables(q.Fields)
+	headers, lines, err := tables(q.Fields)
+	if err != nil {
+		return nil, err
+	}
 	local, err := a.localFiles(ms, append(slices.Clone(headers), lines...), q.Spool)
 	if err != nil {
 		return nil, err

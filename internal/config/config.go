@@ -82,7 +82,7 @@ func (c *Config) IcebergCatalog() string {
 // On reports whether the Iceberg tables are kept.
 func (i Iceberg) On() bool { return i.Enabled == nil || *i.Enabled }
 
-// Fields is the column each SQL model field reads: sql/fields.yaml's defaults with the pipeline's
+// Fields is where each SQL model field comes from: sql/fields.yaml's defaults with the pipeline's
 // sources.gsapi.fields laid over them (the only source with tenant-defined fields), as validated.
 func (c *Config) Fields() sqlfiles.Mapping {
 	if c.fields == nil { // a config built by hand, or without a gsapi source: the defaults
@@ -139,9 +139,10 @@ type GSAPI struct {
 	// be unique per key, and an incremental stream keeps each key's newest fetch. Without one, no key is
 	// assumed where the spec names none (the tenant defines those fields).
 	Keys map[string][]string `yaml:"keys"`
-	// Fields names the tenant's columns that the SQL models read (stream → the model's name → the
-	// tenant's column); unnamed ones keep their defaults (sql/fields.yaml, `extract docs`).
-	Fields map[string]map[string]string `yaml:"fields"`
+	// Fields says where the tenant keeps each field the SQL models read (stream → the model's name →
+	// a column, {sql: …}, {from: <stream>.<column>, via: …} or {value: …}); unnamed ones keep their
+	// defaults (sql/fields.yaml, `extract docs`). `extract fields --suggest` proposes them from the data.
+	Fields map[string]map[string]sqlfiles.Entry `yaml:"fields"`
 }
 
 // Datatable is one table read through POST /datatable/list.

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
 )
 
 const valid = `
@@ -132,7 +134,7 @@ func TestTenantFieldsAndKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := cfg.Fields()["gsapi_datasync_invoices"]
-	if f["net_amount"] != "total_net" || f["tax_amount"] != "vat_amount" {
+	if f["net_amount"] != sqlfiles.Column("total_net") || f["tax_amount"] != sqlfiles.Column("vat_amount") {
 		t.Errorf("mapping %v: want net_amount from the config and tax_amount's default", f)
 	}
 	if k := cfg.Sources.GSAPI.Keys["invoice_journal_accounting"]; len(k) != 3 {
@@ -143,11 +145,61 @@ func TestTenantFieldsAndKeys(t *testing.T) {
 		"    fields:\n      datasync_invoices: {net: x}\n":         `sources.gsapi.fields.datasync_invoices.net: the models read no field "net"`,
 		"    fields:\n      datasync_invoices: {net_amount: ''}\n": "sources.gsapi.fields.datasync_invoices.net_amount: name the column that holds it",
 		"    keys:\n      invoice_journal_accounting: []\n":        "sources.gsapi.keys.invoice_journal_accounting: list the columns",
+		// Entries that are not one well-formed form, named by their key.
+		"    fields:\n      datasync_invoices: {net_amount: {sql: 'a, b'}}\n":                   `sources.gsapi.fields.datasync_invoices.net_amount: sql "a, b" is a list`,
+		"    fields:\n      datasync_invoices: {net_amount: {sql: 'a); DROP TABLE x; --'}}\n":   "closes a parenthesis it did not open",
+		"    fields:\n      datasync_invoices: {net_amount: {sql: 'a -- net'}}\n":               "holds a comment",
+		"    fields:\n      datasync_invoices: {net_amount: {sql: '(SELECT max(a) FROM t)'}}\n": "holds SELECT",
+		// E'…' takes backslash escapes: the ';' is outside the string, as DuckDB reads it.
+		"    fields:\n      datasync_invoices: {net_amount: {sql: \"E'\\\\''; DROP TABLE x; --'\"}}\n": "holds a ';'",
+		"    fields:\n      datasync_invoices: {net_amount: {column: a, sql: b}}\n":                    "sets more than one of column, sql, from and value",
+		"    fields:\n      datasync_invoice_lines: {currency: {from: datasync_invoices.currency}}\n":  "needs via",
+		"    fields:\n      datasync_invoice_lines: {currency: {from: currency, via: x}}\n":            "<stream>.<column>",
+		"    fields:\n      datasync_invoice_lines: {currency: {via: iheader_id}}\n":                   "via needs from",
+		"    fields:\n      datasync_invoice_lines: {currency: {valu: EUR}}\n":                         "field valu not found in a fields entry",
+		"    fields:\n      datasync_invoice_lines: {currency: [EUR]}\n":                               "a fields entry is a column name or",
 	} {
 		_, err := Parse([]byte(with(block)), env(goodEnv))
 		if _, ok := err.(*Error); !ok || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: err = %v, want a config error containing %q", block, err, want)
 		}
+	}
+}
+
+// Every form of a fields entry parses to what it says, over the defaults.
+func TestFieldsEntryForms(t *testing.T) {
+	block := `    fields:
+      datasync_invoices:
+        net_amount: {sql: "amounts__excl_vat + coalesce(rounding, 0)"}
+        currency: {value: EUR}
+        total_amount: {column: total_gross}
+      datasync_invoice_lines:
+        currency: {from: datasync_invoices.currency, via: iheader_id}
+        tax_amount: {from: datasync_invoices.vat, via: "invoice_ref = iheader_id"}
+`
+	cfg, err := Parse([]byte(strings.Replace(valid, "    datatables:\n", block+"    datatables:\n", 1)), env(goodEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := cfg.Fields()
+	for _, c := range []struct {
+		table, field string
+		want         sqlfiles.Entry
+	}{
+		{"gsapi_datasync_invoices", "net_amount", sqlfiles.Entry{SQL: "amounts__excl_vat + coalesce(rounding, 0)"}},
+		{"gsapi_datasync_invoices", "currency", sqlfiles.Entry{Value: "EUR"}},
+		{"gsapi_datasync_invoices", "total_amount", sqlfiles.Column("total_gross")},
+		{"gsapi_datasync_invoices", "tax_amount", sqlfiles.Column("vat_amount")},
+		{"gsapi_datasync_invoice_lines", "currency", sqlfiles.Entry{From: "datasync_invoices.currency", Via: "iheader_id"}},
+		{"gsapi_datasync_invoice_lines", "tax_amount", sqlfiles.Entry{From: "datasync_invoices.vat", Via: "invoice_ref = iheader_id"}},
+	} {
+		if got := f[c.table][c.field]; got != c.want {
+			t.Errorf("%s.%s = %+v, want %+v", c.table, c.field, got, c.want)
+		}
+	}
+	l, ok := f["gsapi_datasync_invoice_lines"]["tax_amount"].Link("gsapi")
+	if want := (sqlfiles.Link{Parent: "gsapi_datasync_invoices", Column: "vat", Own: "invoice_ref", ParentKey: "iheader_id"}); !ok || l != want {
+		t.Errorf("link %+v, want %+v", l, want)
 	}
 }
 

@@ -60,18 +60,27 @@ func bindings(sql string) []binding {
 	return out
 }
 
-// Render is the model's SQL with each placeholder replaced by the quoted column fields maps it to.
+// Render is the model's SQL with each placeholder replaced by what fields reads it from: a column,
+// an expression, a parent's field or a constant (sqlfiles.Entry.Expr).
 func (m *Model) Render(fields sqlfiles.Mapping) (string, error) {
 	var err error
 	out := placeholder.ReplaceAllStringFunc(m.SQL, func(ph string) string {
 		sub := placeholder.FindStringSubmatch(ph)
-		col := fields[sub[1]][sub[2]]
-		if col == "" && err == nil {
+		if fields[sub[1]][sub[2]].Kind() == "" && err == nil {
 			err = fmt.Errorf("sql model %s: %s is not in sql/fields.yaml", m.Name, strings.Trim(ph, "{} "))
 		}
-		return duckdb.Quote(col)
+		return fields.Expr(sub[1], sub[2])
 	})
 	return out, err
+}
+
+// Fields lists the tenant-defined fields the model reads, as table.field, in order of first use.
+func (m *Model) Fields() []string {
+	var out []string
+	for _, b := range bindings(m.SQL) {
+		out = append(out, b.table+"."+b.field)
+	}
+	return out
 }
 
 // Load reads the models and tests and orders the models so that each comes after what it reads.
@@ -225,21 +234,29 @@ func (r *Report) OK() bool {
 }
 
 // Run builds every model in one transaction (readers see the old models or the new, never a mix) and
-// then runs the data tests, recording their results with runID. fields maps the models' tenant-defined
-// columns. tables are the loaded tables whose key in force is tested. A model that fails is left out and
-// the transaction is built again without it and its dependents.
+// then runs the data tests, recording their results with runID, and the mapping in
+// _ledgerlake_fields. fields maps the models' tenant-defined fields. tables are the loaded tables whose
+// key in force is tested. A model that fails is left out and the transaction is built again without it
+// and its dependents.
 func Run(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInfo, fields sqlfiles.Mapping) (*Report, error) {
 	models, tests, err := Load()
 	if err != nil {
 		return nil, err
 	}
 	rep := &Report{Failed: map[string]string{}}
-	var exists map[string]bool
+	exists, err := relations(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	problems, err := checkEntries(ctx, db, fields, exists)
+	if err != nil {
+		return nil, err
+	}
 	for {
 		if exists, err = relations(ctx, db); err != nil {
 			return nil, err
 		}
-		failed, why, err := build(ctx, db, models, exists, fields, rep)
+		failed, why, err := build(ctx, db, models, exists, fields, problems, rep)
 		if err != nil {
 			return nil, err
 		}
@@ -272,12 +289,12 @@ func Run(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInf
 	if err := record(ctx, db, runID, rep.Tests); err != nil {
 		return rep, err
 	}
-	return rep, nil
+	return rep, recordFields(ctx, db, fields)
 }
 
 // build creates the models that can be built in one transaction, filling rep's Built and Skipped. At
 // the first model that fails it rolls back and returns its name and why, for Run to try again without it.
-func build(ctx context.Context, db *dbsql.DB, models []*Model, exists map[string]bool, fields sqlfiles.Mapping, rep *Report) (string, string, error) {
+func build(ctx context.Context, db *dbsql.DB, models []*Model, exists map[string]bool, fields sqlfiles.Mapping, problems map[binding]string, rep *Report) (string, string, error) {
 	rep.Built, rep.Skipped = nil, map[string]string{}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -291,7 +308,7 @@ func build(ctx context.Context, db *dbsql.DB, models []*Model, exists map[string
 			rep.Skipped[m.Name] = why
 			continue
 		}
-		why, err := bind(ctx, tx, m, exists, fields)
+		why, err := bind(ctx, tx, m, exists, fields, problems)
 		if err != nil {
 			_ = tx.Rollback()
 			return "", "", err
@@ -314,15 +331,23 @@ func build(ctx context.Context, db *dbsql.DB, models []*Model, exists map[string
 	return "", "", tx.Commit()
 }
 
-// bind checks that every tenant-defined column m reads is in its table, and otherwise says what to
-// set: the model, each missing column, the columns the table has, and the config keys.
-func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, fields sqlfiles.Mapping) (string, error) {
+// bind checks that every tenant-defined field m reads can be read, and otherwise says what to set:
+// for columns, the model, each missing column, the columns the table has, and the config keys; for
+// the other entries, what entries found (see checkEntries).
+func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, fields sqlfiles.Mapping, problems map[binding]string) (string, error) {
 	have := map[string][]string{}
 	var missing, keys []string
 	var table string
 	for _, b := range bindings(m.SQL) {
 		if !exists[b.table] {
 			continue // missing() skips models whose tables are not loaded
+		}
+		if why := problems[b]; why != "" {
+			return "sql model " + m.Name + ": " + why, nil
+		}
+		e := fields[b.table][b.field]
+		if e.Kind() != sqlfiles.KindColumn {
+			continue
 		}
 		cols, ok := have[b.table]
 		if !ok {
@@ -332,18 +357,17 @@ func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, f
 			}
 			have[b.table] = cols
 		}
-		col := fields[b.table][b.field]
-		if slices.Contains(cols, col) || (table != "" && table != b.table) {
+		if slices.Contains(cols, e.Column) || (table != "" && table != b.table) {
 			continue // one table at a time: its columns are what the message lists
 		}
 		table = b.table
-		missing = append(missing, fmt.Sprintf("%q (the model's %s)", col, b.field))
+		missing = append(missing, fmt.Sprintf("%q (the model's %s)", e.Column, b.field))
 		keys = append(keys, sqlfiles.ConfigKey(b.table, b.field))
 	}
 	if len(missing) == 0 {
 		return "", nil
 	}
-	return fmt.Sprintf("sql model %s: %s has no column %s; its columns are %s; set %s to the columns that hold them",
+	return fmt.Sprintf("sql model %s: %s has no column %s; its columns are %s; set %s to the columns that hold them (extract fields --suggest proposes them)",
 		m.Name, table, strings.Join(missing, ", "), strings.Join(have[table], ", "), strings.Join(keys, ", ")), nil
 }
 

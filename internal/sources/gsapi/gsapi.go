@@ -345,7 +345,11 @@ func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats
 	return func(yield func(sources.Page, error) bool) {
 		// A validated config's mapping (an invalid one never gets here).
 		fields, _ := sqlfiles.NewMapping("gsapi", s.cfg.Fields)
-		col := fields["gsapi_datasync_invoices"]["invoice_id"]
+		col := fields["gsapi_datasync_invoices"]["invoice_id"].Column
+		if col == "" {
+			yield(sources.Page{}, fmt.Errorf("sources.gsapi.fields.datasync_invoices.invoice_id is %s: invoicecharges/list is called with each invoice's id as the export sends it, so name the column that holds it", fields["gsapi_datasync_invoices"]["invoice_id"]))
+			return
+		}
 		var ids []string
 		seen := map[string]bool{}
 		var missing int
