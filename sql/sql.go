@@ -39,6 +39,27 @@ var Fields = func() map[string]map[string]Field {
 	return out
 }()
 
+// Ref names one model field: its table and the models' name for it.
+type Ref struct{ Table, Field string }
+
+// Order lists every field of sql/fields.yaml in the file's order (by table, the order a reader meets
+// them in the models), for what shows or proposes the fields.
+var Order = func() []Ref {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(fieldsYAML, &doc); err != nil {
+		panic("sql/fields.yaml: " + err.Error())
+	}
+	var out []Ref
+	tables := doc.Content[0].Content
+	for i := 0; i+1 < len(tables); i += 2 {
+		fields := tables[i+1].Content
+		for j := 0; j+1 < len(fields); j += 2 {
+			out = append(out, Ref{tables[i].Value, fields[j].Value})
+		}
+	}
+	return out
+}()
+
 // Mapping is where each model field comes from in a pipeline: the defaults, with what the config
 // names (source → stream → field → entry) laid over them.
 type Mapping map[string]map[string]Entry

@@ -36,6 +36,8 @@ Usage:
   extract docs --html DIR [--config FILE | --db FILE --lake DIR]
                                       the same as a page to look at: tables, lineage, runs, tests, manifests
   extract serve [--addr 127.0.0.1:8080] [--config FILE | --db FILE --lake DIR]   that page, live
+  extract fields --config FILE [--suggest [--probe] [--write]]
+                                      propose your tenant's field mapping from its data, with the evidence
 
 Run "extract COMMAND --help" for a command's flags.
 Exit codes: 0 success; 1 a stream or check failed (others completed and were kept); 2 bad usage or config.
@@ -57,6 +59,7 @@ var commands = map[string]command{
 	"invoices": {"historical invoices with provenance", invoicesCmd},
 	"docs":     {"document every table and column", docsCmd},
 	"serve":    {"serve the documentation page live", serveCmd},
+	"fields":   {"propose or list where the models read the tenant's fields", fieldsCmd},
 }
 
 func main() {

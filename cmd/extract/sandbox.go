@@ -26,10 +26,11 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	faults := fs.String("faults", "", "fault rates: 429=0.05,503=0.02,500=0.02,reset=0.01,truncate=0.01,expire=0.01 or all=0.1")
 	ttl := fs.Duration("token-ttl", 0, "token lifetime (default: Signicat 600s, GSAPI 1440m sliding)")
 	ignoreSort := fs.Bool("ignore-sortorder", false, "datatable/list ignores sortorder: every page is page 1")
-	tenant := fs.String("tenant", "a", "GSAPI tenant shape: a, or b (the same facts under other field names and shapes: PascalCase money,\n"+
-		"fields that appear or change type later, empty dates, an accounting journal by account and cost centre)")
+	tenant := fs.String("tenant", "a", "GSAPI tenant shape: a; b (the same facts under other field names and shapes: PascalCase money,\n"+
+		"fields that appear or change type later, empty dates, an accounting journal by account and cost centre); or c (Finnish\n"+
+		"names, money nested in objects, no net amount on the header, the currency only on the header: try extract fields --suggest)")
 	repeat := fs.Int("repeat-organizations", 0, "GSAPI organizations/list ends with its first N organisations again (a data-quality fault the key tests catch)")
-	rev := fs.String("signicat-revision", "", "which published Signicat reference revision to follow: a or b (default: b with tenant a, a with tenant b)")
+	rev := fs.String("signicat-revision", "", "which published Signicat reference revision to follow: a or b (default: a with tenant b, else b)")
 	var modes strings.Builder
 	for _, m := range sandbox.HostileModes() {
 		fmt.Fprintf(&modes, "\n  %-17s %s", m[0], m[1])
@@ -48,8 +49,8 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "extract sandbox: --signicat-revision must be a or b")
 		return exitUsage
 	}
-	if *tenant != sandbox.TenantA && *tenant != sandbox.TenantB {
-		fmt.Fprintln(stderr, "extract sandbox: --tenant must be a or b")
+	if !slices.Contains(sandbox.Tenants, *tenant) {
+		fmt.Fprintln(stderr, "extract sandbox: --tenant must be a, b or c")
 		return exitUsage
 	}
 	if *hostile != "" && !slices.ContainsFunc(sandbox.HostileModes(), func(m [2]string) bool { return m[0] == *hostile }) {

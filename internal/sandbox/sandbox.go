@@ -115,9 +115,9 @@ type Options struct {
 	// pipeline must keep (every row, reported), never collapse.
 	RepeatedOrganizations int
 	// SignicatRevision selects which published reference revision the account payloads follow: "a" or "b"
-	// ("": b for tenant a, a for tenant b).
+	// ("": a for tenant b, else b).
 	SignicatRevision string
-	// Tenant selects the shape of GSAPI's tenant-defined exports (TenantA, the default, or TenantB; see
+	// Tenant selects the shape of GSAPI's tenant-defined exports (TenantA, the default, TenantB or TenantC; see
 	// tenant.go): the same facts under other field names and shapes.
 	Tenant string
 	// Hostile is a way to misbehave (see HostileModes; Start applies it, SetHostile changes it), and
@@ -176,7 +176,7 @@ func New(opts Options) *Sandbox {
 	}
 	if opts.SignicatRevision == "" {
 		// Tenant b is the other published shape of Signicat's accounts too.
-		opts.SignicatRevision = map[string]string{TenantA: "b", TenantB: "a"}[opts.Tenant]
+		opts.SignicatRevision = map[bool]string{true: "a", false: "b"}[opts.Tenant == TenantB]
 	}
 	s := &Sandbox{
 		opts:   opts,

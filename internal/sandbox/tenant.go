@@ -19,35 +19,52 @@ import (
 //     rate that is an integer until it becomes 25.5, an accounting journal grouped by account and cost
 //     centre (several rows per invoice and account), and window bounds read as SQL Server's datetime
 //     reads them (rounded to 1/300 s, so an end of 23:59:59.999 becomes the next midnight).
+//   - tenant c, a shape written for the test of `extract fields --suggest` (tenant_c.go): Finnish
+//     names, money and the customer nested in objects, the net amount only as gross minus VAT, the
+//     currency only on the invoice header, statuses in Finnish.
 //
-// Both serve the published example records verbatim where the spec has them.
+// All serve the published example records verbatim where the spec has them.
 
 // Tenants the sandbox can serve.
 const (
 	TenantA = "a"
 	TenantB = "b"
+	TenantC = "c"
 )
+
+// Tenants lists every tenant shape, for flags and their messages.
+var Tenants = []string{TenantA, TenantB, TenantC}
 
 // invoiceRow is datasync option Invoices (1) for invoice i in the tenant's shape.
 func (s *Sandbox) invoiceRow(i int) obj {
-	if s.opts.Tenant == TenantB {
+	switch s.opts.Tenant {
+	case TenantB:
 		return s.data.gsInvoiceB(i)
+	case TenantC:
+		return s.data.gsInvoiceC(i)
 	}
 	return s.data.gsDatasyncInvoice(i)
 }
 
 // lineRows is datasync option InvoiceLines (2) for invoice i in the tenant's shape.
 func (s *Sandbox) lineRows(i int) []obj {
-	if s.opts.Tenant == TenantB {
+	switch s.opts.Tenant {
+	case TenantB:
 		return s.data.gsLinesB(i)
+	case TenantC:
+		return s.data.gsLinesC(i)
 	}
 	return s.data.gsDatasyncLines(i)
 }
 
-// journal renders invoice i in one of the four invoice-journal views, in the tenant's shape.
+// journal renders invoice i in one of the four invoice-journal views, in the tenant's shape (tenant c
+// has its own Summary; its other views are tenant a's).
 func (s *Sandbox) journal(kind string, i int) []obj {
-	if s.opts.Tenant == TenantB {
+	switch {
+	case s.opts.Tenant == TenantB:
 		return s.data.journalRowsB(kind, i)
+	case s.opts.Tenant == TenantC && kind == "summary":
+		return s.data.summaryC(i)
 	}
 	return s.data.journalRows(kind, i)
 }
