@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/models/suggest"
@@ -99,10 +101,14 @@ func fieldsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	fmt.Fprintf(stderr, "extract fields: %s, in %.1fs\n", s.Summary(), time.Since(start).Seconds())
 	if *write {
-		if err := writeFields(*cfgPath, s); err != nil {
+		changed, err := writeFields(*cfgPath, s)
+		if err != nil {
 			return exitCodeFor(err, stderr)
 		}
 		fmt.Fprintf(stdout, "wrote the proposed fields into %s (sources.gsapi.fields); run  extract run --config %[1]s\n", *cfgPath)
+		for _, c := range changed {
+			fmt.Fprintf(stdout, "  changed %s\n", c)
+		}
 		for _, f := range s.Fields {
 			key := strings.TrimPrefix(f.Table, "gsapi_") + "." + f.Field
 			switch {
@@ -138,23 +144,39 @@ func suggestFrom(ctx context.Context, path string) (*suggest.Suggestion, error) 
 // the default.
 func listFields(w io.Writer, m sqlfiles.Mapping) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "field\tfrom\t")
+	fmt.Fprintln(tw, "field\tfrom")
 	for _, r := range sqlfiles.Order {
-		def := ""
+		line := sqlfiles.ConfigKey(r.Table, r.Field) + "\t" + m[r.Table][r.Field].String()
 		if m.IsDefault(r.Table, r.Field) {
-			def = "(default)"
+			line += "\t(the default)" // a cell ended by a tab is padded: only when there is one after it
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", sqlfiles.ConfigKey(r.Table, r.Field), m[r.Table][r.Field], def)
+		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
 }
 
 // writeFields merges the suggestion's fields into the pipeline file at path, marking the uncertain
-// ones, and replaces the file whole (a temporary file renamed over it).
-func writeFields(path string, s *suggest.Suggestion) error {
+// ones, and replaces the file whole (a temporary file renamed over it). It returns the entries the file
+// had set otherwise, as "stream.field: old → new".
+func writeFields(path string, s *suggest.Suggestion) ([]string, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return &config.Error{File: path, Msg: err.Error()}
+		return nil, &config.Error{File: path, Msg: err.Error()}
+	}
+	var had struct {
+		Sources struct {
+			GSAPI struct {
+				Fields map[string]map[string]sqlfiles.Entry `yaml:"fields"`
+			} `yaml:"gsapi"`
+		} `yaml:"sources"`
+	}
+	_ = yaml.Unmarshal(raw, &had) // the file loaded as a config: a problem here shows in MergeFields
+	var changed []string
+	for _, f := range s.Fields {
+		stream := strings.TrimPrefix(f.Table, "gsapi_")
+		if old, ok := had.Sources.GSAPI.Fields[stream][f.Field]; ok && f.Found() && old != f.Entry {
+			changed = append(changed, fmt.Sprintf("%s.%s: %s → %s", stream, f.Field, old, f.Entry))
+		}
 	}
 	notes := map[string]map[string]string{}
 	for _, f := range s.Fields {
@@ -172,8 +194,13 @@ func writeFields(path string, s *suggest.Suggestion) error {
 		if errors.As(err, &ce) {
 			ce.File = path
 		}
-		return err
+		return nil, err
 	}
+	return changed, replaceFile(path, out)
+}
+
+// replaceFile writes data over path whole, through a temporary file renamed over it, keeping its mode.
+func replaceFile(path string, data []byte) error {
 	st, err := os.Stat(path)
 	if err != nil {
 		return err
@@ -183,15 +210,14 @@ func writeFields(path string, s *suggest.Suggestion) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(out); err != nil {
-		tmp.Close()
-		return err
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(st.Mode().Perm())
 	}
-	if err := tmp.Chmod(st.Mode().Perm()); err != nil {
-		tmp.Close()
-		return err
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
+	if err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
