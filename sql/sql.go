@@ -111,6 +111,22 @@ func (m Mapping) IsDefault(table, field string) bool {
 	return m[table][field] == Column(Fields[table][field].Column)
 }
 
+// Source is where a model field comes from, as people read it: the entry as a pipeline file writes
+// it, and whether it is the default of sql/fields.yaml.
+type Source struct {
+	Entry   string
+	Default bool
+}
+
+// Sources is every field's Source under m.
+func (m Mapping) Sources() map[Ref]Source {
+	out := map[Ref]Source{}
+	for _, r := range Order {
+		out[r] = Source{Entry: m[r.Table][r.Field].String(), Default: m.IsDefault(r.Table, r.Field)}
+	}
+	return out
+}
+
 // ConfigKey is the config key that maps table's field: sources.gsapi.fields.datasync_invoices.net_amount.
 func ConfigKey(table, field string) string {
 	source, stream, _ := strings.Cut(table, "_")

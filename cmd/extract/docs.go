@@ -6,11 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
@@ -24,9 +22,11 @@ import (
 )
 
 func docsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("docs", "docs [--db FILE] [--out FILE] | docs --html DIR [--config FILE | --db FILE [--lake DIR|URL]] [--runs 30]",
+	fs := newFlags("docs", "docs [--db FILE] [--config FILE] [--out FILE] | docs --html DIR [--config FILE | --db FILE [--lake DIR|URL]] [--runs 30]",
 		"Write Markdown documentation of every table: the declared schemas (columns, types, descriptions), the SQL\n"+
-			"models and data tests, and, with --db, every column actually in the warehouse (inferred ones included).\n\n"+
+			"models and data tests, and, with --db, every column actually in the warehouse (inferred ones included). The\n"+
+			"tenant-defined fields the models read show where each is read from: in the pipeline given by --config, else\n"+
+			"where the warehouse's models last read it, else the defaults.\n\n"+
 			"With --html DIR, write DIR/index.html instead: one self-contained page to open from disk (nothing is fetched\n"+
 			"when it is viewed) with every table and column (type, description, key, row count, last change, sample rows),\n"+
 			"the lineage graph, the run history with charts, the data tests' last results, schema changes and, given the\n"+
@@ -52,7 +52,11 @@ func docsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		w = f
 	}
-	if err := writeDocs(ctx, w, *db); err != nil {
+	fields, err := docFields(ctx, src.config, *db)
+	if err != nil {
+		return exitCodeFor(err, stderr)
+	}
+	if err := writeDocs(ctx, w, *db, fields); err != nil {
 		fmt.Fprintln(stderr, "extract docs:", err)
 		return exitFailed
 	}
@@ -184,8 +188,32 @@ func fileURL(p string) string {
 
 func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }
 
-// writeDocs renders the documentation; dbPath may be empty.
-func writeDocs(ctx context.Context, w io.Writer, dbPath string) error {
+// docFields is where the documented fields come from: the pipeline's mapping (cfgPath), else the one
+// the warehouse's models were last built with (dbPath), else the defaults.
+func docFields(ctx context.Context, cfgPath, dbPath string) (map[sqlfiles.Ref]sqlfiles.Source, error) {
+	if cfgPath != "" {
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		return cfg.Fields().Sources(), nil
+	}
+	if dbPath != "" {
+		wh, err := duckdb.OpenReadOnly(dbPath)
+		if err != nil {
+			return nil, err
+		}
+		defer wh.Close()
+		if built, err := models.BuiltFields(ctx, wh.DB); err != nil || built != nil {
+			return built, err
+		}
+	}
+	return sqlfiles.Defaults().Sources(), nil
+}
+
+// writeDocs renders the documentation, with fields as the tenant-defined fields' sources; dbPath may
+// be empty.
+func writeDocs(ctx context.Context, w io.Writer, dbPath string, fields map[sqlfiles.Ref]sqlfiles.Source) error {
 	tables, err := schemas.All()
 	if err != nil {
 		return err
@@ -212,13 +240,15 @@ func writeDocs(ctx context.Context, w io.Writer, dbPath string) error {
 		}
 	}
 	fmt.Fprintln(w, "\n## Tenant-defined fields the models read\n\nGSAPI's datasync exports and journals name their fields per tenant. The models read these through\n"+
-		"the names below; a tenant whose columns are named otherwise maps them under `sources.gsapi.fields.<stream>`.\n\n"+
-		"| table | model's name | default column | config key | what it holds |\n|---|---|---|---|---|")
-	for _, table := range slices.Sorted(maps.Keys(sqlfiles.Fields)) {
-		fields := sqlfiles.Fields[table]
-		for _, name := range slices.Sorted(maps.Keys(fields)) {
-			fmt.Fprintf(w, "| %s | %s | %s | `%s` | %s |\n", table, name, fields[name].Column, sqlfiles.ConfigKey(table, name), cell(fields[name].Description))
+		"the names below, each from a column, an expression over the table's columns, the parent record's field or a\n"+
+		"constant, as `sources.gsapi.fields.<stream>` says (`extract fields --suggest` proposes them from the data).\n\n"+
+		"| table | model's name | read from | config key | what it holds |\n|---|---|---|---|---|")
+	for _, r := range sqlfiles.Order {
+		from := "`" + cell(fields[r].Entry) + "`"
+		if fields[r].Default {
+			from += " (default)"
 		}
+		fmt.Fprintf(w, "| %s | %s | %s | `%s` | %s |\n", r.Table, r.Field, from, sqlfiles.ConfigKey(r.Table, r.Field), cell(sqlfiles.Fields[r.Table][r.Field].Description))
 	}
 	fmt.Fprintln(w, "\n## SQL models (sql/)")
 	for _, m := range append(ms, tests...) {

@@ -80,6 +80,14 @@ func TestFieldsSuggestProbeWriteRun(t *testing.T) {
 		!regexp.MustCompile(`(?m)^sources\.gsapi\.fields\.invoice_journal_summary\.net_amount +veroton$`).MatchString(out) {
 		t.Errorf("fields lists (exit %d):\n%s", code, out)
 	}
+	// extract docs shows where each field is read from: this pipeline's mapping, or the last build's.
+	for _, args := range [][]string{{"docs", "--config", file}, {"docs", "--db", filepath.Join(dir, "wh.duckdb")}} {
+		code, out, _ = cli(t, args...)
+		if code != 0 || !strings.Contains(out, "| gsapi_datasync_invoices | net_amount | `{sql: \"summat__verollinen - summat__alv\"}` | `sources.gsapi.fields.datasync_invoices.net_amount` |") ||
+			!strings.Contains(out, "| gsapi_datasync_invoice_lines | currency | `{from: datasync_invoices.valuutta, via: laskun_tunniste = tunniste}` |") {
+			t.Errorf("%v (exit %d) does not show the fields' sources", args, code)
+		}
+	}
 	// From the run's warehouse now: the same proposal, and --write changes nothing.
 	code, out, stderr = cli(t, "fields", "--suggest", "--write", "--config", file)
 	if again, _ := os.ReadFile(file); code != 0 || string(again) != string(written) || strings.Contains(out, "changed") {

@@ -49,7 +49,8 @@ func TestDemoQueryVerify(t *testing.T) {
 		t.Fatalf("bad SQL: %d %s", code, stderr)
 	}
 	code, out, _ = cli(t, "docs", "--db", db)
-	for _, want := range []string{"### signicat_invoices", "| total_invoice_amount | DECIMAL(18,4) |", "### fct_invoice (table)", "Reads: stg_gsapi_invoices", "| objectfields | MAP(VARCHAR, VARCHAR) |"} {
+	for _, want := range []string{"### signicat_invoices", "| total_invoice_amount | DECIMAL(18,4) |", "### fct_invoice (table)", "Reads: stg_gsapi_invoices", "| objectfields | MAP(VARCHAR, VARCHAR) |",
+		"| gsapi_datasync_invoices | net_amount | `net_amount` (default) | `sources.gsapi.fields.datasync_invoices.net_amount` |"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("docs (exit %d) lacks %q", code, want)
 		}

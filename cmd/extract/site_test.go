@@ -158,6 +158,13 @@ func TestDocsSiteOfTenantB(t *testing.T) {
 	if n := strings.Count(page, `<article class="test pass"`); n < len(tests) {
 		t.Errorf("%d tests pass on the page, want at least the %d SQL tests", n, len(tests))
 	}
+	// Each mapped field shows where it was read from, on the model's page and on the tenant table's.
+	for _, want := range []string{"<code>gsapi_datasync_invoices.net_amount</code> ← <code>total_net</code> <span class=\"meta\">sources.gsapi.fields.datasync_invoices.net_amount</span>",
+		"<code>gsapi_datasync_invoices.invoice_id</code> ← <code>iheader_id</code> <span class=\"meta\">(the default)</span>"} {
+		if n := strings.Count(page, want); n < 2 {
+			t.Errorf("the page shows %q %d times, want it on stg_gsapi_invoices' page and gsapi_datasync_invoices'", want, n)
+		}
+	}
 }
 
 // checkServe serves the same warehouse live: the same page (but for its time), read-only.

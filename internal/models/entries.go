@@ -103,6 +103,30 @@ func checkFrom(table, key string, e sqlfiles.Entry, exists map[string]bool, colu
 	return "", nil
 }
 
+// BuiltFields reads where each field came from when the models were last built (FieldsTable); nil
+// when they never were.
+func BuiltFields(ctx context.Context, db *dbsql.DB) (map[sqlfiles.Ref]sqlfiles.Source, error) {
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", FieldsTable).Scan(&n); err != nil || n == 0 {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, "SELECT table_name, field, source, is_default FROM "+FieldsTable)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[sqlfiles.Ref]sqlfiles.Source{}
+	for rows.Next() {
+		var r sqlfiles.Ref
+		var s sqlfiles.Source
+		if err := rows.Scan(&r.Table, &r.Field, &s.Entry, &s.Default); err != nil {
+			return nil, err
+		}
+		out[r] = s
+	}
+	return out, rows.Err()
+}
+
 // recordFields keeps the mapping in FieldsTable, replacing the last one.
 func recordFields(ctx context.Context, db *dbsql.DB, fields sqlfiles.Mapping) error {
 	if _, err := db.ExecContext(ctx, "CREATE OR REPLACE TABLE "+FieldsTable+

@@ -76,6 +76,9 @@ type Table struct {
 	Reads       []string   // relations it is built from
 	ReadBy      []string   // relations and tests built from it
 	Tests       []string   // data tests that read it
+	// Fields are the tenant-defined fields a staging model reads, or that the models read from a
+	// tenant's table, with where they were read from.
+	Fields []TenantField
 }
 
 // Freshness names a run that loaded or changed a table.
@@ -189,6 +192,7 @@ var metaTables = map[string]string{
 	duckdb.RejectsTable:      "Values that did not fit their column's type, kept as sent, with the stream, key and reason.",
 	duckdb.WindowsTable:      "The date windows each run fetched for the windowed streams.",
 	"_ledgerlake_data_tests": "Every data test's result per run, with a sample of the offending rows.",
+	models.FieldsTable:       "Where the models last read each tenant-defined field from (sources.gsapi.fields over sql/fields.yaml's defaults).",
 	duckdb.TablesTable:       "Per run and table loaded: the current state's rows and a fingerprint of its content, to tell a load that changed it from one that did not.",
 }
 
@@ -215,6 +219,9 @@ func Collect(ctx context.Context, db *sql.DB, opts Options) (*Site, error) {
 		return nil, err
 	}
 	if err := s.collectTables(ctx, db, rels, opts.Samples); err != nil {
+		return nil, err
+	}
+	if err := s.collectFields(ctx, db); err != nil {
 		return nil, err
 	}
 	s.Graph = lineage(s)
