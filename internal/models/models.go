@@ -3,10 +3,12 @@
 // not-null test of every key in force. A test fails when its query returns rows; it is reported by name
 // with a sample of them. Models whose source tables are absent (a source not configured) are skipped.
 //
-// Models read the tenant-defined columns through {{table.field}} (sql/fields.yaml), which the
-// pipeline's mapping turns into the tenant's column. A model that cannot be built fails alone, as dbt
-// build does: its message names the missing column, the table's columns and the config key to set; the
-// models that do not depend on it are built, and its dependents are skipped and named.
+// Models read the tenant-defined fields through {{table.field}} (sql/fields.yaml), which the
+// pipeline's mapping turns into the tenant's column, an expression over its columns, the parent
+// record's field or a constant. A model that cannot be built fails alone, as dbt build does: its
+// message names the missing column (or the entry that does not bind), the table's columns and the
+// config key to set; the models that do not depend on it are built, and its dependents are skipped and
+// named. Subpackage suggest proposes the mapping from the data.
 package models
 
 import (

@@ -90,11 +90,11 @@ func (s *suggester) money() error {
 	switch {
 	case len(ts) > 1 && ts[1].score() == t.score():
 		o := ts[1]
-		doubt = fmt.Sprintf("%s + %s = %s fits as well", o.net.rep().label, o.tax.rep().label, o.total.rep().label)
+		doubt = fmt.Sprintf("%s + %s = %s fits as well", o.net.rep().term(), o.tax.rep().term(), o.total.rep().term())
 	case t.oriented == "":
 		doubt = fmt.Sprintf("nothing tells %s and %s apart as net and tax", t.net.rep().label, t.tax.rep().label)
 	}
-	sum := fmt.Sprintf("%s + %s = %s on %s invoices", t.net.rep().label, t.tax.rep().label, t.total.rep().label, of(t.sum))
+	sum := fmt.Sprintf("net + tax = total: %s + %s = %s on %s invoices", t.net.rep().term(), t.tax.rep().term(), t.total.rep().term(), of(t.sum))
 	for _, p := range []struct {
 		name string
 		c    *class

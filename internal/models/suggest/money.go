@@ -124,6 +124,14 @@ func agree(n int, use func(int) bool, f func(int) bool) tally {
 
 func near(a, b int64) bool { return a-b < cent && b-a < cent }
 
+// term is e's label as an operand: parenthesised when it is a sum or difference.
+func (e expr) term() string {
+	if e.cols > 1 {
+		return "(" + e.label + ")"
+	}
+	return e.label
+}
+
 // class is a set of header candidates with the same value on every invoice (net_amount and
 // gross_amount - vat_amount), represented by its simplest.
 type class struct {
@@ -265,10 +273,10 @@ func orient(t triple, n int) triple {
 	fwd, back := share(t.tax, t.net), share(t.net, t.tax)
 	switch {
 	case fwd.holds() && !back.holds():
-		t.oriented = fmt.Sprintf("%s is at most 35%% of %s on %s of %s invoices", t.tax.rep().label, t.net.rep().label, num(fwd.hits), num(fwd.of))
+		t.oriented = fmt.Sprintf("%s is at most 35%% of %s on %s of %s invoices", t.tax.rep().term(), t.net.rep().term(), num(fwd.hits), num(fwd.of))
 	case back.holds() && !fwd.holds():
 		t.net, t.tax = t.tax, t.net
-		t.oriented = fmt.Sprintf("%s is at most 35%% of %s on %s of %s invoices", t.tax.rep().label, t.net.rep().label, num(back.hits), num(back.of))
+		t.oriented = fmt.Sprintf("%s is at most 35%% of %s on %s of %s invoices", t.tax.rep().term(), t.net.rep().term(), num(back.hits), num(back.of))
 	}
 	return t
 }
