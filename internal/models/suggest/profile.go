@@ -23,7 +23,7 @@ type column struct {
 	kind      int
 	integral  bool  // numeric without a fraction in its type: ids, counts, codes
 	filled    int64 // rows neither NULL nor ''
-	distinct  int64
+	distinct  int64 // counted for idLike columns only
 }
 
 // idLike columns can identify or link records: text, or integral numbers.
@@ -73,11 +73,18 @@ func kindOf(typ string) (kind int, integral bool) {
 	return other, false
 }
 
-// profile reads table's tenant columns, their kinds, how many rows hold a value and how many
-// distinct ones; nil when the warehouse has no such table. Columns starting with _ are ledgerlake's
+// querier runs queries: the one connection whose temporary copies of the tables are read.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*dbsql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *dbsql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (dbsql.Result, error)
+}
+
+// profile reads the tenant columns of table's copy (see copyTables) and their kinds, and with stats how
+// many rows hold a value and how many distinct ones; nil when the warehouse has no such table. Columns starting with _ are ledgerlake's
 // lineage (_run_id, _window_start, …), not the tenant's.
-func profile(ctx context.Context, db *dbsql.DB, name string) (*table, error) {
-	rows, err := db.QueryContext(ctx, "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", name)
+func profile(ctx context.Context, db querier, name string, stats bool) (*table, error) {
+	rows, err := db.QueryContext(ctx, "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? AND database_name = 'temp' ORDER BY column_index", name)
 	if err != nil {
 		return nil, err
 	}
@@ -98,10 +105,18 @@ func profile(ctx context.Context, db *dbsql.DB, name string) (*table, error) {
 	if err := rows.Err(); err != nil || !found {
 		return nil, err
 	}
+	if !stats {
+		return t, nil
+	}
 	sel := []string{"count(*)"}
 	for _, c := range t.cols {
 		q := duckdb.Quote(c.name)
-		sel = append(sel, fmt.Sprintf("count(*) FILTER (WHERE %s IS NOT NULL AND %[1]s::VARCHAR <> '')", q), "count(DISTINCT "+q+")")
+		// Only what can identify, link or categorise needs its distinct values counted.
+		distinct := "0"
+		if c.idLike() {
+			distinct = "count(DISTINCT " + q + ")"
+		}
+		sel = append(sel, fmt.Sprintf("count(*) FILTER (WHERE %s IS NOT NULL AND %[1]s::VARCHAR <> '')", q), distinct)
 	}
 	dst := []any{&t.rows}
 	for _, c := range t.cols {
@@ -115,7 +130,7 @@ func profile(ctx context.Context, db *dbsql.DB, name string) (*table, error) {
 
 // within counts, for each of cols of table from, the rows whose value (as text) is one of col's
 // values in table to: how many records a column links to another table.
-func within(ctx context.Context, db *dbsql.DB, from *table, cols []*column, to *table, col string) ([]int64, error) {
+func within(ctx context.Context, db querier, from *table, cols []*column, to *table, col string) ([]int64, error) {
 	if len(cols) == 0 {
 		return nil, nil
 	}
@@ -137,14 +152,14 @@ func within(ctx context.Context, db *dbsql.DB, from *table, cols []*column, to *
 }
 
 // count runs a query returning one number.
-func count(ctx context.Context, db *dbsql.DB, q string, args ...any) (int64, error) {
+func count(ctx context.Context, db querier, q string, args ...any) (int64, error) {
 	var n dbsql.NullInt64
 	err := db.QueryRowContext(ctx, q, args...).Scan(&n)
 	return n.Int64, err
 }
 
 // values lists a column's distinct values as text, up to limit (and whether there were more).
-func values(ctx context.Context, db *dbsql.DB, t *table, col string, limit int) ([]string, bool, error) {
+func values(ctx context.Context, db querier, t *table, col string, limit int) ([]string, bool, error) {
 	q := fmt.Sprintf("SELECT DISTINCT %s::VARCHAR AS v FROM %s WHERE %[1]s IS NOT NULL ORDER BY v LIMIT %[3]d", duckdb.Quote(col), duckdb.Quote(t.name), limit+1)
 	vs, err := duckdb.Strings(ctx, db, q)
 	if len(vs) > limit {
@@ -163,7 +178,7 @@ type vec struct {
 func scaled(expr string) string { return "try_cast(round(" + expr + " * 10000) AS BIGINT)" }
 
 // frame reads q's rows: a text key, then numeric columns, into vectors.
-func frame(ctx context.Context, db *dbsql.DB, q string, width int) (keys []string, cols []vec, err error) {
+func frame(ctx context.Context, db querier, q string, width int) (keys []string, cols []vec, err error) {
 	rows, err := db.QueryContext(ctx, q)
 	if err != nil {
 		return nil, nil, err

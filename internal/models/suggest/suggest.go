@@ -92,7 +92,7 @@ func (s *Suggestion) Mapping() map[string]map[string]sqlfiles.Entry {
 // suggester holds what the fields are read from while they are weighed.
 type suggester struct {
 	ctx                                 context.Context
-	db                                  *dbsql.DB
+	db                                  querier
 	inv, lines, journal, orgs, products *table
 	reserved                            map[string]bool // DuckDB's reserved words, quoted in expressions
 	fields                              map[sqlfiles.Ref]*Field
@@ -104,20 +104,30 @@ type suggester struct {
 
 // Suggest proposes every model field from the warehouse db (opened read-only is enough).
 func Suggest(ctx context.Context, db *dbsql.DB) (*Suggestion, error) {
-	s := &suggester{ctx: ctx, db: db, fields: map[sqlfiles.Ref]*Field{}, invTaken: map[string]bool{}}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	drop, err := copyTables(ctx, conn)
+	defer drop()
+	if err != nil {
+		return nil, err
+	}
+	s := &suggester{ctx: ctx, db: conn, fields: map[sqlfiles.Ref]*Field{}, invTaken: map[string]bool{}}
 	for _, t := range []struct {
-		dst  **table
-		name string
-	}{{&s.inv, invoicesTable}, {&s.lines, linesTable}, {&s.journal, journalTable}, {&s.orgs, orgsTable}, {&s.products, productsTable}} {
-		var err error
-		if *t.dst, err = profile(ctx, db, t.name); err != nil {
+		dst   **table
+		name  string
+		stats bool // the lists are only looked up in
+	}{{&s.inv, invoicesTable, true}, {&s.lines, linesTable, true}, {&s.journal, journalTable, true}, {&s.orgs, orgsTable, false}, {&s.products, productsTable, false}} {
+		if *t.dst, err = profile(ctx, conn, t.name, t.stats); err != nil {
 			return nil, err
 		}
 	}
 	if s.inv == nil || s.inv.rows == 0 {
 		return nil, ErrNoInvoices
 	}
-	words, err := duckdb.StringSet(ctx, db, "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category <> 'unreserved'")
+	words, err := duckdb.StringSet(ctx, conn, "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category <> 'unreserved'")
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +152,38 @@ func Suggest(ctx context.Context, db *dbsql.DB) (*Suggestion, error) {
 		out.Fields = append(out.Fields, f)
 	}
 	return out, nil
+}
+
+// copyTables copies the tables the suggestion reads into temporary tables of the same names on conn,
+// which shadow the warehouse's: the current state of a windowed stream is a view over its history, and
+// the suggestion reads each table a few dozen times. drop removes them (the connection goes back to the
+// pool with them otherwise).
+func copyTables(ctx context.Context, conn *dbsql.Conn) (drop func(), err error) {
+	var copied []string
+	drop = func() {
+		for _, t := range copied {
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS temp.main."+duckdb.Quote(t))
+		}
+	}
+	var db string
+	if err := conn.QueryRowContext(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		return drop, err
+	}
+	for _, t := range []string{invoicesTable, linesTable, journalTable, orgsTable, productsTable} {
+		var n int
+		if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = ?
+			UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = ? AND schema_name = 'main' AND view_name = ?)`, db, t, db, t).Scan(&n); err != nil {
+			return drop, err
+		}
+		if n == 0 {
+			continue
+		}
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("CREATE TEMP TABLE %s AS SELECT * FROM %s.main.%[1]s", duckdb.Quote(t), duckdb.Quote(db))); err != nil {
+			return drop, fmt.Errorf("reading %s: %w", t, err)
+		}
+		copied = append(copied, t)
+	}
+	return drop, nil
 }
 
 // field is the proposal for table's field, made on first use.
