@@ -70,6 +70,10 @@ func fieldsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return exitCodeFor(err, stderr)
 	}
+	if cfg.Sources.GSAPI == nil {
+		fmt.Fprintln(stderr, "extract fields: the fields the models read are GSAPI's, and this pipeline has no sources.gsapi")
+		return exitUsage
+	}
 	if !*doSuggest {
 		listFields(stdout, cfg.Fields())
 		return exitOK
@@ -227,9 +231,6 @@ func replaceFile(path string, data []byte) error {
 // for the caller to remove) through the pipeline a run uses, so the columns are named and typed as a
 // run names them. Only GSAPI is read; the pipeline's lake, warehouse and watermarks are not touched.
 func probeRun(ctx context.Context, cfg *config.Config, log *slog.Logger, stderr io.Writer) (string, error) {
-	if cfg.Sources.GSAPI == nil {
-		return "", &config.Error{Msg: "sources.gsapi: the fields the models read are GSAPI's; this pipeline has no gsapi source"}
-	}
 	dir, err := os.MkdirTemp("", "ledgerlake-probe-")
 	if err != nil {
 		return "", err
