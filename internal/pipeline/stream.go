@@ -390,7 +390,7 @@ func (r *streamRun) finish() ([]parquet.FileInfo, error) {
 		if ts.unlinked > 0 {
 			what := "no field that identifies them (set a key in sources.<source>.keys)"
 			if len(ts.sch.Key) > 0 {
-				what = "a value in " + strings.Join(ts.sch.Key, ", ")
+				what = "no value in " + strings.Join(ts.sch.Key, ", ")
 			}
 			r.notes.add(r.log, r.s.TableName(), fmt.Sprintf("%d records of %s have child rows but %s: those rows are kept, without a link to their parent", ts.unlinked, name, what))
 		}

@@ -403,7 +403,7 @@ func TestChildRowsWithoutALinkAreKeptAndReported(t *testing.T) {
 	if err != nil || len(res.Failed) > 0 {
 		t.Fatalf("run: %v %+v", err, res)
 	}
-	if w := strings.Join(res.Manifest.Streams[0].Warnings, "; "); !strings.Contains(w, "1 records of test_invoices have child rows but a value in no") {
+	if w := strings.Join(res.Manifest.Streams[0].Warnings, "; "); !strings.Contains(w, "1 records of test_invoices have child rows but no value in no") {
 		t.Errorf("warnings %q", w)
 	}
 	db := query(t, cfg)
