@@ -217,6 +217,11 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, SignicatPrefix) || r.URL.Path == SignicatToken {
 		api = "signicat"
 	}
+	// A request is in flight from when it arrives, its latency included: a server that allows 16 at
+	// once counts those it is still working on.
+	lim := s.limits[api]
+	n := lim.inflight.Add(1)
+	defer lim.inflight.Add(-1)
 	if s.opts.Latency > 0 {
 		t := time.NewTimer(s.opts.Latency)
 		select {
@@ -226,9 +231,6 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		}
 	}
-	lim := s.limits[api]
-	n := lim.inflight.Add(1)
-	defer lim.inflight.Add(-1)
 	for {
 		m := s.Stats.MaxConcurrent.Load()
 		if n <= m || s.Stats.MaxConcurrent.CompareAndSwap(m, n) {
