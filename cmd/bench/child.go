@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -19,7 +20,9 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
+	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/spool"
@@ -32,6 +35,10 @@ type syncResult struct {
 	Rows, Bytes   int64
 	MaxDepth      int
 	Iceberg       float64 // seconds registering the run's files as Iceberg tables
+	Hosts         []lake.HostReport
+	// APIRequests and APIThrottled count the attempts (and 429s) per simulated API: both share the
+	// sandbox's address but each has its own in-flight limit, as two real hosts would.
+	APIRequests, APIThrottled map[string]int64
 }
 
 // child runs one measured step in its own process and prints its result as JSON on stdout.
@@ -86,11 +93,20 @@ func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
 		logw = bufio.NewWriter(f)
 		defer logw.Flush()
 	}
+	res.APIRequests, res.APIThrottled = map[string]int64{}, map[string]int64{}
 	observe := func(o httpclient.Observation) {
 		mu.Lock()
 		defer mu.Unlock()
 		res.Requests++
 		res.MaxDepth = max(res.MaxDepth, o.Depth)
+		api := "gsapi"
+		if strings.Contains(o.URL, sandbox.SignicatPrefix) || strings.Contains(o.URL, sandbox.SignicatToken) {
+			api = "signicat"
+		}
+		res.APIRequests[api]++
+		if o.Status == http.StatusTooManyRequests {
+			res.APIThrottled[api]++
+		}
 		if logw == nil {
 			return
 		}
@@ -98,7 +114,8 @@ func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
 			"start_us": o.Start.UnixMicro(), "end_us": o.End.UnixMicro(), "bytes": o.Bytes})
 		logw.Write(append(b, '\n'))
 	}
-	streams, err := pipeline.Streams(cfg, pipeline.Client(cfg, httpclient.Options{Observe: observe}), nil, nil)
+	client := pipeline.Client(cfg, httpclient.Options{Observe: observe})
+	streams, err := pipeline.Streams(cfg, client, nil, nil)
 	check(err)
 	if capture != "" {
 		for _, s := range streams {
@@ -106,11 +123,12 @@ func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
 		}
 	}
 	start := time.Now()
-	r, err := pipeline.RunStreams(context.Background(), pipeline.Options{Config: cfg}, streams)
+	r, err := pipeline.RunStreams(context.Background(), pipeline.Options{Config: cfg, Client: client}, streams)
 	check(err)
 	res.Wall = time.Since(start).Seconds()
 	m := r.Manifest
 	res.Extract = m.FinishedAt.Sub(m.StartedAt).Seconds()
+	res.Hosts = m.Hosts
 	if r.Iceberg != nil {
 		res.Iceberg = r.Iceberg.Seconds
 	}

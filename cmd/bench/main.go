@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/pipelines"
@@ -100,6 +101,57 @@ type Report struct {
 	// Hostile are syncs against a server sending one answer far larger than any page: memory must be
 	// bounded by design, not by the answer (target: peak RSS < 512 MB).
 	Hostile []Hostile `json:"hostile,omitempty"`
+	// Shaped is a full sync shaped like the real APIs rather than the sandbox's convenience.
+	Shaped *Shaped `json:"shaped,omitempty"`
+}
+
+// Shaped is a full sync against a sandbox shaped like the real APIs: a request per invoice header and
+// per invoice (about 35 invoices a monthly window at scale 1), small lists, 20 ms a request, and each
+// API answering 429 above its allowed requests in flight — which the client is not told.
+type Shaped struct {
+	Allowed        int              `json:"allowed_in_flight"` // per API
+	WallSeconds    float64          `json:"wall_seconds"`
+	ExtractSeconds float64          `json:"extract_seconds"`
+	Requests       map[string]int64 `json:"requests"`  // per API
+	Throttled      map[string]int64 `json:"throttled"` // 429s per API
+	// BoundSeconds is the busier API's requests × latency ÷ its allowed in flight (the two APIs are two
+	// hosts, served at once); Ratio is the extraction's wall time ÷ it (target ≤ 1.2).
+	BoundSeconds float64           `json:"bound_seconds"`
+	Ratio        float64           `json:"ratio"`
+	Hosts        []lake.HostReport `json:"hosts"` // the client's limit per host
+	PeakRSSMB    float64           `json:"peak_rss_mb"`
+}
+
+// measureShaped runs the sync shaped like the APIs (see Shaped).
+func measureShaped(dir string, latency time.Duration, allowed int) *Shaped {
+	fmt.Fprintf(os.Stderr, "shaped like the APIs: %d in flight allowed per API, %s a request…\n", allowed, latency)
+	check(os.RemoveAll(dir))
+	check(os.MkdirAll(dir, 0o755))
+	// Two hosts, as the real APIs are: one sandbox serves Signicat, another (the same data) GSAPI.
+	opts := sandbox.Options{Seed: 1, Scale: 1, Until: until, Latency: latency, Concurrency: allowed}
+	sig, err := sandbox.Start("127.0.0.1:0", opts)
+	check(err)
+	gs, err := sandbox.Start("127.0.0.1:0", opts)
+	check(err)
+	// The client's defaults: nothing says what the hosts allow.
+	y := strings.ReplaceAll(string(pipelines.Demo), "${LEDGERLAKE_SANDBOX_URL}"+sandbox.GSAPIPrefix, gs.URL+sandbox.GSAPIPrefix)
+	y = strings.ReplaceAll(y, "${LEDGERLAKE_SANDBOX_URL}", sig.URL)
+	y = strings.Replace(y, "output_dir: data/demo/lake", "output_dir: "+filepath.Join(dir, "lake"), 1)
+	y = strings.Replace(y, "warehouse: data/demo/warehouse.duckdb", "warehouse: "+filepath.Join(dir, "warehouse.duckdb"), 1)
+	path := filepath.Join(dir, "pipeline.yaml")
+	check(os.WriteFile(path, []byte(y), 0o644))
+	var r syncResult
+	rss := runChild(dir, &r, false, "sync", "--config", path, "--log", filepath.Join(dir, "requests.jsonl"))
+	sig.Close()
+	gs.Close()
+	sh := &Shaped{Allowed: allowed, WallSeconds: r.Wall, ExtractSeconds: r.Extract, Requests: r.APIRequests, Throttled: r.APIThrottled, PeakRSSMB: rss}
+	for _, h := range r.Hosts {
+		h.Samples = nil
+		sh.Hosts = append(sh.Hosts, h)
+	}
+	sh.BoundSeconds = float64(max(r.APIRequests["signicat"], r.APIRequests["gsapi"])) * latency.Seconds() / float64(allowed)
+	sh.Ratio = sh.ExtractSeconds / sh.BoundSeconds
+	return sh
 }
 
 // Hostile is one sync against a sandbox in a huge-* hostile mode.
@@ -179,6 +231,7 @@ func main() {
 	profile := fs.Bool("pprof", false, "write CPU and heap profiles of the sync and conversion children, and a CPU profile of the sandbox during the sync")
 	conversions := fs.Int("conversions", 3, "conversion children per scale (the median ratio to DuckDB is reported): the machine's speed drifts between runs")
 	hostile := fs.Bool("hostile", true, "also sync against a 300 MB list and a 500 MB PDF (peak RSS must stay under 512 MB)")
+	shaped := fs.Int("shaped", 16, "also sync against APIs shaped like the real ones, each allowing this many requests in flight (0: skip)")
 	_ = fs.Parse(os.Args[1:])
 
 	work := *keep
@@ -201,6 +254,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "scale %g: full sync…\n", scale)
 		r := measure(filepath.Join(work, "scale-"+s), scale, *latency, *rate, *perHost, max(1, *conversions), *profile)
 		rep.Results = append(rep.Results, r)
+	}
+	if *shaped > 0 {
+		rep.Shaped = measureShaped(filepath.Join(work, "shaped"), *latency, *shaped)
 	}
 	if *hostile {
 		rep.Hostile = measureHostile(filepath.Join(work, "hostile"))
@@ -370,6 +426,13 @@ func print(w io.Writer, rep *Report) {
 	})
 	if rep.RSSGrowth > 0 {
 		fmt.Fprintf(w, "\npeak RSS growth, largest ÷ smallest scale: %.2f (target ≤ 1.5)\n", rep.RSSGrowth)
+	}
+	if sh := rep.Shaped; sh != nil {
+		fmt.Fprintf(w, "\nshaped like the APIs (%d in flight allowed per API): extract %.2fs, bound %.2fs, ratio %.2f (target ≤ 1.2); requests %v, 429s %v\n",
+			sh.Allowed, sh.ExtractSeconds, sh.BoundSeconds, sh.Ratio, sh.Requests, sh.Throttled)
+		for _, h := range sh.Hosts {
+			fmt.Fprintf(w, "  host %s: limit found %d (ceiling %d), peak in flight %d, %d throttled\n", h.Host, h.Final, h.Ceiling, h.Peak, h.Throttled)
+		}
 	}
 	for _, h := range rep.Hostile {
 		fmt.Fprintf(w, "hostile %s of %.0f MB: %d rows in %.1fs, peak RSS %.0f MB (target < 512)\n", h.Mode, h.AnswerMB, h.Rows, h.WallSeconds, h.PeakRSSMB)

@@ -129,6 +129,9 @@ func printReport(w io.Writer, res *pipeline.Result) {
 			fmt.Fprintf(w, "warning: %s: %s\n", s.Table, c)
 		}
 	}
+	for _, h := range m.Hosts {
+		fmt.Fprintf(w, "\nhost %s: concurrency found %d (ceiling %d), at most %d in flight, %d answers 429 or 503\n", h.Host, h.Final, h.Ceiling, h.Peak, h.Throttled)
+	}
 	if ib := res.Iceberg; ib != nil {
 		if ib.Error != "" {
 			fmt.Fprintf(w, "\niceberg FAILED (%s): %s\n", ib.Catalog, ib.Error)

@@ -41,7 +41,8 @@ type Config struct {
 	// more streams at once keep the small ones from queueing behind the long ones (make bench: the run's
 	// tail after the per-invoice streams finished went from 2.4 s to none at scale 1).
 	Concurrency int `yaml:"concurrency"`
-	// PerHostConcurrency caps requests in flight to one API host (default 8).
+	// PerHostConcurrency is the ceiling of requests in flight to one API host (default 32): within it the
+	// limit is found per host, growing while the host keeps up and falling back on 429, 503 or slowness.
 	PerHostConcurrency int `yaml:"per_host_concurrency"`
 	// PerHostRate caps requests per second to one API host (default unlimited).
 	PerHostRate float64 `yaml:"per_host_rate"`
@@ -310,7 +311,7 @@ func (c *Config) validate() error {
 		return &Error{Msg: fmt.Sprintf("warehouse_memory_limit: %q is not a size such as 256MB or 2GB", c.WarehouseMemoryLimit)}
 	}
 	if c.PerHostConcurrency == 0 {
-		c.PerHostConcurrency = 8
+		c.PerHostConcurrency = 32
 	}
 	if err := c.Limits.setDefaults(); err != nil {
 		return err

@@ -11,18 +11,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/ledgerlake/ledgerlake/internal/redact"
@@ -55,7 +56,7 @@ type Options struct {
 	MaxAttempts        int           // attempts per request, the first included (8)
 	MinBackoff         time.Duration // first retry wait (250 ms)
 	MaxBackoff         time.Duration // cap of the exponential backoff (30 s)
-	PerHostConcurrency int           // requests in flight per host (8)
+	PerHostConcurrency int           // the most requests in flight per host: the found limit's ceiling (32)
 	PerHostRate        float64       // requests per second per host (0 = unlimited)
 	AttemptTimeout     time.Duration // one attempt, body included (5 min)
 	// StallTimeout abandons an attempt (and retries it) that receives less than stallBytes in this long,
@@ -133,7 +134,7 @@ type Client struct {
 }
 
 type host struct {
-	sem     *semaphore.Weighted
+	limit   *hostLimit
 	limiter *rate.Limiter
 	mu      sync.Mutex
 	pause   time.Time // no request to this host before this (Retry-After)
@@ -144,7 +145,7 @@ func New(opts Options) *Client {
 	setDefault(&opts.MaxAttempts, 8)
 	setDefault(&opts.MinBackoff, 250*time.Millisecond)
 	setDefault(&opts.MaxBackoff, 30*time.Second)
-	setDefault(&opts.PerHostConcurrency, 8)
+	setDefault(&opts.PerHostConcurrency, 32)
 	setDefault(&opts.AttemptTimeout, 5*time.Minute)
 	setDefault(&opts.StallTimeout, time.Minute)
 	setDefault(&opts.MaxRetryAfter, 15*time.Minute)
@@ -175,7 +176,7 @@ func (c *Client) host(h string) *host {
 	defer c.mu.Unlock()
 	hs := c.hosts[h]
 	if hs == nil {
-		hs = &host{sem: semaphore.NewWeighted(int64(c.opts.PerHostConcurrency))}
+		hs = &host{limit: newHostLimit(c.opts.PerHostConcurrency)}
 		if c.opts.PerHostRate > 0 {
 			hs.limiter = rate.NewLimiter(rate.Limit(c.opts.PerHostRate), max(1, int(c.opts.PerHostRate)))
 		}
@@ -431,11 +432,14 @@ func (c *Client) sleep(ctx context.Context, d time.Duration, stats *Stats, u *ur
 // Credentials are set after the slot is taken, right before sending, so a short-lived token does not
 // age in the queue.
 func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (*Response, string, error) {
+	var o *outcome // what the host's limit learns from this attempt
 	if !r.Unlimited {
-		if err := hs.sem.Acquire(ctx, 1); err != nil {
+		n, err := hs.limit.acquire(ctx)
+		if err != nil {
 			return nil, "", err
 		}
-		defer hs.sem.Release(1)
+		o = &outcome{InFlight: n, Sent: time.Now()}
+		defer func() { o.At = time.Now(); hs.limit.release(*o) }()
 		if hs.limiter != nil {
 			if err := hs.limiter.Wait(ctx); err != nil {
 				return nil, "", err
@@ -465,6 +469,14 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, token, c.attemptError(actx, r.Stats, u, stripURLError(err))
+	}
+	if o != nil {
+		// Only a 2xx answer's latency says how fast the host serves: a refusal or an error comes back
+		// at once, and would make every real answer look slow.
+		o.Refused = resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable
+		if resp.StatusCode/100 == 2 {
+			o.RTT = time.Since(start)
+		}
 	}
 	defer resp.Body.Close()
 	stall.Reset(c.opts.StallTimeout)
@@ -608,6 +620,17 @@ func (c *Client) waitHost(ctx context.Context, hs *host, stats *Stats, u *url.UR
 		return nil
 	}
 	return c.sleep(ctx, d, stats, u, "the host is paused by a Retry-After")
+}
+
+// Hosts reports how each host's concurrency limit went, sorted by host.
+func (c *Client) Hosts() []HostReport {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]HostReport, 0, len(c.hosts))
+	for _, h := range slices.Sorted(maps.Keys(c.hosts)) {
+		out = append(out, c.hosts[h].limit.report(h))
+	}
+	return out
 }
 
 func (hs *host) pauseUntil(t time.Time) {

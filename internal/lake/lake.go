@@ -98,6 +98,26 @@ type Manifest struct {
 	Evidence []Evidence `json:"evidence,omitempty"`
 	// PDFs lists the invoice PDFs this run downloaded (each invoice's PDF is fetched once).
 	PDFs []Evidence `json:"pdfs,omitempty"`
+	// Hosts is how each API host's concurrency limit went during the run.
+	Hosts []HostReport `json:"hosts,omitempty"`
+}
+
+// HostReport is how one API host's concurrency went during a run: the limit is found per host
+// within the configured ceiling (per_host_concurrency).
+type HostReport struct {
+	Host      string       `json:"host"`
+	Ceiling   int          `json:"ceiling"`
+	Peak      int          `json:"peak"`      // the most requests in flight at once
+	Final     int          `json:"final"`     // the limit at the end of the run
+	Throttled int          `json:"throttled"` // 429 and 503 answers
+	Samples   []HostSample `json:"samples"`   // each change of the limit
+}
+
+// HostSample is a host's limit at a moment of a run.
+type HostSample struct {
+	Seconds  float64 `json:"s"` // since the host's first request
+	Limit    int     `json:"limit"`
+	InFlight int     `json:"in_flight"`
 }
 
 // Directories beside the snapshots: each table's persisted effective schema (later runs start from it)

@@ -65,6 +65,9 @@ type Options struct {
 	// AcceptShrink names the snapshot streams (table or stream names) whose new snapshot is committed
 	// even though it shrank past max_shrink.
 	AcceptShrink []string
+	// Client is the HTTP client the streams were built with (Run sets it): the run reports how each of
+	// its hosts' concurrency went.
+	Client *httpclient.Client
 }
 
 // Result of a run.
@@ -189,7 +192,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if opts.HTTP.Logger == nil {
 		opts.HTTP.Logger = opts.Logger
 	}
-	streams, err := Streams(opts.Config, Client(opts.Config, opts.HTTP), opts.Streams, opts.Now)
+	opts.Client = Client(opts.Config, opts.HTTP)
+	streams, err := Streams(opts.Config, opts.Client, opts.Streams, opts.Now)
 	if err != nil {
 		return nil, redact.Error(err)
 	}
@@ -396,6 +400,7 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	sort.Slice(m.Evidence, byEndpoint(m.Evidence))
 	sort.Slice(m.PDFs, byEndpoint(m.PDFs))
 	m.Streams = reports
+	m.Hosts = hostReports(opts.Client)
 	m.FinishedAt = opts.Now().UTC()
 	m.Status = "ok"
 	res := &Result{Manifest: m}
@@ -503,13 +508,16 @@ type Report struct {
 		Failed   int   `json:"failed_streams"`
 	} `json:"totals"`
 	Streams []lake.StreamReport `json:"streams"`
-	Models  *models.Report      `json:"models,omitempty"`
-	Iceberg *IcebergReport      `json:"iceberg,omitempty"`
+	// Hosts is how each API host's concurrency limit went: found within per_host_concurrency, with
+	// the 429s and 503s it met.
+	Hosts   []lake.HostReport `json:"hosts,omitempty"`
+	Models  *models.Report    `json:"models,omitempty"`
+	Iceberg *IcebergReport    `json:"iceberg,omitempty"`
 }
 
 func writeReport(st lake.Store, res *Result, runErr error) error {
 	m := res.Manifest
-	r := Report{RunID: m.RunID, Status: m.Status, StartedAt: m.StartedAt, FinishedAt: time.Now().UTC(), Streams: m.Streams, Models: res.Models, Iceberg: res.Iceberg}
+	r := Report{RunID: m.RunID, Status: m.Status, StartedAt: m.StartedAt, FinishedAt: time.Now().UTC(), Streams: m.Streams, Hosts: m.Hosts, Models: res.Models, Iceberg: res.Iceberg}
 	r.Seconds = round(r.FinishedAt.Sub(r.StartedAt).Seconds())
 	for _, s := range m.Streams {
 		r.Totals.Rows += s.Rows
@@ -534,6 +542,22 @@ func writeReport(st lake.Store, res *Result, runErr error) error {
 		return err
 	}
 	return st.WriteFile(lake.ReportKey(m.RunID), append(b, '\n'))
+}
+
+// hostReports is how each host's concurrency went in the run (none without a client).
+func hostReports(c *httpclient.Client) []lake.HostReport {
+	if c == nil {
+		return nil
+	}
+	var out []lake.HostReport
+	for _, h := range c.Hosts() {
+		r := lake.HostReport{Host: h.Host, Ceiling: h.Ceiling, Peak: h.Peak, Final: h.Final, Throttled: h.Throttled}
+		for _, s := range h.Samples {
+			r.Samples = append(r.Samples, lake.HostSample(s))
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // snapshotRows is each table's rows in the newest committed run whose stream succeeded.

@@ -1,12 +1,14 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
@@ -196,5 +198,74 @@ func TestAccountDetailsAreReadAgainOnlyWhenNeeded(t *testing.T) {
 	cfg.Sources.Signicat.AccountDetailDays = &zero
 	if fourth := run(t, cfg).Manifest.Streams[0]; fourth.Requests != first.Requests {
 		t.Errorf("account_detail_days 0: %d requests, want %d", fourth.Requests, first.Requests)
+	}
+}
+
+// A later run reads the detail of an invoice (its lines) only when the invoice is new or its list entry
+// changed; the unchanged ones keep their lines, so the warehouse holds every invoice's lines either way.
+// GSAPI's charges likewise: with nothing changed, no invoicecharges/list call at all.
+func TestFanOutOnlyForNewOrChangedInvoices(t *testing.T) {
+	until := time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
+	old, cfg := setup(t, sandbox.Options{Scale: 0.1, Until: until}, nil)
+	only(cfg, []string{"invoices", "invoice_lines"}, nil)
+	cfg.Sources.Signicat.Since = config.Date{Time: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
+	now := func() time.Time { return time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC) }
+	if res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries, Now: now}); err != nil || !res.OK() {
+		t.Fatalf("first run: %v", err)
+	}
+	oldData := old.Data()
+	_ = old.Close()
+	srv, cfg2 := setup(t, sandbox.Options{Scale: 0.1}, nil)
+	cfg2.OutputDir, cfg2.Warehouse = cfg.OutputDir, cfg.Warehouse
+	only(cfg2, []string{"invoices", "invoice_lines"}, nil)
+	cfg2.Sources.Signicat.Since = cfg.Sources.Signicat.Since
+	second, err := Run(context.Background(), Options{Config: cfg2, HTTP: fastRetries, Now: now})
+	if err != nil || !second.OK() {
+		t.Fatalf("second run: %v", err)
+	}
+	invoices, lines := second.Manifest.Streams[0], second.Manifest.Streams[1]
+	d := srv.Data()
+	// What the second run listed: the windows from the watermark (the first run's last invoice day)
+	// minus 60 days. Of those, the new invoices and those whose list entry changed need their detail.
+	var last time.Time
+	for i := 0; i < d.SignicatInvoices && d.SignicatInvoiceTime(i).Before(until); i++ {
+		last = d.SignicatInvoiceTime(i)
+	}
+	cut := time.Date(last.Year(), last.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, -60)
+	var want, allLines int64
+	for i := 0; i < d.SignicatInvoices; i++ {
+		if d.SignicatInvoiceTime(i).Before(cfg.Sources.Signicat.Since.Time) {
+			continue
+		}
+		allLines += int64(len(d.SignicatLines(i)))
+		if d.SignicatInvoiceTime(i).Before(cut.AddDate(0, 0, -1)) {
+			continue
+		}
+		a, _ := json.Marshal(d.SignicatInvoice(i, false))
+		b, _ := json.Marshal(oldData.SignicatInvoice(i, false))
+		if i >= oldData.SignicatInvoices || !d.SignicatInvoiceTime(i).Before(until) || string(a) != string(b) {
+			want++
+		}
+	}
+	if got := lines.Requests - invoices.Requests; got != want || want == 0 {
+		t.Fatalf("the second run read %d invoice details, want the %d new or changed", got, want)
+	}
+	db := query(t, cfg2)
+	if n := scalar[int64](t, db, "SELECT count(*) FROM signicat_invoice_lines WHERE invoice_date >= '2024-01-01'"); n != allLines {
+		t.Fatalf("%d lines in the warehouse, want every invoice's %d", n, allLines)
+	}
+
+	// GSAPI's charges, run twice against the same data: the second run lists the windows and asks for
+	// no invoice's charges.
+	_, gcfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	only(gcfg, nil, []string{"invoice_charges"})
+	gcfg.Sources.GSAPI.Since = config.Date{Time: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)}
+	g1 := run(t, gcfg).Manifest.Streams[0]
+	g2 := run(t, gcfg).Manifest.Streams[0]
+	if g1.Rows == 0 || g2.Requests >= g1.Requests-g1.Rows || g2.Rows != 0 {
+		t.Fatalf("charges: first run %d requests for %d invoices, second %d requests and %d rows", g1.Requests, g1.Rows, g2.Requests, g2.Rows)
+	}
+	if n := scalar[int64](t, query(t, gcfg), "SELECT count(*) FROM gsapi_invoice_charges"); n != g1.Rows {
+		t.Fatalf("%d invoices' charges in the warehouse after the second run, want %d", n, g1.Rows)
 	}
 }

@@ -72,14 +72,32 @@ type runEnv struct {
 	accept map[string]bool
 }
 
-// busy runs CPU-bound work (decoding a page, converting, writing Parquet) once a CPU is free.
-func (env *runEnv) busy(ctx context.Context, work func() error) error {
-	if err := env.cpu.Acquire(ctx, 1); err != nil {
+// cpu runs CPU-bound work — decoding a body, converting and writing a batch, compressing a large
+// evidence body — once a CPU is free; work inside such work runs at once. Taking a page of records
+// already decoded (an invoice's detail) needs no CPU of its own: a fan-out stream waiting for one per
+// page would hold its fetched pages, and with them its requests, behind the conversions of others.
+func (r *streamRun) cpu(work func() error) error {
+	if r.holding {
+		return work()
+	}
+	if err := r.runEnv.cpu.Acquire(r.ctx, 1); err != nil {
 		return err
 	}
-	defer env.cpu.Release(1)
+	r.holding = true
+	defer func() { r.holding = false; r.runEnv.cpu.Release(1) }()
 	return work()
 }
+
+// cpuIf runs work on a CPU (cpu) when heavy, else at once.
+func (r *streamRun) cpuIf(heavy bool, work func() error) error {
+	if heavy {
+		return r.cpu(work)
+	}
+	return work()
+}
+
+// largeEvidence is the body size past which storing evidence counts as CPU-bound work (compression).
+const largeEvidence = 64 << 10
 
 // streamRun moves one stream from the API to Parquet.
 type streamRun struct {
@@ -99,6 +117,8 @@ type streamRun struct {
 	safe    map[string]bool
 	failed  int // items that could not be fetched
 	inARow  int // items that failed one after another, with no success in between
+	ctx     context.Context
+	holding bool // this stream holds a CPU (see cpu)
 }
 
 // notes gathers a stream's warnings: each distinct one once, and past maxNotes only a count, so 60
@@ -190,6 +210,9 @@ func (r *streamRun) add(ts *tableSink, rec typing.Record, lin lineage) error {
 func (r *streamRun) flush(ts *tableSink, last bool) error {
 	if len(ts.pending) == 0 {
 		return nil
+	}
+	if !r.holding {
+		return r.cpu(func() error { return r.flush(ts, last) })
 	}
 	recs, lins := ts.pending, ts.pendLin
 	ts.pending, ts.pendLin = nil, nil
@@ -447,7 +470,7 @@ type streamOutput struct {
 func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *streamCheckpoint) (lake.StreamReport, streamOutput, []typing.Reject) {
 	start := time.Now()
 	rep := lake.StreamReport{Table: s.TableName(), Status: "ok"}
-	r := &streamRun{runEnv: env, s: s, sinks: map[string]*tableSink{}, prev: prev, safe: map[string]bool{},
+	r := &streamRun{runEnv: env, s: s, sinks: map[string]*tableSink{}, prev: prev, safe: map[string]bool{}, ctx: ctx,
 		runDate: "run_date=" + env.extracted.Format("2006-01-02")}
 	defer r.release()
 	var out, base streamOutput
@@ -496,14 +519,22 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 		if page.Failed != nil {
 			return r.failItem(page.Failed)
 		}
-		sum, err := r.keepRaw(page, &out)
+		var sum string
+		err := r.cpuIf(page.Raw != nil && page.Raw.Body.Len() > largeEvidence, func() (err error) {
+			sum, err = r.keepRaw(page, &out)
+			return err
+		})
 		if err != nil {
 			page.Close()
 			return err
 		}
 		lin := lineage{evidence: sum, window: r.window(page.Window)}
 		page.MaxValue = int(env.limits.MaxValueBytes)
-		q, err := page.Each(func(rec typing.Record) error { return r.add(top, rec, lin) })
+		var q sources.Quirks
+		err = r.cpuIf(page.Body != nil, func() (err error) {
+			q, err = page.Each(func(rec typing.Record) error { return r.add(top, rec, lin) })
+			return err
+		})
 		r.quirks.Add(q)
 		if errors.Is(err, sources.ErrNull) {
 			r.notes.add(env.log, s.TableName(), err.Error())
@@ -531,14 +562,14 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 	}
 	for page, err := range s.Pages(ctx) {
 		if err == nil {
-			err = env.busy(ctx, func() error { return take(page) })
+			err = take(page)
 		}
 		if err != nil {
 			return fail(err)
 		}
 	}
 	var files []parquet.FileInfo
-	err = env.busy(ctx, func() error {
+	err = r.cpu(func() error {
 		var err error
 		files, err = r.finish()
 		return err

@@ -7,6 +7,11 @@ import "time"
 // window's body is decoded only as it is read, so more in flight costs their raw bytes alone.
 const WindowsInFlight = 8
 
+// FanOutLimit is how many per-record requests (an invoice's detail, its PDF, its charges) one stream
+// keeps going at once: more than any host allows, so that the host's found limit decides
+// (httpclient), not the stream.
+const FanOutLimit = 64
+
 // Window is one stretch of a windowed read, [From, To).
 type Window struct{ From, To time.Time }
 

@@ -196,6 +196,8 @@ func (w *Warehouse) ensureMeta(ctx context.Context, db execer) error {
 		`CREATE TABLE IF NOT EXISTS ` + LoadingTable + ` (run_id VARCHAR, table_name VARCHAR)`,
 		`CREATE TABLE IF NOT EXISTS ` + WindowsTable + ` (run_id VARCHAR, table_name VARCHAR, window_start TIMESTAMP, window_end TIMESTAMP)`,
 		`CREATE TABLE IF NOT EXISTS ` + TablesTable + ` (run_id VARCHAR, table_name VARCHAR, rows BIGINT, fingerprint VARCHAR)`,
+		// How each API host's concurrency went; warehouses made before it gain the column.
+		`ALTER TABLE ` + RunsTable + ` ADD COLUMN IF NOT EXISTS hosts JSON`,
 	} {
 		if _, err := db.ExecContext(ctx, ddl); err != nil {
 			return fmt.Errorf("warehouse metadata: %w", err)
@@ -280,7 +282,9 @@ func (w *Warehouse) LoadRun(ctx context.Context, st lake.Store, spool string, m 
 			}
 		}
 		streams, _ := json.Marshal(m.Streams)
-		if _, err := tx.ExecContext(ctx, "INSERT INTO "+RunsTable+" VALUES (?, ?, ?, now(), ?, ?)", m.RunID, m.StartedAt, m.FinishedAt, m.Status, string(streams)); err != nil {
+		hosts, _ := json.Marshal(m.Hosts)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+RunsTable+" (run_id, started_at, finished_at, loaded_at, status, streams, hosts) VALUES (?, ?, ?, now(), ?, ?, ?)",
+			m.RunID, m.StartedAt, m.FinishedAt, m.Status, string(streams), string(hosts)); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, "DELETE FROM "+LoadingTable+" WHERE run_id = ?", m.RunID)

@@ -84,7 +84,7 @@ func (s *Source) datatablePages(ctx context.Context, stats *httpclient.Stats, st
 		for p := 2; p <= pages; p++ {
 			rest = append(rest, p)
 		}
-		for p, err := range sources.Parallel(httpclient.Then(ctx), 4, rest, func(ctx context.Context, page int) (sources.Page, error) {
+		for p, err := range sources.Parallel(httpclient.Then(ctx), sources.WindowsInFlight, rest, func(ctx context.Context, page int) (sources.Page, error) {
 			pg, _, h, err := fetch(ctx, page)
 			if err != nil {
 				return pg, err

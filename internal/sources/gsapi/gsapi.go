@@ -4,6 +4,8 @@ package gsapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -319,7 +321,7 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 			copies[d] = true
 			return true
 		}
-		for p, err := range sources.Parallel(httpclient.Then(ctx), 4, types, func(ctx context.Context, typeID string) (sources.Page, error) {
+		for p, err := range sources.Parallel(httpclient.Then(ctx), sources.FanOutLimit, types, func(ctx context.Context, typeID string) (sources.Page, error) {
 			pg, err := s.get(ctx, stats, "/objects/list", s.orgScope(url.Values{"type_id": {typeID}}), false)
 			pg.Keep = keep
 			return pg, err
@@ -335,67 +337,98 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 }
 
 // invoiceChargePages reads invoicecharges/list for every invoice of the datasync Invoices windows
-// (incremental like them): one call per invoice header. Spec: invoicecharges/list takes iheader_id and
-// answers one object whose iheader_id "Echoes the requested iheader_id". Assumption: the datasync
-// Invoices records carry that id in the column sources.gsapi.fields.datasync_invoices.invoice_id names
-// (iheader_id by default). Checked: an invoice record without it fails the stream (its charges could
-// not be fetched), and an answer for another iheader_id fails it too; an answer without one gets the
-// requested id.
+// (incremental like them), one call per invoice header, each made as soon as its window is listed.
+// Spec: invoicecharges/list takes iheader_id and answers one object whose iheader_id "Echoes the
+// requested iheader_id". Assumption: the datasync Invoices records carry that id in the column
+// sources.gsapi.fields.datasync_invoices.invoice_id names (iheader_id by default). Checked: an invoice
+// record without it fails the stream (its charges could not be fetched), and an answer for another
+// iheader_id fails that invoice; an answer without one gets the requested id.
+//
+// A later run asks again only for the invoices that are new or changed: changed when the invoice's
+// datasync record differs in any field from the one it had when its charges were read (the memo keeps a
+// digest). Assumption (the spec does not say): an invoice's charges do not change while its header
+// record stays the same. --full-refresh reads every invoice again.
 func (s *Source) invoiceChargePages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
-	return func(yield func(sources.Page, error) bool) {
+	return sources.Fan(httpclient.Then(ctx), sources.FanOutLimit, s.chargesToVisit(ctx, stats, st, skip), s.invoiceCharges(stats, st))
+}
+
+// chargeRef is an invoice header whose charges are asked for.
+type chargeRef struct {
+	id    string
+	entry string // digest of its datasync record ("" for one the last run could not fetch)
+}
+
+// chargesToVisit yields the invoice headers of the datasync Invoices windows, as each window is read,
+// that are new or changed and not checkpointed (skip); then those the last run could not fetch.
+func (s *Source) chargesToVisit(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[chargeRef, error] {
+	return func(yield func(chargeRef, error) bool) {
 		// A validated config's mapping (an invalid one never gets here).
 		fields, _ := sqlfiles.NewMapping("gsapi", s.cfg.Fields)
 		col := fields["gsapi_datasync_invoices"]["invoice_id"].Column
 		if col == "" {
-			yield(sources.Page{}, fmt.Errorf("sources.gsapi.fields.datasync_invoices.invoice_id is %s: invoicecharges/list is called with each invoice's id as the export sends it, so name the column that holds it", fields["gsapi_datasync_invoices"]["invoice_id"]))
+			yield(chargeRef{}, fmt.Errorf("sources.gsapi.fields.datasync_invoices.invoice_id is %s: invoicecharges/list is called with each invoice's id as the export sends it, so name the column that holds it", fields["gsapi_datasync_invoices"]["invoice_id"]))
 			return
 		}
-		var ids []string
 		seen := map[string]bool{}
+		want := func(v chargeRef) bool {
+			if seen[v.id] || (skip != nil && skip(v.id)) {
+				return false
+			}
+			seen[v.id] = true
+			var read string
+			if v.entry != "" && st.Recall(v.id, &read) && read == v.entry {
+				st.Remember(v.id, read) // unchanged: its charges stand, and so does its memo
+				return false
+			}
+			return true
+		}
 		var missing int
 		for p, err := range s.windowed(ctx, stats, st, "/datasync", s.orgScope(url.Values{"option": {"Invoices"}})) {
-			if err != nil {
-				yield(sources.Page{}, err)
+			var refs []chargeRef
+			if err == nil {
+				_, err = p.Each(func(r sources.Record) error {
+					if v := fieldByColumn(r, col); v == nil {
+						missing++
+					} else if ref := (chargeRef{id: strings.Clone(fmt.Sprint(v)), entry: recordDigest(r)}); want(ref) {
+						refs = append(refs, ref)
+					}
+					return nil
+				})
+			}
+			if err != nil && !errors.Is(err, sources.ErrNull) {
+				yield(chargeRef{}, err)
 				return
 			}
-			if _, err := p.Each(func(r sources.Record) error {
-				v := fieldByColumn(r, col)
-				if v == nil {
-					missing++
-					return nil
+			for _, ref := range refs {
+				if !yield(ref, nil) {
+					return
 				}
-				if id := fmt.Sprint(v); !seen[id] && (skip == nil || !skip(id)) {
-					seen[id] = true
-					ids = append(ids, strings.Clone(id))
-				}
-				return nil
-			}); err != nil && !errors.Is(err, sources.ErrNull) {
-				yield(sources.Page{}, err)
-				return
 			}
 		}
 		if missing > 0 {
-			yield(sources.Page{}, fmt.Errorf("%d datasync Invoices records have no %s, the invoice id invoicecharges/list takes: name the column that holds it in sources.gsapi.fields.datasync_invoices.invoice_id", missing, col))
+			yield(chargeRef{}, fmt.Errorf("%d datasync Invoices records have no %s, the invoice id invoicecharges/list takes: name the column that holds it in sources.gsapi.fields.datasync_invoices.invoice_id", missing, col))
 			return
 		}
 		for _, id := range st.PendingItems() {
-			if !seen[id] && (skip == nil || !skip(id)) {
-				seen[id] = true
-				ids = append(ids, id)
-			}
-		}
-		for p, err := range sources.Parallel(httpclient.Then(ctx), 16, ids, s.invoiceCharges(stats)) {
-			if !yield(p, err) || err != nil {
+			if ref := (chargeRef{id: id}); want(ref) && !yield(ref, nil) {
 				return
 			}
 		}
 	}
 }
 
+// recordDigest identifies a record by its content (map keys marshal sorted, numbers keep their text).
+func recordDigest(r sources.Record) string {
+	b, _ := json.Marshal(r)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
+}
+
 // invoiceCharges reads one invoice header's charges; an answer that fails for that header alone is a
-// failed page, and the rest goes on.
-func (s *Source) invoiceCharges(stats *httpclient.Stats) func(context.Context, string) (sources.Page, error) {
-	return func(ctx context.Context, id string) (sources.Page, error) {
+// failed page, and the rest goes on. A header read is remembered with its record's digest.
+func (s *Source) invoiceCharges(stats *httpclient.Stats, st *sources.State) func(context.Context, chargeRef) (sources.Page, error) {
+	return func(ctx context.Context, ref chargeRef) (sources.Page, error) {
+		id := ref.id
 		path := "/invoicecharges/list?iheader_id=" + url.QueryEscape(id)
 		where := "GET " + path
 		rec, q, err := s.object(ctx, stats, path, where)
@@ -412,6 +445,9 @@ func (s *Source) invoiceCharges(stats *httpclient.Stats) func(context.Context, s
 				return sources.Page{Failed: &sources.Failure{Item: id, Err: err, Retry: true}}, nil
 			}
 			return sources.Page{}, err
+		}
+		if ref.entry != "" {
+			st.Remember(id, ref.entry)
 		}
 		return sources.Page{Records: []sources.Record{rec}, Quirks: q, Done: id}, nil
 	}

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
@@ -47,7 +48,8 @@ func invoiceMonth(r sources.Record) string {
 	return "invoice_month=" + d[:7]
 }
 
-// listInvoices fetches the invoice windows concurrently and yields each invoice once. The reference
+// listInvoices fetches the invoice windows concurrently and yields them oldest first, each invoice
+// once. The reference
 // does not say whether invoiceDateAfter/Before are inclusive, so, as signicat-notes.md advises, each
 // window asks one day wider on both sides: every reading of the bounds loses nothing, and an invoice at
 // a window's edge comes back from both neighbours. Such copies are the same record twice: a record
@@ -87,7 +89,7 @@ func (s *Source) listInvoices(ctx context.Context, stats *httpclient.Stats, st *
 		return sources.Page{Body: resp.Body, MaxValue: int(s.limits.MaxValueBytes), Where: where, Keep: keep,
 			Raw: &sources.Raw{Endpoint: where, Body: resp.Body}}, nil
 	}
-	return sources.Parallel(ctx, sources.WindowsInFlight, ws, fetch)
+	return sources.InOrder(ctx, sources.WindowsInFlight, ws, fetch)
 }
 
 // digest identifies a record by its content: encoding/json writes map keys sorted, and numbers keep the
@@ -106,112 +108,108 @@ func (s *Source) orgHeader() http.Header {
 	return h
 }
 
-// invoiceLinePages lists the invoices like the invoices stream, then reads GET /invoices/{invoiceNumber}
-// for each, concurrently within the per-host limit, and yields its lines keyed by invoice number and
-// 1-based line number. An invoice whose detail cannot be read is a failed page: the rest goes on.
+// invoiceLinePages lists the invoices like the invoices stream and reads GET /invoices/{invoiceNumber}
+// for each as soon as its window is listed, concurrently within the host's limit, yielding its lines
+// keyed by invoice number and 1-based line number. An invoice whose detail cannot be read is a failed
+// page: the rest goes on.
+//
+// A later run reads again only the invoices that are new or changed: an invoice is changed when its
+// entry in the invoice list differs in any field from the entry it had when its lines were read (the
+// memo keeps a digest of it). Assumption (the reference does not say): an invoice's lines do not
+// change while its list entry — number, dates, amounts, status — stays the same. --full-refresh reads
+// every invoice again.
 func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
-	return func(yield func(sources.Page, error) bool) {
-		numbers, dates, err := s.invoicesToVisit(ctx, stats, st, func(n string) bool { return !skip(n) })
-		if err != nil {
-			yield(sources.Page{}, err)
-			return
+	want := func(v invoiceRef) bool {
+		if skip(v.number) {
+			return false
 		}
-		detail := func(ctx context.Context, n string) (sources.Page, error) {
-			// Invoice numbers contain '-' and '.', and could contain '/': always escape the segment.
-			seg, err := sources.PathSegment(n)
-			if err != nil {
-				return failure(n, dates[n], fmt.Errorf("invoice number: %w", err), false), nil
-			}
-			endpoint := "GET /invoices/" + seg
-			inv, q, body, err := s.object(ctx, stats, s.base+"/invoices/"+seg)
-			if err != nil {
-				return itemError(n, dates[n], err)
-			}
-			lines, _ := inv["lines"].([]any)
-			page := sources.Page{Done: n, Quirks: q, Records: make([]sources.Record, 0, len(lines)), Raw: &sources.Raw{Endpoint: endpoint, Body: spool.Bytes(body)}}
-			for i, l := range lines {
-				line, ok := l.(map[string]any)
-				if !ok {
-					return failure(n, dates[n], fmt.Errorf("%s: lines[%d] is not an object", endpoint, i), true), nil
-				}
-				line["invoiceNumber"] = n
-				line["lineNumber"] = json.Number(strconv.Itoa(i + 1))
-				line["invoiceDate"] = inv["invoiceDate"]
-				page.Records = append(page.Records, line)
-			}
-			return page, nil
+		var read string
+		if st.Recall(v.number, &read) && read == v.entry {
+			st.Remember(v.number, read) // unchanged: its lines stand, and so does its memo
+			return false
 		}
-		for p, err := range sources.Parallel(httpclient.Then(ctx), 16, numbers, detail) {
-			if !yield(p, err) || err != nil {
-				return
-			}
-		}
+		return true
 	}
+	detail := func(ctx context.Context, v invoiceRef) (sources.Page, error) {
+		// Invoice numbers contain '-' and '.', and could contain '/': always escape the segment.
+		seg, err := sources.PathSegment(v.number)
+		if err != nil {
+			return failure(v, fmt.Errorf("invoice number: %w", err), false), nil
+		}
+		endpoint := "GET /invoices/" + seg
+		inv, q, body, err := s.object(ctx, stats, s.base+"/invoices/"+seg)
+		if err != nil {
+			return itemError(v, err)
+		}
+		lines, _ := inv["lines"].([]any)
+		page := sources.Page{Done: v.number, Quirks: q, Records: make([]sources.Record, 0, len(lines)), Raw: &sources.Raw{Endpoint: endpoint, Body: spool.Bytes(body)}}
+		for i, l := range lines {
+			line, ok := l.(map[string]any)
+			if !ok {
+				return failure(v, fmt.Errorf("%s: lines[%d] is not an object", endpoint, i), true), nil
+			}
+			line["invoiceNumber"] = v.number
+			line["lineNumber"] = json.Number(strconv.Itoa(i + 1))
+			line["invoiceDate"] = inv["invoiceDate"]
+			page.Records = append(page.Records, line)
+		}
+		if v.entry != "" {
+			st.Remember(v.number, v.entry)
+		}
+		return page, nil
+	}
+	return sources.Fan(httpclient.Then(ctx), sources.FanOutLimit, s.invoicesToVisit(ctx, stats, st, want), detail)
 }
 
 // failure is a failed page of one invoice.
-func failure(n string, date any, err error, retry bool) sources.Page {
-	day, _ := date.(string)
-	if len(day) > 10 {
-		day = day[:10]
-	}
-	return sources.Page{Failed: &sources.Failure{Item: n, Date: day, Err: err, Retry: retry}}
+func failure(v invoiceRef, err error, retry bool) sources.Page {
+	return sources.Page{Failed: &sources.Failure{Item: v.number, Date: v.day, Err: err, Retry: retry}}
 }
 
-// itemError makes err a failed page of invoice n where it is about that invoice alone, else the
+// itemError makes err a failed page of invoice v where it is about that invoice alone, else the
 // stream's error.
-func itemError(n string, date any, err error) (sources.Page, error) {
+func itemError(v invoiceRef, err error) (sources.Page, error) {
 	if sources.ItemFailed(err) {
-		return failure(n, date, err, true), nil
+		return failure(v, err, true), nil
 	}
 	return sources.Page{}, err
 }
 
 // invoicePDFPages lists the invoices like the invoices stream and downloads the PDF of each one that
-// no committed run holds yet and this run has not checkpointed (skip), yielding one record per PDF
-// and the PDF itself as the page's raw body, which the pipeline stores in the lake. A PDF over
-// max_pdf_bytes, or an answer that is not a PDF, is a failed page of that invoice.
+// no committed run holds yet and this run has not checkpointed (skip), as soon as its window is listed,
+// yielding one record per PDF and the PDF itself as the page's raw body, which the pipeline stores in
+// the lake. A PDF over max_pdf_bytes, or an answer that is not a PDF, is a failed page of that invoice.
 func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
-	return func(yield func(sources.Page, error) bool) {
-		numbers, dates, err := s.invoicesToVisit(ctx, stats, st, func(n string) bool { return !skip(n) })
+	download := func(ctx context.Context, v invoiceRef) (sources.Page, error) {
+		seg, err := sources.PathSegment(v.number)
 		if err != nil {
-			yield(sources.Page{}, err)
-			return
+			return failure(v, fmt.Errorf("invoice number: %w", err), false), nil
 		}
-		download := func(ctx context.Context, n string) (sources.Page, error) {
-			seg, err := sources.PathSegment(n)
-			if err != nil {
-				return failure(n, dates[n], fmt.Errorf("invoice number: %w", err), false), nil
-			}
-			endpoint := "/invoices/" + seg + "/pdf"
-			resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + endpoint, Auth: s.auth, Stats: stats, Header: s.orgHeader(),
-				MaxBytes: int64(s.limits.MaxPDFBytes), What: "PDF (max_pdf_bytes)"})
-			if err != nil {
-				return itemError(n, dates[n], err)
-			}
-			sum, isPDF, err := pdfDigest(resp.Body.Reader())
-			if err != nil || !isPDF {
-				resp.Body.Close()
-				if err == nil {
-					err = fmt.Errorf("GET %s: the response is not a PDF (Content-Type %q, %d bytes)", endpoint, resp.Header.Get("Content-Type"), resp.Size())
-				}
-				return failure(n, dates[n], &sources.BodyError{Where: "GET " + endpoint, Err: err}, true), nil
-			}
-			rec := sources.Record{
-				"invoiceNumber": n,
-				"invoiceDate":   dates[n],
-				"sha256":        sum,
-				"bytes":         json.Number(strconv.FormatInt(resp.Size(), 10)),
-				"contentType":   resp.Header.Get("Content-Type"),
-			}
-			return sources.Page{Done: n, Records: []sources.Record{rec}, Raw: &sources.Raw{Endpoint: "GET " + endpoint, Body: resp.Body, PDF: true, Key: n}}, nil
+		endpoint := "/invoices/" + seg + "/pdf"
+		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + endpoint, Auth: s.auth, Stats: stats, Header: s.orgHeader(),
+			MaxBytes: int64(s.limits.MaxPDFBytes), What: "PDF (max_pdf_bytes)"})
+		if err != nil {
+			return itemError(v, err)
 		}
-		for p, err := range sources.Parallel(httpclient.Then(ctx), 16, numbers, download) {
-			if !yield(p, err) || err != nil {
-				return
+		sum, isPDF, err := pdfDigest(resp.Body.Reader())
+		if err != nil || !isPDF {
+			resp.Body.Close()
+			if err == nil {
+				err = fmt.Errorf("GET %s: the response is not a PDF (Content-Type %q, %d bytes)", endpoint, resp.Header.Get("Content-Type"), resp.Size())
 			}
+			return failure(v, &sources.BodyError{Where: "GET " + endpoint, Err: err}, true), nil
 		}
+		rec := sources.Record{
+			"invoiceNumber": v.number,
+			"invoiceDate":   v.date,
+			"sha256":        sum,
+			"bytes":         json.Number(strconv.FormatInt(resp.Size(), 10)),
+			"contentType":   resp.Header.Get("Content-Type"),
+		}
+		return sources.Page{Done: v.number, Records: []sources.Record{rec}, Raw: &sources.Raw{Endpoint: "GET " + endpoint, Body: resp.Body, PDF: true, Key: v.number}}, nil
 	}
+	want := func(v invoiceRef) bool { return !skip(v.number) }
+	return sources.Fan(httpclient.Then(ctx), sources.FanOutLimit, s.invoicesToVisit(ctx, stats, st, want), download)
 }
 
 // pdfDigest is the sha256 of a body read from r, and whether it starts as a PDF does.
@@ -232,44 +230,72 @@ func pdfDigest(r io.Reader) (string, bool, error) {
 	return hex.EncodeToString(h.Sum(nil)), string(head) == "%PDF-", nil
 }
 
-// invoicesToVisit lists the invoices like the invoices stream and returns the numbers want keeps, with
-// each one's invoiceDate, ordered by invoice day then number: the per-invoice streams then fill one
-// invoice_month partition after another, so a checkpoint commits a file or two, not one per month.
-// The invoices the last run could not fetch (State.Pending) are asked for again, wherever their date.
-func (s *Source) invoicesToVisit(ctx context.Context, stats *httpclient.Stats, st *sources.State, want func(string) bool) ([]string, map[string]any, error) {
-	var numbers []string
-	dates := map[string]any{}
-	days := map[string]string{}
-	add := func(n string, date any, day string) {
-		if _, dup := dates[n]; n == "" || dup || !want(n) {
-			return // no number to ask for (the invoices stream keeps the record), or asked already
-		}
-		numbers = append(numbers, n)
-		dates[n], days[n] = date, day
-	}
-	for p, err := range s.listInvoices(ctx, stats, st) {
-		if err == nil {
-			_, err = p.Each(func(r sources.Record) error {
-				n, _ := r["invoiceNumber"].(string)
-				add(n, r["invoiceDate"], invoiceDay(r))
-				return nil
+// invoiceRef is an invoice a per-invoice stream asks for.
+type invoiceRef struct {
+	number string
+	date   any    // invoiceDate as listed
+	day    string // YYYY-MM-DD
+	entry  string // digest of its list entry ("" for one the last run could not fetch)
+}
+
+// invoicesToVisit lists the invoices like the invoices stream and yields those want keeps, window by
+// window from the oldest, each window's ordered by day then number: the per-invoice streams then fill
+// one invoice_month partition after another, so a checkpoint commits a file or two, not one per
+// month. Then come the invoices the last run could not fetch (State.Pending), wherever their date.
+func (s *Source) invoicesToVisit(ctx context.Context, stats *httpclient.Stats, st *sources.State, want func(invoiceRef) bool) iter.Seq2[invoiceRef, error] {
+	return func(yield func(invoiceRef, error) bool) {
+		seen := map[string]bool{}
+		visit := func(refs []invoiceRef) bool {
+			sort.Slice(refs, func(i, j int) bool {
+				if refs[i].day != refs[j].day {
+					return refs[i].day < refs[j].day
+				}
+				return refs[i].number < refs[j].number
 			})
+			for _, v := range refs {
+				if !yield(v, nil) {
+					return false
+				}
+			}
+			return true
 		}
-		if err != nil && !errors.Is(err, sources.ErrNull) {
-			return nil, nil, err
+		add := func(refs []invoiceRef, v invoiceRef) []invoiceRef {
+			if v.number == "" || seen[v.number] {
+				return refs // no number to ask for (the invoices stream keeps the record), or asked already
+			}
+			seen[v.number] = true
+			if want(v) {
+				refs = append(refs, v)
+			}
+			return refs
 		}
+		for p, err := range s.listInvoices(ctx, stats, st) {
+			var refs []invoiceRef
+			if err == nil {
+				_, err = p.Each(func(r sources.Record) error {
+					n, _ := r["invoiceNumber"].(string)
+					refs = add(refs, invoiceRef{number: strings.Clone(n), date: r["invoiceDate"], day: invoiceDay(r), entry: entryDigest(r)})
+					return nil
+				})
+			}
+			if err != nil && !errors.Is(err, sources.ErrNull) {
+				yield(invoiceRef{}, err)
+				return
+			}
+			if !visit(refs) {
+				return
+			}
+		}
+		var pending []invoiceRef
+		for _, n := range st.PendingItems() {
+			pending = add(pending, invoiceRef{number: n, date: st.Pending[n], day: st.Pending[n]})
+		}
+		visit(pending)
 	}
-	if st != nil {
-		for n, day := range st.Pending {
-			add(n, day, day)
-		}
-	}
-	sort.Slice(numbers, func(i, j int) bool {
-		a, b := numbers[i], numbers[j]
-		if days[a] != days[b] {
-			return days[a] < days[b]
-		}
-		return a < b
-	})
-	return numbers, dates, nil
+}
+
+// entryDigest identifies an invoice's list entry: any change to it reads the invoice again.
+func entryDigest(r sources.Record) string {
+	sum := digest(r)
+	return hex.EncodeToString(sum[:12])
 }

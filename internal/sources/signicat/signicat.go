@@ -239,7 +239,7 @@ func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, st *s
 		byID[id] = a
 	}
 	var failed []sources.Page
-	for p, err := range sources.Parallel(httpclient.Then(ctx), 16, accts, detail) {
+	for p, err := range sources.Parallel(httpclient.Then(ctx), sources.FanOutLimit, accts, detail) {
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,220 @@
+package httpclient
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+)
+
+// A host's concurrency limit is found, not guessed: real APIs document none (gsapi-notes.md), and a
+// guess is either too timid (half of what the host allows left unused) or too bold (every request past
+// the limit a 429 and a Retry-After pause). The limit starts at InitialConcurrency and doubles every
+// round trip while the host keeps up — answers as fast as they have been, no 429 or 503 — up to the
+// configured ceiling (per_host_concurrency). A 429 or 503 brings it to one below the number that was
+// in flight and pins it there: the host has said how many it takes, and a probe one higher is made
+// only after quietPeriod without refusals, so a run meets few 429s. Answers that turn slow while
+// requests queue — the recent latency over slowFactor × the long-run latency, as in Netflix's
+// Gradient2 — lower it by a tenth once per round trip; one slow answer (a large export, a busy moment)
+// does not, nor does a host that is steadily slow.
+
+// InitialConcurrency is where a host's limit starts: today's fixed default, so that finding the limit
+// is never slower than not looking for it.
+const InitialConcurrency = 8
+
+const (
+	quietPeriod = 30 * time.Second // without a refusal, before probing past the level a host refused
+	slowFactor  = 2                // recent latency this many times the long-run latency means queueing
+)
+
+// aimd is the limit's state: a pure value, moved by next.
+type aimd struct {
+	Limit   float64
+	Ceiling float64
+	// Known is the level a host refused above (0 before any refusal): growth stops there until a
+	// quiet period has passed.
+	Known float64
+	// SRTT is the recent latency (an eighth of each new answer, as TCP's), LRTT the long-run one (a
+	// sixty-fourth; it falls at once to SRTT, so that it tracks the host at its fastest).
+	SRTT, LRTT time.Duration
+	Cut        time.Time // the last cut for slowness
+	Quiet      time.Time // the last refusal, or the last probe past Known
+	Before     float64   // the limit when the last burst of refusals began
+}
+
+// outcome is what one limited request met.
+type outcome struct {
+	Refused  bool          // 429 or 503
+	RTT      time.Duration // to the answer's headers (0: no answer: a connection error says nothing)
+	InFlight int           // requests in flight to the host when it was sent, itself included
+	Sent, At time.Time     // when it was sent, and answered
+}
+
+// next is the limit after o: a refusal sets it below what was in flight (a tenth lower if it was within
+// the limit and is not of the same burst as the last refusal); answers slow on average,
+// while several were in flight, lower it by a tenth per round trip; a fast answer, while the limit was in use, raises it — by one
+// per answer before any refusal (doubling per round trip), by one per round trip below Known, and past
+// Known by one per quiet period.
+func (a aimd) next(o outcome) aimd {
+	if o.RTT > 0 {
+		if a.SRTT == 0 {
+			a.SRTT, a.LRTT = o.RTT, o.RTT
+		}
+		a.SRTT += (o.RTT - a.SRTT) / 8
+		a.LRTT += (o.RTT - a.LRTT) / 64
+		a.LRTT = min(a.LRTT, a.SRTT)
+	}
+	switch {
+	case o.Refused:
+		// Refusals of requests sent before the last refusal came are one burst: together they cut a
+		// quarter at most, as the order in which a host counted them is not the order they were sent.
+		burst := !o.Sent.After(a.Quiet)
+		if !burst {
+			a.Before = a.Limit
+		}
+		l := min(a.Limit, float64(o.InFlight-1))
+		if l == a.Limit && !burst {
+			l = a.Limit * 0.9 // refused within the limit: the host's capacity fell, or others share it
+		}
+		a.Limit = max(1, math.Floor(max(l, a.Before*0.75)))
+		a.Known, a.Quiet = a.Limit, o.At
+	case o.RTT == 0:
+	case a.SRTT > slowFactor*a.LRTT && o.InFlight > 1:
+		if o.At.Sub(a.Cut) >= a.SRTT {
+			a.Limit, a.Cut = max(1, a.Limit*0.9), o.At
+		}
+	case float64(o.InFlight) < math.Floor(a.Limit):
+		// The limit was not full when this was sent: it has not been tested, so it does not grow.
+	case a.Known == 0:
+		a.Limit++
+	case a.Limit < a.Known:
+		a.Limit = min(a.Known, a.Limit+1/a.Limit)
+	case o.At.Sub(a.Quiet) >= quietPeriod:
+		a.Known++
+		a.Limit, a.Quiet = a.Known, o.At
+	}
+	a.Limit = min(a.Limit, a.Ceiling)
+	return a
+}
+
+// hostLimit admits requests to one host within its found limit, and records how the limit moved.
+type hostLimit struct {
+	mu       sync.Mutex
+	state    aimd
+	inflight int
+	waiting  []chan int // FIFO; each is handed its slot with the count in flight
+	start    time.Time
+	peak     int
+	refused  int
+	samples  []HostSample
+}
+
+func newHostLimit(ceiling int) *hostLimit {
+	c := float64(max(1, ceiling))
+	l := &hostLimit{state: aimd{Limit: min(InitialConcurrency, c), Ceiling: c}, start: time.Now()}
+	l.sample(l.start)
+	return l
+}
+
+// acquire waits for a slot and returns the requests in flight, this one included.
+func (l *hostLimit) acquire(ctx context.Context) (int, error) {
+	l.mu.Lock()
+	if len(l.waiting) == 0 && l.inflight < int(l.state.Limit) {
+		n := l.take()
+		l.mu.Unlock()
+		return n, nil
+	}
+	ready := make(chan int, 1)
+	l.waiting = append(l.waiting, ready)
+	l.mu.Unlock()
+	select {
+	case n := <-ready:
+		return n, nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		select {
+		case <-ready: // handed a slot meanwhile: give it back
+			l.inflight--
+			l.handOff()
+		default:
+			for i, w := range l.waiting {
+				if w == ready {
+					l.waiting = append(l.waiting[:i], l.waiting[i+1:]...)
+					break
+				}
+			}
+		}
+		return 0, ctx.Err()
+	}
+}
+
+// take counts a request in flight; l.mu is held.
+func (l *hostLimit) take() int {
+	l.inflight++
+	l.peak = max(l.peak, l.inflight)
+	return l.inflight
+}
+
+// handOff gives the slots the limit allows to the waiters, in order; l.mu is held.
+func (l *hostLimit) handOff() {
+	for len(l.waiting) > 0 && l.inflight < int(l.state.Limit) {
+		w := l.waiting[0]
+		l.waiting = l.waiting[1:]
+		w <- l.take() // buffered: never blocks
+	}
+}
+
+// release frees a slot and moves the limit by what the request met.
+func (l *hostLimit) release(o outcome) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight--
+	before := int(l.state.Limit)
+	l.state = l.state.next(o)
+	if o.Refused {
+		l.refused++
+	}
+	if int(l.state.Limit) != before {
+		l.sample(o.At)
+	}
+	l.handOff()
+}
+
+// maxSamples bounds a host's recorded history: past it, every other sample is dropped.
+const maxSamples = 512
+
+func (l *hostLimit) sample(at time.Time) {
+	if len(l.samples) == maxSamples {
+		kept := l.samples[:0]
+		for i := 0; i < len(l.samples); i += 2 {
+			kept = append(kept, l.samples[i])
+		}
+		l.samples = kept
+	}
+	l.samples = append(l.samples, HostSample{Seconds: at.Sub(l.start).Seconds(), Limit: int(l.state.Limit), InFlight: l.inflight})
+}
+
+// HostSample is a host's limit at a moment of the run.
+type HostSample struct {
+	Seconds  float64 `json:"s"` // since the host's first request
+	Limit    int     `json:"limit"`
+	InFlight int     `json:"in_flight"`
+}
+
+// HostReport is how one host's concurrency went during a run.
+type HostReport struct {
+	Host      string       `json:"host"`
+	Ceiling   int          `json:"ceiling"`   // per_host_concurrency
+	Peak      int          `json:"peak"`      // the most requests in flight at once
+	Final     int          `json:"final"`     // the limit at the end
+	Throttled int          `json:"throttled"` // 429 and 503 answers
+	Samples   []HostSample `json:"samples"`   // each change of the limit
+}
+
+func (l *hostLimit) report(host string) HostReport {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return HostReport{Host: host, Ceiling: int(l.state.Ceiling), Peak: l.peak, Final: int(l.state.Limit), Throttled: l.refused,
+		Samples: append([]HostSample(nil), l.samples...)}
+}

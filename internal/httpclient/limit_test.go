@@ -1,0 +1,143 @@
+package httpclient
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// next is the whole algorithm: one table says where each outcome moves the limit.
+func TestLimitMovesByWhatTheHostAnswers(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	ms := time.Millisecond
+	fresh := aimd{Limit: 8, Ceiling: 32, SRTT: 20 * ms, LRTT: 20 * ms}
+	pinned := fresh
+	pinned.Limit, pinned.Known, pinned.Quiet = 15, 16, t0
+	atKnown := pinned
+	atKnown.Limit = 16
+	burst := pinned
+	burst.Before = 16
+	slow := fresh
+	slow.SRTT = 80 * ms // recent answers four times slower than the long run
+	cases := []struct {
+		name string
+		from aimd
+		o    outcome
+		want float64 // the limit after
+		// known is Known after (-1: unchanged)
+		known float64
+	}{
+		{"fast answer while in use: +1 (slow start)", fresh, outcome{RTT: 20 * ms, InFlight: 8, At: t0}, 9, -1},
+		{"fast answer, limit not full: unchanged", fresh, outcome{RTT: 20 * ms, InFlight: 7, At: t0}, 8, -1},
+		{"no answer (connection error): unchanged", fresh, outcome{InFlight: 8, At: t0}, 8, -1},
+		{"429 at the limit: one less, pinned", fresh, outcome{Refused: true, InFlight: 8, Sent: t0, At: t0}, 7, 7},
+		{"429 above the limit: one below what was in flight", aimd{Limit: 20, Ceiling: 32}, outcome{Refused: true, InFlight: 17, Sent: t0, At: t0}, 16, 16},
+		{"429 well within the limit: a quarter less at most", aimd{Limit: 10, Ceiling: 32}, outcome{Refused: true, InFlight: 4, Sent: t0, At: t0}, 7, 7},
+		{"429 with a few more in flight than allowed: one below", aimd{Limit: 10, Ceiling: 32}, outcome{Refused: true, InFlight: 9, Sent: t0, At: t0}, 8, 8},
+		{"429 at the limit, after the last refusal: a tenth less", pinned, outcome{Refused: true, InFlight: 16, Sent: t0.Add(time.Second), At: t0.Add(time.Second)}, 13, 13},
+		{"429 of the last refusal's burst: one below what was in flight", burst, outcome{Refused: true, InFlight: 15, Sent: t0.Add(-time.Millisecond), At: t0.Add(time.Second)}, 14, 14},
+		{"429s of one burst cut a quarter at most", burst, outcome{Refused: true, InFlight: 3, Sent: t0.Add(-time.Millisecond), At: t0.Add(time.Second)}, 12, 12},
+		{"429 with one in flight: never below 1", aimd{Limit: 1, Ceiling: 32}, outcome{Refused: true, InFlight: 1, Sent: t0, At: t0}, 1, 1},
+		{"429 at 13 of 16 allowed: 12", aimd{Limit: 16, Ceiling: 32}, outcome{Refused: true, InFlight: 13, Sent: t0, At: t0}, 12, 12},
+		{"below Known: +1 per round trip", pinned, outcome{RTT: 20 * ms, InFlight: 15, At: t0.Add(time.Second)}, 15 + 1.0/15, -1},
+		{"at Known, not quiet long enough: unchanged", atKnown, outcome{RTT: 20 * ms, InFlight: 16, At: t0.Add(quietPeriod - time.Second)}, 16, 16},
+		{"at Known after a quiet period: probe one more", atKnown, outcome{RTT: 20 * ms, InFlight: 16, At: t0.Add(quietPeriod)}, 17, 17},
+		{"slow on average: a tenth less", slow, outcome{RTT: 80 * ms, InFlight: 8, At: t0.Add(time.Second)}, 7.2, -1},
+		{"slow on average, one in flight: unchanged", slow, outcome{RTT: 80 * ms, InFlight: 1, At: t0.Add(time.Second)}, 8, -1},
+		{"one slow answer among fast ones: +1", fresh, outcome{RTT: 200 * ms, InFlight: 8, At: t0}, 9, -1},
+		{"never past the ceiling", aimd{Limit: 32, Ceiling: 32}, outcome{RTT: 20 * ms, InFlight: 32, At: t0}, 32, -1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := c.from.next(c.o)
+			if got.Limit < c.want-1e-9 || got.Limit > c.want+1e-9 {
+				t.Fatalf("limit %v, want %v", got.Limit, c.want)
+			}
+			if c.known >= 0 && got.Known != c.known {
+				t.Fatalf("known %v, want %v", got.Known, c.known)
+			}
+			if c.known < 0 && got.Known != c.from.Known {
+				t.Fatalf("known moved from %v to %v", c.from.Known, got.Known)
+			}
+		})
+	}
+}
+
+// Against servers that allow 4 and 16 requests in flight (429 above, as the bench's does), the limit
+// settles at what each allows, with few 429s to find it (at most 20; the host counts a request until its
+// handler returns, a moment after the answer left), and no configuration.
+func TestLimitIsFoundAgainstTheServer(t *testing.T) {
+	for _, allowed := range []int64{4, 16} {
+		var inflight, peak, refused atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n := inflight.Add(1)
+			defer inflight.Add(-1)
+			if n > allowed {
+				refused.Add(1)
+				w.Header().Set("Retry-After", "0")
+				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			time.Sleep(50 * time.Millisecond) // well above a loaded machine's scheduling noise
+			ok(w, r)
+		}))
+		c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 64})
+		var wg sync.WaitGroup
+		jobs := make(chan int)
+		for range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range jobs {
+					if _, err := c.Do(context.Background(), Request{Method: "GET", URL: srv.URL}); err != nil {
+						t.Error(err)
+					}
+				}
+			}()
+		}
+		for i := range 60 * allowed { // about three seconds of work at the host's limit
+			jobs <- int(i)
+		}
+		close(jobs)
+		wg.Wait()
+		srv.Close()
+		h := c.Hosts()[0]
+		if h.Final < int(allowed)-1 || h.Final > int(allowed) || refused.Load() > 20 || peak.Load() != allowed || h.Throttled != int(refused.Load()) {
+			t.Errorf("allowed %d: final limit %d, peak %d, %d refused (reported %d) %+v", allowed, h.Final, peak.Load(), refused.Load(), h.Throttled, h.Samples)
+		}
+		if len(h.Samples) < 2 || h.Samples[0].Limit != InitialConcurrency {
+			t.Errorf("allowed %d: samples %+v", allowed, h.Samples)
+		}
+	}
+}
+
+// A waiter whose context ends leaves the queue, and a slot it was handed is passed on.
+func TestLimitWaitersCanLeave(t *testing.T) {
+	l := newHostLimit(1)
+	if _, err := l.acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := l.acquire(ctx); err == nil {
+		t.Fatal("acquired past the limit")
+	}
+	done := make(chan int)
+	go func() { n, _ := l.acquire(context.Background()); done <- n }()
+	time.Sleep(10 * time.Millisecond)
+	l.release(outcome{RTT: time.Millisecond, InFlight: 1, At: time.Now()})
+	select {
+	case n := <-done:
+		if n != 1 {
+			t.Fatalf("in flight %d", n)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the waiter was never admitted")
+	}
+}
