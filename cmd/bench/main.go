@@ -163,8 +163,9 @@ type Hostile struct {
 	PeakRSSMB   float64 `json:"peak_rss_mb"`
 }
 
-// hostileSyncs are the huge answers the bench sends: a list within max_page_bytes (read from disk,
-// all of it loaded) and a PDF over max_pdf_bytes (refused as one invoice's reject).
+// hostileSyncs are the huge answers the bench sends: a GSAPI list and a Signicat {data, next} page
+// within max_page_bytes (read from disk, all of it loaded) and a PDF over max_pdf_bytes (refused as one
+// invoice's reject).
 var hostileSyncs = []struct {
 	mode     string
 	mb       int64
@@ -177,6 +178,15 @@ sources:
     username: ${GSAPI_USERNAME}
     password: ${GSAPI_PASSWORD}
     streams: [organizations]
+`},
+	{"huge-page", 300, `
+sources:
+  signicat:
+    base_url: %[1]s/account-management
+    token_url: %[1]s/auth/open/connect/token
+    client_id: ${SIGNICAT_CLIENT_ID}
+    client_secret: ${SIGNICAT_CLIENT_SECRET}
+    streams: [contacts]
 `},
 	{"huge-pdf", 500, `
 sources:
@@ -230,7 +240,7 @@ func main() {
 	keep := fs.String("keep", "", "keep lakes, request logs and profiles under this directory (default: a temp dir, removed)")
 	profile := fs.Bool("pprof", false, "write CPU and heap profiles of the sync and conversion children, and a CPU profile of the sandbox during the sync")
 	conversions := fs.Int("conversions", 3, "conversion children per scale (the median ratio to DuckDB is reported): the machine's speed drifts between runs")
-	hostile := fs.Bool("hostile", true, "also sync against a 300 MB list and a 500 MB PDF (peak RSS must stay under 512 MB)")
+	hostile := fs.Bool("hostile", true, "also sync against a 300 MB list, a 300 MB page and a 500 MB PDF (peak RSS must stay under 512 MB)")
 	shaped := fs.Int("shaped", 16, "also sync against APIs shaped like the real ones, each allowing this many requests in flight (0: skip)")
 	_ = fs.Parse(os.Args[1:])
 

@@ -357,6 +357,14 @@ func TestHugeAnswersMeetTheirCaps(t *testing.T) {
 			t.Fatalf("the warehouse holds %d of %d rows", n, rep.Rows)
 		}
 	})
+	t.Run("signicat page read as it arrives", func(t *testing.T) {
+		_, cfg := hostileSetup(t, "huge-page", sandbox.Options{HostileBytes: 12 << 20}, []string{"contacts"}, nil)
+		r := runHostile(t, cfg, Options{HTTP: httpOpts(fastRetries, 1<<20)})
+		rep := r.stream(t, "signicat_contacts")
+		if rep.Status != "ok" || rep.Rows < 100000 || rowsOf(t, cfg, "signicat_contacts") != rep.Rows {
+			t.Fatalf("status %s %q, %d rows", rep.Status, rep.Error, rep.Rows)
+		}
+	})
 	t.Run("value over max_value_bytes", func(t *testing.T) {
 		_, cfg := hostileSetup(t, "huge-value", sandbox.Options{HostileBytes: 6 << 20}, nil, []string{"users"})
 		cfg.MaxValueBytes = 2 << 20

@@ -46,6 +46,7 @@ var hostileModes = map[string]struct {
 	"retry-after-day":  {"GSAPI /users/list answers 429 with Retry-After: 86400", (*Hostility).retryAfterDay},
 	"endless-next":     {"Signicat /contacts answers every page with a new next token", (*Hostility).endlessNext},
 	"huge-list":        {"GSAPI /organizations/list answers a list of --hostile-bytes (300 MB by default)", (*Hostility).hugeList},
+	"huge-page":        {"Signicat /contacts answers one page of --hostile-bytes (300 MB by default)", (*Hostility).hugePage},
 	"huge-value":       {"GSAPI /users/list answers one user whose name is --hostile-bytes long", (*Hostility).hugeValue},
 	"huge-pdf":         {"Signicat /invoices/{n}/pdf answers a PDF of --hostile-bytes for the first invoice asked for", (*Hostility).hugePDF},
 	"huge-total":       {"GSAPI datatable/list says X-GSAPI-QueryTotalCount: 10^15", (*Hostility).hugeTotal},
