@@ -193,15 +193,7 @@ func (s *Bucket) WriteFile(key string, data []byte) error {
 
 // WriteStream implements Store, staging what fill writes so that a failed upload can be retried.
 func (s *Bucket) WriteStream(key string, fill func(io.Writer) error) error {
-	f, err := s.Create(key)
-	if err != nil {
-		return err
-	}
-	if err := fill(f); err != nil {
-		f.Abort()
-		return err
-	}
-	return f.Publish()
+	return publish(s, key, fill)
 }
 
 // Place implements Store.

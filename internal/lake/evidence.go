@@ -102,7 +102,7 @@ func (s *EvidenceStore) put(body *spool.Body, dir, ext string, stream func(io.Wr
 	if body.InMemory() {
 		err = s.st.Place(rel, encode(body.Mem()))
 	} else {
-		err = s.placeStream(rel, func(w io.Writer) error { return stream(w, body.Reader()) })
+		err = publish(s.st, rel, func(w io.Writer) error { return stream(w, body.Reader()) })
 	}
 	if err != nil {
 		return e, fmt.Errorf("storing evidence %s: %w", rel, err)
@@ -113,9 +113,10 @@ func (s *EvidenceStore) put(body *spool.Body, dir, ext string, stream func(io.Wr
 	return e, nil
 }
 
-// placeStream writes key from fill, published without a sync like Place.
-func (s *EvidenceStore) placeStream(key string, fill func(io.Writer) error) error {
-	f, err := s.st.Create(key)
+// publish writes key from fill through st.Create, visible once complete and durable after the
+// store's next Sync, like Place.
+func publish(st Store, key string, fill func(io.Writer) error) error {
+	f, err := st.Create(key)
 	if err != nil {
 		return err
 	}
