@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Syncs the demo pipeline, with each binary given, against two sandboxes shaped like the real APIs
+# (one host per API, 20 ms a request, 429 above 16 requests in flight), alternating binaries, RUNS
+# times each; prints extraction seconds, requests per API, the bound (the busier API's requests ×
+# 20 ms ÷ 16) and the ratio. The sandboxes are the last binary's.
+#   bench/shaped.sh bin/extract-before bin/extract
+set -u
+RUNS=${RUNS:-3}
+SANDBOX=${@: -1}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+sig=$((30000 + RANDOM % 10000)); gs=$((sig + 1))
+"$SANDBOX" sandbox --addr 127.0.0.1:$sig --latency 20ms --concurrency 16 >/dev/null 2>&1 &
+"$SANDBOX" sandbox --addr 127.0.0.1:$gs --latency 20ms --concurrency 16 >/dev/null 2>&1 &
+sleep 1
+demo=$(dirname "$0")/../pipelines/demo.yaml
+printf '%-26s %4s %9s %9s %9s %8s %6s\n' binary run extract_s signicat gsapi bound_s ratio
+for i in $(seq "$RUNS"); do
+  for bin in "$@"; do
+    dir="$work/$(basename "$bin")-$i"; mkdir -p "$dir"
+    sed -e "s#\${LEDGERLAKE_SANDBOX_URL}/api#http://127.0.0.1:$gs/api#" -e "s#\${LEDGERLAKE_SANDBOX_URL}#http://127.0.0.1:$sig#" \
+        -e "s#data/demo#$dir#" "$demo" >"$dir/p.yaml"
+    echo "iceberg: {enabled: false}" >>"$dir/p.yaml"
+    SIGNICAT_CLIENT_ID=org-sandbox-client SIGNICAT_CLIENT_SECRET=sandbox-secret GSAPI_USERNAME=apidemouser GSAPI_PASSWORD=apidemo-password \
+      "$bin" run --config "$dir/p.yaml" >/dev/null 2>&1
+    python3 - "$dir" "$(basename "$bin")" "$i" <<'PY'
+import json, glob, sys, datetime
+d, name, i = sys.argv[1:]
+rep = json.load(open(sorted(glob.glob(d + "/lake/_manifests/*.report.json"))[-1]))
+m = json.load(open(sorted(f for f in glob.glob(d + "/lake/_manifests/*.json") if not f.endswith("report.json"))[-1]))
+t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+extract = (t(m["finished_at"]) - t(m["started_at"])).total_seconds()
+req = {"signicat": 0, "gsapi": 0}
+for s in rep["streams"]:
+    req[s["table"].split("_")[0]] += s["requests"]
+bound = max(req.values()) * 0.020 / 16
+print(f"{name:26s} {i:>4s} {extract:9.2f} {req['signicat']:9d} {req['gsapi']:9d} {bound:8.2f} {extract/bound:6.2f}")
+PY
+  done
+done
