@@ -10,8 +10,13 @@ FUZZ_TARGETS := ./internal/typing:FuzzParseDecimal ./internal/typing:FuzzShortDe
 
 .PHONY: build test unit fuzz demo bench lint clean
 
+# extract --version names the checkout it was built from.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT  ?= $(shell git log -1 --format='%H (%cI)' 2>/dev/null)
+LDFLAGS := -X 'main.linkedVersion=$(VERSION)' -X 'main.linkedCommit=$(COMMIT)'
+
 build:
-	$(GO) build -o $(BIN) ./cmd/extract
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/extract
 
 ## test: the whole suite, race detector on, then each fuzz target for $(FUZZTIME)
 test: unit fuzz

@@ -33,15 +33,16 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", "", "put the lake and warehouse here instead of the config's paths")
 	cfgPath := fs.String("config", "", "pipeline file (default: the built-in pipelines/demo.yaml, or demo-tenant-b.yaml with --tenant b)")
 	tenant := fs.String("tenant", sandbox.TenantA, "the sandbox's GSAPI tenant shape: a or b")
-	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	logs := addLogFlags(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	log, err := newLogger(*logFormat, stderr)
+	out, err := newRunOutput(logs, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "extract demo:", err)
 		return exitUsage
 	}
+	defer out.Stop()
 	raw := pipelines.Demo
 	switch *tenant {
 	case sandbox.TenantA:
@@ -82,7 +83,8 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.OutputDir, cfg.Warehouse = filepath.Join(*dir, "lake"), filepath.Join(*dir, "warehouse.duckdb")
 	}
 	fmt.Fprintf(stdout, "ledgerlake demo: sandbox at %s (scale %g, tenant %s), lake %s, warehouse %s\n\n", srv.URL, *scale, *tenant, cfg.OutputDir, cfg.Warehouse)
-	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Logger: log, Progress: progressTo(stderr)})
+	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Logger: out.log, Observer: out.observer()})
+	out.Stop()
 	if res != nil {
 		printReport(stdout, res)
 	}

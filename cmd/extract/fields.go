@@ -50,7 +50,7 @@ func fieldsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	probe := fs.Bool("probe", false, "with --suggest: fetch recent months into a temporary warehouse instead of reading the pipeline's")
 	write := fs.Bool("write", false, "with --suggest: merge the proposal into the pipeline file (comments and order kept)")
 	db := fs.String("db", "", "with --suggest: read this warehouse instead of the pipeline's")
-	logFormat := fs.String("log-format", "text", "log format on stderr (for --probe): text or json")
+	logs := addLogFlags(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -78,11 +78,13 @@ func fieldsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		listFields(stdout, cfg.Fields())
 		return exitOK
 	}
-	log, err := newLogger(*logFormat, stderr)
+	out, err := newRunOutput(logs, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "extract fields:", err)
 		return exitUsage
 	}
+	defer out.Stop()
+	log := out.log
 	start := time.Now()
 	warehouse := *db
 	if warehouse == "" {

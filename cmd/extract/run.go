@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 
@@ -22,9 +21,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	streams := fs.String("streams", "", "comma-separated streams to run (signicat_accounts or accounts); default all")
 	fullRefresh := fs.Bool("full-refresh", false, "ignore stored watermarks and fetch everything again")
 	pdf := fs.Bool("pdf", false, "also download each Signicat invoice's PDF into the lake, once per invoice (as sources.signicat.pdfs: true)")
-	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	maxRunTime := fs.Duration("max-run-time", 0, "end the run cleanly after this long (e.g. 3h), committing what completed; as max_run_time in the config")
 	acceptShrink := fs.String("accept-shrink", "", "comma-separated snapshot streams whose new snapshot is kept although it shrank past max_shrink (the API really holds fewer rows)")
+	logs := addLogFlags(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -33,11 +32,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	log, err := newLogger(*logFormat, stderr)
+	out, err := newRunOutput(logs, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "extract run:", err)
 		return exitUsage
 	}
+	defer out.Stop()
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return exitCodeFor(err, stderr)
@@ -52,8 +52,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *maxRunTime > 0 {
 		cfg.MaxRunTime = config.Duration(*maxRunTime)
 	}
-	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Streams: splitList(*streams), FullRefresh: *fullRefresh, Logger: log, Progress: progressTo(stderr),
+	res, err := pipeline.Run(ctx, pipeline.Options{Config: cfg, Streams: splitList(*streams), FullRefresh: *fullRefresh, Logger: out.log, Observer: out.observer(),
 		AcceptShrink: splitList(*acceptShrink)})
+	out.Stop()
 	if res != nil {
 		printReport(stdout, res)
 		fmt.Fprintf(stdout, "report: %s\n", lake.ReportPath(cfg.OutputDir, res.Manifest.RunID))
@@ -75,26 +76,6 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// clearLine erases the live status line before each log record, so the two never share a line.
-type clearLine struct{ w io.Writer }
-
-func (c clearLine) Write(p []byte) (int, error) {
-	if _, err := io.WriteString(c.w, "\r\033[K"); err != nil {
-		return 0, err
-	}
-	return c.w.Write(p)
-}
-
-// progressTo returns stderr when it is a terminal, so the live status line never reaches log files.
-func progressTo(stderr io.Writer) io.Writer {
-	if f, ok := stderr.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			return f
-		}
-	}
-	return nil
-}
-
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -107,17 +88,25 @@ func splitList(s string) []string {
 
 // printReport prints the per-stream summary of a run and the data tests.
 func printReport(w io.Writer, res *pipeline.Result) {
-	m := res.Manifest
-	fmt.Fprintf(w, "run %s: %s in %.1fs\n\n", m.RunID, m.Status, m.FinishedAt.Sub(m.StartedAt).Seconds())
+	m, p := res.Manifest, res.Phases
+	fmt.Fprintf(w, "run %s: %s in %.1fs (streams %.1fs, load %.1fs, models %.1fs", m.RunID, m.Status, res.FinishedAt.Sub(m.StartedAt).Seconds(), p.Extract, p.Load, p.Models)
+	if p.Iceberg > 0 {
+		fmt.Fprintf(w, ", iceberg %.1fs", p.Iceberg)
+	}
+	fmt.Fprint(w, ")\n\n")
 	rows := [][]string{{"table", "status", "rows", "rejects", "requests", "retries", "MB", "seconds"}}
 	for _, s := range m.Streams {
 		rows = append(rows, []string{s.Table, s.Status, fmt.Sprint(s.Rows), fmt.Sprint(s.Rejects), fmt.Sprint(s.Requests),
 			fmt.Sprint(s.Retries), fmt.Sprintf("%.2f", float64(s.Bytes)/1e6), fmt.Sprintf("%.2f", s.Seconds)})
 	}
 	writeAligned(w, rows, map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true, 7: true})
+	var cut []string
 	for _, s := range m.Streams {
-		if s.Error != "" {
-			fmt.Fprintf(w, "\n%s failed: %s\n", s.Table, s.Error)
+		switch {
+		case s.Status == "interrupted":
+			cut = append(cut, s.Table)
+		case s.Error != "":
+			fmt.Fprintf(w, "\n%s %s: %s\n", s.Table, s.Status, s.Error)
 		}
 		if s.FailedItems > 0 {
 			fmt.Fprintf(w, "\n%s: %d items could not be fetched (each in _ledgerlake_rejects with its reason); the rest is committed and the next run asks for them again\n", s.Table, s.FailedItems)
@@ -128,6 +117,9 @@ func printReport(w io.Writer, res *pipeline.Result) {
 		for _, c := range s.Warnings {
 			fmt.Fprintf(w, "warning: %s: %s\n", s.Table, c)
 		}
+	}
+	if len(cut) > 0 {
+		fmt.Fprintf(w, "\ninterrupted before they finished (the next run fetches them): %s\n", strings.Join(cut, ", "))
 	}
 	for _, h := range m.Hosts {
 		fmt.Fprintf(w, "\nhost %s: concurrency found %d (ceiling %d), at most %d in flight, %d answers 429 or 503\n", h.Host, h.Final, h.Ceiling, h.Peak, h.Throttled)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -52,9 +51,9 @@ type Options struct {
 	Logger      *slog.Logger
 	// HTTP overrides client settings (tests shorten backoff); zero fields come from the config.
 	HTTP httpclient.Options
-	// Progress, when set, receives a live status line (carriage-return updated) while streams run; the
-	// CLI sets it only when stderr is a terminal.
-	Progress io.Writer
+	// Observer, when set, hears what the run does, for a live view: the CLI sets it only when stderr is
+	// a terminal.
+	Observer Observer
 	// BatchRows is the Arrow batch size (default DefaultBatchRows): memory is bounded by it, not by
 	// stream size.
 	BatchRows int
@@ -77,6 +76,9 @@ type Result struct {
 	Models   *models.Report // SQL models built and data tests run after the load
 	// Iceberg is what the run registered in the Iceberg catalog (nil when iceberg.enabled is false).
 	Iceberg *IcebergReport
+	// Phases are what each part of the run took; FinishedAt is when all of it, Iceberg included, ended.
+	Phases     Phases
+	FinishedAt time.Time
 }
 
 // IcebergReport is a run's registration of the lake's files as Iceberg tables.
@@ -262,14 +264,17 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	st, err := OpenLake(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, refused(err)
 	}
 	defer st.Close()
 	unlock, lost, err := st.Lock("ledgerlake run")
 	if err != nil {
-		return nil, err
+		return nil, refused(err)
 	}
 	defer unlock()
+	if err := writable(filepath.Dir(cfg.Warehouse)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
 	// A bucket's lease lost (renewals failing for half its life, or taken over): stop and commit
 	// nothing — not even the streams that completed, as an interruption would: the run that took the
 	// lake over may already have removed this run's files as a dead run's. Its checkpoints stay for
@@ -291,7 +296,7 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	rec, err := recoverInterrupted(ctx, cfg, st, log, opts.FullRefresh)
 	if err != nil {
-		return nil, err
+		return nil, refused(err)
 	}
 	run, cks := rec.run, rec.checkpoints
 
@@ -319,7 +324,7 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		log.Warn("resuming a run that was killed before it committed", "run_id", run.RunID, "attempt", run.Resumes+1, "checkpointed_streams", len(cks))
 	}
 	if err := lake.WriteJSON(st, checkpointDir(run.RunID), "run", run); err != nil {
-		return nil, err
+		return nil, refused(err)
 	}
 	env := runEnv{st: st, runID: run.RunID, resumes: run.Resumes, batchRows: opts.BatchRows,
 		store: lake.NewEvidenceStore(st, append(slices.Clone(rec.manifests), listed(cks))...), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))), log: log,
@@ -332,10 +337,13 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		rejects []typing.Reject
 	)
 	reports := make([]lake.StreamReport, len(streams))
-	var finished atomic.Int64
-	stopProgress := func() {}
-	if opts.Progress != nil {
-		stopProgress = showProgress(opts.Progress, streams, &finished)
+	w := &watch{obs: opts.Observer, last: lastPhases(st, rec.manifests)}
+	w.enter("extract")
+	if w.obs != nil {
+		w.obs.Start(Plan{Streams: plan(rec.manifests, streams), Last: w.last})
+		for _, s := range streams {
+			w.observed(s)
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, cfg.Concurrency))
@@ -349,16 +357,30 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	for _, i := range order {
 		s := streams[i]
 		g.Go(func() error {
+			if ctx.Err() != nil {
+				return nil // not started before the interruption (reported below)
+			}
+			if w.obs != nil {
+				w.obs.StreamStarted(s)
+			}
 			rep, out, rej := resumeOrRun(gctx, env, opts.Now(), s, cks[s.TableName()])
-			if rep.Status == "ok" {
+			if rep.Status != "ok" && interruptedBy(ctx, &lockLost) {
+				cutShort(&rep, context.Cause(ctx))
+			}
+			switch rep.Status {
+			case "ok":
 				log.Info("stream done", "table", rep.Table, "rows", rep.Rows, "requests", rep.Requests, "retries", rep.Retries, "seconds", round(rep.Seconds))
-			} else {
+			case statusInterrupted:
+				log.Warn("stream interrupted", "table", rep.Table, "requests", rep.Requests)
+			default:
 				log.Error("stream failed", "table", rep.Table, "error", rep.Error)
 			}
 			for _, c := range rep.SchemaChanges {
 				log.Warn("schema changed", "change", c)
 			}
-			finished.Add(1)
+			if w.obs != nil {
+				w.obs.StreamDone(s, rep)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			reports[i] = rep
@@ -371,23 +393,21 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	_ = g.Wait()
 	env.checkpoints.close()
-	stopProgress()
-	interrupted := ctx.Err()
-	if interrupted != nil {
+	var interrupted error
+	if interruptedBy(ctx, &lockLost) {
+		interrupted = context.Cause(ctx)
 		// Ctrl-C or SIGTERM: keep what completed. Streams that finished are committed and loaded below;
-		// the interrupted ones failed and are fetched again by the next run. A second signal, or the
-		// scheduler's kill, still stops the process; recovery then happens at the next start.
-		if errors.Is(context.Cause(ctx), errMaxRunTime) {
-			interrupted = context.Cause(ctx)
-		}
+		// the interrupted ones are fetched by the next run. A second signal, or the scheduler's kill,
+		// still stops the process; recovery then happens at the next start.
 		log.Warn("interrupted: committing the streams that completed", "run_id", m.RunID, "cause", interrupted)
 		ctx = context.WithoutCancel(ctx)
 		for i, s := range streams {
 			if reports[i].Table == "" {
-				reports[i] = lake.StreamReport{Table: s.TableName(), Status: "failed", Error: s.TableName() + ": not started before the interruption"}
+				reports[i] = lake.StreamReport{Table: s.TableName(), Status: statusInterrupted, Error: "not started before the interruption; the next run fetches it"}
 			}
 		}
 	}
+	w.enter(PhaseLoad)
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
 	byEndpoint := func(es []lake.Evidence) func(i, j int) bool {
 		return func(i, j int) bool {
@@ -415,6 +435,9 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	for i := range rejects {
 		rejects[i].Key, rejects[i].Raw = redact.String(rejects[i].Key), redact.String(rejects[i].Raw)
 	}
+	if interrupted != nil {
+		m.Status = statusInterrupted
+	}
 	if len(rejects) > 0 {
 		// Written before the manifest, so a run loaded after a crash still records its rejects.
 		if err := lake.WriteJSON(st, lake.RejectsDir, m.RunID, rejects); err != nil {
@@ -436,28 +459,30 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	if err := st.RemoveAll(checkpointDir(m.RunID)); err != nil {
 		return nil, err
 	}
-	err = commitAndLoad(ctx, cfg, st, streams, reports, res, rejects)
+	err = commitAndLoad(ctx, cfg, st, streams, reports, res, rejects, w)
 	if cfg.Iceberg.On() {
+		w.enter(PhaseIceberg)
 		res.Iceberg = registerIceberg(ctx, cfg, append(rec.manifests, m), log)
 		if res.Iceberg.Error != "" {
 			err = errors.Join(err, fmt.Errorf("run %s is committed and loaded, but %s", m.RunID, res.Iceberg.Error))
 		}
 	}
 	if err == nil && interrupted != nil {
-		err = fmt.Errorf("run %s interrupted; completed streams were kept: %w", m.RunID, interrupted)
+		err = fmt.Errorf("run %s interrupted; the streams that completed were kept: %w", m.RunID, interrupted)
 	}
+	res.Phases, res.FinishedAt = w.done(), opts.Now().UTC()
 	if werr := writeReport(st, res, err); werr != nil && err == nil {
 		err = fmt.Errorf("writing the run report: %w", werr)
 	}
 	if err != nil {
 		return res, err
 	}
-	log.Info("run finished", "run_id", m.RunID, "status", m.Status, "seconds", round(m.FinishedAt.Sub(m.StartedAt).Seconds()))
+	log.Info("run finished", "run_id", m.RunID, "status", m.Status, "seconds", round(res.FinishedAt.Sub(m.StartedAt).Seconds()))
 	return res, nil
 }
 
 // commitAndLoad stores the watermarks of the streams that succeeded and loads the committed run.
-func commitAndLoad(ctx context.Context, cfg *config.Config, st lake.Store, streams []*sources.Stream, reports []lake.StreamReport, res *Result, rejects []typing.Reject) error {
+func commitAndLoad(ctx context.Context, cfg *config.Config, st lake.Store, streams []*sources.Stream, reports []lake.StreamReport, res *Result, rejects []typing.Reject, w *watch) error {
 	// Watermarks move only after the manifest commits the data they cover; a crash in between means the
 	// next run fetches that stretch again, and the current-state tables de-duplicate by key.
 	for i, s := range streams {
@@ -480,7 +505,7 @@ func commitAndLoad(ctx context.Context, cfg *config.Config, st lake.Store, strea
 	runtime.GC()
 	debug.FreeOSMemory()
 	var err error
-	res.Models, err = Load(ctx, cfg, st, m, rejects)
+	res.Models, err = load(ctx, cfg, st, m, rejects, w)
 	if lists > 0 {
 		var back lake.Manifest
 		if _, rerr := lake.ReadJSON(st, lake.ManifestDir, m.RunID, &back); rerr != nil {
@@ -498,7 +523,8 @@ type Report struct {
 	Status     string    `json:"status"` // ok | partial (a stream failed) | failed (load, models or a data test) | interrupted
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
-	Seconds    float64   `json:"seconds"`
+	Seconds    float64   `json:"seconds"` // the whole run: streams, load, models and Iceberg
+	Phases     Phases    `json:"phases"`
 	Error      string    `json:"error,omitempty"`
 	Totals     struct {
 		Rows     int64 `json:"rows"`
@@ -517,7 +543,7 @@ type Report struct {
 
 func writeReport(st lake.Store, res *Result, runErr error) error {
 	m := res.Manifest
-	r := Report{RunID: m.RunID, Status: m.Status, StartedAt: m.StartedAt, FinishedAt: time.Now().UTC(), Streams: m.Streams, Hosts: m.Hosts, Models: res.Models, Iceberg: res.Iceberg}
+	r := Report{RunID: m.RunID, Status: m.Status, StartedAt: m.StartedAt, FinishedAt: res.FinishedAt, Phases: res.Phases, Streams: m.Streams, Hosts: m.Hosts, Models: res.Models, Iceberg: res.Iceberg}
 	r.Seconds = round(r.FinishedAt.Sub(r.StartedAt).Seconds())
 	for _, s := range m.Streams {
 		r.Totals.Rows += s.Rows
@@ -532,8 +558,8 @@ func writeReport(st lake.Store, res *Result, runErr error) error {
 		r.Error = runErr.Error()
 	}
 	switch {
-	case errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded):
-		r.Status = "interrupted"
+	case m.Status == statusInterrupted || errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded):
+		r.Status = statusInterrupted
 	case runErr != nil || !res.OK() && r.Status == "ok":
 		r.Status = "failed"
 	}
@@ -619,36 +645,6 @@ func resumeOrRun(ctx context.Context, env runEnv, now time.Time, s *sources.Stre
 	}
 	env.extracted = now.UTC()
 	return runStream(ctx, &env, s, ck)
-}
-
-// showProgress redraws one status line twice a second until the returned stop is called.
-func showProgress(w io.Writer, streams []*sources.Stream, finished *atomic.Int64) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	start := time.Now()
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			var req, retries, bytes int64
-			for _, s := range streams {
-				req += s.Stats.Requests.Load()
-				retries += s.Stats.Retries.Load()
-				bytes += s.Stats.Bytes.Load()
-			}
-			fmt.Fprintf(w, "\r%d/%d streams done · %d requests · %d retries · %.1f MB · %s ", finished.Load(), len(streams),
-				req, retries, float64(bytes)/1e6, time.Since(start).Round(time.Second))
-			select {
-			case <-done:
-				fmt.Fprint(w, "\r\033[K")
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
 }
 
 // recoverInterrupted repairs what a killed run left (it holds the output lock, so nothing else is
@@ -742,26 +738,32 @@ func loadPending(ctx context.Context, cfg *config.Config, st lake.Store, log *sl
 // runs out of memory is tried once more with a larger one, from the table that ran out (each table is
 // loaded in a transaction of its own; see duckdb.LoadRun).
 func Load(ctx context.Context, cfg *config.Config, st lake.Store, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
+	return load(ctx, cfg, st, m, rejects, nil)
+}
+
+// load is Load, timing its phases in w (nil: untimed).
+func load(ctx context.Context, cfg *config.Config, st lake.Store, m *lake.Manifest, rejects []typing.Reject, w *watch) (*models.Report, error) {
 	retry := ""
 	if cfg.WarehouseMemoryLimit == config.DefaultWarehouseMemoryLimit {
 		retry = config.RetryWarehouseMemoryLimit
 	}
-	return loadRetrying(ctx, cfg, st, retry, m, rejects)
+	return loadRetrying(ctx, cfg, st, retry, m, rejects, w)
 }
 
 // loadRetrying loads with the configured memory limit and, if that runs out and retry is set, once more
 // with retry.
-func loadRetrying(ctx context.Context, cfg *config.Config, st lake.Store, retry string, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
-	rep, err := loadWith(ctx, cfg, st, cfg.WarehouseMemoryLimit, m, rejects)
+func loadRetrying(ctx context.Context, cfg *config.Config, st lake.Store, retry string, m *lake.Manifest, rejects []typing.Reject, w *watch) (*models.Report, error) {
+	rep, err := loadWith(ctx, cfg, st, cfg.WarehouseMemoryLimit, m, rejects, w)
 	if err != nil && retry != "" && duckdb.IsOutOfMemory(err) {
-		rep, err = loadWith(ctx, cfg, st, retry, m, rejects)
+		w.enter(PhaseLoad)
+		rep, err = loadWith(ctx, cfg, st, retry, m, rejects, w)
 	}
 	return rep, err
 }
 
 // loadWith loads m and builds the models in a new generation of the warehouse (duckdb.Update), which
 // replaces the current one once the run is loaded: queries during the load answer from the last one.
-func loadWith(ctx context.Context, cfg *config.Config, st lake.Store, limit string, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
+func loadWith(ctx context.Context, cfg *config.Config, st lake.Store, limit string, m *lake.Manifest, rejects []typing.Reject, w *watch) (*models.Report, error) {
 	var rep *models.Report
 	err := duckdb.Update(cfg.Warehouse, limit, func(wh *duckdb.Warehouse) (bool, error) {
 		if err := wh.LoadRun(ctx, st, SpoolDir(cfg), m, rejects); err != nil {
@@ -771,6 +773,7 @@ func loadWith(ctx context.Context, cfg *config.Config, st lake.Store, limit stri
 			}
 			return false, fmt.Errorf("loading run %s into %s: %w%s", m.RunID, cfg.Warehouse, err, hint)
 		}
+		w.enter(PhaseModels)
 		var err error
 		rep, err = buildModels(ctx, wh, cfg, limit, m)
 		return true, err // the loaded data stays whatever the models do

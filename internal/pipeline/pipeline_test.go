@@ -259,7 +259,7 @@ func TestLoadOutOfMemoryIsTriedAgainWithMore(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "warehouse_memory_limit") || !strings.Contains(err.Error(), "2MB") {
 		t.Fatalf("load with 2MB: %v, want an out-of-memory error naming warehouse_memory_limit and the limit", err)
 	}
-	if _, err := loadRetrying(context.Background(), cfg, lake.Dir(cfg.OutputDir), "256MB", res.Manifest, nil); err != nil {
+	if _, err := loadRetrying(context.Background(), cfg, lake.Dir(cfg.OutputDir), "256MB", res.Manifest, nil, nil); err != nil {
 		t.Fatalf("retried with 256MB: %v", err)
 	}
 	d := srv.Data()
@@ -551,6 +551,19 @@ func TestInterruptKeepsCompletedStreams(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || res == nil {
 		t.Fatalf("err %v, res %+v", err, res)
 	}
+	// One word for it everywhere: the run, the stream it cut short, the report.
+	var rep Report
+	if _, err := lake.ReadJSON(lake.Dir(cfg.OutputDir), lake.ManifestDir, res.Manifest.RunID+".report", &rep); err != nil {
+		t.Fatal(err)
+	}
+	streams := map[string]lake.StreamReport{}
+	for _, s := range rep.Streams {
+		streams[s.Table] = s
+	}
+	if res.Manifest.Status != "interrupted" || rep.Status != "interrupted" || streams["test_quick"].Status != "ok" ||
+		streams["test_slow"].Status != "interrupted" || !strings.Contains(streams["test_slow"].Error, "interrupted after") || strings.Contains(streams["test_slow"].Error, "context canceled") {
+		t.Errorf("manifest %s, report %s, streams %+v", res.Manifest.Status, rep.Status, streams)
+	}
 	db := query(t, cfg)
 	if n := scalar[int](t, db, "SELECT count(*) FROM test_quick"); n != 2 {
 		t.Errorf("the completed stream has %d rows in the warehouse, want 2", n)
@@ -560,15 +573,67 @@ func TestInterruptKeepsCompletedStreams(t *testing.T) {
 	}
 }
 
-func TestProgressLineWhenAsked(t *testing.T) {
+// recorder is an Observer that keeps what it heard, in order.
+type recorder struct {
+	mu     sync.Mutex
+	plan   []Planned
+	last   Phases
+	events []string
+	pages  map[string]int
+}
+
+func (r *recorder) add(e string)                    { r.mu.Lock(); r.events = append(r.events, e); r.mu.Unlock() }
+func (r *recorder) Start(p Plan)                    { r.mu.Lock(); r.plan = p.Streams; r.last = p.Last; r.mu.Unlock() }
+func (r *recorder) StreamStarted(s *sources.Stream) { r.add("start " + s.TableName()) }
+func (r *recorder) Page(s *sources.Stream, _ sources.Page) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pages == nil {
+		r.pages = map[string]int{}
+	}
+	r.pages[s.TableName()]++
+}
+func (r *recorder) StreamDone(s *sources.Stream, rep lake.StreamReport) {
+	r.add("done " + s.TableName() + " " + rep.Status)
+}
+func (r *recorder) Phase(p string, expect time.Duration) {
+	r.add(fmt.Sprintf("phase %s %t", p, expect > 0))
+}
+
+// A live view hears every stream start and end, every page, then the load and the models; the second
+// run's plan and phases carry what the first took, for its estimates; the totals cover every phase.
+func TestObserverHearsTheRun(t *testing.T) {
 	_, cfg := setup(t, sandbox.Options{Scale: 0.02, Latency: 5 * time.Millisecond}, nil)
 	only(cfg, []string{"accounts"}, []string{"organizations"})
-	var progress strings.Builder
-	if _, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries, Progress: &progress}); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(progress.String(), "/2 streams done") || !strings.HasSuffix(progress.String(), "\r\033[K") {
-		t.Errorf("progress output %q", progress.String())
+	off := false
+	cfg.Iceberg.Enabled = &off
+	for run := range 2 {
+		rec := &recorder{}
+		res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries, Observer: rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(rec.events[:4])
+		want := []string{"done gsapi_organizations ok", "done signicat_accounts ok", "start gsapi_organizations", "start signicat_accounts",
+			fmt.Sprintf("phase load %t", run > 0), fmt.Sprintf("phase models %t", run > 0)}
+		if !slices.Equal(rec.events, want) {
+			t.Errorf("run %d: events %q, want %q", run, rec.events, want)
+		}
+		if rec.pages["signicat_accounts"] == 0 || rec.pages["gsapi_organizations"] == 0 {
+			t.Errorf("run %d: pages heard %v", run, rec.pages)
+		}
+		if len(rec.plan) != 2 || (rec.plan[0].Last > 0) != (run > 0) || (rec.plan[1].Last > 0) != (run > 0) || (rec.last.Load > 0) != (run > 0) {
+			t.Errorf("run %d: plan %+v", run, rec.plan)
+		}
+		p := res.Phases
+		total := res.FinishedAt.Sub(res.Manifest.StartedAt).Seconds()
+		if p.Extract <= 0 || p.Load <= 0 || p.Models <= 0 || p.Extract+p.Load+p.Models > total+0.05 || total-(p.Extract+p.Load+p.Models) > 0.5 {
+			t.Errorf("run %d: phases %+v, total %.2fs", run, p, total)
+		}
+		var rep Report
+		if _, err := lake.ReadJSON(lake.Dir(cfg.OutputDir), lake.ManifestDir, res.Manifest.RunID+".report", &rep); err != nil || rep.Phases != p || rep.Seconds < p.Extract+p.Load+p.Models-0.05 {
+			t.Errorf("run %d: report phases %+v seconds %.2f, %v", run, rep.Phases, rep.Seconds, err)
+		}
 	}
 }
 
