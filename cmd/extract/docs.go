@@ -82,7 +82,7 @@ func siteFlags(fs *flag.FlagSet) *siteSource {
 // code after a message on stderr (no warehouse named or there, no such lake, --runs below 1).
 func (src *siteSource) resolve(cmdName string, stderr io.Writer) int {
 	if src.config != "" {
-		cfg, err := config.Load(src.config)
+		cfg, err := config.LoadForReading(src.config)
 		if err != nil {
 			return exitCodeFor(err, stderr)
 		}

@@ -178,3 +178,60 @@ func TestVersion(t *testing.T) {
 		t.Errorf("--version: exit %d\n%s", code, out)
 	}
 }
+
+// docs/config.md, linked from the README, is the reference extract config writes: regenerate it
+// with `go run ./cmd/extract config --markdown > docs/config.md` after adding a key.
+func TestConfigReferenceIsCurrent(t *testing.T) {
+	code, out, stderr := cli(t, "config", "--markdown")
+	if code != 0 {
+		t.Fatalf("config --markdown: %d %s", code, stderr)
+	}
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "config.md"))
+	if err != nil || string(b) != out {
+		t.Errorf("docs/config.md is not what extract config --markdown writes (%v): regenerate it", err)
+	}
+	readme, _ := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if !strings.Contains(string(readme), "](docs/config.md)") {
+		t.Error("the README does not link docs/config.md")
+	}
+	code, _, stderr = cli(t, "config", "--help")
+	if code != 0 || !strings.Contains(stderr, "sources.gsapi.datatables[].sortorder  (list of text, required)") {
+		t.Errorf("config --help: %d\n%s", code, stderr)
+	}
+}
+
+// An auditor holds no API credential: with the nightly pipeline (its ${SIGNICAT_…} and ${GSAPI_…}
+// unset), every command that only reads works from its paths.
+func TestReadersNeedNoCredentials(t *testing.T) {
+	dir := t.TempDir()
+	if code, out, stderr := cli(t, "demo", "--scale", "0.05", "--dir", dir); code != 0 {
+		t.Fatalf("demo: %d\n%s\n%s", code, out, stderr)
+	}
+	nightly, err := os.ReadFile(filepath.Join("..", "..", "pipelines", "nightly.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(string(nightly), "output_dir: data/lake", "output_dir: "+filepath.Join(dir, "lake"), 1)
+	y = strings.Replace(y, "warehouse: data/warehouse.duckdb", "warehouse: "+filepath.Join(dir, "warehouse.duckdb"), 1)
+	cfg := filepath.Join(dir, "nightly.yaml")
+	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"SIGNICAT_CLIENT_ID", "SIGNICAT_CLIENT_SECRET", "SIGNICAT_ORGANIZATION_ID", "GSAPI_USERNAME", "GSAPI_PASSWORD"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	for _, args := range [][]string{
+		{"verify", "--config", cfg, "--no-record"},
+		{"invoices", "--config", cfg, "--source", "signicat", "--format", "csv"},
+		{"docs", "--html", filepath.Join(dir, "site2"), "--config", cfg},
+	} {
+		if code, out, stderr := cli(t, args...); code != 0 || strings.Contains(stderr, "environment variable") {
+			t.Errorf("%v: exit %d\n%s\n%s", args, code, out, stderr)
+		}
+	}
+	// The command that calls the APIs still says what is missing.
+	if code, _, stderr := cli(t, "run", "--config", cfg); code != exitUsage || !strings.Contains(stderr, "environment variable SIGNICAT_CLIENT_ID is not set") {
+		t.Errorf("run without credentials: exit %d %s", code, stderr)
+	}
+}

@@ -68,7 +68,7 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return usage("--format must be table, csv, json or parquet, not %q", *format)
 	}
 	if *cfgPath != "" {
-		cfg, err := config.Load(*cfgPath)
+		cfg, err := config.LoadForReading(*cfgPath)
 		if err != nil {
 			return exitCodeFor(err, stderr)
 		}

@@ -35,6 +35,7 @@ Usage:
   extract run --config FILE [--streams a,b] [--full-refresh] [--pdf]   the nightly job
   extract demo                        run pipelines/demo.yaml against the built-in sandbox
   extract sandbox [--addr] [--scale] [--latency] [--faults]   serve the simulated APIs
+  extract config                      the reference of every configuration key (docs/config.md)
 
   extract query [--db FILE] [--format table|csv|json] SQL      query the warehouse (read-only)
   extract invoices [--org ID] [--from D] [--to D] [--as-of T] [--lines] [--format F] [--pdf-dir DIR]
@@ -75,6 +76,7 @@ var commands = map[string]command{
 	"docs":     {"document every table and column", docsCmd, false},
 	"serve":    {"serve the documentation page live", serveCmd, true},
 	"fields":   {"propose or list where the models read the tenant's fields", fieldsCmd, false},
+	"config":   {"the reference of every configuration key", configCmd, false},
 }
 
 func main() {

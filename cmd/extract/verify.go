@@ -25,7 +25,7 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	root, spool := *dir, ""
 	if *cfgPath != "" {
-		cfg, err := config.Load(*cfgPath)
+		cfg, err := config.LoadForReading(*cfgPath)
 		if err != nil {
 			return exitCodeFor(err, stderr)
 		}

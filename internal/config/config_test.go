@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -62,7 +64,7 @@ func TestParseRefusesBadConfigsNamingTheKey(t *testing.T) {
 		name, edit, want string
 		envNot           string
 	}{
-		{"typo", "output_dir:", "field outptu_dir not found", ""},
+		{"typo", "output_dir:", `line 2: unknown key "outptu_dir" at the top level — did you mean "output_dir"?`, ""},
 		{"missing env", "", "sources.signicat.client_secret: environment variable SIGNICAT_CLIENT_SECRET is not set", "SIGNICAT_CLIENT_SECRET"},
 		{"plain http", "https://api.signicat.com/account-management", "plain http:// is accepted only for loopback", ""},
 		{"no sortorder", `sortorder: ["raw_id asc"]`, "datatables[0] (table ctransactiondata): sortorder is required", ""},
@@ -207,14 +209,22 @@ func FuzzParse(f *testing.F) {
 	f.Add(valid)
 	f.Add("sources: {gsapi: {base_url: 'https://x', jwt: j, datatables: [{table: t}]}}")
 	f.Add("output_dir: [1, 2")
+	f.Add("sources:\n  signicat:\n    sinse: 2019-01-01\n")
+	f.Add("concurrency: eight\nsources: {gsapi: {base_url: 'https://x', jwt: j}}")
 	f.Fuzz(func(t *testing.T, y string) {
-		cfg, err := Parse([]byte(y), env(goodEnv))
-		if err == nil && cfg.Sources.Signicat == nil && cfg.Sources.GSAPI == nil {
-			t.Fatal("a config without sources was accepted")
-		}
-		if err != nil {
-			if _, ok := err.(*Error); !ok {
-				t.Fatalf("error of type %T: %v", err, err)
+		for _, parse := range []func([]byte, func(string) (string, bool)) (*Config, error){Parse, ParseForReading} {
+			cfg, err := parse([]byte(y), env(goodEnv))
+			if err == nil && cfg.Sources.Signicat == nil && cfg.Sources.GSAPI == nil {
+				t.Fatal("a config without sources was accepted")
+			}
+			if err != nil {
+				if _, ok := err.(*Error); !ok {
+					t.Fatalf("error of type %T: %v", err, err)
+				}
+				// Messages speak of keys and values, never of the Go types behind them.
+				if strings.Contains(err.Error(), "config.") {
+					t.Fatalf("a Go type in the message: %v", err)
+				}
 			}
 		}
 	})
@@ -267,6 +277,129 @@ func TestLimits(t *testing.T) {
 	} {
 		if _, err := Parse([]byte(edit+valid), env(goodEnv)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: err %v, want %q", edit, err, want)
+		}
+	}
+}
+
+// A misspelt key is named with its line and the nearest valid key, in the file's terms: no Go type
+// names. A key that is valid elsewhere says where it belongs; one near nothing lists the keys.
+func TestUnknownKeysSuggestTheNearest(t *testing.T) {
+	for _, c := range []struct{ from, to, want string }{
+		{"    since: 2019-01-01", "    sinse: 2019-01-01", `line 11: unknown key "sinse" under sources.signicat — did you mean "since"?`},
+		{"    org_id: ${GSAPI_ORG}", "    orgid: ${GSAPI_ORG}", `line 17: unknown key "orgid" under sources.gsapi — did you mean "org_id"?`},
+		{"        key: raw_id", "        Key: raw_id", `line 21: unknown key "Key" under sources.gsapi.datatables[0] — did you mean "key"?`},
+		{"output_dir: out/lake", "since: 2019-01-01", `line 2: unknown key "since" at the top level — it belongs under sources.signicat or sources.gsapi`},
+		{"output_dir: out/lake", "output_dir: out/lake\nmax_shrnk: 20%", `line 3: unknown key "max_shrnk" at the top level — did you mean "max_shrink"?`},
+		{"output_dir: out/lake", "colour: blue", `line 2: unknown key "colour" at the top level; the keys here are output_dir, warehouse, sources, concurrency`},
+	} {
+		y := strings.Replace(valid, c.from, c.to, 1)
+		for _, parse := range []func([]byte, func(string) (string, bool)) (*Config, error){Parse, ParseForReading} {
+			_, err := parse([]byte(y), env(map[string]string{}))
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "config.") {
+				t.Errorf("%s: %v\nwant %s", c.to, err, c.want)
+			}
+		}
+	}
+}
+
+// A value of the wrong kind is named with its line and key; one that came from the environment is
+// not printed (it may be a secret).
+func TestValuesOfTheWrongKind(t *testing.T) {
+	for _, c := range []struct{ from, to, want string }{
+		{"output_dir: out/lake", "output_dir: out/lake\nconcurrency: eight", `line 3: concurrency: "eight" is not a whole number`},
+		{"output_dir: out/lake", "output_dir: out/lake\niceberg: {enabled: perhaps}", `line 3: iceberg.enabled: "perhaps" is not true or false`},
+		{"    streams: [accounts]", "    streams: accounts", `line 12: sources.signicat.streams: "accounts" is not a list`},
+		{"output_dir: out/lake", "output_dir: [a, b]", `line 2: output_dir: a list is not a single value`},
+	} {
+		_, err := Parse([]byte(strings.Replace(valid, c.from, c.to, 1)), env(goodEnv))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v\nwant %s", c.to, err, c.want)
+		}
+	}
+	e := maps.Clone(goodEnv)
+	e["GSAPI_ORG"] = "s3cr3t-not-a-number"
+	_, err := Parse([]byte(valid), env(e))
+	if err == nil || !strings.Contains(err.Error(), "line 17: sources.gsapi.org_id: the value of ${GSAPI_ORG} is not a whole number") || strings.Contains(err.Error(), "s3cr3t") {
+		t.Errorf("org_id from the environment: %v", err)
+	}
+}
+
+// A command that only reads needs no credential: unset variables under sources leave their values
+// empty, and set ones are not even read for the credentials. What it reads itself must still be set.
+func TestParseForReadingNeedsNoSecrets(t *testing.T) {
+	cfg, err := ParseForReading([]byte(valid), env(map[string]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OutputDir != "out/lake" || cfg.Sources.Signicat.Since.Format("2006-01-02") != "2019-01-01" || len(cfg.Sources.GSAPI.Datatables) != 1 {
+		t.Errorf("what readers use: %+v", cfg)
+	}
+	cfg, err = ParseForReading([]byte(valid), env(goodEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, g := cfg.Sources.Signicat, cfg.Sources.GSAPI
+	if s.ClientID != "" || s.ClientSecret != "" || g.Username != "" || g.Password != "" || *g.OrgID != 1202 {
+		t.Errorf("a reader resolved credentials: %q %q %q %q, org %d", s.ClientID, s.ClientSecret.Value(), g.Username, g.Password.Value(), *g.OrgID)
+	}
+	y := strings.Replace(valid, "output_dir: out/lake", "output_dir: ${LAKE}", 1)
+	if _, err := ParseForReading([]byte(y), env(goodEnv)); err == nil || !strings.Contains(err.Error(), "output_dir: environment variable LAKE is not set") {
+		t.Errorf("output_dir from an unset variable: %v", err)
+	}
+	// A command that calls the APIs still needs every credential.
+	if _, err := Parse([]byte(valid), env(map[string]string{"GSAPI_ORG": "1"})); err == nil || !strings.Contains(err.Error(), "environment variable SIGNICAT_CLIENT_ID is not set") {
+		t.Errorf("run without credentials: %v", err)
+	}
+}
+
+// Every key is documented from its field: a doc comment, a type in words, an example; the defaults
+// are what validate fills in; a key marked required is one the config cannot do without.
+func TestReferenceDocumentsEveryKey(t *testing.T) {
+	keys, err := Reference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := map[string]Key{}
+	for _, k := range keys {
+		byPath[k.Path] = k
+		if k.Doc == "" || k.Type == "" || k.Example == "" && k.Type != "mapping" && k.Type != "list of mappings" {
+			t.Errorf("%s is not documented: %+v (give its field a doc comment and an example tag)", k.Path, k)
+		}
+		if strings.Contains(k.Doc, "config.") || strings.HasPrefix(k.Type, "*") {
+			t.Errorf("%s speaks Go: %+v", k.Path, k)
+		}
+	}
+	for path, want := range map[string]Key{
+		"output_dir":                           {Type: "text", Default: "data/lake"},
+		"concurrency":                          {Type: "whole number", Default: "8"},
+		"warehouse_memory_limit":               {Type: "text", Default: DefaultWarehouseMemoryLimit},
+		"iceberg.enabled":                      {Type: "true or false", Default: "true"},
+		"sources.signicat.since":               {Type: "date (YYYY-MM-DD)", Default: "2019-01-01"},
+		"sources.signicat.page_limit":          {Type: "whole number", Default: "100"},
+		"sources.signicat.account_detail_days": {Type: "whole number", Default: "7"},
+		"sources.signicat.client_secret":       {Type: "text (a secret)", Required: true, Secret: true},
+		"sources.gsapi.org_id":                 {Type: "whole number", Default: "0"},
+		"sources.gsapi.datatables[].pagesize":  {Type: "whole number", Default: "10000"},
+		"sources.gsapi.datatables[].sortorder": {Type: "list of text", Required: true},
+		"sources.gsapi.keys":                   {Type: "mapping of name → list of text"},
+	} {
+		got := byPath[path]
+		if got.Type != want.Type || got.Default != want.Default || got.Required != want.Required || got.Secret != want.Secret {
+			t.Errorf("%s: %+v, want %+v", path, got, want)
+		}
+	}
+	if d := byPath["sources.signicat.page_limit"].Doc; d != "The items per page of the {data, next} lists (1 to 1000)." {
+		t.Errorf("page_limit's doc %q", d)
+	}
+	// required is true to the validation: without the key, the minimal config is refused.
+	for _, k := range keys {
+		if !k.Required {
+			continue
+		}
+		name := k.Path[strings.LastIndexAny(k.Path, ".]")+1:]
+		y := regexp.MustCompile(`\b`+name+`: ("[^"]*"|\[[^]]*\]|\w+),? ?`).ReplaceAllString(minimal, "")
+		if _, err := Parse([]byte(y), env(nil)); err == nil {
+			t.Errorf("%s is marked required, but a config without it passes", k.Path)
 		}
 	}
 }

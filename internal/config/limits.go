@@ -15,28 +15,28 @@ import (
 type Limits struct {
 	// StallTimeout abandons and retries a request that receives (almost) nothing for this long: a
 	// server that accepts and never answers, or trickles a byte at a time (default 60s).
-	StallTimeout Duration `yaml:"stall_timeout"`
+	StallTimeout Duration `yaml:"stall_timeout" example:"2m"`
 	// MaxRetryAfter is the longest Retry-After a run waits; a server asking for more fails the stream at
 	// once, naming the wait (default 15m).
-	MaxRetryAfter Duration `yaml:"max_retry_after"`
+	MaxRetryAfter Duration `yaml:"max_retry_after" example:"30m"`
 	// MaxRunTime ends a run cleanly after this long: what completed is committed and loaded, the rest
 	// is fetched by the next run (default none; also --max-run-time).
-	MaxRunTime Duration `yaml:"max_run_time"`
+	MaxRunTime Duration `yaml:"max_run_time" example:"3h"`
 	// MaxPages stops a listing that pages on and on (a next token that never ends): past this many
 	// pages the stream fails, naming the limit (default 10000: a million records at 100 a page).
-	MaxPages int `yaml:"max_pages"`
+	MaxPages int `yaml:"max_pages" example:"20000"`
 	// MaxShrink is how much a snapshot stream may shrink from one run to the next before the run
 	// refuses the new snapshot and keeps the previous current state (default 50%; a fall to zero rows
 	// is always refused). Accept a real shrink with extract run --accept-shrink STREAM.
-	MaxShrink Percent `yaml:"max_shrink"`
+	MaxShrink Percent `yaml:"max_shrink" example:"20%"`
 	// MaxPageBytes caps one response body (default 1GiB); bodies past 4 MiB are read from disk, never
 	// held in memory.
-	MaxPageBytes ByteSize `yaml:"max_page_bytes"`
+	MaxPageBytes ByteSize `yaml:"max_page_bytes" example:"256MiB"`
 	// MaxValueBytes caps one JSON value decoded at once — a record, or an invoice's detail (default
 	// 64MiB): memory follows it, not the size of an answer.
-	MaxValueBytes ByteSize `yaml:"max_value_bytes"`
+	MaxValueBytes ByteSize `yaml:"max_value_bytes" example:"16MiB"`
 	// MaxPDFBytes caps one invoice PDF (default 256MiB); a larger one is a reject of that invoice.
-	MaxPDFBytes ByteSize `yaml:"max_pdf_bytes"`
+	MaxPDFBytes ByteSize `yaml:"max_pdf_bytes" example:"64MiB"`
 }
 
 // DefaultLimits are the limits a pipeline file leaves unset.
