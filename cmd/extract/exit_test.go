@@ -41,6 +41,13 @@ func asMain(t *testing.T, env []string, args ...string) *exec.Cmd {
 // sandboxPipeline writes the demo pipeline, pointed at a sandbox slow enough to interrupt, into dir.
 func sandboxPipeline(t *testing.T, dir string, opts sandbox.Options) (cfg string, env []string) {
 	t.Helper()
+	cfg, env, _ = startSandbox(t, dir, opts)
+	return cfg, env
+}
+
+// startSandbox is sandboxPipeline, also returning the sandbox.
+func startSandbox(t *testing.T, dir string, opts sandbox.Options) (cfg string, env []string, srv *sandbox.Server) {
+	t.Helper()
 	srv, err := sandbox.Start("127.0.0.1:0", opts)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +60,15 @@ func sandboxPipeline(t *testing.T, dir string, opts sandbox.Options) (cfg string
 		t.Fatal(err)
 	}
 	return cfg, []string{"LEDGERLAKE_SANDBOX_URL=" + srv.URL, "SIGNICAT_CLIENT_ID=" + sandbox.ClientID, "SIGNICAT_CLIENT_SECRET=" + sandbox.ClientSecret,
-		"GSAPI_USERNAME=" + sandbox.GSAPIUser, "GSAPI_PASSWORD=" + sandbox.GSAPIPassword}
+		"GSAPI_USERNAME=" + sandbox.GSAPIUser, "GSAPI_PASSWORD=" + sandbox.GSAPIPassword}, srv
+}
+
+// setEnv sets each NAME=value of env for the test.
+func setEnv(t *testing.T, env []string) {
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
 }
 
 // Ctrl-C and SIGTERM stop a run as cron and Kubernetes expect: exit 130 and 143, and the one word
@@ -134,10 +149,7 @@ func TestInterruptedRunExits130Or143(t *testing.T) {
 func TestRefusedStartExits75(t *testing.T) {
 	dir := t.TempDir()
 	cfg, env := sandboxPipeline(t, dir, sandbox.Options{Seed: 1, Scale: 0.05})
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	setEnv(t, env)
 	st, err := lake.OpenStore(t.Context(), filepath.Join(dir, "lake"), "")
 	if err != nil {
 		t.Fatal(err)
@@ -233,5 +245,34 @@ func TestReadersNeedNoCredentials(t *testing.T) {
 	// The command that calls the APIs still says what is missing.
 	if code, _, stderr := cli(t, "run", "--config", cfg); code != exitUsage || !strings.Contains(stderr, "environment variable SIGNICAT_CLIENT_ID is not set") {
 		t.Errorf("run without credentials: exit %d %s", code, stderr)
+	}
+}
+
+// check tries a pipeline without fetching: one token from each source (two requests in all), the
+// lake writable; wrong credentials exit 1 naming the source, a wrong file 2.
+func TestCheckSignsInAndFetchesNothing(t *testing.T) {
+	dir := t.TempDir()
+	cfg, env, srv := startSandbox(t, dir, sandbox.Options{Seed: 1, Scale: 0.05})
+	setEnv(t, env)
+	code, out, stderr := cli(t, "check", "--config", cfg)
+	if code != 0 || srv.Stats.Requests.Load() != 2 {
+		t.Fatalf("check: exit %d, %d requests\n%s%s", code, srv.Stats.Requests.Load(), out, stderr)
+	}
+	for _, want := range []string{"valid, 36 streams; environment variables: LEDGERLAKE_SANDBOX_URL, SIGNICAT_CLIENT_ID, SIGNICAT_CLIENT_SECRET, GSAPI_USERNAME, GSAPI_PASSWORD set",
+		"signicat  signed in: a token from " + srv.URL, "gsapi     signed in: a VompApiToken from " + srv.URL, "lake      " + filepath.Join(dir, "lake") + ": writable, no run in progress", "ok; nothing was fetched"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, sandbox.ClientSecret) || strings.Contains(out, sandbox.GSAPIPassword) {
+		t.Error("check printed a secret")
+	}
+	t.Setenv("GSAPI_PASSWORD", "wrong")
+	if code, out, _ := cli(t, "check", "--config", cfg); code != exitFailed || !strings.Contains(out, "gsapi     FAILED: ") || !strings.Contains(out, "rejected") || !strings.Contains(out, "signicat  signed in") {
+		t.Errorf("wrong password: exit %d\n%s", code, out)
+	}
+	os.Unsetenv("GSAPI_PASSWORD")
+	if code, _, stderr := cli(t, "check", "--config", cfg); code != exitUsage || !strings.Contains(stderr, "GSAPI_PASSWORD is not set") {
+		t.Errorf("unset password: exit %d %s", code, stderr)
 	}
 }

@@ -36,6 +36,7 @@ Usage:
   extract demo                        run pipelines/demo.yaml against the built-in sandbox
   extract sandbox [--addr] [--scale] [--latency] [--faults]   serve the simulated APIs
   extract config                      the reference of every configuration key (docs/config.md)
+  extract check --config FILE         parse the config, resolve the environment, sign in to each source
 
   extract query [--db FILE] [--format table|csv|json] SQL      query the warehouse (read-only)
   extract invoices [--org ID] [--from D] [--to D] [--as-of T] [--lines] [--format F] [--pdf-dir DIR]
@@ -77,6 +78,7 @@ var commands = map[string]command{
 	"serve":    {"serve the documentation page live", serveCmd, true},
 	"fields":   {"propose or list where the models read the tenant's fields", fieldsCmd, false},
 	"config":   {"the reference of every configuration key", configCmd, false},
+	"check":    {"try a pipeline file: parse, environment, sign in", checkCmd, false},
 }
 
 func main() {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +71,7 @@ type Config struct {
 	Limits `yaml:",inline"`
 
 	fields sqlfiles.Mapping
+	vars   []string // the environment variables the file's values named, resolved
 }
 
 // Iceberg configures the Iceberg tables that mirror the lake for other engines.
@@ -82,6 +84,10 @@ type Iceberg struct {
 	// Namespace holds the tables.
 	Namespace string `yaml:"namespace" example:"finance"`
 }
+
+// Variables are the environment variables the file's values named and that were resolved (names
+// only: their values may be secrets).
+func (c *Config) Variables() []string { return slices.Clone(c.vars) }
 
 // IcebergCatalog is the catalog's SQLite file: iceberg.catalog, else iceberg.db beside the warehouse.
 func (c *Config) IcebergCatalog() string {
@@ -291,7 +297,7 @@ func parse(raw []byte, lookup func(string) (string, bool), reading bool) (*Confi
 		return nil, err
 	}
 	// Expand in the parsed values, not the text, so a secret containing YAML syntax stays a plain string.
-	x := expander{lookup: lookup, reading: reading, from: map[*yaml.Node]string{}}
+	x := &expander{lookup: lookup, reading: reading, from: map[*yaml.Node]string{}}
 	if err := x.expand(&root, nil); err != nil {
 		return nil, err
 	}
@@ -311,6 +317,7 @@ func parse(raw []byte, lookup func(string) (string, bool), reading bool) (*Confi
 	if err := cfg.validate(reading); err != nil {
 		return nil, err
 	}
+	cfg.vars = x.vars
 	return &cfg, nil
 }
 
@@ -319,10 +326,11 @@ type expander struct {
 	lookup  func(string) (string, bool)
 	reading bool                  // for a command that only reads: credentials stay empty, unset variables under sources too
 	from    map[*yaml.Node]string // each expanded value's (first) variable, for messages
+	vars    []string              // every variable resolved, in the file's order
 }
 
 // expand replaces the variables in n, at path.
-func (x expander) expand(n *yaml.Node, path []string) error {
+func (x *expander) expand(n *yaml.Node, path []string) error {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if x.reading && len(path) > 0 && path[0] == "sources" && secretPaths[joinPath(path)] {
@@ -336,6 +344,9 @@ func (x expander) expand(n *yaml.Node, path []string) error {
 			v, ok := x.lookup(name)
 			if !ok && missing == "" {
 				missing = name
+			}
+			if ok && !slices.Contains(x.vars, name) {
+				x.vars = append(x.vars, name)
 			}
 			return v
 		})

@@ -183,9 +183,9 @@ func refused(err error) error {
 	return err
 }
 
-// writable checks, before anything is fetched, that the warehouse's directory takes a new file: a run
+// Writable checks, before anything is fetched, that the warehouse's directory takes a new file: a run
 // that could not load what it fetched would only find out at the end.
-func writable(dir string) error {
+func Writable(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("the warehouse's directory: %w", err)
 	}

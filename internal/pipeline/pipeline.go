@@ -272,7 +272,7 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		return nil, refused(err)
 	}
 	defer unlock()
-	if err := writable(filepath.Dir(cfg.Warehouse)); err != nil {
+	if err := Writable(filepath.Dir(cfg.Warehouse)); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	// A bucket's lease lost (renewals failing for half its life, or taken over): stop and commit
