@@ -98,7 +98,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	for _, q := range demoQueries {
 		fmt.Fprintf(stdout, "\n%s:\n  %s\n\n", q.title, q.sql)
-		if err := runQuery(ctx, wh.DB, q.sql, "table", stdout); err != nil {
+		if err := writeResults(ctx, wh.DB, q.sql, "table", 100, stdout, stderr); err != nil {
 			fmt.Fprintln(stderr, "extract demo: sample query:", err)
 		}
 	}

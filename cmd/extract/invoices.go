@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -37,7 +38,8 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	source := fs.String("source", "all", "signicat, gsapi or all")
 	asOf := fs.String("as-of", "", "state as of this time: RFC 3339, 'YYYY-MM-DD HH:MM[:SS]' (UTC) or YYYY-MM-DD (end of that day, UTC); default latest")
 	withLines := fs.Bool("lines", false, "invoice lines of the selected invoices instead of the headers")
-	format := fs.String("format", "table", "table (key columns and provenance), csv (UTF-8 with BOM, for spreadsheets), json or parquet (every column)")
+	format := fs.String("format", "table", "table or markdown (key columns and provenance), csv (UTF-8 with BOM, for spreadsheets), json, jsonl or parquet (every column)")
+	maxRows := fs.Int("max-rows", -1, "invoices written, the rest counted and said (0: all; default 100 in table and markdown, else all)")
 	out := fs.String("out", "", "write to this file instead of stdout (required for parquet)")
 	pdfDir := fs.String("pdf-dir", "", "also copy the stored PDFs of the selected Signicat invoices here, checked against their sha256")
 	if code := parseFlags(fs, args); code >= 0 {
@@ -58,14 +60,20 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if q.AsOf, err = parseAsOf(*asOf); err != nil {
 		return usage("--as-of: %v", err)
 	}
-	switch *format {
-	case "table", "csv", "json":
-	case "parquet":
-		if *out == "" {
-			return usage("--format parquet needs --out FILE")
+	if !q.From.IsZero() && !q.To.IsZero() && q.To.Before(q.From) {
+		return usage("--to %s is before --from %s: no invoice can be in that period", *to, *from)
+	}
+	switch {
+	case !slices.Contains(outputFormats, *format):
+		return usage("--format must be %s, not %q", strings.Join(outputFormats, ", "), *format)
+	case *format == "parquet" && *out == "":
+		return usage("--format parquet needs --out FILE")
+	}
+	if *maxRows < 0 {
+		*maxRows = 0
+		if *format == "table" || *format == "markdown" {
+			*maxRows = 100
 		}
-	default:
-		return usage("--format must be table, csv, json or parquet, not %q", *format)
 	}
 	if *cfgPath != "" {
 		cfg, err := config.LoadForReading(*cfgPath)
@@ -102,7 +110,7 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	fmt.Fprintf(stderr, "as of %s: %d runs, the last %s\n", asOfText, a.Runs, a.LastRun)
 
-	if err := writeInvoices(ctx, db, a, *format, *out, stdout); err != nil {
+	if err := writeInvoices(ctx, db, a, *format, *out, *maxRows, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "extract invoices:", err)
 		return exitFailed
 	}
@@ -118,46 +126,31 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 }
 
 // writeInvoices prints or writes the answer in format.
-func writeInvoices(ctx context.Context, db *duckdb.Warehouse, a *audit.Answer, format, out string, stdout io.Writer) error {
+func writeInvoices(ctx context.Context, db *duckdb.Warehouse, a *audit.Answer, format, out string, maxRows int, stdout, stderr io.Writer) error {
 	if format == "parquet" {
-		abs, err := filepath.Abs(out)
-		if err != nil {
-			return err
-		}
-		tmp := filepath.Join(filepath.Dir(abs), durable.TempPrefix+filepath.Base(abs))
-		if _, err := db.DB.ExecContext(ctx, fmt.Sprintf("COPY (%s) TO '%s' (FORMAT parquet, COMPRESSION zstd)", a.SQL, strings.ReplaceAll(tmp, "'", "''"))); err != nil {
-			os.Remove(tmp)
-			return cleanSQLError(err)
-		}
-		return os.Rename(tmp, abs)
+		return writeParquet(ctx, db.DB, a.SQL, out)
 	}
 	query := a.SQL
-	if format == "table" {
+	if format == "table" || format == "markdown" {
 		query = fmt.Sprintf("SELECT %s FROM (%s)", strings.Join(a.Columns, ", "), a.SQL)
 	}
-	w, commit := stdout, func() error { return nil }
-	if out != "" {
-		f, err := durable.Create(out)
-		if err != nil {
+	return toFile(out, stdout, func(w io.Writer) error {
+		if format == "csv" {
+			// A byte-order mark makes spreadsheet programs read the file as UTF-8, so names like
+			// "Ålesund Bokføring" survive; decimals are written with their full scale and a point.
+			if _, err := io.WriteString(w, "\ufeff"); err != nil {
+				return err
+			}
+		}
+		if err := writeResults(ctx, db.DB, query, format, maxRows, w, stderr); err != nil {
 			return err
 		}
-		defer f.Abort()
-		w, commit = f, f.Commit
-	}
-	if format == "csv" {
-		// A byte-order mark makes spreadsheet programs read the file as UTF-8, so names like
-		// "Ålesund Bokføring" survive; decimals are written with their full scale and a point.
-		if _, err := io.WriteString(w, "\ufeff"); err != nil {
+		if format == "table" {
+			_, err := fmt.Fprintln(w, "every column and the evidence hashes: --format csv, json or parquet")
 			return err
 		}
-	}
-	if err := runQuery(ctx, db.DB, query, format, w); err != nil {
-		return err
-	}
-	if format == "table" {
-		fmt.Fprintln(w, "every column and the evidence hashes: --format csv, json or parquet")
-	}
-	return commit()
+		return nil
+	})
 }
 
 // exportPDFs copies each PDF, re-checked against its sha256, to dir/<invoice number>.pdf.

@@ -38,7 +38,7 @@ Usage:
   extract config                      the reference of every configuration key (docs/config.md)
   extract check --config FILE         parse the config, resolve the environment, sign in to each source
 
-  extract query [--db FILE] [--format table|csv|json] SQL      query the warehouse (read-only)
+  extract query [--db FILE] [--format F] [--max-rows N] [SQL | --file F | -]   query the warehouse (read-only)
   extract invoices [--org ID] [--from D] [--to D] [--as-of T] [--lines] [--format F] [--pdf-dir DIR]
                                       auditors: invoices as a past run held them, with provenance
   extract verify [--config FILE | --lake DIR]   re-hash snapshots, evidence and PDFs against their manifests

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"os"
@@ -41,7 +42,7 @@ func TestDemoQueryVerify(t *testing.T) {
 		t.Fatalf("query csv: %d %q", code, out)
 	}
 	code, out, _ = cli(t, "query", "--db", db, "--format", "json", "SELECT 12.50::DECIMAL(18,2) AS amount, 'Hårfagre' AS who")
-	if code != 0 || !strings.Contains(out, `"amount": 12.50`) || !strings.Contains(out, "Hårfagre") {
+	if code != 0 || !strings.Contains(out, `"amount":12.50`) || !strings.Contains(out, "Hårfagre") {
 		t.Fatalf("query json: %d %s", code, out)
 	}
 	code, _, stderr = cli(t, "query", "--db", db, "SELECT nope FROM signicat_accounts")
@@ -154,11 +155,14 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"run", "--config", cfg}, "sortorder is required"},
 		{[]string{"run", "--config", filepath.Join(t.TempDir(), "missing.yaml")}, "no such file"},
 		{[]string{"query", "--format", "xml", "SELECT 1"}, "--format must be"},
+		{[]string{"query", "SELECT 1", "SELECT 2"}, "give the SQL as one argument"},
 		{[]string{"sandbox", "--faults", "teapot=1"}, "unknown kind"},
 		{[]string{"invoices", "--lake", "x", "--format", "parquet"}, "needs --out"},
 		{[]string{"invoices", "--lake", "x", "--as-of", "yesterday"}, "--as-of"},
 		{[]string{"invoices", "--lake", "x", "--from", "2024-13-01"}, "--from"},
 		{[]string{"invoices", "--lake", "x", "--source", "sap"}, "--source"},
+		{[]string{"invoices", "--lake", "x", "--from", "2024-12-31", "--to", "2024-01-01"}, "--to 2024-01-01 is before --from 2024-12-31"},
+		{[]string{"invoices", "--lake", "x", "--format", "xml"}, "--format must be table, csv, json, jsonl, markdown, parquet"},
 		{[]string{"docs", "--html", "site"}, "give --config FILE, or --db FILE"},
 		{[]string{"serve"}, "give --config FILE, or --db FILE"},
 		{[]string{"serve", "--config", cfg}, "sortorder is required"},
@@ -230,6 +234,30 @@ func checkInvoiceExports(t *testing.T, lakeDir, db string) {
 	got := fmt.Sprintf("n,total,unicode\n%d,%s,%d\n", len(recs)-1, sum.FloatString(4), unicode)
 	if got != want || unicode == 0 {
 		t.Errorf("CSV vs warehouse:\n%s\nwant\n%s", got, want)
+	}
+	// JSON keeps the columns' order: the provenance columns come last, as they do in CSV.
+	_, js, _ := cli(t, "invoices", "--lake", lakeDir, "--source", "signicat", "--format", "json")
+	dec := json.NewDecoder(strings.NewReader(js))
+	var names []string
+	if _, err := dec.Token(); err != nil { // [
+		t.Fatal(err)
+	}
+	if _, err := dec.Token(); err != nil { // {
+		t.Fatal(err)
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		var v json.RawMessage
+		if err != nil || dec.Decode(&v) != nil {
+			t.Fatalf("invoices json: %v", err)
+		}
+		names = append(names, k.(string))
+	}
+	if got := strings.Join(names[len(names)-6:], ","); got != "endpoint,run_id,extracted_at,snapshot_file,snapshot_sha256,evidence_sha256" || strings.Join(names, ",") != strings.Join(recs[0], ",") {
+		t.Errorf("JSON's keys %v, CSV's columns %v", names, recs[0])
+	}
+	if got := strings.Join(recs[0][len(recs[0])-6:], ","); got != "endpoint,run_id,extracted_at,snapshot_file,snapshot_sha256,evidence_sha256" {
+		t.Errorf("CSV's last columns %s", got)
 	}
 	pq := filepath.Join(t.TempDir(), "invoices.parquet")
 	if code, _, stderr := cli(t, "invoices", "--lake", lakeDir, "--source", "signicat", "--format", "parquet", "--out", pq); code != 0 {

@@ -3,39 +3,71 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
-	"time"
-	"unicode/utf8"
 
-	duckdbdrv "github.com/duckdb/duckdb-go/v2"
-
+	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/durable"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
 
+// stdin is where query reads SQL given as "-" or piped in (tests replace it).
+var stdin io.Reader = os.Stdin
+
 func queryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("query", "query [--db FILE] [--format table|csv|json] SQL",
+	fs := newFlags("query", "query [--db FILE | --config FILE] [--format F] [--max-rows N] [--out FILE] [SQL | --file FILE | -]",
 		"Run SQL read-only against the warehouse. Tables: one per stream (signicat_accounts, gsapi_organizations …),\n"+
-			"their history (…_history) and the runs (_ledgerlake_runs).", stderr)
+			"their history (…_history), the SQL models (fct_invoice …) and the runs (_ledgerlake_runs).\n\n"+
+			"The SQL is the argument, a file (--file), or standard input (\"-\", or piped in). Several statements run in\n"+
+			"order, on one connection (SET and temporary views carry over), and each answer is written.\n"+
+			"Every type is written as it is: decimals exact, dates as dates, NULL apart from '' (NULL in a table, an\n"+
+			"empty field in CSV where '' is \"\"), STRUCT, MAP, LIST and JSON values as JSON text; JSON keeps the\n"+
+			"columns' order and each value's type.\n\n"+
+			"Examples:\n"+
+			"  extract query \"SELECT * FROM _ledgerlake_runs\" --format csv\n"+
+			"  extract query --file report.sql --format parquet --out report.parquet\n"+
+			"  echo \"SELECT count(*) FROM fct_invoice\" | extract query", stderr)
 	db := fs.String("db", "data/warehouse.duckdb", "warehouse file")
-	format := fs.String("format", "table", "output: table, csv or json")
-	if code := parseFlags(fs, args); code >= 0 {
+	cfgPath := fs.String("config", "", "pipeline file whose warehouse to query (instead of --db)")
+	format := fs.String("format", "table", "output: "+strings.Join(outputFormats, ", ")+" (jsonl: one object per line)")
+	maxRows := fs.Int("max-rows", -1, "rows written per statement, the rest counted and said (0: all; default 100 in table and markdown, else all)")
+	file := fs.String("file", "", "read the SQL from this file (- for standard input)")
+	out := fs.String("out", "", "write to this file instead of standard output (required for parquet)")
+	pos, code := parseArgs(fs, args)
+	if code >= 0 {
 		return code
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "extract query: give exactly one SQL statement (quote it)")
-		fs.Usage()
+	usage := func(msg string, a ...any) int {
+		fmt.Fprintf(stderr, "extract query: "+msg+"\n", a...)
 		return exitUsage
 	}
-	if *format != "table" && *format != "csv" && *format != "json" {
-		fmt.Fprintf(stderr, "extract query: --format must be table, csv or json, not %q\n", *format)
-		return exitUsage
+	if !slices.Contains(outputFormats, *format) {
+		return usage("--format must be %s, not %q", strings.Join(outputFormats, ", "), *format)
+	}
+	if *format == "parquet" && *out == "" {
+		return usage("--format parquet needs --out FILE")
+	}
+	text, err := sqlText(pos, *file)
+	if err != nil {
+		return usage("%v", err)
+	}
+	if *cfgPath != "" {
+		cfg, err := config.LoadForReading(*cfgPath)
+		if err != nil {
+			return exitCodeFor(err, stderr)
+		}
+		*db = cfg.Warehouse
+	}
+	if *maxRows < 0 {
+		*maxRows = 0
+		if *format == "table" || *format == "markdown" {
+			*maxRows = 100
+		}
 	}
 	wh, err := duckdb.OpenReadOnly(*db)
 	if err != nil {
@@ -47,197 +79,111 @@ func queryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitFailed
 	}
 	defer wh.Close()
-	if err := runQuery(ctx, wh.DB, fs.Arg(0), *format, stdout); err != nil {
+	if *format == "parquet" {
+		err = writeParquet(ctx, wh.DB, text, *out)
+	} else {
+		err = toFile(*out, stdout, func(w io.Writer) error { return writeResults(ctx, wh.DB, text, *format, *maxRows, w, stderr) })
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "extract query: %v\n", err)
 		return exitFailed
 	}
 	return exitOK
 }
 
-// runQuery prints a query's result in format.
-func runQuery(ctx context.Context, db *sql.DB, query, format string, w io.Writer) error {
-	rows, err := db.QueryContext(ctx, query)
-	if err != nil {
-		return cleanSQLError(err)
+// sqlText is the SQL to run: the one argument, the --file, or standard input ("-", or piped in).
+func sqlText(args []string, file string) (string, error) {
+	switch {
+	case len(args) > 1:
+		return "", fmt.Errorf("give the SQL as one argument (quote it: extract query \"SELECT …\"), or --file FILE; got %d arguments", len(args))
+	case len(args) == 1 && file != "":
+		return "", errors.New("give the SQL as an argument or --file, not both")
+	case len(args) == 1 && args[0] != "-":
+		return args[0], nil
+	case len(args) == 1 || file == "-":
+		return readSQL(stdin)
+	case file != "":
+		b, err := os.ReadFile(file)
+		return string(b), err
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
+	if f, ok := stdin.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			return "", errors.New(`give the SQL: extract query "SELECT …", --file FILE, or pipe it in`)
+		}
+	}
+	return readSQL(stdin)
+}
+
+func readSQL(r io.Reader) (string, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return "", fmt.Errorf("reading the SQL from standard input: %w", err)
+	}
+	if strings.TrimSpace(string(b)) == "" {
+		return "", errors.New("no SQL on standard input")
+	}
+	return string(b), nil
+}
+
+// toFile runs write on stdout, or on a new file at path that appears whole only once write succeeds.
+func toFile(path string, stdout io.Writer, write func(io.Writer) error) error {
+	if path == "" {
+		return write(stdout)
+	}
+	f, err := durable.Create(path)
 	if err != nil {
 		return err
 	}
-	types, err := rows.ColumnTypes()
+	defer f.Abort()
+	if err := write(f); err != nil {
+		return err
+	}
+	return f.Commit()
+}
+
+// writeParquet runs text's statements in order and writes the one that answers rows to a Parquet
+// file at path, by DuckDB (every type native, nested ones included); the file appears whole or not
+// at all.
+func writeParquet(ctx context.Context, db *sql.DB, text, path string) error {
+	s, err := openSession(ctx, db)
 	if err != nil {
 		return err
 	}
-	isDate := make([]bool, len(types))
-	for i, t := range types {
-		isDate[i] = t.DatabaseTypeName() == "DATE"
-	}
-	var table [][]string
-	var objects []map[string]any
-	cw := csv.NewWriter(w)
-	switch format {
-	case "table":
-		table = append(table, cols)
-	case "csv":
-		_ = cw.Write(cols)
-	}
-	vals := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	n := 0
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
+	defer s.Close()
+	var answer *statement
+	for _, t := range splitSQL(text) {
+		st, err := s.prepare(ctx, t)
+		if errors.Is(err, errEmpty) {
+			continue
+		}
+		if err != nil {
+			return cleanSQLError(err)
+		}
+		if !st.rows {
+			if _, err := s.conn.ExecContext(ctx, st.text); err != nil {
+				return cleanSQLError(err)
+			}
+			continue
+		}
+		if answer != nil || !st.query {
+			return errors.New("--format parquet writes the answer of one query: give one statement that returns rows (others may SET)")
+		}
+		answer = st
+		abs, err := filepath.Abs(path)
+		if err != nil {
 			return err
 		}
-		n++
-		switch format {
-		case "json":
-			o := make(map[string]any, len(cols))
-			for i, c := range cols {
-				o[c] = jsonValue(vals[i])
-			}
-			objects = append(objects, o)
-		default:
-			rec := make([]string, len(cols))
-			for i, v := range vals {
-				if t, ok := v.(time.Time); ok && isDate[i] {
-					rec[i] = t.Format("2006-01-02")
-					continue
-				}
-				rec[i] = formatValue(v)
-			}
-			if format == "csv" {
-				_ = cw.Write(rec)
-			} else {
-				table = append(table, rec)
-			}
+		tmp := filepath.Join(filepath.Dir(abs), durable.TempPrefix+filepath.Base(abs))
+		if _, err := s.conn.ExecContext(ctx, fmt.Sprintf("COPY (\n%s\n) TO '%s' (FORMAT parquet, COMPRESSION zstd)", st.text, strings.ReplaceAll(tmp, "'", "''"))); err != nil {
+			os.Remove(tmp)
+			return cleanSQLError(err)
+		}
+		if err := os.Rename(tmp, abs); err != nil {
+			return err
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return cleanSQLError(err)
+	if answer == nil {
+		return errors.New("--format parquet: no statement returns rows")
 	}
-	switch format {
-	case "csv":
-		cw.Flush()
-		return cw.Error()
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if objects == nil {
-			objects = []map[string]any{}
-		}
-		return enc.Encode(objects)
-	}
-	writeAligned(w, table, numericColumns(table))
-	fmt.Fprintf(w, "(%d rows)\n", n)
 	return nil
-}
-
-// cleanSQLError trims the driver's prefixes so the user sees DuckDB's own message.
-func cleanSQLError(err error) error {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "Binder Error: ")
-	return errors.New(msg)
-}
-
-// formatValue renders a value for table and CSV output: decimals with their full scale, timestamps in
-// RFC 3339 with milliseconds when present, NULL as empty.
-func formatValue(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case duckdbdrv.Decimal:
-		return decimalString(x)
-	case time.Time:
-		if x.Nanosecond() == 0 {
-			return x.Format("2006-01-02 15:04:05Z07:00")
-		}
-		return x.Format("2006-01-02 15:04:05.000Z07:00")
-	case []byte:
-		return string(x)
-	case []any:
-		parts := make([]string, len(x))
-		for i, e := range x {
-			parts[i] = formatValue(e)
-		}
-		return "[" + strings.Join(parts, ", ") + "]"
-	}
-	return fmt.Sprint(v)
-}
-
-func decimalString(d duckdbdrv.Decimal) string { return typing.FormatScaled(d.Value, int(d.Scale)) }
-
-// jsonValue keeps decimals exact in JSON output (as numbers written from their decimal text).
-func jsonValue(v any) any {
-	switch x := v.(type) {
-	case duckdbdrv.Decimal:
-		return json.Number(decimalString(x))
-	case []byte:
-		return string(x)
-	}
-	return v
-}
-
-// numericColumns finds the columns whose values are all numbers, to right-align them.
-func numericColumns(rows [][]string) map[int]bool {
-	out := map[int]bool{}
-	if len(rows) < 2 {
-		return out
-	}
-	for i := range rows[0] {
-		out[i] = true
-		for _, r := range rows[1:] {
-			if _, err := strconv.ParseFloat(r[i], 64); r[i] != "" && err != nil {
-				out[i] = false
-				break
-			}
-		}
-	}
-	return out
-}
-
-// writeAligned prints rows as a table with a rule under the header; right aligns the columns in right.
-func writeAligned(w io.Writer, rows [][]string, right map[int]bool) {
-	if len(rows) == 0 {
-		return
-	}
-	width := make([]int, len(rows[0]))
-	for _, r := range rows {
-		for i, c := range r {
-			if l := utf8.RuneCountInString(c); i < len(width) && l > width[i] {
-				width[i] = min(l, 60)
-			}
-		}
-	}
-	for k, r := range rows {
-		var b strings.Builder
-		for i, c := range r {
-			if utf8.RuneCountInString(c) > 60 {
-				c = string([]rune(c)[:59]) + "…"
-			}
-			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(c))
-			if i > 0 {
-				b.WriteString("  ")
-			}
-			if right[i] {
-				b.WriteString(pad + c)
-			} else {
-				b.WriteString(c + pad)
-			}
-		}
-		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
-		if k == 0 {
-			var rule strings.Builder
-			for i := range width {
-				if i > 0 {
-					rule.WriteString("  ")
-				}
-				rule.WriteString(strings.Repeat("─", width[i]))
-			}
-			fmt.Fprintln(w, rule.String())
-		}
-	}
 }
