@@ -237,6 +237,8 @@ func TestReadersNeedNoCredentials(t *testing.T) {
 		{"verify", "--config", cfg, "--no-record"},
 		{"invoices", "--config", cfg, "--source", "signicat", "--format", "csv"},
 		{"docs", "--html", filepath.Join(dir, "site2"), "--config", cfg},
+		{"status", "--config", cfg},
+		{"query", "--config", cfg, "SELECT count(*) FROM signicat_invoices"},
 	} {
 		if code, out, stderr := cli(t, args...); code != 0 || strings.Contains(stderr, "environment variable") {
 			t.Errorf("%v: exit %d\n%s\n%s", args, code, out, stderr)

@@ -42,6 +42,8 @@ Usage:
   extract invoices [--org ID] [--from D] [--to D] [--as-of T] [--lines] [--format F] [--pdf-dir DIR]
                                       auditors: invoices as a past run held them, with provenance
   extract verify [--config FILE | --lake DIR]   re-hash snapshots, evidence and PDFs against their manifests
+  extract status [--config FILE] [--json] [STREAM…]   each stream's last run, rows, watermark, next window
+  extract reset --config FILE STREAM…  make the next run fetch these streams again from since
 
   extract docs [--db FILE] [--out F]  Markdown documentation of every table, column and model
   extract docs --html DIR [--config FILE | --db FILE --lake DIR]
@@ -79,6 +81,8 @@ var commands = map[string]command{
 	"fields":   {"propose or list where the models read the tenant's fields", fieldsCmd, false},
 	"config":   {"the reference of every configuration key", configCmd, false},
 	"check":    {"try a pipeline file: parse, environment, sign in", checkCmd, false},
+	"status":   {"where each stream stands", statusCmd, false},
+	"reset":    {"fetch streams again from since at the next run", resetCmd, false},
 }
 
 func main() {

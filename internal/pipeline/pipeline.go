@@ -301,9 +301,10 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	run, cks := rec.run, rec.checkpoints
 
 	ceiling := opts.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)
+	taken := map[string]string{} // the reset each stream's state took up last
 	for _, s := range streams {
 		if s.State != nil && !opts.FullRefresh {
-			if _, err := lake.ReadJSON(st, lake.StateDir, s.TableName(), s.State); err != nil {
+			if taken[s.TableName()], err = readState(st, s); err != nil {
 				return nil, err
 			}
 		}
@@ -312,6 +313,10 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		}
 	}
 	accept, err := acceptShrink(opts.AcceptShrink, streams)
+	if err != nil {
+		return nil, err
+	}
+	resets, err := applyResets(st, streams, taken, run, cks, opts.FullRefresh)
 	if err != nil {
 		return nil, err
 	}
@@ -459,7 +464,7 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	if err := st.RemoveAll(checkpointDir(m.RunID)); err != nil {
 		return nil, err
 	}
-	err = commitAndLoad(ctx, cfg, st, streams, reports, res, rejects, w)
+	err = commitAndLoad(ctx, cfg, st, streams, reports, res, rejects, resets, w)
 	if cfg.Iceberg.On() {
 		w.enter(PhaseIceberg)
 		res.Iceberg = registerIceberg(ctx, cfg, append(rec.manifests, m), log)
@@ -482,13 +487,13 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 }
 
 // commitAndLoad stores the watermarks of the streams that succeeded and loads the committed run.
-func commitAndLoad(ctx context.Context, cfg *config.Config, st lake.Store, streams []*sources.Stream, reports []lake.StreamReport, res *Result, rejects []typing.Reject, w *watch) error {
+func commitAndLoad(ctx context.Context, cfg *config.Config, st lake.Store, streams []*sources.Stream, reports []lake.StreamReport, res *Result, rejects []typing.Reject, resets map[string]string, w *watch) error {
 	// Watermarks move only after the manifest commits the data they cover; a crash in between means the
 	// next run fetches that stretch again, and the current-state tables de-duplicate by key.
 	for i, s := range streams {
 		if s.State != nil && reports[i].Status == "ok" {
 			s.State.Commit()
-			if err := lake.WriteJSON(st, lake.StateDir, s.TableName(), s.State); err != nil {
+			if err := lake.WriteJSON(st, lake.StateDir, s.TableName(), stateFile{State: s.State, Reset: resets[s.TableName()]}); err != nil {
 				return fmt.Errorf("storing the watermark of %s: %w", s.TableName(), err)
 			}
 		}
