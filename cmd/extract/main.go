@@ -45,6 +45,10 @@ Usage:
   extract status [--config FILE] [--json] [STREAM…]   each stream's last run, rows, watermark, next window
   extract reset --config FILE STREAM…  make the next run fetch these streams again from since
 
+  extract build [--config FILE] [--select SEL] [--exclude SEL]   rebuild the SQL models, run the data tests
+  extract test [--config FILE] [--select SEL]   run the data tests alone
+  extract ls [--select SEL]           the models and data tests in build order
+
   extract docs [--db FILE] [--out F]  Markdown documentation of every table, column and model
   extract docs --html DIR [--config FILE | --db FILE --lake DIR]
                                       the same as a page to look at: tables, lineage, runs, tests, manifests
@@ -53,7 +57,8 @@ Usage:
                                       propose your tenant's field mapping from its data, with the evidence
   extract --version                   version, commit, Go and DuckDB versions
 
-Run "extract COMMAND --help" for a command's flags.
+Run "extract COMMAND --help" for a command's flags. Commands that only read (query, invoices, verify,
+status, docs, serve) never need the API credentials a config names.
 
 Exit codes: 0 success; 1 a stream, model, data test or check failed (others completed and were kept);
 2 bad usage or config (nothing was fetched); 75 start refused: the lake is busy (another run) or not
@@ -83,6 +88,9 @@ var commands = map[string]command{
 	"check":    {"try a pipeline file: parse, environment, sign in", checkCmd, false},
 	"status":   {"where each stream stands", statusCmd, false},
 	"reset":    {"fetch streams again from since at the next run", resetCmd, false},
+	"build":    {"rebuild the SQL models and run the data tests", buildCmd, false},
+	"test":     {"run the data tests", testCmd, false},
+	"ls":       {"list the models and data tests in build order", lsCmd, false},
 }
 
 func main() {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 )
 
@@ -131,19 +132,24 @@ func printReport(w io.Writer, res *pipeline.Result) {
 			fmt.Fprintf(w, "\niceberg: %d snapshots of %d files registered in %s (%.1fs)\n", ib.Snapshots, ib.Files, ib.Catalog, ib.Seconds)
 		}
 	}
-	if res.Models == nil {
-		return
+	if res.Models != nil {
+		printModels(w, res.Models)
 	}
-	for _, name := range slices.Sorted(maps.Keys(res.Models.Failed)) {
-		fmt.Fprintf(w, "\nmodel %s FAILED: %s\n", name, res.Models.Failed[name])
-		for _, dep := range slices.Sorted(maps.Keys(res.Models.Skipped)) {
-			if why := res.Models.Skipped[dep]; strings.Contains(why, name+", which failed") {
+}
+
+// printModels prints what the SQL models and data tests did: failures with their cause and sample
+// rows, then the counts.
+func printModels(w io.Writer, rep *models.Report) {
+	for _, name := range slices.Sorted(maps.Keys(rep.Failed)) {
+		fmt.Fprintf(w, "\nmodel %s FAILED: %s\n", name, rep.Failed[name])
+		for _, dep := range slices.Sorted(maps.Keys(rep.Skipped)) {
+			if why := rep.Skipped[dep]; strings.Contains(why, name+", which failed") {
 				fmt.Fprintf(w, "  skipped with it: %s\n", dep)
 			}
 		}
 	}
 	passed, failed, skipped := 0, 0, 0
-	for _, t := range res.Models.Tests {
+	for _, t := range rep.Tests {
 		switch {
 		case t.Failed():
 			failed++
@@ -162,5 +168,5 @@ func printReport(w io.Writer, res *pipeline.Result) {
 		}
 	}
 	fmt.Fprintf(w, "\nmodels: %d built, %d failed, %d skipped; data tests: %d passed, %d failed, %d skipped\n",
-		len(res.Models.Built), len(res.Models.Failed), len(res.Models.Skipped), passed, failed, skipped)
+		len(rep.Built), len(rep.Failed), len(rep.Skipped), passed, failed, skipped)
 }

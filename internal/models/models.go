@@ -241,9 +241,20 @@ func (r *Report) OK() bool {
 // key in force is tested. A model that fails is left out and the transaction is built again without it
 // and its dependents.
 func Run(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInfo, fields sqlfiles.Mapping) (*Report, error) {
+	return RunSelected(ctx, db, runID, tables, fields, nil)
+}
+
+// RunSelected is Run for the models and tests sel chooses (nil: all); the models it leaves out stay
+// as they are in the warehouse.
+func RunSelected(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInfo, fields sqlfiles.Mapping, sel *Selection) (*Report, error) {
 	models, tests, err := Load()
 	if err != nil {
 		return nil, err
+	}
+	if sel != nil {
+		models = slices.DeleteFunc(models, func(m *Model) bool { return !sel.Models[m.Name] })
+		tests = slices.DeleteFunc(tests, func(m *Model) bool { return !sel.Tests[m.Name] })
+		tables = slices.DeleteFunc(slices.Clone(tables), func(t lake.TableInfo) bool { return !sel.KeyTests(t.Name) })
 	}
 	rep := &Report{Failed: map[string]string{}}
 	exists, err := relations(ctx, db)
@@ -377,7 +388,7 @@ func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, f
 // later columns of a composite key qualify it and may be NULL (a billing info's costcentre is NULL for
 // the organisation-wide setting); GROUP BY treats NULLs as equal, so uniqueness still holds across them.
 func keyTest(ctx context.Context, db *dbsql.DB, tb lake.TableInfo) (TestResult, error) {
-	res := TestResult{Name: "key_unique_not_null_" + tb.Name, Table: tb.Name}
+	res := TestResult{Name: KeyTestPrefix + tb.Name, Table: tb.Name}
 	cols, err := duckdb.ColumnSet(ctx, db, tb.Name)
 	if err != nil {
 		return res, err
@@ -444,6 +455,9 @@ func missing(m *Model, exists map[string]bool, skipped, failed map[string]string
 		}
 		if skipped[d] != "" {
 			return "needs " + d + ", which was skipped"
+		}
+		if !exists[d] {
+			return "needs " + d + ", which is not in the warehouse" // a build that left it out
 		}
 	}
 	return ""

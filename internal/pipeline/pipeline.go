@@ -794,13 +794,8 @@ func buildModels(ctx context.Context, wh *duckdb.Warehouse, cfg *config.Config, 
 			tables = append(tables, s.Tables...)
 		}
 	}
-	if limit == config.DefaultWarehouseMemoryLimit {
-		// DuckDB keeps each thread's join and aggregation state outside memory_limit: at bench scale 10
-		// building the models on two threads peaked at 274-276 MB of RSS, on one at 199-216 MB, and no
-		// slower (1.28-1.57 s, 1.19-1.41 s). A limit set in the config leaves DuckDB its threads.
-		if _, err := wh.DB.ExecContext(ctx, "SET threads = 1"); err != nil {
-			return nil, fmt.Errorf("run %s is loaded, but the SQL models could not start: %w", m.RunID, err)
-		}
+	if err := modelThreads(ctx, wh, limit); err != nil {
+		return nil, fmt.Errorf("run %s is loaded, but the SQL models could not start: %w", m.RunID, err)
 	}
 	rep, err := models.Run(ctx, wh.DB, m.RunID, tables, cfg.Fields())
 	if err != nil {
@@ -814,6 +809,18 @@ func buildModels(ctx context.Context, wh *duckdb.Warehouse, cfg *config.Config, 
 		}
 	}
 	return rep, nil
+}
+
+// modelThreads gives the models one thread under the default memory limit: DuckDB keeps each
+// thread's join and aggregation state outside memory_limit: at bench scale 10 building the models on
+// two threads peaked at 274-276 MB of RSS, on one at 199-216 MB, and no slower (1.28-1.57 s,
+// 1.19-1.41 s). A limit set in the config leaves DuckDB its threads.
+func modelThreads(ctx context.Context, wh *duckdb.Warehouse, limit string) error {
+	if limit != config.DefaultWarehouseMemoryLimit {
+		return nil
+	}
+	_, err := wh.DB.ExecContext(ctx, "SET threads = 1")
+	return err
 }
 
 // keyWarnings adds each failed key test's message to the warnings of the stream whose table it tested,

@@ -15,6 +15,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 )
@@ -187,7 +188,7 @@ func (src *statusSources) status(s *sources.Stream) (StreamStatus, error) {
 	}
 	ss.Next, ss.NextFrom = src.nextFetch(s)
 	for name, why := range src.tests {
-		if name == "key_unique_not_null_"+ss.Table || strings.HasPrefix(name, "key_unique_not_null_"+ss.Table+"__") {
+		if name == models.KeyTestPrefix+ss.Table || strings.HasPrefix(name, models.KeyTestPrefix+ss.Table+"__") {
 			ss.Pending = append(ss.Pending, "key test "+name+" fails: "+why)
 		}
 	}

@@ -174,9 +174,6 @@ func (r Result) Status() string {
 	return "pass"
 }
 
-// keyTestPrefix names the key tests models.Run adds: key_unique_not_null_<table>.
-const keyTestPrefix = "key_unique_not_null_"
-
 // lineageColumns are on every row of every stream.
 var lineageColumns = map[string]string{
 	"_run_id":          "The run that fetched the row (see _ledgerlake_runs).",
@@ -346,7 +343,7 @@ func (s *Site) collectTests(ctx context.Context, db *sql.DB, rels map[string]str
 			t := byName[name]
 			if t == nil {
 				t = &Test{Name: name}
-				if table, ok := strings.CutPrefix(name, keyTestPrefix); ok {
+				if table, ok := strings.CutPrefix(name, models.KeyTestPrefix); ok {
 					t.Table = table
 					t.Description = "Every row of " + table + " has its key, and no two rows share it."
 				}
