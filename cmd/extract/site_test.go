@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -150,12 +151,16 @@ func TestDocsSiteOfTenantB(t *testing.T) {
 			t.Errorf("model %s has no page", m.Name)
 		}
 	}
+	// One run: the charts say they need more; no chart of single dots.
+	if !strings.Contains(page, `class="pending-charts">1 run so far`) || strings.Contains(page, `<svg class="chart"`) {
+		t.Error("the site of one run draws charts")
+	}
 	for _, bad := range []string{" unbuilt", `class="test fail"`, `class="test error"`, `class="node test skipped"`} {
 		if strings.Contains(page, bad) {
 			t.Errorf("tenant b's site shows %q", bad)
 		}
 	}
-	if n := strings.Count(page, `<article class="test pass"`); n < len(tests) {
+	if n := strings.Count(page, `<tr class="test pass" id="test/`); n < len(tests) {
 		t.Errorf("%d tests pass on the page, want at least the %d SQL tests", n, len(tests))
 	}
 	// Each mapped field shows where it was read from, on the model's page and on the tenant table's.
@@ -371,30 +376,76 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 		}
 	}
 	streams, children, keyTests := warehouseFacts(t, h.db)
-	for _, s := range streams {
-		want["source:"+strings.SplitN(s, "_", 2)[0]+" → "+s] = true
-	}
-	for child, parent := range children {
-		want[parent+" → "+child] = true
-	}
-	for _, table := range keyTests {
-		want[table+" → test:key_unique_not_null_"+table] = true
-	}
 	graph := eval[struct {
 		Nodes []struct {
-			ID, Kind string
-			W, H     float64
+			ID, Kind, Title string
+			W, H            float64
 		}
 		Edges []string
 	}](t, ctx, `({Nodes: [...document.querySelectorAll("svg.lineage a.node")].map(a => { const r = a.getBoundingClientRect();
-			return {ID: a.dataset.node, Kind: a.dataset.kind, W: r.width, H: r.height}; }),
+			return {ID: a.dataset.node, Kind: a.dataset.kind, Title: a.querySelector("title").textContent, W: r.width, H: r.height}; }),
 		Edges: [...document.querySelectorAll("svg.lineage path.edge")].map(e => e.dataset.from + " → " + e.dataset.to)})`)
 	nodes := map[string]string{}
+	folded := map[string]string{} // stream → the folded node it is drawn in
 	for _, n := range graph.Nodes {
 		if n.W < 20 || n.H < 10 {
 			t.Errorf("node %s is %gx%g px: not visible", n.ID, n.W, n.H)
 		}
 		nodes[n.ID] = n.Kind
+		if n.Kind == "folded" {
+			_, list, _ := strings.Cut(n.Title, ": ")
+			for _, s := range strings.Split(list, ", ") {
+				folded[s] = n.ID
+			}
+		}
+	}
+	// A stream hangs off a family of its API, or is folded (no model reads it) into that family's node.
+	drawn := map[string]bool{}
+	for _, e := range graph.Edges {
+		drawn[e] = true
+	}
+	for _, s := range streams {
+		src := strings.SplitN(s, "_", 2)[0]
+		family := ""
+		for _, e := range graph.Edges {
+			if from, to, _ := strings.Cut(e, " → "); (to == s || to == folded[s]) && strings.HasPrefix(from, "family:"+src+":") {
+				family = from
+			}
+		}
+		if family == "" || !drawn["source:"+src+" → "+family] || nodes[s] == "" && folded[s] == "" {
+			t.Errorf("stream %s: family %q, folded in %q", s, family, folded[s])
+			continue
+		}
+		want["source:"+src+" → "+family] = true
+		want[family+" → "+cmp.Or(folded[s], s)] = true
+	}
+	where := func(table string) string {
+		if nodes[table] != "" {
+			return table
+		}
+		if p := children[table]; p != "" {
+			return folded[p]
+		}
+		return folded[table]
+	}
+	for child, parent := range children {
+		if nodes[child] != "" {
+			want[parent+" → "+child] = true
+		}
+	}
+	for _, table := range keyTests {
+		want[where(table)+" → test:key_unique_not_null_"+table] = true
+	}
+	// Every model and SQL test reads its inputs, drawn: no stream a model reads is folded.
+	for _, m := range append(slices.Clone(ms), sqlTests...) {
+		for _, from := range m.Sources {
+			if nodes[from] == "" {
+				t.Errorf("%s reads %s, which is not drawn", m.Name, from)
+			}
+		}
+	}
+	if len(folded) == 0 {
+		t.Error("no stream is folded, though most no model reads")
 	}
 	for _, m := range ms {
 		if k := nodes[m.Name]; k != map[string]string{"view": "staging", "table": "mart"}[m.Kind] {
@@ -466,7 +517,7 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 	}](t, ctx, `(() => { const a = document.querySelector("article.test");
 		return {First: a.dataset.test, Class: a.className, Badge: getComputedStyle(a.querySelector(".status")).backgroundColor,
 			Border: getComputedStyle(a).borderLeftColor, Rows: [...a.querySelectorAll("table.failing td")].map(td => td.innerText),
-			Passing: document.querySelectorAll("article.test.pass").length}; })()`)
+			Passing: document.querySelectorAll("table.tests tr.test.pass").length}; })()`)
 	if tests.First != "key_unique_not_null_gsapi_organizations" || !strings.Contains(tests.Class, "fail") {
 		t.Errorf("first test shown is %s (%s), want the failing key test of gsapi_organizations", tests.First, tests.Class)
 	}
@@ -489,6 +540,14 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 	}
 	shot("tests")
 	printed(t, ctx, filepath.Join(out, "tests.pdf"))
+
+	// The tables list: a date never wraps onto a second line.
+	show("#tables")
+	if wrapped := eval[[]string](t, ctx, `[...document.querySelectorAll("section.page.current td.day")].filter(td => {
+			const r = document.createRange(); r.selectNodeContents(td); return r.getClientRects().length > 1; }).map(td => td.innerText)`); len(wrapped) > 0 {
+		t.Errorf("dates wrap in the tables list: %q", wrapped)
+	}
+	shot("tables")
 
 	// A deep link to a table: its row count as the warehouse has it, its columns and sample rows.
 	show("#table/signicat_invoices")

@@ -19,15 +19,17 @@ type Graph struct {
 type Node struct {
 	ID    string // "source:<name>", "test:<name>", or the relation's name
 	Label string
-	Kind  string // source, stream, child, staging, mart or test
+	Kind  string // source, family, stream, child, folded, staging, mart or test
 	// Status is a test's last result (pass, fail, error, skipped), "unbuilt" for a model the warehouse
 	// lacks and "absent" for a table a model reads that was never loaded; "" otherwise.
 	Status     string
 	Href       string
+	Title      string // the tooltip, when it says more than the label
 	Layer      int
 	X, Y, W, H int
 	order      float64
-	group      int // an API's tables stay together in their layer: 0 Signicat's, 1 GSAPI's, 2 the rest
+	group      int  // an API's tables stay together in their layer: 0 Signicat's, 1 GSAPI's, 2 the rest
+	key        bool // a key test (of one table), not an SQL test
 }
 
 // Edge is one dependency: To is built from, or tests, From.
@@ -56,9 +58,9 @@ func lineage(s *Site) *Graph {
 		n := &Node{ID: id, Label: label, Kind: kind, Href: href, Layer: -1, group: 2}
 		switch {
 		case kind == "test" || kind == "staging" || kind == "mart":
-		case strings.HasPrefix(id, "signicat_"), id == "source:signicat":
+		case strings.HasPrefix(id, "signicat_"), strings.HasPrefix(id, "source:signicat"), strings.HasPrefix(id, "family:signicat"):
 			n.group = 0
-		case strings.HasPrefix(id, "gsapi_"), id == "source:gsapi":
+		case strings.HasPrefix(id, "gsapi_"), strings.HasPrefix(id, "source:gsapi"), strings.HasPrefix(id, "family:gsapi"):
 			n.group = 1
 		}
 		nodes[id] = n
@@ -77,6 +79,13 @@ func lineage(s *Site) *Graph {
 	for _, t := range s.Tables {
 		tables[t.Name] = t
 	}
+	// A stream hangs off its endpoint family, which hangs off its API.
+	familyOf := func(source, table string) *Node {
+		name := family(source, table)
+		f := add("family:"+source+":"+name, name, "family", "#tables")
+		edge(add("source:"+source, source+" API", "source", "#source/"+source), f)
+		return f
+	}
 	table := func(name string) *Node {
 		if t := tables[name]; t != nil {
 			return add(name, name, t.Kind, "#table/"+name)
@@ -84,14 +93,14 @@ func lineage(s *Site) *Graph {
 		n := add(name, name, "stream", "#tables")
 		n.Status = "absent"
 		if src, _, ok := strings.Cut(name, "_"); ok && (src == "signicat" || src == "gsapi") {
-			edge(add("source:"+src, src+" API", "source", "#source/"+src), n)
+			edge(familyOf(src, name), n)
 		}
 		return n
 	}
 	for _, t := range s.Tables {
 		switch t.Kind {
 		case "stream":
-			edge(add("source:"+t.Source, t.Source+" API", "source", "#source/"+t.Source), table(t.Name))
+			edge(familyOf(t.Source, t.Name), table(t.Name))
 		case "child":
 			for _, p := range t.Reads {
 				edge(table(p), table(t.Name))
@@ -128,14 +137,115 @@ func lineage(s *Site) *Graph {
 		n := nodes["test:"+t.Name]
 		if n == nil && t.Table != "" {
 			n = add("test:"+t.Name, "key · "+t.Table, "test", "#test/"+t.Name)
+			n.key = true
 			edge(table(t.Table), n)
 		}
 		if n != nil {
 			n.Status = t.Last.Status()
 		}
 	}
+	g.fold()
 	g.layout()
 	return g
+}
+
+// family is the endpoint family of a stream (the sources keep one file per family), its group in
+// the lineage.
+func family(source, table string) string {
+	name := strings.TrimPrefix(table, source+"_")
+	switch {
+	case strings.HasPrefix(name, "datasync_"):
+		return "datasync exports"
+	case strings.HasPrefix(name, "invoice_journal_"):
+		return "invoice journals"
+	case strings.HasPrefix(name, "datatable_"):
+		return "datatables"
+	case strings.HasPrefix(name, "invoice"), name == "charges":
+		return "invoices"
+	}
+	return "lists"
+}
+
+// fold draws the streams that no model or SQL test reads — nor a key test that fails — as one node
+// per endpoint family ("12 streams no model reads"), with their child tables: the graph shows what
+// builds the marts. The key tests of folded streams hang off the folded node.
+func (g *Graph) fold() {
+	out, in := map[*Node][]*Node{}, map[*Node][]*Node{}
+	for _, e := range g.Edges {
+		out[e.From] = append(out[e.From], e.To)
+		in[e.To] = append(in[e.To], e.From)
+	}
+	read := map[*Node]bool{}
+	var isRead func(n *Node) bool
+	isRead = func(n *Node) bool {
+		if r, ok := read[n]; ok {
+			return r
+		}
+		read[n] = false
+		for _, m := range out[n] {
+			switch {
+			case m.Kind == "staging" || m.Kind == "mart", m.Kind == "test" && !m.key,
+				m.key && (m.Status == "fail" || m.Status == "error"), m.Kind == "child" && isRead(m):
+				read[n] = true
+			}
+		}
+		return read[n]
+	}
+	gone := map[*Node]*Node{} // folded node → the node it is drawn in
+	var foldInto func(n, into *Node)
+	foldInto = func(n, into *Node) {
+		gone[n] = into
+		for _, m := range out[n] {
+			if m.Kind == "child" {
+				foldInto(m, into)
+			}
+		}
+	}
+	folded := map[*Node][]string{}
+	for _, n := range slices.Clone(g.Nodes) {
+		if n.Kind != "stream" || isRead(n) || len(in[n]) == 0 || in[n][0].Kind != "family" {
+			continue
+		}
+		fam := in[n][0]
+		into := g.node("folded:"+strings.TrimPrefix(fam.ID, "family:"), "folded", fam)
+		folded[into] = append(folded[into], n.ID)
+		foldInto(n, into)
+	}
+	for into, names := range folded {
+		fam := into.ID[strings.LastIndexByte(into.ID, ':')+1:]
+		into.Label = fmt.Sprintf("%d more %s", len(names), fam)
+		into.Title = "no model reads these streams: " + strings.Join(names, ", ")
+	}
+	var edges []*Edge
+	seen := map[[2]*Node]bool{}
+	for _, e := range g.Edges {
+		from, to := e.From, e.To
+		if gone[to] != nil {
+			to = gone[to]
+		}
+		if gone[from] != nil {
+			from = gone[from]
+		}
+		if from == to || seen[[2]*Node{from, to}] {
+			continue
+		}
+		seen[[2]*Node{from, to}] = true
+		edges = append(edges, &Edge{from, to})
+	}
+	g.Edges = edges
+	g.Nodes = slices.DeleteFunc(g.Nodes, func(n *Node) bool { return gone[n] != nil })
+}
+
+// node adds a node of kind beside like (its group), unless id is there already.
+func (g *Graph) node(id, kind string, like *Node) *Node {
+	for _, n := range g.Nodes {
+		if n.ID == id {
+			return n
+		}
+	}
+	n := &Node{ID: id, Kind: kind, Href: "#tables", Layer: -1, group: like.group}
+	g.Nodes = append(g.Nodes, n)
+	return n
 }
 
 // layout places the nodes in layers (sources, then each node one right of its furthest input, the
@@ -175,7 +285,7 @@ func (g *Graph) layout() {
 	for _, n := range g.Nodes {
 		layers[n.Layer] = append(layers[n.Layer], n)
 	}
-	kindRank := map[string]int{"source": 0, "stream": 1, "child": 1, "staging": 2, "mart": 3, "test": 4}
+	kindRank := map[string]int{"source": 0, "family": 1, "stream": 2, "folded": 2, "child": 2, "staging": 3, "mart": 4, "test": 5}
 	for _, l := range layers {
 		slices.SortFunc(l, func(a, b *Node) int {
 			return cmp.Or(cmp.Compare(a.group, b.group), cmp.Compare(kindRank[a.Kind], kindRank[b.Kind]), cmp.Compare(a.ID, b.ID))
@@ -264,7 +374,7 @@ func (g *Graph) SVG() template.HTML {
 		if n.Status != "" {
 			class += " " + n.Status
 		}
-		title := n.Label
+		title := cmp.Or(n.Title, n.Label)
 		if n.Status != "" {
 			title += " (" + n.Status + ")"
 		}

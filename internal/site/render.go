@@ -172,6 +172,13 @@ func (s *Site) Groups() []Group {
 	return slices.DeleteFunc(gs, func(g Group) bool { return len(g.Tables) == 0 })
 }
 
+// TrendRuns is how many runs the charts need to show a trend (the page says "the third"): one run
+// makes single dots, two a line between them.
+const TrendRuns = 3
+
+// Trending reports whether there are runs enough for the charts (TrendRuns).
+func (s *Site) Trending() bool { return len(s.Runs) >= TrendRuns }
+
 // Lineage draws the lineage graph.
 func (s *Site) Lineage() template.HTML { return s.Graph.SVG() }
 

@@ -161,6 +161,9 @@ type Result struct {
 	Message  string
 }
 
+// Failed reports whether the test found rows or could not run.
+func (r Result) Failed() bool { return r.Error != "" || r.Failures > 0 }
+
 // Status is pass, fail, error or skipped.
 func (r Result) Status() string {
 	switch {

@@ -84,7 +84,12 @@ func TestLayoutPutsEachNodeRightOfItsInputs(t *testing.T) {
 		{Name: "signicat_invoice_lines", Kind: "stream", Source: "signicat"},
 		{Name: "gsapi_invoice_list", Kind: "stream", Source: "gsapi"},
 		{Name: "gsapi_invoice_list__headers", Kind: "child", Source: "gsapi", Reads: []string{"gsapi_invoice_list"}},
-	}, Tests: []*Test{{Name: "key_unique_not_null_signicat_invoices", Table: "signicat_invoices", Last: Result{RunID: "r", Failures: 2}}}}
+		{Name: "gsapi_users", Kind: "stream", Source: "gsapi"},
+		{Name: "gsapi_country_codes", Kind: "stream", Source: "gsapi"},
+		{Name: "gsapi_objects", Kind: "stream", Source: "gsapi"},
+	}, Tests: []*Test{{Name: "key_unique_not_null_signicat_invoices", Table: "signicat_invoices", Last: Result{RunID: "r", Failures: 2}},
+		{Name: "key_unique_not_null_gsapi_invoice_list__headers", Table: "gsapi_invoice_list__headers", Last: Result{RunID: "r", Failures: 1}},
+		{Name: "key_unique_not_null_gsapi_objects", Table: "gsapi_objects", Last: Result{RunID: "r"}}}}
 	s.sqlModels, s.sqlTests, _ = models.Load()
 	g := lineage(s)
 	byID := map[string]*Node{}
@@ -112,6 +117,21 @@ func TestLayoutPutsEachNodeRightOfItsInputs(t *testing.T) {
 	}
 	if c := byID["gsapi_invoice_list__headers"]; c == nil || c.Layer != byID["gsapi_invoice_list"].Layer+1 {
 		t.Errorf("child table %+v not right of its parent", c)
+	}
+	// Streams hang off their endpoint family; those no model reads (and whose key test passes) are
+	// folded into one node per family, their key tests hanging off it.
+	edges := map[string]bool{}
+	for _, e := range g.Edges {
+		edges[e.From.ID+" → "+e.To.ID] = true
+	}
+	for _, e := range []string{"source:gsapi → family:gsapi:lists", "family:gsapi:lists → folded:gsapi:lists", "folded:gsapi:lists → test:key_unique_not_null_gsapi_objects",
+		"family:gsapi:invoices → gsapi_invoice_list", "source:signicat → family:signicat:invoices", "family:signicat:invoices → signicat_invoices"} {
+		if !edges[e] {
+			t.Errorf("no edge %s", e)
+		}
+	}
+	if f := byID["folded:gsapi:lists"]; f == nil || f.Label != "3 more lists" || f.Title != "no model reads these streams: gsapi_users, gsapi_country_codes, gsapi_objects" || byID["gsapi_users"] != nil || byID["gsapi_objects"] != nil {
+		t.Errorf("folded node %+v; gsapi_users %v", f, byID["gsapi_users"])
 	}
 	// Every model is drawn; those reading tables the warehouse lacks are unbuilt, their inputs absent.
 	ms, _, _ := models.Load()
