@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
@@ -105,13 +106,16 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	wh.Close()
 	fmt.Fprintf(stdout, `
 Next steps:
-  extract query --db %[1]s "SELECT * FROM signicat_accounts WHERE is_soft_deleted LIMIT 5"
-  extract query --db %[1]s --format csv "SELECT * FROM _ledgerlake_runs"
-  extract invoices --lake %[2]s --source signicat --from 2024-01-01 --to 2024-12-31 --pdf-dir pdfs
-  extract verify --lake %[2]s
-  extract sandbox --addr 127.0.0.1:8080 --latency 20ms --faults all=0.05   # the simulated APIs, by hand
-  Real APIs: set the variables listed in pipelines/nightly.yaml, then  extract run --config pipelines/nightly.yaml
-`, cfg.Warehouse, cfg.OutputDir)
+  %[1]s query --db %[2]s "SELECT * FROM signicat_accounts WHERE is_soft_deleted LIMIT 5"
+  %[1]s query --db %[2]s --format csv "SELECT * FROM _ledgerlake_runs"
+  %[1]s status --lake %[3]s --db %[2]s   # each stream: last run, rows, watermark, next window
+  %[1]s invoices --lake %[3]s --source signicat --from 2024-01-01 --to 2024-12-31 --pdf-dir %[4]s
+  %[1]s verify --lake %[3]s
+  %[1]s build --db %[2]s --select fct_invoice+   # rebuild models without fetching
+  %[1]s sandbox --addr 127.0.0.1:8080 --latency 20ms --faults all=0.05   # the simulated APIs, by hand
+  Real APIs: set the variables listed in pipelines/nightly.yaml, then  %[1]s check --config pipelines/nightly.yaml
+  and  %[1]s run --config pipelines/nightly.yaml   (every key: %[1]s config, or docs/config.md)
+`, progName(), cfg.Warehouse, cfg.OutputDir, filepath.Join(filepath.Dir(cfg.Warehouse), "pdfs"))
 	// Last, the page to look at: tables, lineage, run history, data tests and manifests.
 	if page, err := publishSite(ctx, cfg, filepath.Join(filepath.Dir(cfg.Warehouse), "site")); err != nil {
 		fmt.Fprintln(stderr, "extract demo: writing the docs site:", err)
@@ -119,11 +123,21 @@ Next steps:
 		fmt.Fprintf(stdout, `
 The warehouse as a page to look at (tables and columns, lineage, run history, data tests, manifests):
   open %s
-  or serve it live:  extract serve --db %s --lake %s   (then http://127.0.0.1:8080/)
-`, fileURL(page), cfg.Warehouse, cfg.OutputDir)
+  or serve it live:  %s serve --db %s --lake %s   (then http://127.0.0.1:8080/)
+`, fileURL(page), progName(), cfg.Warehouse, cfg.OutputDir)
 	}
 	if !res.OK() {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// progName is the command as the user ran it (bin/extract, ./extract), for the commands the demo
+// suggests; "extract" when it was run from elsewhere (go run's temporary build, the PATH).
+func progName() string {
+	arg := os.Args[0]
+	if !strings.ContainsRune(arg, filepath.Separator) || filepath.IsAbs(arg) || strings.HasPrefix(arg, os.TempDir()) {
+		return "extract"
+	}
+	return arg
 }
