@@ -70,3 +70,17 @@ func TestBuildAppliesAMappingWithoutFetching(t *testing.T) {
 		t.Errorf("build --select nope: %d %s", code, stderr)
 	}
 }
+
+// The usage every newcomer reads first is stable: compared with a golden file.
+func TestUsageIsStable(t *testing.T) {
+	code, out, _ := cli(t, "help")
+	if code != 0 {
+		t.Fatalf("help: %d", code)
+	}
+	golden(t, "usage.txt", out)
+	for name := range commands {
+		if !strings.Contains(out, "extract "+name+" ") && !strings.Contains(out, "extract "+name+"\n") {
+			t.Errorf("the usage does not show %s", name)
+		}
+	}
+}
