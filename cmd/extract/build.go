@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
-	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
@@ -99,7 +98,7 @@ func buildOrTest(ctx context.Context, name string, args []string, stdout, stderr
 		}
 		warehouse, limit, fields = cfg.Warehouse, cfg.WarehouseMemoryLimit, cfg.Fields()
 		// A run loads the warehouse while it holds the lake: building meanwhile would make its load wait.
-		release, err := holdLake(ctx, cfg)
+		_, release, _, err := pipeline.LockLake(ctx, cfg, "extract "+name)
 		if err != nil {
 			return exitCodeFor(err, stderr)
 		}
@@ -127,23 +126,6 @@ func buildOrTest(ctx context.Context, name string, args []string, stdout, stderr
 		return exitFailed
 	}
 	return exitOK
-}
-
-// holdLake takes cfg's lake's lock, as a run's start does (busy: a refused start).
-func holdLake(ctx context.Context, cfg *config.Config) (func(), error) {
-	st, err := pipeline.OpenLake(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	release, _, err := st.Lock("extract build")
-	if err != nil {
-		st.Close()
-		if errors.Is(err, lake.ErrBusy) {
-			return nil, fmt.Errorf("%w: %w", pipeline.ErrRefused, err)
-		}
-		return nil, err
-	}
-	return func() { release(); st.Close() }, nil
 }
 
 func lsCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {

@@ -83,21 +83,17 @@ func checkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // checkLake opens the lake and tries its lock, as a run's start does, and says what it found: a run
 // in progress is not a fault of the config.
 func checkLake(ctx context.Context, cfg *config.Config) (string, error) {
-	st, err := pipeline.OpenLake(ctx, cfg)
-	if err != nil {
-		return "", err
-	}
-	defer st.Close()
-	release, _, err := st.Lock("extract check")
+	st, release, _, err := pipeline.LockLake(ctx, cfg, "extract check")
 	switch {
 	case errors.Is(err, lake.ErrBusy):
-		return st.String() + ": a run holds it now (a run started meanwhile would be refused, exit 75)", nil
+		return lake.Redact(cfg.OutputDir) + ": a run holds it now (a run started meanwhile would be refused, exit 75)", nil
 	case err != nil:
 		return "", err
 	}
+	name := st.String()
 	release()
 	if err := pipeline.Writable(filepath.Dir(cfg.Warehouse)); err != nil {
 		return "", err
 	}
-	return st.String() + ": writable, no run in progress", nil
+	return name + ": writable, no run in progress", nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"gocloud.dev/gcerrors"
 
+	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/durable"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
@@ -169,6 +170,22 @@ func lastPhases(st lake.Store, ms []*lake.Manifest) Phases {
 // ErrRefused means a run did not start: the lake is busy (another run holds it) or cannot be written
 // (permissions, a read-only filesystem). Nothing was fetched or changed.
 var ErrRefused = errors.New("start refused")
+
+// LockLake opens cfg's lake and takes its lock for owner, as a run's start does: a lake that is busy
+// or cannot be written is a refused start (ErrRefused). lost is closed if a bucket's lease is lost;
+// release unlocks and closes the store.
+func LockLake(ctx context.Context, cfg *config.Config, owner string) (st lake.Store, release func(), lost <-chan struct{}, err error) {
+	st, err = OpenLake(ctx, cfg)
+	if err != nil {
+		return nil, nil, nil, refused(err)
+	}
+	unlock, lost, err := st.Lock(owner)
+	if err != nil {
+		st.Close()
+		return nil, nil, nil, refused(err)
+	}
+	return st, func() { unlock(); st.Close() }, lost, nil
+}
 
 // refused marks err as a refused start when it is one (see ErrRefused), and returns it as it is
 // otherwise.

@@ -262,14 +262,9 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	if opts.CheckpointEvery <= 0 {
 		opts.CheckpointEvery = 30 * time.Second
 	}
-	st, err := OpenLake(ctx, cfg)
+	st, unlock, lost, err := LockLake(ctx, cfg, "ledgerlake run")
 	if err != nil {
-		return nil, refused(err)
-	}
-	defer st.Close()
-	unlock, lost, err := st.Lock("ledgerlake run")
-	if err != nil {
-		return nil, refused(err)
+		return nil, err
 	}
 	defer unlock()
 	if err := Writable(filepath.Dir(cfg.Warehouse)); err != nil {

@@ -71,14 +71,9 @@ func Reset(ctx context.Context, cfg *config.Config, names []string, now time.Tim
 	if len(whole) > 0 {
 		return nil, &config.Error{Msg: fmt.Sprintf("%s: fetched whole every run, so there is nothing to reset (the next run fetches it all again anyway)", strings.Join(whole, ", "))}
 	}
-	st, err := OpenLake(ctx, cfg)
+	st, release, _, err := LockLake(ctx, cfg, "extract reset")
 	if err != nil {
-		return nil, refused(err)
-	}
-	defer st.Close()
-	release, _, err := st.Lock("extract reset")
-	if err != nil {
-		return nil, refused(err)
+		return nil, err
 	}
 	defer release()
 	rec := &ResetRecord{ID: lake.NewRunID(now), At: now.UTC(), By: whoami()}
