@@ -192,7 +192,7 @@ func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|"
 // the warehouse's models were last built with (dbPath), else the defaults.
 func docFields(ctx context.Context, cfgPath, dbPath string) (map[sqlfiles.Ref]sqlfiles.Source, error) {
 	if cfgPath != "" {
-		cfg, err := config.Load(cfgPath)
+		cfg, err := config.LoadForReading(cfgPath)
 		if err != nil {
 			return nil, err
 		}

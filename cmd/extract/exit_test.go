@@ -238,6 +238,8 @@ func TestReadersNeedNoCredentials(t *testing.T) {
 		{"invoices", "--config", cfg, "--source", "signicat", "--format", "csv"},
 		{"docs", "--html", filepath.Join(dir, "site2"), "--config", cfg},
 		{"status", "--config", cfg},
+		{"docs", "--config", cfg},
+		{"fields", "--config", cfg},
 		{"query", "--config", cfg, "SELECT count(*) FROM signicat_invoices"},
 	} {
 		if code, out, stderr := cli(t, args...); code != 0 || strings.Contains(stderr, "environment variable") {

@@ -66,7 +66,11 @@ func fieldsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "extract fields: --probe fetches its own warehouse; leave out --db")
 		return exitUsage
 	}
-	cfg, err := config.Load(*cfgPath)
+	load := config.LoadForReading // listing and suggesting from a warehouse read what runs left
+	if *probe {
+		load = config.Load // the probe calls the API
+	}
+	cfg, err := load(*cfgPath)
 	if err != nil {
 		return exitCodeFor(err, stderr)
 	}
