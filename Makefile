@@ -6,7 +6,7 @@ BIN     := bin/extract
 # a spurious "context deadline exceeded" as the time runs out (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 50000x
 FUZZ_TARGETS := ./internal/typing:FuzzParseDecimal ./internal/typing:FuzzShortDecimal ./internal/typing:FuzzConvert ./internal/typing:FuzzParseTimestamp ./internal/typing:FuzzNumberType ./internal/typing:FuzzTryAppend \
-	./internal/config:FuzzParse ./internal/sqltext:FuzzSplitStatements ./internal/sources:FuzzEachInArray ./internal/sources:FuzzEachInReader ./internal/sources:FuzzEachInEnvelope
+	./internal/config:FuzzParse ./internal/sqltext:FuzzSplitStatements ./internal/jsonrec:FuzzEachInArray ./internal/jsonrec:FuzzEachInReader ./internal/jsonrec:FuzzEachInEnvelope
 
 .PHONY: build test unit fuzz demo bench lint clean
 

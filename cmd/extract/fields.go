@@ -16,6 +16,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/models/suggest"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
@@ -308,7 +309,7 @@ func records(ctx context.Context, s *sources.Stream) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		if _, err := p.Each(func(sources.Record) error { n++; return nil }); err != nil && !errors.Is(err, sources.ErrNull) {
+		if _, err := p.Each(func(sources.Record) error { n++; return nil }); err != nil && !errors.Is(err, jsonrec.ErrNull) {
 			return n, err
 		}
 	}

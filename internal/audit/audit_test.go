@@ -12,11 +12,11 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/audit"
 	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/pipelines"
 	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
 )
@@ -164,7 +164,7 @@ func TestInvoicesAsOfOldAndNewForm(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs, err := sources.DecodeArray(body)
+		recs, err := jsonrec.DecodeArray(body)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/redact"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
@@ -111,7 +112,7 @@ type streamRun struct {
 	runDate string            // the partition of streams without their own: asked once per record
 	notes   notes
 	windows []lake.Window // the windows of a windowed stream's pages as sent, in the order first seen
-	quirks  sources.Quirks
+	quirks  jsonrec.Quirks
 	invalid int    // records whose partition value could not name a directory
 	under   string // the partition they went to
 	safe    map[string]bool
@@ -530,13 +531,13 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 		}
 		lin := lineage{evidence: sum, window: r.window(page.Window)}
 		page.MaxValue = int(env.limits.MaxValueBytes)
-		var q sources.Quirks
+		var q jsonrec.Quirks
 		err = r.cpuIf(page.Body != nil, func() (err error) {
 			q, err = page.Each(func(rec typing.Record) error { return r.add(top, rec, lin) })
 			return err
 		})
 		r.quirks.Add(q)
-		if errors.Is(err, sources.ErrNull) {
+		if errors.Is(err, jsonrec.ErrNull) {
 			r.notes.add(env.log, s.TableName(), err.Error())
 			err = nil
 		}

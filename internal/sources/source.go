@@ -3,7 +3,6 @@
 package sources
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/spool"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 	"github.com/ledgerlake/ledgerlake/schemas"
@@ -46,10 +46,10 @@ type Page struct {
 	// (Each), from memory or from the file a large answer was spilled to: memory follows the batch
 	// size, never the response size. Each reads it once and closes it.
 	Body *spool.Body
-	// MaxValue caps one record of Body (DefaultMaxValueBytes when 0).
+	// MaxValue caps one record of Body (jsonrec.DefaultMaxValueBytes when 0).
 	MaxValue int
 	// Quirks are what decoding Records met (Each adds Body's).
-	Quirks Quirks
+	Quirks jsonrec.Quirks
 	// Keep filters Body's records as they are decoded, given each record and its bytes as the API sent
 	// them (exact copies at a window boundary); nil keeps all.
 	Keep func(r Record, raw []byte) bool
@@ -148,8 +148,8 @@ func (s *Stream) TableName() string { return s.Source + "_" + s.Name }
 
 // Each calls fn with every record of the page: Records, then Body's records that Keep keeps, and
 // returns what decoding them met (Quirks). A body that is the JSON literal null holds no records; Each
-// then returns ErrNull (naming the request), which callers treat as an empty page they report.
-func (p Page) Each(fn func(Record) error) (Quirks, error) {
+// then returns jsonrec.ErrNull (naming the request), which callers treat as an empty page they report.
+func (p Page) Each(fn func(Record) error) (jsonrec.Quirks, error) {
 	q := p.Quirks
 	for _, r := range p.Records {
 		if err := fn(r); err != nil {
@@ -167,14 +167,14 @@ func (p Page) Each(fn func(Record) error) (Quirks, error) {
 	}
 	maxValue := p.MaxValue
 	if maxValue <= 0 {
-		maxValue = DefaultMaxValueBytes
+		maxValue = jsonrec.DefaultMaxValueBytes
 	}
-	var bq Quirks
+	var bq jsonrec.Quirks
 	var err error
 	if p.Body.InMemory() {
-		bq, err = eachInArray(p.Body.Mem(), kept)
+		bq, err = jsonrec.EachRawInArray(p.Body.Mem(), kept)
 	} else {
-		bq, err = eachInReader(p.Body.Reader(), maxValue, kept)
+		bq, err = jsonrec.EachRawInReader(p.Body.Reader(), maxValue, kept)
 	}
 	q.Add(bq)
 	if cerr := p.Body.Close(); err == nil && cerr != nil {
@@ -192,100 +192,6 @@ func (p Page) Close() {
 	if p.Raw != nil {
 		p.Raw.Body.Close()
 	}
-}
-
-// ErrNull is a response that is the JSON literal null where a list was expected. An API may well
-// answer null for an empty list, and encoding/json reads it as one: it is taken as no records, but
-// reported, so that a tenant whose lists come back null every night is noticed.
-var ErrNull = errors.New("the response is null, read as an empty list")
-
-// IsNull reports whether body is the JSON literal null, with JSON's whitespace around it allowed
-// (space, tab, CR, LF: not the rest of Unicode's, which JSON refuses).
-func IsNull(body []byte) bool { return string(bytes.Trim(body, " \t\r\n")) == "null" }
-
-// errNotArray is a body that is not a JSON array of objects.
-type errNotArray struct{ err error }
-
-func (e errNotArray) Error() string {
-	return "response is not a JSON array of objects: " + e.err.Error()
-}
-func (e errNotArray) Unwrap() error { return e.err }
-
-// EachInArray decodes a JSON array of objects one element at a time, keeping numbers exact
-// (json.Number), and calls fn with each; an error from fn stops it and is returned as is. The body null
-// gives ErrNull and no records.
-func EachInArray(body []byte, fn func(Record) error) error {
-	_, err := eachInArray(body, func(r Record, _ []byte) error { return fn(r) })
-	return err
-}
-
-// eachInArray is EachInArray passing each record's bytes too, and counting quirks.
-func eachInArray(body []byte, fn func(Record, []byte) error) (Quirks, error) {
-	d := decoder{b: body, keys: map[string]string{}}
-	err := d.eachInArray(fn)
-	return d.q, err
-}
-
-func (d *decoder) eachInArray(fn func(Record, []byte) error) error {
-	d.space()
-	if IsNull(d.b[d.i:]) {
-		return ErrNull
-	}
-	if d.i >= len(d.b) || d.b[d.i] != '[' {
-		return errNotArray{d.fail("looking for the array")}
-	}
-	d.i++
-	d.space()
-	if d.i < len(d.b) && d.b[d.i] == ']' {
-		d.i++
-	} else {
-		for n := 0; ; n++ {
-			d.space()
-			start := d.i
-			v, err := d.value(1)
-			if err != nil {
-				return errNotArray{fmt.Errorf("element %d: %w", n, err)}
-			}
-			r, ok := v.(map[string]any)
-			if !ok {
-				return errNotArray{fmt.Errorf("element %d is %T, not an object", n, v)}
-			}
-			if err := fn(r, d.b[start:d.i]); err != nil {
-				return err
-			}
-			d.space()
-			if d.i >= len(d.b) {
-				return errNotArray{errEnd}
-			}
-			if d.b[d.i] == ']' {
-				d.i++
-				break
-			}
-			if d.b[d.i] != ',' {
-				return errNotArray{d.fail("after array element")}
-			}
-			d.i++
-		}
-	}
-	d.space()
-	if d.i != len(d.b) {
-		return errNotArray{fmt.Errorf("data after the array (offset %d)", d.i)}
-	}
-	return nil
-}
-
-// DecodeArray decodes a JSON array of objects, keeping numbers exact (json.Number). The body null is
-// an empty list, as encoding/json reads it; callers that build pages report it (IsNull).
-func DecodeArray(body []byte) ([]Record, error) {
-	var out []Record
-	err := EachInArray(body, func(r Record) error {
-		out = append(out, r)
-		return nil
-	})
-	if errors.Is(err, ErrNull) {
-		return nil, nil
-	}
-	return out, err
 }
 
 // NewStream builds a stream of source with the declared schema of schemas/<source>/<name>.yaml when
@@ -489,26 +395,6 @@ func later(a, b string) bool {
 		return fa > fb
 	}
 	return a > b
-}
-
-// DecodeObject decodes one JSON object, keeping numbers exact, and says what decoding it met.
-func DecodeObject(body []byte) (Record, Quirks, error) {
-	d := decoder{b: body, keys: map[string]string{}}
-	d.space()
-	v, err := d.value(0)
-	if err == nil {
-		if d.space(); d.i != len(d.b) {
-			err = fmt.Errorf("data after the object (offset %d)", d.i)
-		}
-	}
-	r, ok := v.(map[string]any)
-	if err == nil && !ok {
-		err = fmt.Errorf("it is %s", jsonKind(v))
-	}
-	if err != nil {
-		return nil, d.q, fmt.Errorf("response is not a JSON object: %w", err)
-	}
-	return r, d.q, nil
 }
 
 // PathSegment is id escaped as one URL path segment. An empty id, "." and ".." are refused: a server

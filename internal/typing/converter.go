@@ -211,7 +211,7 @@ func (c *Converter) SetWindow(start, end time.Time) {
 }
 
 // keyOf is rec's key as text for a Reject. Rejects outlive their records, so their text is copied:
-// a decoded value shares its memory with its neighbours (sources.EachInArray).
+// a decoded value shares its memory with its neighbours (jsonrec.EachInArray).
 func (c *Converter) keyOf(rec Record) string {
 	var parts []string
 	for _, p := range c.sch.keyPaths() {

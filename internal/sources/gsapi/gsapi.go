@@ -19,6 +19,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/redact"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/schemas"
@@ -293,7 +294,7 @@ func (s *Source) objectPages(ctx context.Context, stats *httpclient.Stats, _ *so
 				}
 				return nil
 			})
-			if errors.Is(err, sources.ErrNull) {
+			if errors.Is(err, jsonrec.ErrNull) {
 				err = nil // no profiles, no types: nothing to list
 			}
 		}
@@ -395,7 +396,7 @@ func (s *Source) chargesToVisit(ctx context.Context, stats *httpclient.Stats, st
 					return nil
 				})
 			}
-			if err != nil && !errors.Is(err, sources.ErrNull) {
+			if err != nil && !errors.Is(err, jsonrec.ErrNull) {
 				yield(chargeRef{}, err)
 				return
 			}
@@ -454,17 +455,17 @@ func (s *Source) invoiceCharges(stats *httpclient.Stats, st *sources.State) func
 }
 
 // object reads one JSON object at path; one larger than max_value_bytes is refused.
-func (s *Source) object(ctx context.Context, stats *httpclient.Stats, path, where string) (sources.Record, sources.Quirks, error) {
+func (s *Source) object(ctx context.Context, stats *httpclient.Stats, path, where string) (sources.Record, jsonrec.Quirks, error) {
 	resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + path, Auth: s.auth, Stats: stats})
 	if err != nil {
-		return nil, sources.Quirks{}, err
+		return nil, jsonrec.Quirks{}, err
 	}
 	defer resp.Body.Close()
 	b, err := resp.Body.Load(int64(s.limits.MaxValueBytes), "answer (max_value_bytes)")
 	if err != nil {
-		return nil, sources.Quirks{}, &sources.BodyError{Where: where, Err: err}
+		return nil, jsonrec.Quirks{}, &sources.BodyError{Where: where, Err: err}
 	}
-	rec, q, err := sources.DecodeObject(b)
+	rec, q, err := jsonrec.DecodeObject(b)
 	if err != nil {
 		return nil, q, &sources.BodyError{Where: where, Err: err}
 	}

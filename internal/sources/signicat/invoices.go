@@ -19,6 +19,7 @@ import (
 	"sync"
 
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
@@ -278,7 +279,7 @@ func (s *Source) invoicesToVisit(ctx context.Context, stats *httpclient.Stats, s
 					return nil
 				})
 			}
-			if err != nil && !errors.Is(err, sources.ErrNull) {
+			if err != nil && !errors.Is(err, jsonrec.ErrNull) {
 				yield(invoiceRef{}, err)
 				return
 			}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/redact"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
@@ -266,18 +267,18 @@ func (s *Source) addProducts(ctx context.Context, stats *httpclient.Stats, st *s
 
 // object reads one JSON object (a detail) at u, returning it decoded and as sent; one larger than
 // max_value_bytes is refused.
-func (s *Source) object(ctx context.Context, stats *httpclient.Stats, u string) (sources.Record, sources.Quirks, []byte, error) {
+func (s *Source) object(ctx context.Context, stats *httpclient.Stats, u string) (sources.Record, jsonrec.Quirks, []byte, error) {
 	resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth, Stats: stats, Header: s.orgHeader()})
 	if err != nil {
-		return nil, sources.Quirks{}, nil, err
+		return nil, jsonrec.Quirks{}, nil, err
 	}
 	defer resp.Body.Close()
 	where := "GET " + strings.TrimPrefix(u, s.base)
 	b, err := resp.Body.Load(int64(s.limits.MaxValueBytes), "answer (max_value_bytes)")
 	if err != nil {
-		return nil, sources.Quirks{}, nil, &sources.BodyError{Where: where, Err: err}
+		return nil, jsonrec.Quirks{}, nil, &sources.BodyError{Where: where, Err: err}
 	}
-	rec, q, err := sources.DecodeObject(b)
+	rec, q, err := jsonrec.DecodeObject(b)
 	if err != nil {
 		return nil, q, nil, &sources.BodyError{Where: where, Err: err}
 	}
@@ -340,7 +341,7 @@ func (s *Source) listPage(ctx context.Context, stats *httpclient.Stats, u, where
 	}
 	defer resp.Body.Close()
 	batch := make([]typing.Record, 0, 128)
-	env, err := sources.EachInEnvelope(resp.Body.Reader(), int(s.limits.MaxValueBytes), func(r typing.Record) error {
+	env, err := jsonrec.EachInEnvelope(resp.Body.Reader(), int(s.limits.MaxValueBytes), func(r typing.Record) error {
 		if batch = append(batch, r); len(batch) == listBatch {
 			if !yield(sources.Page{Records: batch}, nil) {
 				return errStop

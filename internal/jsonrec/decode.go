@@ -1,4 +1,9 @@
-package sources
+// Package jsonrec decodes API answers into records: a JSON array of objects (from memory, or from a
+// reader one element at a time), Signicat's {data, next} envelope and single objects, keeping numbers
+// exact (json.Number) and counting what it changed on the way (Quirks). It is a tokenizer of its own,
+// without reflection, held to encoding/json by fuzzing (FuzzEachInArray, FuzzEachInReader,
+// FuzzEachInEnvelope).
+package jsonrec
 
 import (
 	"encoding/json"
@@ -415,7 +420,7 @@ func (d *decoder) hex4() (rune, bool) {
 // EachInReader is EachInArray for a body read from r (a spilled response): it holds one element at a
 // time, never the whole body, and hands fn the same records with the same errors.
 func EachInReader(r io.Reader, fn func(Record) error) error {
-	_, err := eachInReader(r, DefaultMaxValueBytes, func(r Record, _ []byte) error { return fn(r) })
+	_, err := EachRawInReader(r, DefaultMaxValueBytes, func(r Record, _ []byte) error { return fn(r) })
 	return err
 }
 
@@ -423,9 +428,9 @@ func EachInReader(r io.Reader, fn func(Record) error) error {
 // run's config says otherwise (max_value_bytes): memory follows it, not the size of an answer.
 const DefaultMaxValueBytes = 64 << 20
 
-// eachInReader is EachInReader passing each record's bytes too (valid during the call); an element
-// over maxValue bytes fails it.
-func eachInReader(r io.Reader, maxValue int, fn func(Record, []byte) error) (Quirks, error) {
+// EachRawInReader is EachInReader passing fn each record's bytes too (valid during the call), and
+// returning what decoding met; an element over maxValue bytes fails it.
+func EachRawInReader(r io.Reader, maxValue int, fn func(Record, []byte) error) (Quirks, error) {
 	s := newElements(r, maxValue)
 	d := decoder{keys: map[string]string{}}
 	c, err := s.next()
