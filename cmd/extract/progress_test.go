@@ -12,6 +12,7 @@ import (
 
 	"github.com/vbauerster/mpb/v8"
 
+	"github.com/ledgerlake/ledgerlake/internal/dates"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
@@ -50,8 +51,8 @@ func TestLiveViewShowsStreamsThenPhases(t *testing.T) {
 	v.StreamStarted(lines)
 	for m := range 3 {
 		start := time.Date(2024, time.Month(m+1), 1, 0, 0, 0, 0, time.UTC)
-		v.Page(invoices, sources.Page{Window: &sources.Bounds{Start: start, End: start.AddDate(0, 1, 0)}})
-		v.Page(invoices, sources.Page{Window: &sources.Bounds{Start: start, End: start.AddDate(0, 1, 0)}}) // a second page of it
+		v.Page(invoices, sources.Page{Window: &dates.Window{Start: start, End: start.AddDate(0, 1, 0)}})
+		v.Page(invoices, sources.Page{Window: &dates.Window{Start: start, End: start.AddDate(0, 1, 0)}}) // a second page of it
 		invoices.Stats.Requests.Add(2)
 	}
 	for i := range 1500 {

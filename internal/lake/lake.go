@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ledgerlake/ledgerlake/internal/dates"
 	"github.com/ledgerlake/ledgerlake/internal/durable"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 )
@@ -60,7 +61,7 @@ type StreamReport struct {
 	Warnings []string    `json:"warnings,omitempty"`
 	Tables   []TableInfo `json:"tables,omitempty"` // the stream's table, then its child tables
 	// Windows are the date windows a windowed stream fetched, each one's rows replacing its older rows.
-	Windows []Window `json:"windows,omitempty"`
+	Windows []dates.Window `json:"windows,omitempty"`
 }
 
 // TableInfo tells the loader how a table's current state follows from its history. Only a windowed
@@ -76,12 +77,6 @@ type TableInfo struct {
 	// Windowed: the current state is the newest fetch of each window (the stream's Windows).
 	Windowed bool  `json:"windowed,omitempty"`
 	Rows     int64 `json:"rows"`
-}
-
-// Window is a date window as sent to the API: Start and End inclusive, in the tenant's wall clock.
-type Window struct {
-	Start time.Time `json:"start"`
-	End   time.Time `json:"end"`
 }
 
 // Manifest records what one run committed.

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/dates"
 	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/redact"
@@ -111,7 +112,7 @@ type streamRun struct {
 	prev    *streamCheckpoint // what an earlier attempt of this run committed (nil: none)
 	runDate string            // the partition of streams without their own: asked once per record
 	notes   notes
-	windows []lake.Window // the windows of a windowed stream's pages as sent, in the order first seen
+	windows []dates.Window // the windows of a windowed stream's pages as sent, in the order first seen
 	quirks  jsonrec.Quirks
 	invalid int    // records whose partition value could not name a directory
 	under   string // the partition they went to
@@ -679,17 +680,14 @@ func (r *streamRun) shrank(rows int64) error {
 }
 
 // window returns the index of w among the stream's windows (-1 for none), adding it when new.
-func (r *streamRun) window(b *sources.Bounds) int32 {
-	if b == nil || !r.s.Windowed {
+func (r *streamRun) window(w *dates.Window) int32 {
+	if w == nil || !r.s.Windowed {
 		return -1
 	}
-	w := lake.Window{Start: b.Start, End: b.End}
-	for i, seen := range r.windows {
-		if seen == w {
-			return int32(i)
-		}
+	if i := slices.Index(r.windows, *w); i >= 0 {
+		return int32(i)
 	}
-	r.windows = append(r.windows, w)
+	r.windows = append(r.windows, *w)
 	return int32(len(r.windows) - 1)
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/dates"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/spool"
@@ -62,7 +63,7 @@ type Page struct {
 	// Checkpoints: once the pipeline has checkpointed it, a resumed run skips it.
 	Done string
 	// Window is the date window the page answers, as sent, on Windowed streams.
-	Window *Bounds
+	Window *dates.Window
 	// Note is something about this page a user should hear of without the stream failing (a null
 	// body read as empty, duplicates dropped at a window boundary): the pipeline logs it and keeps it
 	// among the stream's warnings in the run report.

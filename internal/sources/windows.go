@@ -1,6 +1,10 @@
 package sources
 
-import "time"
+import (
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/dates"
+)
 
 // WindowsInFlight is how many date windows of one stream are fetched at once: with 20 ms latency, 4
 // left the host limit idle while the listings that start every fan-out stream ran (make bench); a
@@ -12,23 +16,17 @@ const WindowsInFlight = 8
 // (httpclient), not the stream.
 const FanOutLimit = 64
 
-// Window is one stretch of a windowed read, [From, To).
-type Window struct{ From, To time.Time }
-
-// Bounds are a window's ends as a request sent them, both inclusive: how a Window's end is sent is the
-// endpoint's business, and rows record what was asked.
-type Bounds struct{ Start, End time.Time }
-
-// MonthWindows covers [since, until) with calendar months (UTC wall clock): no gap, no overlap. How a
+// MonthWindows covers [since, until) with calendar months (UTC wall clock): no gap, no overlap; each
+// window ends a millisecond before the next one starts (the last a millisecond before until). How a
 // window's ends are sent, and how much they overlap, is each endpoint's business.
-func MonthWindows(since, until time.Time) []Window {
-	var out []Window
+func MonthWindows(since, until time.Time) []dates.Window {
+	var out []dates.Window
 	for from := since; from.Before(until); {
 		to := time.Date(from.Year(), from.Month()+1, 1, 0, 0, 0, 0, time.UTC)
 		if to.After(until) {
 			to = until
 		}
-		out = append(out, Window{from, to})
+		out = append(out, dates.Window{Start: from, End: to.Add(-time.Millisecond)})
 		from = to
 	}
 	return out

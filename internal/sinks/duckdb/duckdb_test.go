@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/ledgerlake/ledgerlake/internal/dates"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
@@ -26,7 +27,7 @@ func writeRun(t *testing.T, root, runID string, at time.Time, table string, incr
 
 // writeTable writes rows as one run's snapshot of the table info describes, fetched in the windows
 // given (each row of the window its "w" field names: 0, 1, …) when there are any.
-func writeTable(t *testing.T, root, runID string, at time.Time, info lake.TableInfo, windows []lake.Window, rows ...string) *lake.Manifest {
+func writeTable(t *testing.T, root, runID string, at time.Time, info lake.TableInfo, windows []dates.Window, rows ...string) *lake.Manifest {
 	t.Helper()
 	var recs []typing.Record
 	for _, r := range rows {
@@ -151,17 +152,17 @@ func TestCurrentStateNeverPicksARow(t *testing.T) {
 
 	// Windowed, no key: the newest fetch of every window replaces that window's rows, whatever they
 	// hold; an identical row twice in one window is two rows; a window fetched again empty is empty.
-	win := func(m time.Month, lastDay int) lake.Window {
-		return lake.Window{Start: time.Date(2026, m, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, m, lastDay, 23, 59, 59, 999e6, time.UTC)}
+	win := func(m time.Month, lastDay int) dates.Window {
+		return dates.Window{Start: time.Date(2026, m, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, m, lastDay, 23, 59, 59, 999e6, time.UTC)}
 	}
 	sep, oct, nov := win(9, 30), win(10, 31), win(11, 2) // November so far: up to the 2nd
 	wt := lake.TableInfo{Name: "x_win", Incremental: true, Windowed: true}
-	load(writeTable(t, root, "r5", day1, wt, []lake.Window{sep, oct, nov},
+	load(writeTable(t, root, "r5", day1, wt, []dates.Window{sep, oct, nov},
 		`{"w":0,"id":"s","v":1}`, `{"w":1,"id":"o","v":1}`, `{"w":1,"id":"o","v":1}`, `{"w":2,"id":"n","v":1}`))
 	check("x_win", "n=1 o=1 o=1 s=1", "VIEW")
 	// The next run reads October and November again (its lookback): October is now empty, November grew.
 	nov2 := win(11, 3)
-	load(writeTable(t, root, "r6", day2, wt, []lake.Window{oct, nov2}, `{"w":1,"id":"n","v":2}`, `{"w":1,"id":"m","v":2}`))
+	load(writeTable(t, root, "r6", day2, wt, []dates.Window{oct, nov2}, `{"w":1,"id":"n","v":2}`, `{"w":1,"id":"m","v":2}`))
 	check("x_win", "m=2 n=2 s=1", "BASE TABLE")
 	var windows int
 	if err := w.DB.QueryRow("SELECT count(*) FROM " + WindowsTable + " WHERE table_name = 'x_win'").Scan(&windows); err != nil || windows != 5 {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ledgerlake/ledgerlake/internal/dates"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 )
@@ -36,9 +37,9 @@ const gsLayout = "2006-01-02 15:04:05.000"
 // month its watermark minus lookback_days falls in: every run cuts the same months, so a window fetched
 // again is the same window, and its new rows replace its old ones in the current state (Windowed).
 
-// monthWindows are the whole months from the month of from up to until (the last one ends at until),
-// newest first.
-func monthWindows(from, until time.Time) []sources.Window {
+// monthWindows are the whole months from the month of from up to until (the last one ends a
+// millisecond before until), newest first.
+func monthWindows(from, until time.Time) []dates.Window {
 	start := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
 	ws := sources.MonthWindows(start, until)
 	for i, j := 0, len(ws)-1; i < j; i, j = i+1, j-1 {
@@ -100,16 +101,15 @@ func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sour
 	}
 	ws := monthWindows(from, sources.Tomorrow(now))
 	b := newBoundary()
-	fetch := func(ctx context.Context, w sources.Window) (sources.Page, error) {
+	fetch := func(ctx context.Context, w dates.Window) (sources.Page, error) {
 		wq := url.Values{}
 		for k, v := range q {
 			wq[k] = v
 		}
-		sent := sources.Bounds{Start: w.From, End: w.To.Add(-time.Millisecond)}
-		wq.Set("startdate", sent.Start.Format(gsLayout))
-		wq.Set("enddate", sent.End.Format(gsLayout))
+		wq.Set("startdate", w.Start.Format(gsLayout))
+		wq.Set("enddate", w.End.Format(gsLayout))
 		page, err := s.get(ctx, stats, path, wq, true)
-		page.Window = &sent
+		page.Window = &w
 		page.Keep = func(_ sources.Record, raw []byte) bool { return b.keep(raw) }
 		return page, err
 	}

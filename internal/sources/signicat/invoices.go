@@ -17,7 +17,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/ledgerlake/ledgerlake/internal/dates"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
@@ -76,10 +78,11 @@ func (s *Source) listInvoices(ctx context.Context, stats *httpclient.Stats, st *
 		}
 		return true
 	}
-	fetch := func(ctx context.Context, w sources.Window) (sources.Page, error) {
+	fetch := func(ctx context.Context, w dates.Window) (sources.Page, error) {
+		next := w.End.Add(time.Millisecond) // the first day after the window
 		q := url.Values{
-			"invoiceDateAfter":  {w.From.AddDate(0, 0, -1).Format("2006-01-02")},
-			"invoiceDateBefore": {w.To.AddDate(0, 0, 1).Format("2006-01-02")},
+			"invoiceDateAfter":  {w.Start.AddDate(0, 0, -1).Format("2006-01-02")},
+			"invoiceDateBefore": {next.AddDate(0, 0, 1).Format("2006-01-02")},
 		}
 		where := "GET /invoices?" + q.Encode()
 		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoices?" + q.Encode(), Auth: s.auth, Stats: stats, Header: s.orgHeader(),
