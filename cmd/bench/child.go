@@ -164,8 +164,8 @@ func convert(cfg *config.Config, capture, out string) Conversion {
 			c.JSONMB += float64(st.Size()) / 1e6
 		}
 		replay := &sources.Stream{Source: s.Source, Name: s.Name, Declared: s.Declared, Key: s.Key, MapPaths: s.MapPaths,
-			Partition: s.Partition, Mode: s.Mode, FanOut: s.FanOut, Stats: &httpclient.Stats{Name: s.TableName()}}
-		replay.Pages = func(context.Context) iter.Seq2[sources.Page, error] {
+			Partition: s.Partition, Mode: s.Mode, FanOut: s.FanOut}
+		replay.Pages = func(context.Context, sources.Resume) iter.Seq2[sources.Page, error] {
 			return func(yield func(sources.Page, error) bool) {
 				for _, f := range files {
 					b, err := os.ReadFile(f)
@@ -247,10 +247,10 @@ func capturePages(s *sources.Stream, dir string) {
 	check(os.MkdirAll(dir, 0o755))
 	c := &pageCapture{dir: dir}
 	pages := s.Pages
-	s.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
+	s.Pages = func(ctx context.Context, resume sources.Resume) iter.Seq2[sources.Page, error] {
 		return func(yield func(sources.Page, error) bool) {
 			defer c.flush()
-			for p, err := range pages(ctx) {
+			for p, err := range pages(ctx, resume) {
 				if err != nil {
 					yield(p, err)
 					return

@@ -305,7 +305,7 @@ func probeWindow(ctx context.Context, cfg *config.Config) (from, until time.Time
 // records counts the records a stream's pages hold.
 func records(ctx context.Context, s *sources.Stream) (int, error) {
 	n := 0
-	for p, err := range s.Pages(ctx) {
+	for p, err := range s.Pages(ctx, sources.Resume{}) {
 		if err != nil {
 			return n, err
 		}

@@ -128,8 +128,9 @@ func (v *liveView) runLine() string {
 	v.counts.Lock()
 	var req, bytes int64
 	for _, s := range v.streams {
-		req += s.Stats.Requests.Load()
-		bytes += s.Stats.Bytes.Load()
+		t := s.Traffic()
+		req += t.Requests
+		bytes += t.Bytes
 	}
 	done, total := v.done, v.total
 	v.counts.Unlock()
@@ -174,14 +175,14 @@ func (sb *streamBar) line() string {
 	sb.counts.Lock()
 	windows, units := sb.windows, sb.units
 	sb.counts.Unlock()
-	parts := []string{humanize.Comma(sb.s.Stats.Requests.Load()) + " requests"}
+	parts := []string{humanize.Comma(sb.s.Traffic().Requests) + " requests"}
 	if windows > 0 {
 		parts = append(parts, fmt.Sprintf("%d windows", windows))
 	}
 	if units > 0 {
 		parts = append(parts, humanize.Comma(int64(units))+" done")
 	}
-	if r := sb.s.Stats.Retries.Load(); r > 0 {
+	if r := sb.s.Traffic().Retries; r > 0 {
 		parts = append(parts, humanize.Comma(r)+" retries")
 	}
 	return strings.Join(parts, " · ") + " · " + clock(time.Since(sb.began)) + left(time.Since(sb.began), sb.last)

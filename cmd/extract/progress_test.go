@@ -7,13 +7,13 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vbauerster/mpb/v8"
 
 	"github.com/ledgerlake/ledgerlake/internal/dates"
-	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
@@ -43,8 +43,9 @@ func (l *lockedBuffer) String() string {
 func TestLiveViewShowsStreamsThenPhases(t *testing.T) {
 	var out lockedBuffer
 	v := newLiveView(&out, 160, mpb.WithAutoRefresh())
-	invoices := &sources.Stream{Source: "gsapi", Name: "datasync_invoices", Stats: &httpclient.Stats{}}
-	lines := &sources.Stream{Source: "signicat", Name: "invoice_lines", Stats: &httpclient.Stats{}}
+	var invoiceRequests, lineRequests atomic.Int64
+	invoices := &sources.Stream{Source: "gsapi", Name: "datasync_invoices", Meter: func() sources.Traffic { return sources.Traffic{Requests: invoiceRequests.Load()} }}
+	lines := &sources.Stream{Source: "signicat", Name: "invoice_lines", Meter: func() sources.Traffic { return sources.Traffic{Requests: lineRequests.Load()} }}
 	v.Start(pipeline.Plan{Streams: []pipeline.Planned{{Table: invoices.TableName(), Last: time.Minute}, {Table: lines.TableName()}},
 		Last: pipeline.Phases{Extract: 60, Load: 10, Models: 2}})
 	v.StreamStarted(invoices)
@@ -53,12 +54,12 @@ func TestLiveViewShowsStreamsThenPhases(t *testing.T) {
 		start := time.Date(2024, time.Month(m+1), 1, 0, 0, 0, 0, time.UTC)
 		v.Page(invoices, sources.Page{Window: &dates.Window{Start: start, End: start.AddDate(0, 1, 0)}})
 		v.Page(invoices, sources.Page{Window: &dates.Window{Start: start, End: start.AddDate(0, 1, 0)}}) // a second page of it
-		invoices.Stats.Requests.Add(2)
+		invoiceRequests.Add(2)
 	}
 	for i := range 1500 {
 		v.Page(lines, sources.Page{Done: fmt.Sprint(i)})
 	}
-	lines.Stats.Requests.Add(1501)
+	lineRequests.Add(1501)
 	slog.New(slog.NewTextHandler(v, nil)).Warn("stream warning", "table", "gsapi_datasync_invoices", "warning", "a null page")
 	settle()
 	v.StreamDone(invoices, lake.StreamReport{Status: "ok"})

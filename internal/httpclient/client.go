@@ -112,6 +112,16 @@ func Then(ctx context.Context) context.Context {
 	return context.WithValue(ctx, depthKey{}, depthOf(ctx)+1)
 }
 
+// statsKey holds the Stats that requests under a context count into (WithStats).
+type statsKey struct{}
+
+// WithStats makes the requests made under ctx that name no Stats of their own count into st: a stream's
+// traffic, without each call of its source passing st on. Logging in to authorise a request is the
+// session's traffic, not the stream's, and is not counted.
+func WithStats(ctx context.Context, st *Stats) context.Context {
+	return context.WithValue(ctx, statsKey{}, st)
+}
+
 func depthOf(ctx context.Context) int {
 	d, _ := ctx.Value(depthKey{}).(int)
 	return d
@@ -303,6 +313,9 @@ func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 	}
 	hs := c.host(u.Host)
 	if r.Stats == nil {
+		r.Stats, _ = ctx.Value(statsKey{}).(*Stats)
+	}
+	if r.Stats == nil {
 		r.Stats = &Stats{}
 	}
 	stats := r.Stats
@@ -344,7 +357,7 @@ func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 			rejected++
 			attempt--
 			stats.Renewals.Add(1)
-			if err := r.Auth.Renew(ctx, token); err != nil {
+			if err := r.Auth.Renew(WithStats(ctx, nil), token); err != nil {
 				return nil, fmt.Errorf("%s %s: renewing credentials after 401: %w", r.Method, safe, err)
 			}
 			continue
@@ -456,7 +469,7 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 	}
 	var token string
 	if r.Auth != nil {
-		if token, err = r.Auth.Authorize(ctx, req); err != nil {
+		if token, err = r.Auth.Authorize(WithStats(ctx, nil), req); err != nil {
 			// The login or token request had attempts of its own: its failure is final here, so retries
 			// are one budget per request, never one inside another.
 			return nil, "", final{fmt.Errorf("authenticating: %w", err)}

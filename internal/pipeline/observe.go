@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"iter"
 	"os"
 	"path/filepath"
 	"sync"
@@ -119,26 +118,6 @@ func (w *watch) done() Phases {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.phases
-}
-
-// observed makes the observer hear of every page s hands over.
-func (w *watch) observed(s *sources.Stream) {
-	if w == nil || w.obs == nil {
-		return
-	}
-	pages, obs := s.Pages, w.obs
-	s.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
-		return func(yield func(sources.Page, error) bool) {
-			for p, err := range pages(ctx) {
-				if err == nil {
-					obs.Page(s, p)
-				}
-				if !yield(p, err) {
-					return
-				}
-			}
-		}
-	}
 }
 
 // plan is what the streams took in the newest committed run that completed each.

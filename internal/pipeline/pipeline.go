@@ -315,7 +315,6 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	if err != nil {
 		return nil, err
 	}
-	skipHeld(rec.manifests, streams)
 	if run == nil {
 		run = &resumable{RunID: lake.NewRunID(opts.Now()), StartedAt: opts.Now().UTC()}
 		log.Info("run started", "run_id", run.RunID, "streams", len(streams))
@@ -328,7 +327,7 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	env := runEnv{st: st, runID: run.RunID, resumes: run.Resumes, batchRows: opts.BatchRows,
 		store: lake.NewEvidenceStore(st, append(slices.Clone(rec.manifests), listed(cks))...), every: opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))), log: log,
-		limits: cfg.Limits.OrDefaults(), before: snapshotRows(rec.manifests), accept: accept}
+		limits: cfg.Limits.OrDefaults(), before: snapshotRows(rec.manifests), accept: accept, held: heldUnits(rec.manifests), obs: opts.Observer}
 	env.checkpoints = newCheckpointer(&env, log, checkpointGap)
 	defer env.checkpoints.close()
 	m := &lake.Manifest{RunID: run.RunID, StartedAt: run.StartedAt}
@@ -341,9 +340,6 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	w.enter("extract")
 	if w.obs != nil {
 		w.obs.Start(Plan{Streams: plan(rec.manifests, streams), Last: w.last})
-		for _, s := range streams {
-			w.observed(s)
-		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, cfg.Concurrency))
@@ -609,9 +605,9 @@ func acceptShrink(names []string, streams []*sources.Stream) (map[string]bool, e
 	return accept, err
 }
 
-// skipHeld makes each stream skip the keys whose files a committed run already holds: an invoice's
-// PDF is fetched once.
-func skipHeld(ms []*lake.Manifest, streams []*sources.Stream) {
+// heldUnits are, by table, the units whose files a committed run already holds: a stream skips them
+// (an invoice's PDF is fetched once).
+func heldUnits(ms []*lake.Manifest) map[string]map[string]bool {
 	held := map[string]map[string]bool{}
 	for _, m := range ms {
 		for _, p := range m.PDFs {
@@ -621,11 +617,7 @@ func skipHeld(ms []*lake.Manifest, streams []*sources.Stream) {
 			held[p.Table][p.Key] = true
 		}
 	}
-	for _, s := range streams {
-		if h := held[s.TableName()]; h != nil {
-			s.Skip = func(key string) bool { return h[key] }
-		}
-	}
+	return held
 }
 
 // resumeOrRun takes a stream an earlier attempt of the run completed as it is, or runs it (from its

@@ -378,8 +378,8 @@ func TestUnknownStreamNamed(t *testing.T) {
 
 // fakeStream serves fixed pages: the pipeline's behaviour on shapes no sandbox stream has.
 func fakeStream(name string, key []string, pages ...[]string) *sources.Stream {
-	return &sources.Stream{Source: "test", Name: name, Key: key, Stats: &httpclient.Stats{},
-		Pages: func(ctx context.Context) iter.Seq2[sources.Page, error] {
+	return &sources.Stream{Source: "test", Name: name, Key: key,
+		Pages: func(ctx context.Context, _ sources.Resume) iter.Seq2[sources.Page, error] {
 			return func(yield func(sources.Page, error) bool) {
 				for _, p := range pages {
 					var recs []sources.Record
@@ -534,8 +534,8 @@ func TestInterruptKeepsCompletedStreams(t *testing.T) {
 	cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: 2}
 	quick := fakeStream("quick", []string{"id"}, []string{`{"id":1}`, `{"id":2}`})
 	done := make(chan struct{})
-	slow := &sources.Stream{Source: "test", Name: "slow", Key: []string{"id"}, Stats: &httpclient.Stats{},
-		Pages: func(ctx context.Context) iter.Seq2[sources.Page, error] {
+	slow := &sources.Stream{Source: "test", Name: "slow", Key: []string{"id"},
+		Pages: func(ctx context.Context, _ sources.Resume) iter.Seq2[sources.Page, error] {
 			return func(yield func(sources.Page, error) bool) {
 				if !yield(sources.Page{Records: []sources.Record{{"id": json.Number("1")}}}, nil) {
 					return
@@ -650,8 +650,8 @@ func TestStreamsWaitingOnTheNetworkLeaveTheCPUs(t *testing.T) {
 	taken := make(chan struct{})
 	var streams []*sources.Stream
 	for i := range stalled {
-		streams = append(streams, &sources.Stream{Source: "test", Name: fmt.Sprintf("stalled%d", i), Key: []string{"id"}, Stats: &httpclient.Stats{},
-			Pages: func(ctx context.Context) iter.Seq2[sources.Page, error] {
+		streams = append(streams, &sources.Stream{Source: "test", Name: fmt.Sprintf("stalled%d", i), Key: []string{"id"},
+			Pages: func(ctx context.Context, _ sources.Resume) iter.Seq2[sources.Page, error] {
 				return func(yield func(sources.Page, error) bool) {
 					if !yield(sources.Page{Records: []sources.Record{{"id": json.Number("1")}}}, nil) {
 						return
@@ -669,10 +669,10 @@ func TestStreamsWaitingOnTheNetworkLeaveTheCPUs(t *testing.T) {
 	}
 	quick := fakeStream("quick", []string{"id"}, []string{`{"id":1}`, `{"id":2}`})
 	pages := quick.Pages
-	quick.Pages = func(ctx context.Context) iter.Seq2[sources.Page, error] {
+	quick.Pages = func(ctx context.Context, resume sources.Resume) iter.Seq2[sources.Page, error] {
 		return func(yield func(sources.Page, error) bool) {
 			waiting.Wait()
-			for p, err := range pages(ctx) {
+			for p, err := range pages(ctx, resume) {
 				if !yield(p, err) {
 					return
 				}

@@ -225,7 +225,7 @@ func (src *statusSources) nextFetch(s *sources.Stream) (string, string) {
 	if _, err := time.Parse(time.DateOnly, st.Watermark); err != nil {
 		return fmt.Sprintf("the rows past %s (the key's watermark)", st.Watermark), ""
 	}
-	from := sources.Resume(since, st, lookback)
+	from := sources.WindowStart(since, st, lookback)
 	if months {
 		from = time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
 	}

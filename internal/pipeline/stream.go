@@ -72,6 +72,9 @@ type runEnv struct {
 	// tables allowed to shrink past limits.MaxShrink this run (--accept-shrink).
 	before map[string]int64
 	accept map[string]bool
+	// held are, by table, the units a committed run holds (heldUnits), which the stream skips.
+	held map[string]map[string]bool
+	obs  Observer // hears of every page a stream hands over (nil: none)
 }
 
 // cpu runs CPU-bound work — decoding a body, converting and writing a batch, compressing a large
@@ -485,12 +488,6 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 			r.notes.add(env.log, s.TableName(), w)
 		}
 		done = slices.Clone(prev.Done)
-		skip := make(map[string]bool, len(done))
-		for _, d := range done {
-			skip[d] = true
-		}
-		held := s.Skip // keys a committed run holds
-		s.Skip = func(unit string) bool { return skip[unit] || (held != nil && held(unit)) }
 		if s.State != nil {
 			s.State.Advance(prev.Next)
 			s.State.RestoreMemo(prev.Memo)
@@ -562,7 +559,10 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 		}
 		return nil
 	}
-	for page, err := range s.Pages(ctx) {
+	for page, err := range s.Pages(ctx, r.resume(done)) {
+		if err == nil && env.obs != nil {
+			env.obs.Page(s, page)
+		}
 		if err == nil {
 			err = take(page)
 		}
@@ -609,6 +609,17 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 	}
 	env.checkpoints.put(ck)
 	return rep, out, r.rejects
+}
+
+// resume tells the stream's pages to skip the units a committed run holds and those an earlier
+// attempt of this run checkpointed (done).
+func (r *streamRun) resume(done []string) sources.Resume {
+	held := r.held[r.s.TableName()]
+	checkpointed := make(map[string]bool, len(done))
+	for _, d := range done {
+		checkpointed[d] = true
+	}
+	return sources.Resume{Done: func(unit string) bool { return held[unit] || checkpointed[unit] }}
 }
 
 // maxInARow is how many items may fail one after another before the stream stops: then the API is
@@ -759,10 +770,8 @@ func (r *streamRun) checkpointOf(prevFiles, files []parquet.FileInfo, out stream
 }
 
 func fillStats(rep *lake.StreamReport, s *sources.Stream, prev *streamCheckpoint) {
-	rep.Requests = s.Stats.Requests.Load()
-	rep.Retries = s.Stats.Retries.Load()
-	rep.Throttled = s.Stats.Throttled.Load()
-	rep.Bytes = s.Stats.Bytes.Load()
+	t := s.Traffic()
+	rep.Requests, rep.Retries, rep.Throttled, rep.Bytes = t.Requests, t.Retries, t.Throttled, t.Bytes
 	if prev != nil {
 		rep.Requests += prev.Report.Requests
 		rep.Retries += prev.Report.Retries

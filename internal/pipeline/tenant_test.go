@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
-	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
@@ -24,8 +23,8 @@ import (
 
 // bodyStream serves raw response bodies, decoded by the pipeline as the sources' pages are.
 func bodyStream(name string, bodies ...string) *sources.Stream {
-	return &sources.Stream{Source: "test", Name: name, Stats: &httpclient.Stats{},
-		Pages: func(ctx context.Context) iter.Seq2[sources.Page, error] {
+	return &sources.Stream{Source: "test", Name: name,
+		Pages: func(ctx context.Context, _ sources.Resume) iter.Seq2[sources.Page, error] {
 			return func(yield func(sources.Page, error) bool) {
 				for i, b := range bodies {
 					if !yield(sources.Page{Body: spool.Bytes([]byte(b)), Where: "GET /list?page=" + string(rune('1'+i))}, nil) {

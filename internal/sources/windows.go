@@ -32,9 +32,9 @@ func MonthWindows(since, until time.Time) []dates.Window {
 	return out
 }
 
-// Resume is where an incremental windowed read starts: since on a first or full-refresh run, else the
+// WindowStart is where an incremental windowed read starts: since on a first or full-refresh run, else the
 // stored watermark (a YYYY-MM-DD day) minus lookbackDays, never before since; always a UTC midnight.
-func Resume(since time.Time, st *State, lookbackDays int) time.Time {
+func WindowStart(since time.Time, st *State, lookbackDays int) time.Time {
 	if st != nil && st.Watermark != "" {
 		if w, err := time.Parse("2006-01-02", st.Watermark); err == nil {
 			if back := w.AddDate(0, 0, -lookbackDays); back.After(since) {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/dates"
-	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 )
 
@@ -91,13 +90,13 @@ func (b *boundary) done() {
 
 // windowed fetches path in month windows from the stream's start to tomorrow, several at once, and
 // yields them newest first, each record once (see above). The watermark is the day the run reached.
-func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sources.State, path string, q url.Values) iter.Seq2[sources.Page, error] {
+func (s *Source) windowed(ctx context.Context, st *sources.State, path string, q url.Values) iter.Seq2[sources.Page, error] {
 	now := s.now().UTC()
 	from := s.cfg.Since.Time
 	if st != nil && st.Windows {
 		// A state written before windows were whole months and recorded (st.Windows false) starts over
 		// from since: the rows it loaded carry no window for the new ones to replace.
-		from = sources.Resume(from, st, s.cfg.LookbackDays)
+		from = sources.WindowStart(from, st, s.cfg.LookbackDays)
 	}
 	ws := monthWindows(from, sources.Tomorrow(now))
 	b := newBoundary()
@@ -108,7 +107,7 @@ func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sour
 		}
 		wq.Set("startdate", w.Start.Format(gsLayout))
 		wq.Set("enddate", w.End.Format(gsLayout))
-		page, err := s.get(ctx, stats, path, wq, true)
+		page, err := s.get(ctx, path, wq, true)
 		page.Window = &w
 		page.Keep = func(_ sources.Record, raw []byte) bool { return b.keep(raw) }
 		return page, err
@@ -131,24 +130,4 @@ func (s *Source) windowed(ctx context.Context, stats *httpclient.Stats, st *sour
 			st.MarkWindows()
 		}
 	}
-}
-
-// get fetches an endpoint answering one JSON array; its records are decoded as the page is read (a
-// large answer from the file it was spilled to, never from memory). With evidence the page keeps the
-// answer as sent (Raw), for the streams whose evidence auditors trace rows to.
-func (s *Source) get(ctx context.Context, stats *httpclient.Stats, path string, q url.Values, evidence bool) (sources.Page, error) {
-	u := s.base + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth, Stats: stats, MaxBytes: int64(s.limits.MaxPageBytes)})
-	if err != nil {
-		return sources.Page{}, err
-	}
-	where := "GET " + path + "?" + q.Encode()
-	p := sources.Page{Body: resp.Body, MaxValue: int(s.limits.MaxValueBytes), Where: where}
-	if evidence {
-		p.Raw = &sources.Raw{Endpoint: where, Body: resp.Body}
-	}
-	return p, nil
 }

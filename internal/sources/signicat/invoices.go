@@ -26,6 +26,32 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
 
+// invoiceStreams are the invoices, their lines and their PDFs. All three are incremental in monthly
+// invoice-date windows, partitioned by the invoice's month; the invoices and lines keep the evidence
+// auditors trace rows to (a PDF's evidence is the PDF itself). The per-invoice streams make a request
+// per invoice (FanOut) and are checkpointed per invoice, so a killed first sync resumes where it stopped.
+func (s *Source) invoiceStreams() []sources.Spec {
+	return []sources.Spec{
+		// Spec: GET /invoices?invoiceDateAfter&invoiceDateBefore answers a plain array; invoiceNumber
+		// identifies an invoice (declared key). Bounds: see listInvoices.
+		{Name: "invoices", Endpoint: "GET /invoices?invoiceDateAfter&invoiceDateBefore", Mode: sources.Incremental,
+			Evidence: true, Partition: invoiceMonth,
+			Pages: func(ctx context.Context, st *sources.State, _ sources.Resume) iter.Seq2[sources.Page, error] {
+				return s.listInvoices(ctx, st)
+			}},
+		// Spec: GET /invoices/{invoiceNumber} → lines[], which carry no number of their own: keyed by
+		// invoice number and 1-based position. An invoice read again replaces all its lines (Group), so
+		// one that disappeared does not linger.
+		{Name: "invoice_lines", Endpoint: "GET /invoices/{invoiceNumber}", Mode: sources.Incremental,
+			Group: []string{"invoice_number"}, Evidence: true, FanOut: true, Checkpoints: true, Partition: invoiceMonth,
+			Pages: s.invoiceLinePages},
+		// Spec: GET /invoices/{invoiceNumber}/pdf. Costs a request per invoice, so read only when asked
+		// for (OptIn), and each PDF once (Resume skips those a committed run holds).
+		{Name: "invoice_pdfs", Endpoint: "GET /invoices/{invoiceNumber}/pdf", Mode: sources.Incremental,
+			FanOut: true, Checkpoints: true, OptIn: true, Partition: invoiceMonth, Pages: s.invoicePDFPages},
+	}
+}
+
 // invoiceDay is an invoice's date as YYYY-MM-DD, for watermarks and the invoice_month partition.
 func invoiceDay(r sources.Record) string {
 	if d, ok := r["invoiceDate"].(string); ok && len(d) >= 10 {
@@ -60,8 +86,8 @@ func invoiceMonth(r sources.Record) string {
 // content) is dropped. Two records with one invoiceNumber that differ in any field are both kept, and
 // the key check reports the invoice number (nothing is picked silently). A window's answer is decoded
 // as it is read (a large one from disk).
-func (s *Source) listInvoices(ctx context.Context, stats *httpclient.Stats, st *sources.State) iter.Seq2[sources.Page, error] {
-	ws := sources.MonthWindows(sources.Resume(s.cfg.Since.Time, st, s.cfg.LookbackDays), sources.Tomorrow(s.now()))
+func (s *Source) listInvoices(ctx context.Context, st *sources.State) iter.Seq2[sources.Page, error] {
+	ws := sources.MonthWindows(sources.WindowStart(s.cfg.Since.Time, st, s.cfg.LookbackDays), sources.Tomorrow(s.now()))
 	var mu sync.Mutex
 	seen := map[string][][32]byte{} // invoiceNumber → digests of the versions yielded
 	keep := func(r sources.Record, _ []byte) bool {
@@ -85,7 +111,7 @@ func (s *Source) listInvoices(ctx context.Context, stats *httpclient.Stats, st *
 			"invoiceDateBefore": {next.AddDate(0, 0, 1).Format("2006-01-02")},
 		}
 		where := "GET /invoices?" + q.Encode()
-		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoices?" + q.Encode(), Auth: s.auth, Stats: stats, Header: s.orgHeader(),
+		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoices?" + q.Encode(), Auth: s.auth, Header: s.orgHeader(),
 			MaxBytes: int64(s.limits.MaxPageBytes)})
 		if err != nil {
 			return sources.Page{}, err
@@ -122,9 +148,9 @@ func (s *Source) orgHeader() http.Header {
 // memo keeps a digest of it). Assumption (the reference does not say): an invoice's lines do not
 // change while its list entry — number, dates, amounts, status — stays the same. --full-refresh reads
 // every invoice again.
-func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
+func (s *Source) invoiceLinePages(ctx context.Context, st *sources.State, resume sources.Resume) iter.Seq2[sources.Page, error] {
 	want := func(v invoiceRef) bool {
-		if skip(v.number) {
+		if resume.Skip(v.number) {
 			return false
 		}
 		var read string
@@ -141,7 +167,7 @@ func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, 
 			return failure(v, fmt.Errorf("invoice number: %w", err), false), nil
 		}
 		endpoint := "GET /invoices/" + seg
-		inv, q, body, err := s.object(ctx, stats, s.base+"/invoices/"+seg)
+		inv, q, body, err := s.object(ctx, s.base+"/invoices/"+seg)
 		if err != nil {
 			return itemError(v, err)
 		}
@@ -162,7 +188,7 @@ func (s *Source) invoiceLinePages(ctx context.Context, stats *httpclient.Stats, 
 		}
 		return page, nil
 	}
-	return sources.Fan(httpclient.Then(ctx), sources.FanOutLimit, s.invoicesToVisit(ctx, stats, st, want), detail)
+	return sources.Fan(httpclient.Then(ctx), sources.FanOutLimit, s.invoicesToVisit(ctx, st, want), detail)
 }
 
 // failure is a failed page of one invoice.
@@ -180,17 +206,17 @@ func itemError(v invoiceRef, err error) (sources.Page, error) {
 }
 
 // invoicePDFPages lists the invoices like the invoices stream and downloads the PDF of each one that
-// no committed run holds yet and this run has not checkpointed (skip), as soon as its window is listed,
+// no committed run holds yet and this run has not checkpointed (resume), as soon as its window is listed,
 // yielding one record per PDF and the PDF itself as the page's raw body, which the pipeline stores in
 // the lake. A PDF over max_pdf_bytes, or an answer that is not a PDF, is a failed page of that invoice.
-func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, st *sources.State, skip func(string) bool) iter.Seq2[sources.Page, error] {
+func (s *Source) invoicePDFPages(ctx context.Context, st *sources.State, resume sources.Resume) iter.Seq2[sources.Page, error] {
 	download := func(ctx context.Context, v invoiceRef) (sources.Page, error) {
 		seg, err := sources.PathSegment(v.number)
 		if err != nil {
 			return failure(v, fmt.Errorf("invoice number: %w", err), false), nil
 		}
 		endpoint := "/invoices/" + seg + "/pdf"
-		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + endpoint, Auth: s.auth, Stats: stats, Header: s.orgHeader(),
+		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + endpoint, Auth: s.auth, Header: s.orgHeader(),
 			MaxBytes: int64(s.limits.MaxPDFBytes), What: "PDF (max_pdf_bytes)"})
 		if err != nil {
 			return itemError(v, err)
@@ -212,8 +238,8 @@ func (s *Source) invoicePDFPages(ctx context.Context, stats *httpclient.Stats, s
 		}
 		return sources.Page{Done: v.number, Records: []sources.Record{rec}, Raw: &sources.Raw{Endpoint: "GET " + endpoint, Body: resp.Body, PDF: true, Key: v.number}}, nil
 	}
-	want := func(v invoiceRef) bool { return !skip(v.number) }
-	return sources.Fan(httpclient.Then(ctx), sources.FanOutLimit, s.invoicesToVisit(ctx, stats, st, want), download)
+	want := func(v invoiceRef) bool { return !resume.Skip(v.number) }
+	return sources.Fan(httpclient.Then(ctx), sources.FanOutLimit, s.invoicesToVisit(ctx, st, want), download)
 }
 
 // pdfDigest is the sha256 of a body read from r, and whether it starts as a PDF does.
@@ -246,7 +272,7 @@ type invoiceRef struct {
 // window from the oldest, each window's ordered by day then number: the per-invoice streams then fill
 // one invoice_month partition after another, so a checkpoint commits a file or two, not one per
 // month. Then come the invoices the last run could not fetch (State.Pending), wherever their date.
-func (s *Source) invoicesToVisit(ctx context.Context, stats *httpclient.Stats, st *sources.State, want func(invoiceRef) bool) iter.Seq2[invoiceRef, error] {
+func (s *Source) invoicesToVisit(ctx context.Context, st *sources.State, want func(invoiceRef) bool) iter.Seq2[invoiceRef, error] {
 	return func(yield func(invoiceRef, error) bool) {
 		seen := map[string]bool{}
 		visit := func(refs []invoiceRef) bool {
@@ -273,7 +299,7 @@ func (s *Source) invoicesToVisit(ctx context.Context, stats *httpclient.Stats, s
 			}
 			return refs
 		}
-		for p, err := range s.listInvoices(ctx, stats, st) {
+		for p, err := range s.listInvoices(ctx, st) {
 			var refs []invoiceRef
 			if err == nil {
 				_, err = p.Each(func(r sources.Record) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/sources"
 )
 
 // A next token the API repeats would loop forever: the stream fails, naming the token.
@@ -37,7 +38,7 @@ func TestRepeatedNextTokenFailsTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	var lastErr error
-	for _, err := range streams[0].Pages(context.Background()) {
+	for _, err := range streams[0].Pages(context.Background(), sources.Resume{}) {
 		lastErr = err
 	}
 	if lastErr == nil || !strings.Contains(lastErr.Error(), `"same-token" a second time`) || pages != 2 {

@@ -17,14 +17,34 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/spool"
+	"github.com/ledgerlake/ledgerlake/schemas"
 )
+
+// datatableStreams are POST /datatable/list for each configured table. Config: the table's key and
+// sortorder (refused at load time without them). Every page after the first is planned from the total
+// and fetched concurrently (FanOut).
+func (s *Source) datatableStreams() []sources.Spec {
+	out := make([]sources.Spec, 0, len(s.cfg.Datatables))
+	for _, dt := range s.cfg.Datatables {
+		out = append(out, sources.Spec{Name: "datatable_" + schemas.ColumnName(dt.Table), Endpoint: "POST /datatable/list?tablename=" + dt.Table,
+			Mode: sources.Incremental, Key: []string{dt.Key}, FanOut: true, Pages: s.datatablePages(dt)})
+	}
+	return out
+}
 
 // datatablePages reads POST /datatable/list for one configured table: page 1 gives the total in
 // X-GSAPI-QueryTotalCount, which plans the other pages, fetched concurrently. Without a working
 // sortorder the API silently returns page 1 for every page, so a page identical to another, or a row
 // count that differs from the total, fails the stream (its files are discarded: nothing doubles).
 // Later runs ask only for rows past the key's watermark (filter "greater").
-func (s *Source) datatablePages(ctx context.Context, stats *httpclient.Stats, st *sources.State, dt config.Datatable) iter.Seq2[sources.Page, error] {
+func (s *Source) datatablePages(dt config.Datatable) sources.PageFunc {
+	return func(ctx context.Context, st *sources.State, _ sources.Resume) iter.Seq2[sources.Page, error] {
+		return s.datatableRead(ctx, st, dt)
+	}
+}
+
+// datatableRead reads one configured table: see datatablePages.
+func (s *Source) datatableRead(ctx context.Context, st *sources.State, dt config.Datatable) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		body := map[string]any{"sortorder": dt.Sortorder}
 		if st != nil && st.Watermark != "" {
@@ -47,7 +67,7 @@ func (s *Source) datatablePages(ctx context.Context, stats *httpclient.Stats, st
 		fetch := func(ctx context.Context, page int) (sources.Page, int, [32]byte, error) {
 			q := url.Values{"tablename": {dt.Table}, "page": {strconv.Itoa(page)}, "pagesize": {strconv.Itoa(dt.PageSize)}}
 			resp, err := s.client.Do(ctx, httpclient.Request{Method: "POST", URL: s.base + "/datatable/list?" + q.Encode(), Body: raw,
-				Header: map[string][]string{"Content-Type": {"application/json"}}, Auth: s.auth, Stats: stats, MaxBytes: int64(s.limits.MaxPageBytes)})
+				Header: map[string][]string{"Content-Type": {"application/json"}}, Auth: s.auth, MaxBytes: int64(s.limits.MaxPageBytes)})
 			if err != nil {
 				return sources.Page{}, 0, [32]byte{}, err
 			}

@@ -40,7 +40,7 @@ func TestDatatableRowCountMustMatchTotal(t *testing.T) {
 		t.Fatal(err)
 	}
 	var lastErr error
-	for p, err := range streams[0].Pages(context.Background()) {
+	for p, err := range streams[0].Pages(context.Background(), sources.Resume{}) {
 		if err == nil {
 			_, err = p.Each(func(sources.Record) error { return nil }) // read as the pipeline reads it
 		}

@@ -1,0 +1,163 @@
+package signicat
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"iter"
+	"maps"
+	"net/url"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/sources"
+)
+
+// accountPages reads GET /accounts and then GET /accounts?deleted=true: soft-deleted accounts exist only
+// in the second list, and auditors need them. Each account's products come from GET /accounts/{id},
+// fetched concurrently for the accounts of each page.
+func (s *Source) accountPages(ctx context.Context, st *sources.State, _ sources.Resume) iter.Seq2[sources.Page, error] {
+	return func(yield func(sources.Page, error) bool) {
+		for _, deleted := range []bool{false, true} {
+			q := url.Values{}
+			if deleted {
+				q.Set("deleted", "true")
+			}
+			for p, err := range s.walk(ctx, "/accounts", q) {
+				var failed []sources.Page
+				if err == nil {
+					failed, err = s.addProducts(ctx, st, p.Records, deleted)
+				}
+				if !yield(p, err) || err != nil {
+					return
+				}
+				for _, f := range failed {
+					if !yield(f, nil) {
+						return
+					}
+				}
+			}
+		}
+	}
+}
+
+// accountMemo is what a run remembers of an account's detail.
+type accountMemo struct {
+	Entry    string          `json:"entry"` // sha256 of the account's list entry when its detail was read
+	Read     string          `json:"read"`  // day the detail was read (YYYY-MM-DD), phase-shifted per account
+	Products json.RawMessage `json:"products"`
+}
+
+// addProducts sets each account's products from its detail. A detail is read when the account is new,
+// its list entry changed, or its products are account_detail_days old; otherwise the products read
+// before are reused. An account's first read is dated back by a phase derived from its id, so the
+// periodic re-reads spread evenly over the days instead of all falling due together. An account whose
+// detail cannot be read keeps the products read before (if any) and is returned as a failed page.
+func (s *Source) addProducts(ctx context.Context, st *sources.State, accts []sources.Record, deleted bool) ([]sources.Page, error) {
+	days := *s.cfg.AccountDetailDays
+	today := s.now().UTC().Truncate(24 * time.Hour)
+	memoKey := func(id string) string {
+		if deleted {
+			return "deleted:" + id
+		}
+		return id
+	}
+	var need []sources.Record
+	entries := make(map[string]string, len(accts)) // list-entry hashes of the accounts whose detail is read
+	for _, a := range accts {
+		id, _ := a["id"].(string)
+		entry := entryHash(a)
+		entries[id] = entry
+		var m accountMemo
+		if days > 0 && st.Recall(memoKey(id), &m) && m.Entry == entry {
+			read, err := time.Parse(time.DateOnly, m.Read)
+			dec := json.NewDecoder(bytes.NewReader(m.Products))
+			dec.UseNumber()
+			var products any
+			if err == nil && today.Sub(read) < time.Duration(days)*24*time.Hour && dec.Decode(&products) == nil {
+				a["products"] = products
+				st.Remember(memoKey(id), m)
+				continue
+			}
+		}
+		need = append(need, a)
+	}
+	remember := func(a sources.Record) {
+		id, _ := a["id"].(string)
+		h := fnv.New32a()
+		h.Write([]byte(id))
+		read := today
+		if days > 0 {
+			read = today.AddDate(0, 0, -int(h.Sum32()%uint32(days)))
+		}
+		products, _ := json.Marshal(a["products"])
+		st.Remember(memoKey(id), accountMemo{Entry: entries[id], Read: read.Format(time.DateOnly), Products: products})
+	}
+	accts = need
+	detail := func(ctx context.Context, a sources.Record) (sources.Page, error) {
+		id, _ := a["id"].(string)
+		seg, err := sources.PathSegment(id)
+		if err != nil {
+			return sources.Page{Failed: &sources.Failure{Item: id, Err: fmt.Errorf("account id: %w", err)}}, nil
+		}
+		u := s.base + "/accounts/" + seg
+		if deleted {
+			u += "?deleted=true"
+		}
+		d, q, _, err := s.object(ctx, u)
+		if err != nil {
+			if sources.ItemFailed(err) {
+				return sources.Page{Failed: &sources.Failure{Item: id, Err: err, Retry: true}}, nil
+			}
+			return sources.Page{}, err
+		}
+		products := d["products"]
+		if products == nil {
+			products = []any{}
+		}
+		return sources.Page{Records: []sources.Record{{"id": id, "products": products}}, Quirks: q}, nil
+	}
+	byID := make(map[string]sources.Record, len(accts))
+	for _, a := range accts {
+		id, _ := a["id"].(string)
+		byID[id] = a
+	}
+	var failed []sources.Page
+	for p, err := range sources.Parallel(httpclient.Then(ctx), sources.FanOutLimit, accts, detail) {
+		if err != nil {
+			return nil, err
+		}
+		if p.Failed != nil {
+			// The account is kept with the products read before, if any, and not remembered, so the next
+			// run reads its detail again; the failure is a reject of the stream.
+			var m accountMemo
+			if st.Recall(memoKey(p.Failed.Item), &m) {
+				var products any
+				if dec := json.NewDecoder(bytes.NewReader(m.Products)); dec.Decode(&products) == nil {
+					byID[p.Failed.Item]["products"] = products
+				}
+			}
+			failed = append(failed, p)
+			continue
+		}
+		r := p.Records[0]
+		a := byID[r["id"].(string)]
+		a["products"] = r["products"]
+		remember(a)
+	}
+	return failed, nil
+}
+
+// entryHash identifies an account's list entry (products excluded): any change to it re-reads the
+// detail.
+func entryHash(a sources.Record) string {
+	c := maps.Clone(a)
+	delete(c, "products")
+	b, _ := json.Marshal(c) // map keys marshal sorted: a canonical form
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
+}

@@ -1,0 +1,140 @@
+package signicat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
+	"github.com/ledgerlake/ledgerlake/internal/sources"
+	"github.com/ledgerlake/ledgerlake/internal/typing"
+)
+
+// listStreams are the {data, next} lists, read whole every run (snapshots). Each has an example
+// response in the reference, declared in schemas/signicat with the key the reference states.
+func (s *Source) listStreams() []sources.Spec {
+	return []sources.Spec{
+		{Name: "organizations", Endpoint: "GET /organizations", Pages: s.list("/organizations")},
+		// GET /accounts and GET /accounts?deleted=true: soft-deleted accounts exist only in the second.
+		// A detail call per new or changed account, for its products (FanOut); the memo keeps what was read.
+		{Name: "accounts", Endpoint: "GET /accounts, GET /accounts?deleted=true, GET /accounts/{id}", FanOut: true, Memo: true,
+			Pages: s.accountPages},
+		{Name: "contacts", Endpoint: "GET /contacts", Pages: s.list("/contacts")},
+	}
+}
+
+// list reads the whole list at path.
+func (s *Source) list(path string) sources.PageFunc {
+	return func(ctx context.Context, _ *sources.State, _ sources.Resume) iter.Seq2[sources.Page, error] {
+		return s.walk(ctx, path, url.Values{})
+	}
+}
+
+// listBatch is how many records of a {data, next} page are handed on at once: a page is decoded as it
+// is read, so one the server made huge costs no more memory than a batch.
+const listBatch = 1000
+
+// errStop ends a decoding whose consumer stopped.
+var errStop = errors.New("stopped")
+
+// walk walks a {data, next} list: next is an opaque token passed back as page, or an absolute URL,
+// followed only within the API's origin (the token goes nowhere else). A token seen before, or more
+// than max_pages pages, fails the list instead of looping forever.
+func (s *Source) walk(ctx context.Context, path string, q url.Values) iter.Seq2[sources.Page, error] {
+	return func(yield func(sources.Page, error) bool) {
+		seen := map[string]bool{}
+		q.Set("limit", strconv.Itoa(s.cfg.PageLimit))
+		u := s.base + path + "?" + q.Encode()
+		where := "GET " + path + queryOf(q)
+		for pages := 1; u != ""; pages++ {
+			if pages > s.limits.MaxPages {
+				yield(sources.Page{}, fmt.Errorf("%s: more than %d pages (max_pages): the API keeps sending a next token; stopping", where, s.limits.MaxPages))
+				return
+			}
+			next, more, err := s.listPage(ctx, u, where, yield)
+			if err != nil || !more {
+				if err != nil {
+					yield(sources.Page{}, err)
+				}
+				return
+			}
+			ctx = httpclient.Then(ctx) // the next page needs this one's token
+			if u, err = s.follow(where, next, seen, q, path); err != nil {
+				yield(sources.Page{}, err)
+				return
+			}
+		}
+	}
+}
+
+// listPage fetches one page at u and yields its records in batches; more is false once the consumer
+// stopped.
+func (s *Source) listPage(ctx context.Context, u, where string, yield func(sources.Page, error) bool) (next *string, more bool, err error) {
+	resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: u, Auth: s.auth})
+	if err != nil {
+		return nil, false, err
+	}
+	defer resp.Body.Close()
+	batch := make([]typing.Record, 0, 128)
+	env, err := jsonrec.EachInEnvelope(resp.Body.Reader(), int(s.limits.MaxValueBytes), func(r typing.Record) error {
+		if batch = append(batch, r); len(batch) == listBatch {
+			if !yield(sources.Page{Records: batch}, nil) {
+				return errStop
+			}
+			batch = make([]typing.Record, 0, 128)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errStop):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, &sources.BodyError{Where: where, Err: err}
+	}
+	page := sources.Page{Records: batch, Quirks: env.Quirks}
+	if env.Null {
+		page.Note = where + ": data is null, read as an empty list"
+	}
+	return env.Next, yield(page, nil), nil
+}
+
+// follow is the URL of the page after one whose next was next ("" for none).
+func (s *Source) follow(where string, next *string, seen map[string]bool, q url.Values, path string) (string, error) {
+	if next == nil || *next == "" {
+		return "", nil
+	}
+	if seen[*next] {
+		return "", fmt.Errorf("%s: the API returned next token %q a second time; stopping instead of looping", where, *next)
+	}
+	seen[*next] = true
+	if !strings.HasPrefix(*next, "http://") && !strings.HasPrefix(*next, "https://") {
+		q.Set("page", *next)
+		return s.base + path + "?" + q.Encode(), nil
+	}
+	nu, err := url.Parse(*next)
+	if err != nil {
+		return "", fmt.Errorf("%s: the next link is not a URL: %w", where, err)
+	}
+	if got := httpclient.Origin(nu); got != s.origin {
+		return "", fmt.Errorf("%s: the next link points to %s, not to the API (%s); it is not followed, and no credential is sent there", where, got, s.origin)
+	}
+	return *next, nil
+}
+
+func queryOf(q url.Values) string {
+	c := url.Values{}
+	for k, v := range q {
+		if k != "page" && k != "limit" {
+			c[k] = v
+		}
+	}
+	if len(c) == 0 {
+		return ""
+	}
+	return "?" + c.Encode()
+}
