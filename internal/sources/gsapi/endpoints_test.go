@@ -1,0 +1,350 @@
+package gsapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/sources"
+)
+
+// basePath is where the test API lives: a request built from an absolute path instead of the base URL
+// misses it and gets a 404.
+const basePath = "/api/interface/gsapi"
+
+// The test tenant: organisation 7, read from January 2024, on 10 February 2024.
+var (
+	testSince = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	testNow   = time.Date(2024, 2, 10, 12, 0, 0, 0, time.UTC)
+)
+
+// apiDouble records each request as "METHOD /path?query" (the path relative to the base URL, the query
+// in url.Values order) and checks the credential every request must carry.
+type apiDouble struct {
+	t    *testing.T
+	mu   sync.Mutex
+	got  []string
+	srv  *httptest.Server
+	mux  *http.ServeMux
+	cfg  *config.GSAPI
+	seen map[string]string // request → its body (POST)
+}
+
+// newDouble serves mux under basePath to a source configured by cfg (base URL, JWT and org_id are
+// filled in).
+func newDouble(t *testing.T, cfg *config.GSAPI) *apiDouble {
+	d := &apiDouble{t: t, mux: http.NewServeMux(), cfg: cfg, seen: map[string]string{}}
+	d.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if got := r.Header.Get("Authorization"); got != "Bearer test.jwt" {
+			t.Errorf("%s %s: Authorization %q, want the bearer JWT", r.Method, r.URL, got)
+		}
+		rel, ok := strings.CutPrefix(r.URL.Path, basePath)
+		if !ok {
+			t.Errorf("%s %s: outside the base URL", r.Method, r.URL)
+			http.NotFound(w, r)
+			return
+		}
+		key := r.Method + " " + rel
+		if q := r.URL.Query(); len(q) > 0 {
+			key += "?" + q.Encode()
+		}
+		body, _ := io.ReadAll(r.Body)
+		d.mu.Lock()
+		d.got = append(d.got, key)
+		d.seen[key] = string(body)
+		d.mu.Unlock()
+		r.URL.Path = rel
+		d.mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(d.srv.Close)
+	org := 7
+	cfg.BaseURL, cfg.JWT, cfg.OrgID, cfg.Since = d.srv.URL+basePath, "test.jwt", &org, config.Date{Time: testSince}
+	return d
+}
+
+// stream is the configured source's stream called name.
+func (d *apiDouble) stream(name string) *sources.Stream {
+	d.t.Helper()
+	all, err := New(d.cfg, config.DefaultLimits, httpclient.New(httpclient.Options{MaxAttempts: 1}), func() time.Time { return testNow }).Streams()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	for _, s := range all {
+		if s.Name == name {
+			return s
+		}
+	}
+	d.t.Fatalf("no stream %s", name)
+	return nil
+}
+
+// requests are the requests made so far, sorted (windows and fan-outs run concurrently), and forgotten.
+func (d *apiDouble) requests() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := slices.Sorted(slices.Values(d.got))
+	d.got = nil
+	return out
+}
+
+// read reads every page of s as the pipeline does and returns the records, or the first error.
+func read(s *sources.Stream, resume sources.Resume) ([]sources.Record, error) {
+	var out []sources.Record
+	for p, err := range s.Pages(context.Background(), resume) {
+		if err != nil {
+			return out, err
+		}
+		if _, err := p.Each(func(r sources.Record) error { out = append(out, r); return nil }); err != nil && !strings.Contains(err.Error(), "null") {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// req is a request as apiDouble records it; kv are the query's keys and values.
+func req(method, path string, kv ...string) string {
+	q := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		q.Add(kv[i], kv[i+1])
+	}
+	if len(q) == 0 {
+		return method + " " + path
+	}
+	return method + " " + path + "?" + q.Encode()
+}
+
+// windowsOf are the requests of a windowed read from testSince to testNow: one per calendar month of
+// the tenant's wall clock, the last ending with the day of the run; each end is inclusive, to the
+// millisecond (gsapi windows.go).
+func windowsOf(path string, kv ...string) []string {
+	return []string{
+		req("GET", path, append(slices.Clone(kv), "startdate", "2024-01-01 00:00:00.000", "enddate", "2024-01-31 23:59:59.999")...),
+		req("GET", path, append(slices.Clone(kv), "startdate", "2024-02-01 00:00:00.000", "enddate", "2024-02-10 23:59:59.999")...),
+	}
+}
+
+// answerList answers every list with two records of its own, different per request (so that windows
+// never return byte-identical copies).
+func answerList(w http.ResponseWriter, r *http.Request) {
+	_, _ = fmt.Fprintf(w, `[{"id":1,"asked":%q},{"id":2,"asked":%q}]`, r.URL.RawQuery, r.URL.RawQuery)
+}
+
+// Every stream asks exactly its endpoint: method, path and query (org scope, option, window bounds),
+// with the JWT, and reads every record of the answers. One-request lists stop after one request,
+// windowed streams after the window that ends with the run's day.
+func TestEachStreamAsksItsEndpoint(t *testing.T) {
+	org := []string{"org_id", "7"}
+	cases := []struct {
+		stream  string
+		want    []string
+		records int
+	}{
+		{"datasync_invoices", windowsOf("/datasync", "option", "Invoices", "org_id", "7"), 4},
+		{"datasync_invoice_lines", windowsOf("/datasync", "option", "InvoiceLines", "org_id", "7"), 4},
+		{"datasync_charges", windowsOf("/datasync", "option", "Charges", "org_id", "7"), 4},
+		{"datasync_organizations", []string{req("GET", "/datasync", "option", "Organizations", "org_id", "7")}, 2},
+		{"datasync_organization_billing_info", []string{req("GET", "/datasync", "option", "OrganizationBillingInfo", "org_id", "7")}, 2},
+		{"datasync_prices", []string{req("GET", "/datasync", "option", "Prices", "org_id", "7")}, 2},
+		{"datasync_call_tickets", []string{req("GET", "/datasync", "option", "CallTickets", "org_id", "7")}, 2},
+		// Spec: "For Products (5) and ProductCategories (7) use org_id=0", whatever the tenant's org.
+		{"datasync_products", []string{req("GET", "/datasync", "option", "Products", "org_id", "0")}, 2},
+		{"datasync_product_categories", []string{req("GET", "/datasync", "option", "ProductCategories", "org_id", "0")}, 2},
+		{"invoice_journal_summary", windowsOf("/invoicejournal/list", "journaltype", "Summary", "org_id", "7"), 4},
+		{"invoice_journal_detail", windowsOf("/invoicejournal/list", "journaltype", "Detail", "org_id", "7"), 4},
+		{"invoice_journal_accounting", windowsOf("/invoicejournal/list", "journaltype", "Accounting", "org_id", "7"), 4},
+		{"invoice_journal_full_details", windowsOf("/invoicejournal/list", "journaltype", "Full details", "org_id", "7"), 4},
+		{"organizations", []string{req("GET", "/organizations/list")}, 2},
+		{"billing_infos", []string{req("GET", "/organizationbillinginfos/list", "inherit", "1", "org_id", "7")}, 2},
+		{"users", []string{req("GET", "/users/list", org...)}, 2},
+		{"country_codes", []string{req("GET", "/countrycodes/list")}, 2},
+		{"products", []string{req("GET", "/products/list", org...)}, 2},
+		{"product_details", []string{req("GET", "/productdetails/list")}, 2},
+		{"profiles", []string{req("GET", "/profiles/list")}, 2},
+		{"contracts", []string{req("GET", "/contracts/list", org...)}, 2},
+		{"contract_lines", []string{req("GET", "/contractlines/list", org...)}, 2},
+		{"prices", []string{req("GET", "/pricings/list", org...)}, 2},
+		{"tax_rates", []string{req("GET", "/taxrates/list")}, 2},
+		{"invoice_batches", []string{req("GET", "/invoicebatch/list", org...)}, 2},
+		{"invoice_list", []string{req("GET", "/invoice/list", org...)}, 2},
+		{"invoice_lines", []string{req("GET", "/invoice/line_list", org...)}, 2},
+		{"charges", []string{req("GET", "/charges/actions", "org_id", "7", "starttime", "2024-01-01")}, 2},
+	}
+	d := newDouble(t, &config.GSAPI{})
+	d.mux.HandleFunc("GET /", answerList)
+	for _, c := range cases {
+		s := d.stream(c.stream)
+		recs, err := read(s, sources.Resume{})
+		if err != nil {
+			t.Errorf("%s: %v", c.stream, err)
+		}
+		// The declaration names the endpoint the stream asks.
+		if path, _, _ := strings.Cut(s.Endpoint, "?"); !strings.HasPrefix(c.want[0], path+"?") && c.want[0] != path {
+			t.Errorf("%s declares %s but asks %s", c.stream, s.Endpoint, c.want[0])
+		}
+		if got := d.requests(); !slices.Equal(got, slices.Sorted(slices.Values(c.want))) {
+			t.Errorf("%s asked\n  %s\nwant\n  %s", c.stream, strings.Join(got, "\n  "), strings.Join(c.want, "\n  "))
+		}
+		if len(recs) != c.records {
+			t.Errorf("%s: %d records, want %d", c.stream, len(recs), c.records)
+		}
+	}
+}
+
+// A setting with the organisation's path instead of its id sends organization, not org_id.
+func TestOrganizationPathScopesTheLists(t *testing.T) {
+	d := newDouble(t, &config.GSAPI{})
+	d.cfg.OrgID, d.cfg.Organization = nil, "Root/Sales"
+	d.mux.HandleFunc("GET /", answerList)
+	if _, err := read(d.stream("contracts"), sources.Resume{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := d.requests(), []string{req("GET", "/contracts/list", "organization", "Root/Sales")}; !slices.Equal(got, want) {
+		t.Errorf("asked %q, want %q", got, want)
+	}
+}
+
+// objects/list needs a type_id: each distinct type_id of profiles/list is asked once, scoped, and an
+// object listed under two types byte for byte is kept once.
+func TestObjectsAskEachProfileType(t *testing.T) {
+	d := newDouble(t, &config.GSAPI{})
+	d.mux.HandleFunc("GET /profiles/list", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`[{"profile_id":1,"type_id":3},{"profile_id":2,"type_id":5},{"profile_id":4,"type_id":3},{"profile_id":9}]`))
+	})
+	d.mux.HandleFunc("GET /objects/list", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, `[{"objectid":%s},{"objectid":100}]`, r.URL.Query().Get("type_id"))
+	})
+	recs, err := read(d.stream("objects"), sources.Resume{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{req("GET", "/objects/list", "org_id", "7", "type_id", "3"), req("GET", "/objects/list", "org_id", "7", "type_id", "5"), req("GET", "/profiles/list")}
+	if got := d.requests(); !slices.Equal(got, want) {
+		t.Errorf("asked %q, want %q", got, want)
+	}
+	if len(recs) != 3 { // 3, 5 and one copy of 100
+		t.Errorf("%d objects, want 3: %v", len(recs), recs)
+	}
+}
+
+// invoice_charges reads the datasync Invoices windows and asks invoicecharges/list once per invoice
+// header, skipping those the run says are done; a later run asks only for invoices whose datasync
+// record changed.
+func TestInvoiceChargesAskEachInvoiceOnce(t *testing.T) {
+	d := newDouble(t, &config.GSAPI{LookbackDays: 60}) // the next run reads both months again
+	var changed sync.Map
+	d.mux.HandleFunc("GET /datasync", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("option") != "Invoices" {
+			t.Errorf("asked %s", r.URL)
+		}
+		if strings.HasPrefix(r.URL.Query().Get("startdate"), "2024-01") {
+			_, _ = w.Write([]byte(`[{"iheader_id":11,"total":"1.00"},{"iheader_id":12,"total":"2.00"}]`))
+			return
+		}
+		total := "3.00"
+		if _, ok := changed.Load(13); ok {
+			total = "3.50"
+		}
+		_, _ = fmt.Fprintf(w, `[{"iheader_id":13,"total":%q},{"iheader_id":11,"total":"1.00"}]`, total)
+	})
+	d.mux.HandleFunc("GET /invoicecharges/list", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, `{"iheader_id":%s,"charges":[{"charge_id":1}]}`, r.URL.Query().Get("iheader_id"))
+	})
+	s := d.stream("invoice_charges")
+	recs, err := read(s, sources.Resume{Done: func(unit string) bool { return unit == "12" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(windowsOf("/datasync", "option", "Invoices", "org_id", "7"),
+		req("GET", "/invoicecharges/list", "iheader_id", "11"), req("GET", "/invoicecharges/list", "iheader_id", "13"))
+	if got := d.requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+		t.Errorf("asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if len(recs) != 2 {
+		t.Errorf("%d records, want 2 (11 and 13; 12 is done)", len(recs))
+	}
+
+	// The next run: invoice 13's record changed, 11 did not, 12 was never read by this state.
+	s.State.Commit()
+	next := d.stream("invoice_charges")
+	next.State.Watermark, next.State.Memo, next.State.Windows = s.State.Watermark, s.State.Memo, true
+	changed.Store(13, true)
+	if _, err := read(next, sources.Resume{}); err != nil {
+		t.Fatal(err)
+	}
+	var charges []string
+	for _, r := range d.requests() {
+		if strings.HasPrefix(r, "GET /invoicecharges/") {
+			charges = append(charges, r)
+		}
+	}
+	if want := []string{req("GET", "/invoicecharges/list", "iheader_id", "12"), req("GET", "/invoicecharges/list", "iheader_id", "13")}; !slices.Equal(charges, want) {
+		t.Errorf("the next run asked %q, want %q", charges, want)
+	}
+}
+
+// datatable/list is a POST of the sortorder (and, past a watermark, a filter on the key), one page per
+// pagesize rows of X-GSAPI-QueryTotalCount: page 1 gives the total, the rest are planned from it, and
+// nothing past the last page is asked for.
+func TestDatatablePostsItsSortorderAndStopsAtTheTotal(t *testing.T) {
+	d := newDouble(t, &config.GSAPI{Datatables: []config.Datatable{{Table: "ctransactiondata", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 2}}})
+	d.mux.HandleFunc("POST /datatable/list", func(w http.ResponseWriter, r *http.Request) {
+		if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type %q", ct)
+		}
+		w.Header().Set("X-GSAPI-QueryTotalCount", "5")
+		switch r.URL.Query().Get("page") {
+		case "1":
+			_, _ = w.Write([]byte(`[{"raw_id":1},{"raw_id":2}]`))
+		case "2":
+			_, _ = w.Write([]byte(`[{"raw_id":3},{"raw_id":4}]`))
+		case "3":
+			_, _ = w.Write([]byte(`[{"raw_id":5}]`))
+		default:
+			t.Errorf("asked past the last page: %s", r.URL)
+			_, _ = w.Write([]byte(`[]`))
+		}
+	})
+	s := d.stream("datatable_ctransactiondata")
+	s.State.Watermark = "0"
+	recs, err := read(s, sources.Resume{})
+	if err != nil || len(recs) != 5 {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	page := func(n string) string {
+		return req("POST", "/datatable/list", "page", n, "pagesize", "2", "tablename", "ctransactiondata")
+	}
+	if got, want := d.requests(), []string{page("1"), page("2"), page("3")}; !slices.Equal(got, want) {
+		t.Errorf("asked %q, want %q", got, want)
+	}
+	var body struct {
+		Sortorder []string `json:"sortorder"`
+		Filters   []struct {
+			Column string `json:"column"`
+			Filter []struct {
+				Operator string `json:"operator"`
+				Value    any    `json:"value"`
+			} `json:"filter"`
+		} `json:"filters"`
+	}
+	if err := json.Unmarshal([]byte(d.seen[page("2")]), &body); err != nil {
+		t.Fatalf("body %q: %v", d.seen[page("2")], err)
+	}
+	if !slices.Equal(body.Sortorder, []string{"raw_id asc"}) || len(body.Filters) != 1 || body.Filters[0].Column != "raw_id" ||
+		len(body.Filters[0].Filter) != 1 || body.Filters[0].Filter[0].Operator != "greater" || body.Filters[0].Filter[0].Value != float64(0) {
+		t.Errorf("body %s", d.seen[page("2")])
+	}
+	if s.State.Next() != "5" {
+		t.Errorf("watermark %q, want the largest key read (5)", s.State.Next())
+	}
+}

@@ -1,0 +1,313 @@
+package signicat
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/sources"
+)
+
+// basePath is where the test API lives: a request built from an absolute path instead of the base URL
+// misses it and gets a 404.
+const basePath = "/account-management"
+
+// The test organisation's invoices are read from January 2024, on 10 February 2024.
+var (
+	testSince = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	testNow   = time.Date(2024, 2, 10, 12, 0, 0, 0, time.UTC)
+)
+
+// apiDouble records each API request as "METHOD /path?query" (relative to the base URL, the query in
+// url.Values order), serves the client-credentials token, and checks the headers every request must
+// carry: the bearer token, and Signicat-OrganizationId on the invoice endpoints (and only there among
+// the lists).
+type apiDouble struct {
+	t   *testing.T
+	mu  sync.Mutex
+	got []string
+	mux *http.ServeMux
+	cfg *config.Signicat
+}
+
+func newDouble(t *testing.T) *apiDouble {
+	d := &apiDouble{t: t, mux: http.NewServeMux()}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			if r.Method != "POST" || r.FormValue("client_id") != "id" || r.FormValue("grant_type") != "client_credentials" {
+				t.Errorf("token request %s %s %v", r.Method, r.URL, r.Form)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"access_token":"tok","expires_in":600,"token_type":"Bearer"}`))
+			return
+		}
+		rel, ok := strings.CutPrefix(r.URL.Path, basePath)
+		if !ok {
+			t.Errorf("%s %s: outside the base URL", r.Method, r.URL)
+			http.NotFound(w, r)
+			return
+		}
+		if got := r.Header.Get("Authorization"); got != "Bearer tok" {
+			t.Errorf("%s %s: Authorization %q", r.Method, r.URL, got)
+		}
+		org := r.Header.Get("Signicat-OrganizationId")
+		if strings.HasPrefix(rel, "/invoices") && org != "o-1" {
+			t.Errorf("%s %s: Signicat-OrganizationId %q, want o-1", r.Method, r.URL, org)
+		}
+		if slices.Contains([]string{"/organizations", "/accounts", "/contacts"}, rel) && org != "" {
+			t.Errorf("%s %s: a list sent Signicat-OrganizationId %q", r.Method, r.URL, org)
+		}
+		key := r.Method + " " + rel
+		if q := r.URL.Query(); len(q) > 0 {
+			key += "?" + q.Encode()
+		}
+		d.mu.Lock()
+		d.got = append(d.got, key)
+		d.mu.Unlock()
+		r.URL.Path = rel
+		d.mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	days := 1
+	d.cfg = &config.Signicat{BaseURL: srv.URL + basePath, TokenURL: srv.URL + "/token", ClientID: "id", ClientSecret: "secret",
+		OrganizationID: "o-1", PageLimit: 25, AccountDetailDays: &days, Since: config.Date{Time: testSince}}
+	return d
+}
+
+// stream is the source's stream called name.
+func (d *apiDouble) stream(name string) *sources.Stream {
+	d.t.Helper()
+	d.cfg.Streams = []string{name}
+	all, err := New(d.cfg, config.DefaultLimits, httpclient.New(httpclient.Options{MaxAttempts: 1}), func() time.Time { return testNow }).Streams()
+	if err != nil || len(all) != 1 {
+		d.t.Fatalf("%s: %v", name, err)
+	}
+	return all[0]
+}
+
+// requests are the requests made so far, sorted (windows and fan-outs run concurrently), and forgotten.
+func (d *apiDouble) requests() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := slices.Sorted(slices.Values(d.got))
+	d.got = nil
+	return out
+}
+
+// read reads every page of s as the pipeline does: the records, the items that failed, the first error.
+func read(s *sources.Stream, resume sources.Resume) (recs []sources.Record, failed []string, err error) {
+	for p, err := range s.Pages(context.Background(), resume) {
+		if err != nil {
+			return recs, failed, err
+		}
+		if p.Failed != nil {
+			failed = append(failed, p.Failed.Item)
+		}
+		if _, err := p.Each(func(r sources.Record) error { recs = append(recs, r); return nil }); err != nil {
+			return recs, failed, err
+		}
+	}
+	return recs, failed, nil
+}
+
+// req is a request as apiDouble records it; kv are the query's keys and values.
+func req(path string, kv ...string) string {
+	q := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		q.Add(kv[i], kv[i+1])
+	}
+	if len(q) == 0 {
+		return "GET " + path
+	}
+	return "GET " + path + "?" + q.Encode()
+}
+
+// invoiceWindows are the invoice list requests from testSince to testNow: a calendar month each, the
+// last ending with the run's day, each asked one day wider on both sides (the reference does not say
+// whether the bounds are inclusive).
+var invoiceWindows = []string{
+	req("/invoices", "invoiceDateAfter", "2023-12-31", "invoiceDateBefore", "2024-02-02"),
+	req("/invoices", "invoiceDateAfter", "2024-01-31", "invoiceDateBefore", "2024-02-12"),
+}
+
+// answerInvoices lists INV-1 in January and INV-2 on 1 February, which both windows return (they
+// overlap by the extra days).
+func answerInvoices(w http.ResponseWriter, r *http.Request) {
+	inv1 := `{"invoiceNumber":"INV-1","invoiceDate":"2024-01-15T00:00:00Z","total":"10.00"}`
+	inv2 := `{"invoiceNumber":"INV-2","invoiceDate":"2024-02-01T00:00:00Z","total":"20.00"}`
+	if r.URL.Query().Get("invoiceDateAfter") == "2023-12-31" {
+		_, _ = fmt.Fprintf(w, "[%s,%s]", inv1, inv2)
+		return
+	}
+	_, _ = fmt.Fprintf(w, "[%s]", inv2)
+}
+
+// A {data, next} list follows next as the page parameter, with the configured limit on every page,
+// and stops at the page without a next.
+func TestListsFollowNextUntilThereIsNone(t *testing.T) {
+	for _, path := range []string{"/organizations", "/contacts"} {
+		d := newDouble(t)
+		d.mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Query().Get("page") {
+			case "":
+				_, _ = w.Write([]byte(`{"data":[{"id":"a"},{"id":"b"}],"next":"p2"}`))
+			case "p2":
+				_, _ = w.Write([]byte(`{"data":[{"id":"c"}],"next":null}`))
+			default:
+				t.Errorf("asked %s", r.URL)
+			}
+		})
+		recs, _, err := read(d.stream(strings.TrimPrefix(path, "/")), sources.Resume{})
+		if err != nil || len(recs) != 3 {
+			t.Fatalf("%s: %d records, %v", path, len(recs), err)
+		}
+		if got, want := d.requests(), []string{req(path, "limit", "25"), req(path, "limit", "25", "page", "p2")}; !slices.Equal(got, want) {
+			t.Errorf("%s asked %q, want %q", path, got, want)
+		}
+	}
+}
+
+// accounts lists the active accounts, then the soft-deleted ones (deleted=true), and reads each one's
+// detail for its products, the deleted ones' with deleted=true.
+func TestAccountsListBothAndReadEachDetail(t *testing.T) {
+	d := newDouble(t)
+	d.mux.HandleFunc("GET /accounts", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("deleted") == "true" {
+			_, _ = w.Write([]byte(`{"data":[{"id":"a-9","name":"gone"}],"next":null}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"data":[{"id":"a-1","name":"one"},{"id":"a-2","name":"two"}],"next":null}`))
+	})
+	d.mux.HandleFunc("GET /accounts/{id}", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, `{"id":%q,"products":[{"name":"p-%s"}]}`, r.PathValue("id"), r.PathValue("id"))
+	})
+	recs, failed, err := read(d.stream("accounts"), sources.Resume{})
+	if err != nil || len(failed) > 0 {
+		t.Fatal(err, failed)
+	}
+	want := []string{
+		req("/accounts", "limit", "25"), req("/accounts", "deleted", "true", "limit", "25"),
+		req("/accounts/a-1"), req("/accounts/a-2"), req("/accounts/a-9", "deleted", "true"),
+	}
+	if got := d.requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+		t.Errorf("asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	products := map[string]string{}
+	for _, r := range recs {
+		products[r["id"].(string)] = fmt.Sprint(r["products"])
+	}
+	if len(recs) != 3 || products["a-9"] != "[map[name:p-a-9]]" {
+		t.Errorf("accounts %v", recs)
+	}
+}
+
+// invoices asks each month window (one day wider on both sides), with the organisation header, and
+// keeps an invoice that two windows return byte for byte once.
+func TestInvoicesAskEachWindowOnce(t *testing.T) {
+	d := newDouble(t)
+	d.mux.HandleFunc("GET /invoices", answerInvoices)
+	recs, _, err := read(d.stream("invoices"), sources.Resume{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.requests(); !slices.Equal(got, invoiceWindows) {
+		t.Errorf("asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(invoiceWindows, "\n  "))
+	}
+	if len(recs) != 2 {
+		t.Errorf("%d invoices, want INV-1 and INV-2 once each: %v", len(recs), recs)
+	}
+}
+
+// invoice_lines and invoice_pdfs list the invoices and ask each invoice's detail or PDF once, escaped
+// as a path segment, skipping those the run says are done; a detail's lines are numbered from 1.
+func TestPerInvoiceStreamsAskEachInvoiceOnce(t *testing.T) {
+	d := newDouble(t)
+	d.mux.HandleFunc("GET /invoices", answerInvoices)
+	d.mux.HandleFunc("GET /invoices/{n}", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, `{"invoiceNumber":%q,"invoiceDate":"2024-01-15T00:00:00Z","lines":[{"amount":"1"},{"amount":"2"}]}`, r.PathValue("n"))
+	})
+	d.mux.HandleFunc("GET /invoices/{n}/pdf", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/pdf")
+		_, _ = w.Write([]byte("%PDF-1.7 " + r.PathValue("n")))
+	})
+	skip2 := sources.Resume{Done: func(unit string) bool { return unit == "INV-2" }}
+
+	recs, failed, err := read(d.stream("invoice_lines"), skip2)
+	if err != nil || len(failed) > 0 {
+		t.Fatal(err, failed)
+	}
+	if got, want := d.requests(), slices.Sorted(slices.Values(append([]string{req("/invoices/INV-1")}, invoiceWindows...))); !slices.Equal(got, want) {
+		t.Errorf("invoice_lines asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if len(recs) != 2 || fmt.Sprintf("%v %v", recs[0]["lineNumber"], recs[1]["lineNumber"]) != "1 2" || recs[1]["invoiceNumber"] != "INV-1" {
+		t.Errorf("lines %v", recs)
+	}
+
+	recs, failed, err = read(d.stream("invoice_pdfs"), skip2)
+	if err != nil || len(failed) > 0 {
+		t.Fatal(err, failed)
+	}
+	want := append([]string{req("/invoices/INV-1/pdf")}, invoiceWindows...)
+	if got := d.requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+		t.Errorf("invoice_pdfs asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if len(recs) != 1 || recs[0]["invoiceNumber"] != "INV-1" {
+		t.Errorf("PDFs %v, want INV-1's", recs)
+	}
+}
+
+// An answer that is not a PDF fails that invoice, not the stream; the other invoices' PDFs are kept.
+func TestAnswerThatIsNotAPDFFailsItsInvoice(t *testing.T) {
+	d := newDouble(t)
+	d.mux.HandleFunc("GET /invoices", answerInvoices)
+	d.mux.HandleFunc("GET /invoices/{n}/pdf", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("n") == "INV-2" {
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = w.Write([]byte("<html>maintenance</html>"))
+			return
+		}
+		_, _ = w.Write([]byte("%PDF-1.7"))
+	})
+	recs, failed, err := read(d.stream("invoice_pdfs"), sources.Resume{})
+	if err != nil || len(recs) != 1 || !slices.Equal(failed, []string{"INV-2"}) {
+		t.Fatalf("%d PDFs, failed %v, %v", len(recs), failed, err)
+	}
+}
+
+// invoice_pdfs costs a request per invoice: a config without a streams list leaves it out, and pdfs
+// adds it to whatever is selected.
+func TestPDFsAreReadOnlyWhenAskedFor(t *testing.T) {
+	for _, c := range []struct {
+		streams []string
+		pdfs    bool
+		want    string
+	}{
+		{nil, false, "organizations accounts contacts invoices invoice_lines"},
+		{nil, true, "organizations accounts contacts invoices invoice_lines invoice_pdfs"},
+		{[]string{"invoices"}, true, "invoices invoice_pdfs"},
+		{[]string{"invoice_pdfs"}, false, "invoice_pdfs"},
+	} {
+		days := 1
+		cfg := &config.Signicat{BaseURL: "https://api.example.com/am", Streams: c.streams, PDFs: c.pdfs, AccountDetailDays: &days}
+		all, err := New(cfg, config.DefaultLimits, httpclient.New(httpclient.Options{}), time.Now).Streams()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range all {
+			names = append(names, s.Name)
+		}
+		if got := strings.Join(names, " "); got != c.want {
+			t.Errorf("streams %v, pdfs %v: %s, want %s", c.streams, c.pdfs, got, c.want)
+		}
+	}
+}
