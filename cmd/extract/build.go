@@ -11,7 +11,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 const selectionHelp = `Selection, as dbt's: a model or data test by name; +name adds every model it reads, name+ every model
@@ -90,7 +90,7 @@ func buildOrTest(ctx context.Context, name string, args []string, stdout, stderr
 	if name == "test" {
 		sel.Models = map[string]bool{}
 	}
-	warehouse, limit, fields := *db, config.DefaultWarehouseMemoryLimit, sqlfiles.Mapping(nil)
+	warehouse, limit, fields := *db, config.DefaultWarehouseMemoryLimit, fieldmap.Mapping(nil)
 	if *cfgPath != "" {
 		cfg, err := config.LoadForReading(*cfgPath)
 		if err != nil {
@@ -109,7 +109,7 @@ func buildOrTest(ctx context.Context, name string, args []string, stdout, stderr
 		return exitUsage
 	}
 	if fields == nil {
-		fields, _ = sqlfiles.NewMapping("gsapi", nil)
+		fields, _ = fieldmap.NewMapping("gsapi", nil)
 	}
 	res, err := pipeline.Build(ctx, warehouse, limit, fields, sel)
 	if res.Models != nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/internal/site"
 	"github.com/ledgerlake/ledgerlake/schemas"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 func docsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -190,7 +190,7 @@ func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|"
 
 // docFields is where the documented fields come from: the pipeline's mapping (cfgPath), else the one
 // the warehouse's models were last built with (dbPath), else the defaults.
-func docFields(ctx context.Context, cfgPath, dbPath string) (map[sqlfiles.Ref]sqlfiles.Source, error) {
+func docFields(ctx context.Context, cfgPath, dbPath string) (map[fieldmap.Ref]fieldmap.Source, error) {
 	if cfgPath != "" {
 		cfg, err := config.LoadForReading(cfgPath)
 		if err != nil {
@@ -208,12 +208,12 @@ func docFields(ctx context.Context, cfgPath, dbPath string) (map[sqlfiles.Ref]sq
 			return built, err
 		}
 	}
-	return sqlfiles.Defaults().Sources(), nil
+	return fieldmap.Defaults().Sources(), nil
 }
 
 // writeDocs renders the documentation, with fields as the tenant-defined fields' sources; dbPath may
 // be empty.
-func writeDocs(ctx context.Context, w io.Writer, dbPath string, fields map[sqlfiles.Ref]sqlfiles.Source) error {
+func writeDocs(ctx context.Context, w io.Writer, dbPath string, fields map[fieldmap.Ref]fieldmap.Source) error {
 	tables, err := schemas.All()
 	if err != nil {
 		return err
@@ -243,12 +243,12 @@ func writeDocs(ctx context.Context, w io.Writer, dbPath string, fields map[sqlfi
 		"the names below, each from a column, an expression over the table's columns, the parent record's field or a\n"+
 		"constant, as `sources.gsapi.fields.<stream>` says (`extract fields --suggest` proposes them from the data).\n\n"+
 		"| table | model's name | read from | config key | what it holds |\n|---|---|---|---|---|")
-	for _, r := range sqlfiles.Order {
+	for _, r := range fieldmap.Order {
 		from := "`" + cell(fields[r].Entry) + "`"
 		if fields[r].Default {
 			from += " (default)"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | `%s` | %s |\n", r.Table, r.Field, from, sqlfiles.ConfigKey(r.Table, r.Field), cell(sqlfiles.Fields[r.Table][r.Field].Description))
+		fmt.Fprintf(w, "| %s | %s | %s | `%s` | %s |\n", r.Table, r.Field, from, fieldmap.ConfigKey(r.Table, r.Field), cell(fieldmap.Fields[r.Table][r.Field].Description))
 	}
 	fmt.Fprintln(w, "\n## SQL models (sql/)")
 	for _, m := range append(ms, tests...) {

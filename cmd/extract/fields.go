@@ -21,7 +21,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // probeStreams are what a probe fetches: the streams whose fields the models read, and the two
@@ -37,7 +37,7 @@ const (
 func fieldsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("fields", "fields --config FILE [--suggest [--probe] [--write] [--db FILE]]",
 		"Without --suggest: list where each field the SQL models read comes from in this pipeline (sources.gsapi.fields\n"+
-			"over the defaults of sql/fields.yaml).\n\n"+
+			"over the defaults of sql/fieldmap/fields.yaml).\n\n"+
 			"--suggest proposes a complete sources.gsapi.fields block for your tenant from its own data: the warehouse of a\n"+
 			"first run (extract run --config FILE; models that fail are fine), or with --probe a fetch of recent months of\n"+
 			"the streams the models read into a temporary directory that is deleted after (the lake, the warehouse and the\n"+
@@ -153,11 +153,11 @@ func suggestFrom(ctx context.Context, path string) (*suggest.Suggestion, error) 
 
 // listFields prints where each model field comes from: the config key, the entry, and whether it is
 // the default.
-func listFields(w io.Writer, m sqlfiles.Mapping) {
+func listFields(w io.Writer, m fieldmap.Mapping) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "field\tfrom")
-	for _, r := range sqlfiles.Order {
-		line := sqlfiles.ConfigKey(r.Table, r.Field) + "\t" + m[r.Table][r.Field].String()
+	for _, r := range fieldmap.Order {
+		line := fieldmap.ConfigKey(r.Table, r.Field) + "\t" + m[r.Table][r.Field].String()
 		if m.IsDefault(r.Table, r.Field) {
 			line += "\t(the default)" // a cell ended by a tab is padded: only when there is one after it
 		}
@@ -177,7 +177,7 @@ func writeFields(path string, s *suggest.Suggestion) ([]string, error) {
 	var had struct {
 		Sources struct {
 			GSAPI struct {
-				Fields map[string]map[string]sqlfiles.Entry `yaml:"fields"`
+				Fields map[string]map[string]fieldmap.Entry `yaml:"fields"`
 			} `yaml:"gsapi"`
 		} `yaml:"sources"`
 	}

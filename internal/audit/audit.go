@@ -20,7 +20,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // ErrSource is a Query.Source that names no source.
@@ -36,8 +36,8 @@ type Query struct {
 	AsOf     time.Time // state as loaded by the last run finished at or before it; zero = latest
 	Lines    bool      // invoice lines instead of headers
 	// Fields maps the tenant-defined columns of the GSAPI invoice tables (the pipeline's
-	// sources.gsapi.fields over sql/fields.yaml); nil means the defaults.
-	Fields sqlfiles.Mapping
+	// sources.gsapi.fields over sql/fieldmap/fields.yaml); nil means the defaults.
+	Fields fieldmap.Mapping
 }
 
 // Answer is what Prepare set up: the SQL that returns the rows, and what an auditor needs beside them.
@@ -79,18 +79,18 @@ type table struct {
 // tables are the header and line tables of each source. GSAPI's are tenant-defined, so their columns
 // come from the mapping (sources.gsapi.fields), as the SQL models' do: a column, or an expression or a
 // constant over the snapshot's own columns. A parent's field is not in the snapshot: refused.
-func tables(f sqlfiles.Mapping) (headers, lines []table, err error) {
+func tables(f fieldmap.Mapping) (headers, lines []table, err error) {
 	if f == nil {
-		f = sqlfiles.Defaults()
+		f = fieldmap.Defaults()
 	}
 	inv, line := f["gsapi_datasync_invoices"], f["gsapi_datasync_invoice_lines"]
 	var needs []string
-	col := func(table string, e sqlfiles.Entry) string {
+	col := func(table string, e fieldmap.Entry) string {
 		switch e.Kind() {
-		case sqlfiles.KindColumn:
+		case fieldmap.KindColumn:
 			needs = append(needs, e.Column)
 			return "c." + quoteIdent(e.Column)
-		case sqlfiles.KindFrom:
+		case fieldmap.KindFrom:
 			err = fmt.Errorf("%s reads %s from another table, which extract invoices does not read: map it to a column of %s", table, e, table)
 		}
 		return e.Expr(table, "")
@@ -108,7 +108,7 @@ func tables(f sqlfiles.Mapping) (headers, lines []table, err error) {
 		{source: "gsapi", name: "gsapi_datasync_invoices", endpoint: "GET /datasync?option=Invoices",
 			lead: "'gsapi' AS source, " + id + "::VARCHAR AS invoice_key, " + number + "::VARCHAR AS invoice_number, " +
 				date + " AS invoice_date, " + org + "::VARCHAR AS organization_id",
-			exclude: slices.DeleteFunc([]string{"invoice_number", "invoice_date", "organization_id"}, func(c string) bool { return inv[c] != sqlfiles.Column(c) }),
+			exclude: slices.DeleteFunc([]string{"invoice_number", "invoice_date", "organization_id"}, func(c string) bool { return inv[c] != fieldmap.Column(c) }),
 			date:    date, org: org + "::VARCHAR", needs: headerNeeds},
 	}
 	lines = []table{
@@ -398,7 +398,7 @@ func current(ctx context.Context, db *sql.DB, local map[string]string, ms []*lak
 		if !cols[k] {
 			key := "its columns"
 			if t.source == "gsapi" {
-				key = "sources.gsapi.fields (sql/fields.yaml)"
+				key = "sources.gsapi.fields (sql/fieldmap/fields.yaml)"
 			}
 			return "", fmt.Errorf("%s has no column %s: this tenant's export names its fields otherwise; map them in %s", t.name, k, key)
 		}

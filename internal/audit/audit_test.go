@@ -18,7 +18,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/pipelines"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // runAt syncs Signicat invoices (with PDFs) and GSAPI datasync invoices from a sandbox whose data ends
@@ -375,8 +375,8 @@ func TestGSAPIInvoicesAsOfThroughTheMapping(t *testing.T) {
 	}
 	// An expression over the snapshot's own columns reads as a column does; a parent's field is not in
 	// the snapshot, and is refused by name.
-	fields := map[string]map[string]sqlfiles.Entry{"datasync_invoices": {"invoice_number": {SQL: "'#' || invoice_no"}}}
-	m, err := sqlfiles.NewMapping("gsapi", fields)
+	fields := map[string]map[string]fieldmap.Entry{"datasync_invoices": {"invoice_number": {SQL: "'#' || invoice_no"}}}
+	m, err := fieldmap.NewMapping("gsapi", fields)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +384,7 @@ func TestGSAPIInvoicesAsOfThroughTheMapping(t *testing.T) {
 	if n := once(hashed); n != all || !strings.HasPrefix(hashed[0]["invoice_number"], "#") {
 		t.Errorf("with invoice_number from an expression: %d invoices, e.g. %v", n, hashed[0])
 	}
-	m["gsapi_datasync_invoices"]["organization_id"] = sqlfiles.Entry{From: "datasync_invoice_lines.org_id", Via: "iheader_id"}
+	m["gsapi_datasync_invoices"]["organization_id"] = fieldmap.Entry{From: "datasync_invoice_lines.org_id", Via: "iheader_id"}
 	if _, err := audit.Prepare(context.Background(), wh.DB, audit.Query{Root: root, Source: "gsapi", Fields: m}); err == nil || !strings.Contains(err.Error(), "extract invoices does not read") {
 		t.Errorf("with a parent's field: %v", err)
 	}

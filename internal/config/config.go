@@ -21,7 +21,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // DefaultWarehouseMemoryLimit is DuckDB's memory_limit while loading unless the config sets one.
@@ -70,7 +70,7 @@ type Config struct {
 	// Limits bound the waits, sizes, pages and shrinks a server can cause (top-level keys).
 	Limits `yaml:",inline"`
 
-	fields sqlfiles.Mapping
+	fields fieldmap.Mapping
 	vars   []string // the environment variables the file's values named, resolved
 }
 
@@ -100,11 +100,11 @@ func (c *Config) IcebergCatalog() string {
 // On reports whether the Iceberg tables are kept.
 func (i Iceberg) On() bool { return i.Enabled == nil || *i.Enabled }
 
-// Fields is where each SQL model field comes from: sql/fields.yaml's defaults with the pipeline's
+// Fields is where each SQL model field comes from: sql/fieldmap/fields.yaml's defaults with the pipeline's
 // sources.gsapi.fields laid over them (the only source with tenant-defined fields), as validated.
-func (c *Config) Fields() sqlfiles.Mapping {
+func (c *Config) Fields() fieldmap.Mapping {
 	if c.fields == nil { // a config built by hand, or without a gsapi source: the defaults
-		c.fields, _ = sqlfiles.NewMapping("gsapi", nil)
+		c.fields, _ = fieldmap.NewMapping("gsapi", nil)
 	}
 	return c.fields
 }
@@ -182,8 +182,17 @@ type GSAPI struct {
 	Keys map[string][]string `yaml:"keys" example:"{invoice_journal_accounting: [iheader_id, account, cost_centre]}"`
 	// Fields says where the tenant keeps each field the SQL models read (stream → the model's name →
 	// a column, {sql: …}, {from: <stream>.<column>, via: …} or {value: …}); unnamed ones keep their
-	// defaults (sql/fields.yaml, `extract docs`). `extract fields --suggest` proposes them from the data.
-	Fields map[string]map[string]sqlfiles.Entry `yaml:"fields" example:"{datasync_invoices: {net_amount: total_net, invoice_number: {sql: \"cast(invoice_no AS VARCHAR)\"}}}"`
+	// defaults (sql/fieldmap/fields.yaml, `extract docs`). `extract fields --suggest` proposes them from the data.
+	Fields map[string]map[string]fieldmap.Entry `yaml:"fields" example:"{datasync_invoices: {net_amount: total_net, invoice_number: {sql: \"cast(invoice_no AS VARCHAR)\"}}}"`
+}
+
+// InvoiceIDColumn is the column of datasync_invoices that holds each invoice's id, which
+// invoicecharges/list takes (sources.gsapi.fields.datasync_invoices.invoice_id, iheader_id by
+// default), or "" where that entry is not a column; entry is the entry as written, for a message.
+func (g *GSAPI) InvoiceIDColumn() (column, entry string) {
+	m, _ := fieldmap.NewMapping("gsapi", g.Fields) // validated when the config was loaded
+	e := m["gsapi_datasync_invoices"]["invoice_id"]
+	return e.Column, e.String()
 }
 
 // Datatable is one table read through POST /datatable/list.
@@ -483,7 +492,7 @@ func (c *Config) validate(reading bool) error {
 		if g.LookbackDays < 0 {
 			return &Error{Msg: "sources.gsapi.lookback_days must not be negative"}
 		}
-		m, err := sqlfiles.NewMapping("gsapi", g.Fields)
+		m, err := fieldmap.NewMapping("gsapi", g.Fields)
 		if err != nil {
 			return &Error{Msg: err.Error()}
 		}

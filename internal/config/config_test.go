@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 const valid = `
@@ -136,7 +136,7 @@ func TestTenantFieldsAndKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := cfg.Fields()["gsapi_datasync_invoices"]
-	if f["net_amount"] != sqlfiles.Column("total_net") || f["tax_amount"] != sqlfiles.Column("vat_amount") {
+	if f["net_amount"] != fieldmap.Column("total_net") || f["tax_amount"] != fieldmap.Column("vat_amount") {
 		t.Errorf("mapping %v: want net_amount from the config and tax_amount's default", f)
 	}
 	if k := cfg.Sources.GSAPI.Keys["invoice_journal_accounting"]; len(k) != 3 {
@@ -186,21 +186,21 @@ func TestFieldsEntryForms(t *testing.T) {
 	f := cfg.Fields()
 	for _, c := range []struct {
 		table, field string
-		want         sqlfiles.Entry
+		want         fieldmap.Entry
 	}{
-		{"gsapi_datasync_invoices", "net_amount", sqlfiles.Entry{SQL: "amounts__excl_vat + coalesce(rounding, 0)"}},
-		{"gsapi_datasync_invoices", "currency", sqlfiles.Entry{Value: "EUR"}},
-		{"gsapi_datasync_invoices", "total_amount", sqlfiles.Column("total_gross")},
-		{"gsapi_datasync_invoices", "tax_amount", sqlfiles.Column("vat_amount")},
-		{"gsapi_datasync_invoice_lines", "currency", sqlfiles.Entry{From: "datasync_invoices.currency", Via: "iheader_id"}},
-		{"gsapi_datasync_invoice_lines", "tax_amount", sqlfiles.Entry{From: "datasync_invoices.vat", Via: "invoice_ref = iheader_id"}},
+		{"gsapi_datasync_invoices", "net_amount", fieldmap.Entry{SQL: "amounts__excl_vat + coalesce(rounding, 0)"}},
+		{"gsapi_datasync_invoices", "currency", fieldmap.Entry{Value: "EUR"}},
+		{"gsapi_datasync_invoices", "total_amount", fieldmap.Column("total_gross")},
+		{"gsapi_datasync_invoices", "tax_amount", fieldmap.Column("vat_amount")},
+		{"gsapi_datasync_invoice_lines", "currency", fieldmap.Entry{From: "datasync_invoices.currency", Via: "iheader_id"}},
+		{"gsapi_datasync_invoice_lines", "tax_amount", fieldmap.Entry{From: "datasync_invoices.vat", Via: "invoice_ref = iheader_id"}},
 	} {
 		if got := f[c.table][c.field]; got != c.want {
 			t.Errorf("%s.%s = %+v, want %+v", c.table, c.field, got, c.want)
 		}
 	}
 	l, ok := f["gsapi_datasync_invoice_lines"]["tax_amount"].Link("gsapi")
-	if want := (sqlfiles.Link{Parent: "gsapi_datasync_invoices", Column: "vat", Own: "invoice_ref", ParentKey: "iheader_id"}); !ok || l != want {
+	if want := (fieldmap.Link{Parent: "gsapi_datasync_invoices", Column: "vat", Own: "invoice_ref", ParentKey: "iheader_id"}); !ok || l != want {
 		t.Errorf("link %+v, want %+v", l, want)
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // MergeFields writes fields (stream → model field → entry) into the pipeline file raw under
@@ -16,7 +16,7 @@ import (
 // everything else stays: comments, key order, ${VAR} references; the entries it names replace the
 // file's, the others are kept. Lines it did not change keep their layout (alignment, blank lines).
 // notes, where given (stream → field → text), become the entry's line comment.
-func MergeFields(raw []byte, source string, fields map[string]map[string]sqlfiles.Entry, notes map[string]map[string]string) ([]byte, error) {
+func MergeFields(raw []byte, source string, fields map[string]map[string]fieldmap.Entry, notes map[string]map[string]string) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, &Error{Msg: err.Error()}
@@ -29,7 +29,7 @@ func MergeFields(raw []byte, source string, fields map[string]map[string]sqlfile
 		return nil, &Error{Msg: fmt.Sprintf("the pipeline file has no sources.%s section for the fields to go in", source)}
 	}
 	block := child(src, "fields", true)
-	for _, ref := range sqlfiles.Order {
+	for _, ref := range fieldmap.Order {
 		stream, ok := strings.CutPrefix(ref.Table, source+"_")
 		e, has := fields[stream][ref.Field]
 		if !ok || !has {

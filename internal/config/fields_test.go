@@ -5,11 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
-var proposal = map[string]map[string]sqlfiles.Entry{
-	"datasync_invoices":      {"net_amount": {SQL: "summat__verollinen - summat__alv"}, "invoice_id": sqlfiles.Column("tunniste")},
+var proposal = map[string]map[string]fieldmap.Entry{
+	"datasync_invoices":      {"net_amount": {SQL: "summat__verollinen - summat__alv"}, "invoice_id": fieldmap.Column("tunniste")},
 	"datasync_invoice_lines": {"currency": {From: "datasync_invoices.valuutta", Via: "laskun_tunniste = tunniste"}},
 }
 
@@ -57,10 +57,10 @@ func TestMergeFieldsKeepsTheFile(t *testing.T) {
 		t.Fatalf("the merged file does not load: %v\n%s", err, got)
 	}
 	f := cfg.Fields()
-	for table, want := range map[string]map[string]sqlfiles.Entry{
-		"gsapi_datasync_invoices":       {"net_amount": proposal["datasync_invoices"]["net_amount"], "invoice_number": sqlfiles.Column("invoice_no"), "invoice_id": sqlfiles.Column("tunniste")},
-		"gsapi_datasync_invoice_lines":  {"currency": proposal["datasync_invoice_lines"]["currency"], "net_amount": sqlfiles.Column("line_net")},
-		"gsapi_invoice_journal_summary": {"net_amount": sqlfiles.Column("total_net")},
+	for table, want := range map[string]map[string]fieldmap.Entry{
+		"gsapi_datasync_invoices":       {"net_amount": proposal["datasync_invoices"]["net_amount"], "invoice_number": fieldmap.Column("invoice_no"), "invoice_id": fieldmap.Column("tunniste")},
+		"gsapi_datasync_invoice_lines":  {"currency": proposal["datasync_invoice_lines"]["currency"], "net_amount": fieldmap.Column("line_net")},
+		"gsapi_invoice_journal_summary": {"net_amount": fieldmap.Column("total_net")},
 	} {
 		for field, e := range want {
 			if f[table][field] != e {

@@ -15,7 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // Key is one configuration key as the reference documents it.
@@ -269,7 +269,7 @@ func typeWords(t reflect.Type) string {
 		return "size (512MB, 1GiB)"
 	case reflect.TypeFor[Percent]():
 		return "percentage (50%)"
-	case reflect.TypeFor[sqlfiles.Entry]():
+	case reflect.TypeFor[fieldmap.Entry]():
 		return "column, or {sql: …}, {from: stream.column, via: …}, {value: …}"
 	}
 	switch t.Kind() {

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // FieldsTable holds the mapping the models were last built with: where each tenant-defined field
@@ -20,7 +20,7 @@ const FieldsTable = "_ledgerlake_fields"
 // transaction (a statement that fails aborts a DuckDB transaction), and says per field why one cannot
 // be read: the model's message then names the entry, the columns that exist and the key to set.
 // Columns are checked as models bind, where the message lists every missing one of a table at once.
-func checkEntries(ctx context.Context, db *dbsql.DB, fields sqlfiles.Mapping, exists map[string]bool) (map[binding]string, error) {
+func checkEntries(ctx context.Context, db *dbsql.DB, fields fieldmap.Mapping, exists map[string]bool) (map[binding]string, error) {
 	problems := map[binding]string{}
 	cols := map[string][]string{}
 	columns := func(table string) ([]string, error) {
@@ -36,13 +36,13 @@ func checkEntries(ctx context.Context, db *dbsql.DB, fields sqlfiles.Mapping, ex
 			continue
 		}
 		for _, field := range slices.Sorted(maps.Keys(fields[table])) {
-			e, key := fields[table][field], sqlfiles.ConfigKey(table, field)
+			e, key := fields[table][field], fieldmap.ConfigKey(table, field)
 			var why string
 			var err error
 			switch e.Kind() {
-			case sqlfiles.KindSQL:
+			case fieldmap.KindSQL:
 				why, err = checkSQL(ctx, db, table, key, e, columns)
-			case sqlfiles.KindFrom:
+			case fieldmap.KindFrom:
 				why, err = checkFrom(table, key, e, exists, columns)
 			}
 			if err != nil {
@@ -57,12 +57,12 @@ func checkEntries(ctx context.Context, db *dbsql.DB, fields sqlfiles.Mapping, ex
 }
 
 // checkSQL binds an expression over table: it must be one value per row of its columns.
-func checkSQL(ctx context.Context, db *dbsql.DB, table, key string, e sqlfiles.Entry, columns func(string) ([]string, error)) (string, error) {
+func checkSQL(ctx context.Context, db *dbsql.DB, table, key string, e fieldmap.Entry, columns func(string) ([]string, error)) (string, error) {
 	cols, err := columns(table)
 	if err != nil || len(cols) == 0 {
 		return "", err
 	}
-	if err := sqlfiles.CheckExpression(e.SQL); err != nil {
+	if err := fieldmap.CheckExpression(e.SQL); err != nil {
 		return fmt.Sprintf("%s: sql %q %v", key, e.SQL, err), nil
 	}
 	// A column beside it makes an aggregate fail to bind: a field holds one value per row.
@@ -81,7 +81,7 @@ func checkSQL(ctx context.Context, db *dbsql.DB, table, key string, e sqlfiles.E
 
 // checkFrom checks that the parent table a from entry reads is loaded and has the field and the
 // link's column, and that table has its side of the link.
-func checkFrom(table, key string, e sqlfiles.Entry, exists map[string]bool, columns func(string) ([]string, error)) (string, error) {
+func checkFrom(table, key string, e fieldmap.Entry, exists map[string]bool, columns func(string) ([]string, error)) (string, error) {
 	source, _, _ := strings.Cut(table, "_")
 	l, ok := e.Link(source)
 	if !ok {
@@ -105,7 +105,7 @@ func checkFrom(table, key string, e sqlfiles.Entry, exists map[string]bool, colu
 
 // BuiltFields reads where each field came from when the models were last built (FieldsTable); nil
 // when they never were.
-func BuiltFields(ctx context.Context, db *dbsql.DB) (map[sqlfiles.Ref]sqlfiles.Source, error) {
+func BuiltFields(ctx context.Context, db *dbsql.DB) (map[fieldmap.Ref]fieldmap.Source, error) {
 	var n int
 	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", FieldsTable).Scan(&n); err != nil || n == 0 {
 		return nil, err
@@ -115,10 +115,10 @@ func BuiltFields(ctx context.Context, db *dbsql.DB) (map[sqlfiles.Ref]sqlfiles.S
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[sqlfiles.Ref]sqlfiles.Source{}
+	out := map[fieldmap.Ref]fieldmap.Source{}
 	for rows.Next() {
-		var r sqlfiles.Ref
-		var s sqlfiles.Source
+		var r fieldmap.Ref
+		var s fieldmap.Source
 		if err := rows.Scan(&r.Table, &r.Field, &s.Entry, &s.Default); err != nil {
 			return nil, err
 		}
@@ -128,7 +128,7 @@ func BuiltFields(ctx context.Context, db *dbsql.DB) (map[sqlfiles.Ref]sqlfiles.S
 }
 
 // recordFields keeps the mapping in FieldsTable, replacing the last one.
-func recordFields(ctx context.Context, db *dbsql.DB, fields sqlfiles.Mapping) error {
+func recordFields(ctx context.Context, db *dbsql.DB, fields fieldmap.Mapping) error {
 	if _, err := db.ExecContext(ctx, "CREATE OR REPLACE TABLE "+FieldsTable+
 		" (table_name VARCHAR, field VARCHAR, source VARCHAR, kind VARCHAR, is_default BOOLEAN, config_key VARCHAR, description VARCHAR)"); err != nil {
 		return err
@@ -137,7 +137,7 @@ func recordFields(ctx context.Context, db *dbsql.DB, fields sqlfiles.Mapping) er
 		for _, field := range slices.Sorted(maps.Keys(fields[table])) {
 			e := fields[table][field]
 			if _, err := db.ExecContext(ctx, "INSERT INTO "+FieldsTable+" VALUES (?, ?, ?, ?, ?, ?, ?)", table, field, e.String(), e.Kind(),
-				fields.IsDefault(table, field), sqlfiles.ConfigKey(table, field), sqlfiles.Fields[table][field].Description); err != nil {
+				fields.IsDefault(table, field), fieldmap.ConfigKey(table, field), fieldmap.Fields[table][field].Description); err != nil {
 				return err
 			}
 		}

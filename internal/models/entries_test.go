@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // tenantC is a tenant none of whose names are the defaults: Finnish names, money nested in objects
@@ -33,20 +33,20 @@ var tenantC = []string{
 }
 
 // tenantCFields maps tenantC with every form of entry.
-var tenantCFields = map[string]map[string]sqlfiles.Entry{
+var tenantCFields = map[string]map[string]fieldmap.Entry{
 	"datasync_invoices": {
-		"invoice_id": sqlfiles.Column("tunniste"), "invoice_number": sqlfiles.Column("laskunumero"), "invoice_date": sqlfiles.Column("laskupvm"),
-		"organization_id": sqlfiles.Column("asiakas__id"), "organization_name": sqlfiles.Column("asiakas__nimi"), "currency": sqlfiles.Column("valuutta"),
-		"net_amount": {SQL: "summat__verollinen - summat__alv"}, "tax_amount": sqlfiles.Column("summat__alv"),
-		"total_amount": sqlfiles.Column("summat__verollinen"), "status": sqlfiles.Column("tila"),
+		"invoice_id": fieldmap.Column("tunniste"), "invoice_number": fieldmap.Column("laskunumero"), "invoice_date": fieldmap.Column("laskupvm"),
+		"organization_id": fieldmap.Column("asiakas__id"), "organization_name": fieldmap.Column("asiakas__nimi"), "currency": fieldmap.Column("valuutta"),
+		"net_amount": {SQL: "summat__verollinen - summat__alv"}, "tax_amount": fieldmap.Column("summat__alv"),
+		"total_amount": fieldmap.Column("summat__verollinen"), "status": fieldmap.Column("tila"),
 	},
 	"datasync_invoice_lines": {
-		"invoice_id": sqlfiles.Column("lasku_tunniste"), "line_number": sqlfiles.Column("rivinro"), "product_code": sqlfiles.Column("tuotekoodi"),
-		"product_name": sqlfiles.Column("tuote"), "quantity": sqlfiles.Column("maara"), "unit_price": sqlfiles.Column("a_hinta"),
-		"net_amount": sqlfiles.Column("hinnat__veroton"), "tax_amount": sqlfiles.Column("hinnat__alv"),
+		"invoice_id": fieldmap.Column("lasku_tunniste"), "line_number": fieldmap.Column("rivinro"), "product_code": fieldmap.Column("tuotekoodi"),
+		"product_name": fieldmap.Column("tuote"), "quantity": fieldmap.Column("maara"), "unit_price": fieldmap.Column("a_hinta"),
+		"net_amount": fieldmap.Column("hinnat__veroton"), "tax_amount": fieldmap.Column("hinnat__alv"),
 		"currency": {From: "datasync_invoices.valuutta", Via: "lasku_tunniste = tunniste"},
 	},
-	"invoice_journal_summary": {"invoice_id": sqlfiles.Column("tunniste"), "net_amount": sqlfiles.Column("veroton")},
+	"invoice_journal_summary": {"invoice_id": fieldmap.Column("tunniste"), "net_amount": fieldmap.Column("veroton")},
 }
 
 func warehouse(t *testing.T, ddl ...string) *dbsql.DB {
@@ -68,11 +68,11 @@ func warehouse(t *testing.T, ddl ...string) *dbsql.DB {
 }
 
 // mapping is tenantCFields with the given entries replaced (stream.field → entry).
-func mapping(t *testing.T, change map[string]sqlfiles.Entry) sqlfiles.Mapping {
+func mapping(t *testing.T, change map[string]fieldmap.Entry) fieldmap.Mapping {
 	t.Helper()
-	fields := map[string]map[string]sqlfiles.Entry{}
+	fields := map[string]map[string]fieldmap.Entry{}
 	for stream, fs := range tenantCFields {
-		fields[stream] = map[string]sqlfiles.Entry{}
+		fields[stream] = map[string]fieldmap.Entry{}
 		for k, v := range fs {
 			fields[stream][k] = v
 		}
@@ -81,7 +81,7 @@ func mapping(t *testing.T, change map[string]sqlfiles.Entry) sqlfiles.Mapping {
 		stream, field, _ := strings.Cut(key, ".")
 		fields[stream][field] = e
 	}
-	m, err := sqlfiles.NewMapping("gsapi", fields)
+	m, err := fieldmap.NewMapping("gsapi", fields)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,23 +126,23 @@ func TestEveryEntryFormBuilds(t *testing.T) {
 func TestEntryThatCannotBeReadFailsItsModel(t *testing.T) {
 	for _, c := range []struct {
 		name   string
-		change map[string]sqlfiles.Entry
+		change map[string]fieldmap.Entry
 		ddl    string
 		model  string
 		want   []string
 	}{
-		{"no such column in the expression", map[string]sqlfiles.Entry{"datasync_invoices.net_amount": {SQL: "summat__veroton - 0"}}, "", "stg_gsapi_invoices",
+		{"no such column in the expression", map[string]fieldmap.Entry{"datasync_invoices.net_amount": {SQL: "summat__veroton - 0"}}, "", "stg_gsapi_invoices",
 			[]string{"sql model stg_gsapi_invoices", "sources.gsapi.fields.datasync_invoices.net_amount", `{sql: "summat__veroton - 0"}`,
 				"does not bind over gsapi_datasync_invoices", "its columns are tunniste, laskunumero", "set sources.gsapi.fields.datasync_invoices.net_amount to an expression"}},
-		{"an aggregate", map[string]sqlfiles.Entry{"datasync_invoices.net_amount": {SQL: "sum(summat__alv)"}}, "", "stg_gsapi_invoices",
+		{"an aggregate", map[string]fieldmap.Entry{"datasync_invoices.net_amount": {SQL: "sum(summat__alv)"}}, "", "stg_gsapi_invoices",
 			[]string{"sources.gsapi.fields.datasync_invoices.net_amount", "an aggregate; a field holds one value per row"}},
-		{"the parent lacks the field", map[string]sqlfiles.Entry{"datasync_invoice_lines.currency": {From: "datasync_invoices.currency", Via: "lasku_tunniste = tunniste"}}, "", "stg_gsapi_invoice_lines",
+		{"the parent lacks the field", map[string]fieldmap.Entry{"datasync_invoice_lines.currency": {From: "datasync_invoices.currency", Via: "lasku_tunniste = tunniste"}}, "", "stg_gsapi_invoice_lines",
 			[]string{"sql model stg_gsapi_invoice_lines", "sources.gsapi.fields.datasync_invoice_lines.currency", "the field", `gsapi_datasync_invoices has no column "currency"`, "valuutta"}},
-		{"the link is not in the lines", map[string]sqlfiles.Entry{"datasync_invoice_lines.currency": {From: "datasync_invoices.valuutta", Via: "tunniste"}}, "", "stg_gsapi_invoice_lines",
+		{"the link is not in the lines", map[string]fieldmap.Entry{"datasync_invoice_lines.currency": {From: "datasync_invoices.valuutta", Via: "tunniste"}}, "", "stg_gsapi_invoice_lines",
 			[]string{`gsapi_datasync_invoice_lines has no column "tunniste"`, "lasku_tunniste"}},
-		{"no such parent", map[string]sqlfiles.Entry{"datasync_invoice_lines.currency": {From: "datasync_invoice.valuutta", Via: "tunniste"}}, "", "stg_gsapi_invoice_lines",
+		{"no such parent", map[string]fieldmap.Entry{"datasync_invoice_lines.currency": {From: "datasync_invoice.valuutta", Via: "tunniste"}}, "", "stg_gsapi_invoice_lines",
 			[]string{"gsapi_datasync_invoice, which is not in the warehouse"}},
-		{"a column that is not there", map[string]sqlfiles.Entry{"datasync_invoices.currency": sqlfiles.Column("currency")}, "", "stg_gsapi_invoices",
+		{"a column that is not there", map[string]fieldmap.Entry{"datasync_invoices.currency": fieldmap.Column("currency")}, "", "stg_gsapi_invoices",
 			[]string{`gsapi_datasync_invoices has no column "currency" (the model's currency)`, "extract fields --suggest"}},
 		{"the parent's rows disagree", nil, "INSERT INTO gsapi_datasync_invoices (tunniste, valuutta) VALUES (1, 'NOK')", "fct_invoice_line",
 			[]string{"sources.gsapi.fields.datasync_invoice_lines.currency: the rows of gsapi_datasync_invoices whose tunniste is 1 disagree on valuutta"}},

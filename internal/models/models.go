@@ -3,7 +3,7 @@
 // not-null test of every key in force. A test fails when its query returns rows; it is reported by name
 // with a sample of them. Models whose source tables are absent (a source not configured) are skipped.
 //
-// Models read the tenant-defined fields through {{table.field}} (sql/fields.yaml), which the
+// Models read the tenant-defined fields through {{table.field}} (sql/fieldmap/fields.yaml), which the
 // pipeline's mapping turns into the tenant's column, an expression over its columns, the parent
 // record's field or a constant. A model that cannot be built fails alone, as dbt build does: its
 // message names the missing column (or the entry that does not bind), the table's columns and the
@@ -26,6 +26,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // Model is one SQL file: a staging view, a mart table, or a data test.
@@ -63,13 +64,13 @@ func bindings(sql string) []binding {
 }
 
 // Render is the model's SQL with each placeholder replaced by what fields reads it from: a column,
-// an expression, a parent's field or a constant (sqlfiles.Entry.Expr).
-func (m *Model) Render(fields sqlfiles.Mapping) (string, error) {
+// an expression, a parent's field or a constant (fieldmap.Entry.Expr).
+func (m *Model) Render(fields fieldmap.Mapping) (string, error) {
 	var err error
 	out := placeholder.ReplaceAllStringFunc(m.SQL, func(ph string) string {
 		sub := placeholder.FindStringSubmatch(ph)
 		if fields[sub[1]][sub[2]].Kind() == "" && err == nil {
-			err = fmt.Errorf("sql model %s: %s is not in sql/fields.yaml", m.Name, strings.Trim(ph, "{} "))
+			err = fmt.Errorf("sql model %s: %s is not in sql/fieldmap/fields.yaml", m.Name, strings.Trim(ph, "{} "))
 		}
 		return fields.Expr(sub[1], sub[2])
 	})
@@ -240,13 +241,13 @@ func (r *Report) OK() bool {
 // _ledgerlake_fields. fields maps the models' tenant-defined fields. tables are the loaded tables whose
 // key in force is tested. A model that fails is left out and the transaction is built again without it
 // and its dependents.
-func Run(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInfo, fields sqlfiles.Mapping) (*Report, error) {
+func Run(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInfo, fields fieldmap.Mapping) (*Report, error) {
 	return RunSelected(ctx, db, runID, tables, fields, nil)
 }
 
 // RunSelected is Run for the models and tests sel chooses (nil: all); the models it leaves out stay
 // as they are in the warehouse.
-func RunSelected(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInfo, fields sqlfiles.Mapping, sel *Selection) (*Report, error) {
+func RunSelected(ctx context.Context, db *dbsql.DB, runID string, tables []lake.TableInfo, fields fieldmap.Mapping, sel *Selection) (*Report, error) {
 	models, tests, err := Load()
 	if err != nil {
 		return nil, err
@@ -307,7 +308,7 @@ func RunSelected(ctx context.Context, db *dbsql.DB, runID string, tables []lake.
 
 // build creates the models that can be built in one transaction, filling rep's Built and Skipped. At
 // the first model that fails it rolls back and returns its name and why, for Run to try again without it.
-func build(ctx context.Context, db *dbsql.DB, models []*Model, exists map[string]bool, fields sqlfiles.Mapping, problems map[binding]string, rep *Report) (string, string, error) {
+func build(ctx context.Context, db *dbsql.DB, models []*Model, exists map[string]bool, fields fieldmap.Mapping, problems map[binding]string, rep *Report) (string, string, error) {
 	rep.Built, rep.Skipped = nil, map[string]string{}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -347,7 +348,7 @@ func build(ctx context.Context, db *dbsql.DB, models []*Model, exists map[string
 // bind checks that every tenant-defined field m reads can be read, and otherwise says what to set:
 // for columns, the model, each missing column, the columns the table has, and the config keys; for
 // the other entries, what entries found (see checkEntries).
-func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, fields sqlfiles.Mapping, problems map[binding]string) (string, error) {
+func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, fields fieldmap.Mapping, problems map[binding]string) (string, error) {
 	have := map[string][]string{}
 	var missing, keys []string
 	var table string
@@ -359,7 +360,7 @@ func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, f
 			return "sql model " + m.Name + ": " + why, nil
 		}
 		e := fields[b.table][b.field]
-		if e.Kind() != sqlfiles.KindColumn {
+		if e.Kind() != fieldmap.KindColumn {
 			continue
 		}
 		cols, ok := have[b.table]
@@ -375,7 +376,7 @@ func bind(ctx context.Context, tx *dbsql.Tx, m *Model, exists map[string]bool, f
 		}
 		table = b.table
 		missing = append(missing, fmt.Sprintf("%q (the model's %s)", e.Column, b.field))
-		keys = append(keys, sqlfiles.ConfigKey(b.table, b.field))
+		keys = append(keys, fieldmap.ConfigKey(b.table, b.field))
 	}
 	if len(missing) == 0 {
 		return "", nil

@@ -12,7 +12,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // BuildResult is what a build did.
@@ -29,7 +29,7 @@ type BuildResult struct {
 // force as its newest load recorded it. It works on a copy of the warehouse that replaces it when
 // done (duckdb.Update), so queries meanwhile answer from the last state; a warehouse another process
 // is writing (a run loading) refuses it (ErrRefused).
-func Build(ctx context.Context, warehouse, limit string, fields sqlfiles.Mapping, sel *models.Selection) (*BuildResult, error) {
+func Build(ctx context.Context, warehouse, limit string, fields fieldmap.Mapping, sel *models.Selection) (*BuildResult, error) {
 	if _, err := os.Stat(warehouse); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no warehouse at %s yet: extract run loads one", warehouse)
 	}

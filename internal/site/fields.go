@@ -6,10 +6,10 @@ import (
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/models"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
-// TenantField is a tenant-defined field the models read (sql/fields.yaml), and where they last read
+// TenantField is a tenant-defined field the models read (sql/fieldmap/fields.yaml), and where they last read
 // it from: a column, an expression, the parent record's field or a constant.
 type TenantField struct {
 	Name    string // the models' name: net_amount
@@ -30,18 +30,18 @@ func (s *Site) collectFields(ctx context.Context, db *sql.DB) error {
 	for _, t := range s.Tables {
 		byName[t.Name] = t
 	}
-	field := func(r sqlfiles.Ref) TenantField {
-		return TenantField{Name: r.Field, Table: r.Table, Key: sqlfiles.ConfigKey(r.Table, r.Field), From: built[r].Entry, Default: built[r].Default}
+	field := func(r fieldmap.Ref) TenantField {
+		return TenantField{Name: r.Field, Table: r.Table, Key: fieldmap.ConfigKey(r.Table, r.Field), From: built[r].Entry, Default: built[r].Default}
 	}
 	for _, m := range s.sqlModels {
 		if t := byName[m.Name]; t != nil {
 			for _, f := range m.Fields() {
 				table, name, _ := strings.Cut(f, ".")
-				t.Fields = append(t.Fields, field(sqlfiles.Ref{Table: table, Field: name}))
+				t.Fields = append(t.Fields, field(fieldmap.Ref{Table: table, Field: name}))
 			}
 		}
 	}
-	for _, r := range sqlfiles.Order {
+	for _, r := range fieldmap.Order {
 		if t := byName[r.Table]; t != nil {
 			t.Fields = append(t.Fields, field(r))
 		}

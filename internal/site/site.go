@@ -192,7 +192,7 @@ var metaTables = map[string]string{
 	duckdb.RejectsTable:      "Values that did not fit their column's type, kept as sent, with the stream, key and reason.",
 	duckdb.WindowsTable:      "The date windows each run fetched for the windowed streams.",
 	"_ledgerlake_data_tests": "Every data test's result per run, with a sample of the offending rows.",
-	models.FieldsTable:       "Where the models last read each tenant-defined field from (sources.gsapi.fields over sql/fields.yaml's defaults).",
+	models.FieldsTable:       "Where the models last read each tenant-defined field from (sources.gsapi.fields over sql/fieldmap/fields.yaml's defaults).",
 	duckdb.TablesTable:       "Per run and table loaded: the current state's rows and a fingerprint of its content, to tell a load that changed it from one that did not.",
 }
 

@@ -1,5 +1,5 @@
 -- Good Sign invoice lines from the datasync InvoiceLines export, in the shared shape. The fields are the
--- tenant's, mapped by sources.gsapi.fields.datasync_invoice_lines (sql/fields.yaml).
+-- tenant's, mapped by sources.gsapi.fields.datasync_invoice_lines (sql/fieldmap/fields.yaml).
 SELECT
     'gsapi' AS source,
     {{gsapi_datasync_invoice_lines.invoice_id}}::VARCHAR AS invoice_id,

@@ -1,5 +1,5 @@
 -- Good Sign invoice headers from the datasync Invoices export, in the shared shape. The export's fields
--- are the tenant's: each {{…}} names a field of sql/fields.yaml, mapped to the tenant's column by
+-- are the tenant's: each {{…}} names a field of sql/fieldmap/fields.yaml, mapped to the tenant's column by
 -- sources.gsapi.fields.datasync_invoices (defaults: the sandbox's tenant a).
 SELECT
     'gsapi' AS source,

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // invoiceMoney is every invoice's numeric header columns, beside the sums of its lines' and of its
@@ -211,14 +211,14 @@ func (s *suggester) quantities(net, tax *match) error {
 	}
 	ev := fmt.Sprintf("%s × %s is the line's net (%s) to the cent on %s lines", rest[q], rest[p], net.label, of(t))
 	for _, f := range []*Field{qf, pf} {
-		f.propose(sqlfiles.Column(map[*Field]string{qf: rest[q], pf: rest[p]}[f]), why != "", ev)
+		f.propose(fieldmap.Column(map[*Field]string{qf: rest[q], pf: rest[p]}[f]), why != "", ev)
 		if why != "" {
 			f.Evidence = append(f.Evidence, why)
 		} else {
 			f.Doubt = fmt.Sprintf("nothing in the data tells the quantity from the unit price: %s and %s could be the other way round", rest[q], rest[p])
 		}
 	}
-	if tf := s.fields[sqlfiles.Ref{Table: linesTable, Field: "tax_amount"}]; tax != nil && tf != nil {
+	if tf := s.fields[fieldmap.Ref{Table: linesTable, Field: "tax_amount"}]; tax != nil && tf != nil {
 		if r, rt := rate(rest, restV, netV, tax.on(cols)); r != "" {
 			tf.Evidence = append(tf.Evidence, fmt.Sprintf("each line's tax is its net × %s %% to the cent on %s lines", r, of(rt)))
 		}

@@ -8,7 +8,7 @@ import (
 	"golang.org/x/text/currency"
 
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // header proposes the invoices' fields that are not amounts: number, date, organisation, currency
@@ -51,7 +51,7 @@ func pick(f *Field, cands []scored, hints ...string) *scored {
 		return int(named(b) - named(a))
 	})
 	best := &cands[0]
-	f.propose(sqlfiles.Column(best.col), true, best.ev...)
+	f.propose(fieldmap.Column(best.col), true, best.ev...)
 	if len(cands) > 1 && slices.Equal(cands[1].score, best.score) {
 		f.Certain = false
 		f.Doubt = fmt.Sprintf("%s fits as well", cands[1].col)

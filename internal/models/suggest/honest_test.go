@@ -9,7 +9,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/models/suggest"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // A tenant written here, in SQL: 120 invoices of two lines each over four months, with the API's
@@ -82,7 +82,7 @@ func TestFieldNotFoundIsLeftOutAndItsModelsFailAlone(t *testing.T) {
 	if !strings.Contains(s.YAML(), "    # NOT FOUND currency: no column holds") || strings.Contains(s.YAML(), "    currency:") {
 		t.Errorf("the YAML does not leave the currency out with its reason:\n%s", s.YAML())
 	}
-	m, err := sqlfiles.NewMapping("gsapi", s.Mapping())
+	m, err := fieldmap.NewMapping("gsapi", s.Mapping())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestGermanTenant(t *testing.T) {
 		"organization_id": "kunde", "organization_name": "kundenname",
 		"net_amount": "netto", "tax_amount": "mwst", "total_amount": "brutto", "status": "status"}
 	for name, col := range want {
-		if f := field(t, s, "gsapi_datasync_invoices", name); f.Entry != sqlfiles.Column(col) || !f.Certain {
+		if f := field(t, s, "gsapi_datasync_invoices", name); f.Entry != fieldmap.Column(col) || !f.Certain {
 			t.Errorf("%s", f.Note())
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // lineFields proposes the lines' fields that are not amounts: number, product and currency.
@@ -102,8 +102,8 @@ func (s *suggester) product() error {
 	}
 	best := pick(code, cands, "code", "koodi", "sku")
 	c, n, _ := strings.Cut(best.col, "\x00")
-	code.Entry = sqlfiles.Column(c)
-	name.propose(sqlfiles.Column(n), code.Certain, best.ev...)
+	code.Entry = fieldmap.Column(c)
+	name.propose(fieldmap.Column(n), code.Certain, best.ev...)
 	name.Doubt = code.Doubt
 	if best.score[0] == 0 && best.score[1] == 0 {
 		code.Certain, name.Certain = false, false
@@ -156,19 +156,19 @@ func (s *suggester) lineCurrency() error {
 			continue
 		}
 		ev := fmt.Sprintf("ISO 4217 currency codes on every one of %s lines (%s)", num(s.lines.rows), strings.Join(codes, ", "))
-		if head.Kind() == sqlfiles.KindColumn {
+		if head.Kind() == fieldmap.KindColumn {
 			if same, err := s.onLines(head.Column, "="); err != nil {
 				return err
 			} else if same.own == c.name && same.t.holds() {
-				f.propose(sqlfiles.Column(c.name), true, ev, fmt.Sprintf("the invoice's %s on %s lines", head.Column, of(same.t)))
+				f.propose(fieldmap.Column(c.name), true, ev, fmt.Sprintf("the invoice's %s on %s lines", head.Column, of(same.t)))
 				return nil
 			}
 		}
-		f.propose(sqlfiles.Column(c.name), false, ev)
+		f.propose(fieldmap.Column(c.name), false, ev)
 		f.Doubt = "it is not the invoice's currency on nearly every line"
 		return nil
 	}
-	if head.Kind() != sqlfiles.KindColumn {
+	if head.Kind() != fieldmap.KindColumn {
 		f.missing("the lines have no currency column, and the invoices' currency was not found to take theirs")
 		return nil
 	}
@@ -176,7 +176,7 @@ func (s *suggester) lineCurrency() error {
 	if s.lineKey != s.invKey {
 		via = s.lineKey + " = " + s.invKey
 	}
-	f.propose(sqlfiles.Entry{From: strings.TrimPrefix(invoicesTable, "gsapi_") + "." + head.Column, Via: via}, true,
+	f.propose(fieldmap.Entry{From: strings.TrimPrefix(invoicesTable, "gsapi_") + "." + head.Column, Via: via}, true,
 		"the lines have no currency column (none holds ISO 4217 codes on every line)",
 		fmt.Sprintf("each line takes its invoice's %s: every line's %s (%s) is an invoice's %s", head.Column, s.lineKey, of(s.lineLink), s.invKey))
 	return nil

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // link is a column of another table whose values are one invoice key's values.
@@ -51,7 +51,7 @@ func (s *suggester) links() error {
 	if best.journal.own != "" {
 		ev = append(ev, fmt.Sprintf("the summary journal's %s is one of them on %s rows", best.journal.own, of(best.journal.t)))
 	}
-	id.propose(sqlfiles.Column(best.key.name), linked && !tied, ev...)
+	id.propose(fieldmap.Column(best.key.name), linked && !tied, ev...)
 	switch {
 	case tied:
 		id.Doubt = fmt.Sprintf("%s is as unique and linked as well", cands[1].key.name)
@@ -76,7 +76,7 @@ func (s *suggester) linkField(table string, l link, what string, t *table) {
 	case l.own == "":
 		f.missing(fmt.Sprintf("no column of %s holds an invoice's %s on nearly every %s", table, s.invKey, what))
 	default:
-		f.propose(sqlfiles.Column(l.own), true, fmt.Sprintf("each is one invoice's %s (%s %ss)", l.inv, of(l.t), what))
+		f.propose(fieldmap.Column(l.own), true, fmt.Sprintf("each is one invoice's %s (%s %ss)", l.inv, of(l.t), what))
 	}
 }
 

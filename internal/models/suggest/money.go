@@ -7,7 +7,7 @@ import (
 	"math"
 	"slices"
 
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // quorum is the share of records a relation must hold on to count as evidence: all of them but
@@ -21,7 +21,7 @@ const cent = 100
 // expr is a candidate for a money field: one column, or the sum or difference of two.
 type expr struct {
 	label string // as the evidence names it: "summat__verollinen - summat__alv"
-	entry sqlfiles.Entry
+	entry fieldmap.Entry
 	cols  int    // columns read: simpler is better
 	a, b  int    // the columns' indices
 	op    string // "-" or "+" when cols is 2
@@ -45,7 +45,7 @@ func exprs(names []string, cols []vec, ident func(string) string) []expr {
 		}
 	}
 	for i, n := range names {
-		add(expr{label: n, entry: sqlfiles.Column(n), cols: 1, a: i, vec: cols[i]})
+		add(expr{label: n, entry: fieldmap.Column(n), cols: 1, a: i, vec: cols[i]})
 	}
 	for i := range names {
 		for j := range names {
@@ -78,7 +78,7 @@ func combine(a string, va vec, op, b string, vb vec, ident func(string) string) 
 	}
 	e := expr{label: a + " " + op + " " + b, cols: 2, op: op, vec: v}
 	if ident != nil {
-		e.entry = sqlfiles.Entry{SQL: ident(a) + " " + op + " " + ident(b)}
+		e.entry = fieldmap.Entry{SQL: ident(a) + " " + op + " " + ident(b)}
 	}
 	return e
 }

@@ -21,7 +21,7 @@ import (
 	"golang.org/x/text/message"
 
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // The tables whose tenant-defined fields the models read, and the documented lists that corroborate
@@ -41,8 +41,8 @@ var ErrNoInvoices = errors.New("the warehouse holds no rows of " + invoicesTable
 
 // Field is the proposal for one model field.
 type Field struct {
-	sqlfiles.Ref
-	Entry    sqlfiles.Entry // zero when nothing fits
+	fieldmap.Ref
+	Entry    fieldmap.Entry // zero when nothing fits
 	Certain  bool
 	Evidence []string // strongest first
 	Doubt    string   // why an uncertain field is uncertain
@@ -52,7 +52,7 @@ type Field struct {
 // Found reports whether the field has a proposal.
 func (f *Field) Found() bool { return f.Entry.Kind() != "" }
 
-// Suggestion is every model field's proposal, in sql/fields.yaml's order.
+// Suggestion is every model field's proposal, in sql/fieldmap/fields.yaml's order.
 type Suggestion struct {
 	Invoices, Lines, Journal int64 // rows the evidence was read from
 	Fields                   []*Field
@@ -74,15 +74,15 @@ func (s *Suggestion) Counts() (certain, uncertain, missing int) {
 }
 
 // Mapping is the proposal as a pipeline's fields: stream → field → entry, found fields only.
-func (s *Suggestion) Mapping() map[string]map[string]sqlfiles.Entry {
-	out := map[string]map[string]sqlfiles.Entry{}
+func (s *Suggestion) Mapping() map[string]map[string]fieldmap.Entry {
+	out := map[string]map[string]fieldmap.Entry{}
 	for _, f := range s.Fields {
 		if !f.Found() {
 			continue
 		}
 		stream := strings.TrimPrefix(f.Table, "gsapi_")
 		if out[stream] == nil {
-			out[stream] = map[string]sqlfiles.Entry{}
+			out[stream] = map[string]fieldmap.Entry{}
 		}
 		out[stream][f.Field] = f.Entry
 	}
@@ -95,11 +95,11 @@ type suggester struct {
 	db                                  querier
 	inv, lines, journal, orgs, products *table
 	reserved                            map[string]bool // DuckDB's reserved words, quoted in expressions
-	fields                              map[sqlfiles.Ref]*Field
+	fields                              map[fieldmap.Ref]*Field
 	invKey, lineKey, journalKey         string // the columns linking lines and journal rows to invoices
 	lineLink, journalLink               tally
 	invTaken                            map[string]bool // header columns proposed for a field
-	headerCurrency                      sqlfiles.Entry
+	headerCurrency                      fieldmap.Entry
 }
 
 // Suggest proposes every model field from the warehouse db (opened read-only is enough).
@@ -114,7 +114,7 @@ func Suggest(ctx context.Context, db *dbsql.DB) (*Suggestion, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &suggester{ctx: ctx, db: conn, fields: map[sqlfiles.Ref]*Field{}, invTaken: map[string]bool{}}
+	s := &suggester{ctx: ctx, db: conn, fields: map[fieldmap.Ref]*Field{}, invTaken: map[string]bool{}}
 	for _, t := range []struct {
 		dst   **table
 		name  string
@@ -144,7 +144,7 @@ func Suggest(ctx context.Context, db *dbsql.DB) (*Suggestion, error) {
 	if s.journal != nil {
 		out.Journal = s.journal.rows
 	}
-	for _, r := range sqlfiles.Order {
+	for _, r := range fieldmap.Order {
 		f := s.fields[r]
 		if f == nil {
 			f = &Field{Ref: r, Missing: "nothing was found to read it from"}
@@ -188,7 +188,7 @@ func copyTables(ctx context.Context, conn *dbsql.Conn) (drop func(), err error) 
 
 // field is the proposal for table's field, made on first use.
 func (s *suggester) field(table, name string) *Field {
-	r := sqlfiles.Ref{Table: table, Field: name}
+	r := fieldmap.Ref{Table: table, Field: name}
 	if s.fields[r] == nil {
 		s.fields[r] = &Field{Ref: r}
 	}
@@ -196,13 +196,13 @@ func (s *suggester) field(table, name string) *Field {
 }
 
 // propose sets f's entry and first evidence.
-func (f *Field) propose(e sqlfiles.Entry, certain bool, evidence ...string) {
+func (f *Field) propose(e fieldmap.Entry, certain bool, evidence ...string) {
 	f.Entry, f.Certain, f.Missing = e, certain, ""
 	f.Evidence = append(f.Evidence, evidence...)
 }
 
 // missing leaves f out, saying why.
-func (f *Field) missing(why string) { f.Entry, f.Certain, f.Missing = sqlfiles.Entry{}, false, why }
+func (f *Field) missing(why string) { f.Entry, f.Certain, f.Missing = fieldmap.Entry{}, false, why }
 
 var plainIdent = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 

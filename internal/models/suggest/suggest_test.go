@@ -15,7 +15,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/pipelines"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
+	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
 // facts are the generator's GSAPI invoices, whatever the tenant's shape: what fct_invoice and
@@ -136,7 +136,7 @@ func TestSuggestionBuildsEveryTenantsModels(t *testing.T) {
 				key := f.Table[len("gsapi_"):] + "." + f.Field
 				want := shape.want[key]
 				if want == "" {
-					want = sqlfiles.Fields[f.Table][f.Field].Column
+					want = fieldmap.Fields[f.Table][f.Field].Column
 				}
 				if got := f.Entry.String(); got != want {
 					t.Errorf("%s ← %s, want %s (%s)", key, got, want, f.Note())

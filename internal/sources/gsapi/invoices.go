@@ -15,7 +15,6 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/schemas"
-	sqlfiles "github.com/ledgerlake/ledgerlake/sql"
 )
 
 // chargeStreams are the charges: GET /charges/actions, and GET /invoicecharges/list for every invoice
@@ -64,11 +63,9 @@ type chargeRef struct {
 // that are new or changed and not done (resume); then those the last run could not fetch.
 func (s *Source) chargesToVisit(ctx context.Context, st *sources.State, resume sources.Resume) iter.Seq2[chargeRef, error] {
 	return func(yield func(chargeRef, error) bool) {
-		// A validated config's mapping (an invalid one never gets here).
-		fields, _ := sqlfiles.NewMapping("gsapi", s.cfg.Fields)
-		col := fields["gsapi_datasync_invoices"]["invoice_id"].Column
+		col, entry := s.cfg.InvoiceIDColumn()
 		if col == "" {
-			yield(chargeRef{}, fmt.Errorf("sources.gsapi.fields.datasync_invoices.invoice_id is %s: invoicecharges/list is called with each invoice's id as the export sends it, so name the column that holds it", fields["gsapi_datasync_invoices"]["invoice_id"]))
+			yield(chargeRef{}, fmt.Errorf("sources.gsapi.fields.datasync_invoices.invoice_id is %s: invoicecharges/list is called with each invoice's id as the export sends it, so name the column that holds it", entry))
 			return
 		}
 		seen := map[string]bool{}
