@@ -348,3 +348,17 @@ func TestDatatablePostsItsSortorderAndStopsAtTheTotal(t *testing.T) {
 		t.Errorf("watermark %q, want the largest key read (5)", s.State.Next())
 	}
 }
+
+// A server that ignores the sortorder answers page 1 for every page: the read fails naming the pages
+// instead of loading duplicates.
+func TestDatatablePageServedTwiceFailsTheRead(t *testing.T) {
+	d := newDouble(t, &config.GSAPI{Datatables: []config.Datatable{{Table: "t", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 2}}})
+	d.mux.HandleFunc("POST /datatable/list", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-GSAPI-QueryTotalCount", "4")
+		_, _ = w.Write([]byte(`[{"raw_id":1},{"raw_id":2}]`))
+	})
+	_, err := read(d.stream("datatable_t"), sources.Resume{})
+	if err == nil || !strings.Contains(err.Error(), "page 2 is identical to page 1 — the server ignored sortorder [raw_id asc]") {
+		t.Fatalf("err %v", err)
+	}
+}

@@ -58,98 +58,126 @@ type accountMemo struct {
 // periodic re-reads spread evenly over the days instead of all falling due together. An account whose
 // detail cannot be read keeps the products read before (if any) and is returned as a failed page.
 func (s *Source) addProducts(ctx context.Context, st *sources.State, accts []sources.Record, deleted bool) ([]sources.Page, error) {
-	days := *s.cfg.AccountDetailDays
-	today := s.now().UTC().Truncate(24 * time.Hour)
-	memoKey := func(id string) string {
-		if deleted {
-			return "deleted:" + id
-		}
-		return id
-	}
+	d := &accountDetails{s: s, st: st, deleted: deleted, days: *s.cfg.AccountDetailDays,
+		today: s.now().UTC().Truncate(24 * time.Hour), entries: make(map[string]string, len(accts))}
 	var need []sources.Record
-	entries := make(map[string]string, len(accts)) // list-entry hashes of the accounts whose detail is read
-	for _, a := range accts {
-		id, _ := a["id"].(string)
-		entry := entryHash(a)
-		entries[id] = entry
-		var m accountMemo
-		if days > 0 && st.Recall(memoKey(id), &m) && m.Entry == entry {
-			read, err := time.Parse(time.DateOnly, m.Read)
-			dec := json.NewDecoder(bytes.NewReader(m.Products))
-			dec.UseNumber()
-			var products any
-			if err == nil && today.Sub(read) < time.Duration(days)*24*time.Hour && dec.Decode(&products) == nil {
-				a["products"] = products
-				st.Remember(memoKey(id), m)
-				continue
-			}
-		}
-		need = append(need, a)
-	}
-	remember := func(a sources.Record) {
-		id, _ := a["id"].(string)
-		h := fnv.New32a()
-		h.Write([]byte(id))
-		read := today
-		if days > 0 {
-			read = today.AddDate(0, 0, -int(h.Sum32()%uint32(days)))
-		}
-		products, _ := json.Marshal(a["products"])
-		st.Remember(memoKey(id), accountMemo{Entry: entries[id], Read: read.Format(time.DateOnly), Products: products})
-	}
-	accts = need
-	detail := func(ctx context.Context, a sources.Record) (sources.Page, error) {
-		id, _ := a["id"].(string)
-		seg, err := sources.PathSegment(id)
-		if err != nil {
-			return sources.Page{Failed: &sources.Failure{Item: id, Err: fmt.Errorf("account id: %w", err)}}, nil
-		}
-		u := s.base + "/accounts/" + seg
-		if deleted {
-			u += "?deleted=true"
-		}
-		d, q, _, err := s.object(ctx, u)
-		if err != nil {
-			if sources.ItemFailed(err) {
-				return sources.Page{Failed: &sources.Failure{Item: id, Err: err, Retry: true}}, nil
-			}
-			return sources.Page{}, err
-		}
-		products := d["products"]
-		if products == nil {
-			products = []any{}
-		}
-		return sources.Page{Records: []sources.Record{{"id": id, "products": products}}, Quirks: q}, nil
-	}
 	byID := make(map[string]sources.Record, len(accts))
 	for _, a := range accts {
-		id, _ := a["id"].(string)
-		byID[id] = a
+		if !d.reuse(a) {
+			need = append(need, a)
+			id, _ := a["id"].(string)
+			byID[id] = a
+		}
 	}
 	var failed []sources.Page
-	for p, err := range sources.Parallel(httpclient.Then(ctx), sources.FanOutLimit, accts, detail) {
+	for p, err := range sources.Parallel(httpclient.Then(ctx), sources.FanOutLimit, need, d.fetch) {
 		if err != nil {
 			return nil, err
 		}
 		if p.Failed != nil {
 			// The account is kept with the products read before, if any, and not remembered, so the next
 			// run reads its detail again; the failure is a reject of the stream.
-			var m accountMemo
-			if st.Recall(memoKey(p.Failed.Item), &m) {
-				var products any
-				if dec := json.NewDecoder(bytes.NewReader(m.Products)); dec.Decode(&products) == nil {
-					byID[p.Failed.Item]["products"] = products
-				}
-			}
+			d.restore(byID[p.Failed.Item])
 			failed = append(failed, p)
 			continue
 		}
 		r := p.Records[0]
 		a := byID[r["id"].(string)]
 		a["products"] = r["products"]
-		remember(a)
+		d.remember(a)
 	}
 	return failed, nil
+}
+
+// accountDetails reads the details of one list's accounts (the active or the deleted ones).
+type accountDetails struct {
+	s       *Source
+	st      *sources.State
+	deleted bool
+	days    int // account_detail_days
+	today   time.Time
+	entries map[string]string // list-entry hashes of the accounts, by id
+}
+
+// memoKey is the account's key in the memo: the deleted list's accounts apart.
+func (d *accountDetails) memoKey(id string) string {
+	if d.deleted {
+		return "deleted:" + id
+	}
+	return id
+}
+
+// reuse sets a's products from the memo when its list entry is unchanged and its products are fresh,
+// keeping the memo for the next run, and reports whether it did.
+func (d *accountDetails) reuse(a sources.Record) bool {
+	id, _ := a["id"].(string)
+	entry := entryHash(a)
+	d.entries[id] = entry
+	var m accountMemo
+	if d.days <= 0 || !d.st.Recall(d.memoKey(id), &m) || m.Entry != entry {
+		return false
+	}
+	read, err := time.Parse(time.DateOnly, m.Read)
+	dec := json.NewDecoder(bytes.NewReader(m.Products))
+	dec.UseNumber()
+	var products any
+	if err != nil || d.today.Sub(read) >= time.Duration(d.days)*24*time.Hour || dec.Decode(&products) != nil {
+		return false
+	}
+	a["products"] = products
+	d.st.Remember(d.memoKey(id), m)
+	return true
+}
+
+// remember keeps a's products in the memo, read today less the account's phase.
+func (d *accountDetails) remember(a sources.Record) {
+	id, _ := a["id"].(string)
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	read := d.today
+	if d.days > 0 {
+		read = d.today.AddDate(0, 0, -int(h.Sum32()%uint32(d.days)))
+	}
+	products, _ := json.Marshal(a["products"])
+	d.st.Remember(d.memoKey(id), accountMemo{Entry: d.entries[id], Read: read.Format(time.DateOnly), Products: products})
+}
+
+// restore gives a the products the memo holds for it, if any.
+func (d *accountDetails) restore(a sources.Record) {
+	id, _ := a["id"].(string)
+	var m accountMemo
+	if d.st.Recall(d.memoKey(id), &m) {
+		var products any
+		if dec := json.NewDecoder(bytes.NewReader(m.Products)); dec.Decode(&products) == nil {
+			a["products"] = products
+		}
+	}
+}
+
+// fetch reads a's detail (GET /accounts/{id}, with deleted=true for the deleted list) for its
+// products; an answer that fails for that account alone is a failed page.
+func (d *accountDetails) fetch(ctx context.Context, a sources.Record) (sources.Page, error) {
+	id, _ := a["id"].(string)
+	seg, err := sources.PathSegment(id)
+	if err != nil {
+		return sources.Page{Failed: &sources.Failure{Item: id, Err: fmt.Errorf("account id: %w", err)}}, nil
+	}
+	u := d.s.base + "/accounts/" + seg
+	if d.deleted {
+		u += "?deleted=true"
+	}
+	detail, q, _, err := d.s.object(ctx, u)
+	if err != nil {
+		if sources.ItemFailed(err) {
+			return sources.Page{Failed: &sources.Failure{Item: id, Err: err, Retry: true}}, nil
+		}
+		return sources.Page{}, err
+	}
+	products := detail["products"]
+	if products == nil {
+		products = []any{}
+	}
+	return sources.Page{Records: []sources.Record{{"id": id, "products": products}}, Quirks: q}, nil
 }
 
 // entryHash identifies an account's list entry (products excluded): any change to it re-reads the

@@ -311,3 +311,44 @@ func TestPDFsAreReadOnlyWhenAskedFor(t *testing.T) {
 		}
 	}
 }
+
+// A later run reads the detail only of accounts whose list entry changed (or whose products are
+// account_detail_days old); the others keep the products read before.
+func TestAccountDetailsAreReadAgainOnlyWhenChanged(t *testing.T) {
+	d := newDouble(t)
+	var renamed sync.Map
+	d.mux.HandleFunc("GET /accounts", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("deleted") == "true" {
+			_, _ = w.Write([]byte(`{"data":[],"next":null}`))
+			return
+		}
+		name := "two"
+		if _, ok := renamed.Load("a-2"); ok {
+			name = "two, renamed"
+		}
+		_, _ = fmt.Fprintf(w, `{"data":[{"id":"a-1","name":"one"},{"id":"a-2","name":%q}],"next":null}`, name)
+	})
+	d.mux.HandleFunc("GET /accounts/{id}", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, `{"id":%q,"products":[{"name":"p-%s","price":12.50}]}`, r.PathValue("id"), r.PathValue("id"))
+	})
+	first := d.stream("accounts")
+	if _, _, err := read(first, sources.Resume{}); err != nil {
+		t.Fatal(err)
+	}
+	d.requests()
+	first.State.Commit()
+	renamed.Store("a-2", true)
+	next := d.stream("accounts")
+	next.State.Memo = first.State.Memo
+	recs, _, err := read(next, sources.Resume{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{req("/accounts", "limit", "25"), req("/accounts", "deleted", "true", "limit", "25"), req("/accounts/a-2")}
+	if got := d.requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+		t.Errorf("asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if len(recs) != 2 || fmt.Sprint(recs[0]["products"]) != "[map[name:p-a-1 price:12.50]]" {
+		t.Errorf("a-1 kept %v, want the products read before, their price exact", recs)
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
-	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
 
 // listStreams are the {data, next} lists, read whole every run (snapshots). Each has an example
@@ -80,13 +79,13 @@ func (s *Source) listPage(ctx context.Context, u, where string, yield func(sourc
 		return nil, false, err
 	}
 	defer resp.Body.Close()
-	batch := make([]typing.Record, 0, 128)
-	env, err := jsonrec.EachInEnvelope(resp.Body.Reader(), int(s.limits.MaxValueBytes), func(r typing.Record) error {
+	batch := make([]sources.Record, 0, 128)
+	env, err := jsonrec.EachInEnvelope(resp.Body.Reader(), int(s.limits.MaxValueBytes), func(r sources.Record) error {
 		if batch = append(batch, r); len(batch) == listBatch {
 			if !yield(sources.Page{Records: batch}, nil) {
 				return errStop
 			}
-			batch = make([]typing.Record, 0, 128)
+			batch = make([]sources.Record, 0, 128)
 		}
 		return nil
 	})
