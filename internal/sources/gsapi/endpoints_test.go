@@ -3,6 +3,7 @@ package gsapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 )
 
@@ -360,5 +362,49 @@ func TestDatatablePageServedTwiceFailsTheRead(t *testing.T) {
 	_, err := read(d.stream("datatable_t"), sources.Resume{})
 	if err == nil || !strings.Contains(err.Error(), "page 2 is identical to page 1 — the server ignored sortorder [raw_id asc]") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// A record both adjacent windows return byte for byte (a server that reads 23:59:59.999 as the next
+// midnight) is kept once, and the run hears of it; two identical records of one window are both kept.
+// A window answered with null is an empty window, reported naming the request.
+func TestWindowBoundaryCopiesAreKeptOnce(t *testing.T) {
+	d := newDouble(t, &config.GSAPI{})
+	midnight := `{"iheader_id":5,"invoice_date":"2024-02-01 00:00:00.000"}`
+	d.mux.HandleFunc("GET /datasync", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Query().Get("option") == "Charges":
+			_, _ = w.Write([]byte("null"))
+		case strings.HasPrefix(r.URL.Query().Get("startdate"), "2024-01"):
+			_, _ = fmt.Fprintf(w, `[{"iheader_id":4},{"iheader_id":4},%s]`, midnight)
+		default:
+			_, _ = fmt.Fprintf(w, `[%s,{"iheader_id":6}]`, midnight)
+		}
+	})
+	var ids, notes []string
+	for p, err := range d.stream("datasync_invoices").Pages(context.Background(), sources.Resume{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Each(func(r sources.Record) error { ids = append(ids, fmt.Sprint(r["iheader_id"])); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if p.Note != "" {
+			notes = append(notes, p.Note)
+		}
+	}
+	if got := strings.Join(ids, " "); got != "5 6 4 4" { // newest window first
+		t.Errorf("records %s, want 5 6 4 4", got)
+	}
+	if len(notes) != 1 || !strings.HasPrefix(notes[0], "1 records came back in two adjacent windows byte for byte") {
+		t.Errorf("notes %q", notes)
+	}
+	for p, err := range d.stream("datasync_charges").Pages(context.Background(), sources.Resume{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Each(func(sources.Record) error { t.Error("a record from null"); return nil }); !errors.Is(err, jsonrec.ErrNull) || !strings.Contains(err.Error(), "GET /datasync?") {
+			t.Errorf("a null window: %v", err)
+		}
 	}
 }

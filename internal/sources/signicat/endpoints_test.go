@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -350,5 +351,68 @@ func TestAccountDetailsAreReadAgainOnlyWhenChanged(t *testing.T) {
 	}
 	if len(recs) != 2 || fmt.Sprint(recs[0]["products"]) != "[map[name:p-a-1 price:12.50]]" {
 		t.Errorf("a-1 kept %v, want the products read before, their price exact", recs)
+	}
+}
+
+// A next link that is an absolute URL is followed within the API's origin, and refused (the token is
+// sent nowhere else) when it points elsewhere.
+func TestNextLinkIsFollowedOnlyWithinTheAPI(t *testing.T) {
+	d := newDouble(t)
+	d.mux.HandleFunc("GET /contacts", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("page") {
+		case "":
+			_, _ = fmt.Fprintf(w, `{"data":[{"id":"a"}],"next":%q}`, d.cfg.BaseURL+"/contacts?limit=25&page=abs")
+		case "abs":
+			_, _ = w.Write([]byte(`{"data":[{"id":"b"}],"next":"https://collector.example/steal"}`))
+		}
+	})
+	recs, _, err := read(d.stream("contacts"), sources.Resume{})
+	if err == nil || !strings.Contains(err.Error(), "the next link points to https://collector.example:443, not to the API") {
+		t.Fatalf("err %v", err)
+	}
+	if got, want := d.requests(), []string{req("/contacts", "limit", "25"), req("/contacts", "limit", "25", "page", "abs")}; !slices.Equal(got, want) || len(recs) != 2 {
+		t.Errorf("asked %q for %d records, want %q", got, len(recs), want)
+	}
+}
+
+// A list whose every page names another next page stops at max_pages, failing the stream.
+func TestEndlessListStopsAtMaxPages(t *testing.T) {
+	d := newDouble(t)
+	var n atomic.Int64
+	d.mux.HandleFunc("GET /organizations", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, `{"data":[{"id":"o"}],"next":"p%d"}`, n.Add(1))
+	})
+	limits := config.DefaultLimits
+	limits.MaxPages = 3
+	d.cfg.Streams = []string{"organizations"}
+	all, err := New(d.cfg, limits, httpclient.New(httpclient.Options{MaxAttempts: 1}), func() time.Time { return testNow }).Streams()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = read(all[0], sources.Resume{})
+	if err == nil || !strings.Contains(err.Error(), "GET /organizations: more than 3 pages (max_pages)") || len(d.requests()) != 3 {
+		t.Fatalf("after %d requests: %v", n.Load(), err)
+	}
+}
+
+// data: null is read as an empty list, and the page says so, naming the request.
+func TestNullDataIsAnEmptyNotedPage(t *testing.T) {
+	d := newDouble(t)
+	d.mux.HandleFunc("GET /contacts", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"data":null,"next":null}`))
+	})
+	var notes []string
+	n := 0
+	for p, err := range d.stream("contacts").Pages(context.Background(), sources.Resume{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(p.Records)
+		if p.Note != "" {
+			notes = append(notes, p.Note)
+		}
+	}
+	if n != 0 || !slices.Equal(notes, []string{"GET /contacts: data is null, read as an empty list"}) {
+		t.Errorf("%d records, notes %q", n, notes)
 	}
 }
