@@ -71,9 +71,12 @@ func queryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	wh, err := duckdb.OpenReadOnly(*db)
 	if err != nil {
-		if errors.Is(err, duckdb.ErrLocked) {
+		switch {
+		case errors.Is(err, duckdb.ErrLocked):
 			fmt.Fprintf(stderr, "extract query: %v; try again when it has finished\n", err)
-		} else {
+		case duckdb.IsDamaged(err):
+			fmt.Fprintf(stderr, "extract query: %v\nThe warehouse is derived from the lake: the next extract run sets this file aside and rebuilds it.\n", err)
+		default:
 			fmt.Fprintf(stderr, "extract query: %v\n", err)
 		}
 		return exitFailed

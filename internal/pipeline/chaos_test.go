@@ -33,6 +33,10 @@ func TestMain(m *testing.M) {
 		pollWarehouse(path)
 		os.Exit(0)
 	}
+	if path := os.Getenv("LEDGERLAKE_CHILD_HOLDER"); path != "" {
+		holdWarehouse(path)
+		os.Exit(0)
+	}
 	if path := os.Getenv("LEDGERLAKE_CHILD_CONFIG"); path != "" {
 		cfg, err := config.Load(path)
 		if err != nil {

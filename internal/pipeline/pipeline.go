@@ -685,29 +685,9 @@ func loadPending(ctx context.Context, cfg *config.Config, st lake.Store, log *sl
 	if len(ms) == 0 {
 		return nil
 	}
-	loaded := map[string]bool{}
-	if _, err := os.Stat(cfg.Warehouse); err == nil {
-		wh, err := duckdb.OpenReadOnly(cfg.Warehouse)
-		if errors.Is(err, duckdb.ErrNotDatabase) {
-			aside := cfg.Warehouse + ".invalid-" + time.Now().UTC().Format("20060102T150405Z")
-			for _, suffix := range []string{"", ".wal"} {
-				if err := os.Rename(cfg.Warehouse+suffix, aside+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return err
-				}
-			}
-			log.Warn("the warehouse file is not a DuckDB database; set it aside and rebuilding from the lake", "set_aside", aside)
-		} else if err != nil {
-			return err
-		} else {
-			runs, err := wh.LoadedRuns(ctx)
-			wh.Close()
-			if err != nil {
-				return err
-			}
-			for _, r := range runs {
-				loaded[r] = true
-			}
-		}
+	loaded, err := loadedRuns(ctx, cfg.Warehouse, log)
+	if err != nil {
+		return err
 	}
 	for _, m := range ms {
 		if loaded[m.RunID] {
@@ -723,6 +703,35 @@ func loadPending(ctx context.Context, cfg *config.Config, st lake.Store, log *sl
 		}
 	}
 	return nil
+}
+
+// loadedRuns lists the runs the warehouse holds (none when there is no warehouse). A warehouse DuckDB
+// cannot read — not a database (a kill while DuckDB created it), truncated, or with a corrupt block —
+// is set aside and counts as none, so it is rebuilt from the lake: failing instead would fail every
+// run from then on. A warehouse another process holds locked is not damaged and fails the run.
+func loadedRuns(ctx context.Context, path string, log *slog.Logger) (map[string]bool, error) {
+	loaded := map[string]bool{}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return loaded, nil
+	}
+	wh, err := duckdb.OpenReadOnly(path)
+	var runs []string
+	if err == nil {
+		runs, err = wh.LoadedRuns(ctx)
+		wh.Close()
+	}
+	if duckdb.IsDamaged(err) {
+		aside, serr := duckdb.SetAside(path)
+		if serr != nil {
+			return nil, errors.Join(err, serr)
+		}
+		log.Warn("the warehouse file is damaged; set it aside, rebuilding the warehouse from the lake", "set_aside", aside, "error", err)
+		return loaded, nil
+	}
+	for _, r := range runs {
+		loaded[r] = true
+	}
+	return loaded, err
 }
 
 // Load loads a written run into the warehouse, then builds the SQL models and runs the data tests.

@@ -13,11 +13,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" database/sql driver
 
+	"github.com/ledgerlake/ledgerlake/internal/durable"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
@@ -46,8 +49,13 @@ var lineageColumns = map[string]bool{"_run_id": true, "_extracted_at": true, "_w
 const MemoryLimit = "256MB"
 
 // ErrNotDatabase means the warehouse file exists but is not a DuckDB database: typically a process
-// killed while DuckDB was creating it, before its header was written.
+// killed while DuckDB was creating it, before its header was written. It is one kind of ErrDamaged.
 var ErrNotDatabase = errors.New("not a valid DuckDB database file")
+
+// ErrDamaged means DuckDB cannot read the warehouse file: not a database at all (ErrNotDatabase),
+// cut short (a copy or disk that lost its end), or a block whose checksum does not match. The
+// warehouse is derived from the lake, so a damaged one is set aside and rebuilt (see SetAside).
+var ErrDamaged = errors.New("the warehouse file is damaged (truncated or corrupt)")
 
 // IsOutOfMemory reports whether err is DuckDB running out of its memory_limit.
 func IsOutOfMemory(err error) bool {
@@ -56,6 +64,47 @@ func IsOutOfMemory(err error) bool {
 
 // ErrLocked means another process holds the warehouse open for writing.
 var ErrLocked = errors.New("the warehouse is locked by another process (a run in progress?)")
+
+// classify names what DuckDB's error opening or reading the file at path means: ErrLocked,
+// ErrDamaged (ErrNotDatabase among them) or nil for anything else (permissions, a full disk: not the
+// file's fault). The messages are DuckDB's (storage/single_file_block_manager.cpp, file_system.cpp);
+// a damaged read names path itself, so a damaged Parquet file being loaded is not taken for it.
+func classify(err error, path string) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "Could not set lock on file"):
+		return ErrLocked
+	case strings.Contains(msg, "not a valid DuckDB database file"):
+		return ErrNotDatabase
+	case strings.Contains(msg, "Corrupt database file"):
+		return ErrDamaged
+	}
+	abs, _ := filepath.Abs(path) // DuckDB names the file by its absolute path
+	for _, p := range []string{path, abs} {
+		if strings.Contains(msg, `Could not read enough bytes from file "`+p+`"`) {
+			return ErrDamaged
+		}
+	}
+	return nil
+}
+
+// IsDamaged reports whether err means the warehouse file itself is damaged.
+func IsDamaged(err error) bool {
+	return errors.Is(err, ErrDamaged) || errors.Is(err, ErrNotDatabase)
+}
+
+// SetAside renames a damaged warehouse (and its write-ahead log) to <path>.invalid-<UTC time>, kept
+// for inspection rather than deleted, and returns that name. The caller must hold the warehouse's
+// writer lock or the lake's, so no writer is using it.
+func SetAside(path string) (string, error) {
+	aside := path + ".invalid-" + time.Now().UTC().Format("20060102T150405Z")
+	for _, suffix := range []string{"", ".wal"} {
+		if err := os.Rename(path+suffix, aside+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+	}
+	return aside, durable.SyncDir(filepath.Dir(path))
+}
 
 // Warehouse is an open DuckDB file.
 type Warehouse struct {
@@ -91,11 +140,11 @@ func open(path, params, limit string) (*Warehouse, error) {
 		if db != nil {
 			db.Close()
 		}
-		if strings.Contains(err.Error(), "lock") {
-			return nil, fmt.Errorf("%s: %w", path, ErrLocked)
-		}
-		if strings.Contains(err.Error(), "not a valid DuckDB database file") {
-			return nil, fmt.Errorf("%s: %w", path, ErrNotDatabase)
+		switch kind := classify(err, path); kind {
+		case ErrLocked, ErrNotDatabase:
+			return nil, fmt.Errorf("%s: %w", path, kind)
+		case ErrDamaged:
+			return nil, fmt.Errorf("%s: %w: %w", path, kind, err)
 		}
 		return nil, fmt.Errorf("opening warehouse %s: %w", path, err)
 	}
@@ -137,12 +186,22 @@ func (w *Warehouse) Loaded(ctx context.Context, runID string) (bool, error) {
 }
 
 // LoadedRuns lists the runs the warehouse holds (opened read-only or not).
+// A block of the table DuckDB cannot read fails with ErrDamaged.
 func (w *Warehouse) LoadedRuns(ctx context.Context) ([]string, error) {
 	var exists bool
 	if err := w.DB.QueryRowContext(ctx, "SELECT count(*) > 0 FROM duckdb_tables() WHERE table_name = ?", RunsTable).Scan(&exists); err != nil || !exists {
-		return nil, err
+		return nil, w.damaged(err)
 	}
-	return Strings(ctx, w.DB, "SELECT run_id FROM "+RunsTable)
+	runs, err := Strings(ctx, w.DB, "SELECT run_id FROM "+RunsTable)
+	return runs, w.damaged(err)
+}
+
+// damaged wraps err in ErrDamaged when it says the warehouse file itself cannot be read.
+func (w *Warehouse) damaged(err error) error {
+	if err != nil && classify(err, w.Path) == ErrDamaged {
+		return fmt.Errorf("%s: %w: %w", w.Path, ErrDamaged, err)
+	}
+	return err
 }
 
 // Querier is a database or a transaction.

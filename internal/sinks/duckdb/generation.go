@@ -60,14 +60,17 @@ func Update(path, limit string, fn func(*Warehouse) (publish bool, err error)) e
 	}
 	wh, err := OpenLimit(tmp, limit)
 	if err != nil {
-		if errors.Is(err, ErrNotDatabase) {
-			err = fmt.Errorf("%s: %w", path, ErrNotDatabase)
+		if IsDamaged(err) {
+			return setAsideDamaged(path, err)
 		}
 		return err
 	}
 	publish, err := fn(wh)
 	if !publish {
 		wh.Close()
+		if err != nil && classify(err, tmp) == ErrDamaged {
+			return setAsideDamaged(path, err)
+		}
 		return err
 	}
 	// A checkpoint folds the write-ahead log into the file, so the file alone is the whole state.
@@ -82,6 +85,17 @@ func Update(path, limit string, fn func(*Warehouse) (publish bool, err error)) e
 		return errors.Join(err, fmt.Errorf("publishing the new warehouse: %w", perr))
 	}
 	return err
+}
+
+// setAsideDamaged sets aside the warehouse at path, whose copy DuckDB could not read (err): a block
+// that only a load or a model reads can be damaged in a file that opens. The writer lock is held, so
+// no writer uses it; the next run finds no warehouse and rebuilds it from the lake.
+func setAsideDamaged(path string, err error) error {
+	aside, serr := SetAside(path)
+	if serr != nil {
+		return errors.Join(fmt.Errorf("%s: %w: %w", path, ErrDamaged, err), serr)
+	}
+	return fmt.Errorf("%s: %w (set aside as %s; the next extract run rebuilds it from the lake): %w", path, ErrDamaged, aside, err)
 }
 
 // settleWAL folds a write-ahead log left beside path (by a writer of the file in place, before
