@@ -80,7 +80,7 @@ type Iceberg struct {
 	Enabled *bool `yaml:"enabled" default:"true" example:"false"`
 	// Catalog is the SQL catalog: a SQLite file, or a postgres:// URL shared by every engine (the
 	// password in PGPASSWORD or ~/.pgpass, never here).
-	Catalog string `yaml:"catalog" default:"iceberg.db beside the warehouse" example:"postgres://ledgerlake@db.internal/lake"`
+	Catalog string `yaml:"catalog" default:"<warehouse name>.iceberg.db beside the warehouse" example:"postgres://ledgerlake@db.internal/lake"`
 	// Namespace holds the tables.
 	Namespace string `yaml:"namespace" example:"finance"`
 }
@@ -89,12 +89,32 @@ type Iceberg struct {
 // only: their values may be secrets).
 func (c *Config) Variables() []string { return slices.Clone(c.vars) }
 
-// IcebergCatalog is the catalog's SQLite file: iceberg.catalog, else iceberg.db beside the warehouse.
+// IcebergCatalog is the catalog's SQLite file: iceberg.catalog, else one named for the warehouse,
+// beside it (warehouse.duckdb: warehouse.iceberg.db), so pipelines whose warehouses share a folder
+// never share a catalog.
 func (c *Config) IcebergCatalog() string {
 	if c.Iceberg.Catalog != "" {
 		return c.Iceberg.Catalog
 	}
+	base := strings.TrimSuffix(filepath.Base(c.Warehouse), filepath.Ext(c.Warehouse))
+	return filepath.Join(filepath.Dir(c.Warehouse), base+".iceberg.db")
+}
+
+// LegacyIcebergCatalog is the default catalog before IcebergCatalog's, iceberg.db beside the
+// warehouse, shared by every warehouse in the folder ("" when iceberg.catalog is set).
+func (c *Config) LegacyIcebergCatalog() string {
+	if c.Iceberg.Catalog != "" {
+		return ""
+	}
 	return filepath.Join(filepath.Dir(c.Warehouse), "iceberg.db")
+}
+
+// IcebergNamespace is iceberg.namespace, else ledgerlake.
+func (c *Config) IcebergNamespace() string {
+	if c.Iceberg.Namespace != "" {
+		return c.Iceberg.Namespace
+	}
+	return "ledgerlake"
 }
 
 // On reports whether the Iceberg tables are kept.

@@ -853,12 +853,12 @@ func round(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
 // any earlier run's whose registration failed or came before the catalog.
 func registerIceberg(ctx context.Context, cfg *config.Config, ms []*lake.Manifest, log *slog.Logger) *IcebergReport {
 	began := time.Now()
-	rep := &IcebergReport{Catalog: iceberg.Redact(cfg.IcebergCatalog())}
-	ns := cfg.Iceberg.Namespace
-	if ns == "" {
-		ns = "ledgerlake"
+	uri, err := icebergCatalog(ctx, cfg)
+	rep := &IcebergReport{Catalog: iceberg.Redact(uri)}
+	var cat *iceberg.Catalog
+	if err == nil {
+		cat, err = iceberg.Open(ctx, uri, cfg.IcebergNamespace(), cfg.OutputDir)
 	}
-	cat, err := iceberg.Open(ctx, cfg.IcebergCatalog(), ns, cfg.OutputDir)
 	if err == nil {
 		var r iceberg.Registered
 		r, err = cat.Register(ctx, ms)
@@ -873,6 +873,25 @@ func registerIceberg(ctx context.Context, cfg *config.Config, ms []*lake.Manifes
 		log.Info("iceberg tables registered", "catalog", rep.Catalog, "snapshots", rep.Snapshots, "files", rep.Files, "seconds", rep.Seconds)
 	}
 	return rep
+}
+
+// icebergCatalog is cfg's Iceberg catalog. By default that is the one named for the warehouse,
+// unless it does not exist yet and the previous default, iceberg.db beside the warehouse, holds this
+// lake's tables and no other lake's: then that one stays in use, so an existing lake keeps its tables
+// and their history. One that holds another lake's tables too is left as it is.
+func icebergCatalog(ctx context.Context, cfg *config.Config) (string, error) {
+	uri, legacy := cfg.IcebergCatalog(), cfg.LegacyIcebergCatalog()
+	if legacy == "" {
+		return uri, nil
+	}
+	if _, err := os.Stat(uri); err == nil {
+		return uri, nil
+	}
+	owns, err := iceberg.Owns(ctx, legacy, cfg.IcebergNamespace(), cfg.OutputDir)
+	if owns {
+		return legacy, err
+	}
+	return uri, err
 }
 
 // OpenLake opens cfg's output_dir: a local directory, or an object-store URL.

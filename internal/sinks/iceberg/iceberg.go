@@ -53,6 +53,7 @@ const (
 type Catalog struct {
 	cat       *sqlcat.Catalog
 	db        *sql.DB
+	name      string // the catalog, as messages name it (a URL's password redacted)
 	namespace table.Identifier
 	location  string // where the lake is, as Iceberg names files: an absolute path or s3://bucket/prefix
 	props     iceberggo.Properties
@@ -140,7 +141,63 @@ func Open(ctx context.Context, uri, namespace, outputDir string) (*Catalog, erro
 			return nil, err
 		}
 	}
-	return &Catalog{cat: cat, db: db, namespace: ns, location: location, props: props}, nil
+	return &Catalog{cat: cat, db: db, name: Redact(uri), namespace: ns, location: location, props: props}, nil
+}
+
+// ErrOtherLake means a table of the catalog's namespace holds another lake's files: two pipelines
+// pointed at one catalog and namespace would otherwise mix their rows in one table.
+var ErrOtherLake = errors.New("the Iceberg table belongs to another lake")
+
+// owned fails with ErrOtherLake, naming both lakes, unless tbl lives in this lake (its location under
+// the lake's _iceberg/, as create puts it).
+func (c *Catalog) owned(tbl *table.Table, name string) error {
+	if strings.HasPrefix(tbl.Location(), c.FileLocation("_iceberg/")) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s.%s in the catalog %s is located at %s, not in this lake (%s); give this pipeline its own iceberg.catalog or iceberg.namespace",
+		ErrOtherLake, strings.Join(c.namespace, "."), name, c.name, tbl.Location(), c.location)
+}
+
+// Owns reports whether the SQLite catalog file at path holds tables of namespace and every one of
+// them lives in the lake at outputDir: such a catalog (the default before catalogs were named for
+// their warehouse) is this lake's to keep using. A missing file owns nothing.
+func Owns(ctx context.Context, path, namespace, outputDir string) (bool, error) {
+	if _, err := os.Stat(path); err != nil {
+		return false, nil
+	}
+	location, props, err := lakeLocation(outputDir)
+	if err != nil {
+		return false, err
+	}
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return false, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	cat, err := sqlcat.NewCatalog("ledgerlake", db, sqlcat.SQLite, props)
+	if err != nil {
+		return false, fmt.Errorf("iceberg catalog %s: %w", path, err)
+	}
+	c := &Catalog{cat: cat, namespace: table.Identifier{namespace}, location: location}
+	n := 0
+	for ident, err := range cat.ListTables(ctx, c.namespace) {
+		if errors.Is(err, catalog.ErrNoSuchNamespace) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		tbl, err := cat.LoadTable(ctx, ident)
+		if err != nil {
+			return false, err
+		}
+		if c.owned(tbl, ident[len(ident)-1]) != nil {
+			return false, nil
+		}
+		n++
+	}
+	return n > 0, nil
 }
 
 // Redact is a catalog's name for messages: a URL's password replaced by xxxxx.
@@ -260,6 +317,9 @@ func (c *Catalog) registerTable(ctx context.Context, name string, ti lake.TableI
 	}
 	done := map[string]bool{}
 	if tbl != nil {
+		if err := c.owned(tbl, name); err != nil {
+			return err
+		}
 		for _, s := range tbl.Metadata().Snapshots() {
 			if s.Summary != nil {
 				done[s.Summary.Properties[RunIDProperty]] = true
