@@ -4,8 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
@@ -112,5 +114,37 @@ func TestIcebergOldDefaultCatalogIsKept(t *testing.T) {
 	want := scalar[int64](t, query(t, cfg), "SELECT count(*) FROM signicat_invoices_history")
 	if rows, snaps := icebergRows(t, cfg, legacy, "signicat_invoices"); rows != want || snaps != 2 {
 		t.Errorf("%d rows in %d snapshots, want %d in 2", rows, snaps, want)
+	}
+}
+
+// On a bucket, a lake whose prefix extends another's ("…/lake" and "…/lakex") is another lake: a
+// catalog and namespace named for both refuse the second lake's table.
+func TestIcebergRefusesAnotherLakesTableOnS3(t *testing.T) {
+	_, one := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	only(one, []string{"invoices"}, nil)
+	lakeOn(t, one, "s3")
+	_, two := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	only(two, []string{"invoices"}, nil)
+	prefix := strings.NewReplacer("/", "_").Replace(t.Name()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	one.OutputDir, two.OutputDir = s3Srv.URL("lake", prefix), s3Srv.URL("lake", prefix+"x")
+	shared := filepath.Join(t.TempDir(), "shared.db")
+	for _, cfg := range []*config.Config{one, two} {
+		cfg.Iceberg.Enabled, cfg.Iceberg.Catalog = nil, shared
+	}
+	if res := run(t, one); res.Iceberg.Error != "" {
+		t.Fatalf("first lake: %s", res.Iceberg.Error)
+	}
+	_, err := Run(context.Background(), Options{Config: two, HTTP: fastRetries})
+	if err == nil || !strings.Contains(err.Error(), iceberg.ErrOtherLake.Error()) || !strings.Contains(err.Error(), "s3://lake/"+prefix+"x") {
+		t.Fatalf("the second lake's run: %v, want its table refused, naming its location", err)
+	}
+	wh, err := duckdb.OpenReadOnly(one.Warehouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := scalar[int64](t, wh.DB, "SELECT count(*) FROM signicat_invoices_history")
+	wh.Close()
+	if rows, snaps := icebergRows(t, one, shared, "signicat_invoices"); rows != want || snaps != 1 {
+		t.Errorf("the first lake's table: %d rows in %d snapshots, want its own %d in 1", rows, snaps, want)
 	}
 }
