@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/iceberg-go/table"
+
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
@@ -147,4 +150,37 @@ func TestIcebergRefusesAnotherLakesTableOnS3(t *testing.T) {
 	if rows, snaps := icebergRows(t, one, shared, "signicat_invoices"); rows != want || snaps != 1 {
 		t.Errorf("the first lake's table: %d rows in %d snapshots, want its own %d in 1", rows, snaps, want)
 	}
+}
+
+// conformedCarryFieldIDs checks that every conformed copy the table lists (under the lake's
+// _iceberg/) carries, for each column, the table's field id, so a reader that ignores name mapping
+// resolves it; it returns how many copies it checked.
+func conformedCarryFieldIDs(t *testing.T, tbl *table.Table) int {
+	t.Helper()
+	tasks, err := tbl.Scan().PlanFiles(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, task := range tasks {
+		loc := task.File.FilePath()
+		if !strings.Contains(loc, "/_iceberg/") {
+			continue
+		}
+		n++
+		rdr, err := file.OpenParquetFile(loc, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := rdr.MetaData().Schema
+		for i := range sc.NumColumns() {
+			col := sc.Column(i)
+			want, ok := tbl.Schema().FindFieldByName(col.ColumnPath()[0])
+			if !ok || col.SchemaNode().FieldID() != int32(want.ID) {
+				t.Errorf("%s: column %s has field id %d, the table's is %d", loc, col.Path(), col.SchemaNode().FieldID(), want.ID)
+			}
+		}
+		rdr.Close()
+	}
+	return n
 }

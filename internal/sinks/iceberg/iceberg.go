@@ -552,15 +552,15 @@ func dataFiles(ctx context.Context, tbl *table.Table) ([]string, error) {
 }
 
 // conform returns files with every file whose schema differs from target replaced by a copy that
-// has target's columns and types: values cast exactly as the warehouse casts them (BIGINT to DECIMAL
-// or VARCHAR), absent columns null. The copies live under _iceberg/<table>/data/, named after the
+// has target's columns, types and field ids (a reader that ignores name mapping resolves them): values
+// cast exactly as the warehouse casts them (BIGINT to DECIMAL or VARCHAR), absent columns null. The copies live under _iceberg/<table>/data/, named after the
 // file they conform; Iceberg reads them, the lake's manifests keep listing the originals.
 func (c *Catalog) conform(ctx context.Context, name string, files []string, want *iceberggo.Schema) ([]string, error) {
 	fsys, err := c.fs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	target, err := table.SchemaToArrowSchema(want, nil, false, false)
+	target, err := table.SchemaToArrowSchema(want, nil, true, false)
 	if err != nil {
 		return nil, err
 	}
