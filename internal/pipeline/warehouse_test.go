@@ -16,7 +16,8 @@ import (
 )
 
 // A warehouse DuckDB cannot read — cut short, or with a block whose checksum fails — no longer fails
-// every run: the next run sets it aside (kept, not deleted) and rebuilds it from the lake, every row.
+// every run: the next run sets it aside (kept, not deleted) and rebuilds it from the lake, every row,
+// whether the lake is a directory or a bucket.
 func TestDamagedWarehouseIsRebuiltFromTheLake(t *testing.T) {
 	damage := map[string]func([]byte) []byte{
 		"truncated": func(b []byte) []byte { return b[:len(b)/2] },
@@ -28,47 +29,54 @@ func TestDamagedWarehouseIsRebuiltFromTheLake(t *testing.T) {
 			return b
 		},
 	}
-	for name, damage := range damage {
-		t.Run(name, func(t *testing.T) {
-			_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
-			only(cfg, []string{"invoices"}, nil)
-			first := run(t, cfg)
-			data, err := os.ReadFile(cfg.Warehouse)
-			if err != nil {
-				t.Fatal(err)
-			}
-			broken := damage(data)
-			if err := os.WriteFile(cfg.Warehouse, broken, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			wh, err := duckdb.OpenReadOnly(cfg.Warehouse)
-			if err == nil {
-				_, err = wh.LoadedRuns(context.Background())
-				wh.Close()
-			}
-			if !duckdb.IsDamaged(err) {
-				t.Fatalf("the damaged warehouse reads (%v): the case is moot", err)
-			}
-			second := run(t, cfg)
-			if !second.OK() {
-				t.Fatalf("the run after the damage failed: %+v", second.Failed)
-			}
-			db := query(t, cfg)
-			if n := scalar[int](t, db, "SELECT count(*) FROM _ledgerlake_runs"); n != 2 {
-				t.Errorf("%d runs in the rebuilt warehouse, want both", n)
-			}
-			want := first.Manifest.Streams[0].Rows
-			if n := scalar[int64](t, db, "SELECT count(*) FROM signicat_invoices"); n != want {
-				t.Errorf("%d invoices after the rebuild, want %d", n, want)
-			}
-			aside, _ := filepath.Glob(cfg.Warehouse + ".invalid-*")
-			if len(aside) != 1 {
-				t.Fatalf("the damaged file was not set aside: %v", aside)
-			}
-			if kept, _ := os.ReadFile(aside[0]); !bytes.Equal(kept, broken) {
-				t.Errorf("the file set aside is not the damaged warehouse")
-			}
-		})
+	for _, backend := range backends {
+		for name, damage := range damage {
+			t.Run(backend+"/"+name, func(t *testing.T) { rebuildsDamaged(t, backend, damage) })
+		}
+	}
+}
+
+// rebuildsDamaged runs once, damages the warehouse, and checks the next run rebuilds it from the lake
+// on backend.
+func rebuildsDamaged(t *testing.T, backend string, damage func([]byte) []byte) {
+	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	only(cfg, []string{"invoices"}, nil)
+	lakeOn(t, cfg, backend)
+	first := run(t, cfg)
+	data, err := os.ReadFile(cfg.Warehouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := damage(data)
+	if err := os.WriteFile(cfg.Warehouse, broken, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wh, err := duckdb.OpenReadOnly(cfg.Warehouse)
+	if err == nil {
+		_, err = wh.LoadedRuns(context.Background())
+		wh.Close()
+	}
+	if !duckdb.IsDamaged(err) {
+		t.Fatalf("the damaged warehouse reads (%v): the case is moot", err)
+	}
+	second := run(t, cfg)
+	if !second.OK() {
+		t.Fatalf("the run after the damage failed: %+v", second.Failed)
+	}
+	db := query(t, cfg)
+	if n := scalar[int](t, db, "SELECT count(*) FROM _ledgerlake_runs"); n != 2 {
+		t.Errorf("%d runs in the rebuilt warehouse, want both", n)
+	}
+	want := first.Manifest.Streams[0].Rows
+	if n := scalar[int64](t, db, "SELECT count(*) FROM signicat_invoices"); n != want {
+		t.Errorf("%d invoices after the rebuild, want %d", n, want)
+	}
+	aside, _ := filepath.Glob(cfg.Warehouse + ".invalid-*")
+	if len(aside) != 1 {
+		t.Fatalf("the damaged file was not set aside: %v", aside)
+	}
+	if kept, _ := os.ReadFile(aside[0]); !bytes.Equal(kept, broken) {
+		t.Errorf("the file set aside is not the damaged warehouse")
 	}
 }
 
