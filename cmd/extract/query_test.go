@@ -113,6 +113,9 @@ func TestQueryStatementsFilesAndLimits(t *testing.T) {
 		t.Errorf("statements: exit %d %q %s", code, out, stderr)
 	}
 	code, out, _ = cli(t, "query", "--db", db, "SELECT * FROM range(250) t(i)")
+	if code != 0 {
+		t.Errorf("250 rows: exit %d", code)
+	}
 	golden(t, "query/max-rows.table", out)
 	code, out, stderr = cli(t, "query", "--db", db, "--format", "jsonl", "--max-rows", "2", "SELECT * FROM range(5) t(i)")
 	if code != 0 || out != "{\"i\":0}\n{\"i\":1}\n" || stderr != "3 more rows not written (--max-rows; 0 writes all)\n" {

@@ -2,8 +2,6 @@ package lake
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -221,10 +219,3 @@ func (d Dir) Close() error { return nil }
 
 // String implements Store.
 func (d Dir) String() string { return string(d) }
-
-// randomHex is n random bytes in hex, for names no other writer picks.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}

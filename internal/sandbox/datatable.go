@@ -154,7 +154,7 @@ func (s *Sandbox) gsDatatable(w http.ResponseWriter, r *http.Request) {
 	}
 	order, err := s.datatableOrder(tbl, req.Sortorder, filters)
 	if err != nil {
-		gsError(w, http.StatusBadRequest, err.Error())
+		gsError(w, http.StatusBadRequest, "Invalid "+err.Error()) // GSAPI's wording: "Invalid sortorder …"
 		return
 	}
 	w.Header().Set("X-GSAPI-QueryTotalCount", strconv.Itoa(order.total))
@@ -182,7 +182,7 @@ type rowOrder struct {
 	at    func(i int) (int, bool)
 }
 
-// datatableOrder computes the matching rows. Ordering by raw_id (the tables' natural order) streams
+// datatableOrder computes the matching rows; its error names the sortorder entry it cannot read. Ordering by raw_id (the tables' natural order) streams
 // without holding the table; any other order sorts the matching indexes in memory.
 func (s *Sandbox) datatableOrder(tbl datatable, sortorder []string, filters []rowFilter) (rowOrder, error) {
 	matches := func(i int) bool {
@@ -218,7 +218,7 @@ func (s *Sandbox) datatableOrder(tbl datatable, sortorder []string, filters []ro
 		for _, so := range sortorder {
 			parts := strings.Fields(so)
 			if len(parts) == 0 || len(parts) > 2 {
-				return rowOrder{}, fmt.Errorf("Invalid sortorder %q", so)
+				return rowOrder{}, fmt.Errorf("sortorder %q", so)
 			}
 			k := key{col: parts[0]}
 			if len(parts) == 2 {
@@ -227,7 +227,7 @@ func (s *Sandbox) datatableOrder(tbl datatable, sortorder []string, filters []ro
 				case "desc":
 					k.desc = true
 				default:
-					return rowOrder{}, fmt.Errorf("Invalid sortorder %q", so)
+					return rowOrder{}, fmt.Errorf("sortorder %q", so)
 				}
 			}
 			keys = append(keys, k)

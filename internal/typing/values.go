@@ -25,7 +25,7 @@ func ParseTimestamp(s string) (t time.Time, zoned bool, err error) {
 	// Every layout begins YYYY-MM-DD and has 'T' or ' ' after it: checking that first turns away the
 	// names, ids and amounts that make up most strings without trying eight layouts on each (type
 	// inference asks this of every string value), and picks the layouts that can match.
-	zl, nl := zonedLayouts, naiveLayouts
+	var zl, nl []string
 	switch {
 	case len(s) < 10 || !digits(s[0:4]) || s[4] != '-' || !digits(s[5:7]) || s[7] != '-' || !digits(s[8:10]):
 		return time.Time{}, false, errNotTimestamp
