@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -343,6 +344,7 @@ func parse(raw []byte, lookup func(string) (string, bool), reading bool) (*Confi
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return nil, decodeError(err)
 	}
+	cfg.applyDefaults()
 	if err := cfg.validate(reading); err != nil {
 		return nil, err
 	}
@@ -419,31 +421,49 @@ func (x *expander) expand(n *yaml.Node, path []string) error {
 	return nil
 }
 
-// validate checks the config and fills in the defaults. For a command that only reads, the sources'
-// credentials and addresses may be absent (see LoadForReading).
+// applyDefaults fills in every key the file left out: the one place a default is decided (docs/config.md
+// shows them, as extract config --markdown writes it). It checks nothing; validate does, afterwards.
+func (c *Config) applyDefaults() {
+	c.OutputDir = cmp.Or(c.OutputDir, filepath.Join("data", "lake"))
+	c.Warehouse = cmp.Or(c.Warehouse, filepath.Join("data", "warehouse.duckdb"))
+	c.Concurrency = cmp.Or(c.Concurrency, 8)
+	c.Iceberg.Namespace = cmp.Or(c.Iceberg.Namespace, "ledgerlake")
+	c.WarehouseMemoryLimit = cmp.Or(c.WarehouseMemoryLimit, DefaultWarehouseMemoryLimit)
+	c.PerHostConcurrency = cmp.Or(c.PerHostConcurrency, 32)
+	c.Limits = c.Limits.OrDefaults()
+	if s := c.Sources.Signicat; s != nil {
+		if s.Since.IsZero() {
+			s.Since = Date{time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC)}
+		}
+		s.PageLimit = cmp.Or(s.PageLimit, 100)
+		s.LookbackDays = cmp.Or(s.LookbackDays, 60)
+		if s.AccountDetailDays == nil {
+			week := 7
+			s.AccountDetailDays = &week
+		}
+	}
+	if g := c.Sources.GSAPI; g != nil {
+		if g.OrgID == nil && g.Organization == "" {
+			zero := 0
+			g.OrgID = &zero
+		}
+		if g.Since.IsZero() {
+			g.Since = Date{time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)}
+		}
+		g.LookbackDays = cmp.Or(g.LookbackDays, 60)
+		for i := range g.Datatables {
+			g.Datatables[i].PageSize = cmp.Or(g.Datatables[i].PageSize, 10000)
+		}
+	}
+}
+
+// validate checks a config whose defaults are applied, and prepares the GSAPI field mapping. For a
+// command that only reads, the sources' credentials and addresses may be absent (see LoadForReading).
 func (c *Config) validate(reading bool) error {
-	if c.OutputDir == "" {
-		c.OutputDir = filepath.Join("data", "lake")
-	}
-	if c.Warehouse == "" {
-		c.Warehouse = filepath.Join("data", "warehouse.duckdb")
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 8
-	}
-	if c.Iceberg.Namespace == "" {
-		c.Iceberg.Namespace = "ledgerlake"
-	}
-	if c.WarehouseMemoryLimit == "" {
-		c.WarehouseMemoryLimit = DefaultWarehouseMemoryLimit
-	}
 	if !memorySize.MatchString(c.WarehouseMemoryLimit) {
 		return &Error{Msg: fmt.Sprintf("warehouse_memory_limit: %q is not a size such as 256MB or 2GB", c.WarehouseMemoryLimit)}
 	}
-	if c.PerHostConcurrency == 0 {
-		c.PerHostConcurrency = 32
-	}
-	if err := c.Limits.setDefaults(); err != nil {
+	if err := c.Limits.validate(); err != nil {
 		return err
 	}
 	if c.Concurrency < 0 || c.PerHostConcurrency < 0 || c.PerHostRate < 0 {
@@ -453,64 +473,13 @@ func (c *Config) validate(reading bool) error {
 		return &Error{Msg: "sources: configure signicat, gsapi or both"}
 	}
 	if s := c.Sources.Signicat; s != nil {
-		for key, v := range map[string]string{"base_url": s.BaseURL, "token_url": s.TokenURL} {
-			if reading && v == "" {
-				continue
-			}
-			if err := checkURL("sources.signicat."+key, v); err != nil {
-				return err
-			}
-		}
-		if !reading && (s.ClientID == "" || s.ClientSecret == "") {
-			return &Error{Msg: "sources.signicat: client_id and client_secret are required (use ${SIGNICAT_CLIENT_ID} and ${SIGNICAT_CLIENT_SECRET})"}
-		}
-		if s.Since.IsZero() {
-			s.Since = Date{time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC)}
-		}
-		if s.PageLimit == 0 {
-			s.PageLimit = 100
-		}
-		if s.LookbackDays == 0 {
-			s.LookbackDays = 60
-		}
-		if s.AccountDetailDays == nil {
-			week := 7
-			s.AccountDetailDays = &week
-		}
-		if *s.AccountDetailDays < 0 {
-			return &Error{Msg: "sources.signicat.account_detail_days must not be negative"}
-		}
-		if s.LookbackDays < 0 {
-			return &Error{Msg: "sources.signicat.lookback_days must not be negative"}
-		}
-		if s.PageLimit < 1 || s.PageLimit > 1000 {
-			return &Error{Msg: "sources.signicat.page_limit must be from 1 to 1000"}
-		}
-		if err := checkKeys("sources.signicat.keys", s.Keys); err != nil {
+		if err := s.validate(reading); err != nil {
 			return err
 		}
 	}
 	if g := c.Sources.GSAPI; g != nil {
-		if !reading || g.BaseURL != "" {
-			if err := checkURL("sources.gsapi.base_url", g.BaseURL); err != nil {
-				return err
-			}
-		}
-		if !reading && g.JWT == "" && (g.Username == "" || g.Password == "") {
-			return &Error{Msg: "sources.gsapi: set username and password (Basic → VompApiToken) or jwt"}
-		}
-		if g.OrgID == nil && g.Organization == "" {
-			zero := 0
-			g.OrgID = &zero
-		}
-		if g.Since.IsZero() {
-			g.Since = Date{time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)}
-		}
-		if g.LookbackDays == 0 {
-			g.LookbackDays = 60
-		}
-		if g.LookbackDays < 0 {
-			return &Error{Msg: "sources.gsapi.lookback_days must not be negative"}
+		if err := g.validate(reading); err != nil {
+			return err
 		}
 		m, err := fieldmap.NewMapping("gsapi", g.Fields)
 		if err != nil {
@@ -520,30 +489,72 @@ func (c *Config) validate(reading bool) error {
 		if err := checkKeys("sources.gsapi.keys", g.Keys); err != nil {
 			return err
 		}
-		seen := map[string]bool{}
-		for i, d := range g.Datatables {
-			where := fmt.Sprintf("sources.gsapi.datatables[%d]", i)
-			if d.Table == "" {
-				return &Error{Msg: where + ": table is required"}
-			}
-			where = fmt.Sprintf("sources.gsapi.datatables[%d] (table %s)", i, d.Table)
-			if len(d.Sortorder) == 0 {
-				return &Error{Msg: where + ": sortorder is required — without it datatable/list silently returns the first page for every page"}
-			}
-			if d.Key == "" {
-				return &Error{Msg: where + ": key is required"}
-			}
-			if d.PageSize == 0 {
-				g.Datatables[i].PageSize = 10000
-			}
-			if d.PageSize < 0 {
-				return &Error{Msg: where + ": pagesize must be positive"}
-			}
-			if seen[strings.ToLower(d.Table)] {
-				return &Error{Msg: where + ": configured twice"}
-			}
-			seen[strings.ToLower(d.Table)] = true
+		return checkDatatables(g.Datatables)
+	}
+	return nil
+}
+
+// validate checks the Signicat source.
+func (s *Signicat) validate(reading bool) error {
+	for key, v := range map[string]string{"base_url": s.BaseURL, "token_url": s.TokenURL} {
+		if reading && v == "" {
+			continue
 		}
+		if err := checkURL("sources.signicat."+key, v); err != nil {
+			return err
+		}
+	}
+	switch {
+	case !reading && (s.ClientID == "" || s.ClientSecret == ""):
+		return &Error{Msg: "sources.signicat: client_id and client_secret are required (use ${SIGNICAT_CLIENT_ID} and ${SIGNICAT_CLIENT_SECRET})"}
+	case *s.AccountDetailDays < 0:
+		return &Error{Msg: "sources.signicat.account_detail_days must not be negative"}
+	case s.LookbackDays < 0:
+		return &Error{Msg: "sources.signicat.lookback_days must not be negative"}
+	case s.PageLimit < 1 || s.PageLimit > 1000:
+		return &Error{Msg: "sources.signicat.page_limit must be from 1 to 1000"}
+	}
+	return checkKeys("sources.signicat.keys", s.Keys)
+}
+
+// validate checks the GSAPI source's address, credentials and lookback (its field mapping, keys and
+// datatables are checked by the Config's validate, in that order).
+func (g *GSAPI) validate(reading bool) error {
+	if !reading || g.BaseURL != "" {
+		if err := checkURL("sources.gsapi.base_url", g.BaseURL); err != nil {
+			return err
+		}
+	}
+	if !reading && g.JWT == "" && (g.Username == "" || g.Password == "") {
+		return &Error{Msg: "sources.gsapi: set username and password (Basic → VompApiToken) or jwt"}
+	}
+	if g.LookbackDays < 0 {
+		return &Error{Msg: "sources.gsapi.lookback_days must not be negative"}
+	}
+	return nil
+}
+
+// checkDatatables refuses a datatable without a table, sortorder or key, with a negative page size, or
+// configured twice (table names compare case-insensitively).
+func checkDatatables(ds []Datatable) error {
+	seen := map[string]bool{}
+	for i, d := range ds {
+		where := fmt.Sprintf("sources.gsapi.datatables[%d]", i)
+		if d.Table == "" {
+			return &Error{Msg: where + ": table is required"}
+		}
+		where = fmt.Sprintf("sources.gsapi.datatables[%d] (table %s)", i, d.Table)
+		switch {
+		case len(d.Sortorder) == 0:
+			return &Error{Msg: where + ": sortorder is required — without it datatable/list silently returns the first page for every page"}
+		case d.Key == "":
+			return &Error{Msg: where + ": key is required"}
+		case d.PageSize < 0:
+			return &Error{Msg: where + ": pagesize must be positive"}
+		case seen[strings.ToLower(d.Table)]:
+			return &Error{Msg: where + ": configured twice"}
+		}
+		seen[strings.ToLower(d.Table)] = true
 	}
 	return nil
 }

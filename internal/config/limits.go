@@ -70,8 +70,8 @@ func or[T comparable](v *T, d T) {
 	}
 }
 
-func (l *Limits) setDefaults() error {
-	*l = l.OrDefaults()
+// validate refuses negative limits, a max_shrink outside 0–100% and a value larger than a page.
+func (l *Limits) validate() error {
 	switch {
 	case l.StallTimeout < 0 || l.MaxRetryAfter < 0 || l.MaxRunTime < 0:
 		return &Error{Msg: "stall_timeout, max_retry_after and max_run_time must not be negative"}

@@ -37,7 +37,7 @@ type Key struct {
 var sources embed.FS
 
 // Reference documents every key of a pipeline file, in the order of the types: the doc comment of
-// each field says what the key does, its example tag shows a value, and its default is what validate
+// each field says what the key does, its example tag shows a value, and its default is what applyDefaults
 // fills in (or the default tag, where that depends on something else). A key added to the types is
 // documented here without more code.
 func Reference() ([]Key, error) {
@@ -149,14 +149,14 @@ func sentence(field, doc string) string {
 	return string(unicode.ToUpper(r)) + doc[n:]
 }
 
-// minimal is the least config validate accepts with both sources: what it fills in is the defaults.
+// minimal is the least config validate accepts with both sources: what applyDefaults fills in is the defaults.
 const minimal = `
 sources:
   signicat: {base_url: "https://signicat.test", token_url: "https://signicat.test/token", client_id: id, client_secret: secret}
   gsapi: {base_url: "https://gsapi.test", jwt: jwt, datatables: [{table: t, sortorder: [id asc], key: id}]}
 `
 
-// derivedDefaults are the values validate fills into the minimal config, by key path.
+// derivedDefaults are the values applyDefaults fills into the minimal config, by key path.
 func derivedDefaults() (map[string]string, error) {
 	cfg, err := Parse([]byte(minimal), func(string) (string, bool) { return "", false })
 	if err != nil {
