@@ -296,6 +296,28 @@ func artefacts(t *testing.T) string {
 }
 
 func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
+	b := openSite(t, h, weight)
+	b.shot("home")
+	checkLineagePage(b, h)
+	checkRunsPage(b, h)
+	checkTestsPage(b, h)
+	checkTablePages(b, h)
+	checkManifestPages(b, h)
+	checkSchemaPage(b, h)
+	// A link that names nothing says so.
+	b.open("#table/no_such_table", "section.page.current#not-found")
+}
+
+// browser is the docs site open in Chromium: the pages are checked one after another in it.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+	out string // where screenshots and the printed PDF go
+}
+
+// openSite starts Chromium (skipping without one), opens the site's home page and checks that it loads
+// nothing from elsewhere; the browser is closed when t ends.
+func openSite(t *testing.T, h *demoHistory, weight int64) *browser {
 	exe := chromium()
 	if exe == "" {
 		t.Skip("no Chromium installed (Debian: apt-get install chromium; .ci/run does): the docs site was not rendered in a browser")
@@ -304,16 +326,15 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-gpu", true),
 		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1000))
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	t.Cleanup(cancel)
 	bctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	t.Cleanup(cancel)
 	// The browser lives as long as the context of its first call, so that one has no timeout.
 	if err := chromedp.Do(bctx); err != nil {
 		t.Fatalf("starting %s: %v", exe, err)
 	}
 	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
-	defer cancel()
-	out := artefacts(t)
+	t.Cleanup(cancel)
 	pageURL := fileURL(filepath.Join(h.site, "index.html"))
 	start := time.Now()
 	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"#home"), chromedp.WaitVisible(chromedp.CSS("#home"))); err != nil {
@@ -329,38 +350,58 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 	if timing.Resources != 0 {
 		t.Errorf("the page fetched %d resources; it must be self-contained", timing.Resources)
 	}
-	shot := func(name string) {
-		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(out, name+".png")
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot %s", p)
-	}
-	open := func(hash, sel string) {
-		t.Helper()
-		if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[string](`location.hash = `+jsString(hash))(ctx, tg)
-			return err
-		}), chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
-			t.Fatalf("%s: %v", hash, err)
-		}
-		visible := eval[int](t, ctx, `[...document.querySelectorAll("section.page")].filter(s => s.offsetParent !== null).length`)
-		if visible != 1 {
-			t.Fatalf("%s: %d pages visible at once", hash, visible)
-		}
-	}
-	show := func(hash string) {
-		t.Helper()
-		open(hash, fmt.Sprintf(`section.page.current[id=%q]`, strings.TrimPrefix(hash, "#")))
-	}
-	shot("home")
+	return &browser{t: t, ctx: ctx, out: artefacts(t)}
+}
 
-	// The lineage graph: a node per model and per data test, an edge per dependency, each where a person sees it.
-	show("#lineage")
+// shot saves a screenshot of what the browser shows as name.png among the test artefacts.
+func (b *browser) shot(name string) {
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	p := filepath.Join(b.out, name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Logf("screenshot %s", p)
+}
+
+// open follows the link hash and waits for sel to be visible, then checks that one page shows.
+func (b *browser) open(hash, sel string) {
+	t, ctx := b.t, b.ctx
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[string](`location.hash = `+jsString(hash))(ctx, tg)
+		return err
+	}), chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
+		t.Fatalf("%s: %v", hash, err)
+	}
+	visible := eval[int](t, ctx, `[...document.querySelectorAll("section.page")].filter(s => s.offsetParent !== null).length`)
+	if visible != 1 {
+		t.Fatalf("%s: %d pages visible at once", hash, visible)
+	}
+}
+
+// show follows the link hash and waits for the page it names to be the one shown.
+func (b *browser) show(hash string) {
+	b.t.Helper()
+	b.open(hash, fmt.Sprintf(`section.page.current[id=%q]`, strings.TrimPrefix(hash, "#")))
+}
+
+// lineageGraph is the lineage graph as drawn: its nodes (with their size on screen) and its edges.
+type lineageGraph struct {
+	Nodes []struct {
+		ID, Kind, Title string
+		W, H            float64
+	}
+	Edges []string
+}
+
+// checkLineagePage checks the lineage graph: a node per model and per data test, an edge per
+// dependency, each where a person sees it.
+func checkLineagePage(b *browser, h *demoHistory) {
+	t, ctx := b.t, b.ctx
+	b.show("#lineage")
 	ms, sqlTests, err := models.Load()
 	if err != nil {
 		t.Fatal(err)
@@ -376,13 +417,7 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 		}
 	}
 	streams, children, keyTests := warehouseFacts(t, h.db)
-	graph := eval[struct {
-		Nodes []struct {
-			ID, Kind, Title string
-			W, H            float64
-		}
-		Edges []string
-	}](t, ctx, `({Nodes: [...document.querySelectorAll("svg.lineage a.node")].map(a => { const r = a.getBoundingClientRect();
+	graph := eval[lineageGraph](t, ctx, `({Nodes: [...document.querySelectorAll("svg.lineage a.node")].map(a => { const r = a.getBoundingClientRect();
 			return {ID: a.dataset.node, Kind: a.dataset.kind, Title: a.querySelector("title").textContent, W: r.width, H: r.height}; }),
 		Edges: [...document.querySelectorAll("svg.lineage path.edge")].map(e => e.dataset.from + " → " + e.dataset.to)})`)
 	nodes := map[string]string{}
@@ -399,7 +434,38 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 			}
 		}
 	}
-	// A stream hangs off a family of its API, or is folded (no model reads it) into that family's node.
+	wantStreamEdges(t, graph, streams, nodes, folded, want)
+	where := func(table string) string {
+		if nodes[table] != "" {
+			return table
+		}
+		if p := children[table]; p != "" {
+			return folded[p]
+		}
+		return folded[table]
+	}
+	for child, parent := range children {
+		if nodes[child] != "" {
+			want[parent+" → "+child] = true
+		}
+	}
+	for _, table := range keyTests {
+		want[where(table)+" → test:key_unique_not_null_"+table] = true
+	}
+	checkLineageNodes(t, ms, sqlTests, nodes, folded)
+	compareEdges(t, graph.Edges, want)
+	t.Logf("lineage: %d nodes, %d edges", len(graph.Nodes), len(graph.Edges))
+	b.shot("lineage")
+	// A node is a link to its table's page.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`svg.lineage a.node[data-node="fct_invoice"] rect`)),
+		chromedp.WaitVisible(chromedp.CSS(`section.page.current[id="table/fct_invoice"]`))); err != nil {
+		t.Errorf("clicking fct_invoice in the graph: %v", err)
+	}
+}
+
+// wantStreamEdges checks that each stream hangs off a family of its API, or is folded (no model reads
+// it) into that family's node, and adds those edges to want.
+func wantStreamEdges(t *testing.T, graph lineageGraph, streams []string, nodes, folded map[string]string, want map[string]bool) {
 	drawn := map[string]bool{}
 	for _, e := range graph.Edges {
 		drawn[e] = true
@@ -419,24 +485,11 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 		want["source:"+src+" → "+family] = true
 		want[family+" → "+cmp.Or(folded[s], s)] = true
 	}
-	where := func(table string) string {
-		if nodes[table] != "" {
-			return table
-		}
-		if p := children[table]; p != "" {
-			return folded[p]
-		}
-		return folded[table]
-	}
-	for child, parent := range children {
-		if nodes[child] != "" {
-			want[parent+" → "+child] = true
-		}
-	}
-	for _, table := range keyTests {
-		want[where(table)+" → test:key_unique_not_null_"+table] = true
-	}
-	// Every model and SQL test reads its inputs, drawn: no stream a model reads is folded.
+}
+
+// checkLineageNodes checks that every model and SQL test reads its inputs, drawn (no stream a model
+// reads is folded), and that each model and data test is drawn as what it is.
+func checkLineageNodes(t *testing.T, ms, sqlTests []*models.Model, nodes, folded map[string]string) {
 	for _, m := range append(slices.Clone(ms), sqlTests...) {
 		for _, from := range m.Sources {
 			if nodes[from] == "" {
@@ -457,8 +510,12 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 			t.Errorf("data test %s not drawn", m.Name)
 		}
 	}
+}
+
+// compareEdges checks that the graph draws each wanted edge once and no other.
+func compareEdges(t *testing.T, edges []string, want map[string]bool) {
 	got := map[string]bool{}
-	for _, e := range graph.Edges {
+	for _, e := range edges {
 		if got[e] {
 			t.Errorf("edge %s drawn twice", e)
 		}
@@ -474,17 +531,13 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 			t.Errorf("edge %s has no dependency behind it", e)
 		}
 	}
-	t.Logf("lineage: %d nodes, %d edges", len(graph.Nodes), len(graph.Edges))
-	shot("lineage")
-	// A node is a link to its table's page.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`svg.lineage a.node[data-node="fct_invoice"] rect`)),
-		chromedp.WaitVisible(chromedp.CSS(`section.page.current[id="table/fct_invoice"]`))); err != nil {
-		t.Errorf("clicking fct_invoice in the graph: %v", err)
-	}
+}
 
-	// Run history: each chart has a point per run, in order, at increasing x (the first line's points;
-	// duration and retries have a second line).
-	show("#runs")
+// checkRunsPage checks the run history: each chart has a point per run, in order, at increasing x
+// (the first line's points; duration and retries have a second line).
+func checkRunsPage(b *browser, h *demoHistory) {
+	t, ctx := b.t, b.ctx
+	b.show("#runs")
 	for _, chart := range []string{"duration", "rows", "requests", "retries", "rejects"} {
 		points := eval[[]struct {
 			Run string
@@ -506,10 +559,14 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 			t.Errorf("%s chart has %d points, want two lines' for each of %d runs", chart, n, len(h.runs))
 		}
 	}
-	shot("runs")
+	b.shot("runs")
+}
 
-	// Data tests: the failing key test comes first, in red, with the repeated organisations as its rows.
-	show("#tests")
+// checkTestsPage checks the data tests: the failing key test comes first, in red, with the repeated
+// organisations as its rows; the page prints without the navigation.
+func checkTestsPage(b *browser, h *demoHistory) {
+	t, ctx := b.t, b.ctx
+	b.show("#tests")
 	tests := eval[struct {
 		First, Class, Badge, Border string
 		Rows                        []string
@@ -538,19 +595,23 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 	if tests.Passing != 13 {
 		t.Errorf("%d tests shown passing, want the other 13", tests.Passing)
 	}
-	shot("tests")
-	printed(t, ctx, filepath.Join(out, "tests.pdf"))
+	b.shot("tests")
+	printed(t, ctx, filepath.Join(b.out, "tests.pdf"))
+}
 
-	// The tables list: a date never wraps onto a second line.
-	show("#tables")
+// checkTablePages checks the tables list (a date never wraps onto a second line), a table's page and
+// the search.
+func checkTablePages(b *browser, h *demoHistory) {
+	t, ctx := b.t, b.ctx
+	b.show("#tables")
 	if wrapped := eval[[]string](t, ctx, `[...document.querySelectorAll("section.page.current td.day")].filter(td => {
 			const r = document.createRange(); r.selectNodeContents(td); return r.getClientRects().length > 1; }).map(td => td.innerText)`); len(wrapped) > 0 {
 		t.Errorf("dates wrap in the tables list: %q", wrapped)
 	}
-	shot("tables")
+	b.shot("tables")
 
 	// A deep link to a table: its row count as the warehouse has it, its columns and sample rows.
-	show("#table/signicat_invoices")
+	b.show("#table/signicat_invoices")
 	table := eval[struct {
 		Title, Rows string
 		Columns     int
@@ -563,8 +624,8 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 	if table.Title != "signicat_invoices" || !strings.HasPrefix(table.Rows, fmtThousands(rows)+" ") || table.Columns != cols || table.Samples != 5 {
 		t.Errorf("table page %+v, want %d rows, %d columns, 5 samples", table, rows, cols)
 	}
-	shot("table-signicat_invoices")
-	show("#table/gsapi_country_codes")
+	b.shot("table-signicat_invoices")
+	b.show("#table/gsapi_country_codes")
 	if got := eval[string](t, ctx, `document.querySelector("section.page.current dd.changed").innerText + " | " + document.querySelector("section.page.current dd.loaded").innerText`); !strings.HasPrefix(got, h.runs[0]) || !strings.Contains(got, "| "+h.runs[2]) {
 		t.Errorf("country codes page says %q, want changed by the first run and loaded by the third", got)
 	}
@@ -577,10 +638,14 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 	if !slices.Contains(results, "#table/signicat_invoices/total_invoice_amount") {
 		t.Errorf("search for total_invoice_amount found %v", results)
 	}
-	shot("search")
+	b.shot("search")
+}
 
-	// The auditors' page: the third run's manifest, with every file's sha256, not yet verified.
-	show("#manifest/" + h.runs[2])
+// checkManifestPages checks the auditors' pages: the third run's manifest, with every file's sha256,
+// not yet verified; the first run's, verified clean.
+func checkManifestPages(b *browser, h *demoHistory) {
+	t, ctx := b.t, b.ctx
+	b.show("#manifest/" + h.runs[2])
 	manifest := eval[struct {
 		Files   int
 		Verify  string
@@ -595,23 +660,24 @@ func checkInChromium(t *testing.T, h *demoHistory, weight int64) {
 	if manifest.Files != len(m.Files) || manifest.ShaLike != len(m.Files) || !strings.Contains(manifest.Verify, "Not yet covered") {
 		t.Errorf("manifest page %+v, want %d files with their sha256, not yet verified", manifest, len(m.Files))
 	}
-	show("#manifest/" + h.runs[0])
+	b.show("#manifest/" + h.runs[0])
 	manifest.Verify = eval[string](t, ctx, `document.querySelector("section.page.current .verify-line").innerText`)
 	if !strings.Contains(manifest.Verify, "verified clean") {
 		t.Errorf("first run's manifest says %q, want verified clean", manifest.Verify)
 	}
-	shot("manifest")
+	b.shot("manifest")
+}
 
-	// Schema changes: the first run widened the GSAPI invoice lines' VAT rate, and says so.
-	show("#schema")
+// checkSchemaPage checks the schema changes: the first run widened the GSAPI invoice lines' VAT rate,
+// and says so.
+func checkSchemaPage(b *browser, h *demoHistory) {
+	t, ctx := b.t, b.ctx
+	b.show("#schema")
 	if got := eval[string](t, ctx, `document.querySelector("section.page.current").innerText`); !strings.Contains(got, h.runs[0]) ||
 		!strings.Contains(got, "gsapi_invoice_lines.vatpercentage: widened BIGINT → DECIMAL") {
 		t.Errorf("schema changes page says %q", got)
 	}
-	shot("schema")
-
-	// A link that names nothing says so.
-	open("#table/no_such_table", "section.page.current#not-found")
+	b.shot("schema")
 }
 
 // printed prints the current page to PDF (as a person printing it would), after checking that print
