@@ -25,10 +25,9 @@ import (
 	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
-// DefaultWarehouseMemoryLimit is DuckDB's memory_limit while loading unless the config sets one.
-// Measured loading the scale-10 bench lake a table per transaction: peak RSS follows it (160MB gave
-// 351-359 MB, 128MB 301 MB, 96MB 284-292 MB) while the load took as long (4.2-4.8 s); 64MB ran out of
-// memory on the widest sandbox table, hence the retry.
+// DefaultWarehouseMemoryLimit is DuckDB's memory_limit while loading unless the config sets one: the
+// load's peak RSS follows the limit while its time does not, down to a limit where the widest table
+// runs out of memory, hence the retry (figures: bench/README.md, "Figures behind tuned constants").
 const DefaultWarehouseMemoryLimit = "96MB"
 
 // RetryWarehouseMemoryLimit is the limit a load that ran out of the default one is tried again with.

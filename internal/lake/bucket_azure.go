@@ -2,6 +2,6 @@
 
 package lake
 
-// azblob:// lakes, in builds with -tags azblob: the driver's packages add ~12 MB to every process's
-// memory at start (measured: idle RSS), so the default build leaves them out.
+// azblob:// lakes, in builds with -tags azblob: the driver's packages add to every process's memory at
+// start (idle RSS; bench/README.md, session 9), so the default build leaves them out.
 import _ "gocloud.dev/blob/azureblob"

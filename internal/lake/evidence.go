@@ -50,10 +50,10 @@ type EvidenceStore struct {
 // every file no manifest lists, and an object store's existence check is a request per body.
 func NewEvidenceStore(st Store, held ...*Manifest) *EvidenceStore {
 	// EncodeAll takes one of the encoder's workers: one per CPU, so the streams that keep evidence do
-	// not queue behind each other. The fastest level: on the sandbox's invoice bodies it compressed
-	// within 0.3% of the default level in three quarters of the time. A 1 MiB window (the level's own is
-	// 4 MiB, and each worker then keeps 8 MiB of history) compressed the scale-10 bench's evidence to
-	// the same size: bodies are pages of a few kilobytes.
+	// not queue behind each other. The fastest level: on invoice bodies it compresses about as
+	// well as the default level, in less time. A window smaller than the level's own (each worker keeps
+	// twice the window of history) compresses evidence to the same size: bodies are pages of a few
+	// kilobytes (figures: bench/README.md, "Figures behind tuned constants").
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithWindowSize(evidenceWindow), zstd.WithLowerEncoderMem(true))
 	return &EvidenceStore{st: st, enc: enc, have: bodyPaths(held)}

@@ -160,8 +160,9 @@ func writeJSON(st Store, key string, v any) error {
 
 // encodeLists writes v followed by a newline, byte for byte as json.Encoder does, but encodes the
 // list fields of a struct an element at a time. encoding/json builds a whole value in memory before
-// writing it: the scale-10 bench run's manifest and final checkpoints (60,000 evidence entries, 16 MB)
-// took ~60 MB at the end of extraction, the run's peak RSS (make bench).
+// writing it, and a large run's manifest and final checkpoints (tens of thousands of evidence entries)
+// made the end of extraction the run's peak RSS (figures: bench/README.md, "Figures behind tuned
+// constants").
 func encodeLists(w *bufio.Writer, v any) error {
 	rv := reflect.ValueOf(v)
 	for rv.Kind() == reflect.Pointer && !rv.IsNil() {

@@ -37,9 +37,9 @@ import (
 )
 
 // DefaultBatchRows is how many records a table gathers before they are converted and written. Up to
-// eight streams each hold a batch of decoded records (maps) at once: at 1024 rather than 4096 the
-// bench's conversions took 8-10% less time at scale 1 and 17% less at scale 10, and the scale-10
-// sync's RSS over its first 40 s fell from 216 to 187 MB on average, with the same files and data.
+// eight streams each hold a batch of decoded records (maps) at once: a smaller batch converted faster
+// and held less memory, with the same files and data (figures: bench/README.md, "Figures behind tuned
+// constants").
 const DefaultBatchRows = 1024
 
 // Options of one run.
@@ -102,22 +102,20 @@ func (r *Result) OK() bool {
 
 // MemoryLimit is the Go heap's soft limit a run sets unless GOMEMLIMIT is given: the garbage
 // collector works harder near it instead of letting the heap double its live size, which kept peak
-// RSS growing with the dataset (make bench). Lower costs throughput: converting the scale-10 bench
-// bodies took 7.1-7.9 s with 384 MiB, 9.2-9.9 s with 320 MiB and 11.6-13.1 s with 256 MiB (the
-// extraction's peak RSS was 384 MB with 384 MiB, 290 MB with 256 MiB).
+// RSS growing with the dataset (make bench). A lower limit lowers the extraction's peak but costs
+// conversion time steeply (figures: bench/README.md, "Figures behind tuned constants").
 const MemoryLimit = 384 << 20
 
 // checkpointGap is the least time between two commits of checkpoints (each a syncfs): streams that
 // finish close together share one, and a crash loses at most this much of their progress plus the
-// commit in flight. A syncfs per finished stream cost the bench's scale-1 conversion ~5% (alternating
-// runs without it).
+// commit in flight. A syncfs per finished stream made the bench's conversion measurably slower
+// (bench/README.md, "Figures behind tuned constants").
 const checkpointGap = 200 * time.Millisecond
 
 // GCPercent is the Go collector's growth target a run sets unless GOGC is given: the heap may grow by
-// 75% of what is live before a collection, not 100%. At bench scale 10 the extraction's peak is the Go
-// heap (live 120-140 MB while eight streams run): 311 MB at 100; at 50 it fell to 246 MB but the
-// extraction took 5% longer and the conversion up to a third; at 75 the run's peak (300 MB) is the
-// DuckDB load, not the extraction, and wall time and conversion stayed within run-to-run noise.
+// 75% of what is live before a collection, not 100%. The extraction's peak is the Go heap while eight
+// streams run: at 75 the run's peak is the DuckDB load instead, at no cost in time, where a lower
+// target slowed extraction and conversion (figures: bench/README.md, "Figures behind tuned constants").
 const GCPercent = 75
 
 // SetMemoryLimit applies MemoryLimit and GCPercent unless the environment sets GOMEMLIMIT or GOGC;
@@ -490,14 +488,14 @@ func commitAndLoad(ctx context.Context, cfg *config.Config, st lake.Store, strea
 		}
 	}
 	// The load does not read the manifest's evidence and PDF lists, the largest thing the run still
-	// holds (60,000 entries, ~20 MB of heap at bench scale 10): they are let go while DuckDB has its
-	// memory and read back from the committed manifest afterwards.
+	// holds (an entry per response body kept): they are let go while DuckDB has its memory and read
+	// back from the committed manifest afterwards.
 	m := res.Manifest
 	lists := len(m.Evidence) + len(m.PDFs)
 	m.Evidence, m.PDFs = nil, nil
 	// Extraction's garbage goes back to the OS before DuckDB allocates its own memory, so the two do
 	// not add up in the run's peak RSS. Two collections: sync.Pool keeps what it holds through one
-	// (encoding/json's pool held the manifest's 16 MB buffer at bench scale 10).
+	// (encoding/json's pool holds the buffer the manifest was encoded in).
 	runtime.GC()
 	debug.FreeOSMemory()
 	var err error
@@ -808,9 +806,9 @@ func buildModels(ctx context.Context, wh *duckdb.Warehouse, cfg *config.Config, 
 }
 
 // modelThreads gives the models one thread under the default memory limit: DuckDB keeps each
-// thread's join and aggregation state outside memory_limit: at bench scale 10 building the models on
-// two threads peaked at 274-276 MB of RSS, on one at 199-216 MB, and no slower (1.28-1.57 s,
-// 1.19-1.41 s). A limit set in the config leaves DuckDB its threads.
+// thread's join and aggregation state outside memory_limit, and one thread built the models with a
+// lower peak RSS and no slower (figures: bench/README.md, "Figures behind tuned constants"). A limit
+// set in the config leaves DuckDB its threads.
 func modelThreads(ctx context.Context, wh *duckdb.Warehouse, limit string) error {
 	if limit != config.DefaultWarehouseMemoryLimit {
 		return nil

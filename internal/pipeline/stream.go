@@ -62,8 +62,8 @@ type runEnv struct {
 	store     *lake.EvidenceStore
 	every     time.Duration // checkpoint interval of streams with Checkpoints (0: only at the end)
 	// cpu admits as many streams to converting at once as there are CPUs: more streams run to keep
-	// requests in flight, but converting more at once than CPUs only adds contention (the bench's
-	// scale-1 conversion, alternating builds: 1.30 and 1.44 s medians without it, 1.24 and 1.35 s with).
+	// requests in flight, but converting more at once than CPUs only adds contention (bench/README.md,
+	// "Figures behind tuned constants").
 	cpu         *semaphore.Weighted
 	checkpoints *checkpointer
 	log         *slog.Logger

@@ -267,8 +267,9 @@ func (w *Warehouse) ensureMeta(ctx context.Context, db execer) error {
 
 // LoadRun loads the files of manifest m (under root). Each table is loaded in a transaction of its
 // own (history appended, current state rebuilt): DuckDB keeps a transaction's new rows in memory until
-// it commits, so a run loaded in one transaction needed memory that grew with the run — 96MB was not
-// enough at the bench's scale 10 — where a table at a time needs what the largest table needs. The run
+// it commits, so a run loaded in one transaction needed memory that grew with the run (the default
+// memory limit was not enough for a large run), where a table at a time needs what the largest table
+// needs. The run
 // is listed in _ledgerlake_runs, with its rejects, once every table is in; until then Loaded reports
 // false and the run is loaded again, skipping the tables _ledgerlake_loading says an earlier attempt
 // committed. Streams that failed in the run keep their previous current state.

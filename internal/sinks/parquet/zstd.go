@@ -13,9 +13,10 @@ import (
 const pageWindow = 2 << 20
 
 // pageCodec compresses Parquet pages with encoders sized for pages. arrow-go's own zstd codec pools
-// encoders with the default 8 MiB window, and each pooled encoder keeps 16 MiB of history: in make bench
-// at scale 10 that was 32-48 MiB of live heap (and more churn, since sync.Pool drops them at every GC)
-// for pages of 1 MiB. Output is the same format; decoding stays arrow-go's.
+// encoders with zstd's default window, each keeping twice that of history, far more than a page
+// needs: tens of MiB of live heap in a large run, and churn, since sync.Pool drops them at every GC
+// (figures: bench/README.md, "Figures behind tuned constants"). Output is the same format; decoding
+// stays arrow-go's.
 type pageCodec struct {
 	arrowZstd // decoding (block and streaming), bounds and non-default levels
 	enc       *zstd.Encoder
