@@ -39,8 +39,9 @@ type tableSink struct {
 	unlinked int64
 }
 
-// lineage is where a record came from beyond its run: the response body (evidence streams) and the
-// date window (windowed streams, an index into streamRun.windows; -1 for none).
+// lineage is a record's values of the lineage columns beyond its run's: the response body (evidence
+// streams, _evidence_sha256) and the date window (windowed streams, _window_start and _window_end, as
+// an index into streamRun.windows; -1 for none).
 type lineage struct {
 	evidence string
 	window   int32

@@ -8,7 +8,8 @@ import (
 	"strings"
 )
 
-// Graph is the lineage from the APIs to the data tests, laid out left to right in layers.
+// Graph is the dependency graph from the APIs to the data tests (the page's "Lineage"), laid out left
+// to right in layers.
 type Graph struct {
 	Nodes         []*Node
 	Edges         []*Edge
@@ -47,8 +48,9 @@ const (
 	margin   = 12
 )
 
-// lineage builds the graph from the site's tables, tests and SQL models.
-func lineage(s *Site) *Graph {
+// buildGraph draws the graph from the site's tables, tests and SQL models (the page calls it the
+// lineage; in the code, lineage is the columns every row carries).
+func buildGraph(s *Site) *Graph {
 	g := &Graph{}
 	nodes := map[string]*Node{}
 	add := func(id, label, kind, href string) *Node {

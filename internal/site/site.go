@@ -224,7 +224,7 @@ func Collect(ctx context.Context, db *sql.DB, opts Options) (*Site, error) {
 	if err := s.collectFields(ctx, db); err != nil {
 		return nil, err
 	}
-	s.Graph = lineage(s)
+	s.Graph = buildGraph(s)
 	s.freshModels()
 	if opts.Lake != nil {
 		if err := s.collectManifests(opts.Lake); err != nil {

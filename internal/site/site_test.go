@@ -62,7 +62,7 @@ func TestAPIValuesAreEscaped(t *testing.T) {
 		Tests: []*Test{{Name: "key_unique_not_null_gsapi_objects", Table: "gsapi_objects",
 			Last: Result{RunID: "r1", Failures: 1, Sample: []string{"v=" + evil}, Message: evil}}},
 	}
-	s.Graph = lineage(s)
+	s.Graph = buildGraph(s)
 	var b bytes.Buffer
 	if err := s.Render(&b); err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestLayoutPutsEachNodeRightOfItsInputs(t *testing.T) {
 		{Name: "key_unique_not_null_gsapi_invoice_list__headers", Table: "gsapi_invoice_list__headers", Last: Result{RunID: "r", Failures: 1}},
 		{Name: "key_unique_not_null_gsapi_objects", Table: "gsapi_objects", Last: Result{RunID: "r"}}}}
 	s.sqlModels, s.sqlTests, _ = models.Load()
-	g := lineage(s)
+	g := buildGraph(s)
 	byID := map[string]*Node{}
 	for _, n := range g.Nodes {
 		byID[n.ID] = n

@@ -32,8 +32,9 @@ const (
 	WindowEndColumn   = "_window_end"
 )
 
-// lineage reports whether name is one of ledgerlake's own columns, which an API field never takes.
-func lineage(name string) bool {
+// isLineageColumn reports whether name is one of ledgerlake's own (lineage) columns, which an API field
+// never takes.
+func isLineageColumn(name string) bool {
 	switch name {
 	case RunIDColumn, ExtractedAtColumn, EvidenceColumn, WindowStartColumn, WindowEndColumn:
 		return true

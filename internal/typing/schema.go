@@ -155,7 +155,7 @@ func (s *Schema) Observe(recs []Record) bool {
 			if name == "" {
 				name = "column"
 			}
-			if s.names[name] || lineage(name) {
+			if s.names[name] || isLineageColumn(name) {
 				name = s.freeName(name)
 			}
 			_ = s.add(Column{Name: name, Path: o.path, Type: nullType})
