@@ -41,7 +41,7 @@ Usage:
   extract query [--db FILE] [--format F] [--max-rows N] [SQL | --file F | -]   query the warehouse (read-only)
   extract invoices [--org ID] [--from D] [--to D] [--as-of T] [--lines] [--format F] [--pdf-dir DIR]
                                       auditors: invoices as a past run held them, with provenance
-  extract verify [--config FILE | --lake DIR]   re-hash snapshots, evidence and PDFs against their manifests
+  extract verify [--config FILE | --lake DIR] [--since N]   prove the commit chain, manifests and files
   extract status [--config FILE] [--json] [STREAM…]   each stream's last run, rows, watermark, next window
   extract reset --config FILE STREAM…  make the next run fetch these streams again from since
 
@@ -79,7 +79,7 @@ var commands = map[string]command{
 	"demo":     {"run the demo pipeline against the built-in sandbox", demoCmd, false},
 	"sandbox":  {"serve the simulated APIs", sandboxCmd, true},
 	"query":    {"run SQL against the warehouse", queryCmd, false},
-	"verify":   {"re-hash snapshots, evidence and PDFs against their manifests", verifyCmd, false},
+	"verify":   {"prove the commit chain, the manifests and every file they list", verifyCmd, false},
 	"invoices": {"historical invoices with provenance", invoicesCmd, false},
 	"docs":     {"document every table and column", docsCmd, false},
 	"serve":    {"serve the documentation page live", serveCmd, true},

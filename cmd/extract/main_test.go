@@ -113,7 +113,8 @@ func TestDemoVerifyInvoicesOnS3(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "0 problems") {
 		t.Fatalf("verify: %d %s", code, out)
 	}
-	checked := strings.Fields(out)[0]
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	checked := strings.Fields(lines[len(lines)-1])[0] // the summary: "N files checked, 0 problems"
 	checkInvoiceExports(t, url, filepath.Join(dir, "warehouse.duckdb"))
 	// The docs site reads the manifests and the verification from the bucket, and shows its URL
 	// without the query (where credentials could be).

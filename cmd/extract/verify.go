@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
@@ -13,12 +14,15 @@ import (
 )
 
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("verify", "verify [--config FILE | --lake DIR|URL] [--no-record]",
-		"Re-hash every snapshot file, stored response body (evidence) and invoice PDF against the run manifests;\n"+
-			"name any file that is missing or altered and exit 1 if there is one. The result is kept in the lake\n"+
-			"(_verify/<time>.json) unless --no-record; extract docs --html shows the last one.", stderr)
+	fs := newFlags("verify", "verify [--config FILE | --lake DIR|URL] [--since N] [--no-record]",
+		"Prove the lake's history: the commit claims form an unbroken hash chain, each manifest matches the\n"+
+			"sha256 its claim records, and every snapshot file, stored response body (evidence) and invoice PDF\n"+
+			"matches its manifest. Names each problem (edited, removed, added, altered, missing, outside) and\n"+
+			"exits 1 if there is one. The result is kept in the lake (_verify/<time>.json) unless --no-record;\n"+
+			"extract docs --html shows the last one.", stderr)
 	cfgPath := fs.String("config", "", "pipeline file whose output_dir to verify")
 	dir := fs.String("lake", "", "output directory or object-store URL to verify (instead of --config)")
+	since := fs.Int("since", 1, "check from this commit on (its link to the commit before included): a fast nightly check")
 	noRecord := fs.Bool("no-record", false, "do not keep the result in the lake's _verify/ (the docs site shows the last one)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -47,30 +51,54 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitFailed
 	}
 	defer st.Close()
-	head, err := lake.Head(st)
-	if err != nil {
-		fmt.Fprintln(stderr, "extract verify:", err)
-		return exitFailed
-	}
 	at := time.Now().UTC()
-	checked, problems, err := lake.Verify(st)
+	v, err := lake.Check(st, *since)
 	if err != nil {
 		fmt.Fprintln(stderr, "extract verify:", err)
 		return exitFailed
 	}
+	v.At = at
 	// The outcome is kept in the lake (_verify/) for the docs site's auditors' page. An auditor may hold
 	// only read access: then it is not kept, which changes nothing of what verify found.
 	if !*noRecord {
-		if err := lake.RecordVerification(st, &lake.Verification{At: at, Checked: checked, Problems: problems, Head: head}); err != nil {
+		if err := lake.RecordVerification(st, v); err != nil {
 			fmt.Fprintf(stderr, "extract verify: the result could not be recorded in %s/ (%v); it stands as printed\n", lake.VerifyDir, err)
 		}
 	}
-	for _, p := range problems {
-		fmt.Fprintf(stdout, "%s  %s (run %s)\n", p.Issue, p.Path, p.RunID)
-	}
-	fmt.Fprintf(stdout, "%d files checked, %d problems\n", checked, len(problems))
-	if len(problems) > 0 {
+	printVerification(stdout, v)
+	if len(v.Problems) > 0 {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// printVerification tells what verify proved, problems first.
+func printVerification(w io.Writer, v *lake.Verification) {
+	for _, p := range v.Problems {
+		var of []string
+		if p.Commit > 0 {
+			of = append(of, fmt.Sprintf("commit %d", p.Commit))
+		}
+		if p.RunID != "" {
+			of = append(of, "run "+p.RunID)
+		}
+		where := ""
+		if len(of) > 0 {
+			where = " (" + strings.Join(of, ", ") + ")"
+		}
+		fmt.Fprintf(w, "%s  %s%s\n", p.Issue, p.Path, where)
+	}
+	if v.Head > 0 {
+		fmt.Fprintf(w, "commits %d to %d checked; the chain's head (commit %d) has sha256 %s\n", v.Since, v.Head, v.Head, v.HeadSHA256)
+	}
+	if v.Unchained > 0 {
+		fmt.Fprintf(w, "%d commits predate the hash chain (written by an older version): their files were checked against their manifests, which nothing fingerprints\n", v.Unchained)
+	}
+	if len(v.Fences) > 0 {
+		fmt.Fprintf(w, "commits %v are fences: a run took the lock of a stalled run over, and nothing commits at them\n", v.Fences)
+	}
+	if v.Uncommitted > 0 {
+		fmt.Fprintf(w, "%d files of runs that never committed (nothing reads them; the next run removes them)\n", v.Uncommitted)
+	}
+	fmt.Fprintf(w, "%d files checked, %d problems\n", v.Checked, len(v.Problems))
 }

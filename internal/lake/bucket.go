@@ -44,6 +44,9 @@ type Bucket struct {
 	b        *blob.Bucket
 	location string // for messages: the URL without its query
 	spool    string
+	mu       sync.Mutex
+	gen      int    // the lease generation this store holds (0: none)
+	tookOver string // whose expired lease Lock took over ("" if the lock was free or its holder dead)
 }
 
 // OpenBucket opens the bucket of an object-store URL; the URL's path is the lake's prefix in it, and
@@ -202,14 +205,50 @@ func (s *Bucket) Place(key string, data []byte) error { return s.WriteFile(key, 
 // CreateExclusive implements Store with a conditional PUT (If-None-Match: *). An attempt whose answer
 // was lost may have succeeded: a retry that finds key taken reads it back, and the same bytes are ours.
 func (s *Bucket) CreateExclusive(key string, data []byte) error {
+	return s.createExclusive(key, strings.NewReader(string(data)), int64(len(data)))
+}
+
+// CreateExclusiveStream implements Store: what fill writes is staged in the spool directory, then
+// uploaded like CreateExclusive.
+func (s *Bucket) CreateExclusiveStream(key string, fill func(io.Writer) error) error {
+	f, err := os.CreateTemp(s.spool, durable.TempPrefix+"upload-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := fill(f); err != nil {
+		return err
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	return s.createExclusive(key, f, size)
+}
+
+func (s *Bucket) createExclusive(key string, r io.ReadSeeker, size int64) error {
 	tries := 0
-	err := s.upload(key, &countingSeeker{ReadSeeker: strings.NewReader(string(data)), n: &tries}, int64(len(data)), &blob.WriterOptions{IfNotExist: true})
+	err := s.upload(key, &countingSeeker{ReadSeeker: r, n: &tries}, size, &blob.WriterOptions{IfNotExist: true})
 	if errors.Is(err, fs.ErrExist) && tries > 1 {
-		if got, rerr := s.ReadFile(key); rerr == nil && string(got) == string(data) {
+		if same, serr := s.sameContent(key, r, size); serr == nil && same {
 			return nil
 		}
 	}
 	return err
+}
+
+// sameContent reports whether key holds exactly the size bytes of r.
+func (s *Bucket) sameContent(key string, r io.ReadSeeker, size int64) (bool, error) {
+	got, err := s.ReadFile(key)
+	if err != nil || int64(len(got)) != size {
+		return false, err
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return false, err
+	}
+	want, err := io.ReadAll(io.LimitReader(r, size))
+	return err == nil && string(got) == string(want), err
 }
 
 // countingSeeker counts the rewinds to the start: the attempts of an upload.
@@ -441,9 +480,14 @@ func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, nil, fmt.Errorf("reading the lock %s: %w", leaseKey(gen), err)
 		}
-		if err == nil && !l.Released && time.Now().Before(l.Expires) && !(l.Host == host && !processAlive(l.PID)) {
+		dead := l.Host == host && !processAlive(l.PID)
+		if err == nil && !l.Released && time.Now().Before(l.Expires) && !dead {
 			return nil, nil, fmt.Errorf("%w (%s, run %s on %s, pid %d; its lock expires at %s unless renewed); wait for it to finish",
 				ErrBusy, s.location, l.Owner, l.Host, l.PID, l.Expires.UTC().Format(time.RFC3339))
+		}
+		if err == nil && !l.Released && !dead {
+			// Expired, but its holder may only be stalled and wake up: see Fence.
+			s.tookOver = fmt.Sprintf("%s on %s (pid %d, lease generation %d, expired %s)", l.Owner, l.Host, l.PID, gen, l.Expires.UTC().Format(time.RFC3339))
 		}
 	}
 	mine := gen + 1
@@ -455,6 +499,9 @@ func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
 		}
 		return nil, nil, err
 	}
+	s.mu.Lock()
+	s.gen = mine
+	s.mu.Unlock()
 	for g := gen - 1; g > 0 && g > gen-4; g-- {
 		_ = s.Remove(leaseKey(g)) // older generations: tidiness only
 	}
@@ -497,6 +544,34 @@ func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
 		})
 	}
 	return release, lost, nil
+}
+
+// Held implements Store: the lease is ours as long as no newer generation exists.
+func (s *Bucket) Held() error {
+	s.mu.Lock()
+	gen := s.gen
+	s.mu.Unlock()
+	if gen == 0 {
+		return nil
+	}
+	taken, err := s.Exists(leaseKey(gen + 1))
+	if err != nil {
+		return fmt.Errorf("checking the lock on %s: %w", s.location, err)
+	}
+	if taken {
+		return fmt.Errorf("%w (%s, lease generation %d)", ErrLockLost, s.location, gen+1)
+	}
+	return nil
+}
+
+// takenOver is whose expired lease st's Lock took over: a holder that may be stalled rather than dead.
+func takenOver(st Store) string {
+	if b, ok := st.(*Bucket); ok {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.tookOver
+	}
+	return ""
 }
 
 // processAlive reports whether a process of this machine is running.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -57,6 +58,20 @@ func NewEvidenceStore(st Store, held ...*Manifest) *EvidenceStore {
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithWindowSize(evidenceWindow), zstd.WithLowerEncoderMem(true))
 	return &EvidenceStore{st: st, enc: enc, have: bodyPaths(held)}
+}
+
+// bodyPaths is the set of evidence and PDF files the manifests list.
+func bodyPaths(ms []*Manifest) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range ms {
+		for _, e := range m.Evidence {
+			out[e.Path] = true
+		}
+		for _, e := range m.PDFs {
+			out[e.Path] = true
+		}
+	}
+	return out
 }
 
 // PutJSON stores a response body compressed and returns its entry (Table and Endpoint set by the caller).
@@ -132,6 +147,9 @@ func (s *EvidenceStore) Sync() error { return s.st.Sync() }
 
 // ReadEvidence returns the body exactly as the API sent it, checked against its sha256.
 func ReadEvidence(st Store, e Evidence) ([]byte, error) {
+	if !insideLake(e.Path) {
+		return nil, errors.New(outside)
+	}
 	b, err := st.ReadFile(e.Path)
 	if err != nil {
 		return nil, err
@@ -148,7 +166,7 @@ func ReadEvidence(st Store, e Evidence) ([]byte, error) {
 	}
 	sum := sha256.Sum256(b)
 	if got := hex.EncodeToString(sum[:]); got != e.SHA256 || int64(len(b)) != e.Bytes {
-		return nil, fmt.Errorf("altered: content sha256 %s… (%d bytes), manifest says %s… (%d bytes)", got[:12], len(b), e.SHA256[:12], e.Bytes)
+		return nil, fmt.Errorf("altered: content sha256 %.12s… (%d bytes), manifest says %.12s… (%d bytes)", got, len(b), e.SHA256, e.Bytes)
 	}
 	return b, nil
 }

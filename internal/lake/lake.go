@@ -19,8 +19,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -86,9 +84,12 @@ type Manifest struct {
 	FinishedAt time.Time `json:"finished_at"`
 	Status     string    `json:"status"` // ok | partial (some stream failed)
 	// Commit is the run's commit number in the lake (see CommitDir): runs in the order they committed.
-	Commit  int                `json:"commit,omitempty"`
-	Streams []StreamReport     `json:"streams"`
-	Files   []parquet.FileInfo `json:"files"`
+	Commit int `json:"commit,omitempty"`
+	// ResumedFrom is the run whose checkpoints this run took over after fencing it (see Fence): the
+	// files it carried over keep that run's id in their names.
+	ResumedFrom string             `json:"resumed_from,omitempty"`
+	Streams     []StreamReport     `json:"streams"`
+	Files       []parquet.FileInfo `json:"files"`
 	// Evidence lists the raw response bodies of the invoice endpoints behind this run's rows.
 	Evidence []Evidence `json:"evidence,omitempty"`
 	// PDFs lists the invoice PDFs this run downloaded (each invoice's PDF is fetched once).
@@ -149,13 +150,16 @@ func WriteJSON(st Store, dir, name string, v any) error {
 // writeJSON encodes v compactly into a new file that replaces key on commit, as encoding/json's
 // Encoder would (encodeLists). Not indented: indenting re-buffers the whole encoding twice over.
 func writeJSON(st Store, key string, v any) error {
-	return st.WriteStream(key, func(f io.Writer) error {
-		w := bufio.NewWriterSize(f, 64<<10)
-		if err := encodeLists(w, v); err != nil {
-			return err
-		}
-		return w.Flush()
-	})
+	return st.WriteStream(key, func(f io.Writer) error { return encodeTo(f, v) })
+}
+
+// encodeTo writes v to w as writeJSON does.
+func encodeTo(w io.Writer, v any) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if err := encodeLists(bw, v); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // encodeLists writes v followed by a newline, byte for byte as json.Encoder does, but encodes the
@@ -288,216 +292,6 @@ func ReportPath(outputDir, runID string) string {
 // ReportSuffix ends a run report's file name in ManifestDir.
 const ReportSuffix = ".report.json"
 
-// CommitDir holds the commit claims: _commits/<number>.json names the run that took that commit
-// number. A run commits by claiming the number after the newest claim it saw when it started, with a
-// create-if-absent write, and only then writing its manifest: of two runs that started from the same
-// state, one claims the number and commits, and the other fails before its manifest exists. A claim
-// without a manifest (a run killed between the two writes) commits nothing.
-const CommitDir = "_commits"
-
-// ErrConflict means another run committed to the lake while this one ran.
-var ErrConflict = errors.New("another run committed to this lake while this run was running")
-
-type claim struct {
-	RunID string `json:"run_id"`
-}
-
-func claimKey(n int) string { return fmt.Sprintf("%s/%012d.json", CommitDir, n) }
-
-// Head is the newest commit number claimed in st (0 for none).
-func Head(st Store) (int, error) { return newestNumbered(st, CommitDir, claimKey) }
-
-// newestNumbered is the highest n whose key(n) is in dir: listed, then probed forward, as a listing
-// may lag behind the objects a read finds (0 for none).
-func newestNumbered(st Store, dir string, key func(int) string) (int, error) {
-	es, err := st.List(dir)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, e := range es {
-		if v, err := strconv.Atoi(strings.TrimSuffix(path.Base(e.Key), ".json")); err == nil && v > n {
-			n = v
-		}
-	}
-	for {
-		ok, err := st.Exists(key(n + 1))
-		if err != nil || !ok {
-			return n, err
-		}
-		n++
-	}
-}
-
-// Commit makes m's run visible: it claims commit number base+1 (base: Head when the run started) and
-// then writes the manifest. Call it after every file m lists is durable. A claim already taken by
-// another run fails with ErrConflict and commits nothing: the run's files are left for the next start
-// to remove, and its watermarks have not moved.
-func Commit(st Store, m *Manifest, base int) error {
-	m.Commit = base + 1
-	b, _ := json.Marshal(claim{RunID: m.RunID})
-	if err := st.CreateExclusive(claimKey(m.Commit), b); err != nil {
-		if !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("claiming commit %d: %w", m.Commit, err)
-		}
-		var c claim
-		if got, rerr := st.ReadFile(claimKey(m.Commit)); rerr != nil || json.Unmarshal(got, &c) != nil || c.RunID != m.RunID {
-			return fmt.Errorf("%w: commit %d is run %s's; run %s commits nothing and its files are removed at the next start",
-				ErrConflict, m.Commit, c.RunID, m.RunID)
-		}
-	}
-	return writeJSON(st, ManifestKey(m.RunID), m)
-}
-
-// ReadManifests returns every committed manifest in st, oldest run first (see ReadLog).
-func ReadManifests(st Store) ([]*Manifest, error) {
-	ms, _, err := ReadLog(st)
-	return ms, err
-}
-
-// ReadLog returns every committed manifest in st, oldest run first, and the newest commit number
-// claimed (Head). Manifests are listed, and the claims newer than the newest listed manifest's are
-// followed to theirs, so a manifest that a lagging listing does not show yet is found all the same.
-func ReadLog(st Store) (ms []*Manifest, head int, err error) {
-	es, err := st.List(ManifestDir)
-	if err != nil {
-		return nil, 0, err
-	}
-	var out []*Manifest
-	have := map[string]bool{}
-	newest := 0
-	for _, e := range es {
-		name := path.Base(e.Key)
-		if path.Dir(e.Key) != ManifestDir || !strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ReportSuffix) {
-			continue
-		}
-		m, err := readManifest(st, e.Key)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, m)
-		have[m.RunID] = true
-		newest = max(newest, m.Commit)
-	}
-	if head, err = Head(st); err != nil {
-		return nil, 0, err
-	}
-	for n := newest + 1; n <= head; n++ {
-		var c claim
-		b, err := st.ReadFile(claimKey(n))
-		if err != nil || json.Unmarshal(b, &c) != nil || have[c.RunID] {
-			continue // a claim removed or unreadable claims nothing; one listed already is known
-		}
-		m, err := readManifest(st, ManifestKey(c.RunID))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // claimed, then killed before its manifest: not committed
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, m)
-		have[m.RunID] = true
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].RunID < out[j].RunID })
-	return out, head, nil
-}
-
-func readManifest(st Store, key string) (*Manifest, error) {
-	b, err := st.ReadFile(key)
-	if err != nil {
-		return nil, err
-	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", key, err)
-	}
-	return &m, nil
-}
-
-// bodyPaths is the set of evidence and PDF files the manifests list.
-func bodyPaths(ms []*Manifest) map[string]bool {
-	out := map[string]bool{}
-	for _, m := range ms {
-		for _, e := range m.Evidence {
-			out[e.Path] = true
-		}
-		for _, e := range m.PDFs {
-			out[e.Path] = true
-		}
-	}
-	return out
-}
-
-// RemoveOrphans deletes snapshot, evidence and PDF files that no manifest lists: what a killed run
-// committed before it could write its manifest. Call it only while holding the lake's lock. Snapshot
-// files outside the <table>/<partition>/<run id>-<seq>.parquet layout are left alone, and so is every
-// other underscore directory (metadata).
-func RemoveOrphans(st Store, ms []*Manifest) (int, error) {
-	listed := bodyPaths(ms)
-	for _, m := range ms {
-		for _, f := range m.Files {
-			listed[f.Path] = true
-		}
-	}
-	es, err := st.List("")
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, e := range es {
-		top, _, _ := strings.Cut(e.Key, "/")
-		content := top == EvidenceDir || top == PDFDir
-		if listed[e.Key] || strings.HasPrefix(top, "_") && !content || !content && (!strings.HasSuffix(e.Key, ".parquet") || strings.Count(e.Key, "/") < 2) {
-			continue
-		}
-		if err := st.Remove(e.Key); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
-}
-
-// Problem is a file that does not match its manifest.
-type Problem struct {
-	RunID string `json:"run_id"`
-	Path  string `json:"path"`
-	Issue string `json:"issue"`
-}
-
-// Verify re-hashes every snapshot file, evidence body and PDF listed in every manifest and reports the
-// missing or altered ones. A content-addressed file listed by several runs is checked once.
-func Verify(st Store) (checked int, problems []Problem, err error) {
-	ms, err := ReadManifests(st)
-	if err != nil {
-		return 0, nil, err
-	}
-	done := map[string]bool{}
-	for _, m := range ms {
-		for _, f := range m.Files {
-			checked++
-			if issue := CheckFile(st, f); issue != "" {
-				problems = append(problems, Problem{m.RunID, f.Path, issue})
-			}
-		}
-		for _, e := range append(m.Evidence[:len(m.Evidence):len(m.Evidence)], m.PDFs...) {
-			if done[e.Path] {
-				continue
-			}
-			done[e.Path] = true
-			checked++
-			_, err := ReadEvidence(st, e)
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-				problems = append(problems, Problem{m.RunID, e.Path, "missing"})
-			case err != nil:
-				problems = append(problems, Problem{m.RunID, e.Path, err.Error()})
-			}
-		}
-	}
-	return checked, problems, nil
-}
-
 // CheckFile re-hashes a snapshot file listed in a manifest: "" when it is there as listed, otherwise
 // what is wrong ("missing", "altered: …").
 func CheckFile(st Store, f parquet.FileInfo) string {
@@ -506,6 +300,9 @@ func CheckFile(st Store, f parquet.FileInfo) string {
 
 // checkFile is CheckFile, copying the file's bytes to w as it hashes them.
 func checkFile(st Store, f parquet.FileInfo, w io.Writer) string {
+	if !insideLake(f.Path) {
+		return outside
+	}
 	sum, n, err := hashFile(st, f.Path, w)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -537,6 +334,9 @@ func Local(st Store, files []parquet.FileInfo, dir string, verify bool) (paths [
 	release = func() {}
 	if _, ok := st.LocalPath(""); ok {
 		for _, f := range files {
+			if !insideLake(f.Path) {
+				return nil, release, fmt.Errorf("%s: %s", f.Path, outside)
+			}
 			if verify {
 				if issue := CheckFile(st, f); issue != "" {
 					return nil, release, fmt.Errorf("%s: %s", f.Path, issue)

@@ -30,6 +30,8 @@ type Store interface {
 	Place(key string, data []byte) error
 	// CreateExclusive writes key only if nothing is there yet; it fails with fs.ErrExist otherwise.
 	CreateExclusive(key string, data []byte) error
+	// CreateExclusiveStream is CreateExclusive with what fill writes, without holding it all in memory.
+	CreateExclusiveStream(key string, fill func(io.Writer) error) error
 	// ReadFile returns key's content (an error satisfying errors.Is(err, fs.ErrNotExist) when absent).
 	ReadFile(key string) ([]byte, error)
 	// Open reads key as a stream.
@@ -49,6 +51,9 @@ type Store interface {
 	// Lock takes the lake for one writer (a run) until release; another holder makes it fail with
 	// ErrBusy. lost is closed if the lock is taken away (a bucket's lease expired): stop writing.
 	Lock(owner string) (release func(), lost <-chan struct{}, err error)
+	// Held checks, just before a write that must not follow a lost lock, that the lock taken with Lock
+	// is still this store's: ErrLockLost if another run took it over (nil when no lock was taken).
+	Held() error
 	// LocalPath is key's path on the local filesystem, when the store is a directory.
 	LocalPath(key string) (string, bool)
 	// Close releases the store's connections.
@@ -111,12 +116,20 @@ func (d Dir) Place(key string, data []byte) error { return durable.Place(d.path(
 // CreateExclusive implements Store: the data is made durable under a temporary name, then hard-linked
 // to key, which fails if key exists (link(2) never replaces).
 func (d Dir) CreateExclusive(key string, data []byte) error {
+	return d.CreateExclusiveStream(key, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// CreateExclusiveStream implements Store like CreateExclusive.
+func (d Dir) CreateExclusiveStream(key string, fill func(io.Writer) error) error {
 	f, err := durable.Create(d.path(key))
 	if err != nil {
 		return err
 	}
 	defer f.Abort()
-	if _, err := f.Write(data); err != nil {
+	if err := fill(f); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
@@ -210,6 +223,10 @@ func (d Dir) Lock(string) (func(), <-chan struct{}, error) {
 		f.Close()
 	}, nil, nil
 }
+
+// Held implements Store: a flock is never taken away while its process lives (a stopped process
+// keeps it too), so no other run can have taken the lake.
+func (Dir) Held() error { return nil }
 
 // LocalPath implements Store.
 func (d Dir) LocalPath(key string) (string, bool) { return d.path(key), true }

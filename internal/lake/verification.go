@@ -1,6 +1,10 @@
 package lake
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +21,19 @@ type Verification struct {
 	Problems []Problem `json:"problems"`
 	// Head is the newest commit when verify began: every manifest up to it was checked.
 	Head int `json:"head"`
+	// Since is the first commit checked (verify --since).
+	Since int `json:"since,omitempty"`
+	// HeadSHA256 is the sha256 of the newest claim, which fingerprints the whole chain: kept outside
+	// the lake, it shows a history rewritten from some commit on.
+	HeadSHA256 string `json:"head_sha256,omitempty"`
+	// Unchained counts the commits that predate the hash chain (claims holding only a run id, and
+	// manifests from before claims): their files are checked, their manifests cannot be.
+	Unchained int `json:"unchained,omitempty"`
+	// Fences are the commit numbers a run fenced when it took over a stalled run's lock: none commits.
+	Fences []int `json:"fences,omitempty"`
+	// Uncommitted counts the manifests and snapshot files of runs that never committed (stopped
+	// before their claim): nothing reads them, and the next run removes them.
+	Uncommitted int `json:"uncommitted,omitempty"`
 }
 
 // RecordVerification keeps v under _verify/, named by its time so that names sort by it.
@@ -46,3 +63,221 @@ func LastVerification(st Store) (*Verification, error) {
 	}
 	return &v, nil
 }
+
+// Problem is something verify found wrong with a commit claim, a manifest or a file. Issue begins with
+// what happened: edited, removed, added, altered, missing or outside (a path that leaves the lake).
+type Problem struct {
+	Commit int    `json:"commit,omitempty"`
+	RunID  string `json:"run_id"`
+	Path   string `json:"path"`
+	Issue  string `json:"issue"`
+}
+
+// Verify checks the whole lake (see Check) and returns how many files it hashed and what is wrong.
+func Verify(st Store) (checked int, problems []Problem, err error) {
+	v, err := Check(st, 1)
+	if err != nil {
+		return 0, nil, err
+	}
+	return v.Checked, v.Problems, nil
+}
+
+// Check proves the lake's history from commit since on (1: all of it). The claims must form an
+// unbroken hash chain (each records the sha256 of the one before), each claim's manifest must be
+// there with the sha256 it records, and every file each manifest lists must be in the lake with its
+// size and sha256; a path that leaves the lake is named, never read. Snapshot files that carry a
+// committed run's id but that its manifest does not list are named too. Claims written before the
+// chain (only a run id), and manifests written before claims, are counted in Unchained: their files
+// are checked, their manifests cannot be.
+func Check(st Store, since int) (*Verification, error) {
+	since = max(since, 1)
+	head, err := Head(st)
+	if err != nil {
+		return nil, err
+	}
+	links, err := readClaims(st, max(1, since-1), head)
+	if err != nil {
+		return nil, err
+	}
+	vr := &verifier{st: st, v: &Verification{Head: head, Since: since}, done: map[string]bool{}, listed: map[string]bool{}, claimedBy: map[string]int{}}
+	var prev *link
+	chained := false
+	for i := range links {
+		k := &links[i]
+		if k.n >= since {
+			if err := vr.link(k, prev, chained); err != nil {
+				return nil, err
+			}
+		}
+		chained = chained || k.err == nil && k.c.chained()
+		prev = k
+	}
+	if len(links) > 0 && links[len(links)-1].err == nil {
+		vr.v.HeadSHA256 = sha256Hex(links[len(links)-1].raw)
+	}
+	if since == 1 {
+		if err := vr.unclaimed(firstClaimedRun(links)); err != nil {
+			return nil, err
+		}
+	}
+	return vr.v, vr.added(since == 1)
+}
+
+// verifier is one Check's progress.
+type verifier struct {
+	st        Store
+	v         *Verification
+	done      map[string]bool // evidence and PDFs checked (content-addressed: listed by many runs)
+	listed    map[string]bool // snapshot files the checked manifests list
+	claimedBy map[string]int  // run id: the commit that claims it (0: a manifest from before claims)
+}
+
+func (vr *verifier) problem(n int, run, key, issue string, args ...any) {
+	vr.v.Problems = append(vr.v.Problems, Problem{Commit: n, RunID: run, Path: key, Issue: fmt.Sprintf(issue, args...)})
+}
+
+// link checks claim k (prev is the claim before it, nil for commit 1; chained: some claim before k
+// is part of the chain), then the manifest it claims and that manifest's files.
+func (vr *verifier) link(k, prev *link, chained bool) error {
+	key := claimKey(k.n)
+	switch {
+	case errors.Is(k.err, fs.ErrNotExist):
+		vr.problem(k.n, "", key, "removed: the commit claim is missing, and commits after it follow")
+		return nil
+	case k.err != nil:
+		vr.problem(k.n, "", key, "edited: the commit claim %v", k.err)
+		return nil
+	}
+	run := k.c.RunID
+	switch {
+	case !k.c.chained() && chained:
+		vr.problem(k.n, run, key, "edited: the claim records no hashes, but the commits before it are chained")
+	case !k.c.chained():
+		vr.v.Unchained++
+	case prev != nil && prev.err == nil && k.c.Prev != sha256Hex(prev.raw):
+		vr.problem(prev.n, prev.c.RunID, claimKey(prev.n), "edited: the claim's sha256 is %.12s…, commit %d records %.12s…", sha256Hex(prev.raw), k.n, k.c.Prev)
+	case k.n == 1 && k.c.Prev != "":
+		vr.problem(k.n, run, key, "added: commit 1 records a commit before it")
+	}
+	if k.c.Fence != "" {
+		vr.v.Fences = append(vr.v.Fences, k.n)
+		return nil
+	}
+	if run == "" {
+		vr.problem(k.n, "", key, "edited: the claim names no run")
+		return nil
+	}
+	if first, dup := vr.claimedBy[run]; dup {
+		vr.problem(k.n, run, key, "edited: commit %d claims run %s, which commit %d claimed already", k.n, run, first)
+		return nil
+	}
+	vr.claimedBy[run] = k.n
+	raw, m, err := readManifestRaw(vr.st, ManifestKey(run))
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && k.c.chained():
+		vr.problem(k.n, run, ManifestKey(run), "removed: the manifest this commit claims is gone")
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // a claim from before the chain whose run was killed before its manifest: commits nothing
+	case err != nil && raw == nil:
+		return err
+	case err != nil:
+		vr.problem(k.n, run, ManifestKey(run), "edited: %v", err)
+		return nil
+	case k.c.Manifest != "" && sha256Hex(raw) != k.c.Manifest:
+		vr.problem(k.n, run, ManifestKey(run), "edited: the manifest's sha256 is %.12s…, its claim records %.12s…", sha256Hex(raw), k.c.Manifest)
+	case m.RunID != run || m.Commit != k.n:
+		vr.problem(k.n, run, ManifestKey(run), "edited: the manifest says run %s, commit %d", m.RunID, m.Commit)
+	}
+	vr.files(k.n, m)
+	return nil
+}
+
+// unclaimed checks the manifests no claim names: those from before claims are checked as commits;
+// one a run wrote before it was stopped short of its claim is counted in Uncommitted; anything else
+// was added.
+func (vr *verifier) unclaimed(first string) error {
+	keys, err := manifestKeys(vr.st)
+	if err != nil {
+		return err
+	}
+	for _, key := range keys {
+		if _, ok := vr.claimedBy[strings.TrimSuffix(path.Base(key), ".json")]; ok {
+			continue
+		}
+		_, m, err := readManifestRaw(vr.st, key)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			vr.problem(0, "", key, "added: a manifest no commit claims, and it %v", err)
+		case ManifestKey(m.RunID) != key:
+			vr.problem(0, m.RunID, key, "added: a manifest no commit claims, named for another run")
+		case m.Commit == 0 && (first == "" || m.RunID < first):
+			vr.v.Unchained++
+			vr.claimedBy[m.RunID] = 0
+			vr.files(0, m)
+		case m.Commit > 0:
+			vr.v.Uncommitted++
+		default:
+			vr.problem(0, m.RunID, key, "added: a manifest no commit claims, newer than the first claimed commit")
+		}
+	}
+	return nil
+}
+
+// files checks every file m lists.
+func (vr *verifier) files(n int, m *Manifest) {
+	for _, f := range m.Files {
+		vr.v.Checked++
+		vr.listed[f.Path] = true
+		if issue := CheckFile(vr.st, f); issue != "" {
+			vr.problem(n, m.RunID, f.Path, "%s", issue)
+		}
+	}
+	for _, e := range append(m.Evidence[:len(m.Evidence):len(m.Evidence)], m.PDFs...) {
+		if vr.done[e.Path] {
+			continue
+		}
+		vr.done[e.Path] = true
+		vr.v.Checked++
+		_, err := ReadEvidence(vr.st, e)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			vr.problem(n, m.RunID, e.Path, "missing")
+		case err != nil:
+			vr.problem(n, m.RunID, e.Path, "%v", err)
+		}
+	}
+}
+
+// added names the snapshot files of checked runs that their manifests do not list; all: every run was
+// checked, so the files of runs that never committed are counted in Uncommitted.
+func (vr *verifier) added(all bool) error {
+	es, err := vr.st.List("")
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		run := RunOf(e.Key)
+		if !snapshotKey(e.Key) || run == "" || vr.listed[e.Key] {
+			continue
+		}
+		if n, ok := vr.claimedBy[run]; ok {
+			vr.problem(n, run, e.Key, "added: run %s committed no such file (its manifest does not list it)", run)
+		} else if all {
+			vr.v.Uncommitted++
+		}
+	}
+	return nil
+}
+
+// insideLake reports whether a path a manifest lists names a key within the lake: relative, clean,
+// not climbing out with "..".
+func insideLake(p string) bool {
+	return p != "" && p != "." && p != ".." && !strings.ContainsAny(p, "\\\x00") && !path.IsAbs(p) &&
+		path.Clean(p) == p && !strings.HasPrefix(p, "../")
+}
+
+// outside is the issue of a listed path that leaves the lake.
+const outside = "outside: the path leaves the lake; it was not read"

@@ -10,11 +10,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,6 +48,16 @@ func TestMain(m *testing.M) {
 		}
 		if d, err := time.ParseDuration(os.Getenv("LEDGERLAKE_CHILD_STALL_TIMEOUT")); err == nil {
 			lake.StallTimeout = d
+		}
+		if d, err := time.ParseDuration(os.Getenv("LEDGERLAKE_CHILD_LEASE_TTL")); err == nil {
+			lake.LeaseTTL = d
+		}
+		if marker := os.Getenv("LEDGERLAKE_CHILD_STOP_BEFORE_COMMIT"); marker != "" {
+			// A stall as long as the test likes: the whole process stops, lease renewals included.
+			beforeCommit = func() {
+				_ = os.WriteFile(marker, nil, 0o644)
+				_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			}
 		}
 		every, _ := time.ParseDuration(os.Getenv("LEDGERLAKE_CHECKPOINT_EVERY"))
 		// The hostile sandbox fails ~47% of requests, so twelve faults in a row on one of a run's
@@ -103,22 +113,7 @@ func child(t *testing.T, srv *sandbox.Server, dir string, killAfter time.Duratio
 // SIGKILL once kill() holds (polled) or after killAfter (> 0).
 func childWhen(t *testing.T, srv *sandbox.Server, dir, pipeline string, kill func() bool, killAfter time.Duration, env ...string) (exited bool, err error) {
 	t.Helper()
-	path := filepath.Join(dir, "pipeline.yaml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(pipeline, dir)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "LEDGERLAKE_CHILD_CONFIG="+path, "LEDGERLAKE_SANDBOX_URL="+srv.URL,
-		"SIGNICAT_CLIENT_ID="+sandbox.ClientID, "SIGNICAT_CLIENT_SECRET="+sandbox.ClientSecret,
-		"GSAPI_USERNAME="+sandbox.GSAPIUser, "GSAPI_PASSWORD="+sandbox.GSAPIPassword)
-	cmd.Env = append(cmd.Env, env...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	cmd, _, done := startChild(t, srv, dir, pipeline, env...)
 	var deadline <-chan time.Time
 	if killAfter > 0 {
 		deadline = time.After(killAfter)
@@ -128,7 +123,7 @@ func childWhen(t *testing.T, srv *sandbox.Server, dir, pipeline string, kill fun
 	for {
 		select {
 		case err := <-done:
-			return true, wrap(err, stderr.String())
+			return true, err
 		case <-deadline:
 		case <-poll.C:
 			if !kill() {

@@ -25,6 +25,8 @@ type resumable struct {
 	RunID     string    `json:"run_id"`
 	StartedAt time.Time `json:"started_at"`
 	Resumes   int       `json:"resumes"` // attempts after the first
+	// From is the run whose checkpoints this run took over after fencing it (adopt).
+	From string `json:"resumed_from,omitempty"`
 }
 
 // streamCheckpoint is one stream's committed progress within a run.
@@ -149,6 +151,9 @@ func (c *checkpointer) loop() {
 
 // write makes the files the checkpoints list durable, then replaces each stream's checkpoint atomically.
 func (c *checkpointer) write(batch map[string]*streamCheckpoint) error {
+	if err := c.env.st.Held(); err != nil {
+		return err // another run resumes from the checkpoints as they were
+	}
 	if err := c.env.store.Sync(); err != nil {
 		return err
 	}
@@ -164,14 +169,10 @@ func (c *checkpointer) write(batch map[string]*streamCheckpoint) error {
 // run whose manifest committed before its checkpoints were removed, older leftovers, or every one on
 // a full refresh — are removed, so their files become orphans. It returns nil when there is nothing
 // to resume.
-func openCheckpoints(st lake.Store, ms []*lake.Manifest, fullRefresh bool) (*resumable, map[string]*streamCheckpoint, error) {
+func openCheckpoints(st lake.Store, committed map[string]bool, fullRefresh bool) (*resumable, map[string]*streamCheckpoint, error) {
 	entries, err := st.List(lake.CheckpointDir)
 	if err != nil {
 		return nil, nil, err
-	}
-	committed := map[string]bool{}
-	for _, m := range ms {
-		committed[m.RunID] = true
 	}
 	files := map[string][]string{} // run id: its checkpoint files
 	var runs []string
@@ -224,6 +225,23 @@ func readCheckpoints(st lake.Store, runID string, names []string) (map[string]*s
 		out[ck.Table] = &ck
 	}
 	return out, nil
+}
+
+// adopt moves a fenced run's checkpoints to a new run id, which resumes them: the fenced run may still
+// wake up and write under its own id, into checkpoints nothing reads any more and files the next
+// start removes. The carried-over files keep the fenced run's id in their names.
+func adopt(st lake.Store, run *resumable, cks map[string]*streamCheckpoint, id string) (*resumable, error) {
+	next := &resumable{RunID: id, StartedAt: run.StartedAt, Resumes: run.Resumes, From: run.RunID}
+	for _, ck := range cks {
+		if err := lake.WriteJSON(st, checkpointDir(id), ck.Table, ck); err != nil {
+			return nil, err
+		}
+	}
+	// run.json last: a run directory with one holds every checkpoint it had.
+	if err := lake.WriteJSON(st, checkpointDir(id), "run", next); err != nil {
+		return nil, err
+	}
+	return next, st.RemoveAll(checkpointDir(run.RunID))
 }
 
 // listed is a pseudo-manifest of the files the checkpoints hold, so orphan removal keeps them.

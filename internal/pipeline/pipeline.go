@@ -241,6 +241,9 @@ func RunStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	return res, redact.Error(err)
 }
 
+// beforeCommit, when set (tests), runs just before the run commits: a test stalls the run there.
+var beforeCommit func()
+
 // errMaxRunTime ends a run that reached max_run_time.
 var errMaxRunTime = errors.New("max_run_time reached")
 
@@ -328,7 +331,7 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		limits: cfg.Limits.OrDefaults(), before: snapshotRows(rec.manifests), accept: accept, held: heldUnits(rec.manifests), obs: opts.Observer}
 	env.checkpoints = newCheckpointer(&env, log, checkpointGap)
 	defer env.checkpoints.close()
-	m := &lake.Manifest{RunID: run.RunID, StartedAt: run.StartedAt}
+	m := &lake.Manifest{RunID: run.RunID, StartedAt: run.StartedAt, ResumedFrom: run.From}
 	var (
 		mu      sync.Mutex
 		rejects []typing.Reject
@@ -445,6 +448,9 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 	}
 	if lockLost.Load() {
 		return nil, fmt.Errorf("run %s committed nothing: %w; the next start resumes it from its checkpoints", m.RunID, errLost)
+	}
+	if beforeCommit != nil {
+		beforeCommit()
 	}
 	if err := lake.Commit(st, m, rec.head); err != nil {
 		return nil, fmt.Errorf("committing run %s: %w", m.RunID, err)
@@ -638,9 +644,10 @@ func resumeOrRun(ctx context.Context, env runEnv, now time.Time, s *sources.Stre
 }
 
 // recoverInterrupted repairs what a killed run left (it holds the output lock, so nothing else is
-// writing): unfinished temporary files and committed part files that no manifest lists are removed,
-// and runs whose manifest was committed but whose load never finished are loaded now, oldest first —
-// their watermarks have already moved, so skipping them would lose their rows.
+// writing): unfinished temporary files and the files of runs that never committed are removed, and
+// runs whose manifest was committed but whose load never finished are loaded now, oldest first —
+// their watermarks have already moved, so skipping them would lose their rows. A lock taken over from
+// a stalled run first fences that run's commit, and its checkpoints are resumed under a new run id.
 func recoverInterrupted(ctx context.Context, cfg *config.Config, st lake.Store, log *slog.Logger, fullRefresh bool) (recovered, error) {
 	var rec recovered
 	if n, err := st.RemoveTemps(); err != nil {
@@ -648,24 +655,39 @@ func recoverInterrupted(ctx context.Context, cfg *config.Config, st lake.Store, 
 	} else if n > 0 {
 		log.Warn("removed unfinished files of an interrupted run", "files", n)
 	}
-	// The head is this run's base: it holds the lock, so nothing commits after it is read.
-	ms, head, err := lake.ReadLog(st)
+	// The head is this run's base: it holds the lock, so nothing commits after it is read (a stalled
+	// run whose lock it took over cannot: the fence takes the number it would claim).
+	l, err := lake.ReadLog(st)
 	if err != nil {
 		return rec, err
 	}
-	rec.head = head
-	rec.manifests = ms
-	if rec.run, rec.checkpoints, err = openCheckpoints(st, ms, fullRefresh); err != nil {
+	var fence string
+	if l, fence, err = lake.Fence(st, l, "a run started "+time.Now().UTC().Format(time.RFC3339)); err != nil {
+		return rec, err
+	}
+	if fence != "" {
+		log.Warn("took the lake over from a run whose lock expired: fenced its commit", "commit", l.Head, "fence", fence)
+	}
+	rec.head, rec.manifests = l.Head, l.Manifests
+	if rec.run, rec.checkpoints, err = openCheckpoints(st, l.Committed, fullRefresh); err != nil {
 		return rec, fmt.Errorf("reading the checkpoints of an interrupted run: %w", err)
 	}
-	n, err := lake.RemoveOrphans(st, append(slices.Clone(ms), listed(rec.checkpoints)))
-	if err != nil {
+	if fence != "" && rec.run != nil {
+		fenced := rec.run.RunID
+		if rec.run, err = adopt(st, rec.run, rec.checkpoints, lake.NewRunID(time.Now())); err != nil {
+			return rec, fmt.Errorf("resuming the checkpoints of run %s: %w", fenced, err)
+		}
+	}
+	n, err := lake.RemoveOrphans(st, l, listed(rec.checkpoints))
+	switch {
+	case errors.Is(err, lake.ErrEdited):
+		log.Error("the lake's history was edited; files of interrupted runs were left in place", "error", err)
+	case err != nil:
 		return rec, err
+	case n > 0:
+		log.Warn("removed files of runs that never committed", "files", n)
 	}
-	if n > 0 {
-		log.Warn("removed files of an interrupted run that no manifest or checkpoint lists", "files", n)
-	}
-	return rec, loadPending(ctx, cfg, st, log, ms)
+	return rec, loadPending(ctx, cfg, st, log, l.Manifests)
 }
 
 // recovered is what recoverInterrupted found: the committed runs, and a killed run to resume (nil
