@@ -16,14 +16,17 @@ sleep 1
 demo=$(dirname "$0")/../pipelines/demo.yaml
 printf '%-26s %4s %9s %9s %9s %8s %6s\n' binary run extract_s signicat gsapi bound_s ratio
 for i in $(seq "$RUNS"); do
+  n=0
   for bin in "$@"; do
-    dir="$work/$(basename "$bin")-$i"; mkdir -p "$dir"
+    # Numbered, not named by the binary: two binaries both called "extract" must not share a lake,
+    # or the second run is an incremental one.
+    n=$((n + 1)); dir="$work/$n-$i"; mkdir -p "$dir"
     sed -e "s#\${LEDGERLAKE_SANDBOX_URL}/api#http://127.0.0.1:$gs/api#" -e "s#\${LEDGERLAKE_SANDBOX_URL}#http://127.0.0.1:$sig#" \
         -e "s#data/demo#$dir#" "$demo" >"$dir/p.yaml"
     echo "iceberg: {enabled: false}" >>"$dir/p.yaml"
     SIGNICAT_CLIENT_ID=org-sandbox-client SIGNICAT_CLIENT_SECRET=sandbox-secret GSAPI_USERNAME=apidemouser GSAPI_PASSWORD=apidemo-password \
       "$bin" run --config "$dir/p.yaml" >/dev/null 2>&1
-    python3 - "$dir" "$(basename "$bin")" "$i" <<'PY'
+    python3 - "$dir" "$n:$(basename "$bin")" "$i" <<'PY'
 import json, glob, sys, datetime
 d, name, i = sys.argv[1:]
 rep = json.load(open(sorted(glob.glob(d + "/lake/_manifests/*.report.json"))[-1]))
