@@ -5,10 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +16,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
+	"github.com/ledgerlake/ledgerlake/internal/sources/sourcetest"
 )
 
 // basePath is where the test API lives: a request built from an absolute path instead of the base URL
@@ -31,48 +29,24 @@ var (
 	testNow   = time.Date(2024, 2, 10, 12, 0, 0, 0, time.UTC)
 )
 
-// apiDouble records each request as "METHOD /path?query" (the path relative to the base URL, the query
-// in url.Values order) and checks the credential every request must carry.
+// apiDouble is the test API (see sourcetest.API) with the credential every request must carry
+// checked, and the source configured to call it.
 type apiDouble struct {
-	t    *testing.T
-	mu   sync.Mutex
-	got  []string
-	srv  *httptest.Server
-	mux  *http.ServeMux
-	cfg  *config.GSAPI
-	seen map[string]string // request → its body (POST)
+	*sourcetest.API
+	t   *testing.T
+	cfg *config.GSAPI
 }
 
-// newDouble serves mux under basePath to a source configured by cfg (base URL, JWT and org_id are
-// filled in).
+// newDouble serves the test API to a source configured by cfg (base URL, JWT and org_id are filled in).
 func newDouble(t *testing.T, cfg *config.GSAPI) *apiDouble {
-	d := &apiDouble{t: t, mux: http.NewServeMux(), cfg: cfg, seen: map[string]string{}}
-	d.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	api := sourcetest.New(t, basePath, sourcetest.Options{Check: func(r *http.Request, _ string) {
 		if got := r.Header.Get("Authorization"); got != "Bearer test.jwt" {
 			t.Errorf("%s %s: Authorization %q, want the bearer JWT", r.Method, r.URL, got)
 		}
-		rel, ok := strings.CutPrefix(r.URL.Path, basePath)
-		if !ok {
-			t.Errorf("%s %s: outside the base URL", r.Method, r.URL)
-			http.NotFound(w, r)
-			return
-		}
-		key := r.Method + " " + rel
-		if q := r.URL.Query(); len(q) > 0 {
-			key += "?" + q.Encode()
-		}
-		body, _ := io.ReadAll(r.Body)
-		d.mu.Lock()
-		d.got = append(d.got, key)
-		d.seen[key] = string(body)
-		d.mu.Unlock()
-		r.URL.Path = rel
-		d.mux.ServeHTTP(w, r)
-	}))
-	t.Cleanup(d.srv.Close)
+	}})
 	org := 7
-	cfg.BaseURL, cfg.JWT, cfg.OrgID, cfg.Since = d.srv.URL+basePath, "test.jwt", &org, config.Date{Time: testSince}
-	return d
+	cfg.BaseURL, cfg.JWT, cfg.OrgID, cfg.Since = api.BaseURL, "test.jwt", &org, config.Date{Time: testSince}
+	return &apiDouble{API: api, t: t, cfg: cfg}
 }
 
 // stream is the configured source's stream called name.
@@ -91,15 +65,6 @@ func (d *apiDouble) stream(name string) *sources.Stream {
 	return nil
 }
 
-// requests are the requests made so far, sorted (windows and fan-outs run concurrently), and forgotten.
-func (d *apiDouble) requests() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := slices.Sorted(slices.Values(d.got))
-	d.got = nil
-	return out
-}
-
 // read reads every page of s as the pipeline does and returns the records, or the first error.
 func read(s *sources.Stream, resume sources.Resume) ([]sources.Record, error) {
 	var out []sources.Record
@@ -114,17 +79,8 @@ func read(s *sources.Stream, resume sources.Resume) ([]sources.Record, error) {
 	return out, nil
 }
 
-// req is a request as apiDouble records it; kv are the query's keys and values.
-func req(method, path string, kv ...string) string {
-	q := url.Values{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		q.Add(kv[i], kv[i+1])
-	}
-	if len(q) == 0 {
-		return method + " " + path
-	}
-	return method + " " + path + "?" + q.Encode()
-}
+// req is a request as the test API records it.
+var req = sourcetest.Req
 
 // windowsOf are the requests of a windowed read from testSince to testNow: one per calendar month of
 // the tenant's wall clock, the last ending with the day of the run; each end is inclusive, to the
@@ -183,7 +139,7 @@ func TestEachStreamAsksItsEndpoint(t *testing.T) {
 		{"charges", []string{req("GET", "/charges/actions", "org_id", "7", "starttime", "2024-01-01")}, 2},
 	}
 	d := newDouble(t, &config.GSAPI{})
-	d.mux.HandleFunc("GET /", answerList)
+	d.Mux.HandleFunc("GET /", answerList)
 	for _, c := range cases {
 		s := d.stream(c.stream)
 		recs, err := read(s, sources.Resume{})
@@ -194,7 +150,7 @@ func TestEachStreamAsksItsEndpoint(t *testing.T) {
 		if path, _, _ := strings.Cut(s.Endpoint, "?"); !strings.HasPrefix(c.want[0], path+"?") && c.want[0] != path {
 			t.Errorf("%s declares %s but asks %s", c.stream, s.Endpoint, c.want[0])
 		}
-		if got := d.requests(); !slices.Equal(got, slices.Sorted(slices.Values(c.want))) {
+		if got := d.Requests(); !slices.Equal(got, slices.Sorted(slices.Values(c.want))) {
 			t.Errorf("%s asked\n  %s\nwant\n  %s", c.stream, strings.Join(got, "\n  "), strings.Join(c.want, "\n  "))
 		}
 		if len(recs) != c.records {
@@ -207,11 +163,11 @@ func TestEachStreamAsksItsEndpoint(t *testing.T) {
 func TestOrganizationPathScopesTheLists(t *testing.T) {
 	d := newDouble(t, &config.GSAPI{})
 	d.cfg.OrgID, d.cfg.Organization = nil, "Root/Sales"
-	d.mux.HandleFunc("GET /", answerList)
+	d.Mux.HandleFunc("GET /", answerList)
 	if _, err := read(d.stream("contracts"), sources.Resume{}); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := d.requests(), []string{req("GET", "/contracts/list", "organization", "Root/Sales")}; !slices.Equal(got, want) {
+	if got, want := d.Requests(), []string{req("GET", "/contracts/list", "organization", "Root/Sales")}; !slices.Equal(got, want) {
 		t.Errorf("asked %q, want %q", got, want)
 	}
 }
@@ -220,10 +176,10 @@ func TestOrganizationPathScopesTheLists(t *testing.T) {
 // object listed under two types byte for byte is kept once.
 func TestObjectsAskEachProfileType(t *testing.T) {
 	d := newDouble(t, &config.GSAPI{})
-	d.mux.HandleFunc("GET /profiles/list", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /profiles/list", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`[{"profile_id":1,"type_id":3},{"profile_id":2,"type_id":5},{"profile_id":4,"type_id":3},{"profile_id":9}]`))
 	})
-	d.mux.HandleFunc("GET /objects/list", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /objects/list", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = fmt.Fprintf(w, `[{"objectid":%s},{"objectid":100}]`, r.URL.Query().Get("type_id"))
 	})
 	recs, err := read(d.stream("objects"), sources.Resume{})
@@ -231,7 +187,7 @@ func TestObjectsAskEachProfileType(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{req("GET", "/objects/list", "org_id", "7", "type_id", "3"), req("GET", "/objects/list", "org_id", "7", "type_id", "5"), req("GET", "/profiles/list")}
-	if got := d.requests(); !slices.Equal(got, want) {
+	if got := d.Requests(); !slices.Equal(got, want) {
 		t.Errorf("asked %q, want %q", got, want)
 	}
 	if len(recs) != 3 { // 3, 5 and one copy of 100
@@ -245,7 +201,7 @@ func TestObjectsAskEachProfileType(t *testing.T) {
 func TestInvoiceChargesAskEachInvoiceOnce(t *testing.T) {
 	d := newDouble(t, &config.GSAPI{LookbackDays: 60}) // the next run reads both months again
 	var changed sync.Map
-	d.mux.HandleFunc("GET /datasync", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /datasync", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("option") != "Invoices" {
 			t.Errorf("asked %s", r.URL)
 		}
@@ -259,7 +215,7 @@ func TestInvoiceChargesAskEachInvoiceOnce(t *testing.T) {
 		}
 		_, _ = fmt.Fprintf(w, `[{"iheader_id":13,"total":%q},{"iheader_id":11,"total":"1.00"}]`, total)
 	})
-	d.mux.HandleFunc("GET /invoicecharges/list", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /invoicecharges/list", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = fmt.Fprintf(w, `{"iheader_id":%s,"charges":[{"charge_id":1}]}`, r.URL.Query().Get("iheader_id"))
 	})
 	s := d.stream("invoice_charges")
@@ -269,7 +225,7 @@ func TestInvoiceChargesAskEachInvoiceOnce(t *testing.T) {
 	}
 	want := append(windowsOf("/datasync", "option", "Invoices", "org_id", "7"),
 		req("GET", "/invoicecharges/list", "iheader_id", "11"), req("GET", "/invoicecharges/list", "iheader_id", "13"))
-	if got := d.requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+	if got := d.Requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 		t.Errorf("asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 	if len(recs) != 2 {
@@ -285,7 +241,7 @@ func TestInvoiceChargesAskEachInvoiceOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	var charges []string
-	for _, r := range d.requests() {
+	for _, r := range d.Requests() {
 		if strings.HasPrefix(r, "GET /invoicecharges/") {
 			charges = append(charges, r)
 		}
@@ -300,7 +256,7 @@ func TestInvoiceChargesAskEachInvoiceOnce(t *testing.T) {
 // nothing past the last page is asked for.
 func TestDatatablePostsItsSortorderAndStopsAtTheTotal(t *testing.T) {
 	d := newDouble(t, &config.GSAPI{Datatables: []config.Datatable{{Table: "ctransactiondata", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 2}}})
-	d.mux.HandleFunc("POST /datatable/list", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("POST /datatable/list", func(w http.ResponseWriter, r *http.Request) {
 		if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 			t.Errorf("Content-Type %q", ct)
 		}
@@ -326,7 +282,7 @@ func TestDatatablePostsItsSortorderAndStopsAtTheTotal(t *testing.T) {
 	page := func(n string) string {
 		return req("POST", "/datatable/list", "page", n, "pagesize", "2", "tablename", "ctransactiondata")
 	}
-	if got, want := d.requests(), []string{page("1"), page("2"), page("3")}; !slices.Equal(got, want) {
+	if got, want := d.Requests(), []string{page("1"), page("2"), page("3")}; !slices.Equal(got, want) {
 		t.Errorf("asked %q, want %q", got, want)
 	}
 	var body struct {
@@ -339,12 +295,12 @@ func TestDatatablePostsItsSortorderAndStopsAtTheTotal(t *testing.T) {
 			} `json:"filter"`
 		} `json:"filters"`
 	}
-	if err := json.Unmarshal([]byte(d.seen[page("2")]), &body); err != nil {
-		t.Fatalf("body %q: %v", d.seen[page("2")], err)
+	if err := json.Unmarshal([]byte(d.Body(page("2"))), &body); err != nil {
+		t.Fatalf("body %q: %v", d.Body(page("2")), err)
 	}
 	if !slices.Equal(body.Sortorder, []string{"raw_id asc"}) || len(body.Filters) != 1 || body.Filters[0].Column != "raw_id" ||
 		len(body.Filters[0].Filter) != 1 || body.Filters[0].Filter[0].Operator != "greater" || body.Filters[0].Filter[0].Value != float64(0) {
-		t.Errorf("body %s", d.seen[page("2")])
+		t.Errorf("body %s", d.Body(page("2")))
 	}
 	if s.State.Next() != "5" {
 		t.Errorf("watermark %q, want the largest key read (5)", s.State.Next())
@@ -355,7 +311,7 @@ func TestDatatablePostsItsSortorderAndStopsAtTheTotal(t *testing.T) {
 // instead of loading duplicates.
 func TestDatatablePageServedTwiceFailsTheRead(t *testing.T) {
 	d := newDouble(t, &config.GSAPI{Datatables: []config.Datatable{{Table: "t", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 2}}})
-	d.mux.HandleFunc("POST /datatable/list", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("POST /datatable/list", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-GSAPI-QueryTotalCount", "4")
 		_, _ = w.Write([]byte(`[{"raw_id":1},{"raw_id":2}]`))
 	})
@@ -371,7 +327,7 @@ func TestDatatablePageServedTwiceFailsTheRead(t *testing.T) {
 func TestWindowBoundaryCopiesAreKeptOnce(t *testing.T) {
 	d := newDouble(t, &config.GSAPI{})
 	midnight := `{"iheader_id":5,"invoice_date":"2024-02-01 00:00:00.000"}`
-	d.mux.HandleFunc("GET /datasync", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /datasync", func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Query().Get("option") == "Charges":
 			_, _ = w.Write([]byte("null"))

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +14,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
+	"github.com/ledgerlake/ledgerlake/internal/sources/sourcetest"
 )
 
 // basePath is where the test API lives: a request built from an absolute path instead of the base URL
@@ -28,35 +27,24 @@ var (
 	testNow   = time.Date(2024, 2, 10, 12, 0, 0, 0, time.UTC)
 )
 
-// apiDouble records each API request as "METHOD /path?query" (relative to the base URL, the query in
-// url.Values order), serves the client-credentials token, and checks the headers every request must
-// carry: the bearer token, and Signicat-OrganizationId on the invoice endpoints (and only there among
-// the lists).
+// apiDouble is the test API (see sourcetest.API) that serves the client-credentials token and checks
+// the headers every request must carry: the bearer token, and Signicat-OrganizationId on the invoice
+// endpoints (and only there among the lists); and the source configured to call it.
 type apiDouble struct {
+	*sourcetest.API
 	t   *testing.T
-	mu  sync.Mutex
-	got []string
-	mux *http.ServeMux
 	cfg *config.Signicat
 }
 
 func newDouble(t *testing.T) *apiDouble {
-	d := &apiDouble{t: t, mux: http.NewServeMux()}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/token" {
-			if r.Method != "POST" || r.FormValue("client_id") != "id" || r.FormValue("grant_type") != "client_credentials" {
-				t.Errorf("token request %s %s %v", r.Method, r.URL, r.Form)
-			}
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write([]byte(`{"access_token":"tok","expires_in":600,"token_type":"Bearer"}`))
-			return
+	token := func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "POST" || r.FormValue("client_id") != "id" || r.FormValue("grant_type") != "client_credentials" {
+			t.Errorf("token request %s %s %v", r.Method, r.URL, r.Form)
 		}
-		rel, ok := strings.CutPrefix(r.URL.Path, basePath)
-		if !ok {
-			t.Errorf("%s %s: outside the base URL", r.Method, r.URL)
-			http.NotFound(w, r)
-			return
-		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"tok","expires_in":600,"token_type":"Bearer"}`))
+	}
+	api := sourcetest.New(t, basePath, sourcetest.Options{Outside: map[string]http.HandlerFunc{"/token": token}, Check: func(r *http.Request, rel string) {
 		if got := r.Header.Get("Authorization"); got != "Bearer tok" {
 			t.Errorf("%s %s: Authorization %q", r.Method, r.URL, got)
 		}
@@ -67,21 +55,11 @@ func newDouble(t *testing.T) *apiDouble {
 		if slices.Contains([]string{"/organizations", "/accounts", "/contacts"}, rel) && org != "" {
 			t.Errorf("%s %s: a list sent Signicat-OrganizationId %q", r.Method, r.URL, org)
 		}
-		key := r.Method + " " + rel
-		if q := r.URL.Query(); len(q) > 0 {
-			key += "?" + q.Encode()
-		}
-		d.mu.Lock()
-		d.got = append(d.got, key)
-		d.mu.Unlock()
-		r.URL.Path = rel
-		d.mux.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
+	}})
 	days := 1
-	d.cfg = &config.Signicat{BaseURL: srv.URL + basePath, TokenURL: srv.URL + "/token", ClientID: "id", ClientSecret: "secret",
+	cfg := &config.Signicat{BaseURL: api.BaseURL, TokenURL: api.URL + "/token", ClientID: "id", ClientSecret: "secret",
 		OrganizationID: "o-1", PageLimit: 25, AccountDetailDays: &days, Since: config.Date{Time: testSince}}
-	return d
+	return &apiDouble{API: api, t: t, cfg: cfg}
 }
 
 // stream is the source's stream called name.
@@ -93,15 +71,6 @@ func (d *apiDouble) stream(name string) *sources.Stream {
 		d.t.Fatalf("%s: %v", name, err)
 	}
 	return all[0]
-}
-
-// requests are the requests made so far, sorted (windows and fan-outs run concurrently), and forgotten.
-func (d *apiDouble) requests() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := slices.Sorted(slices.Values(d.got))
-	d.got = nil
-	return out
 }
 
 // read reads every page of s as the pipeline does: the records, the items that failed, the first error.
@@ -120,17 +89,8 @@ func read(s *sources.Stream, resume sources.Resume) (recs []sources.Record, fail
 	return recs, failed, nil
 }
 
-// req is a request as apiDouble records it; kv are the query's keys and values.
-func req(path string, kv ...string) string {
-	q := url.Values{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		q.Add(kv[i], kv[i+1])
-	}
-	if len(q) == 0 {
-		return "GET " + path
-	}
-	return "GET " + path + "?" + q.Encode()
-}
+// req is a GET request as the test API records it; kv are the query's keys and values.
+func req(path string, kv ...string) string { return sourcetest.Req("GET", path, kv...) }
 
 // invoiceWindows are the invoice list requests from testSince to testNow: a calendar month each, the
 // last ending with the run's day, each asked one day wider on both sides (the reference does not say
@@ -157,7 +117,7 @@ func answerInvoices(w http.ResponseWriter, r *http.Request) {
 func TestListsFollowNextUntilThereIsNone(t *testing.T) {
 	for _, path := range []string{"/organizations", "/contacts"} {
 		d := newDouble(t)
-		d.mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
+		d.Mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
 			switch r.URL.Query().Get("page") {
 			case "":
 				_, _ = w.Write([]byte(`{"data":[{"id":"a"},{"id":"b"}],"next":"p2"}`))
@@ -171,7 +131,7 @@ func TestListsFollowNextUntilThereIsNone(t *testing.T) {
 		if err != nil || len(recs) != 3 {
 			t.Fatalf("%s: %d records, %v", path, len(recs), err)
 		}
-		if got, want := d.requests(), []string{req(path, "limit", "25"), req(path, "limit", "25", "page", "p2")}; !slices.Equal(got, want) {
+		if got, want := d.Requests(), []string{req(path, "limit", "25"), req(path, "limit", "25", "page", "p2")}; !slices.Equal(got, want) {
 			t.Errorf("%s asked %q, want %q", path, got, want)
 		}
 	}
@@ -181,14 +141,14 @@ func TestListsFollowNextUntilThereIsNone(t *testing.T) {
 // detail for its products, the deleted ones' with deleted=true.
 func TestAccountsListBothAndReadEachDetail(t *testing.T) {
 	d := newDouble(t)
-	d.mux.HandleFunc("GET /accounts", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /accounts", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("deleted") == "true" {
 			_, _ = w.Write([]byte(`{"data":[{"id":"a-9","name":"gone"}],"next":null}`))
 			return
 		}
 		_, _ = w.Write([]byte(`{"data":[{"id":"a-1","name":"one"},{"id":"a-2","name":"two"}],"next":null}`))
 	})
-	d.mux.HandleFunc("GET /accounts/{id}", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /accounts/{id}", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = fmt.Fprintf(w, `{"id":%q,"products":[{"name":"p-%s"}]}`, r.PathValue("id"), r.PathValue("id"))
 	})
 	recs, failed, err := read(d.stream("accounts"), sources.Resume{})
@@ -199,7 +159,7 @@ func TestAccountsListBothAndReadEachDetail(t *testing.T) {
 		req("/accounts", "limit", "25"), req("/accounts", "deleted", "true", "limit", "25"),
 		req("/accounts/a-1"), req("/accounts/a-2"), req("/accounts/a-9", "deleted", "true"),
 	}
-	if got := d.requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+	if got := d.Requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 		t.Errorf("asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 	products := map[string]string{}
@@ -215,12 +175,12 @@ func TestAccountsListBothAndReadEachDetail(t *testing.T) {
 // keeps an invoice that two windows return byte for byte once.
 func TestInvoicesAskEachWindowOnce(t *testing.T) {
 	d := newDouble(t)
-	d.mux.HandleFunc("GET /invoices", answerInvoices)
+	d.Mux.HandleFunc("GET /invoices", answerInvoices)
 	recs, _, err := read(d.stream("invoices"), sources.Resume{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := d.requests(); !slices.Equal(got, invoiceWindows) {
+	if got := d.Requests(); !slices.Equal(got, invoiceWindows) {
 		t.Errorf("asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(invoiceWindows, "\n  "))
 	}
 	if len(recs) != 2 {
@@ -232,11 +192,11 @@ func TestInvoicesAskEachWindowOnce(t *testing.T) {
 // as a path segment, skipping those the run says are done; a detail's lines are numbered from 1.
 func TestPerInvoiceStreamsAskEachInvoiceOnce(t *testing.T) {
 	d := newDouble(t)
-	d.mux.HandleFunc("GET /invoices", answerInvoices)
-	d.mux.HandleFunc("GET /invoices/{n}", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /invoices", answerInvoices)
+	d.Mux.HandleFunc("GET /invoices/{n}", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = fmt.Fprintf(w, `{"invoiceNumber":%q,"invoiceDate":"2024-01-15T00:00:00Z","lines":[{"amount":"1"},{"amount":"2"}]}`, r.PathValue("n"))
 	})
-	d.mux.HandleFunc("GET /invoices/{n}/pdf", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /invoices/{n}/pdf", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/pdf")
 		_, _ = w.Write([]byte("%PDF-1.7 " + r.PathValue("n")))
 	})
@@ -246,7 +206,7 @@ func TestPerInvoiceStreamsAskEachInvoiceOnce(t *testing.T) {
 	if err != nil || len(failed) > 0 {
 		t.Fatal(err, failed)
 	}
-	if got, want := d.requests(), slices.Sorted(slices.Values(append([]string{req("/invoices/INV-1")}, invoiceWindows...))); !slices.Equal(got, want) {
+	if got, want := d.Requests(), slices.Sorted(slices.Values(append([]string{req("/invoices/INV-1")}, invoiceWindows...))); !slices.Equal(got, want) {
 		t.Errorf("invoice_lines asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 	if len(recs) != 2 || fmt.Sprintf("%v %v", recs[0]["lineNumber"], recs[1]["lineNumber"]) != "1 2" || recs[1]["invoiceNumber"] != "INV-1" {
@@ -258,7 +218,7 @@ func TestPerInvoiceStreamsAskEachInvoiceOnce(t *testing.T) {
 		t.Fatal(err, failed)
 	}
 	want := append([]string{req("/invoices/INV-1/pdf")}, invoiceWindows...)
-	if got := d.requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+	if got := d.Requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 		t.Errorf("invoice_pdfs asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 	if len(recs) != 1 || recs[0]["invoiceNumber"] != "INV-1" {
@@ -269,8 +229,8 @@ func TestPerInvoiceStreamsAskEachInvoiceOnce(t *testing.T) {
 // An answer that is not a PDF fails that invoice, not the stream; the other invoices' PDFs are kept.
 func TestAnswerThatIsNotAPDFFailsItsInvoice(t *testing.T) {
 	d := newDouble(t)
-	d.mux.HandleFunc("GET /invoices", answerInvoices)
-	d.mux.HandleFunc("GET /invoices/{n}/pdf", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /invoices", answerInvoices)
+	d.Mux.HandleFunc("GET /invoices/{n}/pdf", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("n") == "INV-2" {
 			w.Header().Set("Content-Type", "text/html")
 			_, _ = w.Write([]byte("<html>maintenance</html>"))
@@ -318,7 +278,7 @@ func TestPDFsAreReadOnlyWhenAskedFor(t *testing.T) {
 func TestAccountDetailsAreReadAgainOnlyWhenChanged(t *testing.T) {
 	d := newDouble(t)
 	var renamed sync.Map
-	d.mux.HandleFunc("GET /accounts", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /accounts", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("deleted") == "true" {
 			_, _ = w.Write([]byte(`{"data":[],"next":null}`))
 			return
@@ -329,14 +289,14 @@ func TestAccountDetailsAreReadAgainOnlyWhenChanged(t *testing.T) {
 		}
 		_, _ = fmt.Fprintf(w, `{"data":[{"id":"a-1","name":"one"},{"id":"a-2","name":%q}],"next":null}`, name)
 	})
-	d.mux.HandleFunc("GET /accounts/{id}", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /accounts/{id}", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = fmt.Fprintf(w, `{"id":%q,"products":[{"name":"p-%s","price":12.50}]}`, r.PathValue("id"), r.PathValue("id"))
 	})
 	first := d.stream("accounts")
 	if _, _, err := read(first, sources.Resume{}); err != nil {
 		t.Fatal(err)
 	}
-	d.requests()
+	d.Requests()
 	first.State.Commit()
 	renamed.Store("a-2", true)
 	next := d.stream("accounts")
@@ -346,7 +306,7 @@ func TestAccountDetailsAreReadAgainOnlyWhenChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{req("/accounts", "limit", "25"), req("/accounts", "deleted", "true", "limit", "25"), req("/accounts/a-2")}
-	if got := d.requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+	if got := d.Requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 		t.Errorf("asked\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 	if len(recs) != 2 || fmt.Sprint(recs[0]["products"]) != "[map[name:p-a-1 price:12.50]]" {
@@ -358,7 +318,7 @@ func TestAccountDetailsAreReadAgainOnlyWhenChanged(t *testing.T) {
 // sent nowhere else) when it points elsewhere.
 func TestNextLinkIsFollowedOnlyWithinTheAPI(t *testing.T) {
 	d := newDouble(t)
-	d.mux.HandleFunc("GET /contacts", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /contacts", func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Query().Get("page") {
 		case "":
 			_, _ = fmt.Fprintf(w, `{"data":[{"id":"a"}],"next":%q}`, d.cfg.BaseURL+"/contacts?limit=25&page=abs")
@@ -370,7 +330,7 @@ func TestNextLinkIsFollowedOnlyWithinTheAPI(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "the next link points to https://collector.example:443, not to the API") {
 		t.Fatalf("err %v", err)
 	}
-	if got, want := d.requests(), []string{req("/contacts", "limit", "25"), req("/contacts", "limit", "25", "page", "abs")}; !slices.Equal(got, want) || len(recs) != 2 {
+	if got, want := d.Requests(), []string{req("/contacts", "limit", "25"), req("/contacts", "limit", "25", "page", "abs")}; !slices.Equal(got, want) || len(recs) != 2 {
 		t.Errorf("asked %q for %d records, want %q", got, len(recs), want)
 	}
 }
@@ -379,7 +339,7 @@ func TestNextLinkIsFollowedOnlyWithinTheAPI(t *testing.T) {
 func TestEndlessListStopsAtMaxPages(t *testing.T) {
 	d := newDouble(t)
 	var n atomic.Int64
-	d.mux.HandleFunc("GET /organizations", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /organizations", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = fmt.Fprintf(w, `{"data":[{"id":"o"}],"next":"p%d"}`, n.Add(1))
 	})
 	limits := config.DefaultLimits
@@ -390,7 +350,7 @@ func TestEndlessListStopsAtMaxPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = read(all[0], sources.Resume{})
-	if err == nil || !strings.Contains(err.Error(), "GET /organizations: more than 3 pages (max_pages)") || len(d.requests()) != 3 {
+	if err == nil || !strings.Contains(err.Error(), "GET /organizations: more than 3 pages (max_pages)") || len(d.Requests()) != 3 {
 		t.Fatalf("after %d requests: %v", n.Load(), err)
 	}
 }
@@ -398,7 +358,7 @@ func TestEndlessListStopsAtMaxPages(t *testing.T) {
 // data: null is read as an empty list, and the page says so, naming the request.
 func TestNullDataIsAnEmptyNotedPage(t *testing.T) {
 	d := newDouble(t)
-	d.mux.HandleFunc("GET /contacts", func(w http.ResponseWriter, r *http.Request) {
+	d.Mux.HandleFunc("GET /contacts", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"data":null,"next":null}`))
 	})
 	var notes []string
