@@ -25,18 +25,17 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb/duckdbtest"
 )
 
-// TestMain lets the chaos test run this test binary as a child pipeline it can kill -9.
+// TestMain lets the chaos test run this test binary as a child pipeline it can kill -9, and the
+// warehouse tests as a process holding the warehouse.
 func TestMain(m *testing.M) {
 	if path := os.Getenv("LEDGERLAKE_CHILD_READER"); path != "" {
 		pollWarehouse(path)
 		os.Exit(0)
 	}
-	if path := os.Getenv("LEDGERLAKE_CHILD_HOLDER"); path != "" {
-		holdWarehouse(path)
-		os.Exit(0)
-	}
+	duckdbtest.ServeHolder()
 	if path := os.Getenv("LEDGERLAKE_CHILD_CONFIG"); path != "" {
 		cfg, err := config.Load(path)
 		if err != nil {

@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb/duckdbtest"
 )
 
 // A warehouse DuckDB cannot read — cut short, or with a block whose checksum fails — no longer fails
@@ -90,7 +88,7 @@ func TestLockedWarehouseIsNeverSetAside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := startHolder(t, cfg.Warehouse)
+	release := duckdbtest.Hold(t, cfg.Warehouse)
 	_, err = Run(context.Background(), Options{Config: cfg, HTTP: fastRetries})
 	if !errors.Is(err, duckdb.ErrLocked) || duckdb.IsDamaged(err) {
 		t.Fatalf("run against a held warehouse: %v, want ErrLocked", err)
@@ -108,47 +106,4 @@ func TestLockedWarehouseIsNeverSetAside(t *testing.T) {
 	if n := scalar[int](t, query(t, cfg), "SELECT count(*) FROM _ledgerlake_runs"); n != 2 {
 		t.Errorf("%d runs loaded, want 2", n)
 	}
-}
-
-// startHolder runs this test binary as another process that opens path for writing and holds it
-// (DuckDB's file lock) until release is called.
-func startHolder(t *testing.T, path string) (release func()) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "LEDGERLAKE_CHILD_HOLDER="+path)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	release = func() {
-		in.Close()
-		cmd.Wait()
-	}
-	t.Cleanup(release)
-	line := make([]byte, 64)
-	if n, _ := out.Read(line); string(line[:n]) != "holding\n" {
-		release()
-		t.Fatalf("the holding process: %q", line[:n])
-	}
-	return release
-}
-
-// holdWarehouse is the holding process: it opens path for writing, says so, and keeps it open until
-// its stdin closes.
-func holdWarehouse(path string) {
-	wh, err := duckdb.Open(path)
-	if err != nil {
-		fmt.Println("error:", err)
-		return
-	}
-	defer wh.Close()
-	fmt.Println("holding")
-	io.Copy(io.Discard, os.Stdin)
 }

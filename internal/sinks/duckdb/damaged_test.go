@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb/duckdbtest"
 )
 
 // loadedWarehouse is the bytes of a checkpointed warehouse holding one loaded run, in a directory
@@ -190,44 +190,8 @@ func dataOnlyDamage(t *testing.T, path string, data []byte) []byte {
 
 // TestMain lets the test binary serve as the other process holding a warehouse open for writing.
 func TestMain(m *testing.M) {
-	if path := os.Getenv("LEDGERLAKE_TEST_HOLD_WAREHOUSE"); path != "" {
-		w, err := Open(path)
-		if err != nil {
-			os.Stdout.WriteString("error: " + err.Error() + "\n")
-			os.Exit(1)
-		}
-		os.Stdout.WriteString("holding\n")
-		buf := make([]byte, 1)
-		os.Stdin.Read(buf) // until the test closes our stdin
-		w.Close()
-		os.Exit(0)
-	}
+	duckdbtest.ServeHolder()
 	os.Exit(m.Run())
-}
-
-// holdWarehouse starts another process that opens path for writing and holds it (DuckDB's lock)
-// until the test ends.
-func holdWarehouse(t *testing.T, path string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "LEDGERLAKE_TEST_HOLD_WAREHOUSE="+path)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close(); cmd.Wait() })
-	line := make([]byte, 64)
-	n, _ := out.Read(line)
-	if string(line[:n]) != "holding\n" {
-		t.Fatalf("the holding process: %q", line[:n])
-	}
 }
 
 // A warehouse another process holds open is locked, not damaged: nothing may set it aside.
@@ -237,7 +201,7 @@ func TestLockedWarehouseIsNotDamaged(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	holdWarehouse(t, path)
+	duckdbtest.Hold(t, path)
 	_, err := OpenReadOnly(path)
 	if !errors.Is(err, ErrLocked) || IsDamaged(err) {
 		t.Fatalf("err = %v, want ErrLocked and not damaged", err)
