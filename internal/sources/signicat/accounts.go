@@ -52,6 +52,15 @@ type accountMemo struct {
 	Products json.RawMessage `json:"products"`
 }
 
+// products are the remembered products as the detail gave them: numbers stay json.Number, exact to
+// the last digit the API sent (a float64 turns 12345678901234567.89 into 12345678901234568).
+func (m accountMemo) products() (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(m.Products))
+	dec.UseNumber()
+	var products any
+	return products, dec.Decode(&products)
+}
+
 // addProducts sets each account's products from its detail. A detail is read when the account is new,
 // its list entry changed, or its products are account_detail_days old; otherwise the products read
 // before are reused. An account's first read is dated back by a phase derived from its id, so the
@@ -118,10 +127,11 @@ func (d *accountDetails) reuse(a sources.Record) bool {
 		return false
 	}
 	read, err := time.Parse(time.DateOnly, m.Read)
-	dec := json.NewDecoder(bytes.NewReader(m.Products))
-	dec.UseNumber()
-	var products any
-	if err != nil || d.today.Sub(read) >= time.Duration(d.days)*24*time.Hour || dec.Decode(&products) != nil {
+	if err != nil || d.today.Sub(read) >= time.Duration(d.days)*24*time.Hour {
+		return false
+	}
+	products, err := m.products()
+	if err != nil {
 		return false
 	}
 	a["products"] = products
@@ -147,8 +157,7 @@ func (d *accountDetails) restore(a sources.Record) {
 	id, _ := a["id"].(string)
 	var m accountMemo
 	if d.st.Recall(d.memoKey(id), &m) {
-		var products any
-		if dec := json.NewDecoder(bytes.NewReader(m.Products)); dec.Decode(&products) == nil {
+		if products, err := m.products(); err == nil {
 			a["products"] = products
 		}
 	}

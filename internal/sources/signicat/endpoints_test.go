@@ -2,6 +2,7 @@ package signicat
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -311,6 +312,48 @@ func TestAccountDetailsAreReadAgainOnlyWhenChanged(t *testing.T) {
 	}
 	if len(recs) != 2 || fmt.Sprint(recs[0]["products"]) != "[map[name:p-a-1 price:12.50]]" {
 		t.Errorf("a-1 kept %v, want the products read before, their price exact", recs)
+	}
+}
+
+// An account whose detail fails on a later run keeps the products read before, their prices exact to
+// the last digit (read back from the memo as numbers, not float64).
+func TestFailedAccountDetailKeepsExactProducts(t *testing.T) {
+	d := newDouble(t)
+	var failing atomic.Bool
+	d.Mux.HandleFunc("GET /accounts", func(w http.ResponseWriter, r *http.Request) {
+		name := "one"
+		if failing.Load() {
+			name = "one, renamed" // a changed list entry: the detail is read again
+		}
+		if r.URL.Query().Get("deleted") == "true" {
+			_, _ = w.Write([]byte(`{"data":[],"next":null}`))
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"data":[{"id":"a-1","name":%q}],"next":null}`, name)
+	})
+	const products = `[{"discount":0.1,"name":"p","price":12345678901234567.89,"units":9007199254740993}]` // keys sorted, as a map marshals
+	d.Mux.HandleFunc("GET /accounts/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "detail unavailable", http.StatusNotFound)
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"id":%q,"products":%s}`, r.PathValue("id"), products)
+	})
+	first := d.stream("accounts")
+	if _, _, err := read(first, sources.Resume{}); err != nil {
+		t.Fatal(err)
+	}
+	first.State.Commit()
+	failing.Store(true)
+	next := d.stream("accounts")
+	next.State.Memo = first.State.Memo
+	recs, failed, err := read(next, sources.Resume{})
+	if err != nil || len(recs) != 1 || !slices.Equal(failed, []string{"a-1"}) {
+		t.Fatalf("records %v, failed %v: %v; want a-1 kept and its detail failed", recs, failed, err)
+	}
+	got, err := json.Marshal(recs[0]["products"])
+	if err != nil || string(got) != products {
+		t.Errorf("a-1's products after a failed detail (%v):\n  %s\nwant\n  %s", err, got, products)
 	}
 }
 
