@@ -44,6 +44,17 @@ type claim struct {
 	Prev string `json:"prev_sha256,omitempty"`
 	// Fence, on a number no run commits at, says whose lock was taken over (see Fence).
 	Fence string `json:"fence,omitempty"`
+	// Fenced, on a fence, are the runs whose manifest keys the fence marked (see fenceMark).
+	Fenced []string `json:"fenced_runs,omitempty"`
+}
+
+// fenceMark is what a fence writes at the manifest key of every run that had not committed when the
+// lock was taken over. A run writes its manifest only if the key is absent, so the store itself
+// refuses a stalled holder's manifest: a lock check before the write leaves a window (the process
+// may stall between the check and the PUT, or its PUT may arrive late), a refused write does not.
+// Marks stay: the holder may sleep through many later runs.
+type fenceMark struct {
+	Fenced string `json:"fenced"`
 }
 
 // chained reports whether the claim is part of the hash chain (written by a version that keeps it).
@@ -118,10 +129,11 @@ func Commit(st Store, m *Manifest, base int) error {
 		if got, rerr := st.ReadFile(claimKey(m.Commit)); rerr == nil {
 			_ = json.Unmarshal(got, &c)
 		}
-		_ = st.Remove(ManifestKey(m.RunID)) // never claimed: ours alone, and nothing reads it
 		owner := "run " + c.RunID + "'s"
 		if c.Fence != "" {
-			owner = "a fence (" + c.Fence + ")"
+			owner = "a fence (" + c.Fence + ")" // the key holds the fence's mark, or soon will: kept
+		} else {
+			_ = st.Remove(ManifestKey(m.RunID)) // never claimed: ours alone, and nothing reads it
 		}
 		return fmt.Errorf("%w: commit %d is %s; run %s commits nothing and its files are removed at the next start",
 			ErrConflict, m.Commit, owner, m.RunID)
@@ -139,8 +151,13 @@ func writeManifest(st Store, m *Manifest) (string, error) {
 	})
 	sum := hex.EncodeToString(h.Sum(nil))
 	if errors.Is(err, fs.ErrExist) {
-		if got, rerr := st.ReadFile(ManifestKey(m.RunID)); rerr == nil && sha256Hex(got) == sum {
+		got, rerr := st.ReadFile(ManifestKey(m.RunID))
+		if rerr == nil && sha256Hex(got) == sum {
 			return sum, nil
+		}
+		var mark fenceMark
+		if rerr == nil && json.Unmarshal(got, &mark) == nil && mark.Fenced != "" {
+			return "", fmt.Errorf("run %s commits nothing: %w; its manifest key holds a fence (%s)", m.RunID, ErrLockLost, mark.Fenced)
 		}
 		return "", fmt.Errorf("writing the manifest of run %s: %s exists already (left by another run of that id)", m.RunID, ManifestKey(m.RunID))
 	}
@@ -150,15 +167,18 @@ func writeManifest(st Store, m *Manifest) (string, error) {
 	return sum, nil
 }
 
-// Fence makes sure no run whose lock st took over can commit: when st's lock was taken from a holder
-// whose lease expired (it may be stalled, not dead), the next commit number is claimed by a fence, so
-// the stalled holder's claim fails when it wakes. It returns the log as it is after the fence (re-read
-// if the holder committed first) and what the fence says ("" when none was needed).
+// Fence makes sure no run whose lock st took over can write a manifest or commit: when st's lock was
+// taken from a holder whose lease expired (it may be stalled, not dead), the next commit number is
+// claimed by a fence, so the stalled holder's claim fails when it wakes, and every run that had not
+// committed gets a fenceMark at its manifest key, so its manifest write fails too. It returns the log
+// as it is after the fence (re-read if the holder committed first) and what the fence says ("" when
+// none was needed).
 func Fence(st Store, log *Log, by string) (*Log, string, error) {
 	from := takenOver(st)
 	if from == "" {
 		return log, "", nil
 	}
+	why := fmt.Sprintf("the lock of %s was taken over by %s: no run commits at this number", from, by)
 	for range 3 {
 		prev := ""
 		if log.Head > 0 {
@@ -168,12 +188,15 @@ func Fence(st Store, log *Log, by string) (*Log, string, error) {
 			}
 			prev = sha256Hex(b)
 		}
-		why := fmt.Sprintf("the lock of %s was taken over by %s: no run commits at this number", from, by)
-		b, _ := json.Marshal(claim{Fence: why, Prev: prev})
-		err := st.CreateExclusive(claimKey(log.Head+1), b)
+		runs, err := unfinishedRuns(st, log)
+		if err != nil {
+			return nil, "", fmt.Errorf("listing the runs to fence: %w", err)
+		}
+		b, _ := json.Marshal(claim{Fence: why, Fenced: runs, Prev: prev})
+		err = st.CreateExclusive(claimKey(log.Head+1), b)
 		if err == nil {
 			log.Head++
-			return log, why, nil
+			return log, why, markFenced(st, log, runs, why)
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, "", fmt.Errorf("fencing commit %d: %w", log.Head+1, err)
@@ -184,6 +207,48 @@ func Fence(st Store, log *Log, by string) (*Log, string, error) {
 		}
 	}
 	return nil, "", fmt.Errorf("fencing %s: commit numbers kept being taken; another run is writing", st)
+}
+
+// unfinishedRuns are the runs log does not name as committed or fenced that left checkpoints (every
+// run writes one as it starts) or a manifest: the ones a stalled holder may still be.
+func unfinishedRuns(st Store, log *Log) ([]string, error) {
+	es, err := st.List(CheckpointDir)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := manifestKeys(st)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, e := range es {
+		id, _, _ := strings.Cut(strings.TrimPrefix(e.Key, CheckpointDir+"/"), "/")
+		seen[id] = true
+	}
+	for _, k := range keys {
+		seen[strings.TrimSuffix(path.Base(k), ".json")] = true
+	}
+	var runs []string
+	for id := range seen {
+		if id != "" && !log.Committed[id] && !log.Fenced[id] {
+			runs = append(runs, id)
+		}
+	}
+	sort.Strings(runs)
+	return runs, nil
+}
+
+// markFenced writes a fenceMark at the manifest key of each run, replacing a manifest a stalled run
+// wrote before the fence: the fence's claim took the number it would commit at, so it is garbage.
+func markFenced(st Store, log *Log, runs []string, why string) error {
+	b, _ := json.Marshal(fenceMark{Fenced: why})
+	for _, id := range runs {
+		if err := st.WriteFile(ManifestKey(id), b); err != nil {
+			return fmt.Errorf("fencing the manifest of run %s: %w", id, err)
+		}
+		log.Fenced[id] = true
+	}
+	return nil
 }
 
 // Log is the lake's history as its commit claims tell it.
@@ -197,6 +262,8 @@ type Log struct {
 	// matching the hash the next records, or naming a run claimed before; a manifest missing or not
 	// matching the sha256 its claim records. Verify says what is wrong.
 	Edited []int
+	// Fenced are the runs a fence named: their manifest keys hold a fenceMark, kept for good.
+	Fenced map[string]bool
 }
 
 // ReadManifests returns every committed manifest in st, oldest run first (see ReadLog).
@@ -221,7 +288,7 @@ func ReadLog(st Store) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{Head: head, Committed: map[string]bool{}}
+	l := &Log{Head: head, Committed: map[string]bool{}, Fenced: map[string]bool{}}
 	have := map[string]bool{}
 	chained := false
 	for i, k := range links {
@@ -229,6 +296,11 @@ func ReadLog(st Store) (*Log, error) {
 		chained = chained || k.err == nil && k.c.chained()
 		if broken || k.c.RunID != "" && l.Committed[k.c.RunID] {
 			l.Edited = append(l.Edited, k.n)
+		}
+		if k.err == nil {
+			for _, id := range k.c.Fenced {
+				l.Fenced[id] = true
+			}
 		}
 		if k.err != nil || k.c.RunID == "" || l.Committed[k.c.RunID] {
 			continue // a claim removed or unreadable, or a fence, claims no run
@@ -249,6 +321,9 @@ func ReadLog(st Store) (*Log, error) {
 		}
 		have[k.c.RunID] = true
 		l.Manifests = append(l.Manifests, m)
+	}
+	for id := range l.Fenced {
+		have[id] = true // a fenceMark, not a manifest
 	}
 	legacy, err := legacyManifests(st, links, have)
 	if err != nil {
@@ -381,7 +456,7 @@ func snapshotKey(key string) bool {
 // RemoveOrphans deletes what runs that never committed left: snapshot files whose names carry the id
 // of a run no claim names, and such runs' manifests. A file is never removed because no manifest
 // lists it: a committed run's files stay whatever its manifest says, and so does any file a committed
-// manifest or live (the checkpoints of the run being resumed) lists. Evidence and PDFs are
+// manifest or live (the checkpoints of the run being resumed) lists, and a fenced run's fenceMark. Evidence and PDFs are
 // content-addressed and never removed. With an edited manifest in the log nothing is removed
 // (ErrEdited). Call it only while holding the lake's lock.
 func RemoveOrphans(st Store, log *Log, live *Manifest) (int, error) {
@@ -407,7 +482,7 @@ func RemoveOrphans(st Store, log *Log, live *Manifest) (int, error) {
 		case path.Dir(e.Key) == ManifestDir && strings.HasSuffix(e.Key, ".json") && !strings.HasSuffix(e.Key, ReportSuffix):
 			run = strings.TrimSuffix(path.Base(e.Key), ".json")
 		}
-		if run == "" || log.Committed[run] {
+		if run == "" || log.Committed[run] || log.Fenced[run] && path.Dir(e.Key) == ManifestDir {
 			continue
 		}
 		if err := st.Remove(e.Key); err != nil {

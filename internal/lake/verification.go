@@ -99,7 +99,7 @@ func Check(st Store, since int) (*Verification, error) {
 	if err != nil {
 		return nil, err
 	}
-	vr := &verifier{st: st, v: &Verification{Head: head, Since: since}, done: map[string]bool{}, listed: map[string]bool{}, claimedBy: map[string]int{}}
+	vr := &verifier{st: st, v: &Verification{Head: head, Since: since}, done: map[string]bool{}, listed: map[string]bool{}, claimedBy: map[string]int{}, fenced: map[string]bool{}}
 	var prev *link
 	chained := false
 	for i := range links {
@@ -130,6 +130,7 @@ type verifier struct {
 	done      map[string]bool // evidence and PDFs checked (content-addressed: listed by many runs)
 	listed    map[string]bool // snapshot files the checked manifests list
 	claimedBy map[string]int  // run id: the commit that claims it (0: a manifest from before claims)
+	fenced    map[string]bool // runs a fence named: their manifest keys hold its mark
 }
 
 func (vr *verifier) problem(n int, run, key, issue string, args ...any) {
@@ -161,6 +162,9 @@ func (vr *verifier) link(k, prev *link, chained bool) error {
 	}
 	if k.c.Fence != "" {
 		vr.v.Fences = append(vr.v.Fences, k.n)
+		for _, id := range k.c.Fenced {
+			vr.fenced[id] = true
+		}
 		return nil
 	}
 	if run == "" {
@@ -202,8 +206,9 @@ func (vr *verifier) unclaimed(first string) error {
 		return err
 	}
 	for _, key := range keys {
-		if _, ok := vr.claimedBy[strings.TrimSuffix(path.Base(key), ".json")]; ok {
-			continue
+		id := strings.TrimSuffix(path.Base(key), ".json")
+		if _, ok := vr.claimedBy[id]; ok || vr.fenced[id] {
+			continue // a fenced run's key holds the fence's mark (or the manifest it replaced): commits nothing
 		}
 		_, m, err := readManifestRaw(vr.st, key)
 		switch {

@@ -22,6 +22,7 @@ import (
 // resumes its checkpoints under a new run id and commits; the stalled run, woken, fails and writes
 // nothing. On a directory the lock is held while the process lives, stopped or not: the next run is
 // refused and the woken run commits. Either way verify is clean and every commit names one run.
+// Run it many times on a loaded machine: where in the commit the stall falls varies (see below).
 func TestStalledRunCannotWriteAfterItsLease(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) { stalledRun(t, backend) })
@@ -83,12 +84,12 @@ func stalledRun(t *testing.T, backend string) {
 		if aErr == nil || !strings.Contains(aStderr.String(), "taken over") {
 			t.Errorf("the stalled run woke and did not fail on its lost lock: %v\n%s", aErr, aStderr)
 		}
-		// The run checks its lock before its manifest, its claim and each checkpoint, so it writes
-		// nothing. Once, with the machine loaded, its manifest appeared all the same (cause not found):
-		// tolerated here only as what it is, an uncommitted manifest that nothing reads; the fence is
-		// what guarantees the run cannot commit.
-		after := strings.ReplaceAll(lakeContent(t, st), lake.ManifestKey(stalledID)+" ", "uncommitted ")
-		if lines := strings.Split(after, "\n"); after != before && !(len(lines) == len(strings.Split(before, "\n"))+1 && strings.Contains(after, "uncommitted ")) {
+		// The stall is a SIGSTOP the run sends itself; the thread that sends it may run on for a few
+		// milliseconds before the stop reaches it (the signal goes to the main thread first), so the
+		// run stops anywhere in its commit: before or after its lock check, its manifest's PUT or its
+		// claim's. Wherever it stopped, the store refuses what it writes once awake (the fence's
+		// claim, and its mark at the run's manifest key), so the lake is as the taker left it.
+		if after := lakeContent(t, st); after != before {
 			t.Errorf("the stalled run wrote into the lake after waking:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 		if ms[0].RunID == stalledID || ms[0].ResumedFrom != stalledID || v.Head != 2 || fmt.Sprint(v.Fences) != "[1]" {
@@ -105,7 +106,9 @@ func stalledRun(t *testing.T, backend string) {
 	}
 }
 
-// lakeContent is every key of st but the lock's, with the sha256 of its content.
+// lakeContent is every key of st but the lock's, with the sha256 of its content. (A holder stopped
+// between its renewal's check and its PUT rewrites its own superseded lease generation once awake:
+// nothing reads it, and no store condition refuses it yet.)
 func lakeContent(t *testing.T, st lake.Store) string {
 	t.Helper()
 	es, err := st.List("")
@@ -114,6 +117,9 @@ func lakeContent(t *testing.T, st lake.Store) string {
 	}
 	var b strings.Builder
 	for _, e := range es {
+		if strings.HasPrefix(e.Key, "_lease/") {
+			continue
+		}
 		data, err := st.ReadFile(e.Key)
 		if err != nil {
 			t.Fatal(err)
