@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+	"github.com/vbauerster/cupwriter"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
@@ -63,10 +64,30 @@ func newLiveView(out io.Writer, width int, opts ...mpb.ContainerOption) *liveVie
 	opts = append([]mpb.ContainerOption{mpb.WithOutput(out), mpb.WithRefreshRate(150 * time.Millisecond)}, opts...)
 	if width > 0 {
 		opts = append(opts, mpb.WithWidth(width))
+	} else {
+		opts = append(opts, mpb.WithConsoleWriter(sizedConsole{cupwriter.New(out, false)}))
 	}
 	v := &liveView{p: mpb.New(opts...), out: out, began: time.Now(), bars: map[string]*streamBar{}, tick: make(chan struct{})}
 	go v.ticking()
 	return v
+}
+
+// sizedConsole is mpb's console writer with a size to draw in when the terminal reports none: mpb
+// draws only as many columns and rows as the terminal reports, and a serial console or a pty nobody
+// sized (some CI runners and containers) reports 0, so the view drew nothing at all. Assumed: 80x24,
+// the size such terminals default to.
+type sizedConsole struct{ mpb.ConsoleWriter }
+
+// GetTermSize implements mpb.ConsoleWriter.
+func (c sizedConsole) GetTermSize() (width, height int, err error) {
+	width, height, err = c.ConsoleWriter.GetTermSize()
+	if width <= 0 {
+		width = 80
+	}
+	if height <= 0 {
+		height = 24
+	}
+	return width, height, err
 }
 
 // Write prints log lines above the bars (after Stop, straight to the terminal).

@@ -2,6 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
+	"unicode/utf8"
+
 	"log/slog"
 	"regexp"
 	"runtime"
@@ -10,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vbauerster/mpb/v8"
 
@@ -94,4 +100,64 @@ func TestLiveViewShowsStreamsThenPhases(t *testing.T) {
 func settle() {
 	time.Sleep(400 * time.Millisecond)
 	runtime.Gosched()
+}
+
+// On a terminal that reports 0 columns and 0 rows (a serial console, a pty nobody sized) the view
+// still draws a line per stream and the run's line, at most 80 columns wide: mpb draws only what the
+// terminal's size holds, so it drew nothing at all. (At 80 columns the labels leave the fillers no
+// room, as on any 80-column terminal.) The terminal is a real pty, its size set to 0x0.
+func TestLiveViewDrawsOnATerminalOfNoColumns(t *testing.T) {
+	ptm, pts := openPTY(t)
+	if err := unix.IoctlSetWinsize(int(pts.Fd()), unix.TIOCSWINSZ, &unix.Winsize{}); err != nil {
+		t.Fatal(err)
+	}
+	if f := terminal(pts); f == nil {
+		t.Fatal("the pty is not taken for a terminal: the test proves nothing")
+	}
+	var out lockedBuffer
+	go io.Copy(&out, ptm) // ends when the pty closes
+	v := newLiveView(pts, 0)
+	s := &sources.Stream{Source: "gsapi", Name: "datasync_invoices", Meter: func() sources.Traffic { return sources.Traffic{Requests: 4} }}
+	v.Start(pipeline.Plan{Streams: []pipeline.Planned{{Table: s.TableName(), Last: time.Minute}}, Last: pipeline.Phases{Extract: 60}})
+	v.StreamStarted(s)
+	settle()
+	v.Stop()
+	settle()
+	got := regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]|\r`).ReplaceAllString(out.String(), "")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^  gsapi_datasync_invoices .*4 requests · \ds · about 1m00s left$`),
+		regexp.MustCompile(`(?m)^run .*0/1 streams done · 4 requests`),
+	} {
+		if !want.MatchString(got) {
+			t.Errorf("the view never drew %s on a terminal of 0 columns:\n%q", want, got)
+		}
+	}
+	for _, line := range strings.Split(got, "\n") {
+		if n := utf8.RuneCountInString(line); n > 80 {
+			t.Errorf("a line of %d columns, want at most 80: %q", n, line)
+		}
+	}
+}
+
+// openPTY opens a pseudo-terminal pair (Linux /dev/ptmx); both ends close when the test ends.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { ptm.Close() })
+	if err := unix.IoctlSetPointerInt(int(ptm.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptm.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pts.Close() })
+	return ptm, pts
 }
