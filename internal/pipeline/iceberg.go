@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -18,6 +19,20 @@ type IcebergReport struct {
 	Files     int     `json:"files"`
 	Seconds   float64 `json:"seconds"`
 	Error     string  `json:"error,omitempty"`
+}
+
+// publish registers the committed runs' files as Iceberg tables when iceberg.enabled is set. A failure
+// is the run's error, yet the run stays committed and loaded, and the next run catches up.
+func (r *runner) publish(ctx context.Context) error {
+	if !r.cfg.Iceberg.On() {
+		return nil
+	}
+	r.w.enter(PhaseIceberg)
+	r.res.Iceberg = registerIceberg(ctx, r.cfg, append(r.rec.manifests, r.manifest), r.log)
+	if r.res.Iceberg.Error != "" {
+		return fmt.Errorf("run %s is committed and loaded, but %s", r.manifest.RunID, r.res.Iceberg.Error)
+	}
+	return nil
 }
 
 // registerIceberg registers the committed runs' files the Iceberg catalog lacks: this run's, and

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/debug"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
@@ -69,16 +71,45 @@ func loadedRuns(ctx context.Context, path string, log *slog.Logger) (map[string]
 	return loaded, err
 }
 
+// load stores the watermarks of the streams that succeeded (storeWatermarks), then loads the
+// committed run into the warehouse and builds the models over it.
+func (r *runner) load(ctx context.Context) error {
+	if err := r.storeWatermarks(); err != nil {
+		return err
+	}
+	// The load does not read the manifest's evidence and PDF lists, the largest thing the run still
+	// holds (an entry per response body kept): they are let go while DuckDB has its memory and read
+	// back from the committed manifest afterwards.
+	m := r.res.Manifest
+	lists := len(m.Evidence) + len(m.PDFs)
+	m.Evidence, m.PDFs = nil, nil
+	// Extraction's garbage goes back to the OS before DuckDB allocates its own memory, so the two do
+	// not add up in the run's peak RSS. Two collections: sync.Pool keeps what it holds through one
+	// (encoding/json's pool holds the buffer the manifest was encoded in).
+	runtime.GC()
+	debug.FreeOSMemory()
+	var err error
+	r.res.Models, err = loadTimed(ctx, r.cfg, r.st, m, r.rejects, r.w)
+	if lists > 0 {
+		var back lake.Manifest
+		if _, rerr := lake.ReadJSON(r.st, lake.ManifestDir, m.RunID, &back); rerr != nil {
+			return errors.Join(err, fmt.Errorf("reading back the manifest's evidence: %w", rerr))
+		}
+		m.Evidence, m.PDFs = back.Evidence, back.PDFs
+	}
+	return err
+}
+
 // Load loads a written run into the warehouse, then builds the SQL models and runs the data tests.
 // A failing model or test leaves the loaded data in place. With the default memory limit, a load that
 // runs out of memory is tried once more with a larger one, from the table that ran out (each table is
 // loaded in a transaction of its own; see duckdb.LoadRun).
 func Load(ctx context.Context, cfg *config.Config, st lake.Store, m *lake.Manifest, rejects []typing.Reject) (*models.Report, error) {
-	return load(ctx, cfg, st, m, rejects, nil)
+	return loadTimed(ctx, cfg, st, m, rejects, nil)
 }
 
-// load is Load, timing its phases in w (nil: untimed).
-func load(ctx context.Context, cfg *config.Config, st lake.Store, m *lake.Manifest, rejects []typing.Reject, w *watch) (*models.Report, error) {
+// loadTimed is Load, timing its phases in w (nil: untimed).
+func loadTimed(ctx context.Context, cfg *config.Config, st lake.Store, m *lake.Manifest, rejects []typing.Reject, w *watch) (*models.Report, error) {
 	retry := ""
 	if cfg.WarehouseMemoryLimit == config.DefaultWarehouseMemoryLimit {
 		retry = config.RetryWarehouseMemoryLimit
