@@ -83,23 +83,33 @@ type runEnv struct {
 // already decoded (an invoice's detail) needs no CPU of its own: a fan-out stream waiting for one per
 // page would hold its fetched pages, and with them its requests, behind the conversions of others.
 func (r *streamRun) cpu(work func() error) error {
-	if r.holding {
-		return work()
-	}
-	if err := r.runEnv.cpu.Acquire(r.ctx, 1); err != nil {
+	took, err := r.acquire(true)
+	if err != nil {
 		return err
 	}
-	r.holding = true
-	defer func() { r.holding = false; r.runEnv.cpu.Release(1) }()
+	defer r.letGo(took)
 	return work()
 }
 
-// cpuIf runs work on a CPU (cpu) when heavy, else at once.
-func (r *streamRun) cpuIf(heavy bool, work func() error) error {
-	if heavy {
-		return r.cpu(work)
+// acquire takes a CPU for heavy work unless the stream holds one already; letGo(took) gives back
+// what it took.
+func (r *streamRun) acquire(heavy bool) (took bool, err error) {
+	if !heavy || r.holding {
+		return false, nil
 	}
-	return work()
+	if err := r.runEnv.cpu.Acquire(r.ctx, 1); err != nil {
+		return false, err
+	}
+	r.holding = true
+	return true, nil
+}
+
+// letGo gives back the CPU acquire took, if it took one.
+func (r *streamRun) letGo(took bool) {
+	if took {
+		r.holding = false
+		r.runEnv.cpu.Release(1)
+	}
 }
 
 // largeEvidence is the body size past which storing evidence counts as CPU-bound work (compression).
@@ -125,6 +135,14 @@ type streamRun struct {
 	inARow  int // items that failed one after another, with no success in between
 	ctx     context.Context
 	holding bool // this stream holds a CPU (see cpu)
+
+	top          *tableSink         // the stream's own table
+	start        time.Time          // when this attempt began
+	base         []parquet.FileInfo // the files an earlier attempt checkpointed
+	done         []string           // the units completed, by earlier attempts too (streams with Checkpoints)
+	checkpointed time.Time          // when this attempt last committed a checkpoint
+	out          streamOutput       // what the stream adds to the manifest: evidence as it is kept, files at the end
+	files        []parquet.FileInfo // the files this attempt wrote, once finished
 }
 
 // notes gathers a stream's warnings: each distinct one once, and past maxNotes only a count, so 60
@@ -217,20 +235,14 @@ func (r *streamRun) flush(ts *tableSink, last bool) error {
 	if len(ts.pending) == 0 {
 		return nil
 	}
-	if !r.holding {
-		return r.cpu(func() error { return r.flush(ts, last) })
+	took, err := r.acquire(true)
+	if err != nil {
+		return err
 	}
+	defer r.letGo(took)
 	recs, lins := ts.pending, ts.pendLin
 	ts.pending, ts.pendLin = nil, nil
-	parts := map[string][]int{}
-	var order []string
-	for i, rec := range recs {
-		p := r.partition(rec)
-		if _, ok := parts[p]; !ok {
-			order = append(order, p)
-		}
-		parts[p] = append(parts[p], i)
-	}
+	parts, order := r.partitions(recs)
 	batches, ok := r.convertBatches(ts.conv, recs, lins, parts, order, true)
 	if !ok {
 		if ts.conv != nil {
@@ -244,6 +256,44 @@ func (r *streamRun) flush(ts *tableSink, last bool) error {
 		}
 		batches, _ = r.convertBatches(ts.conv, recs, lins, parts, order, false)
 	}
+	if err := r.feedChildren(ts, recs, lins); err != nil {
+		for _, b := range batches {
+			b.Release()
+		}
+		return err
+	}
+	for i, p := range order {
+		if err == nil {
+			ts.info.Rows += batches[i].NumRows()
+			if last {
+				err = ts.w.WriteLast(p, batches[i])
+			} else {
+				err = ts.w.Write(p, batches[i])
+			}
+		}
+		batches[i].Release()
+	}
+	return err
+}
+
+// partitions groups recs by partition: the indexes of each partition's records, and the partitions in
+// the order first seen.
+func (r *streamRun) partitions(recs []typing.Record) (map[string][]int, []string) {
+	parts := map[string][]int{}
+	var order []string
+	for i, rec := range recs {
+		p := r.partition(rec)
+		if _, ok := parts[p]; !ok {
+			order = append(order, p)
+		}
+		parts[p] = append(parts[p], i)
+	}
+	return parts, order
+}
+
+// feedChildren hands the child arrays of recs (ts's records) to their child tables, each child row in
+// its parent's window.
+func (r *streamRun) feedChildren(ts *tableSink, recs []typing.Record, lins []lineage) error {
 	kids := map[string]*tableSink{} // by child path: naming a child table takes a regexp
 	for i, rec := range recs {
 		lin := lineage{window: -1}
@@ -275,19 +325,7 @@ func (r *streamRun) flush(ts *tableSink, last bool) error {
 			}
 		}
 	}
-	var err error
-	for i, p := range order {
-		if err == nil {
-			ts.info.Rows += batches[i].NumRows()
-			if last {
-				err = ts.w.WriteLast(p, batches[i])
-			} else {
-				err = ts.w.Write(p, batches[i])
-			}
-		}
-		batches[i].Release()
-	}
-	return err
+	return nil
 }
 
 // unlinked reports whether a child row cannot be joined to its parent: its table's link (_parent_ columns
@@ -389,32 +427,31 @@ func (r *streamRun) flushAll() error {
 
 // finish flushes every table (children last, as flushing a parent feeds them) and writes an empty file
 // for a table without rows so it still exists with its declared columns.
-func (r *streamRun) finish() ([]parquet.FileInfo, error) {
+func (r *streamRun) finish() error {
 	if err := r.flushAll(); err != nil {
-		return nil, err
+		return err
 	}
-	var files []parquet.FileInfo
 	for _, name := range r.order {
 		ts := r.sinks[name]
 		if ts.info.Rows == 0 {
 			if ts.conv == nil {
 				ts.conv = typing.NewConverter(memory.DefaultAllocator, ts.sch, r.runID, r.extracted)
 				if err := ts.w.SetSchema(ts.conv.Schema()); err != nil {
-					return nil, err
+					return err
 				}
 			}
 			empty := ts.conv.Flush()
 			err := ts.w.WriteEmpty(r.partition(nil), empty)
 			empty.Release()
 			if err != nil {
-				return nil, err
+				return err
 			}
 		}
 		fs, err := ts.w.Close()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		files = append(files, fs...)
+		r.files = append(r.files, fs...)
 		r.takeRejects(ts)
 		if ts.unlinked > 0 {
 			what := "no field that identifies them (set a key in sources.<source>.keys)"
@@ -431,7 +468,7 @@ func (r *streamRun) finish() ([]parquet.FileInfo, error) {
 			}
 		}
 	}
-	return files, nil
+	return nil
 }
 
 // saveSchemas persists every table's schema (after finish; apart from it, as each write waits for
@@ -474,150 +511,174 @@ type streamOutput struct {
 // files and completed units every env.every, so a run killed mid-stream resumes after the last
 // checkpoint (prev) rather than from the start.
 func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *streamCheckpoint) (lake.StreamReport, streamOutput, []typing.Reject) {
-	start := time.Now()
-	rep := lake.StreamReport{Table: s.TableName(), Status: "ok"}
-	r := &streamRun{runEnv: env, s: s, sinks: map[string]*tableSink{}, prev: prev, safe: map[string]bool{}, ctx: ctx,
-		runDate: "run_date=" + env.extracted.Format("2006-01-02")}
+	r := newStreamRun(ctx, env, s, prev)
 	defer r.release()
-	var out, base streamOutput
-	var done []string
-	if prev != nil {
-		base = streamOutput{files: prev.Files, evidence: prev.Evidence, pdfs: prev.PDFs}
-		out = streamOutput{evidence: slices.Clone(prev.Evidence), pdfs: slices.Clone(prev.PDFs)}
-		r.rejects = slices.Clone(prev.Rejects)
-		for _, w := range prev.Report.Warnings {
-			r.notes.add(env.log, s.TableName(), w)
-		}
-		done = slices.Clone(prev.Done)
-		if s.State != nil {
-			s.State.Advance(prev.Next)
-			s.State.RestoreMemo(prev.Memo)
-		}
+	if err := r.fetch(); err != nil {
+		return r.fail(err), streamOutput{}, nil
 	}
-	fail := func(err error) (lake.StreamReport, streamOutput, []typing.Reject) {
-		// The checkpoint goes first: a crash in between leaves unlisted files, which are removed as
-		// orphans, never a checkpoint naming deleted files.
-		_ = env.checkpoints.remove(s.TableName())
-		for _, ts := range r.sinks {
-			ts.w.Abort()
-			files, _ := ts.w.Close()
-			for _, f := range files {
-				_ = env.st.Remove(f.Path)
-			}
-		}
-		rep.Status, rep.Error = "failed", redact.String(fmt.Sprintf("%s: %v", s.TableName(), err))
-		rep.Seconds = time.Since(start).Seconds()
-		fillStats(&rep, s, prev)
-		return rep, streamOutput{}, nil
+	rep := r.succeed() // before r.out is read: it completes the output's files
+	return rep, r.out, r.rejects
+}
+
+// newStreamRun starts a stream's run, from what an earlier attempt of the run checkpointed (prev,
+// nil: from the start).
+func newStreamRun(ctx context.Context, env *runEnv, s *sources.Stream, prev *streamCheckpoint) *streamRun {
+	r := &streamRun{runEnv: env, s: s, sinks: map[string]*tableSink{}, prev: prev, safe: map[string]bool{}, ctx: ctx,
+		start: time.Now(), runDate: "run_date=" + env.extracted.Format("2006-01-02")}
+	if prev == nil {
+		return r
 	}
-	top, err := r.sink(s.TableName(), keys{key: s.Key, group: s.Group, ident: s.Ident}, s.Declared, s.MapPaths)
-	if err != nil {
-		return fail(err)
+	r.base = prev.Files
+	r.out = streamOutput{evidence: slices.Clone(prev.Evidence), pdfs: slices.Clone(prev.PDFs)}
+	r.rejects = slices.Clone(prev.Rejects)
+	for _, w := range prev.Report.Warnings {
+		r.notes.add(env.log, s.TableName(), w)
 	}
-	last := time.Now()
-	take := func(page sources.Page) error {
-		if page.Failed != nil {
-			return r.failItem(page.Failed)
-		}
-		var sum string
-		err := r.cpuIf(page.Raw != nil && page.Raw.Body.Len() > largeEvidence, func() (err error) {
-			sum, err = r.keepRaw(page, &out)
-			return err
-		})
-		if err != nil {
-			page.Close()
-			return err
-		}
-		lin := lineage{evidence: sum, window: r.window(page.Window)}
-		page.MaxValue = int(env.limits.MaxValueBytes)
-		var q jsonrec.Quirks
-		err = r.cpuIf(page.Body != nil, func() (err error) {
-			q, err = page.Each(func(rec typing.Record) error { return r.add(top, rec, lin) })
-			return err
-		})
-		r.quirks.Add(q)
-		if errors.Is(err, jsonrec.ErrNull) {
-			r.notes.add(env.log, s.TableName(), err.Error())
-			err = nil
-		}
-		if err != nil {
-			return err
-		}
-		if page.Note != "" {
-			r.notes.add(env.log, s.TableName(), page.Note)
-		}
-		if page.Done != "" {
-			r.inARow = 0
-			done = append(done, strings.Clone(page.Done))
-		}
-		if s.Checkpoints && env.every > 0 && time.Since(last) >= env.every {
-			files, err := r.commitSoFar()
-			if err != nil {
-				return err
-			}
-			env.checkpoints.put(r.checkpointOf(base.files, files, out, done, time.Since(start)))
-			last = time.Now()
-		}
-		return nil
+	r.done = slices.Clone(prev.Done)
+	if s.State != nil {
+		s.State.Advance(prev.Next)
+		s.State.RestoreMemo(prev.Memo)
 	}
-	for page, err := range s.Pages(ctx, r.resume(done)) {
-		if err == nil && env.obs != nil {
-			env.obs.Page(s, page)
+	return r
+}
+
+// fetch takes every page of the stream, then finishes its files and saves its schemas.
+func (r *streamRun) fetch() error {
+	s := r.s
+	var err error
+	if r.top, err = r.sink(s.TableName(), keys{key: s.Key, group: s.Group, ident: s.Ident}, s.Declared, s.MapPaths); err != nil {
+		return err
+	}
+	r.checkpointed = time.Now()
+	for page, err := range s.Pages(r.ctx, r.resume()) {
+		if err == nil && r.obs != nil {
+			r.obs.Page(s, page)
 		}
 		if err == nil {
-			err = take(page)
+			err = r.take(page)
 		}
 		if err != nil {
-			return fail(err)
+			return err
 		}
 	}
-	var files []parquet.FileInfo
-	err = r.cpu(func() error {
-		var err error
-		files, err = r.finish()
+	if err := r.cpu(r.finish); err != nil {
 		return err
-	})
-	if err == nil {
-		err = r.shrank(top.info.Rows)
 	}
-	if err == nil {
-		err = r.saveSchemas()
+	if err := r.shrank(r.top.info.Rows); err != nil {
+		return err
 	}
+	return r.saveSchemas()
+}
+
+// take converts one page's records (or records the item it failed to fetch), keeps its evidence, and
+// commits a checkpoint when one is due.
+func (r *streamRun) take(page sources.Page) error {
+	if page.Failed != nil {
+		return r.failItem(page.Failed)
+	}
+	sum, err := r.keepRaw(page)
 	if err != nil {
-		return fail(err)
+		page.Close()
+		return err
 	}
+	if err := r.decode(page, lineage{evidence: sum, window: r.window(page.Window)}); err != nil {
+		return err
+	}
+	if page.Note != "" {
+		r.notes.add(r.log, r.s.TableName(), page.Note)
+	}
+	if page.Done != "" {
+		r.inARow = 0
+		r.done = append(r.done, strings.Clone(page.Done))
+	}
+	return r.checkpointIfDue()
+}
+
+// decode adds the page's records to the stream's table, on a CPU when the page has a body to decode.
+// A body that is JSON null is a warning, not a failure.
+func (r *streamRun) decode(page sources.Page, lin lineage) error {
+	page.MaxValue = int(r.limits.MaxValueBytes)
+	took, err := r.acquire(page.Body != nil)
+	if err != nil {
+		return err
+	}
+	q, err := page.Each(func(rec typing.Record) error { return r.add(r.top, rec, lin) })
+	r.letGo(took)
+	r.quirks.Add(q)
+	if errors.Is(err, jsonrec.ErrNull) {
+		r.notes.add(r.log, r.s.TableName(), err.Error())
+		return nil
+	}
+	return err
+}
+
+// checkpointIfDue commits the stream's progress when it has Checkpoints and env.every has passed since
+// the last commit.
+func (r *streamRun) checkpointIfDue() error {
+	if !r.s.Checkpoints || r.every <= 0 || time.Since(r.checkpointed) < r.every {
+		return nil
+	}
+	files, err := r.commitSoFar()
+	if err != nil {
+		return err
+	}
+	r.checkpoints.put(r.checkpointOf(files))
+	r.checkpointed = time.Now()
+	return nil
+}
+
+// fail discards what the stream wrote and reports why it failed.
+func (r *streamRun) fail(err error) lake.StreamReport {
+	// The checkpoint goes first: a crash in between leaves unlisted files, which are removed as
+	// orphans, never a checkpoint naming deleted files.
+	_ = r.checkpoints.remove(r.s.TableName())
+	for _, ts := range r.sinks {
+		ts.w.Abort()
+		files, _ := ts.w.Close()
+		for _, f := range files {
+			_ = r.st.Remove(f.Path)
+		}
+	}
+	rep := lake.StreamReport{Table: r.s.TableName(), Status: "failed", Error: redact.String(fmt.Sprintf("%s: %v", r.s.TableName(), err))}
+	rep.Seconds = time.Since(r.start).Seconds()
+	fillStats(&rep, r.s, r.prev)
+	return rep
+}
+
+// succeed reports the finished stream and commits it whole: a crash before the run's manifest does
+// not fetch it again.
+func (r *streamRun) succeed() lake.StreamReport {
 	r.noteOddities()
-	out.files = append(slices.Clone(base.files), files...)
-	rep.Seconds = time.Since(start).Seconds()
-	if prev != nil {
-		rep.Seconds += prev.Report.Seconds
+	r.out.files = append(slices.Clone(r.base), r.files...)
+	rep := lake.StreamReport{Table: r.s.TableName(), Status: "ok", Seconds: time.Since(r.start).Seconds()}
+	if r.prev != nil {
+		rep.Seconds += r.prev.Report.Seconds
 		rep.Resumed = true
 	}
-	rep.Rows = top.info.Rows
+	rep.Rows = r.top.info.Rows
 	rep.Rejects = len(r.rejects)
 	rep.FailedItems = r.failed
 	for _, c := range r.changes {
 		rep.SchemaChanges = append(rep.SchemaChanges, c.String())
 	}
 	rep.Tables = r.tables()
-	rep.Warnings = append(rep.Warnings, r.notes.report()...)
+	rep.Warnings = r.notes.report()
 	rep.Windows = slices.Clone(r.windows)
-	fillStats(&rep, s, prev)
-	// The whole stream is committed: a crash before the run's manifest does not fetch it again.
-	ck := &streamCheckpoint{Table: s.TableName(), Complete: true, Report: rep, Files: out.files, Evidence: out.evidence, PDFs: out.pdfs, Rejects: r.rejects}
-	if s.State != nil {
-		ck.Next, ck.Memo = s.State.Next(), s.State.NextMemo()
+	fillStats(&rep, r.s, r.prev)
+	ck := &streamCheckpoint{Table: r.s.TableName(), Complete: true, Report: rep, Files: r.out.files, Evidence: r.out.evidence, PDFs: r.out.pdfs, Rejects: r.rejects}
+	if r.s.State != nil {
+		ck.Next, ck.Memo = r.s.State.Next(), r.s.State.NextMemo()
 	}
-	env.checkpoints.put(ck)
-	return rep, out, r.rejects
+	r.checkpoints.put(ck)
+	return rep
 }
 
 // resume tells the stream's pages to skip the units a committed run holds and those an earlier
-// attempt of this run checkpointed (done).
-func (r *streamRun) resume(done []string) sources.Resume {
+// attempt of this run checkpointed.
+func (r *streamRun) resume() sources.Resume {
 	held := r.held[r.s.TableName()]
-	checkpointed := make(map[string]bool, len(done))
-	for _, d := range done {
+	checkpointed := make(map[string]bool, len(r.done))
+	for _, d := range r.done {
 		checkpointed[d] = true
 	}
 	return sources.Resume{Done: func(unit string) bool { return held[unit] || checkpointed[unit] }}
@@ -648,12 +709,17 @@ func (r *streamRun) failItem(f *sources.Failure) error {
 }
 
 // keepRaw stores the page's response as evidence where the stream keeps it (every PDF is kept), and
-// returns its sha256 for the rows it produced.
-func (r *streamRun) keepRaw(page sources.Page, out *streamOutput) (string, error) {
+// returns its sha256 for the rows it produced. A large body is compressed on a CPU (see cpu).
+func (r *streamRun) keepRaw(page sources.Page) (string, error) {
 	raw := page.Raw
 	if raw == nil || !(r.s.Evidence || raw.PDF) {
 		return "", nil
 	}
+	took, err := r.acquire(raw.Body.Len() > largeEvidence)
+	if err != nil {
+		return "", err
+	}
+	defer r.letGo(took)
 	put := r.store.PutJSON
 	if raw.PDF {
 		put = r.store.PutPDF
@@ -668,9 +734,9 @@ func (r *streamRun) keepRaw(page sources.Page, out *streamOutput) (string, error
 	// Kept until the run ends: copied, as a decoded value shares its memory with its neighbours.
 	e.Table, e.Endpoint, e.Key = r.s.TableName(), raw.Endpoint, strings.Clone(raw.Key)
 	if raw.PDF {
-		out.pdfs = append(out.pdfs, e)
+		r.out.pdfs = append(r.out.pdfs, e)
 	} else {
-		out.evidence = append(out.evidence, e)
+		r.out.evidence = append(r.out.evidence, e)
 	}
 	return e.SHA256, nil
 }
@@ -756,10 +822,11 @@ func (r *streamRun) commitSoFar() ([]parquet.FileInfo, error) {
 	return files, r.saveSchemas()
 }
 
-func (r *streamRun) checkpointOf(prevFiles, files []parquet.FileInfo, out streamOutput, done []string, took time.Duration) *streamCheckpoint {
-	ck := &streamCheckpoint{Table: r.s.TableName(), Done: done, Files: append(slices.Clone(prevFiles), files...),
-		Evidence: out.evidence, PDFs: out.pdfs, Rejects: r.rejects}
-	ck.Report = lake.StreamReport{Table: ck.Table, Tables: r.tables(), Seconds: took.Seconds(), Warnings: r.notes.report()}
+// checkpointOf is the stream's progress so far, with files the parts this attempt has committed.
+func (r *streamRun) checkpointOf(files []parquet.FileInfo) *streamCheckpoint {
+	ck := &streamCheckpoint{Table: r.s.TableName(), Done: r.done, Files: append(slices.Clone(r.base), files...),
+		Evidence: r.out.evidence, PDFs: r.out.pdfs, Rejects: r.rejects}
+	ck.Report = lake.StreamReport{Table: ck.Table, Tables: r.tables(), Seconds: time.Since(r.start).Seconds(), Warnings: r.notes.report()}
 	fillStats(&ck.Report, r.s, r.prev)
 	if r.prev != nil {
 		ck.Report.Seconds += r.prev.Report.Seconds
