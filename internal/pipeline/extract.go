@@ -5,10 +5,11 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
-	"golang.org/x/sync/errgroup"
 )
 
 // extract runs every stream, at most concurrency at once, and gathers what each reports and adds to

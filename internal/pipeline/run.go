@@ -55,6 +55,8 @@ type runner struct {
 	res *Result
 }
 
+// runStreams takes a run's steps in order. A step that fails before the commit ends the run with
+// nothing committed; after it, the load's and publish's errors are reported with the committed run.
 func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*Result, error) {
 	r := newRun(opts, streams)
 	ctx, cancel := withMaxRunTime(ctx, r.cfg)
