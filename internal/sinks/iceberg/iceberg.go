@@ -308,8 +308,10 @@ func (c *Catalog) Register(ctx context.Context, ms []*lake.Manifest) (Registered
 
 // registerTable registers name's files of each run that its Iceberg table lacks. A run whose types
 // Iceberg cannot promote the table to (a number become text: Iceberg allows only int to long, float
-// to double and wider decimals) rebuilds it: the old table is kept, renamed <name>__until_<commit>,
-// for time travel to the runs it held, and a new one is made with the widest types of every run.
+// to double and wider decimals), or whose files number a column otherwise than the table (a table
+// made before the lake's files carried field ids), rebuilds it: the old table is kept, renamed
+// <name>__until_<commit>, for time travel to the runs it held, and a new one is made with the widest
+// types of every run and the files' field ids.
 func (c *Catalog) registerTable(ctx context.Context, name string, ti lake.TableInfo, ms []*lake.Manifest, out *Registered) error {
 	tbl, err := c.Table(ctx, name)
 	if err != nil && !errors.Is(err, catalog.ErrNoSuchTable) {
@@ -331,8 +333,8 @@ func (c *Catalog) registerTable(ctx context.Context, name string, ti lake.TableI
 			continue
 		}
 		err := c.addRun(ctx, &tbl, m, name, ti, out)
-		if errors.Is(err, errCannotPromote) {
-			if tbl, err = c.rebuild(ctx, name, ms[:i+1], m); err != nil {
+		if errors.Is(err, errCannotPromote) || errors.Is(err, errIDsDiffer) {
+			if tbl, err = c.rebuild(ctx, name, ms[:i+1], m, err); err != nil {
 				return fmt.Errorf("run %s: %w", m.RunID, err)
 			}
 			for _, r := range ms[:i+1] {
@@ -362,9 +364,11 @@ func (c *Catalog) runFiles(m *lake.Manifest, name string) []string {
 	return files
 }
 
-// create makes the table with schema (format version 2), located under the lake's _iceberg/.
+// create makes the table with schema (format version 2), located under the lake's _iceberg/, numbered
+// with the files' field ids when they carry them (CreateTable numbers afresh: the files' ids are
+// committed over them before any file is added).
 func (c *Catalog) create(ctx context.Context, name string, schema *arrow.Schema) (*table.Table, error) {
-	sc, err := table.ArrowSchemaToIcebergWithFreshIDs(schema, false)
+	sc, ids, err := icebergSchema(schema)
 	if err != nil {
 		return nil, err
 	}
@@ -374,6 +378,9 @@ func (c *Catalog) create(ctx context.Context, name string, schema *arrow.Schema)
 	if err != nil {
 		return nil, fmt.Errorf("creating the table: %w", err)
 	}
+	if ids {
+		return c.setSchema(ctx, tbl, name, sc)
+	}
 	return tbl, nil
 }
 
@@ -381,8 +388,9 @@ func (c *Catalog) ident(name string) table.Identifier {
 	return append(c.namespace[:len(c.namespace):len(c.namespace)], name)
 }
 
-// rebuild renames old aside and creates name anew with the widest schema of the runs in ms.
-func (c *Catalog) rebuild(ctx context.Context, name string, ms []*lake.Manifest, m *lake.Manifest) (*table.Table, error) {
+// rebuild renames old aside and creates name anew with the widest schema of the runs in ms; why is
+// what made the table unable to take m's files.
+func (c *Catalog) rebuild(ctx context.Context, name string, ms []*lake.Manifest, m *lake.Manifest, why error) (*table.Table, error) {
 	var all []string
 	for _, r := range ms {
 		all = append(all, c.runFiles(r, name)...)
@@ -393,7 +401,7 @@ func (c *Catalog) rebuild(ctx context.Context, name string, ms []*lake.Manifest,
 	}
 	aside := fmt.Sprintf("%s__until_%d", name, m.Commit-1)
 	if _, err := c.cat.RenameTable(ctx, c.ident(name), c.ident(aside)); err != nil {
-		return nil, fmt.Errorf("a type change Iceberg cannot promote; keeping the old table as %s: %w", aside, err)
+		return nil, fmt.Errorf("rebuilding (%v); keeping the old table as %s: %w", why, aside, err)
 	}
 	return c.create(ctx, name, schema)
 }
@@ -416,9 +424,22 @@ func (c *Catalog) addRun(ctx context.Context, tbl **table.Table, m *lake.Manifes
 			return fmt.Errorf("run %s: %w", m.RunID, err)
 		}
 	}
+	sc, ids, err := icebergSchema(schema)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", m.RunID, err)
+	}
+	if ids {
+		*tbl, err = c.evolveByID(ctx, *tbl, name, sc)
+	}
+	if err != nil {
+		return fmt.Errorf("run %s: %w", m.RunID, err)
+	}
 	t := *tbl
 	tx := t.NewTransaction()
-	if err := evolve(t, tx, schema); err != nil {
+	if !ids {
+		err = evolve(t, tx, schema)
+	}
+	if err != nil {
 		return fmt.Errorf("run %s: %w", m.RunID, err)
 	}
 	staged, err := tx.StagedTable()
@@ -468,7 +489,8 @@ func streamOK(m *lake.Manifest, name string) bool {
 // schema evolution forbids (only int to long, float to double and wider decimals are allowed).
 var errCannotPromote = errors.New("a type change Iceberg cannot promote")
 
-// evolve brings the table's schema to hold a run's files: columns the table lacks are added, types
+// evolve brings the table's schema to hold a run's files without field ids (written before the lake
+// numbered its columns): columns the table lacks are added, types
 // Iceberg may promote are promoted, and types narrower than the table's stay the table's (the files
 // are conformed to them). The name mapping is kept in step, so files without field ids keep
 // resolving by name. A column wider than Iceberg can promote to fails with errCannotPromote.
