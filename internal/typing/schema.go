@@ -20,7 +20,14 @@ type Column struct {
 	Type        string   `json:"type"` // DuckDB syntax; "NULL" while only nulls have been seen
 	Declared    bool     `json:"declared,omitempty"`
 	Description string   `json:"description,omitempty"`
-	typ         schemas.Type
+	// ID is the column's field id, written into every Parquet file as the column's field_id so an
+	// Iceberg reader resolves it without a name mapping. Assigned once, never renumbered or reused.
+	ID int `json:"id,omitempty"`
+	// ElementID is a LIST column's element field id; KeyID and ValueID a MAP column's key's and value's.
+	ElementID int `json:"element_id,omitempty"`
+	KeyID     int `json:"key_id,omitempty"`
+	ValueID   int `json:"value_id,omitempty"`
+	typ       schemas.Type
 }
 
 // nullType marks an inferred column that has only been null so far: it is not written until a value
@@ -59,7 +66,12 @@ type Schema struct {
 	Evidence bool `json:"evidence,omitempty"`
 	// Window adds the lineage columns _window_start and _window_end: the date window each row came from.
 	Window bool `json:"window,omitempty"`
+	// LineageIDs are the field ids of the lineage columns, by name.
+	LineageIDs map[string]int `json:"lineage_ids,omitempty"`
+	// LastID is the highest field id ever assigned: a new field takes the next one, so no id is reused.
+	LastID int `json:"last_id,omitempty"`
 
+	used     map[int]bool // field ids taken
 	byPath   map[string]int
 	names    map[string]bool
 	maps     map[string]bool
@@ -77,9 +89,16 @@ func NewSchema(table string, key []string, declared *schemas.Table, persisted *S
 	for _, p := range mapPaths {
 		s.maps[p] = true
 	}
+	if err := s.startIDs(persisted); err != nil {
+		return nil, err
+	}
 	if declared != nil {
-		for _, c := range declared.Columns {
-			s.add(Column{Name: c.Name, Path: strings.Split(c.Path, "."), Type: schemas.MustType(c.Type).String(), Declared: true, Description: c.Description})
+		for _, d := range declared.Columns {
+			c := Column{Name: d.Name, Path: strings.Split(d.Path, "."), Type: schemas.MustType(d.Type).String(), Declared: true, Description: d.Description}
+			persistedIDs(&c, persisted)
+			if err := s.add(c); err != nil {
+				return nil, fmt.Errorf("declared schema of %s: %w", table, err)
+			}
 		}
 	}
 	if persisted != nil {
@@ -92,6 +111,7 @@ func NewSchema(table string, key []string, declared *schemas.Table, persisted *S
 			}
 			if s.names[c.Name] {
 				c.Name = s.freeName(c.Name)
+				c.ID, c.ElementID, c.KeyID, c.ValueID = 0, 0, 0, 0 // its ids stay with the name: a new column
 			}
 			if err := s.add(c); err != nil {
 				return nil, fmt.Errorf("persisted schema of %s: %w", table, err)
@@ -102,6 +122,7 @@ func NewSchema(table string, key []string, declared *schemas.Table, persisted *S
 		}
 		s.Changes = append(s.Changes, persisted.Changes...)
 	}
+	s.assignLineage(persisted)
 	return s, nil
 }
 
@@ -115,6 +136,7 @@ func (s *Schema) add(c Column) error {
 		}
 		c.typ = t
 	}
+	s.claim(&c)
 	s.byPath[pathKey(c.Path)] = len(s.Columns)
 	s.names[c.Name] = true
 	s.Columns = append(s.Columns, c)
@@ -175,6 +197,7 @@ func (s *Schema) Observe(recs []Record) bool {
 			c.Type = to
 			if to != nullType {
 				c.typ = schemas.MustType(to)
+				s.assign(c) // a list's element, a map's key and value: ids once they exist
 			}
 		}
 	}
@@ -526,24 +549,25 @@ func widen(a, b string) string {
 	return "VARCHAR"
 }
 
-// Arrow is the Arrow schema of the columns that have a type, lineage columns last.
+// Arrow is the Arrow schema of the columns that have a type, lineage columns last, each field (and a
+// list's element, a map's key and value) carrying its field id.
 func (s *Schema) Arrow() *arrow.Schema {
 	var fields []arrow.Field
 	for _, c := range s.Columns {
 		if c.Type == nullType {
 			continue
 		}
-		fields = append(fields, arrow.Field{Name: c.Name, Type: ArrowType(c.typ), Nullable: true})
+		fields = append(fields, c.arrowField())
 	}
 	fields = append(fields,
-		arrow.Field{Name: RunIDColumn, Type: arrow.BinaryTypes.String},
-		arrow.Field{Name: ExtractedAtColumn, Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}})
+		s.lineageField(RunIDColumn, arrow.BinaryTypes.String, false),
+		s.lineageField(ExtractedAtColumn, &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, false))
 	if s.Evidence {
-		fields = append(fields, arrow.Field{Name: EvidenceColumn, Type: arrow.BinaryTypes.String, Nullable: true})
+		fields = append(fields, s.lineageField(EvidenceColumn, arrow.BinaryTypes.String, true))
 	}
 	if s.Window {
-		fields = append(fields, arrow.Field{Name: WindowStartColumn, Type: &arrow.TimestampType{Unit: arrow.Microsecond}, Nullable: true},
-			arrow.Field{Name: WindowEndColumn, Type: &arrow.TimestampType{Unit: arrow.Microsecond}, Nullable: true})
+		fields = append(fields, s.lineageField(WindowStartColumn, &arrow.TimestampType{Unit: arrow.Microsecond}, true),
+			s.lineageField(WindowEndColumn, &arrow.TimestampType{Unit: arrow.Microsecond}, true))
 	}
 	return arrow.NewSchema(fields, nil)
 }

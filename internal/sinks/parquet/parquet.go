@@ -90,9 +90,9 @@ func NewStreamWriter(files Creator, table, runID string, schema *arrow.Schema) *
 }
 
 // SetSchema switches the writer to a widened schema: files open with the old one are committed first, so
-// every file is self-describing.
+// every file is self-describing. Field metadata counts (a column's field id is in its footer).
 func (w *StreamWriter) SetSchema(s *arrow.Schema) error {
-	if Fingerprint(s) == Fingerprint(w.schema) {
+	if s.Equal(w.schema) {
 		return nil
 	}
 	parts := make([]string, 0, len(w.open))
