@@ -154,7 +154,7 @@ func TestRefusedStartExits75(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release, _, err := st.Lock("another run")
+	release, _, err := st.Lock(t.Context(), "another run")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,7 +115,7 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitFailed
 	}
 	if *pdfDir != "" {
-		n, err := exportPDFs(a.Lake, a.PDFs, *pdfDir)
+		n, err := exportPDFs(ctx, a.Lake, a.PDFs, *pdfDir)
 		if err != nil {
 			fmt.Fprintln(stderr, "extract invoices:", err)
 			return exitFailed
@@ -154,7 +154,7 @@ func writeInvoices(ctx context.Context, db *duckdb.Warehouse, a *audit.Answer, f
 }
 
 // exportPDFs copies each PDF, re-checked against its sha256, to dir/<invoice number>.pdf.
-func exportPDFs(st lake.Store, pdfs map[string]lake.Evidence, dir string) (int, error) {
+func exportPDFs(ctx context.Context, st lake.Store, pdfs map[string]lake.Evidence, dir string) (int, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, err
 	}
@@ -165,7 +165,7 @@ func exportPDFs(st lake.Store, pdfs map[string]lake.Evidence, dir string) (int, 
 	sort.Strings(keys)
 	for _, k := range keys {
 		e := pdfs[k]
-		b, err := lake.ReadEvidence(st, e)
+		b, err := lake.ReadEvidence(ctx, st, e)
 		if err != nil {
 			return 0, fmt.Errorf("PDF of invoice %s (%s): %w", k, e.Path, err)
 		}

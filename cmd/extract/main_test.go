@@ -79,7 +79,7 @@ func TestDemoQueryVerify(t *testing.T) {
 	if kept, _ := filepath.Glob(filepath.Join(lakeDir, lake.VerifyDir, "*.json")); len(kept) != 2 {
 		t.Errorf("%d verifications kept, want 2", len(kept))
 	}
-	v, err := lake.LastVerification(lake.Dir(lakeDir))
+	v, err := lake.LastVerification(t.Context(), lake.Dir(lakeDir))
 	if err != nil || v == nil || len(v.Problems) != 1 || !strings.HasPrefix(v.Problems[0].Issue, "altered") || v.Head != 1 || v.Checked == 0 {
 		t.Fatalf("last verification %+v, %v", v, err)
 	}
@@ -129,13 +129,13 @@ func TestDemoVerifyInvoicesOnS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	es, _ := st.List("signicat_accounts")
+	es, _ := st.List(t.Context(), "signicat_accounts")
 	if len(es) == 0 {
 		t.Fatal("no snapshot in the bucket")
 	}
-	b, _ := st.ReadFile(es[0].Key)
+	b, _ := st.ReadFile(t.Context(), es[0].Key)
 	b[len(b)/2] ^= 0xff
-	if err := st.WriteFile(es[0].Key, b); err != nil {
+	if err := st.WriteFile(t.Context(), es[0].Key, b); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ = cli(t, "verify", "--lake", url)

@@ -654,7 +654,7 @@ func checkManifestPages(b *browser, h *demoHistory) {
 		return {Files: s.querySelectorAll("table.files tbody tr").length, Verify: s.querySelector(".verify-line").innerText,
 			ShaLike: shas.filter(c => /^[0-9a-f]{64}$/.test(c.innerText)).length}; })()`)
 	var m lake.Manifest
-	if _, err := lake.ReadJSON(lake.Dir(h.lake), lake.ManifestDir, h.runs[2], &m); err != nil {
+	if _, err := lake.ReadJSON(t.Context(), lake.Dir(h.lake), lake.ManifestDir, h.runs[2], &m); err != nil {
 		t.Fatal(err)
 	}
 	if manifest.Files != len(m.Files) || manifest.ShaLike != len(m.Files) || !strings.Contains(manifest.Verify, "Not yet covered") {

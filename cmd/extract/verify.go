@@ -52,7 +52,7 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	defer st.Close()
 	at := time.Now().UTC()
-	v, err := lake.Check(st, *since)
+	v, err := lake.Check(ctx, st, *since)
 	if err != nil {
 		fmt.Fprintln(stderr, "extract verify:", err)
 		return exitFailed
@@ -61,7 +61,7 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// The outcome is kept in the lake (_verify/) for the docs site's auditors' page. An auditor may hold
 	// only read access: then it is not kept, which changes nothing of what verify found.
 	if !*noRecord {
-		if err := lake.RecordVerification(st, v); err != nil {
+		if err := lake.RecordVerification(ctx, st, v); err != nil {
 			fmt.Fprintf(stderr, "extract verify: the result could not be recorded in %s/ (%v); it stands as printed\n", lake.VerifyDir, err)
 		}
 	}

@@ -152,7 +152,7 @@ func Prepare(ctx context.Context, db *sql.DB, q Query) (*Answer, error) {
 }
 
 func prepare(ctx context.Context, db *sql.DB, q Query, a *Answer) (*Answer, error) {
-	all, err := lake.ReadManifests(a.Lake)
+	all, err := lake.ReadManifests(ctx, a.Lake)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +173,7 @@ func prepare(ctx context.Context, db *sql.DB, q Query, a *Answer) (*Answer, erro
 	if err != nil {
 		return nil, err
 	}
-	local, err := a.localFiles(ms, append(slices.Clone(headers), lines...), q.Spool)
+	local, err := a.localFiles(ctx, ms, append(slices.Clone(headers), lines...), q.Spool)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +259,7 @@ func exclusions(cols []string) string {
 
 // localFiles gives the local path of every file of ts in the manifests: where it is in a directory,
 // a copy checked against its sha256 for a bucket (released by Close).
-func (a *Answer) localFiles(ms []*lake.Manifest, ts []table, spool string) (map[string]string, error) {
+func (a *Answer) localFiles(ctx context.Context, ms []*lake.Manifest, ts []table, spool string) (map[string]string, error) {
 	want := map[string]bool{}
 	for _, t := range ts {
 		want[t.name] = true
@@ -272,7 +272,7 @@ func (a *Answer) localFiles(ms []*lake.Manifest, ts []table, spool string) (map[
 			}
 		}
 	}
-	paths, release, err := lake.Local(a.Lake, files, spool, false)
+	paths, release, err := lake.Local(ctx, a.Lake, files, spool, false)
 	a.release = append(a.release, release)
 	if err != nil {
 		return nil, err

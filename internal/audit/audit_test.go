@@ -160,7 +160,7 @@ func TestInvoicesAsOfOldAndNewForm(t *testing.T) {
 		if ev == nil {
 			t.Fatalf("evidence %s of invoice %s is not in run %s's manifest", c.row["evidence_sha256"], changed, c.m.RunID)
 		}
-		body, err := lake.ReadEvidence(lake.Dir(root), *ev)
+		body, err := lake.ReadEvidence(t.Context(), lake.Dir(root), *ev)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +224,7 @@ func TestInvoicesAsOfOldAndNewForm(t *testing.T) {
 		t.Fatal("no PDF for the organisation's invoices")
 	}
 	for k, e := range a.PDFs {
-		b, err := lake.ReadEvidence(lake.Dir(root), e)
+		b, err := lake.ReadEvidence(t.Context(), lake.Dir(root), e)
 		if err != nil || !strings.HasPrefix(string(b), "%PDF-") || !strings.Contains(string(b), k) {
 			t.Fatalf("PDF of %s: %v", k, err)
 		}
@@ -241,7 +241,7 @@ func TestInvoicesAsOfOldAndNewForm(t *testing.T) {
 func TestVerifyNamesAlteredAndMissingFiles(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "lake")
 	res, _ := runAt(t, root, time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC))
-	checked, problems, err := lake.Verify(lake.Dir(root))
+	checked, problems, err := lake.Verify(t.Context(), lake.Dir(root))
 	want := len(res.Manifest.Files) + len(res.Manifest.PDFs)
 	seen := map[string]bool{}
 	for _, e := range res.Manifest.Evidence {
@@ -268,7 +268,7 @@ func TestVerifyNamesAlteredAndMissingFiles(t *testing.T) {
 	}
 	for _, rel := range []string{res.Manifest.Files[0].Path, res.Manifest.Evidence[0].Path, res.Manifest.PDFs[0].Path} {
 		restore := flip(rel)
-		_, problems, _ := lake.Verify(lake.Dir(root))
+		_, problems, _ := lake.Verify(t.Context(), lake.Dir(root))
 		if len(problems) != 1 || problems[0].Path != rel || !strings.Contains(problems[0].Issue, "altered") {
 			t.Errorf("one byte of %s altered: %+v", rel, problems)
 		}
@@ -278,7 +278,7 @@ func TestVerifyNamesAlteredAndMissingFiles(t *testing.T) {
 	if err := os.Remove(p); err != nil {
 		t.Fatal(err)
 	}
-	if _, problems, _ := lake.Verify(lake.Dir(root)); len(problems) != 1 || problems[0].Issue != "missing" {
+	if _, problems, _ := lake.Verify(t.Context(), lake.Dir(root)); len(problems) != 1 || problems[0].Issue != "missing" {
 		t.Errorf("deleted PDF: %+v", problems)
 	}
 }

@@ -105,14 +105,21 @@ func Redact(location string) string {
 }
 
 // retry runs op until it succeeds, fails for a reason a retry cannot mend (not found, already there,
-// refused), or bucketAttempts tries have failed, waiting longer between tries.
-func (s *Bucket) retry(what, key string, op func(ctx context.Context) error) error {
+// refused), or bucketAttempts tries have failed, waiting longer between tries. A cancelled ctx ends
+// the wait at once: Ctrl-C interrupts a retrying call.
+func (s *Bucket) retry(ctx context.Context, what, key string, op func(ctx context.Context) error) error {
 	var err error
 	for attempt := range bucketAttempts {
 		if attempt > 0 {
-			time.Sleep(min(5*time.Second, 50*time.Millisecond<<attempt))
+			t := time.NewTimer(min(5*time.Second, 50*time.Millisecond<<attempt))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("%s %s in %s: %w (after: %v)", what, key, s.location, context.Cause(ctx), err)
+			case <-t.C:
+			}
 		}
-		err = op(context.Background())
+		err = op(ctx)
 		switch gcerrors.Code(err) {
 		case gcerrors.OK:
 			return nil
@@ -134,18 +141,19 @@ func timed(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // Create implements Store: the file is staged in the spool directory and uploaded whole on Publish,
 // so a failed upload is retried from the staged copy and never leaves a part at the key.
-func (s *Bucket) Create(key string) (File, error) {
+func (s *Bucket) Create(ctx context.Context, key string) (File, error) {
 	f, err := os.CreateTemp(s.spool, durable.TempPrefix+"upload-*")
 	if err != nil {
 		return nil, err
 	}
-	return &bucketFile{File: f, s: s, key: key}, nil
+	return &bucketFile{File: f, s: s, key: key, ctx: ctx}, nil
 }
 
 type bucketFile struct {
 	*os.File
 	s    *Bucket
 	key  string
+	ctx  context.Context // Create's: it bounds the upload on Publish, whose signature has none
 	done bool
 }
 
@@ -158,7 +166,7 @@ func (f *bucketFile) Publish() error {
 	if err != nil {
 		return err
 	}
-	return f.s.upload(f.key, f.File, size, nil)
+	return f.s.upload(f.ctx, f.key, f.File, size, nil)
 }
 
 func (f *bucketFile) Commit() error { return f.Publish() }
@@ -173,8 +181,8 @@ func (f *bucketFile) Abort() {
 }
 
 // upload PUTs size bytes of r (read from its start on every attempt) to key.
-func (s *Bucket) upload(key string, r io.ReadSeeker, size int64, opts *blob.WriterOptions) error {
-	return s.retry("upload", key, func(ctx context.Context) error {
+func (s *Bucket) upload(ctx context.Context, key string, r io.ReadSeeker, size int64, opts *blob.WriterOptions) error {
+	return s.retry(ctx, "upload", key, func(ctx context.Context) error {
 		if _, err := r.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
@@ -190,27 +198,29 @@ func (s *Bucket) upload(key string, r io.ReadSeeker, size int64, opts *blob.Writ
 }
 
 // WriteFile implements Store: a PUT is atomic and durable once answered.
-func (s *Bucket) WriteFile(key string, data []byte) error {
-	return s.upload(key, strings.NewReader(string(data)), int64(len(data)), nil)
+func (s *Bucket) WriteFile(ctx context.Context, key string, data []byte) error {
+	return s.upload(ctx, key, strings.NewReader(string(data)), int64(len(data)), nil)
 }
 
 // WriteStream implements Store, staging what fill writes so that a failed upload can be retried.
-func (s *Bucket) WriteStream(key string, fill func(io.Writer) error) error {
-	return publish(s, key, fill)
+func (s *Bucket) WriteStream(ctx context.Context, key string, fill func(io.Writer) error) error {
+	return publish(ctx, s, key, fill)
 }
 
 // Place implements Store.
-func (s *Bucket) Place(key string, data []byte) error { return s.WriteFile(key, data) }
+func (s *Bucket) Place(ctx context.Context, key string, data []byte) error {
+	return s.WriteFile(ctx, key, data)
+}
 
 // CreateExclusive implements Store with a conditional PUT (If-None-Match: *). An attempt whose answer
 // was lost may have succeeded: a retry that finds key taken reads it back, and the same bytes are ours.
-func (s *Bucket) CreateExclusive(key string, data []byte) error {
-	return s.createExclusive(key, strings.NewReader(string(data)), int64(len(data)))
+func (s *Bucket) CreateExclusive(ctx context.Context, key string, data []byte) error {
+	return s.createExclusive(ctx, key, strings.NewReader(string(data)), int64(len(data)))
 }
 
 // CreateExclusiveStream implements Store: what fill writes is staged in the spool directory, then
 // uploaded like CreateExclusive.
-func (s *Bucket) CreateExclusiveStream(key string, fill func(io.Writer) error) error {
+func (s *Bucket) CreateExclusiveStream(ctx context.Context, key string, fill func(io.Writer) error) error {
 	f, err := os.CreateTemp(s.spool, durable.TempPrefix+"upload-*")
 	if err != nil {
 		return err
@@ -224,14 +234,14 @@ func (s *Bucket) CreateExclusiveStream(key string, fill func(io.Writer) error) e
 	if err != nil {
 		return err
 	}
-	return s.createExclusive(key, f, size)
+	return s.createExclusive(ctx, key, f, size)
 }
 
-func (s *Bucket) createExclusive(key string, r io.ReadSeeker, size int64) error {
+func (s *Bucket) createExclusive(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
 	tries := 0
-	err := s.upload(key, &countingSeeker{ReadSeeker: r, n: &tries}, size, &blob.WriterOptions{IfNotExist: true})
+	err := s.upload(ctx, key, &countingSeeker{ReadSeeker: r, n: &tries}, size, &blob.WriterOptions{IfNotExist: true})
 	if errors.Is(err, fs.ErrExist) && tries > 1 {
-		if same, serr := s.sameContent(key, r, size); serr == nil && same {
+		if same, serr := s.sameContent(ctx, key, r, size); serr == nil && same {
 			return nil
 		}
 	}
@@ -239,8 +249,8 @@ func (s *Bucket) createExclusive(key string, r io.ReadSeeker, size int64) error 
 }
 
 // sameContent reports whether key holds exactly the size bytes of r.
-func (s *Bucket) sameContent(key string, r io.ReadSeeker, size int64) (bool, error) {
-	got, err := s.ReadFile(key)
+func (s *Bucket) sameContent(ctx context.Context, key string, r io.ReadSeeker, size int64) (bool, error) {
+	got, err := s.ReadFile(ctx, key)
 	if err != nil || int64(len(got)) != size {
 		return false, err
 	}
@@ -265,8 +275,8 @@ func (c *countingSeeker) Seek(off int64, whence int) (int64, error) {
 }
 
 // ReadFile implements Store.
-func (s *Bucket) ReadFile(key string) ([]byte, error) {
-	rc, err := s.Open(key)
+func (s *Bucket) ReadFile(ctx context.Context, key string) ([]byte, error) {
+	rc, err := s.Open(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -276,8 +286,8 @@ func (s *Bucket) ReadFile(key string) ([]byte, error) {
 
 // Open implements Store. A read that stalls for StallTimeout, or fails midway, is resumed where it
 // stopped by a ranged GET, up to bucketAttempts times.
-func (s *Bucket) Open(key string) (io.ReadCloser, error) {
-	r := &resumingReader{s: s, key: key}
+func (s *Bucket) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	r := &resumingReader{s: s, key: key, ctx: ctx}
 	if err := r.open(); err != nil {
 		return nil, err
 	}
@@ -285,6 +295,7 @@ func (s *Bucket) Open(key string) (io.ReadCloser, error) {
 }
 
 type resumingReader struct {
+	ctx    context.Context // Open's: it bounds every GET of the read, whose Read has none
 	s      *Bucket
 	key    string
 	off    int64
@@ -295,7 +306,7 @@ type resumingReader struct {
 }
 
 func (r *resumingReader) open() error {
-	return r.s.retry("read", r.key, func(ctx context.Context) error {
+	return r.s.retry(r.ctx, "read", r.key, func(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)
 		t := time.AfterFunc(StallTimeout, cancel)
 		rd, err := r.s.b.NewRangeReader(ctx, r.key, r.off, -1, nil)
@@ -344,9 +355,9 @@ func (r *resumingReader) Close() error {
 }
 
 // Exists implements Store.
-func (s *Bucket) Exists(key string) (bool, error) {
+func (s *Bucket) Exists(ctx context.Context, key string) (bool, error) {
 	var ok bool
-	err := s.retry("stat", key, func(ctx context.Context) error {
+	err := s.retry(ctx, "stat", key, func(ctx context.Context) error {
 		ctx, cancel := timed(ctx)
 		defer cancel()
 		var err error
@@ -357,14 +368,14 @@ func (s *Bucket) Exists(key string) (bool, error) {
 }
 
 // List implements Store.
-func (s *Bucket) List(prefix string) ([]Entry, error) {
+func (s *Bucket) List(ctx context.Context, prefix string) ([]Entry, error) {
 	if prefix != "" {
 		prefix = strings.TrimSuffix(prefix, "/") + "/"
 	}
 	var out []Entry
 	for token := blob.FirstPageToken; len(token) > 0; {
 		var page []*blob.ListObject
-		err := s.retry("list", prefix, func(ctx context.Context) error {
+		err := s.retry(ctx, "list", prefix, func(ctx context.Context) error {
 			ctx, cancel := timed(ctx)
 			defer cancel()
 			var err error
@@ -389,8 +400,8 @@ func (s *Bucket) List(prefix string) ([]Entry, error) {
 }
 
 // Remove implements Store.
-func (s *Bucket) Remove(key string) error {
-	err := s.retry("delete", key, func(ctx context.Context) error {
+func (s *Bucket) Remove(ctx context.Context, key string) error {
+	err := s.retry(ctx, "delete", key, func(ctx context.Context) error {
 		ctx, cancel := timed(ctx)
 		defer cancel()
 		return s.b.Delete(ctx, key)
@@ -402,13 +413,13 @@ func (s *Bucket) Remove(key string) error {
 }
 
 // RemoveAll implements Store.
-func (s *Bucket) RemoveAll(prefix string) error {
-	es, err := s.List(prefix)
+func (s *Bucket) RemoveAll(ctx context.Context, prefix string) error {
+	es, err := s.List(ctx, prefix)
 	if err != nil {
 		return err
 	}
 	for _, e := range es {
-		if err := s.Remove(e.Key); err != nil {
+		if err := s.Remove(ctx, e.Key); err != nil {
 			return err
 		}
 	}
@@ -416,12 +427,12 @@ func (s *Bucket) RemoveAll(prefix string) error {
 }
 
 // Sync implements Store: an answered PUT is already durable.
-func (s *Bucket) Sync() error { return nil }
+func (s *Bucket) Sync(ctx context.Context) error { return nil }
 
 // RemoveTemps implements Store: a bucket holds no half-written files (a PUT is all or nothing), but a
 // killed process leaves files in the spool directory: staged uploads, downloads for a load, spooled
 // responses. Call it only while holding the lake's lock.
-func (s *Bucket) RemoveTemps() (int, error) {
+func (s *Bucket) RemoveTemps(ctx context.Context) (int, error) {
 	es, err := os.ReadDir(s.spool)
 	if err != nil {
 		return 0, err
@@ -465,15 +476,15 @@ type lease struct {
 func leaseKey(gen int) string { return fmt.Sprintf("%s/%012d.json", leaseDir, gen) }
 
 // Lock implements Store with a lease (see leaseDir).
-func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
-	gen, err := newestNumbered(s, leaseDir, leaseKey)
+func (s *Bucket) Lock(ctx context.Context, owner string) (func(), <-chan struct{}, error) {
+	gen, err := newestNumbered(ctx, s, leaseDir, leaseKey)
 	if err != nil {
 		return nil, nil, err
 	}
 	host, _ := os.Hostname()
 	if gen > 0 {
 		var l lease
-		b, err := s.ReadFile(leaseKey(gen))
+		b, err := s.ReadFile(ctx, leaseKey(gen))
 		if err == nil {
 			err = json.Unmarshal(b, &l)
 		}
@@ -493,7 +504,7 @@ func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
 	mine := gen + 1
 	l := lease{Owner: owner, Host: host, PID: os.Getpid(), Expires: time.Now().Add(LeaseTTL)}
 	b, _ := json.Marshal(l)
-	if err := s.CreateExclusive(leaseKey(mine), b); err != nil {
+	if err := s.CreateExclusive(ctx, leaseKey(mine), b); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return nil, nil, fmt.Errorf("%w (%s: another run took the lock just now); wait for it to finish", ErrBusy, s.location)
 		}
@@ -503,8 +514,11 @@ func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
 	s.gen = mine
 	s.mu.Unlock()
 	for g := gen - 1; g > 0 && g > gen-4; g-- {
-		_ = s.Remove(leaseKey(g)) // older generations: tidiness only
+		_ = s.Remove(ctx, leaseKey(g)) // older generations: tidiness only
 	}
+	// The lease is renewed and released until release is called, not until ctx ends: an interrupted
+	// run still commits the streams that completed, under its lock.
+	keep := context.WithoutCancel(ctx)
 	lost, stop, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -517,13 +531,13 @@ func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
 				return
 			case <-t.C:
 			}
-			if taken, err := s.Exists(leaseKey(mine + 1)); err == nil && taken {
+			if taken, err := s.Exists(keep, leaseKey(mine+1)); err == nil && taken {
 				close(lost)
 				return
 			}
 			l.Expires = time.Now().Add(LeaseTTL)
 			b, _ := json.Marshal(l)
-			if err := s.WriteFile(leaseKey(mine), b); err == nil {
+			if err := s.WriteFile(keep, leaseKey(mine), b); err == nil {
 				renewed = time.Now()
 			} else if time.Since(renewed) > LeaseTTL/2 {
 				close(lost) // it may expire before we can renew it: stop before another run may start
@@ -538,8 +552,8 @@ func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
 			<-done
 			l.Released = true
 			b, _ := json.Marshal(l)
-			if taken, err := s.Exists(leaseKey(mine + 1)); err == nil && !taken {
-				_ = s.WriteFile(leaseKey(mine), b)
+			if taken, err := s.Exists(keep, leaseKey(mine+1)); err == nil && !taken {
+				_ = s.WriteFile(keep, leaseKey(mine), b)
 			}
 		})
 	}
@@ -547,14 +561,14 @@ func (s *Bucket) Lock(owner string) (func(), <-chan struct{}, error) {
 }
 
 // Held implements Store: the lease is ours as long as no newer generation exists.
-func (s *Bucket) Held() error {
+func (s *Bucket) Held(ctx context.Context) error {
 	s.mu.Lock()
 	gen := s.gen
 	s.mu.Unlock()
 	if gen == 0 {
 		return nil
 	}
-	taken, err := s.Exists(leaseKey(gen + 1))
+	taken, err := s.Exists(ctx, leaseKey(gen+1))
 	if err != nil {
 		return fmt.Errorf("checking the lock on %s: %w", s.location, err)
 	}

@@ -1,6 +1,7 @@
 package lake
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -68,12 +69,12 @@ func sha256Hex(b []byte) string {
 }
 
 // Head is the newest commit number claimed in st (0 for none).
-func Head(st Store) (int, error) { return newestNumbered(st, CommitDir, claimKey) }
+func Head(ctx context.Context, st Store) (int, error) { return newestNumbered(ctx, st, CommitDir, claimKey) }
 
 // newestNumbered is the highest n whose key(n) is in dir: listed, then probed forward, as a listing
 // may lag behind the objects a read finds (0 for none).
-func newestNumbered(st Store, dir string, key func(int) string) (int, error) {
-	es, err := st.List(dir)
+func newestNumbered(ctx context.Context, st Store, dir string, key func(int) string) (int, error) {
+	es, err := st.List(ctx, dir)
 	if err != nil {
 		return 0, err
 	}
@@ -84,7 +85,7 @@ func newestNumbered(st Store, dir string, key func(int) string) (int, error) {
 		}
 	}
 	for {
-		ok, err := st.Exists(key(n + 1))
+		ok, err := st.Exists(ctx, key(n + 1))
 		if err != nil || !ok {
 			return n, err
 		}
@@ -97,43 +98,43 @@ func newestNumbered(st Store, dir string, key func(int) string) (int, error) {
 // Call it after every file m lists is durable. A claim already taken by another run (or by a fence)
 // fails with ErrConflict and commits nothing, and so does a lock taken over (ErrLockLost): the run's
 // files are left for the next start to remove, and its watermarks have not moved.
-func Commit(st Store, m *Manifest, base int) error {
+func Commit(ctx context.Context, st Store, m *Manifest, base int) error {
 	m.Commit = base + 1
 	prev := ""
 	if base > 0 {
-		b, err := st.ReadFile(claimKey(base))
+		b, err := st.ReadFile(ctx, claimKey(base))
 		if err != nil {
 			return fmt.Errorf("reading commit %d's claim to chain commit %d to it: %w", base, m.Commit, err)
 		}
 		prev = sha256Hex(b)
 	}
-	if err := st.Held(); err != nil {
+	if err := st.Held(ctx); err != nil {
 		return fmt.Errorf("run %s commits nothing: %w", m.RunID, err)
 	}
-	sum, err := writeManifest(st, m)
+	sum, err := writeManifest(ctx, st, m)
 	if err != nil {
 		return err
 	}
-	if err := st.Held(); err != nil {
+	if err := st.Held(ctx); err != nil {
 		return fmt.Errorf("run %s commits nothing: %w", m.RunID, err)
 	}
 	b, _ := json.Marshal(claim{RunID: m.RunID, Manifest: sum, Prev: prev})
-	if err := st.CreateExclusive(claimKey(m.Commit), b); err != nil {
+	if err := st.CreateExclusive(ctx, claimKey(m.Commit), b); err != nil {
 		if !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("claiming commit %d: %w", m.Commit, err)
 		}
-		if got, rerr := st.ReadFile(claimKey(m.Commit)); rerr == nil && string(got) == string(b) {
+		if got, rerr := st.ReadFile(ctx, claimKey(m.Commit)); rerr == nil && string(got) == string(b) {
 			return nil // our own claim, its answer lost and the write retried
 		}
 		var c claim
-		if got, rerr := st.ReadFile(claimKey(m.Commit)); rerr == nil {
+		if got, rerr := st.ReadFile(ctx, claimKey(m.Commit)); rerr == nil {
 			_ = json.Unmarshal(got, &c)
 		}
 		owner := "run " + c.RunID + "'s"
 		if c.Fence != "" {
 			owner = "a fence (" + c.Fence + ")" // the key holds the fence's mark, or soon will: kept
 		} else {
-			_ = st.Remove(ManifestKey(m.RunID)) // never claimed: ours alone, and nothing reads it
+			_ = st.Remove(ctx, ManifestKey(m.RunID)) // never claimed: ours alone, and nothing reads it
 		}
 		return fmt.Errorf("%w: commit %d is %s; run %s commits nothing and its files are removed at the next start",
 			ErrConflict, m.Commit, owner, m.RunID)
@@ -143,15 +144,15 @@ func Commit(st Store, m *Manifest, base int) error {
 
 // writeManifest writes m at its key only if nothing is there, and returns the sha256 of its bytes.
 // A manifest already there with the same bytes is ours (a commit retried).
-func writeManifest(st Store, m *Manifest) (string, error) {
+func writeManifest(ctx context.Context, st Store, m *Manifest) (string, error) {
 	h := sha256.New()
-	err := st.CreateExclusiveStream(ManifestKey(m.RunID), func(f io.Writer) error {
+	err := st.CreateExclusiveStream(ctx, ManifestKey(m.RunID), func(f io.Writer) error {
 		h.Reset() // the fill may run again
 		return encodeTo(io.MultiWriter(f, h), m)
 	})
 	sum := hex.EncodeToString(h.Sum(nil))
 	if errors.Is(err, fs.ErrExist) {
-		got, rerr := st.ReadFile(ManifestKey(m.RunID))
+		got, rerr := st.ReadFile(ctx, ManifestKey(m.RunID))
 		if rerr == nil && sha256Hex(got) == sum {
 			return sum, nil
 		}
@@ -173,7 +174,7 @@ func writeManifest(st Store, m *Manifest) (string, error) {
 // committed gets a fenceMark at its manifest key, so its manifest write fails too. It returns the log
 // as it is after the fence (re-read if the holder committed first) and what the fence says ("" when
 // none was needed).
-func Fence(st Store, log *Log, by string) (*Log, string, error) {
+func Fence(ctx context.Context, st Store, log *Log, by string) (*Log, string, error) {
 	from := takenOver(st)
 	if from == "" {
 		return log, "", nil
@@ -182,27 +183,27 @@ func Fence(st Store, log *Log, by string) (*Log, string, error) {
 	for range 3 {
 		prev := ""
 		if log.Head > 0 {
-			b, err := st.ReadFile(claimKey(log.Head))
+			b, err := st.ReadFile(ctx, claimKey(log.Head))
 			if err != nil {
 				return nil, "", fmt.Errorf("reading commit %d's claim to fence after it: %w", log.Head, err)
 			}
 			prev = sha256Hex(b)
 		}
-		runs, err := unfinishedRuns(st, log)
+		runs, err := unfinishedRuns(ctx, st, log)
 		if err != nil {
 			return nil, "", fmt.Errorf("listing the runs to fence: %w", err)
 		}
 		b, _ := json.Marshal(claim{Fence: why, Fenced: runs, Prev: prev})
-		err = st.CreateExclusive(claimKey(log.Head+1), b)
+		err = st.CreateExclusive(ctx, claimKey(log.Head+1), b)
 		if err == nil {
 			log.Head++
-			return log, why, markFenced(st, log, runs, why)
+			return log, why, markFenced(ctx, st, log, runs, why)
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, "", fmt.Errorf("fencing commit %d: %w", log.Head+1, err)
 		}
 		// The stalled holder committed just before the fence: its commit stands; fence after it.
-		if log, err = ReadLog(st); err != nil {
+		if log, err = ReadLog(ctx, st); err != nil {
 			return nil, "", err
 		}
 	}
@@ -211,12 +212,12 @@ func Fence(st Store, log *Log, by string) (*Log, string, error) {
 
 // unfinishedRuns are the runs log does not name as committed or fenced that left checkpoints (every
 // run writes one as it starts) or a manifest: the ones a stalled holder may still be.
-func unfinishedRuns(st Store, log *Log) ([]string, error) {
-	es, err := st.List(CheckpointDir)
+func unfinishedRuns(ctx context.Context, st Store, log *Log) ([]string, error) {
+	es, err := st.List(ctx, CheckpointDir)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := manifestKeys(st)
+	keys, err := manifestKeys(ctx, st)
 	if err != nil {
 		return nil, err
 	}
@@ -240,10 +241,10 @@ func unfinishedRuns(st Store, log *Log) ([]string, error) {
 
 // markFenced writes a fenceMark at the manifest key of each run, replacing a manifest a stalled run
 // wrote before the fence: the fence's claim took the number it would commit at, so it is garbage.
-func markFenced(st Store, log *Log, runs []string, why string) error {
+func markFenced(ctx context.Context, st Store, log *Log, runs []string, why string) error {
 	b, _ := json.Marshal(fenceMark{Fenced: why})
 	for _, id := range runs {
-		if err := st.WriteFile(ManifestKey(id), b); err != nil {
+		if err := st.WriteFile(ctx, ManifestKey(id), b); err != nil {
 			return fmt.Errorf("fencing the manifest of run %s: %w", id, err)
 		}
 		log.Fenced[id] = true
@@ -267,8 +268,8 @@ type Log struct {
 }
 
 // ReadManifests returns every committed manifest in st, oldest run first (see ReadLog).
-func ReadManifests(st Store) ([]*Manifest, error) {
-	l, err := ReadLog(st)
+func ReadManifests(ctx context.Context, st Store) ([]*Manifest, error) {
+	l, err := ReadLog(ctx, st)
 	if err != nil {
 		return nil, err
 	}
@@ -279,12 +280,12 @@ func ReadManifests(st Store) ([]*Manifest, error) {
 // no claim names is not committed, unless it predates claims (no commit number, and a run older than
 // the first claimed one: lakes written before commits were claimed). Edited manifests are read as
 // they are, and listed in Edited; `extract verify` says what is wrong.
-func ReadLog(st Store) (*Log, error) {
-	head, err := Head(st)
+func ReadLog(ctx context.Context, st Store) (*Log, error) {
+	head, err := Head(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	links, err := readClaims(st, 1, head)
+	links, err := readClaims(ctx, st, 1, head)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +307,7 @@ func ReadLog(st Store) (*Log, error) {
 			continue // a claim removed or unreadable, or a fence, claims no run
 		}
 		l.Committed[k.c.RunID] = true
-		raw, m, err := readManifestRaw(st, ManifestKey(k.c.RunID))
+		raw, m, err := readManifestRaw(ctx, st, ManifestKey(k.c.RunID))
 		if errors.Is(err, fs.ErrNotExist) {
 			if k.c.chained() {
 				l.Edited = append(l.Edited, k.n)
@@ -325,7 +326,7 @@ func ReadLog(st Store) (*Log, error) {
 	for id := range l.Fenced {
 		have[id] = true // a fenceMark, not a manifest
 	}
-	legacy, err := legacyManifests(st, links, have)
+	legacy, err := legacyManifests(ctx, st, links, have)
 	if err != nil {
 		return nil, err
 	}
@@ -339,8 +340,8 @@ func ReadLog(st Store) (*Log, error) {
 
 // legacyManifests are the manifests of runs that committed before commits were claimed: without a
 // commit number, and older than the first run a claim names. skip are those read already.
-func legacyManifests(st Store, links []link, skip map[string]bool) ([]*Manifest, error) {
-	keys, err := manifestKeys(st)
+func legacyManifests(ctx context.Context, st Store, links []link, skip map[string]bool) ([]*Manifest, error) {
+	keys, err := manifestKeys(ctx, st)
 	if err != nil {
 		return nil, err
 	}
@@ -350,7 +351,7 @@ func legacyManifests(st Store, links []link, skip map[string]bool) ([]*Manifest,
 		if skip[strings.TrimSuffix(path.Base(key), ".json")] {
 			continue
 		}
-		_, m, err := readManifestRaw(st, key)
+		_, m, err := readManifestRaw(ctx, st, key)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -365,8 +366,8 @@ func legacyManifests(st Store, links []link, skip map[string]bool) ([]*Manifest,
 }
 
 // manifestKeys lists the manifests in st (not the run reports beside them).
-func manifestKeys(st Store) ([]string, error) {
-	es, err := st.List(ManifestDir)
+func manifestKeys(ctx context.Context, st Store) ([]string, error) {
+	es, err := st.List(ctx, ManifestDir)
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +399,7 @@ type link struct {
 }
 
 // readClaims reads claims from..to, a few at a time (a bucket answers each in a round trip).
-func readClaims(st Store, from, to int) ([]link, error) {
+func readClaims(ctx context.Context, st Store, from, to int) ([]link, error) {
 	if from > to {
 		return nil, nil
 	}
@@ -409,7 +410,7 @@ func readClaims(st Store, from, to int) ([]link, error) {
 		links[i].n = from + i
 		g.Go(func() error {
 			k := &links[i]
-			k.raw, k.err = st.ReadFile(claimKey(k.n))
+			k.raw, k.err = st.ReadFile(ctx, claimKey(k.n))
 			if k.err != nil && !errors.Is(k.err, fs.ErrNotExist) {
 				return k.err
 			}
@@ -424,8 +425,8 @@ func readClaims(st Store, from, to int) ([]link, error) {
 	return links, g.Wait()
 }
 
-func readManifestRaw(st Store, key string) ([]byte, *Manifest, error) {
-	b, err := st.ReadFile(key)
+func readManifestRaw(ctx context.Context, st Store, key string) ([]byte, *Manifest, error) {
+	b, err := st.ReadFile(ctx, key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -459,7 +460,7 @@ func snapshotKey(key string) bool {
 // manifest or live (the checkpoints of the run being resumed) lists, and a fenced run's fenceMark. Evidence and PDFs are
 // content-addressed and never removed. With an edited manifest in the log nothing is removed
 // (ErrEdited). Call it only while holding the lake's lock.
-func RemoveOrphans(st Store, log *Log, live *Manifest) (int, error) {
+func RemoveOrphans(ctx context.Context, st Store, log *Log, live *Manifest) (int, error) {
 	if len(log.Edited) > 0 {
 		return 0, fmt.Errorf("%w (commits %v): nothing was removed; run extract verify", ErrEdited, log.Edited)
 	}
@@ -469,7 +470,7 @@ func RemoveOrphans(st Store, log *Log, live *Manifest) (int, error) {
 			listed[f.Path] = true
 		}
 	}
-	es, err := st.List("")
+	es, err := st.List(ctx, "")
 	if err != nil {
 		return 0, err
 	}
@@ -485,7 +486,7 @@ func RemoveOrphans(st Store, log *Log, live *Manifest) (int, error) {
 		if run == "" || log.Committed[run] || log.Fenced[run] && path.Dir(e.Key) == ManifestDir {
 			continue
 		}
-		if err := st.Remove(e.Key); err != nil {
+		if err := st.Remove(ctx, e.Key); err != nil {
 			return n, err
 		}
 		n++

@@ -1,6 +1,7 @@
 package lake_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -28,17 +29,17 @@ func commitRuns(t *testing.T, st lake.Store, n int) []*lake.Manifest {
 		for j := range 2 {
 			key := fmt.Sprintf("t/run_date=2026-12-%02d/%s-%05d.parquet", 1+i, id, j)
 			data := []byte(fmt.Sprintf("rows of %s part %d", id, j))
-			if err := st.WriteFile(key, data); err != nil {
+			if err := st.WriteFile(t.Context(), key, data); err != nil {
 				t.Fatal(err)
 			}
 			sum := sha256.Sum256(data)
 			m.Files = append(m.Files, parquet.FileInfo{Path: key, Table: "t", Rows: 10, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
 		}
-		head, err := lake.Head(st)
+		head, err := lake.Head(t.Context(), st)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := lake.Commit(st, m, head); err != nil {
+		if err := lake.Commit(t.Context(), st, m, head); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, m)
@@ -49,7 +50,7 @@ func commitRuns(t *testing.T, st lake.Store, n int) []*lake.Manifest {
 // editJSON rewrites key of st through edit.
 func editJSON(t *testing.T, st lake.Store, key string, edit func(map[string]any)) {
 	t.Helper()
-	b, err := st.ReadFile(key)
+	b, err := st.ReadFile(t.Context(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func editJSON(t *testing.T, st lake.Store, key string, edit func(map[string]any)
 	if b, err = json.Marshal(v); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.WriteFile(key, b); err != nil {
+	if err := st.WriteFile(t.Context(), key, b); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -101,7 +102,7 @@ func TestVerifyNamesEachTampering(t *testing.T) {
 		{"file altered, sha recomputed", func(t *testing.T, st lake.Store, ms []*lake.Manifest) {
 			f := ms[0].Files[1]
 			data := []byte("forged rows")
-			if err := st.WriteFile(f.Path, data); err != nil {
+			if err := st.WriteFile(t.Context(), f.Path, data); err != nil {
 				t.Fatal(err)
 			}
 			sum := sha256.Sum256(data)
@@ -121,19 +122,19 @@ func TestVerifyNamesEachTampering(t *testing.T) {
 			return []string{"2 edited " + claimKey(2), "2 edited " + claimKey(2)}
 		}},
 		{"claim removed", func(t *testing.T, st lake.Store, ms []*lake.Manifest) {
-			if err := st.Remove(claimKey(2)); err != nil {
+			if err := st.Remove(t.Context(), claimKey(2)); err != nil {
 				t.Fatal(err)
 			}
 		}, func(ms []*lake.Manifest) []string { return []string{"2 removed " + claimKey(2)} }},
 		{"manifest removed", func(t *testing.T, st lake.Store, ms []*lake.Manifest) {
-			if err := st.Remove(manifest(ms[2])); err != nil {
+			if err := st.Remove(t.Context(), manifest(ms[2])); err != nil {
 				t.Fatal(err)
 			}
 		}, func(ms []*lake.Manifest) []string {
 			return []string{"3 removed " + manifest(ms[2]), "3 added " + ms[2].Files[0].Path, "3 added " + ms[2].Files[1].Path}
 		}},
 		{"snapshot file removed", func(t *testing.T, st lake.Store, ms []*lake.Manifest) {
-			if err := st.Remove(ms[0].Files[0].Path); err != nil {
+			if err := st.Remove(t.Context(), ms[0].Files[0].Path); err != nil {
 				t.Fatal(err)
 			}
 		}, func(ms []*lake.Manifest) []string { return []string{"1 missing " + ms[0].Files[0].Path} }},
@@ -142,12 +143,12 @@ func TestVerifyNamesEachTampering(t *testing.T) {
 		for name, st := range stores(t) {
 			t.Run(c.name+"/"+name, func(t *testing.T) {
 				ms := commitRuns(t, st, 3)
-				if v, err := lake.Check(st, 1); err != nil || len(v.Problems) != 0 || v.Checked != 6 || v.Head != 3 || v.Unchained != 0 {
+				if v, err := lake.Check(t.Context(), st, 1); err != nil || len(v.Problems) != 0 || v.Checked != 6 || v.Head != 3 || v.Unchained != 0 {
 					t.Fatalf("clean lake: %+v, %v", v, err)
 				}
 				c.do(t, st, ms)
 				rec := &recording{Store: st}
-				v, err := lake.Check(rec, 1)
+				v, err := lake.Check(t.Context(), rec, 1)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -159,7 +160,7 @@ func TestVerifyNamesEachTampering(t *testing.T) {
 					t.Errorf("verify read a key outside the lake: %v", rec.keys)
 				}
 				// A run's start sees the history broken, and so removes nothing.
-				if log, err := lake.ReadLog(st); err != nil || (len(log.Edited) == 0) != (c.name == "snapshot file removed") {
+				if log, err := lake.ReadLog(t.Context(), st); err != nil || (len(log.Edited) == 0) != (c.name == "snapshot file removed") {
 					t.Errorf("the log's edited commits: %v, %v", log.Edited, err)
 				}
 			})
@@ -180,14 +181,14 @@ func (r *recording) note(key string) {
 	r.keys = append(r.keys, key)
 }
 
-func (r *recording) Open(key string) (io.ReadCloser, error) {
+func (r *recording) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	r.note(key)
-	return r.Store.Open(key)
+	return r.Store.Open(ctx, key)
 }
 
-func (r *recording) ReadFile(key string) ([]byte, error) {
+func (r *recording) ReadFile(ctx context.Context, key string) ([]byte, error) {
 	r.note(key)
-	return r.Store.ReadFile(key)
+	return r.Store.ReadFile(ctx, key)
 }
 
 func (r *recording) read(part string) bool {
@@ -208,7 +209,7 @@ func TestClaimsFormAHashChain(t *testing.T) {
 	ms := commitRuns(t, st, 3)
 	prev := ""
 	for n := 1; n <= 3; n++ {
-		raw, err := st.ReadFile(claimKey(n))
+		raw, err := st.ReadFile(t.Context(), claimKey(n))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,7 +221,7 @@ func TestClaimsFormAHashChain(t *testing.T) {
 		if err := json.Unmarshal(raw, &c); err != nil {
 			t.Fatal(err)
 		}
-		mraw, _ := st.ReadFile(lake.ManifestDir + "/" + ms[n-1].RunID + ".json")
+		mraw, _ := st.ReadFile(t.Context(), lake.ManifestDir+"/"+ms[n-1].RunID+".json")
 		msum := sha256.Sum256(mraw)
 		if c.RunID != ms[n-1].RunID || c.Manifest != hex.EncodeToString(msum[:]) || c.Prev != prev {
 			t.Errorf("claim %d: %+v; want run %s, manifest %x, prev %q", n, c, ms[n-1].RunID, msum, prev)
@@ -228,7 +229,7 @@ func TestClaimsFormAHashChain(t *testing.T) {
 		sum := sha256.Sum256(raw)
 		prev = hex.EncodeToString(sum[:])
 	}
-	v, err := lake.Check(st, 1)
+	v, err := lake.Check(t.Context(), st, 1)
 	if err != nil || v.HeadSHA256 != prev {
 		t.Errorf("head sha256 %q (%v), want %q", v.HeadSHA256, err, prev)
 	}
@@ -240,14 +241,14 @@ func TestVerifySince(t *testing.T) {
 	st := lake.Dir(t.TempDir())
 	ms := commitRuns(t, st, 4)
 	editJSON(t, st, lake.ManifestDir+"/"+ms[0].RunID+".json", func(v map[string]any) { v["status"] = "partial" })
-	if v, err := lake.Check(st, 3); err != nil || len(v.Problems) != 0 || v.Checked != 4 || v.Since != 3 {
+	if v, err := lake.Check(t.Context(), st, 3); err != nil || len(v.Problems) != 0 || v.Checked != 4 || v.Since != 3 {
 		t.Errorf("since 3 with commit 1 edited: %+v %v", v, err)
 	}
-	if v, _ := lake.Check(st, 1); len(v.Problems) != 1 || v.Problems[0].Commit != 1 {
+	if v, _ := lake.Check(t.Context(), st, 1); len(v.Problems) != 1 || v.Problems[0].Commit != 1 {
 		t.Errorf("since 1 with commit 1 edited: %+v", v.Problems)
 	}
 	editJSON(t, st, claimKey(2), func(v map[string]any) { v["manifest_sha256"] = strings.Repeat("0", 64) })
-	if v, _ := lake.Check(st, 3); len(v.Problems) != 1 || v.Problems[0].Path != claimKey(2) || !strings.HasPrefix(v.Problems[0].Issue, "edited") {
+	if v, _ := lake.Check(t.Context(), st, 3); len(v.Problems) != 1 || v.Problems[0].Path != claimKey(2) || !strings.HasPrefix(v.Problems[0].Issue, "edited") {
 		t.Errorf("since 3 with claim 2 edited: %+v", v.Problems)
 	}
 }
@@ -268,26 +269,26 @@ func TestLakesFromBeforeTheChain(t *testing.T) {
 	for i, m := range ms[1:] {
 		editJSON(t, st, lake.ManifestDir+"/"+m.RunID+".json", func(v map[string]any) { v["commit"] = i + 1 })
 		b, _ := json.Marshal(map[string]string{"run_id": m.RunID})
-		if err := st.CreateExclusive(claimKey(i+1), b); err != nil {
+		if err := st.CreateExclusive(t.Context(), claimKey(i+1), b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	log, err := lake.ReadLog(st)
+	log, err := lake.ReadLog(t.Context(), st)
 	if err != nil || len(log.Manifests) != 3 || log.Head != 2 || len(log.Edited) != 0 {
 		t.Fatalf("old lake: %d manifests, head %d, edited %v, %v", len(log.Manifests), log.Head, log.Edited, err)
 	}
-	v, err := lake.Check(st, 1)
+	v, err := lake.Check(t.Context(), st, 1)
 	if err != nil || len(v.Problems) != 0 || v.Unchained != 3 || v.Checked != 6 {
 		t.Fatalf("old lake: %+v, %v", v, err)
 	}
 	// A new commit chains onto the old claims; editing an old manifest is beyond the chain (no hash
 	// recorded it), but rewriting an old claim is not.
 	commitRuns(t, st, 1)
-	if v, _ := lake.Check(st, 1); len(v.Problems) != 0 || v.Unchained != 3 || v.Head != 3 {
+	if v, _ := lake.Check(t.Context(), st, 1); len(v.Problems) != 0 || v.Unchained != 3 || v.Head != 3 {
 		t.Fatalf("after a new commit: %+v", v)
 	}
 	editJSON(t, st, claimKey(2), func(v map[string]any) { v["run_id"] = ms[0].RunID })
-	v, _ = lake.Check(st, 1)
+	v, _ = lake.Check(t.Context(), st, 1)
 	found := false
 	for _, p := range v.Problems {
 		found = found || p.Path == claimKey(2) && strings.HasPrefix(p.Issue, "edited")
@@ -307,42 +308,42 @@ func TestRemoveOrphansKeepsCommittedFiles(t *testing.T) {
 			dead := lake.NewRunID(time.Date(2026, 12, 9, 0, 0, 0, 0, time.UTC))
 			leftovers := []string{"t/run_date=2026-12-09/" + dead + "-00000.parquet", lake.ManifestDir + "/" + dead + ".json"}
 			for _, k := range append(leftovers, "t/run_date=2026-12-09/by-hand.parquet", "_evidence/ab/ab.json.zst") {
-				if err := st.WriteFile(k, []byte("{}")); err != nil {
+				if err := st.WriteFile(t.Context(), k, []byte("{}")); err != nil {
 					t.Fatal(err)
 				}
 			}
 			// An entry removed from a manifest: the run that finds it sweeps nothing.
 			key := lake.ManifestDir + "/" + ms[1].RunID + ".json"
-			orig, _ := st.ReadFile(key)
+			orig, _ := st.ReadFile(t.Context(), key)
 			editJSON(t, st, key, func(v map[string]any) { v["files"] = v["files"].([]any)[1:] })
-			log, err := lake.ReadLog(st)
+			log, err := lake.ReadLog(t.Context(), st)
 			if err != nil || len(log.Edited) != 1 || log.Edited[0] != 2 {
 				t.Fatalf("edited: %v %v", log.Edited, err)
 			}
-			if n, err := lake.RemoveOrphans(st, log, &lake.Manifest{}); n != 0 || err == nil {
+			if n, err := lake.RemoveOrphans(t.Context(), st, log, &lake.Manifest{}); n != 0 || err == nil {
 				t.Errorf("sweep of an edited lake: %d removed, %v", n, err)
 			}
 			// Even with the edit restored to a consistent but shorter manifest (claim re-hashed by
 			// someone), the unlisted file of a committed run stays.
-			if err := st.WriteFile(key, orig); err != nil {
+			if err := st.WriteFile(t.Context(), key, orig); err != nil {
 				t.Fatal(err)
 			}
 			editJSON(t, st, key, func(v map[string]any) { v["files"] = v["files"].([]any)[1:] })
-			raw, _ := st.ReadFile(key)
+			raw, _ := st.ReadFile(t.Context(), key)
 			sum := sha256.Sum256(raw)
 			editJSON(t, st, claimKey(2), func(v map[string]any) { v["manifest_sha256"] = hex.EncodeToString(sum[:]) })
-			log, _ = lake.ReadLog(st)
-			n, err := lake.RemoveOrphans(st, log, &lake.Manifest{})
+			log, _ = lake.ReadLog(t.Context(), st)
+			n, err := lake.RemoveOrphans(t.Context(), st, log, &lake.Manifest{})
 			if err != nil || n != len(leftovers) {
 				t.Errorf("removed %d (%v), want the %d leftovers of the dead run", n, err, len(leftovers))
 			}
 			for _, k := range leftovers {
-				if ok, _ := st.Exists(k); ok {
+				if ok, _ := st.Exists(t.Context(), k); ok {
 					t.Errorf("%s left", k)
 				}
 			}
 			for _, k := range []string{ms[1].Files[0].Path, ms[0].Files[0].Path, "t/run_date=2026-12-09/by-hand.parquet", "_evidence/ab/ab.json.zst"} {
-				if ok, _ := st.Exists(k); !ok {
+				if ok, _ := st.Exists(t.Context(), k); !ok {
 					t.Errorf("%s removed", k)
 				}
 			}

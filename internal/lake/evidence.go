@@ -2,6 +2,7 @@ package lake
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -75,8 +76,8 @@ func bodyPaths(ms []*Manifest) map[string]bool {
 }
 
 // PutJSON stores a response body compressed and returns its entry (Table and Endpoint set by the caller).
-func (s *EvidenceStore) PutJSON(body *spool.Body) (Evidence, error) {
-	return s.put(body, EvidenceDir, ".json.zst", func(w io.Writer, r io.Reader) error {
+func (s *EvidenceStore) PutJSON(ctx context.Context, body *spool.Body) (Evidence, error) {
+	return s.put(ctx, body, EvidenceDir, ".json.zst", func(w io.Writer, r io.Reader) error {
 		enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(evidenceWindow))
 		if err != nil {
 			return err
@@ -90,8 +91,8 @@ func (s *EvidenceStore) PutJSON(body *spool.Body) (Evidence, error) {
 }
 
 // PutPDF stores a PDF as received (PDFs are compressed already).
-func (s *EvidenceStore) PutPDF(body *spool.Body) (Evidence, error) {
-	return s.put(body, PDFDir, ".pdf", func(w io.Writer, r io.Reader) error {
+func (s *EvidenceStore) PutPDF(ctx context.Context, body *spool.Body) (Evidence, error) {
+	return s.put(ctx, body, PDFDir, ".pdf", func(w io.Writer, r io.Reader) error {
 		_, err := io.Copy(w, r)
 		return err
 	}, func(b []byte) []byte { return b })
@@ -99,7 +100,7 @@ func (s *EvidenceStore) PutPDF(body *spool.Body) (Evidence, error) {
 
 // put stores body under dir, named by its sha256: a body in memory encoded at once, one spilled to a
 // file streamed from it, so a large answer is never held in memory.
-func (s *EvidenceStore) put(body *spool.Body, dir, ext string, stream func(io.Writer, io.Reader) error, encode func([]byte) []byte) (Evidence, error) {
+func (s *EvidenceStore) put(ctx context.Context, body *spool.Body, dir, ext string, stream func(io.Writer, io.Reader) error, encode func([]byte) []byte) (Evidence, error) {
 	h := sha256.New()
 	if _, err := io.Copy(h, body.Reader()); err != nil {
 		return Evidence{}, fmt.Errorf("hashing evidence: %w", err)
@@ -115,9 +116,9 @@ func (s *EvidenceStore) put(body *spool.Body, dir, ext string, stream func(io.Wr
 	}
 	var err error
 	if body.InMemory() {
-		err = s.st.Place(rel, encode(body.Mem()))
+		err = s.st.Place(ctx, rel, encode(body.Mem()))
 	} else {
-		err = publish(s.st, rel, func(w io.Writer) error { return stream(w, body.Reader()) })
+		err = publish(ctx, s.st, rel, func(w io.Writer) error { return stream(w, body.Reader()) })
 	}
 	if err != nil {
 		return e, fmt.Errorf("storing evidence %s: %w", rel, err)
@@ -130,8 +131,8 @@ func (s *EvidenceStore) put(body *spool.Body, dir, ext string, stream func(io.Wr
 
 // publish writes key from fill through st.Create, visible once complete and durable after the
 // store's next Sync, like Place.
-func publish(st Store, key string, fill func(io.Writer) error) error {
-	f, err := st.Create(key)
+func publish(ctx context.Context, st Store, key string, fill func(io.Writer) error) error {
+	f, err := st.Create(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -143,14 +144,14 @@ func publish(st Store, key string, fill func(io.Writer) error) error {
 }
 
 // Sync makes every file placed so far durable.
-func (s *EvidenceStore) Sync() error { return s.st.Sync() }
+func (s *EvidenceStore) Sync(ctx context.Context) error { return s.st.Sync(ctx) }
 
 // ReadEvidence returns the body exactly as the API sent it, checked against its sha256.
-func ReadEvidence(st Store, e Evidence) ([]byte, error) {
+func ReadEvidence(ctx context.Context, st Store, e Evidence) ([]byte, error) {
 	if !insideLake(e.Path) {
 		return nil, errors.New(outside)
 	}
-	b, err := st.ReadFile(e.Path)
+	b, err := st.ReadFile(ctx, e.Path)
 	if err != nil {
 		return nil, err
 	}

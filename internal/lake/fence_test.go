@@ -32,14 +32,14 @@ func (s *stallBefore) at(key string) {
 	}
 }
 
-func (s *stallBefore) CreateExclusive(key string, data []byte) error {
+func (s *stallBefore) CreateExclusive(ctx context.Context, key string, data []byte) error {
 	s.at(key)
-	return s.Store.CreateExclusive(key, data)
+	return s.Store.CreateExclusive(ctx, key, data)
 }
 
-func (s *stallBefore) CreateExclusiveStream(key string, fill func(io.Writer) error) error {
+func (s *stallBefore) CreateExclusiveStream(ctx context.Context, key string, fill func(io.Writer) error) error {
 	s.at(key)
-	return s.Store.CreateExclusiveStream(key, fill)
+	return s.Store.CreateExclusiveStream(ctx, key, fill)
 }
 
 // A holder that stalls between its lock check and a write of its commit, past its lease, writes
@@ -66,29 +66,29 @@ func stalledHolder(t *testing.T, at string) {
 	}
 	st := open()
 	commitRuns(t, st, 1)
-	base, _ := lake.Head(st)
+	base, _ := lake.Head(t.Context(), st)
 	// The stalled run: started (its checkpoints name it), its lease expired on another machine.
 	id := lake.NewRunID(time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC))
-	if err := st.WriteFile(lake.CheckpointDir+"/"+id+"/run.json", []byte(`{"run_id":"`+id+`"}`)); err != nil {
+	if err := st.WriteFile(t.Context(), lake.CheckpointDir+"/"+id+"/run.json", []byte(`{"run_id":"`+id+`"}`)); err != nil {
 		t.Fatal(err)
 	}
 	expired := fmt.Sprintf(`{"owner":"ledgerlake run","host":"elsewhere","pid":7,"expires":%q}`, time.Now().Add(-time.Minute).Format(time.RFC3339Nano))
-	if err := st.WriteFile("_lease/000000000001.json", []byte(expired)); err != nil {
+	if err := st.WriteFile(t.Context(), "_lease/000000000001.json", []byte(expired)); err != nil {
 		t.Fatal(err)
 	}
 	var afterTakeover string
 	takeover := func() {
 		taker := open()
-		release, _, err := taker.Lock("ledgerlake run")
+		release, _, err := taker.Lock(t.Context(), "ledgerlake run")
 		if err != nil {
 			t.Fatalf("taking the expired lock over: %v", err)
 		}
 		t.Cleanup(release)
-		l, err := lake.ReadLog(taker)
+		l, err := lake.ReadLog(t.Context(), taker)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, why, err := lake.Fence(taker, l, "the test"); err != nil || why == "" {
+		if _, why, err := lake.Fence(t.Context(), taker, l, "the test"); err != nil || why == "" {
 			t.Fatalf("fence: %q %v", why, err)
 		}
 		afterTakeover = content(t, st)
@@ -98,30 +98,30 @@ func stalledHolder(t *testing.T, at string) {
 		key = fmt.Sprintf("%s/%012d.json", lake.CommitDir, base+1)
 	}
 	m := &lake.Manifest{RunID: id, Status: "ok"}
-	err := lake.Commit(&stallBefore{Store: st, key: key, stall: takeover}, m, base)
+	err := lake.Commit(t.Context(), &stallBefore{Store: st, key: key, stall: takeover}, m, base)
 	if at == "manifest" && !errors.Is(err, lake.ErrLockLost) || at == "claim" && !errors.Is(err, lake.ErrConflict) {
 		t.Fatalf("the woken holder's commit: %v", err)
 	}
 	if after := content(t, st); after != afterTakeover {
 		t.Errorf("the woken holder wrote into the lake:\nafter the takeover:\n%s\nafter it woke:\n%s", afterTakeover, after)
 	}
-	if b, _ := st.ReadFile(lake.ManifestKey(id)); !strings.Contains(string(b), `"fenced"`) {
+	if b, _ := st.ReadFile(t.Context(), lake.ManifestKey(id)); !strings.Contains(string(b), `"fenced"`) {
 		t.Errorf("the stalled run's manifest key holds %s, want the fence's mark", b)
 	}
 	// Later runs sweep orphans; the mark stays, and a PUT of the manifest arriving even later fails.
 	for range 2 {
-		l, err := lake.ReadLog(st)
+		l, err := lake.ReadLog(t.Context(), st)
 		if err != nil || l.Committed[id] || len(l.Manifests) != 1 || !l.Fenced[id] {
 			t.Fatalf("log: committed %v, %d manifests, fenced %v (%v)", l.Committed, len(l.Manifests), l.Fenced, err)
 		}
-		if _, err := lake.RemoveOrphans(st, l, &lake.Manifest{}); err != nil {
+		if _, err := lake.RemoveOrphans(t.Context(), st, l, &lake.Manifest{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := lake.Commit(st, &lake.Manifest{RunID: id, Status: "ok"}, base+1); !errors.Is(err, lake.ErrLockLost) {
+	if err := lake.Commit(t.Context(), st, &lake.Manifest{RunID: id, Status: "ok"}, base+1); !errors.Is(err, lake.ErrLockLost) {
 		t.Errorf("a manifest written after the sweeps: %v, want ErrLockLost", err)
 	}
-	v, err := lake.Check(st, 1)
+	v, err := lake.Check(t.Context(), st, 1)
 	if err != nil || len(v.Problems) > 0 || fmt.Sprint(v.Fences) != fmt.Sprint([]int{base + 1}) {
 		t.Errorf("verify: problems %v, fences %v (%v)", issues(v.Problems), v.Fences, err)
 	}
@@ -131,7 +131,7 @@ func stalledHolder(t *testing.T, at string) {
 // content.
 func content(t *testing.T, st lake.Store) string {
 	t.Helper()
-	es, err := st.List("")
+	es, err := st.List(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func content(t *testing.T, st lake.Store) string {
 		if strings.HasPrefix(e.Key, "_lease/") {
 			continue
 		}
-		data, err := st.ReadFile(e.Key)
+		data, err := st.ReadFile(t.Context(), e.Key)
 		if err != nil {
 			t.Fatal(err)
 		}

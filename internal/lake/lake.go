@@ -5,6 +5,7 @@ package lake
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding"
@@ -128,8 +129,8 @@ const (
 )
 
 // ReadJSON loads dir/name.json of st into v; found is false when the file does not exist yet.
-func ReadJSON(st Store, dir, name string, v any) (found bool, err error) {
-	b, err := st.ReadFile(dir + "/" + name + ".json")
+func ReadJSON(ctx context.Context, st Store, dir, name string, v any) (found bool, err error) {
+	b, err := st.ReadFile(ctx, dir+"/"+name+".json")
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -143,14 +144,14 @@ func ReadJSON(st Store, dir, name string, v any) (found bool, err error) {
 }
 
 // WriteJSON replaces dir/name.json of st atomically.
-func WriteJSON(st Store, dir, name string, v any) error {
-	return writeJSON(st, dir+"/"+name+".json", v)
+func WriteJSON(ctx context.Context, st Store, dir, name string, v any) error {
+	return writeJSON(ctx, st, dir+"/"+name+".json", v)
 }
 
 // writeJSON encodes v compactly into a new file that replaces key on commit, as encoding/json's
 // Encoder would (encodeLists). Not indented: indenting re-buffers the whole encoding twice over.
-func writeJSON(st Store, key string, v any) error {
-	return st.WriteStream(key, func(f io.Writer) error { return encodeTo(f, v) })
+func writeJSON(ctx context.Context, st Store, key string, v any) error {
+	return st.WriteStream(ctx, key, func(f io.Writer) error { return encodeTo(f, v) })
 }
 
 // encodeTo writes v to w as writeJSON does.
@@ -294,16 +295,16 @@ const ReportSuffix = ".report.json"
 
 // CheckFile re-hashes a snapshot file listed in a manifest: "" when it is there as listed, otherwise
 // what is wrong ("missing", "altered: …").
-func CheckFile(st Store, f parquet.FileInfo) string {
-	return checkFile(st, f, io.Discard)
+func CheckFile(ctx context.Context, st Store, f parquet.FileInfo) string {
+	return checkFile(ctx, st, f, io.Discard)
 }
 
 // checkFile is CheckFile, copying the file's bytes to w as it hashes them.
-func checkFile(st Store, f parquet.FileInfo, w io.Writer) string {
+func checkFile(ctx context.Context, st Store, f parquet.FileInfo, w io.Writer) string {
 	if !insideLake(f.Path) {
 		return outside
 	}
-	sum, n, err := hashFile(st, f.Path, w)
+	sum, n, err := hashFile(ctx, st, f.Path, w)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return "missing"
@@ -315,8 +316,8 @@ func checkFile(st Store, f parquet.FileInfo, w io.Writer) string {
 	return ""
 }
 
-func hashFile(st Store, key string, w io.Writer) (string, int64, error) {
-	f, err := st.Open(key)
+func hashFile(ctx context.Context, st Store, key string, w io.Writer) (string, int64, error) {
+	f, err := st.Open(ctx, key)
 	if err != nil {
 		return "", 0, err
 	}
@@ -330,7 +331,7 @@ func hashFile(st Store, key string, w io.Writer) (string, int64, error) {
 // where they are (each checked against its sha256 first if verify); a bucket's are downloaded into dir
 // and always checked as they arrive, and release removes the copies. A file that is missing or altered
 // fails with its path and what is wrong, before anything is read from the others.
-func Local(st Store, files []parquet.FileInfo, dir string, verify bool) (paths []string, release func(), err error) {
+func Local(ctx context.Context, st Store, files []parquet.FileInfo, dir string, verify bool) (paths []string, release func(), err error) {
 	release = func() {}
 	if _, ok := st.LocalPath(""); ok {
 		for _, f := range files {
@@ -338,7 +339,7 @@ func Local(st Store, files []parquet.FileInfo, dir string, verify bool) (paths [
 				return nil, release, fmt.Errorf("%s: %s", f.Path, outside)
 			}
 			if verify {
-				if issue := CheckFile(st, f); issue != "" {
+				if issue := CheckFile(ctx, st, f); issue != "" {
 					return nil, release, fmt.Errorf("%s: %s", f.Path, issue)
 				}
 			}
@@ -360,7 +361,7 @@ func Local(st Store, files []parquet.FileInfo, dir string, verify bool) (paths [
 			return nil, func() {}, err
 		}
 		bw := bufio.NewWriterSize(out, 256<<10)
-		issue := checkFile(st, f, bw)
+		issue := checkFile(ctx, st, f, bw)
 		if issue == "" {
 			if err := bw.Flush(); err != nil {
 				issue = err.Error()

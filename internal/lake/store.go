@@ -19,41 +19,43 @@ import (
 // Store is where a lake lives: a local directory (Dir) or an object-store bucket (Bucket). Keys are
 // slash-separated paths relative to the lake's root. A file written through a Store is either absent
 // or complete at its key; what a run wrote counts only once a manifest lists it (see Commit).
+// ctx bounds a call's requests and its waits between retries (a bucket's; a directory's calls are
+// local system calls, not interrupted midway). Create's ctx also bounds the file's Publish or Commit.
 type Store interface {
 	// Create starts a file that appears at key, complete, on Publish or Commit.
-	Create(key string) (File, error)
+	Create(ctx context.Context, key string) (File, error)
 	// WriteFile replaces key with data, durably.
-	WriteFile(key string, data []byte) error
+	WriteFile(ctx context.Context, key string, data []byte) error
 	// WriteStream replaces key with what fill writes, durably, without holding it all in memory.
-	WriteStream(key string, fill func(io.Writer) error) error
+	WriteStream(ctx context.Context, key string, fill func(io.Writer) error) error
 	// Place writes key like WriteFile, but durable only after the next Sync: for many small files.
-	Place(key string, data []byte) error
+	Place(ctx context.Context, key string, data []byte) error
 	// CreateExclusive writes key only if nothing is there yet; it fails with fs.ErrExist otherwise.
-	CreateExclusive(key string, data []byte) error
+	CreateExclusive(ctx context.Context, key string, data []byte) error
 	// CreateExclusiveStream is CreateExclusive with what fill writes, without holding it all in memory.
-	CreateExclusiveStream(key string, fill func(io.Writer) error) error
+	CreateExclusiveStream(ctx context.Context, key string, fill func(io.Writer) error) error
 	// ReadFile returns key's content (an error satisfying errors.Is(err, fs.ErrNotExist) when absent).
-	ReadFile(key string) ([]byte, error)
+	ReadFile(ctx context.Context, key string) ([]byte, error)
 	// Open reads key as a stream.
-	Open(key string) (io.ReadCloser, error)
+	Open(ctx context.Context, key string) (io.ReadCloser, error)
 	// Exists reports whether key is there.
-	Exists(key string) (bool, error)
+	Exists(ctx context.Context, key string) (bool, error)
 	// List returns every committed key under prefix (a directory: "_manifests"; "" for all), sorted.
-	List(prefix string) ([]Entry, error)
+	List(ctx context.Context, prefix string) ([]Entry, error)
 	// Remove deletes key; a missing key is not an error.
-	Remove(key string) error
+	Remove(ctx context.Context, key string) error
 	// RemoveAll deletes every key under prefix.
-	RemoveAll(prefix string) error
+	RemoveAll(ctx context.Context, prefix string) error
 	// Sync makes everything placed or published so far durable.
-	Sync() error
+	Sync(ctx context.Context) error
 	// RemoveTemps deletes what a killed process left half written; it returns how many it removed.
-	RemoveTemps() (int, error)
+	RemoveTemps(ctx context.Context) (int, error)
 	// Lock takes the lake for one writer (a run) until release; another holder makes it fail with
 	// ErrBusy. lost is closed if the lock is taken away (a bucket's lease expired): stop writing.
-	Lock(owner string) (release func(), lost <-chan struct{}, err error)
+	Lock(ctx context.Context, owner string) (release func(), lost <-chan struct{}, err error)
 	// Held checks, just before a write that must not follow a lost lock, that the lock taken with Lock
 	// is still this store's: ErrLockLost if another run took it over (nil when no lock was taken).
-	Held() error
+	Held(ctx context.Context) error
 	// LocalPath is key's path on the local filesystem, when the store is a directory.
 	LocalPath(key string) (string, bool)
 	// Close releases the store's connections.
@@ -100,30 +102,34 @@ type Dir string
 func (d Dir) path(key string) string { return filepath.Join(string(d), filepath.FromSlash(key)) }
 
 // Create implements Store.
-func (d Dir) Create(key string) (File, error) { return durable.Create(d.path(key)) }
+func (d Dir) Create(_ context.Context, key string) (File, error) { return durable.Create(d.path(key)) }
 
 // WriteFile implements Store.
-func (d Dir) WriteFile(key string, data []byte) error { return durable.WriteFile(d.path(key), data) }
+func (d Dir) WriteFile(_ context.Context, key string, data []byte) error {
+	return durable.WriteFile(d.path(key), data)
+}
 
 // WriteStream implements Store.
-func (d Dir) WriteStream(key string, fill func(io.Writer) error) error {
+func (d Dir) WriteStream(_ context.Context, key string, fill func(io.Writer) error) error {
 	return durable.WriteStream(d.path(key), fill)
 }
 
 // Place implements Store.
-func (d Dir) Place(key string, data []byte) error { return durable.Place(d.path(key), data) }
+func (d Dir) Place(_ context.Context, key string, data []byte) error {
+	return durable.Place(d.path(key), data)
+}
 
 // CreateExclusive implements Store: the data is made durable under a temporary name, then hard-linked
 // to key, which fails if key exists (link(2) never replaces).
-func (d Dir) CreateExclusive(key string, data []byte) error {
-	return d.CreateExclusiveStream(key, func(w io.Writer) error {
+func (d Dir) CreateExclusive(ctx context.Context, key string, data []byte) error {
+	return d.CreateExclusiveStream(ctx, key, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	})
 }
 
 // CreateExclusiveStream implements Store like CreateExclusive.
-func (d Dir) CreateExclusiveStream(key string, fill func(io.Writer) error) error {
+func (d Dir) CreateExclusiveStream(_ context.Context, key string, fill func(io.Writer) error) error {
 	f, err := durable.Create(d.path(key))
 	if err != nil {
 		return err
@@ -145,13 +151,13 @@ func (d Dir) CreateExclusiveStream(key string, fill func(io.Writer) error) error
 }
 
 // ReadFile implements Store.
-func (d Dir) ReadFile(key string) ([]byte, error) { return os.ReadFile(d.path(key)) }
+func (d Dir) ReadFile(_ context.Context, key string) ([]byte, error) { return os.ReadFile(d.path(key)) }
 
 // Open implements Store.
-func (d Dir) Open(key string) (io.ReadCloser, error) { return os.Open(d.path(key)) }
+func (d Dir) Open(_ context.Context, key string) (io.ReadCloser, error) { return os.Open(d.path(key)) }
 
 // Exists implements Store.
-func (d Dir) Exists(key string) (bool, error) {
+func (d Dir) Exists(_ context.Context, key string) (bool, error) {
 	_, err := os.Stat(d.path(key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -160,7 +166,7 @@ func (d Dir) Exists(key string) (bool, error) {
 }
 
 // List implements Store; files being written (durable.TempPrefix) are not listed.
-func (d Dir) List(prefix string) ([]Entry, error) {
+func (d Dir) List(_ context.Context, prefix string) ([]Entry, error) {
 	var out []Entry
 	err := filepath.WalkDir(d.path(prefix), func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -188,7 +194,7 @@ func (d Dir) List(prefix string) ([]Entry, error) {
 }
 
 // Remove implements Store.
-func (d Dir) Remove(key string) error {
+func (d Dir) Remove(_ context.Context, key string) error {
 	if err := os.Remove(d.path(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -196,20 +202,20 @@ func (d Dir) Remove(key string) error {
 }
 
 // RemoveAll implements Store.
-func (d Dir) RemoveAll(prefix string) error { return os.RemoveAll(d.path(prefix)) }
+func (d Dir) RemoveAll(_ context.Context, prefix string) error { return os.RemoveAll(d.path(prefix)) }
 
 // Sync implements Store with one syncfs(2) rather than an fsync per file.
-func (d Dir) Sync() error { return durable.SyncFS(string(d)) }
+func (d Dir) Sync(_ context.Context) error { return durable.SyncFS(string(d)) }
 
 // RemoveTemps implements Store.
-func (d Dir) RemoveTemps() (int, error) { return durable.RemoveTemps(string(d)) }
+func (d Dir) RemoveTemps(_ context.Context) (int, error) { return durable.RemoveTemps(string(d)) }
 
 // lockFile is the file a Dir's runs lock.
 const lockFile = ".lock"
 
 // Lock implements Store with flock(2): the kernel releases it when the process dies, so a killed run
 // never leaves a stale lock, and it is never lost while held.
-func (d Dir) Lock(string) (func(), <-chan struct{}, error) {
+func (d Dir) Lock(context.Context, string) (func(), <-chan struct{}, error) {
 	f, err := os.OpenFile(d.path(lockFile), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, nil, err
@@ -226,7 +232,7 @@ func (d Dir) Lock(string) (func(), <-chan struct{}, error) {
 
 // Held implements Store: a flock is never taken away while its process lives (a stopped process
 // keeps it too), so no other run can have taken the lake.
-func (Dir) Held() error { return nil }
+func (Dir) Held(context.Context) error { return nil }
 
 // LocalPath implements Store.
 func (d Dir) LocalPath(key string) (string, bool) { return d.path(key), true }

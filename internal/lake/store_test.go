@@ -42,45 +42,45 @@ func stores(t *testing.T) map[string]lake.Store {
 func TestStoresBehaveAlike(t *testing.T) {
 	for name, st := range stores(t) {
 		t.Run(name, func(t *testing.T) {
-			f, err := st.Create("t/p=1/a.parquet")
+			f, err := st.Create(t.Context(), "t/p=1/a.parquet")
 			if err != nil {
 				t.Fatal(err)
 			}
 			big := bytes.Repeat([]byte("ledgerlake "), 200_000) // 2.2 MB
 			f.Write(big)
-			if ok, _ := st.Exists("t/p=1/a.parquet"); ok {
+			if ok, _ := st.Exists(t.Context(), "t/p=1/a.parquet"); ok {
 				t.Error("a file being written is visible")
 			}
-			if es, _ := st.List("t"); len(es) != 0 {
+			if es, _ := st.List(t.Context(), "t"); len(es) != 0 {
 				t.Errorf("a file being written is listed: %v", es)
 			}
 			if err := f.Publish(); err != nil {
 				t.Fatal(err)
 			}
-			if got, err := st.ReadFile("t/p=1/a.parquet"); err != nil || !bytes.Equal(got, big) {
+			if got, err := st.ReadFile(t.Context(), "t/p=1/a.parquet"); err != nil || !bytes.Equal(got, big) {
 				t.Fatalf("read back %d bytes, %v", len(got), err)
 			}
-			g, _ := st.Create("t/p=1/b.parquet")
+			g, _ := st.Create(t.Context(), "t/p=1/b.parquet")
 			g.Write([]byte("gone"))
 			g.Abort()
-			if ok, _ := st.Exists("t/p=1/b.parquet"); ok {
+			if ok, _ := st.Exists(t.Context(), "t/p=1/b.parquet"); ok {
 				t.Error("an aborted file is visible")
 			}
-			if _, err := st.ReadFile("nope/x.json"); !errors.Is(err, fs.ErrNotExist) {
+			if _, err := st.ReadFile(t.Context(), "nope/x.json"); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("missing key: %v, want fs.ErrNotExist", err)
 			}
-			if err := st.CreateExclusive("_commits/1.json", []byte("a")); err != nil {
+			if err := st.CreateExclusive(t.Context(), "_commits/1.json", []byte("a")); err != nil {
 				t.Fatal(err)
 			}
-			if err := st.CreateExclusive("_commits/1.json", []byte("b")); !errors.Is(err, fs.ErrExist) {
+			if err := st.CreateExclusive(t.Context(), "_commits/1.json", []byte("b")); !errors.Is(err, fs.ErrExist) {
 				t.Errorf("second exclusive create: %v, want fs.ErrExist", err)
 			}
-			if got, _ := st.ReadFile("_commits/1.json"); string(got) != "a" {
+			if got, _ := st.ReadFile(t.Context(), "_commits/1.json"); string(got) != "a" {
 				t.Errorf("the exclusive create replaced the first: %q", got)
 			}
-			st.WriteFile("_state/x.json", []byte("1"))
-			st.WriteFile("_state/x.json", []byte("2"))
-			es, err := st.List("")
+			st.WriteFile(t.Context(), "_state/x.json", []byte("1"))
+			st.WriteFile(t.Context(), "_state/x.json", []byte("2"))
+			es, err := st.List(t.Context(), "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,10 +91,10 @@ func TestStoresBehaveAlike(t *testing.T) {
 			if want := "_commits/1.json _state/x.json t/p=1/a.parquet"; strings.Join(keys, " ") != want {
 				t.Errorf("listed %q, want %q", strings.Join(keys, " "), want)
 			}
-			if err := st.RemoveAll("_state"); err != nil {
+			if err := st.RemoveAll(t.Context(), "_state"); err != nil {
 				t.Fatal(err)
 			}
-			if err := st.Remove("_state/x.json"); err != nil {
+			if err := st.Remove(t.Context(), "_state/x.json"); err != nil {
 				t.Errorf("removing a missing key: %v", err)
 			}
 		})
@@ -107,14 +107,14 @@ func TestStoresBehaveAlike(t *testing.T) {
 func TestOnlyOneOfTwoRunsCommits(t *testing.T) {
 	for name, st := range stores(t) {
 		t.Run(name, func(t *testing.T) {
-			head, _ := lake.Head(st)
+			head, _ := lake.Head(t.Context(), st)
 			var wg sync.WaitGroup
 			errs := make([]error, 8)
 			for i := range errs {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					errs[i] = lake.Commit(st, &lake.Manifest{RunID: fmt.Sprintf("run-%d", i), Status: "ok"}, head)
+					errs[i] = lake.Commit(t.Context(), st, &lake.Manifest{RunID: fmt.Sprintf("run-%d", i), Status: "ok"}, head)
 				}()
 			}
 			wg.Wait()
@@ -127,12 +127,12 @@ func TestOnlyOneOfTwoRunsCommits(t *testing.T) {
 					t.Errorf("a losing commit: %v, want ErrConflict", err)
 				}
 			}
-			ms, err := lake.ReadManifests(st)
+			ms, err := lake.ReadManifests(t.Context(), st)
 			if err != nil || won != 1 || len(ms) != 1 || ms[0].Commit != head+1 {
 				t.Fatalf("%d commits won, %d manifests (%v), want 1 at commit %d", won, len(ms), err, head+1)
 			}
 			// The same run committing again at the same number (an answer lost, retried) is fine.
-			if err := lake.Commit(st, &lake.Manifest{RunID: ms[0].RunID, Status: "ok"}, head); err != nil {
+			if err := lake.Commit(t.Context(), st, &lake.Manifest{RunID: ms[0].RunID, Status: "ok"}, head); err != nil {
 				t.Errorf("re-commit by the claim's own run: %v", err)
 			}
 		})
@@ -143,11 +143,11 @@ func TestOnlyOneOfTwoRunsCommits(t *testing.T) {
 // machine (its process gone) is taken over at once, and a released lock is free.
 func TestBucketLease(t *testing.T) {
 	st := stores(t)["s3"]
-	release, lost, err := st.Lock("run-a")
+	release, lost, err := st.Lock(t.Context(), "run-a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := st.Lock("run-b"); !errors.Is(err, lake.ErrBusy) || !strings.Contains(err.Error(), "run-a") {
+	if _, _, err := st.Lock(t.Context(), "run-b"); !errors.Is(err, lake.ErrBusy) || !strings.Contains(err.Error(), "run-a") {
 		t.Fatalf("second lock: %v, want ErrBusy naming run-a", err)
 	}
 	release()
@@ -156,20 +156,20 @@ func TestBucketLease(t *testing.T) {
 		t.Error("a released lock reported lost")
 	default:
 	}
-	release2, _, err := st.Lock("run-c")
+	release2, _, err := st.Lock(t.Context(), "run-c")
 	if err != nil {
 		t.Fatalf("after release: %v", err)
 	}
 	defer release2()
 	// A lease of a process that no longer exists on this host: what a kill -9 leaves.
-	es, _ := st.List("_lease")
+	es, _ := st.List(t.Context(), "_lease")
 	newest := es[len(es)-1].Key
 	host, _ := os.Hostname()
 	dead := fmt.Sprintf(`{"owner":"killed","host":%q,"pid":%d,"expires":%q}`, host, 1<<30, time.Now().Add(time.Hour).Format(time.RFC3339Nano))
-	if err := st.WriteFile(newest, []byte(dead)); err != nil {
+	if err := st.WriteFile(t.Context(), newest, []byte(dead)); err != nil {
 		t.Fatal(err)
 	}
-	r3, _, err := st.Lock("run-d")
+	r3, _, err := st.Lock(t.Context(), "run-d")
 	if err != nil {
 		t.Fatalf("a dead holder's lease was not taken over: %v", err)
 	}
@@ -191,7 +191,7 @@ func TestBucketRetriesFailedPutsAndStalledGets(t *testing.T) {
 	var files []parquet.FileInfo
 	for i := range 10 {
 		body := bytes.Repeat([]byte{byte(i)}, 100_000+i)
-		f, err := st.Create(fmt.Sprintf("t/p/%02d.parquet", i))
+		f, err := st.Create(t.Context(), fmt.Sprintf("t/p/%02d.parquet", i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +201,7 @@ func TestBucketRetriesFailedPutsAndStalledGets(t *testing.T) {
 		}
 		files = append(files, parquet.FileInfo{Path: fmt.Sprintf("t/p/%02d.parquet", i), Bytes: int64(len(body)), SHA256: sha(body)})
 	}
-	paths, release, err := lake.Local(st, files, t.TempDir(), true)
+	paths, release, err := lake.Local(t.Context(), st, files, t.TempDir(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestBucketRetriesFailedPutsAndStalledGets(t *testing.T) {
 		t.Errorf("faults injected: %d failed PUTs, %d stalled GETs; the test proves little", srv.FailedPuts.Load(), srv.StalledGets.Load())
 	}
 	t.Logf("%d failed PUTs and %d stalled GETs retried, %d requests", srv.FailedPuts.Load(), srv.StalledGets.Load(), srv.Requests.Load())
-	rc, err := st.Open(files[0].Path)
+	rc, err := st.Open(t.Context(), files[0].Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,16 +238,16 @@ func TestBucketLeaseHolderLearnsItWasTakenOver(t *testing.T) {
 	old := lake.LeaseTTL
 	lake.LeaseTTL = 400 * time.Millisecond // renewals every 100 ms
 	defer func() { lake.LeaseTTL = old }()
-	release, lost, err := st.Lock("run-a")
+	release, lost, err := st.Lock(t.Context(), "run-a")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer release()
-	es, _ := st.List("_lease")
+	es, _ := st.List(t.Context(), "_lease")
 	mine := es[len(es)-1].Key
 	var gen int
 	fmt.Sscanf(mine, "_lease/%d.json", &gen)
-	if err := st.CreateExclusive(fmt.Sprintf("_lease/%012d.json", gen+1), []byte(`{"owner":"run-b"}`)); err != nil {
+	if err := st.CreateExclusive(t.Context(), fmt.Sprintf("_lease/%012d.json", gen+1), []byte(`{"owner":"run-b"}`)); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -257,7 +257,7 @@ func TestBucketLeaseHolderLearnsItWasTakenOver(t *testing.T) {
 	}
 	// Releasing a lost lease must not mark the newer holder's generation released.
 	release()
-	if b, _ := st.ReadFile(fmt.Sprintf("_lease/%012d.json", gen+1)); string(b) != `{"owner":"run-b"}` {
+	if b, _ := st.ReadFile(t.Context(), fmt.Sprintf("_lease/%012d.json", gen+1)); string(b) != `{"owner":"run-b"}` {
 		t.Errorf("the newer generation was changed: %s", b)
 	}
 }
@@ -278,4 +278,34 @@ func TestRedactedLocations(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "s3://bucket/p") {
 		t.Errorf("error %v, want one naming the bucket without the secret", err)
 	}
+}
+
+// A bucket call that is retrying a failing server stops waiting when its context ends (Ctrl-C): it
+// returns the cancellation at once, rather than after its remaining backoff (seconds).
+func TestBucketRetryEndsWithItsContext(t *testing.T) {
+	srv := s3test.StartT(t, "lake")
+	st, err := lake.OpenStore(t.Context(), srv.URL("lake", "cancel"), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv.SetFaults(s3test.Faults{FailPutEvery: 1})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancelled := make(chan time.Time, 1)
+	go func() { // once the call has been refused twice, it is retrying
+		for srv.FailedPuts.Load() < 2 {
+			time.Sleep(time.Millisecond)
+		}
+		cancelled <- time.Now()
+		cancel()
+	}()
+	err = st.WriteFile(ctx, "k.json", []byte("{}"))
+	took := time.Since(<-cancelled)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("WriteFile after cancel: %v, want context.Canceled", err)
+	}
+	if took > 100*time.Millisecond {
+		t.Errorf("WriteFile returned %v after its context was cancelled", took)
+	}
+	t.Logf("returned %v after the cancel, %d failed PUTs", took, srv.FailedPuts.Load())
 }

@@ -1,6 +1,7 @@
 package lake
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -37,13 +38,13 @@ type Verification struct {
 }
 
 // RecordVerification keeps v under _verify/, named by its time so that names sort by it.
-func RecordVerification(st Store, v *Verification) error {
-	return writeJSON(st, VerifyDir+"/"+v.At.UTC().Format("20060102T150405.000000000Z")+".json", v)
+func RecordVerification(ctx context.Context, st Store, v *Verification) error {
+	return writeJSON(ctx, st, VerifyDir+"/"+v.At.UTC().Format("20060102T150405.000000000Z")+".json", v)
 }
 
 // LastVerification is the newest recorded verification, or nil if verify never ran on this lake.
-func LastVerification(st Store) (*Verification, error) {
-	es, err := st.List(VerifyDir + "/")
+func LastVerification(ctx context.Context, st Store) (*Verification, error) {
+	es, err := st.List(ctx, VerifyDir + "/")
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +59,7 @@ func LastVerification(st Store) (*Verification, error) {
 	}
 	var v Verification
 	name := strings.TrimSuffix(strings.TrimPrefix(slices.Max(keys), VerifyDir+"/"), ".json")
-	if _, err := ReadJSON(st, VerifyDir, name, &v); err != nil {
+	if _, err := ReadJSON(ctx, st, VerifyDir, name, &v); err != nil {
 		return nil, err
 	}
 	return &v, nil
@@ -74,8 +75,8 @@ type Problem struct {
 }
 
 // Verify checks the whole lake (see Check) and returns how many files it hashed and what is wrong.
-func Verify(st Store) (checked int, problems []Problem, err error) {
-	v, err := Check(st, 1)
+func Verify(ctx context.Context, st Store) (checked int, problems []Problem, err error) {
+	v, err := Check(ctx, st, 1)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -89,17 +90,17 @@ func Verify(st Store) (checked int, problems []Problem, err error) {
 // committed run's id but that its manifest does not list are named too. Claims written before the
 // chain (only a run id), and manifests written before claims, are counted in Unchained: their files
 // are checked, their manifests cannot be.
-func Check(st Store, since int) (*Verification, error) {
+func Check(ctx context.Context, st Store, since int) (*Verification, error) {
 	since = max(since, 1)
-	head, err := Head(st)
+	head, err := Head(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	links, err := readClaims(st, max(1, since-1), head)
+	links, err := readClaims(ctx, st, max(1, since-1), head)
 	if err != nil {
 		return nil, err
 	}
-	vr := &verifier{st: st, v: &Verification{Head: head, Since: since}, done: map[string]bool{}, listed: map[string]bool{}, claimedBy: map[string]int{}, fenced: map[string]bool{}}
+	vr := &verifier{ctx: ctx, st: st, v: &Verification{Head: head, Since: since}, done: map[string]bool{}, listed: map[string]bool{}, claimedBy: map[string]int{}, fenced: map[string]bool{}}
 	var prev *link
 	chained := false
 	for i := range links {
@@ -125,6 +126,7 @@ func Check(st Store, since int) (*Verification, error) {
 
 // verifier is one Check's progress.
 type verifier struct {
+	ctx       context.Context // Check's
 	st        Store
 	v         *Verification
 	done      map[string]bool // evidence and PDFs checked (content-addressed: listed by many runs)
@@ -176,7 +178,7 @@ func (vr *verifier) link(k, prev *link, chained bool) error {
 		return nil
 	}
 	vr.claimedBy[run] = k.n
-	raw, m, err := readManifestRaw(vr.st, ManifestKey(run))
+	raw, m, err := readManifestRaw(vr.ctx, vr.st, ManifestKey(run))
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && k.c.chained():
 		vr.problem(k.n, run, ManifestKey(run), "removed: the manifest this commit claims is gone")
@@ -201,7 +203,7 @@ func (vr *verifier) link(k, prev *link, chained bool) error {
 // one a run wrote before it was stopped short of its claim is counted in Uncommitted; anything else
 // was added.
 func (vr *verifier) unclaimed(first string) error {
-	keys, err := manifestKeys(vr.st)
+	keys, err := manifestKeys(vr.ctx, vr.st)
 	if err != nil {
 		return err
 	}
@@ -210,7 +212,7 @@ func (vr *verifier) unclaimed(first string) error {
 		if _, ok := vr.claimedBy[id]; ok || vr.fenced[id] {
 			continue // a fenced run's key holds the fence's mark (or the manifest it replaced): commits nothing
 		}
-		_, m, err := readManifestRaw(vr.st, key)
+		_, m, err := readManifestRaw(vr.ctx, vr.st, key)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			continue
@@ -236,7 +238,7 @@ func (vr *verifier) files(n int, m *Manifest) {
 	for _, f := range m.Files {
 		vr.v.Checked++
 		vr.listed[f.Path] = true
-		if issue := CheckFile(vr.st, f); issue != "" {
+		if issue := CheckFile(vr.ctx, vr.st, f); issue != "" {
 			vr.problem(n, m.RunID, f.Path, "%s", issue)
 		}
 	}
@@ -246,7 +248,7 @@ func (vr *verifier) files(n int, m *Manifest) {
 		}
 		vr.done[e.Path] = true
 		vr.v.Checked++
-		_, err := ReadEvidence(vr.st, e)
+		_, err := ReadEvidence(vr.ctx, vr.st, e)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			vr.problem(n, m.RunID, e.Path, "missing")
@@ -259,7 +261,7 @@ func (vr *verifier) files(n int, m *Manifest) {
 // added names the snapshot files of checked runs that their manifests do not list; all: every run was
 // checked, so the files of runs that never committed are counted in Uncommitted.
 func (vr *verifier) added(all bool) error {
-	es, err := vr.st.List("")
+	es, err := vr.st.List(vr.ctx, "")
 	if err != nil {
 		return err
 	}

@@ -283,11 +283,11 @@ func chaosKillAndFaults(t *testing.T, backend string) {
 		return nil
 	})
 	st := openLake()
-	if _, problems, err := lake.Verify(st); err != nil || len(problems) > 0 {
+	if _, problems, err := lake.Verify(t.Context(), st); err != nil || len(problems) > 0 {
 		t.Errorf("verify after chaos: %v %v", problems, err)
 	}
 	// Killed runs' evidence and PDFs were removed; what is left is exactly what the manifests list.
-	ms, err := lake.ReadManifests(st)
+	ms, err := lake.ReadManifests(t.Context(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func chaosKillAndFaults(t *testing.T, backend string) {
 	}
 	stored := 0
 	for _, sub := range []string{lake.EvidenceDir, lake.PDFDir} {
-		es, err := st.List(sub)
+		es, err := st.List(t.Context(), sub)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -471,7 +471,7 @@ func killedRunResumes(t *testing.T, backend string) {
 	st := openLake()
 	// Kill once both per-invoice streams have checkpointed a good part of their work.
 	progress := func() (lines, pdfs int) {
-		es, _ := st.List(lake.CheckpointDir)
+		es, _ := st.List(t.Context(), lake.CheckpointDir)
 		for _, c := range []struct {
 			table string
 			n     *int
@@ -481,7 +481,7 @@ func killedRunResumes(t *testing.T, backend string) {
 					continue
 				}
 				var ck streamCheckpoint
-				if b, err := st.ReadFile(e.Key); err == nil && json.Unmarshal(b, &ck) == nil {
+				if b, err := st.ReadFile(t.Context(), e.Key); err == nil && json.Unmarshal(b, &ck) == nil {
 					*c.n = len(ck.Done)
 				}
 			}
@@ -508,7 +508,7 @@ func killedRunResumes(t *testing.T, backend string) {
 	if got := fingerprint(t, filepath.Join(dir, "wh.duckdb")); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("after kill and resume:\n%v\nuninterrupted:\n%v", got, want)
 	}
-	ms, err := lake.ReadManifests(st)
+	ms, err := lake.ReadManifests(t.Context(), st)
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("%d manifests (%v): the resumed run must commit as the one killed run", len(ms), err)
 	}
@@ -524,10 +524,10 @@ func killedRunResumes(t *testing.T, backend string) {
 		t.Errorf("resumed attempt made %d requests (uninterrupted %d, killed one %d, %d details + %d PDFs checkpointed); %d streams resumed",
 			resumed, full, killedAt, lines, pdfs, resumedStreams)
 	}
-	if left, err := st.List(lake.CheckpointDir + "/" + ms[0].RunID); len(left) > 0 || err != nil {
+	if left, err := st.List(t.Context(), lake.CheckpointDir+"/"+ms[0].RunID); len(left) > 0 || err != nil {
 		t.Errorf("the committed run's checkpoints are still there: %v %v", left, err)
 	}
-	if _, problems, err := lake.Verify(st); err != nil || len(problems) > 0 {
+	if _, problems, err := lake.Verify(t.Context(), st); err != nil || len(problems) > 0 {
 		t.Errorf("verify: %v %v", problems, err)
 	}
 	t.Logf("uninterrupted: %d requests; killed after %d with %d details and %d PDFs checkpointed; resumed: %d requests", full, killedAt, lines, pdfs, resumed)

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,9 @@ func checkpointDir(runID string) string { return lake.CheckpointDir + "/" + runI
 // and goes on (or on to the next stream) without waiting for the disk, and checkpoints that arrive
 // together are made durable by one syncfs. A stream's newest checkpoint replaces one not yet written.
 type checkpointer struct {
+	// ctx is the run's, without its cancellation: the checkpoints written as a run is interrupted are
+	// what the next run resumes from.
+	ctx     context.Context
 	env     *runEnv
 	log     *slog.Logger
 	gap     time.Duration // least time between two syncfs calls, so finishing streams cannot cause a storm
@@ -71,8 +75,8 @@ type checkpointer struct {
 	done    chan struct{}
 }
 
-func newCheckpointer(env *runEnv, log *slog.Logger, gap time.Duration) *checkpointer {
-	c := &checkpointer{env: env, log: log, gap: gap, pending: map[string]*streamCheckpoint{},
+func newCheckpointer(ctx context.Context, env *runEnv, log *slog.Logger, gap time.Duration) *checkpointer {
+	c := &checkpointer{ctx: context.WithoutCancel(ctx), env: env, log: log, gap: gap, pending: map[string]*streamCheckpoint{},
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	go c.loop()
 	return c
@@ -93,13 +97,13 @@ func (c *checkpointer) put(ck *streamCheckpoint) {
 }
 
 // remove drops table's checkpoint, queued or written; it returns once no write of it can follow.
-func (c *checkpointer) remove(table string) error {
+func (c *checkpointer) remove(ctx context.Context, table string) error {
 	c.writing.Lock()
 	defer c.writing.Unlock()
 	c.mu.Lock()
 	delete(c.pending, table)
 	c.mu.Unlock()
-	return c.env.st.Remove(checkpointDir(c.env.runID) + "/" + table + ".json")
+	return c.env.st.Remove(ctx, checkpointDir(c.env.runID)+"/"+table+".json")
 }
 
 // close stops the checkpointer once the batch being written is done. Checkpoints still queued are
@@ -151,14 +155,14 @@ func (c *checkpointer) loop() {
 
 // write makes the files the checkpoints list durable, then replaces each stream's checkpoint atomically.
 func (c *checkpointer) write(batch map[string]*streamCheckpoint) error {
-	if err := c.env.st.Held(); err != nil {
+	if err := c.env.st.Held(c.ctx); err != nil {
 		return err // another run resumes from the checkpoints as they were
 	}
-	if err := c.env.store.Sync(); err != nil {
+	if err := c.env.store.Sync(c.ctx); err != nil {
 		return err
 	}
 	for _, ck := range batch {
-		if err := lake.WriteJSON(c.env.st, checkpointDir(c.env.runID), ck.Table, ck); err != nil {
+		if err := lake.WriteJSON(c.ctx, c.env.st, checkpointDir(c.env.runID), ck.Table, ck); err != nil {
 			return fmt.Errorf("%s: %w", ck.Table, err)
 		}
 	}
@@ -169,8 +173,8 @@ func (c *checkpointer) write(batch map[string]*streamCheckpoint) error {
 // run whose manifest committed before its checkpoints were removed, older leftovers, or every one on
 // a full refresh — are removed, so their files become orphans. It returns nil when there is nothing
 // to resume.
-func openCheckpoints(st lake.Store, committed map[string]bool, fullRefresh bool) (*resumable, map[string]*streamCheckpoint, error) {
-	entries, err := st.List(lake.CheckpointDir)
+func openCheckpoints(ctx context.Context, st lake.Store, committed map[string]bool, fullRefresh bool) (*resumable, map[string]*streamCheckpoint, error) {
+	entries, err := st.List(ctx, lake.CheckpointDir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -193,33 +197,33 @@ func openCheckpoints(st lake.Store, committed map[string]bool, fullRefresh bool)
 		id := runs[i]
 		if run == nil && !committed[id] && !fullRefresh {
 			var r resumable
-			found, err := lake.ReadJSON(st, checkpointDir(id), "run", &r)
+			found, err := lake.ReadJSON(ctx, st, checkpointDir(id), "run", &r)
 			if err != nil {
 				return nil, nil, err
 			}
 			if found && r.RunID == id {
-				if cks, err = readCheckpoints(st, id, files[id]); err != nil {
+				if cks, err = readCheckpoints(ctx, st, id, files[id]); err != nil {
 					return nil, nil, err
 				}
 				run = &r
 				continue
 			}
 		}
-		if err := st.RemoveAll(checkpointDir(id)); err != nil {
+		if err := st.RemoveAll(ctx, checkpointDir(id)); err != nil {
 			return nil, nil, err
 		}
 	}
 	return run, cks, nil
 }
 
-func readCheckpoints(st lake.Store, runID string, names []string) (map[string]*streamCheckpoint, error) {
+func readCheckpoints(ctx context.Context, st lake.Store, runID string, names []string) (map[string]*streamCheckpoint, error) {
 	out := map[string]*streamCheckpoint{}
 	for _, name := range names {
 		if strings.Contains(name, "/") || name == "run.json" || path.Ext(name) != ".json" || name[0] == '.' {
 			continue
 		}
 		var ck streamCheckpoint
-		if _, err := lake.ReadJSON(st, checkpointDir(runID), name[:len(name)-len(".json")], &ck); err != nil {
+		if _, err := lake.ReadJSON(ctx, st, checkpointDir(runID), name[:len(name)-len(".json")], &ck); err != nil {
 			return nil, err
 		}
 		out[ck.Table] = &ck
@@ -230,18 +234,18 @@ func readCheckpoints(st lake.Store, runID string, names []string) (map[string]*s
 // adopt moves a fenced run's checkpoints to a new run id, which resumes them: the fenced run may still
 // wake up and write under its own id, into checkpoints nothing reads any more and files the next
 // start removes. The carried-over files keep the fenced run's id in their names.
-func adopt(st lake.Store, run *resumable, cks map[string]*streamCheckpoint, id string) (*resumable, error) {
+func adopt(ctx context.Context, st lake.Store, run *resumable, cks map[string]*streamCheckpoint, id string) (*resumable, error) {
 	next := &resumable{RunID: id, StartedAt: run.StartedAt, Resumes: run.Resumes, From: run.RunID}
 	for _, ck := range cks {
-		if err := lake.WriteJSON(st, checkpointDir(id), ck.Table, ck); err != nil {
+		if err := lake.WriteJSON(ctx, st, checkpointDir(id), ck.Table, ck); err != nil {
 			return nil, err
 		}
 	}
 	// run.json last: a run directory with one holds every checkpoint it had.
-	if err := lake.WriteJSON(st, checkpointDir(id), "run", next); err != nil {
+	if err := lake.WriteJSON(ctx, st, checkpointDir(id), "run", next); err != nil {
 		return nil, err
 	}
-	return next, st.RemoveAll(checkpointDir(run.RunID))
+	return next, st.RemoveAll(ctx, checkpointDir(run.RunID))
 }
 
 // listed is a pseudo-manifest of the files the checkpoints hold, so orphan removal keeps them.

@@ -12,11 +12,11 @@ func testCheckpointer(t *testing.T, gap time.Duration) (*checkpointer, func(tabl
 	t.Helper()
 	root := lake.Dir(t.TempDir())
 	env := &runEnv{st: root, runID: "run-1", store: lake.NewEvidenceStore(root)}
-	c := newCheckpointer(env, slog.New(slog.DiscardHandler), gap)
+	c := newCheckpointer(t.Context(), env, slog.New(slog.DiscardHandler), gap)
 	t.Cleanup(c.close)
 	read := func(table string) *streamCheckpoint {
 		var ck streamCheckpoint
-		found, err := lake.ReadJSON(root, checkpointDir("run-1"), table, &ck)
+		found, err := lake.ReadJSON(t.Context(), root, checkpointDir("run-1"), table, &ck)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +82,7 @@ func TestRemovedCheckpointIsNeverWrittenAfterwards(t *testing.T) {
 		if i%2 == 1 {
 			time.Sleep(time.Millisecond) // sometimes let the write start first
 		}
-		if err := c.remove("a"); err != nil {
+		if err := c.remove(t.Context(), "a"); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Millisecond)
@@ -92,7 +92,7 @@ func TestRemovedCheckpointIsNeverWrittenAfterwards(t *testing.T) {
 	}
 	c.put(&streamCheckpoint{Table: "b"})
 	eventually(t, "a later checkpoint is still written", func() bool { return read("b") != nil })
-	if ok, err := c.env.st.Exists(checkpointDir("run-1") + "/a.json"); ok || err != nil {
+	if ok, err := c.env.st.Exists(t.Context(), checkpointDir("run-1")+"/a.json"); ok || err != nil {
 		t.Errorf("a.json: exists %v, %v", ok, err)
 	}
 }

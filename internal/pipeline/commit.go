@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 	"sort"
 
@@ -11,7 +12,11 @@ import (
 // commit writes the run's manifest from what its streams reported and added: the rejects first, every
 // file made durable, then the manifest committed as the lake's next commit. A run that lost its lock
 // commits nothing. Once committed, the run's checkpoints have served and are removed.
-func (r *runner) commit() error {
+func (r *runner) commit(ctx context.Context) error {
+	// Begun, a commit is finished or refused by the store, never cut short by the run's context: a
+	// run that stalled here and lost its lease would otherwise fail with "context canceled" instead of
+	// the store's answer (the lock taken over, the commit number fenced).
+	ctx = context.WithoutCancel(ctx)
 	r.w.enter(PhaseLoad)
 	m := r.manifest
 	if r.interrupted != nil {
@@ -32,13 +37,13 @@ func (r *runner) commit() error {
 	}
 	if len(r.rejects) > 0 {
 		// Written before the manifest, so a run loaded after a crash still records its rejects.
-		if err := lake.WriteJSON(r.st, lake.RejectsDir, m.RunID, r.rejects); err != nil {
+		if err := lake.WriteJSON(ctx, r.st, lake.RejectsDir, m.RunID, r.rejects); err != nil {
 			return fmt.Errorf("writing rejects: %w", err)
 		}
 	}
 	// Snapshot and evidence files were published without a per-file fsync; one syncfs makes them
 	// durable before the manifest that lists them.
-	if err := r.env.store.Sync(); err != nil {
+	if err := r.env.store.Sync(ctx); err != nil {
 		return fmt.Errorf("syncing the run's files: %w", err)
 	}
 	if r.lockLost.Load() {
@@ -47,11 +52,11 @@ func (r *runner) commit() error {
 	if beforeCommit != nil {
 		beforeCommit()
 	}
-	if err := lake.Commit(r.st, m, r.rec.head); err != nil {
+	if err := lake.Commit(ctx, r.st, m, r.rec.head); err != nil {
 		return fmt.Errorf("committing run %s: %w", m.RunID, err)
 	}
 	// Committed: the checkpoints have served (a crash before this removal is cleaned up at next start).
-	return r.st.RemoveAll(checkpointDir(m.RunID))
+	return r.st.RemoveAll(ctx, checkpointDir(m.RunID))
 }
 
 // status is the run's status from its streams' reports (ok, partial or interrupted), and it lists the
@@ -92,11 +97,11 @@ func byEndpoint(es []lake.Evidence) func(i, j int) bool {
 // storeWatermarks stores the state of every stream that succeeded, with the reset it took up.
 // Watermarks move only after the manifest commits the data they cover; a crash in between means the
 // next run fetches that stretch again, and the current-state tables de-duplicate by key.
-func (r *runner) storeWatermarks() error {
+func (r *runner) storeWatermarks(ctx context.Context) error {
 	for i, s := range r.streams {
 		if s.State != nil && r.reports[i].Status == "ok" {
 			s.State.Commit()
-			if err := lake.WriteJSON(r.st, lake.StateDir, s.TableName(), stateFile{State: s.State, Reset: r.resets[s.TableName()]}); err != nil {
+			if err := lake.WriteJSON(ctx, r.st, lake.StateDir, s.TableName(), stateFile{State: s.State, Reset: r.resets[s.TableName()]}); err != nil {
 				return fmt.Errorf("storing the watermark of %s: %w", s.TableName(), err)
 			}
 		}

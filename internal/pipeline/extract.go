@@ -15,7 +15,7 @@ import (
 // extract runs every stream, at most concurrency at once, and gathers what each reports and adds to
 // the manifest. A stream the interruption stopped is reported as interrupted.
 func (r *runner) extract(ctx context.Context) {
-	r.w = &watch{obs: r.opts.Observer, last: lastPhases(r.st, r.rec.manifests)}
+	r.w = &watch{obs: r.opts.Observer, last: lastPhases(ctx, r.st, r.rec.manifests)}
 	r.w.enter("extract")
 	if r.w.obs != nil {
 		r.w.obs.Start(Plan{Streams: plan(r.rec.manifests, r.streams), Last: r.w.last})

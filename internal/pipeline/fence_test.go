@@ -55,7 +55,7 @@ func stalledRun(t *testing.T, backend string) {
 			t.Fatal("the run never reached its commit")
 		}
 	}
-	es, _ := st.List(lake.CheckpointDir)
+	es, _ := st.List(t.Context(), lake.CheckpointDir)
 	if len(es) == 0 {
 		t.Fatal("the stalled run left no checkpoints: the takeover would resume nothing")
 	}
@@ -68,11 +68,11 @@ func stalledRun(t *testing.T, backend string) {
 		t.Fatal(err)
 	}
 	aErr := <-aDone
-	ms, err := lake.ReadManifests(st)
+	ms, err := lake.ReadManifests(t.Context(), st)
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("%d committed runs (%v), want 1", len(ms), err)
 	}
-	v, err := lake.Check(st, 1)
+	v, err := lake.Check(t.Context(), st, 1)
 	if err != nil || len(v.Problems) > 0 {
 		t.Errorf("verify: %+v %v", v.Problems, err)
 	}
@@ -111,7 +111,7 @@ func stalledRun(t *testing.T, backend string) {
 // nothing reads it, and no store condition refuses it yet.)
 func lakeContent(t *testing.T, st lake.Store) string {
 	t.Helper()
-	es, err := st.List("")
+	es, err := st.List(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func lakeContent(t *testing.T, st lake.Store) string {
 		if strings.HasPrefix(e.Key, "_lease/") {
 			continue
 		}
-		data, err := st.ReadFile(e.Key)
+		data, err := st.ReadFile(t.Context(), e.Key)
 		if err != nil {
 			t.Fatal(err)
 		}

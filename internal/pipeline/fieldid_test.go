@@ -71,7 +71,7 @@ func lakeFieldIDs(t *testing.T, cfg *config.Config, runs []*Result, tableName st
 				files = append(files, f)
 			}
 		}
-		paths, release, err := lake.Local(st, files, t.TempDir(), true)
+		paths, release, err := lake.Local(t.Context(), st, files, t.TempDir(), true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,11 +255,11 @@ func TestLakeBeforeFieldIDsIsUpgradedByARun(t *testing.T) {
 		}
 		runs = append(runs, res)
 	}
-	if checked, problems, err := lake.Verify(lake.Dir(cfg.OutputDir)); err != nil || len(problems) > 0 || checked == 0 {
+	if checked, problems, err := lake.Verify(t.Context(), lake.Dir(cfg.OutputDir)); err != nil || len(problems) > 0 || checked == 0 {
 		t.Fatalf("verify after the upgrade: %d checked, %v, %v", checked, problems, err)
 	}
 	var persisted typing.Schema
-	if found, err := lake.ReadJSON(lake.Dir(cfg.OutputDir), lake.SchemaDir, "test_things", &persisted); !found || err != nil {
+	if found, err := lake.ReadJSON(t.Context(), lake.Dir(cfg.OutputDir), lake.SchemaDir, "test_things", &persisted); !found || err != nil {
 		t.Fatalf("persisted schema: %v %v", found, err)
 	}
 	files := lakeFieldIDs(t, cfg, runs, "test_things")

@@ -239,7 +239,7 @@ func TestFutureDatedRecordCannotStopLaterRuns(t *testing.T) {
 		t.Fatalf("the future-dated invoice was not kept: %d rows", n)
 	}
 	var st sources.State
-	if _, err := lake.ReadJSON(lake.Dir(cfg.OutputDir), lake.StateDir, "signicat_invoices", &st); err != nil || st.Watermark > "2026-12-05" {
+	if _, err := lake.ReadJSON(t.Context(), lake.Dir(cfg.OutputDir), lake.StateDir, "signicat_invoices", &st); err != nil || st.Watermark > "2026-12-05" {
 		t.Fatalf("watermark %q (%v)", st.Watermark, err)
 	}
 	before := srv.Stats.Requests.Load()
@@ -433,7 +433,7 @@ func TestOneMissingInvoiceDoesNotBlockItsStreams(t *testing.T) {
 		t.Fatalf("a run with a missing invoice is %s, OK %v", first.res.Manifest.Status, first.res.OK())
 	}
 	var st sources.State
-	if _, err := lake.ReadJSON(lake.Dir(cfg.OutputDir), lake.StateDir, "signicat_invoice_lines", &st); err != nil || len(st.Pending) != 1 || st.Pending[n] == "" {
+	if _, err := lake.ReadJSON(t.Context(), lake.Dir(cfg.OutputDir), lake.StateDir, "signicat_invoice_lines", &st); err != nil || len(st.Pending) != 1 || st.Pending[n] == "" {
 		t.Fatalf("pending %v (%v), want %s", st.Pending, err, n)
 	}
 	if err := srv.SetHostile(""); err != nil {

@@ -105,7 +105,7 @@ func TestIcebergTablesMatchTheWarehouse(t *testing.T) {
 					}
 					files = append(files, f)
 				}
-				paths, release, err := lake.Local(st, files, t.TempDir(), false)
+				paths, release, err := lake.Local(t.Context(), st, files, t.TempDir(), false)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -31,7 +31,7 @@ func loadPending(ctx context.Context, cfg *config.Config, st lake.Store, log *sl
 			continue
 		}
 		var rejects []typing.Reject
-		if _, err := lake.ReadJSON(st, lake.RejectsDir, m.RunID, &rejects); err != nil {
+		if _, err := lake.ReadJSON(ctx, st, lake.RejectsDir, m.RunID, &rejects); err != nil {
 			return err
 		}
 		log.Warn("loading a committed run the warehouse lacks (interrupted before its load finished, or a warehouse rebuilt from the lake)", "run_id", m.RunID)
@@ -74,7 +74,7 @@ func loadedRuns(ctx context.Context, path string, log *slog.Logger) (map[string]
 // load stores the watermarks of the streams that succeeded (storeWatermarks), then loads the
 // committed run into the warehouse and builds the models over it.
 func (r *runner) load(ctx context.Context) error {
-	if err := r.storeWatermarks(); err != nil {
+	if err := r.storeWatermarks(ctx); err != nil {
 		return err
 	}
 	// The load does not read the manifest's evidence and PDF lists, the largest thing the run still
@@ -92,7 +92,7 @@ func (r *runner) load(ctx context.Context) error {
 	r.res.Models, err = loadTimed(ctx, r.cfg, r.st, m, r.rejects, r.w)
 	if lists > 0 {
 		var back lake.Manifest
-		if _, rerr := lake.ReadJSON(r.st, lake.ManifestDir, m.RunID, &back); rerr != nil {
+		if _, rerr := lake.ReadJSON(ctx, r.st, lake.ManifestDir, m.RunID, &back); rerr != nil {
 			return errors.Join(err, fmt.Errorf("reading back the manifest's evidence: %w", rerr))
 		}
 		m.Evidence, m.PDFs = back.Evidence, back.PDFs

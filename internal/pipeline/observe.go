@@ -138,10 +138,10 @@ func plan(ms []*lake.Manifest, streams []*sources.Stream) []Planned {
 }
 
 // lastPhases reads the phases of the newest run's report (zero when it has none).
-func lastPhases(st lake.Store, ms []*lake.Manifest) Phases {
+func lastPhases(ctx context.Context, st lake.Store, ms []*lake.Manifest) Phases {
 	var r Report
 	if len(ms) > 0 {
-		_, _ = lake.ReadJSON(st, lake.ManifestDir, ms[len(ms)-1].RunID+".report", &r)
+		_, _ = lake.ReadJSON(ctx, st, lake.ManifestDir, ms[len(ms)-1].RunID+".report", &r)
 	}
 	return r.Phases
 }
@@ -158,7 +158,7 @@ func LockLake(ctx context.Context, cfg *config.Config, owner string) (st lake.St
 	if err != nil {
 		return nil, nil, nil, refused(err)
 	}
-	unlock, lost, err := st.Lock(owner)
+	unlock, lost, err := st.Lock(ctx, owner)
 	if err != nil {
 		st.Close()
 		return nil, nil, nil, refused(err)

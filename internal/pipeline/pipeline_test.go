@@ -208,7 +208,7 @@ func TestWalkingSkeletonEndToEnd(t *testing.T) {
 	}
 
 	// The manifest lists every file with a hash that verifies.
-	checked, problems, err := lake.Verify(lake.Dir(cfg.OutputDir))
+	checked, problems, err := lake.Verify(t.Context(), lake.Dir(cfg.OutputDir))
 	if err != nil || checked < len(res.Manifest.Files)+len(res.Manifest.PDFs) || len(problems) != 0 || checked < 2 {
 		t.Fatalf("verify: %d checked, %v, %v", checked, problems, err)
 	}
@@ -330,7 +330,7 @@ func TestFailingStreamDoesNotStopTheOthers(t *testing.T) {
 	if want := res.Manifest.Streams[0].Rows + res.Manifest.Streams[1].Rows; rep.Totals.Rows != want || want == 0 {
 		t.Errorf("report totals %d rows, streams sum to %d", rep.Totals.Rows, want)
 	}
-	if ms, err := lake.ReadManifests(lake.Dir(cfg.OutputDir)); err != nil || len(ms) != 1 {
+	if ms, err := lake.ReadManifests(t.Context(), lake.Dir(cfg.OutputDir)); err != nil || len(ms) != 1 {
 		t.Errorf("the report is read as a manifest: %d manifests, %v", len(ms), err)
 	}
 	db := query(t, cfg)
@@ -352,7 +352,7 @@ func TestSecondRunOnSameOutputIsRefused(t *testing.T) {
 	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	unlock, _, err := lake.Dir(cfg.OutputDir).Lock("test")
+	unlock, _, err := lake.Dir(cfg.OutputDir).Lock(t.Context(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +444,7 @@ func TestInferredStreamEvolvesInWarehouse(t *testing.T) {
 		Columns []struct{ Name, Type string }
 		Changes []struct{ Column, From, To string }
 	}
-	if found, err := lake.ReadJSON(lake.Dir(cfg.OutputDir), lake.SchemaDir, "test_things", &persisted); !found || err != nil || len(persisted.Changes) < 4 {
+	if found, err := lake.ReadJSON(t.Context(), lake.Dir(cfg.OutputDir), lake.SchemaDir, "test_things", &persisted); !found || err != nil || len(persisted.Changes) < 4 {
 		t.Fatalf("persisted schema: %v %v %+v", found, err, persisted)
 	}
 	// Iceberg cannot promote BIGINT to VARCHAR: the table was rebuilt with n as text, each run's files
@@ -556,7 +556,7 @@ func TestInterruptKeepsCompletedStreams(t *testing.T) {
 	}
 	// One word for it everywhere: the run, the stream it cut short, the report.
 	var rep Report
-	if _, err := lake.ReadJSON(lake.Dir(cfg.OutputDir), lake.ManifestDir, res.Manifest.RunID+".report", &rep); err != nil {
+	if _, err := lake.ReadJSON(t.Context(), lake.Dir(cfg.OutputDir), lake.ManifestDir, res.Manifest.RunID+".report", &rep); err != nil {
 		t.Fatal(err)
 	}
 	streams := map[string]lake.StreamReport{}
@@ -634,7 +634,7 @@ func TestObserverHearsTheRun(t *testing.T) {
 			t.Errorf("run %d: phases %+v, total %.2fs", run, p, total)
 		}
 		var rep Report
-		if _, err := lake.ReadJSON(lake.Dir(cfg.OutputDir), lake.ManifestDir, res.Manifest.RunID+".report", &rep); err != nil || rep.Phases != p || rep.Seconds < p.Extract+p.Load+p.Models-0.05 {
+		if _, err := lake.ReadJSON(t.Context(), lake.Dir(cfg.OutputDir), lake.ManifestDir, res.Manifest.RunID+".report", &rep); err != nil || rep.Phases != p || rep.Seconds < p.Extract+p.Load+p.Models-0.05 {
 			t.Errorf("run %d: report phases %+v seconds %.2f, %v", run, rep.Phases, rep.Seconds, err)
 		}
 	}

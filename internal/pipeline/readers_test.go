@@ -155,8 +155,8 @@ func TestRunThatLostItsLeaseCommitsNothing(t *testing.T) {
 		// Once the run holds generation 1 and a stream has completed (its checkpoint beside run.json),
 		// another run takes generation 2.
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if es, _ := st.List(lake.CheckpointDir); len(es) > 1 {
-				_ = st.CreateExclusive("_lease/000000000002.json", []byte(`{"owner":"another run"}`))
+			if es, _ := st.List(t.Context(), lake.CheckpointDir); len(es) > 1 {
+				_ = st.CreateExclusive(t.Context(), "_lease/000000000002.json", []byte(`{"owner":"another run"}`))
 				return
 			}
 		}
@@ -165,7 +165,7 @@ func TestRunThatLostItsLeaseCommitsNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "committed nothing") || !strings.Contains(err.Error(), "lock") {
 		t.Fatalf("run: %v, want it to commit nothing because its lock was lost", err)
 	}
-	if ms, err := lake.ReadManifests(st); err != nil || len(ms) != 0 {
+	if ms, err := lake.ReadManifests(t.Context(), st); err != nil || len(ms) != 0 {
 		t.Errorf("%d manifests committed (%v), want none", len(ms), err)
 	}
 }

@@ -18,35 +18,35 @@ import (
 // a stalled run first fences that run's commit, and its checkpoints are resumed under a new run id.
 func recoverInterrupted(ctx context.Context, cfg *config.Config, st lake.Store, log *slog.Logger, fullRefresh bool) (recovered, error) {
 	var rec recovered
-	if n, err := st.RemoveTemps(); err != nil {
+	if n, err := st.RemoveTemps(ctx); err != nil {
 		return rec, err
 	} else if n > 0 {
 		log.Warn("removed unfinished files of an interrupted run", "files", n)
 	}
 	// The head is this run's base: it holds the lock, so nothing commits after it is read (a stalled
 	// run whose lock it took over cannot: the fence takes the number it would claim).
-	l, err := lake.ReadLog(st)
+	l, err := lake.ReadLog(ctx, st)
 	if err != nil {
 		return rec, err
 	}
 	var fence string
-	if l, fence, err = lake.Fence(st, l, "a run started "+time.Now().UTC().Format(time.RFC3339)); err != nil {
+	if l, fence, err = lake.Fence(ctx, st, l, "a run started "+time.Now().UTC().Format(time.RFC3339)); err != nil {
 		return rec, err
 	}
 	if fence != "" {
 		log.Warn("took the lake over from a run whose lock expired: fenced its commit", "commit", l.Head, "fence", fence)
 	}
 	rec.head, rec.manifests = l.Head, l.Manifests
-	if rec.run, rec.checkpoints, err = openCheckpoints(st, l.Committed, fullRefresh); err != nil {
+	if rec.run, rec.checkpoints, err = openCheckpoints(ctx, st, l.Committed, fullRefresh); err != nil {
 		return rec, fmt.Errorf("reading the checkpoints of an interrupted run: %w", err)
 	}
 	if fence != "" && rec.run != nil {
 		fenced := rec.run.RunID
-		if rec.run, err = adopt(st, rec.run, rec.checkpoints, lake.NewRunID(time.Now())); err != nil {
+		if rec.run, err = adopt(ctx, st, rec.run, rec.checkpoints, lake.NewRunID(time.Now())); err != nil {
 			return rec, fmt.Errorf("resuming the checkpoints of run %s: %w", fenced, err)
 		}
 	}
-	n, err := lake.RemoveOrphans(st, l, listed(rec.checkpoints))
+	n, err := lake.RemoveOrphans(ctx, st, l, listed(rec.checkpoints))
 	switch {
 	case errors.Is(err, lake.ErrEdited):
 		log.Error("the lake's history was edited; files of interrupted runs were left in place", "error", err)

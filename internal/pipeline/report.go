@@ -36,7 +36,7 @@ type Report struct {
 	Iceberg *IcebergReport    `json:"iceberg,omitempty"`
 }
 
-func writeReport(st lake.Store, res *Result, runErr error) error {
+func writeReport(ctx context.Context, st lake.Store, res *Result, runErr error) error {
 	m := res.Manifest
 	r := Report{RunID: m.RunID, Status: m.Status, StartedAt: m.StartedAt, FinishedAt: res.FinishedAt, Phases: res.Phases, Streams: m.Streams, Hosts: m.Hosts, Models: res.Models, Iceberg: res.Iceberg}
 	r.Seconds = round(r.FinishedAt.Sub(r.StartedAt).Seconds())
@@ -62,7 +62,7 @@ func writeReport(st lake.Store, res *Result, runErr error) error {
 	if err != nil {
 		return err
 	}
-	return st.WriteFile(lake.ReportKey(m.RunID), append(b, '\n'))
+	return st.WriteFile(ctx, lake.ReportKey(m.RunID), append(b, '\n'))
 }
 
 // hostReports is how each host's concurrency went in the run (none without a client).

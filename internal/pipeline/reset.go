@@ -78,13 +78,13 @@ func Reset(ctx context.Context, cfg *config.Config, names []string, now time.Tim
 	defer release()
 	rec := &ResetRecord{ID: lake.NewRunID(now), At: now.UTC(), By: whoami()}
 	for _, s := range streams {
-		prev, err := st.ReadFile(lake.StateDir + "/" + s.TableName() + ".json")
+		prev, err := st.ReadFile(ctx, lake.StateDir+"/"+s.TableName()+".json")
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("reading the state of %s: %w", s.TableName(), err)
 		}
 		rec.Streams = append(rec.Streams, ResetStream{Table: s.TableName(), Previous: json.RawMessage(prev)})
 	}
-	if err := lake.WriteJSON(st, ResetDir, rec.ID, rec); err != nil {
+	if err := lake.WriteJSON(ctx, st, ResetDir, rec.ID, rec); err != nil {
 		return nil, refused(err)
 	}
 	return rec, nil
@@ -101,8 +101,8 @@ func whoami() string {
 }
 
 // ReadResets returns every reset record in st, oldest first.
-func ReadResets(st lake.Store) ([]*ResetRecord, error) {
-	es, err := st.List(ResetDir)
+func ReadResets(ctx context.Context, st lake.Store) ([]*ResetRecord, error) {
+	es, err := st.List(ctx, ResetDir)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ func ReadResets(st lake.Store) ([]*ResetRecord, error) {
 			continue
 		}
 		var r ResetRecord
-		if _, err := lake.ReadJSON(st, ResetDir, strings.TrimSuffix(name, ".json"), &r); err != nil {
+		if _, err := lake.ReadJSON(ctx, st, ResetDir, strings.TrimSuffix(name, ".json"), &r); err != nil {
 			return nil, err
 		}
 		out = append(out, &r)
@@ -139,17 +139,17 @@ func PendingReset(resets []*ResetRecord, table, taken string) *ResetRecord {
 }
 
 // readState loads a stream's stored state into s.State and returns the reset it records.
-func readState(st lake.Store, s *sources.Stream) (string, error) {
+func readState(ctx context.Context, st lake.Store, s *sources.Stream) (string, error) {
 	f := stateFile{State: s.State}
-	_, err := lake.ReadJSON(st, lake.StateDir, s.TableName(), &f)
+	_, err := lake.ReadJSON(ctx, st, lake.StateDir, s.TableName(), &f)
 	return f.Reset, err
 }
 
 // applyResets starts each stream with a pending reset from nothing, drops the checkpoint a run
 // killed before the reset left for it, and returns the reset each stream's state is to record when
 // it commits.
-func applyResets(st lake.Store, streams []*sources.Stream, taken map[string]string, run *resumable, cks map[string]*streamCheckpoint, fullRefresh bool) (map[string]string, error) {
-	resets, err := ReadResets(st)
+func applyResets(ctx context.Context, st lake.Store, streams []*sources.Stream, taken map[string]string, run *resumable, cks map[string]*streamCheckpoint, fullRefresh bool) (map[string]string, error) {
+	resets, err := ReadResets(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("reading the reset records: %w", err)
 	}

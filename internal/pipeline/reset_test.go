@@ -55,7 +55,7 @@ func TestResetRefetchesFromSinceAndKeepsHistory(t *testing.T) {
 	history := warehouseCount(t, cfg, "SELECT count(*) FROM signicat_invoices_history")
 	st := lake.Dir(cfg.OutputDir)
 	var before sources.State
-	if _, err := lake.ReadJSON(st, lake.StateDir, inv, &before); err != nil || before.Watermark == "" {
+	if _, err := lake.ReadJSON(t.Context(), st, lake.StateDir, inv, &before); err != nil || before.Watermark == "" {
 		t.Fatalf("state before: %q %v", before.Watermark, err)
 	}
 	rec, err := Reset(context.Background(), cfg, []string{"invoices"}, time.Now())
@@ -72,14 +72,14 @@ func TestResetRefetchesFromSinceAndKeepsHistory(t *testing.T) {
 	}
 	var after stateFile
 	after.State = &sources.State{}
-	if _, err := lake.ReadJSON(st, lake.StateDir, inv, &after); err != nil || after.Reset != rec.ID || after.Watermark == "" {
+	if _, err := lake.ReadJSON(t.Context(), st, lake.StateDir, inv, &after); err != nil || after.Reset != rec.ID || after.Watermark == "" {
 		t.Errorf("state after the run: %+v reset %q, want reset %q taken up", after.State, after.Reset, rec.ID)
 	}
 	if fourth := run(t, cfg); requestsOf(fourth, inv) != requestsOf(second, inv) {
 		t.Errorf("the run after: %d requests, incremental would be %d", requestsOf(fourth, inv), requestsOf(second, inv))
 	}
-	ms, err := lake.ReadManifests(st)
-	_, problems, verr := lake.Verify(st)
+	ms, err := lake.ReadManifests(t.Context(), st)
+	_, problems, verr := lake.Verify(t.Context(), st)
 	if err != nil || len(ms) != 4 || verr != nil || len(problems) != 0 {
 		t.Errorf("%d manifests (%v), verify %v %v", len(ms), err, problems, verr)
 	}
@@ -108,7 +108,7 @@ func TestResetPendingUntilTakenUp(t *testing.T) {
 		t.Error("PendingReset")
 	}
 	st := lake.Dir(t.TempDir())
-	if err := lake.WriteJSON(st, ResetDir, resets[0].ID, resets[0]); err != nil {
+	if err := lake.WriteJSON(t.Context(), st, ResetDir, resets[0].ID, resets[0]); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -117,7 +117,7 @@ func TestResetPendingUntilTakenUp(t *testing.T) {
 	}{{at.Add(-time.Hour), false}, {at.Add(time.Hour), true}} {
 		s := &sources.Stream{Source: "t", Name: "a", State: &sources.State{Watermark: "2025-12-01"}}
 		cks := map[string]*streamCheckpoint{"t_a": {Table: "t_a"}}
-		marks, err := applyResets(st, []*sources.Stream{s}, map[string]string{}, &resumable{StartedAt: c.started}, cks, false)
+		marks, err := applyResets(t.Context(), st, []*sources.Stream{s}, map[string]string{}, &resumable{StartedAt: c.started}, cks, false)
 		if err != nil || marks["t_a"] != resets[0].ID || s.State.Watermark != "" || (cks["t_a"] != nil) != c.kept {
 			t.Errorf("run started %v: marks %v, watermark %q, checkpoint kept %t", c.started, marks, s.State.Watermark, cks["t_a"] != nil)
 		}
@@ -175,7 +175,7 @@ func TestStatusNamesARefusedShrink(t *testing.T) {
 	m := &lake.Manifest{RunID: "20260102T030405.000Z-abcdef", Status: "partial", FinishedAt: time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC),
 		Streams: []lake.StreamReport{{Table: "gsapi_users", Status: "failed",
 			Error: "gsapi_users: the new snapshot has 3 rows, down from 207 (more than max_shrink 50%): it is not committed and the current state stays as it was; if the API really holds fewer, run again with --accept-shrink gsapi_users"}}}
-	if err := lake.WriteJSON(st, lake.ManifestDir, m.RunID, m); err != nil {
+	if err := lake.WriteJSON(t.Context(), st, lake.ManifestDir, m.RunID, m); err != nil {
 		t.Fatal(err)
 	}
 	ss, err := Status(context.Background(), nil, st, "", nil)

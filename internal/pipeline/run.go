@@ -78,14 +78,14 @@ func runStreams(ctx context.Context, opts Options, streams []*sources.Stream) (*
 		r.log.Warn("interrupted: committing the streams that completed", "run_id", r.manifest.RunID, "cause", r.interrupted)
 		ctx = context.WithoutCancel(ctx)
 	}
-	if err := r.commit(); err != nil {
+	if err := r.commit(ctx); err != nil {
 		return nil, err
 	}
 	err = r.load(ctx)
 	if perr := r.publish(ctx); perr != nil {
 		err = errors.Join(err, perr)
 	}
-	return r.finish(err)
+	return r.finish(ctx, err)
 }
 
 // newRun is a run of streams with opts, its defaults filled in.
@@ -162,7 +162,7 @@ func (r *runner) recover(ctx context.Context) error {
 		return refused(err)
 	}
 	r.rec = rec
-	taken, err := r.readStates()
+	taken, err := r.readStates(ctx)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (r *runner) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if r.resets, err = applyResets(r.st, r.streams, taken, rec.run, rec.checkpoints, r.opts.FullRefresh); err != nil {
+	if r.resets, err = applyResets(ctx, r.st, r.streams, taken, rec.run, rec.checkpoints, r.opts.FullRefresh); err != nil {
 		return err
 	}
 	this := rec.run
@@ -181,11 +181,11 @@ func (r *runner) recover(ctx context.Context) error {
 		this.Resumes++
 		r.log.Warn("resuming a run that was killed before it committed", "run_id", this.RunID, "attempt", this.Resumes+1, "checkpointed_streams", len(rec.checkpoints))
 	}
-	if err := lake.WriteJSON(r.st, checkpointDir(this.RunID), "run", this); err != nil {
+	if err := lake.WriteJSON(ctx, r.st, checkpointDir(this.RunID), "run", this); err != nil {
 		return refused(err)
 	}
 	r.env = r.newEnv(this, accept)
-	r.env.checkpoints = newCheckpointer(&r.env, r.log, checkpointGap)
+	r.env.checkpoints = newCheckpointer(ctx, &r.env, r.log, checkpointGap)
 	r.undo = append(r.undo, r.env.checkpoints.close)
 	r.manifest = &lake.Manifest{RunID: this.RunID, StartedAt: this.StartedAt, ResumedFrom: this.From}
 	r.reports = make([]lake.StreamReport, len(r.streams))
@@ -194,7 +194,7 @@ func (r *runner) recover(ctx context.Context) error {
 
 // readStates loads each stream's stored state (none on a full refresh) and bounds its dates by the
 // run's start plus a day; it returns the reset each state took up last.
-func (r *runner) readStates() (map[string]string, error) {
+func (r *runner) readStates(ctx context.Context) (map[string]string, error) {
 	ceiling := r.opts.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)
 	taken := map[string]string{}
 	for _, s := range r.streams {
@@ -203,7 +203,7 @@ func (r *runner) readStates() (map[string]string, error) {
 		}
 		if !r.opts.FullRefresh {
 			var err error
-			if taken[s.TableName()], err = readState(r.st, s); err != nil {
+			if taken[s.TableName()], err = readState(ctx, r.st, s); err != nil {
 				return nil, err
 			}
 		}
@@ -223,13 +223,14 @@ func (r *runner) newEnv(this *resumable, accept map[string]bool) runEnv {
 
 // finish ends the run: an interruption is its error when nothing else failed, and the run's report is
 // written whatever happened after the commit.
-func (r *runner) finish(err error) (*Result, error) {
+func (r *runner) finish(ctx context.Context, err error) (*Result, error) {
 	res, m := r.res, r.res.Manifest
 	if err == nil && r.interrupted != nil {
 		err = fmt.Errorf("run %s interrupted; the streams that completed were kept: %w", m.RunID, r.interrupted)
 	}
 	res.Phases, res.FinishedAt = r.w.done(), r.opts.Now().UTC()
-	if werr := writeReport(r.st, res, err); werr != nil && err == nil {
+	// The report says how the run ended, an interruption during the load included: written regardless.
+	if werr := writeReport(context.WithoutCancel(ctx), r.st, res, err); werr != nil && err == nil {
 		err = fmt.Errorf("writing the run report: %w", werr)
 	}
 	if err != nil {

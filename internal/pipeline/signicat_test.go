@@ -174,7 +174,7 @@ func TestAccountDetailsAreReadAgainOnlyWhenNeeded(t *testing.T) {
 	}
 	// Every memo dated 8 days back: all products are due again.
 	var st sources.State
-	if _, err := lake.ReadJSON(lake.Dir(cfg.OutputDir), lake.StateDir, "signicat_accounts", &st); err != nil || len(st.Memo) != int(accounts) {
+	if _, err := lake.ReadJSON(t.Context(), lake.Dir(cfg.OutputDir), lake.StateDir, "signicat_accounts", &st); err != nil || len(st.Memo) != int(accounts) {
 		t.Fatalf("memo of %d accounts (%v)", len(st.Memo), err)
 	}
 	old := time.Now().UTC().AddDate(0, 0, -8).Format(time.DateOnly)
@@ -184,7 +184,7 @@ func TestAccountDetailsAreReadAgainOnlyWhenNeeded(t *testing.T) {
 		m["read"] = old
 		st.Memo[k], _ = json.Marshal(m)
 	}
-	if err := lake.WriteJSON(lake.Dir(cfg.OutputDir), lake.StateDir, "signicat_accounts", &st); err != nil {
+	if err := lake.WriteJSON(t.Context(), lake.Dir(cfg.OutputDir), lake.StateDir, "signicat_accounts", &st); err != nil {
 		t.Fatal(err)
 	}
 	if third := run(t, cfg).Manifest.Streams[0]; third.Requests != first.Requests {

@@ -53,7 +53,7 @@ func (r *streamRun) sink(table string, k keys, declared *schemas.Table, mapPaths
 		return ts, nil
 	}
 	var persisted typing.Schema
-	found, err := lake.ReadJSON(r.st, lake.SchemaDir, table, &persisted)
+	found, err := lake.ReadJSON(r.ctx, r.st, lake.SchemaDir, table, &persisted)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func (r *streamRun) sink(table string, k keys, declared *schemas.Table, mapPaths
 	if r.prev != nil {
 		ts.info.Rows = r.prev.rows(table)
 	}
-	ts.w = parquet.NewStreamWriter(r.st, table, r.runID, sch.Arrow())
+	ts.w = parquet.NewStreamWriter(r.ctx, r.st, table, r.runID, sch.Arrow())
 	ts.w.Resume = r.resumes
 	r.sinks[table] = ts
 	r.order = append(r.order, table)
@@ -343,7 +343,7 @@ func (r *streamRun) finish() error {
 // the disk and finish holds a CPU).
 func (r *streamRun) saveSchemas() error {
 	for _, name := range r.order {
-		if err := lake.WriteJSON(r.st, lake.SchemaDir, name, r.sinks[name].sch); err != nil {
+		if err := lake.WriteJSON(r.ctx, r.st, lake.SchemaDir, name, r.sinks[name].sch); err != nil {
 			return err
 		}
 	}

@@ -70,13 +70,13 @@ type statusSources struct {
 func Status(ctx context.Context, cfg *config.Config, st lake.Store, warehouse string, names []string) ([]StreamStatus, error) {
 	src := &statusSources{cfg: cfg, st: st}
 	var err error
-	if src.manifests, err = lake.ReadManifests(st); err != nil {
+	if src.manifests, err = lake.ReadManifests(ctx, st); err != nil {
 		return nil, err
 	}
-	if src.resets, err = ReadResets(st); err != nil {
+	if src.resets, err = ReadResets(ctx, st); err != nil {
 		return nil, err
 	}
-	if src.killed, err = killedRuns(st, src.manifests); err != nil {
+	if src.killed, err = killedRuns(ctx, st, src.manifests); err != nil {
 		return nil, err
 	}
 	closeWH, err := src.openWarehouse(ctx, warehouse)
@@ -84,13 +84,13 @@ func Status(ctx context.Context, cfg *config.Config, st lake.Store, warehouse st
 		return nil, err
 	}
 	defer closeWH()
-	streams, err := src.streams(names)
+	streams, err := src.streams(ctx, names)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]StreamStatus, 0, len(streams))
 	for _, s := range streams {
-		ss, err := src.status(s)
+		ss, err := src.status(ctx, s)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +100,7 @@ func Status(ctx context.Context, cfg *config.Config, st lake.Store, warehouse st
 }
 
 // streams are cfg's streams, or without it one per table the lake has run or kept a state for.
-func (src *statusSources) streams(names []string) ([]*sources.Stream, error) {
+func (src *statusSources) streams(ctx context.Context, names []string) ([]*sources.Stream, error) {
 	if src.cfg != nil {
 		return Streams(src.cfg, Client(src.cfg, httpclient.Options{}), names, nil)
 	}
@@ -119,7 +119,7 @@ func (src *statusSources) streams(names []string) ([]*sources.Stream, error) {
 			add(s.Table, false)
 		}
 	}
-	es, err := src.st.List(lake.StateDir)
+	es, err := src.st.List(ctx, lake.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (src *statusSources) streams(names []string) ([]*sources.Stream, error) {
 }
 
 // status is one stream's.
-func (src *statusSources) status(s *sources.Stream) (StreamStatus, error) {
+func (src *statusSources) status(ctx context.Context, s *sources.Stream) (StreamStatus, error) {
 	ss := StreamStatus{Table: s.TableName(), Kind: "snapshot"}
 	switch {
 	case s.Windowed:
@@ -176,7 +176,7 @@ func (src *statusSources) status(s *sources.Stream) (StreamStatus, error) {
 	}
 	ss.Rows, ss.History = src.counts(ss.Table), src.counts(ss.Table+"_history")
 	if s.State != nil {
-		taken, err := readState(src.st, s)
+		taken, err := readState(ctx, src.st, s)
 		if err != nil {
 			return ss, err
 		}
@@ -299,12 +299,12 @@ func (src *statusSources) openWarehouse(ctx context.Context, path string) (func(
 }
 
 // killedRuns maps each table a killed run checkpointed to that run (the next start resumes it).
-func killedRuns(st lake.Store, ms []*lake.Manifest) (map[string]string, error) {
+func killedRuns(ctx context.Context, st lake.Store, ms []*lake.Manifest) (map[string]string, error) {
 	committed := map[string]bool{}
 	for _, m := range ms {
 		committed[m.RunID] = true
 	}
-	es, err := st.List(lake.CheckpointDir)
+	es, err := st.List(ctx, lake.CheckpointDir)
 	if err != nil {
 		return nil, err
 	}

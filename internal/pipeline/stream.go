@@ -278,13 +278,15 @@ func (r *streamRun) checkpointIfDue() error {
 // fail discards what the stream wrote and reports why it failed.
 func (r *streamRun) fail(err error) lake.StreamReport {
 	// The checkpoint goes first: a crash in between leaves unlisted files, which are removed as
-	// orphans, never a checkpoint naming deleted files.
-	_ = r.checkpoints.remove(r.s.TableName())
+	// orphans, never a checkpoint naming deleted files. Not cut short by an interruption (the usual
+	// reason to get here), which would leave them to the next run's sweep.
+	cleanup := context.WithoutCancel(r.ctx)
+	_ = r.checkpoints.remove(cleanup, r.s.TableName())
 	for _, ts := range r.sinks {
 		ts.w.Abort()
 		files, _ := ts.w.Close()
 		for _, f := range files {
-			_ = r.st.Remove(f.Path)
+			_ = r.st.Remove(cleanup, f.Path)
 		}
 	}
 	rep := lake.StreamReport{Table: r.s.TableName(), Status: "failed", Error: redact.String(fmt.Sprintf("%s: %v", r.s.TableName(), err))}
@@ -372,7 +374,7 @@ func (r *streamRun) keepRaw(page sources.Page) (string, error) {
 	if raw.PDF {
 		put = r.store.PutPDF
 	}
-	e, err := put(raw.Body)
+	e, err := put(r.ctx, raw.Body)
 	if raw.Body != page.Body {
 		raw.Body.Close()
 	}

@@ -125,7 +125,7 @@ func TestColumnNullAtFirstIsTypedWhenValuesCome(t *testing.T) {
 		t.Errorf("paid_on is %s", typ)
 	}
 	var persisted struct{ Columns []struct{ Name, Type string } }
-	if _, err := lake.ReadJSON(lake.Dir(cfg.OutputDir), lake.SchemaDir, "test_journal", &persisted); err != nil {
+	if _, err := lake.ReadJSON(t.Context(), lake.Dir(cfg.OutputDir), lake.SchemaDir, "test_journal", &persisted); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range persisted.Columns {

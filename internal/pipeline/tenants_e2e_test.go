@@ -155,7 +155,7 @@ func endToEnd(t *testing.T, tn tenant, srv *sandbox.Server, cfg *config.Config) 
 		t.Fatal(err)
 	}
 	defer st.Close()
-	checked, problems, err := lake.Verify(st)
+	checked, problems, err := lake.Verify(t.Context(), st)
 	if err != nil || len(problems) > 0 || checked < len(res.Manifest.Files) {
 		t.Errorf("verify: %d files checked, problems %v, %v", checked, problems, err)
 	}

@@ -227,7 +227,7 @@ func Collect(ctx context.Context, db *sql.DB, opts Options) (*Site, error) {
 	s.Graph = buildGraph(s)
 	s.freshModels()
 	if opts.Lake != nil {
-		if err := s.collectManifests(opts.Lake); err != nil {
+		if err := s.collectManifests(ctx, opts.Lake); err != nil {
 			return nil, fmt.Errorf("lake %s: %w", s.Lake, err)
 		}
 	}
@@ -698,15 +698,15 @@ func changes(ctx context.Context, db *sql.DB, rels map[string]string) (map[strin
 	return out, rows.Err()
 }
 
-func (s *Site) collectManifests(st lake.Store) error {
-	v, err := lake.LastVerification(st)
+func (s *Site) collectManifests(ctx context.Context, st lake.Store) error {
+	v, err := lake.LastVerification(ctx, st)
 	if err != nil {
 		return err
 	}
 	s.Verify = v
 	for _, r := range s.Runs {
 		var m lake.Manifest
-		found, err := lake.ReadJSON(st, lake.ManifestDir, r.ID, &m)
+		found, err := lake.ReadJSON(ctx, st, lake.ManifestDir, r.ID, &m)
 		if err != nil {
 			return err
 		}

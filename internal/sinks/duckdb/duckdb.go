@@ -295,7 +295,7 @@ func (w *Warehouse) LoadRun(ctx context.Context, st lake.Store, spool string, m 
 			todo = append(todo, f)
 		}
 	}
-	paths, release, err := lake.Local(st, todo, spool, true)
+	paths, release, err := lake.Local(ctx, st, todo, spool, true)
 	defer release()
 	if err != nil {
 		return fmt.Errorf("load: %w", err)

@@ -56,7 +56,7 @@ func writeTable(t *testing.T, root, runID string, at time.Time, info lake.TableI
 	}
 	batch := conv.Flush()
 	defer batch.Release()
-	w := parquet.NewStreamWriter(lake.Dir(root), info.Name, runID, conv.Schema())
+	w := parquet.NewStreamWriter(t.Context(), lake.Dir(root), info.Name, runID, conv.Schema())
 	if err := w.Write("run_date="+at.Format("2006-01-02"), batch); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package parquet
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -43,6 +44,7 @@ func Fingerprint(s *arrow.Schema) string {
 // StreamWriter writes one table's batches of one run into part files, one open file per hive partition
 // (<table>/<partition>/<run id>[-r<resume>]-<seq>.parquet), rolling to a new part after MaxRowsPerFile rows.
 type StreamWriter struct {
+	ctx          context.Context // NewStreamWriter's: it bounds creating and publishing the files
 	files        Creator
 	table, runID string
 	schema       *arrow.Schema
@@ -71,7 +73,7 @@ type File interface {
 
 // Creator starts part files by key (a lake.Store).
 type Creator interface {
-	Create(key string) (File, error)
+	Create(ctx context.Context, key string) (File, error)
 }
 
 type partFile struct {
@@ -83,9 +85,10 @@ type partFile struct {
 	rows int64
 }
 
-// NewStreamWriter prepares a writer for table (e.g. "signicat_accounts") whose files files creates.
-func NewStreamWriter(files Creator, table, runID string, schema *arrow.Schema) *StreamWriter {
-	return &StreamWriter{files: files, table: table, runID: runID, schema: schema, MaxRowsPerFile: 1_000_000,
+// NewStreamWriter prepares a writer for table (e.g. "signicat_accounts") whose files files creates
+// while ctx lasts.
+func NewStreamWriter(ctx context.Context, files Creator, table, runID string, schema *arrow.Schema) *StreamWriter {
+	return &StreamWriter{ctx: ctx, files: files, table: table, runID: runID, schema: schema, MaxRowsPerFile: 1_000_000,
 		open: map[string]*partFile{}, seq: map[string]int{}}
 }
 
@@ -173,7 +176,7 @@ func (w *StreamWriter) create(partition string) (*partFile, error) {
 		name = fmt.Sprintf("%s-r%d-%05d.parquet", w.runID, w.Resume, n)
 	}
 	rel := path.Join(w.table, partition, name)
-	f, err := w.files.Create(rel)
+	f, err := w.files.Create(w.ctx, rel)
 	if err != nil {
 		return nil, fmt.Errorf("parquet: %w", err)
 	}

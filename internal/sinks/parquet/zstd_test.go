@@ -63,7 +63,7 @@ func TestWrittenFilesReadBack(t *testing.T) {
 	}
 	rec := b.NewRecordBatch()
 	defer rec.Release()
-	w := NewStreamWriter(testDir(root), "t", "run1", schema)
+	w := NewStreamWriter(t.Context(), testDir(root), "t", "run1", schema)
 	// Two partitions open at once; the rows span several row groups, so the file is written both while
 	// it fills (a full row group) and when it is finished (through the finishing buffer).
 	for _, p := range []string{"p=a", "p=b"} {
@@ -142,7 +142,7 @@ func TestWriteLastFinishesThePartitionAtOnce(t *testing.T) {
 	}
 
 	root := t.TempDir()
-	w := NewStreamWriter(testDir(root), "t", "run1", schema)
+	w := NewStreamWriter(t.Context(), testDir(root), "t", "run1", schema)
 	if err := w.Write("p=a", first); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestWriteLastFinishesThePartitionAtOnce(t *testing.T) {
 
 	// The same rows through Write and Close.
 	other := t.TempDir()
-	w2 := NewStreamWriter(testDir(other), "t", "run1", schema)
+	w2 := NewStreamWriter(t.Context(), testDir(other), "t", "run1", schema)
 	for _, step := range []struct {
 		p   string
 		rec arrow.RecordBatch
@@ -187,6 +187,6 @@ func TestWriteLastFinishesThePartitionAtOnce(t *testing.T) {
 // testDir creates part files under a directory, as lake.Dir does (lake imports this package).
 type testDir string
 
-func (d testDir) Create(key string) (File, error) {
+func (d testDir) Create(_ context.Context, key string) (File, error) {
 	return durable.Create(filepath.Join(string(d), filepath.FromSlash(key)))
 }
