@@ -19,7 +19,6 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
@@ -264,7 +263,7 @@ func (a *Answer) localFiles(ctx context.Context, ms []*lake.Manifest, ts []table
 	for _, t := range ts {
 		want[t.name] = true
 	}
-	var files []parquet.FileInfo
+	var files []lake.FileInfo
 	for _, m := range ms {
 		for _, f := range m.Files {
 			if want[f.Table] {

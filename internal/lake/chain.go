@@ -69,7 +69,9 @@ func sha256Hex(b []byte) string {
 }
 
 // Head is the newest commit number claimed in st (0 for none).
-func Head(ctx context.Context, st Store) (int, error) { return newestNumbered(ctx, st, CommitDir, claimKey) }
+func Head(ctx context.Context, st Store) (int, error) {
+	return newestNumbered(ctx, st, CommitDir, claimKey)
+}
 
 // newestNumbered is the highest n whose key(n) is in dir: listed, then probed forward, as a listing
 // may lag behind the objects a read finds (0 for none).
@@ -85,7 +87,7 @@ func newestNumbered(ctx context.Context, st Store, dir string, key func(int) str
 		}
 	}
 	for {
-		ok, err := st.Exists(ctx, key(n + 1))
+		ok, err := st.Exists(ctx, key(n+1))
 		if err != nil || !ok {
 			return n, err
 		}

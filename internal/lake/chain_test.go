@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 )
 
 // commitRuns commits n runs to st, each with two snapshot files named with its run id, and returns
@@ -33,7 +32,7 @@ func commitRuns(t *testing.T, st lake.Store, n int) []*lake.Manifest {
 				t.Fatal(err)
 			}
 			sum := sha256.Sum256(data)
-			m.Files = append(m.Files, parquet.FileInfo{Path: key, Table: "t", Rows: 10, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+			m.Files = append(m.Files, lake.FileInfo{Path: key, Table: "t", Rows: 10, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
 		}
 		head, err := lake.Head(t.Context(), st)
 		if err != nil {

@@ -25,7 +25,6 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/dates"
 	"github.com/ledgerlake/ledgerlake/internal/durable"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 )
 
 // ManifestDir holds one manifest per run, under the output directory.
@@ -78,6 +77,17 @@ type TableInfo struct {
 	Rows     int64 `json:"rows"`
 }
 
+// FileInfo describes one committed snapshot file, as recorded in the manifest.
+type FileInfo struct {
+	Path              string `json:"path"` // relative to the output directory, with forward slashes
+	Table             string `json:"table"`
+	Partition         string `json:"partition,omitempty"`
+	Rows              int64  `json:"rows"`
+	Bytes             int64  `json:"bytes"`
+	SHA256            string `json:"sha256"`
+	SchemaFingerprint string `json:"schema_fingerprint"`
+}
+
 // Manifest records what one run committed.
 type Manifest struct {
 	RunID      string    `json:"run_id"`
@@ -88,9 +98,9 @@ type Manifest struct {
 	Commit int `json:"commit,omitempty"`
 	// ResumedFrom is the run whose checkpoints this run took over after fencing it (see Fence): the
 	// files it carried over keep that run's id in their names.
-	ResumedFrom string             `json:"resumed_from,omitempty"`
-	Streams     []StreamReport     `json:"streams"`
-	Files       []parquet.FileInfo `json:"files"`
+	ResumedFrom string         `json:"resumed_from,omitempty"`
+	Streams     []StreamReport `json:"streams"`
+	Files       []FileInfo     `json:"files"`
 	// Evidence lists the raw response bodies of the invoice endpoints behind this run's rows.
 	Evidence []Evidence `json:"evidence,omitempty"`
 	// PDFs lists the invoice PDFs this run downloaded (each invoice's PDF is fetched once).
@@ -295,12 +305,12 @@ const ReportSuffix = ".report.json"
 
 // CheckFile re-hashes a snapshot file listed in a manifest: "" when it is there as listed, otherwise
 // what is wrong ("missing", "altered: …").
-func CheckFile(ctx context.Context, st Store, f parquet.FileInfo) string {
+func CheckFile(ctx context.Context, st Store, f FileInfo) string {
 	return checkFile(ctx, st, f, io.Discard)
 }
 
 // checkFile is CheckFile, copying the file's bytes to w as it hashes them.
-func checkFile(ctx context.Context, st Store, f parquet.FileInfo, w io.Writer) string {
+func checkFile(ctx context.Context, st Store, f FileInfo, w io.Writer) string {
 	if !insideLake(f.Path) {
 		return outside
 	}
@@ -331,7 +341,7 @@ func hashFile(ctx context.Context, st Store, key string, w io.Writer) (string, i
 // where they are (each checked against its sha256 first if verify); a bucket's are downloaded into dir
 // and always checked as they arrive, and release removes the copies. A file that is missing or altered
 // fails with its path and what is wrong, before anything is read from the others.
-func Local(ctx context.Context, st Store, files []parquet.FileInfo, dir string, verify bool) (paths []string, release func(), err error) {
+func Local(ctx context.Context, st Store, files []FileInfo, dir string, verify bool) (paths []string, release func(), err error) {
 	release = func() {}
 	if _, ok := st.LocalPath(""); ok {
 		for _, f := range files {

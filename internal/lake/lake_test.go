@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 )
 
 // The manifest and checkpoints are written list element by list element; what reaches the file must be
@@ -18,7 +16,7 @@ func TestWrittenJSONIsEncodingJSONs(t *testing.T) {
 	full := &Manifest{RunID: "20261129T130000.123Z-abc", StartedAt: started, FinishedAt: started.Add(time.Minute), Status: "ok",
 		Streams: []StreamReport{{Table: "signicat_invoices", Status: "ok", Rows: 3, SchemaChanges: []string{`a <"b"> & c`}}}}
 	for i := range 3 {
-		full.Files = append(full.Files, parquet.FileInfo{Path: fmt.Sprintf("t/p=%d/x.parquet", i), Rows: int64(i)})
+		full.Files = append(full.Files, FileInfo{Path: fmt.Sprintf("t/p=%d/x.parquet", i), Rows: int64(i)})
 		full.Evidence = append(full.Evidence, Evidence{Table: "t", Endpoint: fmt.Sprintf("GET /invoices?page=%d&x=<y>", i), SHA256: "ab"})
 	}
 	type withOthers struct {

@@ -13,7 +13,6 @@ import (
 	"syscall"
 
 	"github.com/ledgerlake/ledgerlake/internal/durable"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 )
 
 // Store is where a lake lives: a local directory (Dir) or an object-store bucket (Bucket). Keys are
@@ -65,7 +64,15 @@ type Store interface {
 }
 
 // File is a file being written to a Store: it appears at its key, complete, on Publish or Commit.
-type File = parquet.File
+type File interface {
+	io.Writer
+	// Publish makes the complete file visible (durable after its store's next sync).
+	Publish() error
+	// Commit makes the complete file visible and durable.
+	Commit() error
+	// Abort discards the file; a no-op once published.
+	Abort()
+}
 
 // Entry is a key a Store lists.
 type Entry struct {

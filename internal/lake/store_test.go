@@ -17,7 +17,6 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 )
 
 // stores opens an empty lake on each backend: a directory, a bucket on the loopback S3 server, and a
@@ -188,7 +187,7 @@ func TestBucketRetriesFailedPutsAndStalledGets(t *testing.T) {
 	}
 	defer st.Close()
 	srv.SetFaults(s3test.Faults{FailPutEvery: 3, StallGetEvery: 4, Stall: 3 * time.Second})
-	var files []parquet.FileInfo
+	var files []lake.FileInfo
 	for i := range 10 {
 		body := bytes.Repeat([]byte{byte(i)}, 100_000+i)
 		f, err := st.Create(t.Context(), fmt.Sprintf("t/p/%02d.parquet", i))
@@ -199,7 +198,7 @@ func TestBucketRetriesFailedPutsAndStalledGets(t *testing.T) {
 		if err := f.Commit(); err != nil {
 			t.Fatalf("file %d: %v", i, err)
 		}
-		files = append(files, parquet.FileInfo{Path: fmt.Sprintf("t/p/%02d.parquet", i), Bytes: int64(len(body)), SHA256: sha(body)})
+		files = append(files, lake.FileInfo{Path: fmt.Sprintf("t/p/%02d.parquet", i), Bytes: int64(len(body)), SHA256: sha(body)})
 	}
 	paths, release, err := lake.Local(t.Context(), st, files, t.TempDir(), true)
 	if err != nil {

@@ -44,7 +44,7 @@ func RecordVerification(ctx context.Context, st Store, v *Verification) error {
 
 // LastVerification is the newest recorded verification, or nil if verify never ran on this lake.
 func LastVerification(ctx context.Context, st Store) (*Verification, error) {
-	es, err := st.List(ctx, VerifyDir + "/")
+	es, err := st.List(ctx, VerifyDir+"/")
 	if err != nil {
 		return nil, err
 	}

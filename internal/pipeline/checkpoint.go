@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
 
@@ -36,7 +35,7 @@ type streamCheckpoint struct {
 	Complete bool                       `json:"complete"`       // the stream finished: take it as is
 	Done     []string                   `json:"done,omitempty"` // units completed (streams with Checkpoints)
 	Report   lake.StreamReport          `json:"report"`         // figures so far; the final report when complete
-	Files    []parquet.FileInfo         `json:"files"`
+	Files    []lake.FileInfo            `json:"files"`
 	Evidence []lake.Evidence            `json:"evidence,omitempty"`
 	PDFs     []lake.Evidence            `json:"pdfs,omitempty"`
 	Rejects  []typing.Reject            `json:"rejects,omitempty"`

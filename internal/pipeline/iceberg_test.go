@@ -22,7 +22,6 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/iceberg"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 )
 
 // The lake's Iceberg tables hold what the warehouse holds, read by two readers that are not the
@@ -56,7 +55,7 @@ func TestIcebergTablesMatchTheWarehouse(t *testing.T) {
 			}
 			defer st.Close()
 			db := query(t, cfg)
-			listed := map[string]parquet.FileInfo{}
+			listed := map[string]lake.FileInfo{}
 			for _, r := range runs {
 				for _, f := range r.Manifest.Files {
 					listed[f.Path] = f
@@ -93,7 +92,7 @@ func TestIcebergTablesMatchTheWarehouse(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var files []parquet.FileInfo
+				var files []lake.FileInfo
 				for _, task := range tasks {
 					rel := cat.RelPath(task.File.FilePath())
 					if rel == "" {

@@ -12,7 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
+	"github.com/ledgerlake/ledgerlake/internal/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 	"github.com/ledgerlake/ledgerlake/schemas"

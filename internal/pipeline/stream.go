@@ -16,7 +16,6 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/redact"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
@@ -104,13 +103,13 @@ type streamRun struct {
 	ctx     context.Context
 	holding bool // this stream holds a CPU (see cpu)
 
-	top          *tableSink         // the stream's own table
-	start        time.Time          // when this attempt began
-	base         []parquet.FileInfo // the files an earlier attempt checkpointed
-	done         []string           // the units completed, by earlier attempts too (streams with Checkpoints)
-	checkpointed time.Time          // when this attempt last committed a checkpoint
-	out          streamOutput       // what the stream adds to the manifest: evidence as it is kept, files at the end
-	files        []parquet.FileInfo // the files this attempt wrote, once finished
+	top          *tableSink      // the stream's own table
+	start        time.Time       // when this attempt began
+	base         []lake.FileInfo // the files an earlier attempt checkpointed
+	done         []string        // the units completed, by earlier attempts too (streams with Checkpoints)
+	checkpointed time.Time       // when this attempt last committed a checkpoint
+	out          streamOutput    // what the stream adds to the manifest: evidence as it is kept, files at the end
+	files        []lake.FileInfo // the files this attempt wrote, once finished
 }
 
 // notes gathers a stream's warnings: each distinct one once, and past maxNotes only a count, so 60
@@ -149,7 +148,7 @@ func (n *notes) report() []string {
 
 // streamOutput is what a successful stream adds to the run's manifest.
 type streamOutput struct {
-	files    []parquet.FileInfo
+	files    []lake.FileInfo
 	evidence []lake.Evidence
 	pdfs     []lake.Evidence
 }
@@ -454,11 +453,11 @@ func (r *streamRun) tables() []lake.TableInfo {
 
 // commitSoFar converts every pending record and commits the open part files (later rows go to new
 // parts), returning every file this attempt has committed.
-func (r *streamRun) commitSoFar() ([]parquet.FileInfo, error) {
+func (r *streamRun) commitSoFar() ([]lake.FileInfo, error) {
 	if err := r.flushAll(); err != nil {
 		return nil, err
 	}
-	var files []parquet.FileInfo
+	var files []lake.FileInfo
 	for _, name := range r.order {
 		ts := r.sinks[name]
 		fs, err := ts.w.Close()
@@ -473,7 +472,7 @@ func (r *streamRun) commitSoFar() ([]parquet.FileInfo, error) {
 }
 
 // checkpointOf is the stream's progress so far, with files the parts this attempt has committed.
-func (r *streamRun) checkpointOf(files []parquet.FileInfo) *streamCheckpoint {
+func (r *streamRun) checkpointOf(files []lake.FileInfo) *streamCheckpoint {
 	ck := &streamCheckpoint{Table: r.s.TableName(), Done: r.done, Files: append(slices.Clone(r.base), files...),
 		Evidence: r.out.evidence, PDFs: r.out.pdfs, Rejects: r.rejects}
 	ck.Report = lake.StreamReport{Table: ck.Table, Tables: r.tables(), Seconds: time.Since(r.start).Seconds(), Warnings: r.notes.report()}

@@ -25,7 +25,6 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	"github.com/ledgerlake/ledgerlake/schemas"
 )
 
@@ -133,7 +132,7 @@ func (r *Run) SchemaChanges() []lake.StreamReport {
 type Manifest struct {
 	RunID                   string
 	Commit                  int
-	Files                   []parquet.FileInfo
+	Files                   []lake.FileInfo
 	Bytes, Rows             int64
 	Evidence, PDFs          int
 	EvidenceBytes, PDFBytes int64
@@ -724,7 +723,7 @@ func (s *Site) collectManifests(ctx context.Context, st lake.Store) error {
 		for _, e := range m.PDFs {
 			mp.PDFBytes += e.Bytes
 		}
-		slices.SortFunc(mp.Files, func(a, b parquet.FileInfo) int {
+		slices.SortFunc(mp.Files, func(a, b lake.FileInfo) int {
 			return cmp.Or(cmp.Compare(a.Table, b.Table), cmp.Compare(a.Path, b.Path))
 		})
 		if v != nil && m.Commit > 0 && m.Commit <= v.Head {

@@ -22,7 +22,6 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/durable"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
 
@@ -289,7 +288,7 @@ func (w *Warehouse) LoadRun(ctx context.Context, st lake.Store, spool string, m 
 	}
 	// Every file to load is checked against the manifest first: tables commit one by one, so a missing
 	// or altered file found midway would leave the run half loaded where this leaves it unloaded.
-	var todo []parquet.FileInfo
+	var todo []lake.FileInfo
 	for _, f := range m.Files {
 		if !done[f.Table] {
 			todo = append(todo, f)
@@ -300,7 +299,7 @@ func (w *Warehouse) LoadRun(ctx context.Context, st lake.Store, spool string, m 
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	files := map[string][]parquet.FileInfo{}
+	files := map[string][]lake.FileInfo{}
 	for i, f := range todo {
 		f.Path = paths[i]
 		files[f.Table] = append(files[f.Table], f)
@@ -370,7 +369,7 @@ func (w *Warehouse) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 // an old BIGINT that ends as VARCHAR reads "5", not "5.00" via an intermediate DECIMAL. Files with the
 // same schema fingerprint are read by one statement: a stream with hundreds of partitions loads in a
 // few statements, not hundreds.
-func loadTable(ctx context.Context, tx *sql.Tx, t lake.TableInfo, files []parquet.FileInfo, runID string) error {
+func loadTable(ctx context.Context, tx *sql.Tx, t lake.TableInfo, files []lake.FileInfo, runID string) error {
 	hist := t.Name + "_history"
 	groups := map[string][]string{}
 	var order []string

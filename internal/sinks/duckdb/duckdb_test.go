@@ -15,7 +15,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/dates"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/parquet"
+	"github.com/ledgerlake/ledgerlake/internal/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
 

@@ -18,6 +18,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/apache/arrow-go/v18/parquet/schema"
 
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
 )
 
@@ -111,7 +112,7 @@ func TestFilesCarryTheSchemasFieldIDs(t *testing.T) {
 	c1, rec1 := batch(`{"id":1,"amount":"12.50","tags":["a","b"],"fields":{"Quota":"3"}}`)
 	defer c1.Release()
 	defer rec1.Release()
-	w := NewStreamWriter(t.Context(), testDir(root), "t", "run1", c1.Schema())
+	w := NewStreamWriter(t.Context(), lake.Dir(root), "t", "run1", c1.Schema())
 	if err := w.Write("", rec1); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func TestSetSchemaSwitchesOnFieldIDsAlone(t *testing.T) {
 		b.Field(0).(*array.Int64Builder).Append(42)
 		return b.NewRecordBatch()
 	}
-	w := NewStreamWriter(t.Context(), testDir(root), "t", "run1", mk("1"))
+	w := NewStreamWriter(t.Context(), lake.Dir(root), "t", "run1", mk("1"))
 	r1 := rec(mk("1"))
 	defer r1.Release()
 	if err := w.Write("", r1); err != nil {

@@ -19,18 +19,9 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
-)
 
-// FileInfo describes one committed snapshot file, as recorded in the manifest.
-type FileInfo struct {
-	Path              string `json:"path"` // relative to the output directory, with forward slashes
-	Table             string `json:"table"`
-	Partition         string `json:"partition,omitempty"`
-	Rows              int64  `json:"rows"`
-	Bytes             int64  `json:"bytes"`
-	SHA256            string `json:"sha256"`
-	SchemaFingerprint string `json:"schema_fingerprint"`
-}
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+)
 
 // Fingerprint identifies a schema by its column names and types (metadata excluded).
 func Fingerprint(s *arrow.Schema) string {
@@ -56,28 +47,17 @@ type StreamWriter struct {
 
 	open    map[string]*partFile
 	seq     map[string]int
-	written []FileInfo
+	written []lake.FileInfo
 	buf     *bufio.Writer // finishing a file: shared, as a stream finishes one file at a time
-}
-
-// File is a part file being written: visible at its key, complete, only once published.
-type File interface {
-	io.Writer
-	// Publish makes the complete file visible (durable after its store's next sync).
-	Publish() error
-	// Commit makes the complete file visible and durable.
-	Commit() error
-	// Abort discards the file; a no-op once published.
-	Abort()
 }
 
 // Creator starts part files by key (a lake.Store).
 type Creator interface {
-	Create(ctx context.Context, key string) (File, error)
+	Create(ctx context.Context, key string) (lake.File, error)
 }
 
 type partFile struct {
-	f    File
+	f    lake.File
 	fw   *pqarrow.FileWriter
 	hash hash.Hash
 	cw   *countingWriter
@@ -224,7 +204,7 @@ func (w *StreamWriter) commit(partition string, pf *partFile) error {
 	if err := pf.f.Publish(); err != nil {
 		return fmt.Errorf("parquet: commit %s: %w", pf.rel, err)
 	}
-	w.written = append(w.written, FileInfo{
+	w.written = append(w.written, lake.FileInfo{
 		Path: pf.rel, Table: w.table, Partition: partition, Rows: pf.rows, Bytes: pf.cw.n,
 		SHA256: hex.EncodeToString(pf.hash.Sum(nil)), SchemaFingerprint: Fingerprint(w.schema),
 	})
@@ -232,7 +212,7 @@ func (w *StreamWriter) commit(partition string, pf *partFile) error {
 }
 
 // Close commits every open file and returns all files written, sorted by path.
-func (w *StreamWriter) Close() ([]FileInfo, error) {
+func (w *StreamWriter) Close() ([]lake.FileInfo, error) {
 	parts := make([]string, 0, len(w.open))
 	for p := range w.open {
 		parts = append(parts, p)

@@ -20,6 +20,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/ledgerlake/ledgerlake/internal/durable"
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 )
 
 func TestPagesAreCompressedWithAPageSizedWindow(t *testing.T) {
@@ -63,7 +64,7 @@ func TestWrittenFilesReadBack(t *testing.T) {
 	}
 	rec := b.NewRecordBatch()
 	defer rec.Release()
-	w := NewStreamWriter(t.Context(), testDir(root), "t", "run1", schema)
+	w := NewStreamWriter(t.Context(), lake.Dir(root), "t", "run1", schema)
 	// Two partitions open at once; the rows span several row groups, so the file is written both while
 	// it fills (a full row group) and when it is finished (through the finishing buffer).
 	for _, p := range []string{"p=a", "p=b"} {
@@ -142,7 +143,7 @@ func TestWriteLastFinishesThePartitionAtOnce(t *testing.T) {
 	}
 
 	root := t.TempDir()
-	w := NewStreamWriter(t.Context(), testDir(root), "t", "run1", schema)
+	w := NewStreamWriter(t.Context(), lake.Dir(root), "t", "run1", schema)
 	if err := w.Write("p=a", first); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func TestWriteLastFinishesThePartitionAtOnce(t *testing.T) {
 
 	// The same rows through Write and Close.
 	other := t.TempDir()
-	w2 := NewStreamWriter(t.Context(), testDir(other), "t", "run1", schema)
+	w2 := NewStreamWriter(t.Context(), lake.Dir(other), "t", "run1", schema)
 	for _, step := range []struct {
 		p   string
 		rec arrow.RecordBatch
@@ -182,11 +183,4 @@ func TestWriteLastFinishesThePartitionAtOnce(t *testing.T) {
 			t.Errorf("%s: %d bytes %s, through Write and Close %d bytes %s", files[i].Path, files[i].Bytes, files[i].SHA256, want[i].Bytes, want[i].SHA256)
 		}
 	}
-}
-
-// testDir creates part files under a directory, as lake.Dir does (lake imports this package).
-type testDir string
-
-func (d testDir) Create(_ context.Context, key string) (File, error) {
-	return durable.Create(filepath.Join(string(d), filepath.FromSlash(key)))
 }
