@@ -21,6 +21,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
@@ -63,6 +64,7 @@ func child(args []string) int {
 		}()
 	}
 	pipeline.SetMemoryLimit() // as extract does
+	check(parquet.RegisterZstd())
 	cfg, err := config.Load(*cfgPath)
 	check(err)
 	var v any

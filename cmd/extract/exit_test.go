@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,16 +17,21 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/pipelines"
 )
 
 // TestMain lets a test run this binary as the extract command itself (asMain), so that signals reach
-// a process of its own, as they reach the real command.
+// a process of its own, as they reach the real command. Tests that call Main write Parquet as main does.
 func TestMain(m *testing.M) {
 	if os.Getenv("LEDGERLAKE_TEST_AS_MAIN") == "1" {
 		main()
+	}
+	if err := parquet.RegisterZstd(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	os.Exit(m.Run())
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 )
 
@@ -95,6 +96,10 @@ var commands = map[string]command{
 
 func main() {
 	pipeline.SetMemoryLimit()
+	if err := parquet.RegisterZstd(); err != nil {
+		fmt.Fprintln(os.Stderr, "extract:", err)
+		os.Exit(1)
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)

@@ -3,6 +3,7 @@ package parquet
 import (
 	"fmt"
 	"runtime"
+	"sync"
 
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/klauspost/compress/zstd"
@@ -28,20 +29,38 @@ type arrowZstd interface {
 	compress.StreamingCodec
 }
 
-func init() {
+// RegisterZstd makes every Parquet file this process writes with zstd (the lake's, Iceberg's copies)
+// use the page-sized encoder: arrow-go keeps one codec per compression for the whole process, so
+// main calls it once, before any file is written. Calling it again does nothing. A process that never
+// calls it writes the same format with arrow-go's encoder, in more memory.
+func RegisterZstd() error {
+	registerOnce.Do(func() { registerErr = registerZstd() })
+	return registerErr
+}
+
+var (
+	registerOnce sync.Once
+	registerErr  error
+)
+
+func registerZstd() error {
 	codec, err := compress.GetCodec(compress.Codecs.Zstd)
+	if err != nil {
+		return fmt.Errorf("parquet: arrow-go has no zstd codec: %w", err)
+	}
 	orig, ok := codec.(arrowZstd)
-	if err != nil || !ok {
-		panic(fmt.Sprintf("arrow-go's zstd codec is %T (%v)", codec, err)) // registered in arrow-go's init
+	if !ok {
+		return fmt.Errorf("parquet: arrow-go's zstd codec is %T, which lacks the streaming interfaces", codec)
 	}
 	enc, err := zstd.NewWriter(nil, zstd.WithZeroFrames(true), zstd.WithAllLitEntropyCompression(true),
 		zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(pageWindow), zstd.WithLowerEncoderMem(true),
 		// EncodeAll takes one of these per call: one per CPU is all that can run at once.
 		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 	if err != nil {
-		panic(err)
+		return fmt.Errorf("parquet: zstd page encoder: %w", err)
 	}
 	compress.RegisterCodec(compress.Codecs.Zstd, pageCodec{arrowZstd: orig, enc: enc})
+	return nil
 }
 
 // Encode compresses one page at the default level.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +23,40 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/durable"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 )
+
+// TestMain registers the page codec as main does; run with LEDGERLAKE_TEST_CODEC=1, it instead
+// prints the zstd codec of a process that imports this package and calls nothing.
+func TestMain(m *testing.M) {
+	if os.Getenv("LEDGERLAKE_TEST_CODEC") == "1" {
+		codec, err := compress.GetCodec(compress.Codecs.Zstd)
+		fmt.Printf("%T %v\n", codec, err)
+		os.Exit(0)
+	}
+	if err := RegisterZstd(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// Importing the package changes no process-wide codec: until RegisterZstd, zstd is arrow-go's own.
+func TestImportRegistersNoCodec(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "LEDGERLAKE_TEST_CODEC=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); strings.Contains(got, "pageCodec") || !strings.HasSuffix(got, "<nil>") {
+		t.Errorf("a process that registered nothing has zstd codec %q", got)
+	}
+	if err := RegisterZstd(); err != nil { // again: a no-op
+		t.Fatal(err)
+	}
+	if codec, _ := compress.GetCodec(compress.Codecs.Zstd); fmt.Sprintf("%T", codec) != "parquet.pageCodec" {
+		t.Errorf("after RegisterZstd twice, the zstd codec is %T", codec)
+	}
+}
 
 func TestPagesAreCompressedWithAPageSizedWindow(t *testing.T) {
 	codec, err := compress.GetCodec(compress.Codecs.Zstd)

@@ -23,6 +23,7 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
+	"github.com/ledgerlake/ledgerlake/internal/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb/duckdbtest"
@@ -31,6 +32,10 @@ import (
 // TestMain lets the chaos test run this test binary as a child pipeline it can kill -9, and the
 // warehouse tests as a process holding the warehouse.
 func TestMain(m *testing.M) {
+	if err := parquet.RegisterZstd(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	if path := os.Getenv("LEDGERLAKE_CHILD_READER"); path != "" {
 		pollWarehouse(path)
 		os.Exit(0)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb/duckdbtest"
 )
 
@@ -191,6 +192,10 @@ func dataOnlyDamage(t *testing.T, path string, data []byte) []byte {
 // TestMain lets the test binary serve as the other process holding a warehouse open for writing.
 func TestMain(m *testing.M) {
 	duckdbtest.ServeHolder()
+	if err := parquet.RegisterZstd(); err != nil { // the tests load files written as extract writes them
+		os.Stdout.WriteString(err.Error() + "\n")
+		os.Exit(1)
+	}
 	os.Exit(m.Run())
 }
 
