@@ -12,13 +12,10 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"math"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ledgerlake/ledgerlake/internal/redact"
+	"github.com/ledgerlake/ledgerlake/internal/retry"
 	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
 
@@ -136,11 +134,12 @@ const maxRenewals = 12
 
 // Client sends requests with auth, limits and retries.
 type Client struct {
-	opts  Options
-	http  *http.Client
-	log   *slog.Logger
-	mu    sync.Mutex
-	hosts map[string]*host
+	opts   Options
+	http   *http.Client
+	policy retry.Policy // from opts: backoff and the longest Retry-After honoured
+	log    *slog.Logger
+	mu     sync.Mutex
+	hosts  map[string]*host
 }
 
 type host struct {
@@ -172,7 +171,8 @@ func New(opts Options) *Client {
 		log = slog.New(slog.DiscardHandler)
 	}
 	hc := &http.Client{Transport: tr, Timeout: 0, CheckRedirect: sameOrigin}
-	return &Client{opts: opts, http: hc, log: log, hosts: map[string]*host{}}
+	policy := retry.Policy{MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff, MaxRetryAfter: opts.MaxRetryAfter}
+	return &Client{opts: opts, http: hc, policy: policy, log: log, hosts: map[string]*host{}}
 }
 
 func setDefault[T int | int64 | time.Duration](v *T, d T) {
@@ -251,16 +251,9 @@ func (e *ForeignOriginError) Error() string {
 	return fmt.Sprintf("refused a %s to %s: only %s is sent credentials or followed (a next link or redirect pointing elsewhere is the server's choice, the credentials are not)", e.Via, e.Got, e.Want)
 }
 
-// WaitError is a Retry-After longer than the client honours: failing names the wait instead of
-// silently pausing an unattended run.
-type WaitError struct {
-	Method, URL string
-	Wait, Limit time.Duration
-}
-
-func (e *WaitError) Error() string {
-	return fmt.Sprintf("%s %s: the server asks to wait %s (Retry-After), more than max_retry_after (%s): failing instead of waiting", e.Method, e.URL, e.Wait, e.Limit)
-}
+// WaitError is a Retry-After longer than the client honours (retry.WaitError, named here for the
+// client's callers).
+type WaitError = retry.WaitError
 
 // ErrEcho is an answer that carries a credential this process sent: a server that echoes it back
 // must not get it stored in the lake, so the answer is refused.
@@ -268,11 +261,6 @@ var ErrEcho = errors.New("the answer contains a credential ledgerlake sent (the 
 
 // errStalled cancels an attempt that made no progress for StallTimeout.
 var errStalled = errors.New("stalled")
-
-// final marks an error no retry can mend: the request fails at once.
-type final struct{ error }
-
-func (f final) Unwrap() error { return f.error }
 
 // Origin is a URL's scheme://host:port, with the scheme's default port made explicit and the host in
 // lower case: two URLs share credentials only when their origins are equal.
@@ -287,10 +275,10 @@ func Origin(u *url.URL) string {
 // sameOrigin is the redirect policy: follow only within the origin of the first request.
 func sameOrigin(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
-		return final{errors.New("stopped after 10 redirects")}
+		return retry.Final(errors.New("stopped after 10 redirects"))
 	}
 	if want, got := Origin(via[0].URL), Origin(req.URL); want != got {
-		return final{&ForeignOriginError{Want: want, Got: got, Via: "redirect"}}
+		return retry.Final(&ForeignOriginError{Want: want, Got: got, Via: "redirect"})
 	}
 	return nil
 }
@@ -345,7 +333,7 @@ func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 			}
 			return nil, ctx.Err()
 		}
-		v := decide(r.Method, safe, resp, err, r.Auth != nil && rejected < maxRenewals, c.opts.MaxRetryAfter)
+		v := decide(ctx, c.policy, attempt, r.Method, safe, resp, err, r.Auth != nil && rejected < maxRenewals)
 		switch v.action {
 		case succeed:
 			return resp, nil
@@ -366,13 +354,13 @@ func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 		if attempt == c.opts.MaxAttempts {
 			break
 		}
-		wait, why := v.wait, "Retry-After"
+		why := "Retry-After"
 		if v.pause {
-			hs.pauseUntil(time.Now().Add(wait))
+			hs.pauseUntil(time.Now().Add(v.wait))
 		} else {
-			wait, why = c.backoff(attempt), "backoff after: "+v.err.Error()
+			why = "backoff after: " + v.err.Error()
 		}
-		if err := c.sleep(ctx, wait, stats, u, why); err != nil {
+		if err := c.sleep(ctx, v.wait, stats, u, why); err != nil {
 			return nil, err
 		}
 	}
@@ -383,7 +371,7 @@ type action int
 
 const (
 	succeed action = iota
-	retry
+	again
 	renew
 	fail
 )
@@ -391,39 +379,35 @@ const (
 // verdict is what to do after one attempt.
 type verdict struct {
 	action action
-	wait   time.Duration // with pause: the whole host's wait (Retry-After); else the backoff decides
+	wait   time.Duration // before the next attempt: with pause the whole host's (Retry-After), else the backoff
 	pause  bool
 	err    error // why the attempt did not succeed
 }
 
-// decide is the retry policy, given one attempt's answer or error: a 2xx succeeds; connection errors,
-// stalls, cut-short bodies, 429 and 5xx (but 501) are retried, after the Retry-After a 429 or 503
-// asks for when it is within maxRetryAfter; a 401 renews the credentials while canRenew; anything
-// else — other 4xx, errors marked final, a Retry-After over the limit — fails at once.
-func decide(method, safeURL string, resp *Response, err error, canRenew bool, maxRetryAfter time.Duration) verdict {
-	var f final
-	switch {
-	case err != nil && errors.As(err, &f):
-		return verdict{action: fail, err: fmt.Errorf("%s %s: %w", method, safeURL, f.error)}
-	case err != nil:
-		return verdict{action: retry, err: fmt.Errorf("%s %s: %w", method, safeURL, err)}
-	case resp.Status/100 == 2:
-		return verdict{action: succeed}
-	case resp.Status == http.StatusUnauthorized && canRenew:
+// decide applies the retry policy (retry.Policy.Decide) to one attempt's answer or error, after the
+// one thing only the client can do: a 401 renews the credentials while canRenew. Errors name the
+// request (method and URL, credentials masked); a non-2xx answer is a *StatusError.
+func decide(ctx context.Context, p retry.Policy, attempt int, method, safeURL string, resp *Response, err error, canRenew bool) verdict {
+	if err == nil && resp.Status == http.StatusUnauthorized && canRenew {
 		return verdict{action: renew}
 	}
-	se := &StatusError{Method: method, URL: safeURL, Status: resp.Status, Body: excerpt(resp.Body), whole: redact.String(string(resp.Body.Mem()))}
-	if !retryableStatus(resp.Status) {
-		return verdict{action: fail, err: se}
-	}
-	v := verdict{action: retry, err: se}
-	if ra, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
-		if ra > maxRetryAfter {
-			return verdict{action: fail, err: &WaitError{Method: method, URL: safeURL, Wait: ra, Limit: maxRetryAfter}}
+	var a *retry.Answer
+	if err != nil {
+		err = fmt.Errorf("%s %s: %w", method, safeURL, err)
+	} else {
+		a = &retry.Answer{Status: resp.Status, RetryAfter: resp.Header.Get("Retry-After")}
+		if resp.Status/100 != 2 {
+			err = &StatusError{Method: method, URL: safeURL, Status: resp.Status, Body: excerpt(resp.Body), whole: redact.String(string(resp.Body.Mem()))}
 		}
-		v.wait, v.pause = ra, true
 	}
-	return v
+	d := p.Decide(ctx, attempt, a, err)
+	switch {
+	case d.Err == nil:
+		return verdict{action: succeed}
+	case !d.Retry:
+		return verdict{action: fail, err: d.Err}
+	}
+	return verdict{action: again, wait: d.Wait, pause: d.Asked, err: d.Err}
 }
 
 // sleep waits d (cancellable), logging waits longer than LongWait.
@@ -431,14 +415,7 @@ func (c *Client) sleep(ctx context.Context, d time.Duration, stats *Stats, u *ur
 	if d >= LongWait {
 		c.log.Warn("waiting before a retry", "stream", stats.Name, "host", u.Host, "seconds", d.Round(time.Second).Seconds(), "reason", why)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return retry.Wait(ctx, d)
 }
 
 // attempt sends once within the host's concurrency and rate limits and reads the whole body.
@@ -472,7 +449,7 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 		if token, err = r.Auth.Authorize(WithStats(ctx, nil), req); err != nil {
 			// The login or token request had attempts of its own: its failure is final here, so retries
 			// are one budget per request, never one inside another.
-			return nil, "", final{fmt.Errorf("authenticating: %w", err)}
+			return nil, "", retry.Final(fmt.Errorf("authenticating: %w", err))
 		}
 		registerCredentials(req.Header)
 	}
@@ -541,19 +518,19 @@ func (c *Client) readBody(resp *http.Response, r Request, body io.Reader) (*spoo
 		what = "response body"
 	}
 	if resp.ContentLength > limit {
-		return nil, final{&spool.TooLargeError{What: what, Limit: limit, Size: resp.ContentLength}}
+		return nil, retry.Final(&spool.TooLargeError{What: what, Limit: limit, Size: resp.ContentLength})
 	}
 	echo := &echoScan{}
 	b, err := spool.Read(io.TeeReader(body, echo), c.opts.SpoolDir, c.opts.MemoryBodyBytes, limit, what)
 	var tl *spool.TooLargeError
 	switch {
 	case errors.As(err, &tl):
-		return nil, final{err}
+		return nil, retry.Final(err)
 	case err != nil:
 		return nil, err
 	case echo.found:
 		b.Close()
-		return nil, final{ErrEcho}
+		return nil, retry.Final(ErrEcho)
 	}
 	return b, nil
 }
@@ -561,8 +538,7 @@ func (c *Client) readBody(resp *http.Response, r Request, body io.Reader) (*spoo
 // attemptError names why an attempt ended without an answer: a stall or the attempt's timeout (both
 // retried) where its context says so.
 func (c *Client) attemptError(actx context.Context, st *Stats, u *url.URL, err error) error {
-	var f final
-	if errors.As(err, &f) {
+	if retry.IsFinal(err) {
 		return err
 	}
 	if errors.Is(context.Cause(actx), errStalled) {
@@ -652,35 +628,6 @@ func (hs *host) pauseUntil(t time.Time) {
 		hs.pause = t
 	}
 	hs.mu.Unlock()
-}
-
-// backoff is full-jitter exponential: uniform in [0, min(max, min·2^(attempt-1))], never below min/2.
-func (c *Client) backoff(attempt int) time.Duration {
-	d := c.opts.MinBackoff << min(attempt-1, 20)
-	if d > c.opts.MaxBackoff || d <= 0 {
-		d = c.opts.MaxBackoff
-	}
-	return c.opts.MinBackoff/2 + time.Duration(rand.Int64N(int64(d)))
-}
-
-func retryableStatus(s int) bool {
-	return s == http.StatusTooManyRequests || (s >= 500 && s != http.StatusNotImplemented)
-}
-
-// retryAfter parses delay-seconds or an HTTP date (a date in the past is no wait).
-func retryAfter(v string) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-		d = time.Duration(min(s, int64(math.MaxInt64/time.Second))) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = time.Until(t)
-	} else {
-		return 0, false
-	}
-	return max(d, 0), true
 }
 
 // excerpt is the start of an error answer's body on one line, credentials masked.

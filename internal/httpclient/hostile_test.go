@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/redact"
+	"github.com/ledgerlake/ledgerlake/internal/retry"
 	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
 
@@ -37,26 +38,26 @@ func TestDecideIsThePolicy(t *testing.T) {
 	}{
 		{"200", answer(200), nil, true, succeed, 0, ""},
 		{"204", answer(204), nil, true, succeed, 0, ""},
-		{"connection reset", nil, errors.New("connection reset by peer"), true, retry, 0, "GET /x: connection reset"},
-		{"final error", nil, final{ErrEcho}, true, fail, 0, "echoes it back"},
+		{"connection reset", nil, errors.New("connection reset by peer"), true, again, 0, "GET /x: connection reset"},
+		{"final error", nil, retry.Final(ErrEcho), true, fail, 0, "echoes it back"},
 		{"401 renews", answer(401), nil, true, renew, 0, ""},
 		{"401 after too many renewals", answer(401), nil, false, fail, 0, "401 Unauthorized"},
 		{"403", answer(403), nil, true, fail, 0, "403 Forbidden"},
 		{"404", answer(404), nil, true, fail, 0, "404 Not Found"},
 		{"400", answer(400), nil, true, fail, 0, "400 Bad Request"},
 		{"501", answer(501), nil, true, fail, 0, "501 Not Implemented"},
-		{"500", answer(500), nil, true, retry, 0, "500 Internal Server Error"},
-		{"502", answer(502), nil, true, retry, 0, "502 Bad Gateway"},
-		{"429 without Retry-After", answer(429), nil, true, retry, 0, "429"},
-		{"429 Retry-After 3", answer(429, "Retry-After", "3"), nil, true, retry, 3 * time.Second, "429"},
-		{"503 Retry-After 15m", answer(503, "Retry-After", "900"), nil, true, retry, 15 * time.Minute, "503"},
+		{"500", answer(500), nil, true, again, 0, "500 Internal Server Error"},
+		{"502", answer(502), nil, true, again, 0, "502 Bad Gateway"},
+		{"429 without Retry-After", answer(429), nil, true, again, 0, "429"},
+		{"429 Retry-After 3", answer(429, "Retry-After", "3"), nil, true, again, 3 * time.Second, "429"},
+		{"503 Retry-After 15m", answer(503, "Retry-After", "900"), nil, true, again, 15 * time.Minute, "503"},
 		{"429 Retry-After a day", answer(429, "Retry-After", "86400"), nil, true, fail, 0, "asks to wait 24h0m0s (Retry-After), more than max_retry_after (15m0s)"},
 		{"429 Retry-After huge", answer(429, "Retry-After", "99999999999999999"), nil, true, fail, 0, "more than max_retry_after"},
-		{"429 Retry-After garbage", answer(429, "Retry-After", "soon"), nil, true, retry, 0, "429"},
+		{"429 Retry-After garbage", answer(429, "Retry-After", "soon"), nil, true, again, 0, "429"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			v := decide("GET", "/x", c.resp, c.err, c.canRenew, 15*time.Minute)
+			v := decide(t.Context(), retry.Policy{MaxRetryAfter: 15 * time.Minute}, 1, "GET", "/x", c.resp, c.err, c.canRenew)
 			if v.action != c.want || v.wait != c.wait || (c.errText == "") != (v.err == nil) || (v.err != nil && !strings.Contains(v.err.Error(), c.errText)) {
 				t.Fatalf("got action %d wait %v err %v; want %d %v %q", v.action, v.wait, v.err, c.want, c.wait, c.errText)
 			}

@@ -23,6 +23,7 @@ import (
 	"gocloud.dev/gcerrors"
 
 	"github.com/ledgerlake/ledgerlake/internal/durable"
+	"github.com/ledgerlake/ledgerlake/internal/retry"
 )
 
 // StallTimeout is how long one request to a bucket may go without progress (no bytes read, or a small
@@ -104,34 +105,47 @@ func Redact(location string) string {
 	return u.String()
 }
 
+// bucketPolicy spaces a bucket operation's attempts: 50 ms to 150 ms before the second, up to 5 s.
+var bucketPolicy = retry.Policy{MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}
+
 // retry runs op until it succeeds, fails for a reason a retry cannot mend (not found, already there,
-// refused), or bucketAttempts tries have failed, waiting longer between tries. A cancelled ctx ends
-// the wait at once: Ctrl-C interrupts a retrying call.
+// refused), or bucketAttempts tries have failed, as retry.Policy decides. A cancelled ctx ends the
+// wait at once: Ctrl-C interrupts a retrying call.
 func (s *Bucket) retry(ctx context.Context, what, key string, op func(ctx context.Context) error) error {
-	var err error
-	for attempt := range bucketAttempts {
-		if attempt > 0 {
-			t := time.NewTimer(min(5*time.Second, 50*time.Millisecond<<attempt))
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return fmt.Errorf("%s %s in %s: %w (after: %v)", what, key, s.location, context.Cause(ctx), err)
-			case <-t.C:
+	for attempt := 1; ; attempt++ {
+		err := op(ctx)
+		d := bucketPolicy.Decide(ctx, attempt, nil, s.final(what, key, err))
+		if !d.Retry {
+			if d.Err != nil && ctx.Err() != nil {
+				return fmt.Errorf("%s %s in %s: %w (after: %v)", what, key, s.location, d.Err, err)
 			}
+			return d.Err
 		}
-		err = op(ctx)
-		switch gcerrors.Code(err) {
-		case gcerrors.OK:
-			return nil
-		case gcerrors.NotFound:
-			return fmt.Errorf("%s %s: %w", what, key, fs.ErrNotExist)
-		case gcerrors.FailedPrecondition:
-			return fmt.Errorf("%s %s: %w", what, key, fs.ErrExist)
-		case gcerrors.PermissionDenied, gcerrors.InvalidArgument, gcerrors.Unimplemented:
-			return fmt.Errorf("%s %s in %s: %w", what, key, s.location, err)
+		if attempt == bucketAttempts {
+			return fmt.Errorf("%s %s in %s: %d attempts failed: %w", what, key, s.location, bucketAttempts, err)
+		}
+		if werr := retry.Wait(ctx, d.Wait); werr != nil {
+			return fmt.Errorf("%s %s in %s: %w (after: %v)", what, key, s.location, werr, err)
 		}
 	}
-	return fmt.Errorf("%s %s in %s: %d attempts failed: %w", what, key, s.location, bucketAttempts, err)
+}
+
+// final marks the errors of a bucket operation that no retry can mend (retry.Final), as fs errors
+// where they mean one: a missing key, a key already taken (a conditional write refused), a request
+// refused for its credentials or arguments. Others (throttling, server errors, timeouts, resets)
+// are left to retry.
+func (s *Bucket) final(what, key string, err error) error {
+	switch gcerrors.Code(err) {
+	case gcerrors.OK:
+		return nil
+	case gcerrors.NotFound:
+		return retry.Final(fmt.Errorf("%s %s: %w", what, key, fs.ErrNotExist))
+	case gcerrors.FailedPrecondition:
+		return retry.Final(fmt.Errorf("%s %s: %w", what, key, fs.ErrExist))
+	case gcerrors.PermissionDenied, gcerrors.InvalidArgument, gcerrors.Unimplemented:
+		return retry.Final(fmt.Errorf("%s %s in %s: %w", what, key, s.location, err))
+	}
+	return err
 }
 
 // timed is ctx bounded by StallTimeout, for requests that carry little data.
