@@ -2,8 +2,6 @@ package lake_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/lake/laketest"
 	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
 )
 
@@ -91,7 +90,7 @@ func stalledHolder(t *testing.T, at string) {
 		if _, why, err := lake.Fence(t.Context(), taker, l, "the test"); err != nil || why == "" {
 			t.Fatalf("fence: %q %v", why, err)
 		}
-		afterTakeover = content(t, st)
+		afterTakeover = laketest.Content(t, st)
 	}
 	key := lake.ManifestKey(id)
 	if at == "claim" {
@@ -102,7 +101,7 @@ func stalledHolder(t *testing.T, at string) {
 	if at == "manifest" && !errors.Is(err, lake.ErrLockLost) || at == "claim" && !errors.Is(err, lake.ErrConflict) {
 		t.Fatalf("the woken holder's commit: %v", err)
 	}
-	if after := content(t, st); after != afterTakeover {
+	if after := laketest.Content(t, st); after != afterTakeover {
 		t.Errorf("the woken holder wrote into the lake:\nafter the takeover:\n%s\nafter it woke:\n%s", afterTakeover, after)
 	}
 	if b, _ := st.ReadFile(t.Context(), lake.ManifestKey(id)); !strings.Contains(string(b), `"fenced"`) {
@@ -125,27 +124,4 @@ func stalledHolder(t *testing.T, at string) {
 	if err != nil || len(v.Problems) > 0 || fmt.Sprint(v.Fences) != fmt.Sprint([]int{base + 1}) {
 		t.Errorf("verify: problems %v, fences %v (%v)", issues(v.Problems), v.Fences, err)
 	}
-}
-
-// content is every key of st but the lock's (the taker renews its lease) with the sha256 of its
-// content.
-func content(t *testing.T, st lake.Store) string {
-	t.Helper()
-	es, err := st.List(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, e := range es {
-		if strings.HasPrefix(e.Key, "_lease/") {
-			continue
-		}
-		data, err := st.ReadFile(t.Context(), e.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(data)
-		fmt.Fprintf(&b, "%s %s\n", e.Key, hex.EncodeToString(sum[:8]))
-	}
-	return b.String()
 }

@@ -1,8 +1,6 @@
 package pipeline
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/lake/laketest"
 	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 )
@@ -63,7 +62,7 @@ func stalledRun(t *testing.T, backend string) {
 	time.Sleep(3 * time.Second) // past the stalled run's 2 s lease
 
 	_, bErr := childWhen(t, srv, dir, resumePipeline, func() bool { return false }, 0, env...)
-	before := lakeContent(t, st)
+	before := laketest.Content(t, st)
 	if err := syscall.Kill(a.Process.Pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +88,7 @@ func stalledRun(t *testing.T, backend string) {
 		// run stops anywhere in its commit: before or after its lock check, its manifest's PUT or its
 		// claim's. Wherever it stopped, the store refuses what it writes once awake (the fence's
 		// claim, and its mark at the run's manifest key), so the lake is as the taker left it.
-		if after := lakeContent(t, st); after != before {
+		if after := laketest.Content(t, st); after != before {
 			t.Errorf("the stalled run wrote into the lake after waking:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 		if ms[0].RunID == stalledID || ms[0].ResumedFrom != stalledID || v.Head != 2 || fmt.Sprint(v.Fences) != "[1]" {
@@ -104,30 +103,6 @@ func stalledRun(t *testing.T, backend string) {
 			t.Errorf("the woken run: %v, committed %s (stalled %s), head %d, fences %v", aErr, ms[0].RunID, stalledID, v.Head, v.Fences)
 		}
 	}
-}
-
-// lakeContent is every key of st but the lock's, with the sha256 of its content. (A holder stopped
-// between its renewal's check and its PUT rewrites its own superseded lease generation once awake:
-// nothing reads it, and no store condition refuses it yet.)
-func lakeContent(t *testing.T, st lake.Store) string {
-	t.Helper()
-	es, err := st.List(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, e := range es {
-		if strings.HasPrefix(e.Key, "_lease/") {
-			continue
-		}
-		data, err := st.ReadFile(t.Context(), e.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(data)
-		fmt.Fprintf(&b, "%s %s\n", e.Key, hex.EncodeToString(sum[:8]))
-	}
-	return b.String()
 }
 
 // startChild starts pipeline (a format with the directory as %[1]s) in a subprocess; done receives how
