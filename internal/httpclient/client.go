@@ -195,6 +195,23 @@ func (c *Client) host(h string) *host {
 	return hs
 }
 
+// Resume starts host's limit where an earlier run's ended (limit, capped by the ceiling) instead of at
+// InitialConcurrency, so a nightly run does not find the limit again: refused says the host refused
+// above it, and then no probe past it is made for a quiet period, as within a run. It applies only to a
+// host the client has not met yet (by a request or a Resume). A limit not above InitialConcurrency
+// changes nothing: a night the host was slow does not make the next run start slower than a fresh one.
+func (c *Client) Resume(host string, limit int, refused bool) {
+	if limit <= InitialConcurrency {
+		return
+	}
+	c.mu.Lock()
+	_, used := c.hosts[host]
+	c.mu.Unlock()
+	if !used {
+		c.host(host).limit.resume(float64(limit), refused)
+	}
+}
+
 // Request is one API call.
 type Request struct {
 	Method string

@@ -9,9 +9,9 @@ import (
 
 // A host's concurrency limit is found, not guessed: real APIs document none (gsapi-notes.md), and a
 // guess is either too timid (half of what the host allows left unused) or too bold (every request past
-// the limit a 429 and a Retry-After pause). The limit starts at InitialConcurrency and doubles every
-// round trip while the host keeps up — answers as fast as they have been, no 429 or 503 — up to the
-// configured ceiling (per_host_concurrency). A 429 or 503 brings it to one below the number that was
+// the limit a 429 and a Retry-After pause). The limit starts at InitialConcurrency (or where an earlier
+// run's ended: Client.Resume) and doubles every round trip while the host keeps up — answers as fast
+// as they have been, no 429 or 503 — up to the configured ceiling (per_host_concurrency). A 429 or 503 brings it to one below the number that was
 // in flight and pins it there: the host has said how many it takes, and a probe one higher is made
 // only after quietPeriod without refusals, so a run meets few 429s. Answers that turn slow while
 // requests queue — the recent latency over slowFactor × the long-run latency, as in Netflix's
@@ -114,6 +114,18 @@ func newHostLimit(ceiling int) *hostLimit {
 	l := &hostLimit{state: aimd{Limit: min(InitialConcurrency, c), Ceiling: c}, start: time.Now()}
 	l.sample(l.start)
 	return l
+}
+
+// resume sets the limit an earlier run ended with, before any request (see Client.Resume).
+func (l *hostLimit) resume(limit float64, refused bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.state.Limit = min(limit, l.state.Ceiling)
+	if refused {
+		l.state.Known, l.state.Quiet = l.state.Limit, time.Now()
+	}
+	l.samples = l.samples[:0]
+	l.sample(l.start)
 }
 
 // acquire waits for a slot and returns the requests in flight, this one included.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,49 +73,107 @@ func TestLimitMovesByWhatTheHostAnswers(t *testing.T) {
 // handler returns, a moment after the answer left), and no configuration.
 func TestLimitIsFoundAgainstTheServer(t *testing.T) {
 	for _, allowed := range []int64{4, 16} {
-		var inflight, peak, refused atomic.Int64
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			n := inflight.Add(1)
-			defer inflight.Add(-1)
-			if n > allowed {
-				refused.Add(1)
-				w.Header().Set("Retry-After", "0")
-				w.WriteHeader(http.StatusTooManyRequests)
-				return
-			}
-			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-			}
-			time.Sleep(50 * time.Millisecond) // well above a loaded machine's scheduling noise
-			ok(w, r)
-		}))
+		srv := newLimitedServer(allowed)
 		c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 64})
-		var wg sync.WaitGroup
-		jobs := make(chan int)
-		for range 64 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for range jobs {
-					if _, err := c.Do(context.Background(), Request{Method: "GET", URL: srv.URL}); err != nil {
-						t.Error(err)
-					}
-				}
-			}()
-		}
-		for i := range 60 * allowed { // about three seconds of work at the host's limit
-			jobs <- int(i)
-		}
-		close(jobs)
-		wg.Wait()
-		srv.Close()
-		h := c.Hosts()[0]
-		if h.Final < int(allowed)-1 || h.Final > int(allowed) || refused.Load() > 20 || peak.Load() != allowed || h.Throttled != int(refused.Load()) {
-			t.Errorf("allowed %d: final limit %d, peak %d, %d refused (reported %d) %+v", allowed, h.Final, peak.Load(), refused.Load(), h.Throttled, h.Samples)
+		h := srv.load(t, c, 60*allowed) // about three seconds of work at the host's limit
+		if h.Final < int(allowed)-1 || h.Final > int(allowed) || srv.refused.Load() > 20 || srv.peak.Load() != allowed || h.Throttled != int(srv.refused.Load()) {
+			t.Errorf("allowed %d: final limit %d, peak %d, %d refused (reported %d) %+v", allowed, h.Final, srv.peak.Load(), srv.refused.Load(), h.Throttled, h.Samples)
 		}
 		if len(h.Samples) < 2 || h.Samples[0].Limit != InitialConcurrency {
 			t.Errorf("allowed %d: samples %+v", allowed, h.Samples)
 		}
 	}
+}
+
+// A host resumed at the limit an earlier run found (refused above it) is served at that limit from the
+// first request and meets no 429: the run does not find the limit again. Not refused above it, the
+// limit goes on growing from there. Past the ceiling it is capped, at or below the initial limit
+// ignored, and a host the
+// client has met keeps its own.
+func TestResumedLimitMeetsNoRefusals(t *testing.T) {
+	const allowed = 16
+	srv := newLimitedServer(allowed)
+	c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 64})
+	c.Resume(srv.host(), allowed, true)
+	h := srv.load(t, c, 30*allowed)
+	if srv.refused.Load() != 0 || h.Throttled != 0 || srv.peak.Load() != allowed || h.Final != allowed || h.Samples[0].Limit != allowed {
+		t.Errorf("resumed at %d: %d refused, peak %d, final %d, samples %+v", allowed, srv.refused.Load(), srv.peak.Load(), h.Final, h.Samples)
+	}
+
+	grows := newLimitedServer(64)
+	c = New(Options{PerHostConcurrency: 64})
+	c.Resume(grows.host(), 12, false)
+	if h := grows.load(t, c, 30*allowed); h.Samples[0].Limit != 12 || h.Final <= 12 {
+		t.Errorf("resumed at 12, never refused: samples %+v, final %d", h.Samples, h.Final)
+	}
+
+	c = New(Options{PerHostConcurrency: 8})
+	c.Resume("a:1", 100, true)
+	c.Resume("b:1", InitialConcurrency, true)
+	c.Resume("c:1", -3, false)
+	c.Resume("a:1", 2, true) // met already: kept
+	if hs := c.Hosts(); len(hs) != 1 || hs[0].Host != "a:1" || hs[0].Final != 8 {
+		t.Errorf("resumed at 100 under a ceiling of 8, then at 2; %d and -3 elsewhere: %+v", InitialConcurrency, hs)
+	}
+}
+
+// limitedServer answers 429 (Retry-After: 0) above allowed requests in flight, and each other request
+// after 50 ms, well above a loaded machine's scheduling noise.
+type limitedServer struct {
+	*httptest.Server
+	inflight, peak, refused atomic.Int64
+}
+
+func newLimitedServer(allowed int64) *limitedServer {
+	s := &limitedServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := s.inflight.Add(1)
+		defer s.inflight.Add(-1)
+		if n > allowed {
+			s.refused.Add(1)
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
+		}
+		time.Sleep(50 * time.Millisecond)
+		ok(w, r)
+	}))
+	return s
+}
+
+func (s *limitedServer) host() string { return strings.TrimPrefix(s.URL, "http://") }
+
+// load makes n requests with c from 64 goroutines, closes the server and returns its host's report.
+func (s *limitedServer) load(t *testing.T, c *Client, n int64) HostReport {
+	t.Helper()
+	var wg sync.WaitGroup
+	jobs := make(chan int64)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				if _, err := c.Do(context.Background(), Request{Method: "GET", URL: s.URL}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	s.Close()
+	for _, h := range c.Hosts() {
+		if h.Host == s.host() {
+			return h
+		}
+	}
+	t.Fatalf("no report of host %s in %+v", s.host(), c.Hosts())
+	return HostReport{}
 }
 
 // A waiter whose context ends leaves the queue, and a slot it was handed is passed on.

@@ -251,6 +251,26 @@ func TestSecondRunKeepsHistoryWithoutDoubling(t *testing.T) {
 	}
 }
 
+// The next run starts each host at the concurrency the last committed run found, and so meets none of
+// the 429s (each a Retry-After pause) the first run took to find it, with as many requests to make.
+func TestNextRunStartsAtTheLimitFound(t *testing.T) {
+	const allowed = 12
+	_, cfg := setup(t, sandbox.Options{Scale: 0.2, Concurrency: allowed, Latency: 5 * time.Millisecond}, nil)
+	only(cfg, []string{"accounts"}, nil)
+	first := run(t, cfg).Manifest.Hosts
+	if len(first) != 1 || first[0].Throttled == 0 || first[0].Final < allowed-1 || first[0].Final > allowed {
+		t.Fatalf("first run's hosts: %+v, want one that found %d with 429s", first, allowed)
+	}
+	res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries, FullRefresh: true}) // as many requests again
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := res.Manifest.Hosts
+	if len(second) != 1 || second[0].Throttled != 0 || second[0].Samples[0].Limit != first[0].Final || second[0].Peak < first[0].Final {
+		t.Errorf("second run's hosts: %+v, want one starting at %d, used, with no 429", second, first[0].Final)
+	}
+}
+
 func TestLoadOutOfMemoryIsTriedAgainWithMore(t *testing.T) {
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"accounts"}, nil)

@@ -162,6 +162,7 @@ func (r *runner) recover(ctx context.Context) error {
 		return refused(err)
 	}
 	r.rec = rec
+	r.resumeHosts()
 	taken, err := r.readStates(ctx)
 	if err != nil {
 		return err
@@ -190,6 +191,18 @@ func (r *runner) recover(ctx context.Context) error {
 	r.manifest = &lake.Manifest{RunID: this.RunID, StartedAt: this.StartedAt, ResumedFrom: this.From}
 	r.reports = make([]lake.StreamReport, len(r.streams))
 	return nil
+}
+
+// resumeHosts starts each host's concurrency limit where the last committed run's ended, so a nightly
+// run is at the limit from its first requests and does not meet the 429s (and Retry-After pauses) of
+// finding it again.
+func (r *runner) resumeHosts() {
+	if r.opts.Client == nil || len(r.rec.manifests) == 0 {
+		return
+	}
+	for _, h := range r.rec.manifests[len(r.rec.manifests)-1].Hosts {
+		r.opts.Client.Resume(h.Host, h.Final, h.Throttled > 0)
+	}
 }
 
 // readStates loads each stream's stored state (none on a full refresh) and bounds its dates by the
