@@ -1,9 +1,7 @@
 package parquet
 
 import (
-	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,8 +12,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet/file"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/apache/arrow-go/v18/parquet/schema"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
@@ -26,16 +22,7 @@ import (
 // repeated groups of lists and maps, which carry no id, under their own names).
 func footerIDs(t *testing.T, path string) map[string]int32 {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pf, err := file.NewParquetReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pf.Close()
+	pf := openFile(t, path)
 	out := map[string]int32{}
 	var walk func(prefix string, n schema.Node)
 	walk = func(prefix string, n schema.Node) {
@@ -156,23 +143,7 @@ func TestFilesCarryTheSchemasFieldIDs(t *testing.T) {
 		}
 	}
 	// The values read back through the ids' schema, as a reader resolving them sees them.
-	f, err := os.Open(filepath.Join(root, files[1].Path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pf, err := file.NewParquetReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := fr.ReadTable(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl := readTable(t, filepath.Join(root, filepath.FromSlash(files[1].Path)))
 	defer tbl.Release()
 	amount := tbl.Column(tbl.Schema().FieldIndices("amount")[0]).Data().Chunk(0)
 	if tbl.NumRows() != 1 || amount.ValueStr(0) != "1.25" {

@@ -2,7 +2,6 @@ package parquet
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -121,23 +120,7 @@ func TestWrittenFilesReadBack(t *testing.T) {
 			t.Fatalf("%s: %d bytes, sha256 %x on disk; recorded %d, %s", fi.Path, len(b), sum, fi.Bytes, fi.SHA256)
 		}
 	}
-	f, err := os.Open(filepath.Join(root, filepath.FromSlash(files[1].Path)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pf, err := file.NewParquetReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := fr.ReadTable(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl := readTable(t, filepath.Join(root, filepath.FromSlash(files[1].Path)))
 	defer tbl.Release()
 	if tbl.NumRows() != rows {
 		t.Fatalf("%d rows", tbl.NumRows())
@@ -218,4 +201,34 @@ func TestWriteLastFinishesThePartitionAtOnce(t *testing.T) {
 			t.Errorf("%s: %d bytes %s, through Write and Close %d bytes %s", files[i].Path, files[i].Bytes, files[i].SHA256, want[i].Bytes, want[i].SHA256)
 		}
 	}
+}
+
+// openFile opens the Parquet file at path for the rest of the test.
+func openFile(t *testing.T, path string) *file.Reader {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := file.NewParquetReader(f)
+	if err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pf.Close() }) // closes f too
+	return pf
+}
+
+// readTable reads the whole Parquet file at path into an Arrow table, as a reader of the lake would.
+func readTable(t *testing.T, path string) arrow.Table {
+	t.Helper()
+	fr, err := pqarrow.NewFileReader(openFile(t, path), pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := fr.ReadTable(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tbl
 }

@@ -140,11 +140,7 @@ func TestLakeFilesCarryFieldIDsReadableWithoutNameMapping(t *testing.T) {
 				runs = append(runs, res)
 			}
 			ctx := context.Background()
-			cat, err := iceberg.Open(ctx, cfg.IcebergCatalog(), "ledgerlake", cfg.OutputDir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cat.Close()
+			cat := openCatalog(t, cfg)
 			for _, c := range []struct {
 				table string
 				added string // a column only the second run's files have
@@ -274,11 +270,7 @@ func TestLakeBeforeFieldIDsIsUpgradedByARun(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	cat, err := iceberg.Open(ctx, cfg.IcebergCatalog(), "ledgerlake", cfg.OutputDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
+	cat := openCatalog(t, cfg)
 	if _, err := cat.Table(ctx, "test_things__until_2"); err != nil {
 		t.Errorf("the table numbered before ids is not kept: %v", err)
 	}

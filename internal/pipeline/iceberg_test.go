@@ -19,6 +19,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/iceberg-go/table"
 
+	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/iceberg"
@@ -44,11 +45,7 @@ func TestIcebergTablesMatchTheWarehouse(t *testing.T) {
 				runs = append(runs, res)
 			}
 			ctx := context.Background()
-			cat, err := iceberg.Open(ctx, cfg.IcebergCatalog(), "ledgerlake", cfg.OutputDir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cat.Close()
+			cat := openCatalog(t, cfg)
 			st, err := OpenLake(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -283,4 +280,15 @@ func startPostgres(t *testing.T) string {
 			t.Fatalf("postgres did not start: %v\n%s", err, logs.String())
 		}
 	}
+}
+
+// openCatalog opens cfg's Iceberg catalog for the rest of the test.
+func openCatalog(t *testing.T, cfg *config.Config) *iceberg.Catalog {
+	t.Helper()
+	cat, err := iceberg.Open(t.Context(), cfg.IcebergCatalog(), "ledgerlake", cfg.OutputDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	return cat
 }

@@ -24,7 +24,6 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
-	"github.com/ledgerlake/ledgerlake/internal/sinks/iceberg"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/pipelines"
 	"github.com/ledgerlake/ledgerlake/schemas"
@@ -470,11 +469,7 @@ func TestInferredStreamEvolvesInWarehouse(t *testing.T) {
 	// Iceberg cannot promote BIGINT to VARCHAR: the table was rebuilt with n as text, each run's files
 	// conformed to it, and the old table kept for time travel to run 1 as it was typed.
 	ctx := context.Background()
-	cat, err := iceberg.Open(ctx, cfg.IcebergCatalog(), "ledgerlake", cfg.OutputDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
+	cat := openCatalog(t, cfg)
 	tbl, err := cat.Table(ctx, "test_things")
 	if err != nil {
 		t.Fatal(err)
