@@ -441,7 +441,7 @@ func print(w io.Writer, rep *Report) {
 		fmt.Fprintf(w, "\nshaped like the APIs (%d in flight allowed per API): extract %.2fs, bound %.2fs, ratio %.2f (target ≤ 1.2); requests %v, 429s %v\n",
 			sh.Allowed, sh.ExtractSeconds, sh.BoundSeconds, sh.Ratio, sh.Requests, sh.Throttled)
 		for _, h := range sh.Hosts {
-			fmt.Fprintf(w, "  host %s: limit found %d (ceiling %d), peak in flight %d, %d throttled\n", h.Host, h.Final, h.Ceiling, h.Peak, h.Throttled)
+			fmt.Fprintf(w, "  host %s: limit found %d (ceiling %d), mean in flight %.1f, peak %d, %d throttled\n", h.Host, h.Final, h.Ceiling, h.MeanInFlight, h.Peak, h.Throttled)
 		}
 	}
 	for _, h := range rep.Hostile {

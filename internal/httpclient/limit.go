@@ -107,6 +107,10 @@ type hostLimit struct {
 	peak     int
 	refused  int
 	samples  []HostSample
+	// busy is the requests in flight integrated over time (request-seconds) from the first request,
+	// at first, to the last change of the count, at last: their quotient is the mean in flight.
+	busy        float64
+	first, last time.Time
 }
 
 func newHostLimit(ceiling int) *hostLimit {
@@ -147,7 +151,7 @@ func (l *hostLimit) acquire(ctx context.Context) (int, error) {
 		defer l.mu.Unlock()
 		select {
 		case <-ready: // handed a slot meanwhile: give it back
-			l.inflight--
+			l.count(-1)
 			l.handOff()
 		default:
 			for i, w := range l.waiting {
@@ -163,9 +167,30 @@ func (l *hostLimit) acquire(ctx context.Context) (int, error) {
 
 // take counts a request in flight; l.mu is held.
 func (l *hostLimit) take() int {
-	l.inflight++
+	l.count(1)
 	l.peak = max(l.peak, l.inflight)
 	return l.inflight
+}
+
+// count moves the requests in flight by d, integrating the count until now; l.mu is held.
+func (l *hostLimit) count(d int) {
+	now := time.Now()
+	if l.first.IsZero() {
+		l.first = now
+	} else {
+		l.busy += float64(l.inflight) * now.Sub(l.last).Seconds()
+	}
+	l.inflight += d
+	l.last = now
+}
+
+// meanInFlight is the mean of the requests in flight from the first request to the last answer (0
+// before any); l.mu is held.
+func (l *hostLimit) meanInFlight() float64 {
+	if d := l.last.Sub(l.first).Seconds(); d > 0 {
+		return l.busy / d
+	}
+	return 0
 }
 
 // handOff gives the slots the limit allows to the waiters, in order; l.mu is held.
@@ -181,7 +206,7 @@ func (l *hostLimit) handOff() {
 func (l *hostLimit) release(o outcome) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.inflight--
+	l.count(-1)
 	before := int(l.state.Limit)
 	l.state = l.state.next(o)
 	if o.Refused {
@@ -222,11 +247,14 @@ type HostReport struct {
 	Final     int          `json:"final"`     // the limit at the end
 	Throttled int          `json:"throttled"` // 429 and 503 answers
 	Samples   []HostSample `json:"samples"`   // each change of the limit
+	// MeanInFlight is the mean of the requests in flight from the first request to the last answer:
+	// how much of what the host allowed the run used, pauses and idle moments included.
+	MeanInFlight float64 `json:"mean_in_flight"`
 }
 
 func (l *hostLimit) report(host string) HostReport {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return HostReport{Host: host, Ceiling: int(l.state.Ceiling), Peak: l.peak, Final: int(l.state.Limit), Throttled: l.refused,
-		Samples: append([]HostSample(nil), l.samples...)}
+		Samples: append([]HostSample(nil), l.samples...), MeanInFlight: l.meanInFlight()}
 }

@@ -99,6 +99,11 @@ func TestResumedLimitMeetsNoRefusals(t *testing.T) {
 	if srv.refused.Load() != 0 || h.Throttled != 0 || srv.peak.Load() != allowed || h.Final != allowed || h.Samples[0].Limit != allowed {
 		t.Errorf("resumed at %d: %d refused, peak %d, final %d, samples %+v", allowed, srv.refused.Load(), srv.peak.Load(), h.Final, h.Samples)
 	}
+	// 64 callers kept the host's 16 slots full from the first request to the last answers: the mean in
+	// flight is 16 less what the tail (the last requests answered one after another) costs.
+	if h.MeanInFlight < allowed-2 || h.MeanInFlight > allowed {
+		t.Errorf("resumed at %d with the host always busy: %.2f in flight on average", allowed, h.MeanInFlight)
+	}
 
 	grows := newLimitedServer(64)
 	c = New(Options{PerHostConcurrency: 64})
@@ -198,5 +203,39 @@ func TestLimitWaitersCanLeave(t *testing.T) {
 		}
 	case <-time.After(time.Second):
 		t.Fatal("the waiter was never admitted")
+	}
+}
+
+// The mean in flight counts the time no request was in flight: one request, a pause as long as it,
+// and another make 2/3; two requests overlapping for a third of the time make 4/3.
+func TestMeanInFlightCountsIdleTime(t *testing.T) {
+	const d = 60 * time.Millisecond
+	for _, c := range []struct {
+		name      string
+		steps     []int // a request sent (+1) or answered (-1), d apart
+		want, tol float64
+	}{
+		{"one, a pause, another", []int{+1, -1, +1, -1}, 2.0 / 3, 0.15},
+		{"two overlapping", []int{+1, +1, -1, -1}, 4.0 / 3, 0.2},
+	} {
+		l := newHostLimit(8)
+		if got := l.report("h").MeanInFlight; got != 0 {
+			t.Fatalf("%s: %v in flight on average before any request", c.name, got)
+		}
+		for i, step := range c.steps {
+			if i > 0 {
+				time.Sleep(d)
+			}
+			if step > 0 {
+				if _, err := l.acquire(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				l.release(outcome{RTT: d, InFlight: 1, At: time.Now()})
+			}
+		}
+		if got := l.report("h").MeanInFlight; got < c.want-c.tol || got > c.want+c.tol {
+			t.Errorf("%s: %.2f in flight on average, want %.2f", c.name, got, c.want)
+		}
 	}
 }

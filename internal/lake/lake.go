@@ -118,6 +118,9 @@ type HostReport struct {
 	Final     int          `json:"final"`     // the limit at the end of the run
 	Throttled int          `json:"throttled"` // 429 and 503 answers
 	Samples   []HostSample `json:"samples"`   // each change of the limit
+	// MeanInFlight is the mean of the requests in flight from the first request to the last answer
+	// (absent from runs before it was recorded).
+	MeanInFlight float64 `json:"mean_in_flight,omitempty"`
 }
 
 // HostSample is a host's limit at a moment of a run.

@@ -72,7 +72,7 @@ func hostReports(c *httpclient.Client) []lake.HostReport {
 	}
 	var out []lake.HostReport
 	for _, h := range c.Hosts() {
-		r := lake.HostReport{Host: h.Host, Ceiling: h.Ceiling, Peak: h.Peak, Final: h.Final, Throttled: h.Throttled}
+		r := lake.HostReport{Host: h.Host, Ceiling: h.Ceiling, Peak: h.Peak, Final: h.Final, Throttled: h.Throttled, MeanInFlight: h.MeanInFlight}
 		for _, s := range h.Samples {
 			r.Samples = append(r.Samples, lake.HostSample(s))
 		}
