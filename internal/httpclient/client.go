@@ -182,17 +182,23 @@ func setDefault[T int | int64 | time.Duration](v *T, d T) {
 }
 
 func (c *Client) host(h string) *host {
+	hs, _ := c.meet(h)
+	return hs
+}
+
+// meet returns h's state, made now (first is true) when the client had not met h.
+func (c *Client) meet(h string) (hs *host, first bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	hs := c.hosts[h]
-	if hs == nil {
-		hs = &host{limit: newHostLimit(c.opts.PerHostConcurrency)}
-		if c.opts.PerHostRate > 0 {
-			hs.limiter = rate.NewLimiter(rate.Limit(c.opts.PerHostRate), max(1, int(c.opts.PerHostRate)))
-		}
-		c.hosts[h] = hs
+	if hs := c.hosts[h]; hs != nil {
+		return hs, false
 	}
-	return hs
+	hs = &host{limit: newHostLimit(c.opts.PerHostConcurrency)}
+	if c.opts.PerHostRate > 0 {
+		hs.limiter = rate.NewLimiter(rate.Limit(c.opts.PerHostRate), max(1, int(c.opts.PerHostRate)))
+	}
+	c.hosts[h] = hs
+	return hs, true
 }
 
 // Resume starts host's limit where an earlier run's ended (limit, capped by the ceiling) instead of at
@@ -204,11 +210,8 @@ func (c *Client) Resume(host string, limit int, refused bool) {
 	if limit <= InitialConcurrency {
 		return
 	}
-	c.mu.Lock()
-	_, used := c.hosts[host]
-	c.mu.Unlock()
-	if !used {
-		c.host(host).limit.resume(float64(limit), refused)
+	if hs, first := c.meet(host); first {
+		hs.limit.resume(float64(limit), refused)
 	}
 }
 

@@ -11,9 +11,10 @@ import (
 // guess is either too timid (half of what the host allows left unused) or too bold (every request past
 // the limit a 429 and a Retry-After pause). The limit starts at InitialConcurrency (or where an earlier
 // run's ended: Client.Resume) and doubles every round trip while the host keeps up — answers as fast
-// as they have been, no 429 or 503 — up to the configured ceiling (per_host_concurrency). A 429 or 503 brings it to one below the number that was
-// in flight and pins it there: the host has said how many it takes, and a probe one higher is made
-// only after quietPeriod without refusals, so a run meets few 429s. Answers that turn slow while
+// as they have been, no 429 or 503 — up to the configured ceiling (per_host_concurrency). A 429 or
+// 503 brings it to one below the number that was in flight and pins it there: the host has said how
+// many it takes, and a probe one higher is made only after quietPeriod without refusals, so a run
+// meets few 429s. Answers that turn slow while
 // requests queue — the recent latency over slowFactor × the long-run latency, as in Netflix's
 // Gradient2 — lower it by a tenth once per round trip; one slow answer (a large export, a busy moment)
 // does not, nor does a host that is steadily slow.
