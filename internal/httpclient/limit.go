@@ -40,7 +40,11 @@ type aimd struct {
 	SRTT, LRTT time.Duration
 	Cut        time.Time // the last cut for slowness
 	Quiet      time.Time // the last refusal, or the last probe past Known
-	Before     float64   // the limit when the last burst of refusals began
+	// Burst is when the burst of refusals began: its first refusal's answer. Anchored there, not at
+	// the last refusal, so that refusals answered slowly one after another (a loaded host) do not chain
+	// into one endless burst that the limit never moves through.
+	Burst  time.Time
+	Before float64 // the limit when the last burst of refusals began
 }
 
 // outcome is what one limited request met.
@@ -67,11 +71,12 @@ func (a aimd) next(o outcome) aimd {
 	}
 	switch {
 	case o.Refused:
-		// Refusals of requests sent before the last refusal came are one burst: together they cut a
-		// quarter at most, as the order in which a host counted them is not the order they were sent.
-		burst := !o.Sent.After(a.Quiet)
+		// Refusals of requests sent before the burst's first refusal came are one burst: together they
+		// cut a quarter at most, as the order in which a host counted them is not the order they were
+		// sent. A request sent after it was sent knowing of the refusal: its refusal is news.
+		burst := !o.Sent.After(a.Burst)
 		if !burst {
-			a.Before = a.Limit
+			a.Before, a.Burst = a.Limit, o.At
 		}
 		l := min(a.Limit, float64(o.InFlight-1))
 		if l == a.Limit && !burst {

@@ -21,7 +21,9 @@ func TestLimitMovesByWhatTheHostAnswers(t *testing.T) {
 	atKnown := pinned
 	atKnown.Limit = 16
 	burst := pinned
-	burst.Before = 16
+	burst.Before, burst.Burst = 16, t0
+	lateBurst := burst // refusals went on coming after the burst began
+	lateBurst.Limit, lateBurst.Quiet = 14, t0.Add(500*time.Millisecond)
 	slow := fresh
 	slow.SRTT = 80 * ms // recent answers four times slower than the long run
 	cases := []struct {
@@ -42,6 +44,7 @@ func TestLimitMovesByWhatTheHostAnswers(t *testing.T) {
 		{"429 at the limit, after the last refusal: a tenth less", pinned, outcome{Refused: true, InFlight: 16, Sent: t0.Add(time.Second), At: t0.Add(time.Second)}, 13, 13},
 		{"429 of the last refusal's burst: one below what was in flight", burst, outcome{Refused: true, InFlight: 15, Sent: t0.Add(-time.Millisecond), At: t0.Add(time.Second)}, 14, 14},
 		{"429s of one burst cut a quarter at most", burst, outcome{Refused: true, InFlight: 3, Sent: t0.Add(-time.Millisecond), At: t0.Add(time.Second)}, 12, 12},
+		{"429 sent after the burst began, before its last refusal: a new burst, a quarter of 14 less at most", lateBurst, outcome{Refused: true, InFlight: 5, Sent: t0.Add(time.Millisecond), At: t0.Add(time.Second)}, 10, 10},
 		{"429 with one in flight: never below 1", aimd{Limit: 1, Ceiling: 32}, outcome{Refused: true, InFlight: 1, Sent: t0, At: t0}, 1, 1},
 		{"429 at 13 of 16 allowed: 12", aimd{Limit: 16, Ceiling: 32}, outcome{Refused: true, InFlight: 13, Sent: t0, At: t0}, 12, 12},
 		{"below Known: +1 per round trip", pinned, outcome{RTT: 20 * ms, InFlight: 15, At: t0.Add(time.Second)}, 15 + 1.0/15, -1},
