@@ -318,7 +318,7 @@ func measure(dir string, scale float64, latency time.Duration, rate float64, per
 	s3dir := filepath.Join(dir, "s3")
 	check(os.MkdirAll(s3dir, 0o755))
 	var onS3 syncResult
-	r.SyncS3.PeakRSSMB = runChild(s3dir, &onS3, false, "sync", "--config", writeConfigAt(s3dir, store.URL("bench", "lake"), srvS3.URL, rate, perHost))
+	r.SyncS3.PeakRSSMB = runChild(s3dir, &onS3, profile, "sync", "--config", writeConfigAt(s3dir, store.URL("bench", "lake"), srvS3.URL, rate, perHost))
 	srvS3.Close()
 	r.SyncS3.StoreRequests = store.Requests.Load()
 	store.Close()

@@ -101,6 +101,9 @@ func Open(ctx context.Context, uri, namespace, outputDir string) (*Catalog, erro
 	if err != nil {
 		return nil, err
 	}
+	if strings.HasPrefix(location, "s3://") {
+		shareS3IO()
+	}
 	var (
 		db      *sql.DB
 		dialect sqlcat.SupportedDialect
