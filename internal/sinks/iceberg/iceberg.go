@@ -276,6 +276,7 @@ type Registered struct {
 // whose registration fails (a type change Iceberg cannot promote, say) is named in the error and the
 // others go on; the lake and the warehouse have every row either way.
 func (c *Catalog) Register(ctx context.Context, ms []*lake.Manifest) (Registered, error) {
+	ctx = withSharedIO(ctx)
 	ms = append([]*lake.Manifest(nil), ms...)
 	sort.SliceStable(ms, func(i, j int) bool {
 		if ms[i].Commit != ms[j].Commit {
