@@ -49,6 +49,9 @@ func registerIceberg(ctx context.Context, cfg *config.Config, ms []*lake.Manifes
 		var r iceberg.Registered
 		r, err = cat.Register(ctx, ms)
 		rep.Snapshots, rep.Files = r.Snapshots, r.Files
+		if len(r.Reregistered) > 0 {
+			log.Warn("iceberg tables whose metadata the lake no longer held were registered again from the lake", "tables", r.Reregistered)
+		}
 		cat.Close()
 	}
 	rep.Seconds = round(time.Since(began).Seconds())

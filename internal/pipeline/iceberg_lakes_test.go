@@ -184,3 +184,25 @@ func conformedCarryFieldIDs(t *testing.T, tbl *table.Table) int {
 	}
 	return n
 }
+
+// A catalog whose table names metadata the lake no longer holds (a lake restored from a copy without
+// its catalog, or its _iceberg/ removed) does not fail every run from then on: the table is registered
+// again from every committed run, all its rows readable.
+func TestIcebergTableWhoseMetadataIsGoneIsRegisteredAgain(t *testing.T) {
+	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
+	only(cfg, []string{"invoices"}, nil)
+	cfg.Iceberg.Enabled = nil // the default: on
+	if res := run(t, cfg); res.Iceberg == nil || res.Iceberg.Error != "" {
+		t.Fatalf("first run: iceberg %+v", res.Iceberg)
+	}
+	if err := os.RemoveAll(filepath.Join(cfg.OutputDir, "_iceberg")); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(t, cfg); res.Iceberg.Error != "" || res.Iceberg.Snapshots != 2 {
+		t.Fatalf("run after the metadata went: iceberg %+v, want both runs registered again", res.Iceberg)
+	}
+	want := scalar[int64](t, query(t, cfg), "SELECT count(*) FROM signicat_invoices_history")
+	if rows, snaps := icebergRows(t, cfg, cfg.IcebergCatalog(), "signicat_invoices"); rows != want || snaps != 2 {
+		t.Errorf("signicat_invoices: %d rows in %d snapshots, want the warehouse's %d in 2", rows, snaps, want)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -270,6 +271,9 @@ func (c *Catalog) Table(ctx context.Context, name string) (*table.Table, error) 
 type Registered struct {
 	Snapshots int // Iceberg snapshots committed (one per run and table)
 	Files     int
+	// Reregistered names the tables whose catalog entry named metadata the lake no longer holds: each
+	// was registered again from every run.
+	Reregistered []string
 }
 
 // Register adds every run's files that the catalog does not hold yet, oldest commit first. A table
@@ -318,6 +322,16 @@ func (c *Catalog) Register(ctx context.Context, ms []*lake.Manifest) (Registered
 // types of every run and the files' field ids.
 func (c *Catalog) registerTable(ctx context.Context, name string, ti lake.TableInfo, ms []*lake.Manifest, out *Registered) error {
 	tbl, err := c.Table(ctx, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The entry names metadata the lake no longer holds (a lake restored from a copy without its
+		// catalog, or its _iceberg/ removed). The lake is what a table is made from: the entry goes
+		// and the table is registered again from every run, rather than every run failing from now on.
+		if err := c.cat.DropTable(ctx, c.ident(name)); err != nil {
+			return fmt.Errorf("dropping the entry of a table whose metadata is gone: %w", err)
+		}
+		out.Reregistered = append(out.Reregistered, name)
+		tbl, err = nil, nil
+	}
 	if err != nil && !errors.Is(err, catalog.ErrNoSuchTable) {
 		return err
 	}
