@@ -141,16 +141,9 @@ func measureShaped(dir string, latency time.Duration, allowed int, profile bool)
 	path := filepath.Join(dir, "pipeline.yaml")
 	check(os.WriteFile(path, []byte(y), 0o644))
 	var r syncResult
-	if profile {
-		// The sandboxes share the machine with the pipeline: their CPU is time the bound does not count.
-		f, err := os.Create(filepath.Join(dir, "sandbox.cpu.pprof"))
-		check(err)
-		check(pprof.StartCPUProfile(f))
-	}
+	stop := profileSandboxes(dir, profile)
 	rss := runChild(dir, &r, profile, "sync", "--config", path, "--log", filepath.Join(dir, "requests.jsonl"))
-	if profile {
-		pprof.StopCPUProfile()
-	}
+	stop()
 	sig.Close()
 	gs.Close()
 	sh := &Shaped{Allowed: allowed, WallSeconds: r.Wall, ExtractSeconds: r.Extract, Requests: r.APIRequests, Throttled: r.APIThrottled, PeakRSSMB: rss}
@@ -299,17 +292,10 @@ func measure(dir string, scale float64, latency time.Duration, rate float64, per
 	check(err)
 	cfg := writeConfig(dir, srv.URL, rate, perHost)
 	var sync syncResult
-	if profile {
-		// The sandbox shares the machine with the pipeline: its CPU is time the bound does not count.
-		f, err := os.Create(filepath.Join(dir, "sandbox.cpu.pprof"))
-		check(err)
-		check(pprof.StartCPUProfile(f))
-	}
+	stop := profileSandboxes(dir, profile)
 	rss := runChild(dir, &sync, profile, "sync", "--config", cfg, "--log", filepath.Join(dir, "requests.jsonl"), "--capture", filepath.Join(dir, "capture"))
 	srv.Close()
-	if profile {
-		pprof.StopCPUProfile()
-	}
+	stop()
 	r.Sync.WallSeconds, r.Sync.ExtractSeconds = sync.Wall, sync.Extract
 	r.Sync.Requests, r.Sync.Rows, r.Sync.Bytes, r.Sync.PeakRSSMB = sync.Requests, sync.Rows, sync.Bytes, rss
 	r.Bound.ChainRequests = sync.MaxDepth + 1 // the token fetch or login before the first request
@@ -375,6 +361,22 @@ func writeConfigAt(dir, outputDir, url string, rate float64, perHost int) string
 	path := filepath.Join(dir, "pipeline.yaml")
 	check(os.WriteFile(path, []byte(y), 0o644))
 	return path
+}
+
+// profileSandboxes starts a CPU profile of this process, which serves the sandboxes, into
+// dir/sandbox.cpu.pprof when on, and returns what stops it. The sandboxes share the machine with the
+// pipeline: their CPU is time the bound does not count.
+func profileSandboxes(dir string, on bool) (stop func()) {
+	if !on {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, "sandbox.cpu.pprof"))
+	check(err)
+	check(pprof.StartCPUProfile(f))
+	return func() {
+		pprof.StopCPUProfile()
+		check(f.Close())
+	}
 }
 
 // runChild runs this binary's child mode, decodes its JSON result into v and returns its peak RSS (MB).
