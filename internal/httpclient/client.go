@@ -444,12 +444,16 @@ func (c *Client) sleep(ctx context.Context, d time.Duration, stats *Stats, u *ur
 func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (*Response, string, error) {
 	var o *outcome // what the host's limit learns from this attempt
 	if !r.Unlimited {
-		n, err := hs.limit.acquire(ctx)
-		if err != nil {
+		if err := hs.limit.acquire(ctx); err != nil {
 			return nil, "", err
 		}
-		o = &outcome{InFlight: n, Sent: time.Now()}
+		o = &outcome{}
 		defer func() { o.At = time.Now(); hs.limit.release(*o) }()
+		// A Retry-After may have paused the host while this waited for its slot: a slot is freed by the
+		// very refusal that pauses the host.
+		if err := c.waitHost(ctx, hs, r.Stats, u); err != nil {
+			return nil, "", err
+		}
 		if hs.limiter != nil {
 			if err := hs.limiter.Wait(ctx); err != nil {
 				return nil, "", err
@@ -476,6 +480,11 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 	stall := time.AfterFunc(c.opts.StallTimeout, func() { cancel(errStalled) })
 	defer stall.Stop()
 	start := time.Now()
+	if o != nil {
+		// Counted as it is sent, not when its slot was taken: a host counts what has arrived, and slots
+		// taken meanwhile (the limit rising) are in flight with it.
+		o.InFlight, o.Sent = hs.limit.inFlight(), start
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, token, c.attemptError(actx, r.Stats, u, stripURLError(err))
@@ -486,6 +495,11 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 		o.Refused = resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable
 		if resp.StatusCode/100 == 2 {
 			o.RTT = time.Since(start)
+		}
+		// The pause starts before this request's slot is freed (deferred above), so that no request
+		// waiting for a slot is sent into it.
+		if d, ok := c.policy.Pause(retry.Answer{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}); ok {
+			hs.pauseUntil(time.Now().Add(d))
 		}
 	}
 	defer resp.Body.Close()

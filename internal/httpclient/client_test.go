@@ -131,6 +131,47 @@ func TestRetryAfterPausesTheHost(t *testing.T) {
 	}
 }
 
+// A request waiting for a slot is not sent into the pause that the slot's refusal asked for: the
+// pause starts before the refused request frees its slot.
+func TestNoRequestIsSentIntoAPause(t *testing.T) {
+	var mu sync.Mutex
+	var arrived []time.Time
+	srv, _ := script(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived = append(arrived, time.Now())
+		mu.Unlock()
+		time.Sleep(30 * time.Millisecond) // the second caller is waiting for the slot by now
+		status(429, "Retry-After", "1")(w, r)
+	}, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived = append(arrived, time.Now())
+		mu.Unlock()
+		ok(w, r)
+	})
+	c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 1})
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Do(context.Background(), Request{Method: "GET", URL: srv.URL}); err != nil {
+				t.Error(err)
+			}
+		}()
+		if i == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	wg.Wait()
+	if len(arrived) != 3 {
+		t.Fatalf("%d requests arrived, want 3 (the refused one again, and the other)", len(arrived))
+	}
+	refusedAt := arrived[0].Add(30 * time.Millisecond)
+	if d := arrived[1].Sub(refusedAt); d < 900*time.Millisecond {
+		t.Fatalf("a request arrived %v after a refusal that asked for 1 s", d.Round(time.Millisecond))
+	}
+}
+
 type fakeAuth struct {
 	mu      sync.Mutex
 	origin  string

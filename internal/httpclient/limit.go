@@ -108,7 +108,7 @@ type hostLimit struct {
 	mu       sync.Mutex
 	state    aimd
 	inflight int
-	waiting  []chan int // FIFO; each is handed its slot with the count in flight
+	waiting  []chan struct{} // FIFO; each is handed its slot
 	start    time.Time
 	peak     int
 	refused  int
@@ -138,20 +138,20 @@ func (l *hostLimit) resume(limit float64, refused bool) {
 	l.sample(l.start)
 }
 
-// acquire waits for a slot and returns the requests in flight, this one included.
-func (l *hostLimit) acquire(ctx context.Context) (int, error) {
+// acquire waits for a slot.
+func (l *hostLimit) acquire(ctx context.Context) error {
 	l.mu.Lock()
 	if len(l.waiting) == 0 && l.inflight < int(l.state.Limit) {
-		n := l.take()
+		l.take()
 		l.mu.Unlock()
-		return n, nil
+		return nil
 	}
-	ready := make(chan int, 1)
+	ready := make(chan struct{}, 1)
 	l.waiting = append(l.waiting, ready)
 	l.mu.Unlock()
 	select {
-	case n := <-ready:
-		return n, nil
+	case <-ready:
+		return nil
 	case <-ctx.Done():
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -167,15 +167,21 @@ func (l *hostLimit) acquire(ctx context.Context) (int, error) {
 				}
 			}
 		}
-		return 0, ctx.Err()
+		return ctx.Err()
 	}
 }
 
+// inFlight is the requests in flight to the host now.
+func (l *hostLimit) inFlight() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inflight
+}
+
 // take counts a request in flight; l.mu is held.
-func (l *hostLimit) take() int {
+func (l *hostLimit) take() {
 	l.count(1)
 	l.peak = max(l.peak, l.inflight)
-	return l.inflight
 }
 
 // count moves the requests in flight by d, integrating the count until now; l.mu is held.
@@ -204,7 +210,8 @@ func (l *hostLimit) handOff() {
 	for len(l.waiting) > 0 && l.inflight < int(l.state.Limit) {
 		w := l.waiting[0]
 		l.waiting = l.waiting[1:]
-		w <- l.take() // buffered: never blocks
+		l.take()
+		w <- struct{}{} // buffered: never blocks
 	}
 }
 

@@ -187,16 +187,20 @@ func (s *limitedServer) load(t *testing.T, c *Client, n int64) HostReport {
 // A waiter whose context ends leaves the queue, and a slot it was handed is passed on.
 func TestLimitWaitersCanLeave(t *testing.T) {
 	l := newHostLimit(1)
-	if _, err := l.acquire(context.Background()); err != nil {
+	if err := l.acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := l.acquire(ctx); err == nil {
+	if err := l.acquire(ctx); err == nil {
 		t.Fatal("acquired past the limit")
 	}
 	done := make(chan int)
-	go func() { n, _ := l.acquire(context.Background()); done <- n }()
+	go func() {
+		if l.acquire(context.Background()) == nil {
+			done <- l.inFlight()
+		}
+	}()
 	time.Sleep(10 * time.Millisecond)
 	l.release(outcome{RTT: time.Millisecond, InFlight: 1, At: time.Now()})
 	select {
@@ -230,7 +234,7 @@ func TestMeanInFlightCountsIdleTime(t *testing.T) {
 				time.Sleep(d)
 			}
 			if step > 0 {
-				if _, err := l.acquire(context.Background()); err != nil {
+				if err := l.acquire(context.Background()); err != nil {
 					t.Fatal(err)
 				}
 			} else {

@@ -76,6 +76,20 @@ func (p Policy) Decide(ctx context.Context, attempt int, a *Answer, err error) D
 	return Decision{Retry: true, Wait: ra, Asked: true, Err: err}
 }
 
+// Pause is how long answer a asks every request to its server to wait, when Decide would honour it: a
+// 429 or retryable 5xx whose Retry-After is within MaxRetryAfter. The caller can stop the server's
+// other requests at once, before the request that met it has gone through Decide.
+func (p Policy) Pause(a Answer) (time.Duration, bool) {
+	if !retryableStatus(a.Status) {
+		return 0, false
+	}
+	ra, ok := parseRetryAfter(a.RetryAfter)
+	if !ok || ra > p.MaxRetryAfter {
+		return 0, false
+	}
+	return ra, true
+}
+
 // Backoff is full-jitter exponential: uniform in [0, min(MaxBackoff, MinBackoff·2^(attempt-1))],
 // plus MinBackoff/2 so that no retry follows at once.
 func (p Policy) Backoff(attempt int) time.Duration {

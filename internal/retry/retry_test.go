@@ -128,3 +128,32 @@ func TestBackoffBounds(t *testing.T) {
 		}
 	}
 }
+
+// Pause is the wait a whole server is asked for, exactly when Decide would honour it.
+func TestPauseIsWhatDecideHonours(t *testing.T) {
+	p := Policy{MinBackoff: time.Millisecond, MaxBackoff: time.Second, MaxRetryAfter: time.Minute}
+	for _, c := range []struct {
+		a    Answer
+		want time.Duration
+		ok   bool
+	}{
+		{Answer{Status: 429, RetryAfter: "1"}, time.Second, true},
+		{Answer{Status: 503, RetryAfter: "0"}, 0, true},
+		{Answer{Status: 502, RetryAfter: " 2 "}, 2 * time.Second, true},
+		{Answer{Status: 429}, 0, false},                      // no header: a backoff of its own
+		{Answer{Status: 429, RetryAfter: "soon"}, 0, false},  // unreadable
+		{Answer{Status: 429, RetryAfter: "86400"}, 0, false}, // over MaxRetryAfter: Decide fails instead
+		{Answer{Status: 400, RetryAfter: "1"}, 0, false},     // not retried
+		{Answer{Status: 501, RetryAfter: "1"}, 0, false},     // not retried
+		{Answer{Status: 200, RetryAfter: "1"}, 0, false},     // not a refusal
+	} {
+		got, ok := p.Pause(c.a)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%+v: %v %v, want %v %v", c.a, got, ok, c.want, c.ok)
+		}
+		d := p.Decide(context.Background(), 1, &c.a, nil)
+		if c.ok != (d.Asked && d.Retry) || (c.ok && d.Wait != c.want) {
+			t.Errorf("%+v: Pause %v %v but Decide %+v", c.a, got, ok, d)
+		}
+	}
+}
