@@ -137,6 +137,10 @@ type Stats struct {
 	Unauthorized  atomic.Int64
 	TokensIssued  atomic.Int64
 	MaxConcurrent atomic.Int64
+	// Busy is the nanoseconds requests spent in the sandbox, from arrival to the handler's return,
+	// summed: Busy ÷ Concurrency is the least time any client could have taken for those requests
+	// at the service times this sandbox actually gave (on a shared machine, above its Latency).
+	Busy atomic.Int64
 }
 
 // Sandbox is an http.Handler serving both simulated APIs.
@@ -213,6 +217,8 @@ func (s *Sandbox) Data() *Dataset { return s.data }
 // ServeHTTP applies latency, limits and faults, then routes to the API handlers.
 func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Stats.Requests.Add(1)
+	arrived := time.Now()
+	defer func() { s.Stats.Busy.Add(int64(time.Since(arrived))) }()
 	api := "gsapi"
 	if strings.HasPrefix(r.URL.Path, SignicatPrefix) || r.URL.Path == SignicatToken {
 		api = "signicat"
