@@ -2,6 +2,7 @@ package httpclient
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -76,7 +77,7 @@ func TestLimitMovesByWhatTheHostAnswers(t *testing.T) {
 // handler returns, a moment after the answer left), and no configuration.
 func TestLimitIsFoundAgainstTheServer(t *testing.T) {
 	for _, allowed := range []int64{4, 16} {
-		srv := newLimitedServer(allowed)
+		srv := newLimitedServer(allowed, 0)
 		c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 64})
 		h := srv.load(t, c, 60*allowed) // about three seconds of work at the host's limit
 		if h.Final < int(allowed)-1 || h.Final > int(allowed) || srv.refused.Load() > 20 || srv.peak.Load() != allowed || h.Throttled != int(srv.refused.Load()) {
@@ -88,6 +89,21 @@ func TestLimitIsFoundAgainstTheServer(t *testing.T) {
 	}
 }
 
+// Against a server that counts each answered request 5 ms longer than the client does, the client
+// meets refusals below the allowed 16 — each request sent on the heels of an answer is counted beside
+// its predecessor — and settles where that server takes requests, not collapsing to a handful nor
+// meeting a refusal per round trip. At 50 ms a request, the server's count stays at or below 16 with a
+// client at about 12 (one more than in flight, and a tenth of them answered in the last 5 ms).
+func TestLimitIsFoundAgainstALaggingServer(t *testing.T) {
+	const allowed = 16
+	srv := newLimitedServer(allowed, 5*time.Millisecond)
+	c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 64})
+	h := srv.load(t, c, 60*allowed)
+	if h.Final < allowed/2 || h.MeanInFlight < allowed/2 || srv.refused.Load() > 20 || h.Throttled != int(srv.refused.Load()) {
+		t.Errorf("final limit %d, mean in flight %.1f, %d refused (reported %d) %+v", h.Final, h.MeanInFlight, srv.refused.Load(), h.Throttled, h.Samples)
+	}
+}
+
 // A host resumed at the limit an earlier run found (refused above it) is served at that limit from the
 // first request and meets no 429: the run does not find the limit again. Not refused above it, the
 // limit goes on growing from there. Past the ceiling it is capped, at or below the initial limit
@@ -95,7 +111,7 @@ func TestLimitIsFoundAgainstTheServer(t *testing.T) {
 // client has met keeps its own.
 func TestResumedLimitMeetsNoRefusals(t *testing.T) {
 	const allowed = 16
-	srv := newLimitedServer(allowed)
+	srv := newLimitedServer(allowed, 0)
 	c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 64})
 	c.Resume(srv.host(), allowed, true)
 	h := srv.load(t, c, 30*allowed)
@@ -108,7 +124,7 @@ func TestResumedLimitMeetsNoRefusals(t *testing.T) {
 		t.Errorf("resumed at %d with the host always busy: %.2f in flight on average", allowed, h.MeanInFlight)
 	}
 
-	grows := newLimitedServer(64)
+	grows := newLimitedServer(64, 0)
 	c = New(Options{PerHostConcurrency: 64})
 	c.Resume(grows.host(), 12, false)
 	if h := grows.load(t, c, 30*allowed); h.Samples[0].Limit != 12 || h.Final <= 12 {
@@ -126,17 +142,24 @@ func TestResumedLimitMeetsNoRefusals(t *testing.T) {
 }
 
 // limitedServer answers 429 (Retry-After: 0) above allowed requests in flight, and each other request
-// after 50 ms, well above a loaded machine's scheduling noise.
+// after 50 ms (±10 ms when lagging), well above a loaded machine's scheduling noise. It counts a request as in flight for lag
+// after answering it, as a server does whose count drops only once the answer has left (a proxy, a
+// handler's deferred bookkeeping): the client sees the answer, sends the next request, and that
+// arrives while its predecessor is still counted.
 type limitedServer struct {
 	*httptest.Server
 	inflight, peak, refused atomic.Int64
 }
 
-func newLimitedServer(allowed int64) *limitedServer {
+func newLimitedServer(allowed int64, lag time.Duration) *limitedServer {
 	s := &limitedServer{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := s.inflight.Add(1)
-		defer s.inflight.Add(-1)
+		if lag > 0 {
+			defer time.AfterFunc(lag, func() { s.inflight.Add(-1) })
+		} else {
+			defer s.inflight.Add(-1)
+		}
 		if n > allowed {
 			s.refused.Add(1)
 			w.Header().Set("Retry-After", "0")
@@ -145,7 +168,12 @@ func newLimitedServer(allowed int64) *limitedServer {
 		}
 		for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
 		}
-		time.Sleep(50 * time.Millisecond)
+		d := 50 * time.Millisecond
+		if lag > 0 {
+			// Answers vary, as a real server's do: requests sent together do not stay together.
+			d += time.Duration(rand.IntN(21)-10) * time.Millisecond
+		}
+		time.Sleep(d)
 		ok(w, r)
 	}))
 	return s
