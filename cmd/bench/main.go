@@ -118,11 +118,11 @@ type Shaped struct {
 	// hosts, served at once); Ratio is the extraction's wall time ÷ it (target ≤ 1.2).
 	BoundSeconds float64 `json:"bound_seconds"`
 	Ratio        float64 `json:"ratio"`
-	// ServiceMS is each API's mean time a request spent in its sandbox, latency included: above the
-	// latency when the sandboxes share the machine's CPUs with the client. ServedBoundSeconds is the
-	// busier API's summed service time ÷ its allowed in flight, about the least any client could have taken
-	// at those service times; ServedRatio, the extraction's wall time ÷ it, is how full the client
-	// kept the hosts' slots.
+	// ServiceMS is each API's mean time an admitted request (not refused by the in-flight limit) spent
+	// in its sandbox, latency included: above the latency when the sandboxes share the machine's CPUs
+	// with the client. ServedBoundSeconds is the busier API's summed time of admitted requests ÷ its
+	// allowed in flight, the least any client could have taken for them at those service times;
+	// ServedRatio is the extraction's wall time ÷ it.
 	ServiceMS          map[string]float64 `json:"service_ms"`
 	ServedBoundSeconds float64            `json:"served_bound_seconds"`
 	ServedRatio        float64            `json:"served_ratio"`
@@ -164,7 +164,8 @@ func measureShaped(dir string, latency time.Duration, allowed int, profile bool)
 	sh.ServiceMS = map[string]float64{}
 	for api, sb := range map[string]*sandbox.Server{"signicat": sig, "gsapi": gs} {
 		busy := time.Duration(sb.Stats.Busy.Load())
-		sh.ServiceMS[api] = float64(busy.Milliseconds()) / float64(max(1, sb.Stats.Requests.Load()))
+		admitted := sb.Stats.Requests.Load() - sb.Stats.RateLimited.Load()
+		sh.ServiceMS[api] = float64(busy.Microseconds()) / 1000 / float64(max(1, admitted))
 		sh.ServedBoundSeconds = max(sh.ServedBoundSeconds, busy.Seconds()/float64(allowed))
 	}
 	sh.ServedRatio = sh.ExtractSeconds / sh.ServedBoundSeconds
@@ -466,7 +467,7 @@ func print(w io.Writer, rep *Report) {
 	if sh := rep.Shaped; sh != nil {
 		fmt.Fprintf(w, "\nshaped like the APIs (%d in flight allowed per API): extract %.2fs, bound %.2fs, ratio %.2f (target ≤ 1.2); requests %v, 429s %v\n",
 			sh.Allowed, sh.ExtractSeconds, sh.BoundSeconds, sh.Ratio, sh.Requests, sh.Throttled)
-		fmt.Fprintf(w, "  the sandboxes' own time a request: signicat %.1f ms, gsapi %.1f ms (latency %s); at those times the bound is %.2fs, ratio %.2f\n",
+		fmt.Fprintf(w, "  time an admitted request spent in the sandboxes: signicat %.1f ms, gsapi %.1f ms (latency %s); at those times the bound is %.2fs, ratio %.2f\n",
 			sh.ServiceMS["signicat"], sh.ServiceMS["gsapi"], rep.Latency, sh.ServedBoundSeconds, sh.ServedRatio)
 		for _, h := range sh.Hosts {
 			fmt.Fprintf(w, "  host %s: limit found %d (ceiling %d), mean in flight %.1f, peak %d, %d throttled\n", h.Host, h.Final, h.Ceiling, h.MeanInFlight, h.Peak, h.Throttled)

@@ -333,7 +333,7 @@ func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 		if attempt > 1 {
 			stats.Retries.Add(1)
 		}
-		if err := c.waitHost(ctx, hs, stats, u); err != nil {
+		if err := c.waitHost(ctx, hs, stats, u, "the host is paused by a Retry-After"); err != nil {
 			return nil, err
 		}
 		resp, token, err := c.attempt(ctx, hs, u, r)
@@ -374,13 +374,13 @@ func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 		if attempt == c.opts.MaxAttempts {
 			break
 		}
-		why := "Retry-After"
+		// A Retry-After paused the host when it arrived (attempt): waiting for the host waits it out
+		// from then, not again from now.
 		if v.pause {
-			hs.pauseUntil(time.Now().Add(v.wait))
-		} else {
-			why = "backoff after: " + v.err.Error()
-		}
-		if err := c.sleep(ctx, v.wait, stats, u, why); err != nil {
+			if err := c.waitHost(ctx, hs, stats, u, "Retry-After"); err != nil {
+				return nil, err
+			}
+		} else if err := c.sleep(ctx, v.wait, stats, u, "backoff after: "+v.err.Error()); err != nil {
 			return nil, err
 		}
 	}
@@ -449,15 +449,15 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 		}
 		o = &outcome{}
 		defer func() { o.At = time.Now(); hs.limit.release(*o) }()
-		// A Retry-After may have paused the host while this waited for its slot: a slot is freed by the
-		// very refusal that pauses the host.
-		if err := c.waitHost(ctx, hs, r.Stats, u); err != nil {
-			return nil, "", err
-		}
 		if hs.limiter != nil {
 			if err := hs.limiter.Wait(ctx); err != nil {
 				return nil, "", err
 			}
+		}
+		// A Retry-After may have paused the host while this waited for its slot or its turn: a slot is
+		// freed by the very refusal that pauses the host.
+		if err := c.waitHost(ctx, hs, r.Stats, u, "the host is paused by a Retry-After"); err != nil {
+			return nil, "", err
 		}
 	}
 	actx, cancel := context.WithCancelCause(ctx)
@@ -489,17 +489,17 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 	if err != nil {
 		return nil, token, c.attemptError(actx, r.Stats, u, stripURLError(err))
 	}
+	// The pause starts as the answer arrives, before this request's slot is freed (deferred above), so
+	// that no request waiting for a slot is sent into it.
+	if d, ok := c.policy.Pause(retry.Answer{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}); ok {
+		hs.pauseUntil(time.Now().Add(d))
+	}
 	if o != nil {
 		// Only a 2xx answer's latency says how fast the host serves: a refusal or an error comes back
 		// at once, and would make every real answer look slow.
 		o.Refused = resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable
 		if resp.StatusCode/100 == 2 {
 			o.RTT = time.Since(start)
-		}
-		// The pause starts before this request's slot is freed (deferred above), so that no request
-		// waiting for a slot is sent into it.
-		if d, ok := c.policy.Pause(retry.Answer{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}); ok {
-			hs.pauseUntil(time.Now().Add(d))
 		}
 	}
 	defer resp.Body.Close()
@@ -634,15 +634,20 @@ func registerCredentials(h http.Header) {
 	}
 }
 
-// waitHost blocks while the host is paused by a Retry-After, logging long pauses.
-func (c *Client) waitHost(ctx context.Context, hs *host, stats *Stats, u *url.URL) error {
-	hs.mu.Lock()
-	d := time.Until(hs.pause)
-	hs.mu.Unlock()
-	if d <= 0 {
-		return nil
+// waitHost blocks while the host is paused by a Retry-After — until the latest pause ends, should
+// another answer lengthen it meanwhile — logging long waits with why.
+func (c *Client) waitHost(ctx context.Context, hs *host, stats *Stats, u *url.URL, why string) error {
+	for {
+		hs.mu.Lock()
+		d := time.Until(hs.pause)
+		hs.mu.Unlock()
+		if d <= 0 {
+			return nil
+		}
+		if err := c.sleep(ctx, d, stats, u, why); err != nil {
+			return err
+		}
 	}
-	return c.sleep(ctx, d, stats, u, "the host is paused by a Retry-After")
 }
 
 // Hosts reports how each host's concurrency limit went, sorted by host.

@@ -134,13 +134,21 @@ func TestRetryAfterPausesTheHost(t *testing.T) {
 // A request waiting for a slot is not sent into the pause that the slot's refusal asked for: the
 // pause starts before the refused request frees its slot.
 func TestNoRequestIsSentIntoAPause(t *testing.T) {
+	var c *Client
 	var mu sync.Mutex
 	var arrived []time.Time
+	var refusedAt time.Time
 	srv, _ := script(t, func(w http.ResponseWriter, r *http.Request) {
+		// Refuse only once the other caller waits for this request's slot.
+		for deadline := time.Now().Add(5 * time.Second); waitingFor(c, r.Host) == 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Error("the second caller never waited for the slot")
+				break
+			}
+		}
 		mu.Lock()
-		arrived = append(arrived, time.Now())
+		refusedAt = time.Now()
 		mu.Unlock()
-		time.Sleep(30 * time.Millisecond) // the second caller is waiting for the slot by now
 		status(429, "Retry-After", "1")(w, r)
 	}, func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
@@ -148,9 +156,9 @@ func TestNoRequestIsSentIntoAPause(t *testing.T) {
 		mu.Unlock()
 		ok(w, r)
 	})
-	c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 1})
+	c = New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 1})
 	var wg sync.WaitGroup
-	for i := range 2 {
+	for range 2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -158,18 +166,27 @@ func TestNoRequestIsSentIntoAPause(t *testing.T) {
 				t.Error(err)
 			}
 		}()
-		if i == 0 {
-			time.Sleep(5 * time.Millisecond)
-		}
 	}
 	wg.Wait()
-	if len(arrived) != 3 {
-		t.Fatalf("%d requests arrived, want 3 (the refused one again, and the other)", len(arrived))
+	if len(arrived) != 2 {
+		t.Fatalf("%d requests arrived after the refusal, want 2 (the refused one again, and the other)", len(arrived))
 	}
-	refusedAt := arrived[0].Add(30 * time.Millisecond)
-	if d := arrived[1].Sub(refusedAt); d < 900*time.Millisecond {
+	if d := arrived[0].Sub(refusedAt); d < 950*time.Millisecond {
 		t.Fatalf("a request arrived %v after a refusal that asked for 1 s", d.Round(time.Millisecond))
 	}
+}
+
+// waitingFor is the number of requests waiting for a slot to host.
+func waitingFor(c *Client, host string) int {
+	c.mu.Lock()
+	hs := c.hosts[host]
+	c.mu.Unlock()
+	if hs == nil {
+		return 0
+	}
+	hs.limit.mu.Lock()
+	defer hs.limit.mu.Unlock()
+	return len(hs.limit.waiting)
 }
 
 type fakeAuth struct {

@@ -137,9 +137,10 @@ type Stats struct {
 	Unauthorized  atomic.Int64
 	TokensIssued  atomic.Int64
 	MaxConcurrent atomic.Int64
-	// Busy is the nanoseconds requests spent in the sandbox, from arrival to the handler's return,
-	// summed: Busy ÷ Concurrency is the least time any client could have taken for those requests
-	// at the service times this sandbox actually gave (on a shared machine, above its Latency).
+	// Busy is the nanoseconds the requests admitted within the limits (not refused by them) spent in
+	// the sandbox, from arrival to the handler's return, summed. At most Concurrency of them are in
+	// at once, so Busy ÷ Concurrency is the least time any client could have taken for them at the
+	// service times this sandbox gave (on a machine shared with the client, above its Latency).
 	Busy atomic.Int64
 }
 
@@ -218,7 +219,6 @@ func (s *Sandbox) Data() *Dataset { return s.data }
 func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Stats.Requests.Add(1)
 	arrived := time.Now()
-	defer func() { s.Stats.Busy.Add(int64(time.Since(arrived))) }()
 	api := "gsapi"
 	if strings.HasPrefix(r.URL.Path, SignicatPrefix) || r.URL.Path == SignicatToken {
 		api = "signicat"
@@ -257,6 +257,7 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	defer func() { s.Stats.Busy.Add(int64(time.Since(arrived))) }()
 	if h := s.hostile.Load(); h != nil && h.serve(w, r) {
 		return
 	}
