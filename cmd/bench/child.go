@@ -50,6 +50,7 @@ func child(args []string) int {
 	capture := fs.String("capture", "", "directory for the JSON array bodies, one subdirectory per stream")
 	out := fs.String("out", "", "conversion output directory")
 	prof := fs.String("pprof", "", "profile path prefix")
+	fullRefresh := fs.Bool("full-refresh", false, "sync everything again, as extract run --full-refresh")
 	_ = fs.Parse(args[1:])
 	if *prof != "" {
 		f, err := os.Create(*prof + ".cpu.pprof")
@@ -70,7 +71,7 @@ func child(args []string) int {
 	var v any
 	switch args[0] {
 	case "sync":
-		v = syncOnce(cfg, *logPath, *capture)
+		v = syncOnce(cfg, *logPath, *capture, *fullRefresh)
 	case "convert":
 		v = convert(cfg, *capture, *out)
 	default:
@@ -82,7 +83,7 @@ func child(args []string) int {
 
 // syncOnce runs the pipeline once, logging every request and keeping the records of every stream as JSON
 // arrays (capturePages).
-func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
+func syncOnce(cfg *config.Config, logPath, capture string, fullRefresh bool) syncResult {
 	var (
 		mu   sync.Mutex
 		res  syncResult
@@ -125,7 +126,7 @@ func syncOnce(cfg *config.Config, logPath, capture string) syncResult {
 		}
 	}
 	start := time.Now()
-	r, err := pipeline.RunStreams(context.Background(), pipeline.Options{Config: cfg, Client: client}, streams)
+	r, err := pipeline.RunStreams(context.Background(), pipeline.Options{Config: cfg, Client: client, FullRefresh: fullRefresh}, streams)
 	check(err)
 	res.Wall = time.Since(start).Seconds()
 	m := r.Manifest
