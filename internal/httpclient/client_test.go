@@ -176,6 +176,48 @@ func TestNoRequestIsSentIntoAPause(t *testing.T) {
 	}
 }
 
+// A pause lengthened while requests wait it out is waited out to its new end: a refusal asking for 1 s,
+// then, 300 ms later, one asking for 2 s keep every request away for 2 s after the second.
+func TestALengthenedPauseIsWaitedOut(t *testing.T) {
+	var mu sync.Mutex
+	var refusedAt time.Time
+	var arrived []time.Time
+	srv, _ := script(t, status(429, "Retry-After", "1"), func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		mu.Lock()
+		refusedAt = time.Now()
+		mu.Unlock()
+		status(429, "Retry-After", "2")(w, r)
+	}, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived = append(arrived, time.Now())
+		mu.Unlock()
+		ok(w, r)
+	})
+	c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 2})
+	var wg sync.WaitGroup
+	get := func() {
+		defer wg.Done()
+		if _, err := c.Do(context.Background(), Request{Method: "GET", URL: srv.URL}); err != nil {
+			t.Error(err)
+		}
+	}
+	wg.Add(3)
+	go get()
+	go get()
+	time.Sleep(100 * time.Millisecond) // the first pause has begun: this one waits it out
+	go get()
+	wg.Wait()
+	if len(arrived) != 3 {
+		t.Fatalf("%d requests arrived after the refusals, want 3", len(arrived))
+	}
+	for _, at := range arrived {
+		if d := at.Sub(refusedAt); d < 1950*time.Millisecond {
+			t.Fatalf("a request arrived %v after a refusal that asked for 2 s", d.Round(time.Millisecond))
+		}
+	}
+}
+
 // waitingFor is the number of requests waiting for a slot to host.
 func waitingFor(c *Client, host string) int {
 	c.mu.Lock()
