@@ -135,10 +135,8 @@ func TestRetryAfterPausesTheHost(t *testing.T) {
 // pause starts before the refused request frees its slot.
 func TestNoRequestIsSentIntoAPause(t *testing.T) {
 	var c *Client
-	var mu sync.Mutex
-	var arrived []time.Time
-	var refusedAt time.Time
-	srv, _ := script(t, func(w http.ResponseWriter, r *http.Request) {
+	var log pauseLog
+	srv, _ := script(t, log.refuse("1", func(r *http.Request) {
 		// Refuse only once the other caller waits for this request's slot.
 		for deadline := time.Now().Add(5 * time.Second); waitingFor(c, r.Host) == 0; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
@@ -146,32 +144,19 @@ func TestNoRequestIsSentIntoAPause(t *testing.T) {
 				break
 			}
 		}
-		mu.Lock()
-		refusedAt = time.Now()
-		mu.Unlock()
-		status(429, "Retry-After", "1")(w, r)
-	}, func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		arrived = append(arrived, time.Now())
-		mu.Unlock()
-		ok(w, r)
-	})
+	}), log.answer)
 	c = New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 1})
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := c.Do(context.Background(), Request{Method: "GET", URL: srv.URL}); err != nil {
-				t.Error(err)
-			}
-		}()
+		go get(t, &wg, c, srv.URL)
 	}
 	wg.Wait()
-	if len(arrived) != 2 {
-		t.Fatalf("%d requests arrived after the refusal, want 2 (the refused one again, and the other)", len(arrived))
+	after := log.sinceRefusal()
+	if len(after) != 2 {
+		t.Fatalf("%d requests arrived after the refusal, want 2 (the refused one again, and the other)", len(after))
 	}
-	if d := arrived[0].Sub(refusedAt); d < 950*time.Millisecond {
+	if d := after[0]; d < 950*time.Millisecond {
 		t.Fatalf("a request arrived %v after a refusal that asked for 1 s", d.Round(time.Millisecond))
 	}
 }
@@ -179,42 +164,69 @@ func TestNoRequestIsSentIntoAPause(t *testing.T) {
 // A pause lengthened while requests wait it out is waited out to its new end: a refusal asking for 1 s,
 // then, 300 ms later, one asking for 2 s keep every request away for 2 s after the second.
 func TestALengthenedPauseIsWaitedOut(t *testing.T) {
-	var mu sync.Mutex
-	var refusedAt time.Time
-	var arrived []time.Time
-	srv, _ := script(t, status(429, "Retry-After", "1"), func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(300 * time.Millisecond)
-		mu.Lock()
-		refusedAt = time.Now()
-		mu.Unlock()
-		status(429, "Retry-After", "2")(w, r)
-	}, func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		arrived = append(arrived, time.Now())
-		mu.Unlock()
-		ok(w, r)
-	})
+	var log pauseLog
+	srv, _ := script(t, status(429, "Retry-After", "1"), log.refuse("2", func(*http.Request) { time.Sleep(300 * time.Millisecond) }), log.answer)
 	c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 2})
 	var wg sync.WaitGroup
-	get := func() {
-		defer wg.Done()
-		if _, err := c.Do(context.Background(), Request{Method: "GET", URL: srv.URL}); err != nil {
-			t.Error(err)
-		}
-	}
 	wg.Add(3)
-	go get()
-	go get()
+	go get(t, &wg, c, srv.URL)
+	go get(t, &wg, c, srv.URL)
 	time.Sleep(100 * time.Millisecond) // the first pause has begun: this one waits it out
-	go get()
+	go get(t, &wg, c, srv.URL)
 	wg.Wait()
-	if len(arrived) != 3 {
-		t.Fatalf("%d requests arrived after the refusals, want 3", len(arrived))
+	after := log.sinceRefusal()
+	if len(after) != 3 {
+		t.Fatalf("%d requests arrived after the refusals, want 3", len(after))
 	}
-	for _, at := range arrived {
-		if d := at.Sub(refusedAt); d < 1950*time.Millisecond {
+	for _, d := range after {
+		if d < 1950*time.Millisecond {
 			t.Fatalf("a request arrived %v after a refusal that asked for 2 s", d.Round(time.Millisecond))
 		}
+	}
+}
+
+// pauseLog is when a test server last refused, and when the requests answered after it arrived.
+type pauseLog struct {
+	mu        sync.Mutex
+	refusedAt time.Time
+	arrived   []time.Time
+}
+
+// refuse answers 429 with retryAfter once before returns, noting when.
+func (p *pauseLog) refuse(retryAfter string, before func(*http.Request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		before(r)
+		p.mu.Lock()
+		p.refusedAt = time.Now()
+		p.mu.Unlock()
+		status(429, "Retry-After", retryAfter)(w, r)
+	}
+}
+
+// answer answers at once, noting when the request arrived.
+func (p *pauseLog) answer(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	p.arrived = append(p.arrived, time.Now())
+	p.mu.Unlock()
+	ok(w, r)
+}
+
+// sinceRefusal is how long after the last refusal each answered request arrived, in order.
+func (p *pauseLog) sinceRefusal() []time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]time.Duration, len(p.arrived))
+	for i, at := range p.arrived {
+		out[i] = at.Sub(p.refusedAt)
+	}
+	return out
+}
+
+// get requests url with c, failing t on an error, and marks wg done.
+func get(t *testing.T, wg *sync.WaitGroup, c *Client, url string) {
+	defer wg.Done()
+	if _, err := c.Do(context.Background(), Request{Method: "GET", URL: url}); err != nil {
+		t.Error(err)
 	}
 }
 

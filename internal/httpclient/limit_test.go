@@ -142,10 +142,10 @@ func TestResumedLimitMeetsNoRefusals(t *testing.T) {
 }
 
 // limitedServer answers 429 (Retry-After: 0) above allowed requests in flight, and each other request
-// after 50 ms (±10 ms when lagging), well above a loaded machine's scheduling noise. It counts a request as in flight for lag
-// after answering it, as a server does whose count drops only once the answer has left (a proxy, a
-// handler's deferred bookkeeping): the client sees the answer, sends the next request, and that
-// arrives while its predecessor is still counted.
+// after 50 ms (±10 ms when lagging), well above a loaded machine's scheduling noise. It counts a
+// request as in flight for lag after answering it, as a server does whose count drops only once the
+// answer has left (a proxy, a handler's deferred bookkeeping): the client sees the answer, sends the
+// next request, and that arrives while its predecessor is still counted.
 type limitedServer struct {
 	*httptest.Server
 	inflight, peak, refused atomic.Int64
