@@ -292,7 +292,7 @@ func loadProvenance(ctx context.Context, db *sql.DB, local map[string]string, ms
 	for _, stmt := range []string{
 		"CREATE OR REPLACE TEMP TABLE _files (abs VARCHAR, path VARCHAR, sha256 VARCHAR, run_id VARCHAR, tbl VARCHAR)",
 		"CREATE OR REPLACE TEMP TABLE _evidence (run_id VARCHAR, sha256 VARCHAR, endpoint VARCHAR)",
-		"CREATE OR REPLACE TEMP TABLE _pdfs (run_id VARCHAR, invoice VARCHAR, sha256 VARCHAR, bytes BIGINT, path VARCHAR)",
+		"CREATE OR REPLACE TEMP TABLE _pdfs (run_id VARCHAR, invoice VARCHAR, sha256 VARCHAR, bytes BIGINT, path VARCHAR, pack_offset BIGINT, pack_stored BIGINT)",
 	} {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return err
@@ -307,7 +307,7 @@ func loadProvenance(ctx context.Context, db *sql.DB, local map[string]string, ms
 			evidence = append(evidence, []any{m.RunID, e.SHA256, e.Endpoint})
 		}
 		for _, p := range m.PDFs {
-			pdfs = append(pdfs, []any{m.RunID, p.Key, p.SHA256, p.Bytes, p.Path})
+			pdfs = append(pdfs, []any{m.RunID, p.Key, p.SHA256, p.Bytes, p.Path, p.Offset, p.Stored})
 		}
 	}
 	for _, t := range []struct {
@@ -474,7 +474,7 @@ func columns(ctx context.Context, db *sql.DB, src string) (map[string]bool, erro
 
 // pdfs records the newest held PDF of every invoice the header selection returns.
 func (a *Answer) pdfs(ctx context.Context, db *sql.DB, sel string) error {
-	rows, err := db.QueryContext(ctx, fmt.Sprintf(`SELECT p.invoice, p.sha256, p.bytes, p.path FROM _pdfs p
+	rows, err := db.QueryContext(ctx, fmt.Sprintf(`SELECT p.invoice, p.sha256, p.bytes, p.path, p.pack_offset, p.pack_stored FROM _pdfs p
 WHERE p.invoice IN (SELECT invoice_number FROM (%s))
 QUALIFY row_number() OVER (PARTITION BY p.invoice ORDER BY p.run_id DESC) = 1`, sel))
 	if err != nil {
@@ -486,7 +486,7 @@ QUALIFY row_number() OVER (PARTITION BY p.invoice ORDER BY p.run_id DESC) = 1`, 
 	}
 	for rows.Next() {
 		var e lake.Evidence
-		if err := rows.Scan(&e.Key, &e.SHA256, &e.Bytes, &e.Path); err != nil {
+		if err := rows.Scan(&e.Key, &e.SHA256, &e.Bytes, &e.Path, &e.Offset, &e.Stored); err != nil {
 			return err
 		}
 		a.PDFs[e.Key] = e

@@ -67,13 +67,13 @@ func (f *File) Abort() {
 
 // WriteFile atomically replaces path with data.
 func WriteFile(path string, data []byte) error {
-	return write(path, writeAll(data), (*File).Commit)
+	return write(path, writeAll(data))
 }
 
 // WriteStream atomically replaces path with what fill writes: for data encoded as it is written,
 // never whole in memory.
 func WriteStream(path string, fill func(io.Writer) error) error {
-	return write(path, fill, (*File).Commit)
+	return write(path, fill)
 }
 
 // SyncDir fsyncs a directory so that renames and creations in it are durable.
@@ -107,12 +107,6 @@ func RemoveTemps(root string) (int, error) {
 	return n, err
 }
 
-// Place writes data to path through a temporary name and a rename, without fsync: many small files
-// written this way are made durable together by one SyncFS before anything refers to them.
-func Place(path string, data []byte) error {
-	return write(path, writeAll(data), (*File).Publish)
-}
-
 func writeAll(data []byte) func(io.Writer) error {
 	return func(w io.Writer) error {
 		_, err := w.Write(data)
@@ -120,8 +114,8 @@ func writeAll(data []byte) func(io.Writer) error {
 	}
 }
 
-// write fills a new temporary file beside path and finishes it with finish.
-func write(path string, fill func(io.Writer) error, finish func(*File) error) error {
+// write fills a new temporary file beside path and commits it.
+func write(path string, fill func(io.Writer) error) error {
 	f, err := Create(path)
 	if err != nil {
 		return err
@@ -130,11 +124,12 @@ func write(path string, fill func(io.Writer) error, finish func(*File) error) er
 		f.Abort()
 		return err
 	}
-	return finish(f)
+	return f.Commit()
 }
 
-// Publish moves the complete file to its final path without an fsync (see Place): a killed process
-// loses nothing of it, and after a power cut an unsynced file is one that nothing refers to yet.
+// Publish moves the complete file to its final path without an fsync: many files published so are
+// made durable together by one SyncFS before anything refers to them. A killed process loses nothing
+// of it, and after a power cut an unsynced file is one that nothing refers to yet.
 func (f *File) Publish() error {
 	if f.done {
 		return fmt.Errorf("durable: %s already committed or aborted", f.path)

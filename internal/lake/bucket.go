@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/fileblob" // file://
 	_ "gocloud.dev/blob/memblob"  // mem://
@@ -218,12 +219,15 @@ func (s *Bucket) WriteFile(ctx context.Context, key string, data []byte) error {
 
 // WriteStream implements Store, staging what fill writes so that a failed upload can be retried.
 func (s *Bucket) WriteStream(ctx context.Context, key string, fill func(io.Writer) error) error {
-	return publish(ctx, s, key, fill)
-}
-
-// Place implements Store.
-func (s *Bucket) Place(ctx context.Context, key string, data []byte) error {
-	return s.WriteFile(ctx, key, data)
+	f, err := s.Create(ctx, key)
+	if err != nil {
+		return err
+	}
+	if err := fill(f); err != nil {
+		f.Abort()
+		return err
+	}
+	return f.Publish()
 }
 
 // CreateExclusive implements Store with a conditional PUT (If-None-Match: *). An attempt whose answer
@@ -301,7 +305,15 @@ func (s *Bucket) ReadFile(ctx context.Context, key string) ([]byte, error) {
 // Open implements Store. A read that stalls for StallTimeout, or fails midway, is resumed where it
 // stopped by a ranged GET, up to bucketAttempts times.
 func (s *Bucket) Open(ctx context.Context, key string) (io.ReadCloser, error) {
-	r := &resumingReader{s: s, key: key, ctx: ctx}
+	return s.OpenRange(ctx, key, 0, -1)
+}
+
+// OpenRange implements Store, resuming a read like Open; n < 0 reads to the end.
+func (s *Bucket) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	r := &resumingReader{s: s, key: key, ctx: ctx, off: off, end: -1}
+	if n >= 0 {
+		r.end = off + n
+	}
 	if err := r.open(); err != nil {
 		return nil, err
 	}
@@ -313,6 +325,7 @@ type resumingReader struct {
 	s      *Bucket
 	key    string
 	off    int64
+	end    int64 // where the read stops (-1: the end of the object)
 	failed int
 	cur    *blob.Reader
 	cancel context.CancelFunc
@@ -323,7 +336,11 @@ func (r *resumingReader) open() error {
 	return r.s.retry(r.ctx, "read", r.key, func(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)
 		t := time.AfterFunc(StallTimeout, cancel)
-		rd, err := r.s.b.NewRangeReader(ctx, r.key, r.off, -1, nil)
+		n := int64(-1)
+		if r.end >= 0 {
+			n = r.end - r.off
+		}
+		rd, err := r.s.b.NewRangeReader(ctx, r.key, r.off, n, &blob.ReaderOptions{BeforeRead: quietRanges})
 		if err != nil {
 			t.Stop()
 			cancel()
@@ -332,6 +349,16 @@ func (r *resumingReader) open() error {
 		r.cur, r.cancel, r.watch = rd, cancel, t
 		return nil
 	})
+}
+
+// quietRanges stops the S3 SDK from printing, for every ranged GET, that the answer carries no
+// checksum to validate: S3 sends the whole object's checksum only with the whole object.
+func quietRanges(as func(any) bool) error {
+	var opts *[]func(*s3.Options)
+	if as(&opts) {
+		*opts = append(*opts, func(o *s3.Options) { o.DisableLogOutputChecksumValidationSkipped = true })
+	}
+	return nil
 }
 
 func (r *resumingReader) Read(p []byte) (int, error) {

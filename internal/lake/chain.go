@@ -451,17 +451,28 @@ func RunOf(key string) string {
 	return ""
 }
 
+// packRun is the id of the run that wrote an evidence pack (<dir>/<run id>/<file>), from its key; ""
+// when key is not laid out as one.
+func packRun(key string) string {
+	dir, rest, _ := strings.Cut(key, "/")
+	run, file, ok := strings.Cut(rest, "/")
+	if (dir != EvidenceDir && dir != PDFDir) || !ok || strings.Contains(file, "/") || RunOf(run+"-") != run {
+		return ""
+	}
+	return run
+}
+
 // snapshotKey reports whether key is laid out as a snapshot file: <table>/<partition…>/<file>.parquet.
 func snapshotKey(key string) bool {
 	return !strings.HasPrefix(key, "_") && strings.HasSuffix(key, ".parquet") && strings.Count(key, "/") >= 2
 }
 
-// RemoveOrphans deletes what runs that never committed left: snapshot files whose names carry the id
-// of a run no claim names, and such runs' manifests. A file is never removed because no manifest
-// lists it: a committed run's files stay whatever its manifest says, and so does any file a committed
-// manifest or live (the checkpoints of the run being resumed) lists, and a fenced run's fenceMark. Evidence and PDFs are
-// content-addressed and never removed. With an edited manifest in the log nothing is removed
-// (ErrEdited). Call it only while holding the lake's lock.
+// RemoveOrphans deletes what runs that never committed left: snapshot files and evidence packs whose
+// names carry the id of a run no claim names, and such runs' manifests. A file is never removed because
+// no manifest lists it: a committed run's files stay whatever its manifest says, and so does any file a
+// committed manifest or live (the checkpoints of the run being resumed) lists, and a fenced run's
+// fenceMark. Evidence stored a file per body (before packs) is never removed. With an edited manifest
+// in the log nothing is removed (ErrEdited). Call it only while holding the lake's lock.
 func RemoveOrphans(ctx context.Context, st Store, log *Log, live *Manifest) (int, error) {
 	if len(log.Edited) > 0 {
 		return 0, fmt.Errorf("%w (commits %v): nothing was removed; run extract verify", ErrEdited, log.Edited)
@@ -470,6 +481,9 @@ func RemoveOrphans(ctx context.Context, st Store, log *Log, live *Manifest) (int
 	for _, m := range append(slices.Clone(log.Manifests), live) {
 		for _, f := range m.Files {
 			listed[f.Path] = true
+		}
+		for _, e := range slices.Concat(m.Evidence, m.PDFs) {
+			listed[e.Path] = true
 		}
 	}
 	es, err := st.List(ctx, "")
@@ -484,6 +498,8 @@ func RemoveOrphans(ctx context.Context, st Store, log *Log, live *Manifest) (int
 			run = RunOf(e.Key)
 		case path.Dir(e.Key) == ManifestDir && strings.HasSuffix(e.Key, ".json") && !strings.HasSuffix(e.Key, ReportSuffix):
 			run = strings.TrimSuffix(path.Base(e.Key), ".json")
+		case !listed[e.Key]:
+			run = packRun(e.Key)
 		}
 		if run == "" || log.Committed[run] || log.Fenced[run] && path.Dir(e.Key) == ManifestDir {
 			continue

@@ -305,8 +305,12 @@ func TestRemoveOrphansKeepsCommittedFiles(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ms := commitRuns(t, st, 2)
 			dead := lake.NewRunID(time.Date(2026, 12, 9, 0, 0, 0, 0, time.UTC))
-			leftovers := []string{"t/run_date=2026-12-09/" + dead + "-00000.parquet", lake.ManifestDir + "/" + dead + ".json"}
-			for _, k := range append(leftovers, "t/run_date=2026-12-09/by-hand.parquet", "_evidence/ab/ab.json.zst") {
+			leftovers := []string{"t/run_date=2026-12-09/" + dead + "-00000.parquet", lake.ManifestDir + "/" + dead + ".json",
+				lake.EvidenceDir + "/" + dead + "/t-0a0b0c0d.json.zst", lake.PDFDir + "/" + dead + "/t-0a0b0c0d.pdfs"}
+			// A pack the resumed run's checkpoints list, one of a committed run, and a body stored as a file.
+			resumed := lake.EvidenceDir + "/" + dead + "/t-resumed.json.zst"
+			kept := []string{resumed, lake.EvidenceDir + "/" + ms[0].RunID + "/t-unlisted.json.zst", "t/run_date=2026-12-09/by-hand.parquet", "_evidence/ab/ab.json.zst"}
+			for _, k := range append(leftovers, kept...) {
 				if err := st.WriteFile(t.Context(), k, []byte("{}")); err != nil {
 					t.Fatal(err)
 				}
@@ -332,7 +336,7 @@ func TestRemoveOrphansKeepsCommittedFiles(t *testing.T) {
 			sum := sha256.Sum256(raw)
 			editJSON(t, st, claimKey(2), func(v map[string]any) { v["manifest_sha256"] = hex.EncodeToString(sum[:]) })
 			log, _ = lake.ReadLog(t.Context(), st)
-			n, err := lake.RemoveOrphans(t.Context(), st, log, &lake.Manifest{})
+			n, err := lake.RemoveOrphans(t.Context(), st, log, &lake.Manifest{Evidence: []lake.Evidence{{Path: resumed}}})
 			if err != nil || n != len(leftovers) {
 				t.Errorf("removed %d (%v), want the %d leftovers of the dead run", n, err, len(leftovers))
 			}
@@ -341,7 +345,7 @@ func TestRemoveOrphansKeepsCommittedFiles(t *testing.T) {
 					t.Errorf("%s left", k)
 				}
 			}
-			for _, k := range []string{ms[1].Files[0].Path, ms[0].Files[0].Path, "t/run_date=2026-12-09/by-hand.parquet", "_evidence/ab/ab.json.zst"} {
+			for _, k := range append([]string{ms[1].Files[0].Path, ms[0].Files[0].Path}, kept...) {
 				if ok, _ := st.Exists(t.Context(), k); !ok {
 					t.Errorf("%s removed", k)
 				}

@@ -3,12 +3,15 @@ package lake
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -17,15 +20,22 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
 
-// Evidence and PDF directories. Both are content-addressed: a file is named by the sha256 of the bytes
-// the API sent, so the same body fetched by many runs is stored once and a name proves its content.
+// Evidence and PDF directories. A run appends each stream's bodies to pack files,
+// <dir>/<run id>/<table>-<random>.<ext>, and its manifest lists each body by pack, offset and sha256:
+// a file per body cost a file creation each, slow on a local disk and a request each on an object
+// store. A body already stored (by an earlier run, or by the run elsewhere) is not stored again. Lakes
+// written before packs hold a file per body, <dir>/<sha[:2]>/<sha><ext>; they are read as they are.
 const (
-	EvidenceDir = "_evidence" // raw JSON response bodies, zstd-compressed: <sha[:2]>/<sha>.json.zst
-	PDFDir      = "_pdfs"     // invoice PDFs as received: <sha[:2]>/<sha>.pdf
+	EvidenceDir = "_evidence" // raw JSON response bodies, each a zstd frame: packs end in .json.zst
+	PDFDir      = "_pdfs"     // invoice PDFs as received, one after another: packs end in .pdfs
 )
 
 // evidenceWindow is the zstd window for evidence bodies.
 const evidenceWindow = 1 << 20
+
+// PackLimit is the size past which a pack is closed and the next body starts another: it bounds what
+// an object store stages locally before an upload.
+var PackLimit int64 = 64 << 20
 
 // Evidence is one stored API response (a JSON body or a PDF), as a manifest lists it.
 type Evidence struct {
@@ -35,22 +45,26 @@ type Evidence struct {
 	SHA256   string `json:"sha256"`        // of the body exactly as received
 	Bytes    int64  `json:"bytes"`         // size of the body as received
 	Path     string `json:"path"`          // the stored file, relative to the output directory
+	// Offset and Stored locate the body in a pack: Stored bytes from Offset, compressed if Path ends
+	// in .zst. Stored 0: the whole file is the body (lakes written before packs).
+	Offset int64 `json:"offset,omitempty"`
+	Stored int64 `json:"stored,omitempty"`
 }
 
-// EvidenceStore writes evidence files under a lake root. It is safe for concurrent use. Files are
-// placed without a per-file fsync; Sync makes them all durable before the manifest refers to them.
+// EvidenceStore keeps the bodies of a run's streams (see Pack). It is safe for concurrent use. Packs
+// are published without an fsync; Sync makes them all durable before a manifest refers to them.
 type EvidenceStore struct {
 	st   Store
+	run  string
 	enc  *zstd.Encoder
 	mu   sync.Mutex
-	have map[string]bool // relative paths known to exist
+	have map[string]Evidence // bodies stored and listed (or about to be), by kind and sha256: where they are
 }
 
-// NewEvidenceStore prepares to store evidence in st. held are manifests (committed, or a killed
-// attempt's checkpoints) whose evidence is known to be stored: a body among them is not stored again,
-// and any other is written without first asking whether it exists — the start of the run removed
-// every file no manifest lists, and an object store's existence check is a request per body.
-func NewEvidenceStore(st Store, held ...*Manifest) *EvidenceStore {
+// NewEvidenceStore prepares to store run's evidence in st. held are manifests (committed, or a
+// killed attempt's checkpoints) whose evidence is known to be stored: a body among them is not stored
+// again but listed where they list it.
+func NewEvidenceStore(st Store, run string, held ...*Manifest) *EvidenceStore {
 	// EncodeAll takes one of the encoder's workers: one per CPU, so the streams that keep evidence do
 	// not queue behind each other. The fastest level: on invoice bodies it compresses about as
 	// well as the default level, in less time. A window smaller than the level's own (each worker keeps
@@ -58,92 +72,207 @@ func NewEvidenceStore(st Store, held ...*Manifest) *EvidenceStore {
 	// kilobytes (figures: bench/README.md, "Figures behind tuned constants").
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithWindowSize(evidenceWindow), zstd.WithLowerEncoderMem(true))
-	return &EvidenceStore{st: st, enc: enc, have: bodyPaths(held)}
+	return &EvidenceStore{st: st, run: run, enc: enc, have: stored(held)}
 }
 
-// bodyPaths is the set of evidence and PDF files the manifests list.
-func bodyPaths(ms []*Manifest) map[string]bool {
-	out := map[string]bool{}
+// stored is where the manifests keep each body, by kind and sha256.
+func stored(ms []*Manifest) map[string]Evidence {
+	out := map[string]Evidence{}
 	for _, m := range ms {
 		for _, e := range m.Evidence {
-			out[e.Path] = true
+			out[jsonKind.of(e.SHA256)] = e
 		}
 		for _, e := range m.PDFs {
-			out[e.Path] = true
+			out[pdfKind.of(e.SHA256)] = e
 		}
 	}
 	return out
 }
 
-// PutJSON stores a response body compressed and returns its entry (Table and Endpoint set by the caller).
-func (s *EvidenceStore) PutJSON(ctx context.Context, body *spool.Body) (Evidence, error) {
-	return s.put(ctx, body, EvidenceDir, ".json.zst", func(w io.Writer, r io.Reader) error {
-		enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(evidenceWindow))
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(enc, r); err != nil {
-			enc.Close()
-			return err
-		}
-		return enc.Close()
-	}, func(b []byte) []byte { return s.enc.EncodeAll(b, nil) })
+// kind is how a kind of body is stored.
+type kind struct {
+	dir, ext string
+	// stream writes a body read from r; encode returns one held in memory as stored.
+	stream func(s *EvidenceStore, w io.Writer, r io.Reader) error
+	encode func(s *EvidenceStore, b []byte) []byte
 }
 
-// PutPDF stores a PDF as received (PDFs are compressed already).
-func (s *EvidenceStore) PutPDF(ctx context.Context, body *spool.Body) (Evidence, error) {
-	return s.put(ctx, body, PDFDir, ".pdf", func(w io.Writer, r io.Reader) error {
+func (k *kind) of(sha string) string { return k.dir + ":" + sha }
+
+var (
+	jsonKind = &kind{dir: EvidenceDir, ext: ".json.zst", stream: compress,
+		encode: func(s *EvidenceStore, b []byte) []byte { return s.enc.EncodeAll(b, nil) }}
+	pdfKind = &kind{dir: PDFDir, ext: ".pdfs", stream: func(_ *EvidenceStore, w io.Writer, r io.Reader) error {
 		_, err := io.Copy(w, r)
 		return err
-	}, func(b []byte) []byte { return b })
+	}, encode: func(_ *EvidenceStore, b []byte) []byte { return b }}
+)
+
+// compress writes r to w as one zstd frame, streamed: for a body too large to hold in memory.
+func compress(_ *EvidenceStore, w io.Writer, r io.Reader) error {
+	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(evidenceWindow))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(enc, r); err != nil {
+		enc.Close()
+		return err
+	}
+	return enc.Close()
 }
 
-// put stores body under dir, named by its sha256: a body in memory encoded at once, one spilled to a
-// file streamed from it, so a large answer is never held in memory.
-func (s *EvidenceStore) put(ctx context.Context, body *spool.Body, dir, ext string, stream func(io.Writer, io.Reader) error, encode func([]byte) []byte) (Evidence, error) {
+// Pack stores one stream's bodies: appended to that stream's open packs, one per kind. Its bodies are
+// listable once Seal has published their packs. A Pack is used by one goroutine at a time.
+type Pack struct {
+	s     *EvidenceStore
+	ctx   context.Context
+	table string
+	open  map[*kind]*packFile
+	// rolled are packs published because they grew past PackLimit, whose bodies are not yet sealed:
+	// Abort removes them.
+	rolled []*packFile
+}
+
+// packFile is a pack being written, and the bodies in it.
+type packFile struct {
+	f      File
+	path   string
+	size   int64
+	bodies map[string]Evidence
+}
+
+func (p *packFile) Write(b []byte) (int, error) {
+	n, err := p.f.Write(b)
+	p.size += int64(n)
+	return n, err
+}
+
+// Pack starts storing table's bodies; ctx bounds the writes.
+func (s *EvidenceStore) Pack(ctx context.Context, table string) *Pack {
+	return &Pack{s: s, ctx: ctx, table: table, open: map[*kind]*packFile{}}
+}
+
+// PutJSON stores a response body compressed and returns its entry (Table and Endpoint set by the caller).
+func (p *Pack) PutJSON(body *spool.Body) (Evidence, error) { return p.put(body, jsonKind) }
+
+// PutPDF stores a PDF as received (PDFs are compressed already).
+func (p *Pack) PutPDF(body *spool.Body) (Evidence, error) { return p.put(body, pdfKind) }
+
+// put appends body to the open pack of its kind, unless it is stored already: a body in memory is
+// encoded at once, one spilled to a file streamed from it, so a large answer is never held in memory.
+func (p *Pack) put(body *spool.Body, k *kind) (Evidence, error) {
 	h := sha256.New()
 	if _, err := io.Copy(h, body.Reader()); err != nil {
 		return Evidence{}, fmt.Errorf("hashing evidence: %w", err)
 	}
-	hexSum := hex.EncodeToString(h.Sum(nil))
-	rel := dir + "/" + hexSum[:2] + "/" + hexSum + ext
-	e := Evidence{SHA256: hexSum, Bytes: body.Len(), Path: rel}
-	s.mu.Lock()
-	known := s.have[rel]
-	s.mu.Unlock()
-	if known {
-		return e, nil
+	sum := hex.EncodeToString(h.Sum(nil))
+	if e, ok := p.find(k.of(sum)); ok {
+		return Evidence{SHA256: sum, Bytes: body.Len(), Path: e.Path, Offset: e.Offset, Stored: e.Stored}, nil
 	}
-	var err error
+	pf, err := p.file(k)
+	if err != nil {
+		return Evidence{}, err
+	}
+	e := Evidence{SHA256: sum, Bytes: body.Len(), Path: pf.path, Offset: pf.size}
 	if body.InMemory() {
-		err = s.st.Place(ctx, rel, encode(body.Mem()))
+		_, err = pf.Write(k.encode(p.s, body.Mem()))
 	} else {
-		err = publish(ctx, s.st, rel, func(w io.Writer) error { return stream(w, body.Reader()) })
+		err = k.stream(p.s, pf, body.Reader())
 	}
 	if err != nil {
-		return e, fmt.Errorf("storing evidence %s: %w", rel, err)
+		p.discard(k)
+		return Evidence{}, fmt.Errorf("storing evidence in %s: %w", pf.path, err)
 	}
-	s.mu.Lock()
-	s.have[rel] = true
-	s.mu.Unlock()
+	e.Stored = pf.size - e.Offset
+	pf.bodies[k.of(sum)] = e
+	if pf.size >= PackLimit {
+		return e, p.roll(k)
+	}
 	return e, nil
 }
 
-// publish writes key from fill through st.Create, visible once complete and durable after the
-// store's next Sync, like Place.
-func publish(ctx context.Context, st Store, key string, fill func(io.Writer) error) error {
-	f, err := st.Create(ctx, key)
-	if err != nil {
-		return err
+// find is where a body is stored already: in a listed pack, or in one of this stream's.
+func (p *Pack) find(key string) (Evidence, bool) {
+	for _, pf := range slices.Concat(p.rolled, []*packFile{p.open[jsonKind], p.open[pdfKind]}) {
+		if pf != nil {
+			if e, ok := pf.bodies[key]; ok {
+				return e, true
+			}
+		}
 	}
-	if err := fill(f); err != nil {
-		f.Abort()
-		return err
-	}
-	return f.Publish()
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	e, ok := p.s.have[key]
+	return e, ok
 }
 
-// Sync makes every file placed so far durable.
+// file is the open pack of kind k, started if there is none.
+func (p *Pack) file(k *kind) (*packFile, error) {
+	if pf := p.open[k]; pf != nil {
+		return pf, nil
+	}
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	key := k.dir + "/" + p.s.run + "/" + p.table + "-" + hex.EncodeToString(r[:]) + k.ext
+	f, err := p.s.st.Create(p.ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("starting evidence pack %s: %w", key, err)
+	}
+	pf := &packFile{f: f, path: key, bodies: map[string]Evidence{}}
+	p.open[k] = pf
+	return pf, nil
+}
+
+// roll publishes kind k's open pack; the next body of that kind starts another.
+func (p *Pack) roll(k *kind) error {
+	pf := p.open[k]
+	delete(p.open, k)
+	if err := pf.f.Publish(); err != nil {
+		return fmt.Errorf("publishing evidence pack %s: %w", pf.path, err)
+	}
+	p.rolled = append(p.rolled, pf)
+	return nil
+}
+
+// discard drops kind k's open pack, written only in part.
+func (p *Pack) discard(k *kind) {
+	if pf := p.open[k]; pf != nil {
+		pf.f.Abort()
+		delete(p.open, k)
+	}
+}
+
+// Seal publishes the open packs, so every body stored so far can be listed (durable after Sync), and
+// lets other streams refer to its bodies.
+func (p *Pack) Seal() error {
+	for _, k := range []*kind{jsonKind, pdfKind} {
+		if p.open[k] != nil {
+			if err := p.roll(k); err != nil {
+				return err
+			}
+		}
+	}
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	for _, pf := range p.rolled {
+		maps.Copy(p.s.have, pf.bodies)
+	}
+	p.rolled = nil
+	return nil
+}
+
+// Abort discards what was stored since the last Seal, for a stream that failed: no manifest or
+// checkpoint will list it.
+func (p *Pack) Abort() {
+	p.discard(jsonKind)
+	p.discard(pdfKind)
+	for _, pf := range p.rolled {
+		_ = p.s.st.Remove(context.WithoutCancel(p.ctx), pf.path)
+	}
+	p.rolled = nil
+}
+
+// Sync makes every pack published so far durable.
 func (s *EvidenceStore) Sync(ctx context.Context) error { return s.st.Sync(ctx) }
 
 // ReadEvidence returns the body exactly as the API sent it, checked against its sha256.
@@ -151,7 +280,13 @@ func ReadEvidence(ctx context.Context, st Store, e Evidence) ([]byte, error) {
 	if !insideLake(e.Path) {
 		return nil, errors.New(outside)
 	}
-	b, err := st.ReadFile(ctx, e.Path)
+	var b []byte
+	var err error
+	if e.Stored > 0 {
+		b, err = readRange(ctx, st, e.Path, e.Offset, e.Stored)
+	} else {
+		b, err = st.ReadFile(ctx, e.Path)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -161,13 +296,34 @@ func ReadEvidence(ctx context.Context, st Store, e Evidence) ([]byte, error) {
 			return nil, err
 		}
 		defer dec.Close()
-		if b, err = io.ReadAll(dec); err != nil {
+		// No further than one byte past the size the manifest gives: a small frame may claim gigabytes.
+		if b, err = io.ReadAll(io.LimitReader(dec, e.Bytes+1)); err != nil {
 			return nil, fmt.Errorf("altered: does not decompress (%v)", err)
 		}
 	}
 	sum := sha256.Sum256(b)
 	if got := hex.EncodeToString(sum[:]); got != e.SHA256 || int64(len(b)) != e.Bytes {
 		return nil, fmt.Errorf("altered: content sha256 %.12s… (%d bytes), manifest says %.12s… (%d bytes)", got, len(b), e.SHA256, e.Bytes)
+	}
+	return b, nil
+}
+
+// readRange reads n bytes of key from off; a file that ends before them is altered.
+func readRange(ctx context.Context, st Store, key string, off, n int64) ([]byte, error) {
+	if off < 0 {
+		return nil, fmt.Errorf("altered: offset %d", off)
+	}
+	rc, err := st.OpenRange(ctx, key, off, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) != n {
+		return nil, fmt.Errorf("altered: the file ends %d bytes into the body of %d at offset %d", len(b), n, off)
 	}
 	return b, nil
 }

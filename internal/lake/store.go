@@ -27,8 +27,6 @@ type Store interface {
 	WriteFile(ctx context.Context, key string, data []byte) error
 	// WriteStream replaces key with what fill writes, durably, without holding it all in memory.
 	WriteStream(ctx context.Context, key string, fill func(io.Writer) error) error
-	// Place writes key like WriteFile, but durable only after the next Sync: for many small files.
-	Place(ctx context.Context, key string, data []byte) error
 	// CreateExclusive writes key only if nothing is there yet; it fails with fs.ErrExist otherwise.
 	CreateExclusive(ctx context.Context, key string, data []byte) error
 	// CreateExclusiveStream is CreateExclusive with what fill writes, without holding it all in memory.
@@ -37,6 +35,8 @@ type Store interface {
 	ReadFile(ctx context.Context, key string) ([]byte, error)
 	// Open reads key as a stream.
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
+	// OpenRange reads n bytes of key from off as a stream (fewer where key ends sooner).
+	OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
 	// Exists reports whether key is there.
 	Exists(ctx context.Context, key string) (bool, error)
 	// List returns every committed key under prefix (a directory: "_manifests"; "" for all), sorted.
@@ -121,11 +121,6 @@ func (d Dir) WriteStream(_ context.Context, key string, fill func(io.Writer) err
 	return durable.WriteStream(d.path(key), fill)
 }
 
-// Place implements Store.
-func (d Dir) Place(_ context.Context, key string, data []byte) error {
-	return durable.Place(d.path(key), data)
-}
-
 // CreateExclusive implements Store: the data is made durable under a temporary name, then hard-linked
 // to key, which fails if key exists (link(2) never replaces).
 func (d Dir) CreateExclusive(ctx context.Context, key string, data []byte) error {
@@ -162,6 +157,18 @@ func (d Dir) ReadFile(_ context.Context, key string) ([]byte, error) { return os
 
 // Open implements Store.
 func (d Dir) Open(_ context.Context, key string) (io.ReadCloser, error) { return os.Open(d.path(key)) }
+
+// OpenRange implements Store.
+func (d Dir) OpenRange(_ context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	f, err := os.Open(d.path(key))
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, off, n), f}, nil
+}
 
 // Exists implements Store.
 func (d Dir) Exists(_ context.Context, key string) (bool, error) {

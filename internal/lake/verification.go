@@ -129,7 +129,7 @@ type verifier struct {
 	ctx       context.Context // Check's
 	st        Store
 	v         *Verification
-	done      map[string]bool // evidence and PDFs checked (content-addressed: listed by many runs)
+	done      map[string]bool // evidence bodies checked (many runs list the same), and files found missing
 	listed    map[string]bool // snapshot files the checked manifests list
 	claimedBy map[string]int  // run id: the commit that claims it (0: a manifest from before claims)
 	fenced    map[string]bool // runs a fence named: their manifest keys hold its mark
@@ -242,16 +242,20 @@ func (vr *verifier) files(n int, m *Manifest) {
 			vr.problem(n, m.RunID, f.Path, "%s", issue)
 		}
 	}
-	for _, e := range append(m.Evidence[:len(m.Evidence):len(m.Evidence)], m.PDFs...) {
-		if vr.done[e.Path] {
-			continue
+	for _, e := range slices.Concat(m.Evidence, m.PDFs) {
+		body := fmt.Sprintf("%s@%d+%d", e.Path, e.Offset, e.Stored)
+		if vr.done[body] || vr.done[e.Path] {
+			continue // checked, or its file missing
 		}
-		vr.done[e.Path] = true
+		vr.done[body] = true
 		vr.v.Checked++
 		_, err := ReadEvidence(vr.ctx, vr.st, e)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
+			vr.done[e.Path] = true
 			vr.problem(n, m.RunID, e.Path, "missing")
+		case err != nil && e.Stored > 0:
+			vr.problem(n, m.RunID, e.Path, "body at byte %d: %v", e.Offset, err)
 		case err != nil:
 			vr.problem(n, m.RunID, e.Path, "%v", err)
 		}

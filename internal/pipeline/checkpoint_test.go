@@ -11,7 +11,7 @@ import (
 func testCheckpointer(t *testing.T, gap time.Duration) (*checkpointer, func(table string) *streamCheckpoint) {
 	t.Helper()
 	root := lake.Dir(t.TempDir())
-	env := &runEnv{st: root, runID: "run-1", store: lake.NewEvidenceStore(root)}
+	env := &runEnv{st: root, runID: "run-1", store: lake.NewEvidenceStore(root, "run-1")}
 	c := newCheckpointer(t.Context(), env, slog.New(slog.DiscardHandler), gap)
 	t.Cleanup(c.close)
 	read := func(table string) *streamCheckpoint {

@@ -359,6 +359,7 @@ func (r *streamRun) takeRejects(ts *tableSink) {
 }
 
 func (r *streamRun) release() {
+	r.pack.Abort()
 	for _, ts := range r.sinks {
 		ts.w.Abort()
 		if ts.conv != nil {

@@ -109,6 +109,7 @@ type streamRun struct {
 	done         []string        // the units completed, by earlier attempts too (streams with Checkpoints)
 	checkpointed time.Time       // when this attempt last committed a checkpoint
 	out          streamOutput    // what the stream adds to the manifest: evidence as it is kept, files at the end
+	pack         *lake.Pack      // where its evidence is kept: listable once sealed
 	files        []lake.FileInfo // the files this attempt wrote, once finished
 }
 
@@ -171,7 +172,7 @@ func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *stream
 // nil: from the start).
 func newStreamRun(ctx context.Context, env *runEnv, s *sources.Stream, prev *streamCheckpoint) *streamRun {
 	r := &streamRun{runEnv: env, s: s, sinks: map[string]*tableSink{}, prev: prev, safe: map[string]bool{}, ctx: ctx,
-		start: time.Now(), runDate: "run_date=" + env.extracted.Format("2006-01-02")}
+		start: time.Now(), runDate: "run_date=" + env.extracted.Format("2006-01-02"), pack: env.store.Pack(ctx, s.TableName())}
 	if prev == nil {
 		return r
 	}
@@ -209,6 +210,9 @@ func (r *streamRun) fetch() error {
 		}
 	}
 	if err := r.cpu(r.finish); err != nil {
+		return err
+	}
+	if err := r.pack.Seal(); err != nil {
 		return err
 	}
 	if err := r.shrank(r.top.info.Rows); err != nil {
@@ -369,11 +373,11 @@ func (r *streamRun) keepRaw(page sources.Page) (string, error) {
 		return "", err
 	}
 	defer r.letGo(took)
-	put := r.store.PutJSON
+	put := r.pack.PutJSON
 	if raw.PDF {
-		put = r.store.PutPDF
+		put = r.pack.PutPDF
 	}
-	e, err := put(r.ctx, raw.Body)
+	e, err := put(raw.Body)
 	if raw.Body != page.Body {
 		raw.Body.Close()
 	}
@@ -454,6 +458,9 @@ func (r *streamRun) tables() []lake.TableInfo {
 // commitSoFar converts every pending record and commits the open part files (later rows go to new
 // parts), returning every file this attempt has committed.
 func (r *streamRun) commitSoFar() ([]lake.FileInfo, error) {
+	if err := r.pack.Seal(); err != nil {
+		return nil, err
+	}
 	if err := r.flushAll(); err != nil {
 		return nil, err
 	}

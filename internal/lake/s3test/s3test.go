@@ -111,8 +111,36 @@ func (s *Server) inject(next http.Handler) http.Handler {
 				return
 			}
 		}
+		if r.Header.Get("Range") != "" {
+			w = &rangeAnswer{ResponseWriter: w}
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// rangeAnswer answers a ranged GET as S3 does, without the whole object's checksum headers, which
+// gofakes3 sends and the SDK would check against the part it received.
+type rangeAnswer struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (a *rangeAnswer) WriteHeader(code int) {
+	if a.wrote {
+		return
+	}
+	a.wrote = true
+	for k := range a.Header() {
+		if strings.HasPrefix(strings.ToLower(k), "x-amz-checksum-") {
+			a.Header().Del(k)
+		}
+	}
+	a.ResponseWriter.WriteHeader(code)
+}
+
+func (a *rangeAnswer) Write(b []byte) (int, error) {
+	a.WriteHeader(http.StatusOK)
+	return a.ResponseWriter.Write(b)
 }
 
 // URL is the output_dir for a lake at prefix in bucket on this server.

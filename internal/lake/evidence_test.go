@@ -1,0 +1,179 @@
+package lake_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/spool"
+)
+
+const packRun = "20261206T010203.000Z-abcdef"
+
+// body is a response body as the HTTP client hands it over: in memory, or spilled to a file past mem.
+func body(t *testing.T, b []byte, mem int64) *spool.Body {
+	t.Helper()
+	sb, err := spool.Read(bytes.NewReader(b), t.TempDir(), mem, 1<<30, "body")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	return sb
+}
+
+// put stores b through p, as JSON or as a PDF.
+func put(t *testing.T, p *lake.Pack, b []byte, mem int64, pdf bool) lake.Evidence {
+	t.Helper()
+	do := p.PutJSON
+	if pdf {
+		do = p.PutPDF
+	}
+	e, err := do(body(t, b, mem))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// keys lists what st holds under the evidence and PDF directories.
+func keys(t *testing.T, st lake.Store) []string {
+	t.Helper()
+	var out []string
+	for _, dir := range []string{lake.EvidenceDir, lake.PDFDir} {
+		es, err := st.List(t.Context(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			out = append(out, e.Key)
+		}
+	}
+	return out
+}
+
+// A stream's bodies go to one pack per kind, each read back exactly as received, from memory or
+// spilled to disk; a body stored twice is stored once.
+func TestPackedBodiesReadBackExactly(t *testing.T) {
+	for name, st := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			p := lake.NewEvidenceStore(st, packRun).Pack(t.Context(), "signicat_invoices")
+			bodies := map[lake.Evidence][]byte{}
+			for i := range 20 {
+				b := []byte(fmt.Sprintf(`{"page":%d,"data":"%s"}`, i, strings.Repeat("x", i*500)))
+				bodies[put(t, p, b, 4096, false)] = b // past 4 KB, streamed from a spilled file
+			}
+			pdf := append([]byte("%PDF-1.7\n"), bytes.Repeat([]byte{0xff, 0x00}, 30000)...)
+			bodies[put(t, p, pdf, 1<<20, true)] = pdf
+			again := put(t, p, []byte(`{"page":3,"data":"`+strings.Repeat("x", 1500)+`"}`), 4096, false)
+			if err := p.Seal(); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := bodies[again]; !ok {
+				t.Errorf("a body stored twice: %+v", again)
+			}
+			if ks := keys(t, st); len(ks) != 2 || !strings.HasPrefix(ks[0], lake.EvidenceDir+"/"+packRun+"/signicat_invoices-") || !strings.HasSuffix(ks[1], ".pdfs") {
+				t.Errorf("stored %v, want one JSON pack and one PDF pack under the run", ks)
+			}
+			for e, want := range bodies {
+				got, err := lake.ReadEvidence(t.Context(), st, e)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Errorf("body at %s@%d: %d bytes, %v; want %d bytes", e.Path, e.Offset, len(got), err, len(want))
+				}
+			}
+		})
+	}
+}
+
+// A pack past PackLimit is published and the next body starts another; a stream that fails removes
+// what it stored since its last seal, and keeps what it sealed.
+func TestFailedStreamLeavesOnlyWhatItSealed(t *testing.T) {
+	old := lake.PackLimit
+	lake.PackLimit = 1000
+	defer func() { lake.PackLimit = old }()
+	st := lake.Dir(t.TempDir())
+	p := lake.NewEvidenceStore(st, packRun).Pack(t.Context(), "t")
+	sealed := put(t, p, []byte(`{"sealed":true}`), 1<<20, false)
+	if err := p.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for range 5 { // random hex compresses to about half: each body fills a pack
+		b := make([]byte, 1200)
+		for i := range b {
+			b[i] = "0123456789abcdef"[rnd.IntN(16)]
+		}
+		put(t, p, []byte(`{"b":"`+string(b)+`"}`), 1<<20, false)
+	}
+	if n := len(keys(t, st)); n != 6 {
+		t.Fatalf("%d packs after 5 bodies each past the limit, want the sealed one and 5 rolled over", n)
+	}
+	p.Abort()
+	if ks := keys(t, st); len(ks) != 1 || ks[0] != sealed.Path {
+		t.Errorf("after the failure: %v, want only the sealed pack %s", ks, sealed.Path)
+	}
+	if _, err := lake.ReadEvidence(t.Context(), st, sealed); err != nil {
+		t.Error(err)
+	}
+}
+
+// A body a committed manifest lists, or another stream sealed, is listed where it is, not stored again.
+func TestStoredBodiesAreNotStoredAgain(t *testing.T) {
+	st := lake.Dir(t.TempDir())
+	first := lake.NewEvidenceStore(st, packRun).Pack(t.Context(), "t")
+	e := put(t, first, []byte(`{"a":1}`), 1<<20, false)
+	if err := first.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	e.Table = "t"
+	next := lake.NewEvidenceStore(st, "20261207T010203.000Z-abcdef", &lake.Manifest{Evidence: []lake.Evidence{e}})
+	a, b := next.Pack(t.Context(), "a"), next.Pack(t.Context(), "b")
+	if got := put(t, a, []byte(`{"a":1}`), 1<<20, false); got.Path != e.Path || got.Offset != e.Offset || got.Stored != e.Stored {
+		t.Errorf("a body the last run stored: %+v, want %+v", got, e)
+	}
+	fresh := put(t, a, []byte(`{"b":2}`), 1<<20, false)
+	if err := a.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if got := put(t, b, []byte(`{"b":2}`), 1<<20, false); got.Path != fresh.Path {
+		t.Errorf("a body another stream sealed: %s, want %s", got.Path, fresh.Path)
+	}
+	if err := b.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(keys(t, st)); n != 2 {
+		t.Errorf("%d packs, want the first run's and stream a's", n)
+	}
+	// The PDF with the same bytes as a JSON body is another kind: stored again, uncompressed.
+	if got := put(t, b, []byte(`{"b":2}`), 1<<20, true); !strings.HasPrefix(got.Path, lake.PDFDir) {
+		t.Errorf("a PDF with a JSON body's bytes: %s", got.Path)
+	}
+}
+
+// What a manifest says of a packed body is not trusted: a range past the file's end, a negative
+// offset and a changed byte are each an alteration, and a missing pack is missing.
+func TestPackedBodyTamperingIsFound(t *testing.T) {
+	st := lake.Dir(t.TempDir())
+	p := lake.NewEvidenceStore(st, packRun).Pack(t.Context(), "t")
+	e := put(t, p, []byte(`{"invoice":"INV-1","amount":"10.00"}`), 1<<20, false)
+	pdf := put(t, p, []byte("%PDF-1.7 invoice"), 1<<20, true)
+	if err := p.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	for what, bad := range map[string]lake.Evidence{
+		"past the end":    {Path: e.Path, Offset: e.Offset + 1, Stored: e.Stored, SHA256: e.SHA256, Bytes: e.Bytes},
+		"negative offset": {Path: e.Path, Offset: -1, Stored: e.Stored, SHA256: e.SHA256, Bytes: e.Bytes},
+		"bigger":          {Path: pdf.Path, Offset: pdf.Offset, Stored: pdf.Stored - 1, SHA256: pdf.SHA256, Bytes: pdf.Bytes},
+	} {
+		if _, err := lake.ReadEvidence(t.Context(), st, bad); err == nil || !strings.Contains(err.Error(), "altered") {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	if _, err := lake.ReadEvidence(t.Context(), st, lake.Evidence{Path: lake.PDFDir + "/" + packRun + "/gone.pdfs", Stored: 3}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing pack: %v", err)
+	}
+}
