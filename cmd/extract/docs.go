@@ -227,7 +227,7 @@ func writeDocs(ctx context.Context, w io.Writer, dbPath string, fields map[field
 		"key where a key is in force (no row is ever collapsed; rows sharing a key are reported). Every row carries\n"+
 		"`_run_id` and `_extracted_at` (TIMESTAMPTZ); rows of windowed streams carry `_window_start` and `_window_end`\n"+
 		"(the window as sent), and rows of the invoice streams `_evidence_sha256`, naming the stored response body\n"+
-		"they came from (`_evidence/<sha[:2]>/<sha>.json.zst` in the lake).")
+		"they came from (`extract evidence SHA256` prints it).")
 	fmt.Fprintln(w, "\n## Declared streams")
 	for _, t := range tables {
 		ident := "Key: " + strings.Join(t.Key, ", ")

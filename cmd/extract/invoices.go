@@ -26,7 +26,7 @@ func invoicesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		"Historical invoices exactly as the runs stored them, read from the lake's snapshot files (not the warehouse).\n"+
 			"--as-of gives the state as loaded by the last run finished at or before that time. Every row ends with\n"+
 			"its provenance: endpoint, run_id, extracted_at, snapshot_file, snapshot_sha256 and evidence_sha256 (the\n"+
-			"stored response body, _evidence/<sha[:2]>/<sha>.json.zst). `extract verify` proves the files unaltered.\n\n"+
+			"stored response body: extract evidence SHA256 prints it). `extract verify` proves the files unaltered.\n\n"+
 			"Example: every 2023 invoice of organisation o-42 as held on 31 January 2024, for a spreadsheet:\n"+
 			"  extract invoices --config pipelines/nightly.yaml --org o-42 --from 2023-01-01 --to 2023-12-31 \\\n"+
 			"    --as-of 2024-01-31 --format csv --out invoices-o-42-2023.csv --pdf-dir pdfs/", stderr)

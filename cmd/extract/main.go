@@ -43,6 +43,7 @@ Usage:
   extract invoices [--org ID] [--from D] [--to D] [--as-of T] [--lines] [--format F] [--pdf-dir DIR]
                                       auditors: invoices as a past run held them, with provenance
   extract verify [--config FILE | --lake DIR] [--since N]   prove the commit chain, manifests and files
+  extract evidence [--config FILE | --lake DIR] SHA256   a stored response body, as the API sent it
   extract status [--config FILE] [--json] [STREAM…]   each stream's last run, rows, watermark, next window
   extract reset --config FILE STREAM…  make the next run fetch these streams again from since
 
@@ -59,7 +60,7 @@ Usage:
   extract --version                   version, commit, Go and DuckDB versions
 
 Run "extract COMMAND --help" for a command's flags. Commands that only read (query, invoices, verify,
-status, docs, serve) never need the API credentials a config names.
+evidence, status, docs, serve) never need the API credentials a config names.
 
 Exit codes: 0 success; 1 a stream, model, data test or check failed (others completed and were kept);
 2 bad usage or config (nothing was fetched); 75 start refused: the lake is busy (another run) or not
@@ -82,6 +83,7 @@ var commands = map[string]command{
 	"query":    {"run SQL against the warehouse", queryCmd, false},
 	"verify":   {"prove the commit chain, the manifests and every file they list", verifyCmd, false},
 	"invoices": {"historical invoices with provenance", invoicesCmd, false},
+	"evidence": {"print a stored response body or PDF exactly as the API sent it", evidenceCmd, false},
 	"docs":     {"document every table and column", docsCmd, false},
 	"serve":    {"serve the documentation page live", serveCmd, true},
 	"fields":   {"propose or list where the models read the tenant's fields", fieldsCmd, false},

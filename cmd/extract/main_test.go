@@ -3,13 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,6 +64,7 @@ func TestDemoQueryVerify(t *testing.T) {
 		t.Fatalf("verify: %d %s", code, out)
 	}
 	checkInvoiceExports(t, lakeDir, db)
+	checkEvidence(t, lakeDir, db)
 	// Alter one byte of one snapshot: verify names that file and exits 1.
 	files, _ := filepath.Glob(filepath.Join(lakeDir, "signicat_accounts", "run_date=*", "*.parquet"))
 	if len(files) == 0 {
@@ -271,5 +275,49 @@ func checkInvoiceExports(t *testing.T, lakeDir, db string) {
 	pdfs, _ := filepath.Glob(filepath.Join(pdfDir, "*.pdf"))
 	if len(pdfs) != len(recs)-1 {
 		t.Errorf("%d PDFs exported for %d invoices", len(pdfs), len(recs)-1)
+	}
+}
+
+// checkEvidence prints the body a row names by its _evidence_sha256, exactly as the API sent it, and
+// nothing at all once the stored body is altered.
+func checkEvidence(t *testing.T, lakeDir, db string) {
+	t.Helper()
+	code, sha, _ := cli(t, "query", "--db", db, "--format", "csv", "SELECT _evidence_sha256 FROM signicat_invoices LIMIT 1")
+	sha = strings.TrimSpace(strings.TrimPrefix(sha, "_evidence_sha256\n"))
+	if code != 0 || len(sha) != 64 {
+		t.Fatalf("a row's evidence: %d %q", code, sha)
+	}
+	code, body, stderr := cli(t, "evidence", "--lake", lakeDir, strings.ToUpper(sha[:10]))
+	if sum := sha256.Sum256([]byte(body)); code != 0 || hex.EncodeToString(sum[:]) != sha || !json.Valid([]byte(body)) {
+		t.Fatalf("evidence %s: exit %d, %d bytes %.60q, %s", sha[:10], code, len(body), body, stderr)
+	}
+	for _, bad := range [][]string{{sha[:7]}, {"00000000"}, {}} {
+		if code, out, stderr := cli(t, append([]string{"evidence", "--lake", lakeDir}, bad...)...); code == 0 || out != "" || stderr == "" {
+			t.Errorf("evidence %v: exit %d, printed %q, said %q", bad, code, out, stderr)
+		}
+	}
+	ms, err := lake.ReadManifests(t.Context(), lake.Dir(lakeDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e lake.Evidence
+	for _, m := range ms {
+		for _, x := range m.Evidence {
+			if x.SHA256 == sha {
+				e = x
+			}
+		}
+	}
+	p := filepath.Join(lakeDir, filepath.FromSlash(e.Path))
+	orig, err := os.ReadFile(p)
+	if err != nil || e.Stored == 0 {
+		t.Fatalf("the pack of %s: %v, %+v", sha[:10], err, e)
+	}
+	altered := slices.Clone(orig)
+	altered[e.Offset+e.Stored-5] ^= 0x01
+	os.WriteFile(p, altered, 0o644)
+	defer os.WriteFile(p, orig, 0o644)
+	if code, out, stderr := cli(t, "evidence", "--lake", lakeDir, sha); code != 1 || out != "" || !strings.Contains(stderr, "altered") {
+		t.Errorf("an altered body: exit %d, printed %d bytes, said %q", code, len(out), stderr)
 	}
 }

@@ -27,28 +27,9 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	root, spool := *dir, ""
-	if *cfgPath != "" {
-		cfg, err := config.LoadForReading(*cfgPath)
-		if err != nil {
-			return exitCodeFor(err, stderr)
-		}
-		root, spool = cfg.OutputDir, pipeline.SpoolDir(cfg)
-	}
-	if root == "" {
-		fmt.Fprintln(stderr, "extract verify: give --config FILE or --lake DIR")
-		return exitUsage
-	}
-	if !lake.IsURL(root) {
-		if _, err := os.Stat(root); err != nil {
-			fmt.Fprintln(stderr, "extract verify:", err)
-			return exitFailed
-		}
-	}
-	st, err := lake.OpenStore(ctx, root, spool)
-	if err != nil {
-		fmt.Fprintln(stderr, "extract verify:", err)
-		return exitFailed
+	st, code := openLake(ctx, "verify", *cfgPath, *dir, stderr)
+	if st == nil {
+		return code
 	}
 	defer st.Close()
 	at := time.Now().UTC()
@@ -70,6 +51,35 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitFailed
 	}
 	return exitOK
+}
+
+// openLake opens the lake a reading command names, by its config (cfgPath) or its location (dir). On
+// a problem it says so on stderr and returns nil and the exit code.
+func openLake(ctx context.Context, cmd, cfgPath, dir string, stderr io.Writer) (lake.Store, int) {
+	root, spool := dir, ""
+	if cfgPath != "" {
+		cfg, err := config.LoadForReading(cfgPath)
+		if err != nil {
+			return nil, exitCodeFor(err, stderr)
+		}
+		root, spool = cfg.OutputDir, pipeline.SpoolDir(cfg)
+	}
+	if root == "" {
+		fmt.Fprintf(stderr, "extract %s: give --config FILE or --lake DIR\n", cmd)
+		return nil, exitUsage
+	}
+	if !lake.IsURL(root) {
+		if _, err := os.Stat(root); err != nil {
+			fmt.Fprintf(stderr, "extract %s: %v\n", cmd, err)
+			return nil, exitFailed
+		}
+	}
+	st, err := lake.OpenStore(ctx, root, spool)
+	if err != nil {
+		fmt.Fprintf(stderr, "extract %s: %v\n", cmd, err)
+		return nil, exitFailed
+	}
+	return st, exitOK
 }
 
 // printVerification tells what verify proved, problems first.
