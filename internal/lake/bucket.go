@@ -363,6 +363,9 @@ func quietRanges(as func(any) bool) error {
 
 func (r *resumingReader) Read(p []byte) (int, error) {
 	for {
+		if r.end >= 0 && r.off >= r.end {
+			return 0, io.EOF // a range read whole: asking again for nothing would be refused
+		}
 		r.watch.Reset(StallTimeout)
 		n, err := r.cur.Read(p)
 		r.off += int64(n)

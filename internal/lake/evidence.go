@@ -23,7 +23,8 @@ import (
 // Evidence and PDF directories. A run appends each stream's bodies to pack files,
 // <dir>/<run id>/<table>-<random>.<ext>, and its manifest lists each body by pack, offset and sha256:
 // a file per body cost a file creation each, slow on a local disk and a request each on an object
-// store. A body already stored (by an earlier run, or by the run elsewhere) is not stored again. Lakes
+// store. A body already stored (by an earlier run, or sealed by another stream of the run) is not
+// stored again. Lakes
 // written before packs hold a file per body, <dir>/<sha[:2]>/<sha><ext>; they are read as they are.
 const (
 	EvidenceDir = "_evidence" // raw JSON response bodies, each a zstd frame: packs end in .json.zst
@@ -75,15 +76,17 @@ func NewEvidenceStore(st Store, run string, held ...*Manifest) *EvidenceStore {
 	return &EvidenceStore{st: st, run: run, enc: enc, have: stored(held)}
 }
 
-// stored is where the manifests keep each body, by kind and sha256.
+// stored is where the manifests keep each body, by kind and sha256. An entry is taken only where its
+// path is laid out as its kind's: an edited entry cannot make later runs list a body anywhere else.
 func stored(ms []*Manifest) map[string]Evidence {
 	out := map[string]Evidence{}
 	for _, m := range ms {
-		for _, e := range m.Evidence {
-			out[jsonKind.of(e.SHA256)] = e
-		}
-		for _, e := range m.PDFs {
-			out[pdfKind.of(e.SHA256)] = e
+		for k, es := range map[*kind][]Evidence{jsonKind: m.Evidence, pdfKind: m.PDFs} {
+			for _, e := range es {
+				if k.holds(e) {
+					out[k.of(e.SHA256)] = e
+				}
+			}
 		}
 	}
 	return out
@@ -98,6 +101,18 @@ type kind struct {
 }
 
 func (k *kind) of(sha string) string { return k.dir + ":" + sha }
+
+// oldExt is the extension of a kind's files in lakes written before packs (a file per body).
+var oldExt = map[string]string{EvidenceDir: ".json.zst", PDFDir: ".pdf"}
+
+// holds reports whether e's path is laid out as one of k's: a pack of k (a range in it), or, in a lake
+// written before packs, the file named by e's sha256.
+func (k *kind) holds(e Evidence) bool {
+	if e.Stored > 0 {
+		return strings.HasPrefix(e.Path, k.dir+"/") && strings.HasSuffix(e.Path, k.ext) && packRun(e.Path) != ""
+	}
+	return len(e.SHA256) == 64 && e.Path == k.dir+"/"+e.SHA256[:2]+"/"+e.SHA256+oldExt[k.dir]
+}
 
 var (
 	jsonKind = &kind{dir: EvidenceDir, ext: ".json.zst", stream: compress,
@@ -211,7 +226,7 @@ func (p *Pack) file(k *kind) (*packFile, error) {
 	if pf := p.open[k]; pf != nil {
 		return pf, nil
 	}
-	var r [4]byte
+	var r [8]byte
 	_, _ = rand.Read(r[:])
 	key := k.dir + "/" + p.s.run + "/" + p.table + "-" + hex.EncodeToString(r[:]) + k.ext
 	f, err := p.s.st.Create(p.ctx, key)

@@ -2,6 +2,8 @@ package lake_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -147,6 +149,20 @@ func TestStoredBodiesAreNotStoredAgain(t *testing.T) {
 	}
 	if n := len(keys(t, st)); n != 2 {
 		t.Errorf("%d packs, want the first run's and stream a's", n)
+	}
+	// An entry whose path is not laid out as a pack or a file of its kind (an edited manifest) is not
+	// where the body is taken to be; a file named by the sha256 in an older lake is.
+	edited := lake.Evidence{SHA256: e.SHA256, Path: "t/run_date=2026-12-06/x.parquet", Offset: 0, Stored: 9}
+	later := lake.NewEvidenceStore(st, "20261208T010203.000Z-abcdef", &lake.Manifest{Evidence: []lake.Evidence{edited}})
+	if got := put(t, later.Pack(t.Context(), "c"), []byte(`{"a":1}`), 1<<20, false); got.Path == edited.Path || !strings.Contains(got.Path, "20261208T") {
+		t.Errorf("a body an edited entry places in a snapshot file: listed at %s", got.Path)
+	}
+	sum := sha256.Sum256([]byte(`{"c":3}`))
+	sha := hex.EncodeToString(sum[:])
+	old := lake.Evidence{SHA256: sha, Bytes: 7, Path: lake.EvidenceDir + "/" + sha[:2] + "/" + sha + ".json.zst"}
+	olds := lake.NewEvidenceStore(st, "20261208T010203.000Z-abcdef", &lake.Manifest{Evidence: []lake.Evidence{old}})
+	if got := put(t, olds.Pack(t.Context(), "c"), []byte(`{"c":3}`), 1<<20, false); got.Path != old.Path || got.Stored != 0 {
+		t.Errorf("a body an older lake stored as a file: listed at %+v, want %s", got, old.Path)
 	}
 	// The PDF with the same bytes as a JSON body is another kind: stored again, uncompressed.
 	if got := put(t, b, []byte(`{"b":2}`), 1<<20, true); !strings.HasPrefix(got.Path, lake.PDFDir) {

@@ -101,7 +101,8 @@ type Manifest struct {
 	ResumedFrom string         `json:"resumed_from,omitempty"`
 	Streams     []StreamReport `json:"streams"`
 	Files       []FileInfo     `json:"files"`
-	// Evidence lists the raw response bodies of the invoice endpoints behind this run's rows.
+	// Evidence lists the raw response bodies of the invoice endpoints behind this run's rows: a body
+	// an earlier run stored is listed in that run's pack.
 	Evidence []Evidence `json:"evidence,omitempty"`
 	// PDFs lists the invoice PDFs this run downloaded (each invoice's PDF is fetched once).
 	PDFs []Evidence `json:"pdfs,omitempty"`

@@ -243,7 +243,7 @@ func (vr *verifier) files(n int, m *Manifest) {
 		}
 	}
 	for _, e := range slices.Concat(m.Evidence, m.PDFs) {
-		body := fmt.Sprintf("%s@%d+%d", e.Path, e.Offset, e.Stored)
+		body := fmt.Sprintf("%s@%d+%d %s %d", e.Path, e.Offset, e.Stored, e.SHA256, e.Bytes)
 		if vr.done[body] || vr.done[e.Path] {
 			continue // checked, or its file missing
 		}

@@ -182,7 +182,7 @@ var lineageColumns = map[string]string{
 	"_extracted_at":    "When the row's page arrived.",
 	"_window_start":    "Start of the date window the row was fetched in, as sent.",
 	"_window_end":      "End of the date window the row was fetched in, as sent (inclusive).",
-	"_evidence_sha256": "The stored response body the row came from: _evidence/<sha[:2]>/<sha>.json.zst in the lake.",
+	"_evidence_sha256": "The stored response body the row came from (extract evidence SHA256 prints it).",
 }
 
 // metaTables are ledgerlake's own tables in the warehouse.

@@ -63,7 +63,7 @@ type Stream struct {
 	// run's watermark into it before the run and stores the advanced one after the run's manifest is
 	// committed.
 	State *State
-	// Evidence keeps every page's raw response (compressed, content-addressed, listed in the manifest)
+	// Evidence keeps every page's raw response (compressed, in the stream's pack, listed in the manifest)
 	// and stamps each row with its sha256: set on the invoice streams auditors trace to the API's bytes.
 	Evidence bool
 	// FanOut marks a stream that makes a request per record of a listing (details, PDFs): by far the
