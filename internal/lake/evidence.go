@@ -11,7 +11,6 @@ import (
 	"io"
 	"maps"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 
@@ -24,8 +23,8 @@ import (
 // <dir>/<run id>/<table>-<random>.<ext>, and its manifest lists each body by pack, offset and sha256:
 // a file per body cost a file creation each, slow on a local disk and a request each on an object
 // store. A body already stored (by an earlier run, or sealed by another stream of the run) is not
-// stored again. Lakes
-// written before packs hold a file per body, <dir>/<sha[:2]>/<sha><ext>; they are read as they are.
+// stored again. Lakes written before packs hold a file per body, <dir>/<sha[:2]>/<sha><ext>; they
+// are read as they are.
 const (
 	EvidenceDir = "_evidence" // raw JSON response bodies, each a zstd frame: packs end in .json.zst
 	PDFDir      = "_pdfs"     // invoice PDFs as received, one after another: packs end in .pdfs
@@ -94,7 +93,8 @@ func stored(ms []*Manifest) map[string]Evidence {
 
 // kind is how a kind of body is stored.
 type kind struct {
-	dir, ext string
+	dir, ext string // where its packs go, and how their names end
+	fileExt  string // how its files end in lakes written before packs (a file per body)
 	// stream writes a body read from r; encode returns one held in memory as stored.
 	stream func(s *EvidenceStore, w io.Writer, r io.Reader) error
 	encode func(s *EvidenceStore, b []byte) []byte
@@ -102,22 +102,19 @@ type kind struct {
 
 func (k *kind) of(sha string) string { return k.dir + ":" + sha }
 
-// oldExt is the extension of a kind's files in lakes written before packs (a file per body).
-var oldExt = map[string]string{EvidenceDir: ".json.zst", PDFDir: ".pdf"}
-
 // holds reports whether e's path is laid out as one of k's: a pack of k (a range in it), or, in a lake
 // written before packs, the file named by e's sha256.
 func (k *kind) holds(e Evidence) bool {
 	if e.Stored > 0 {
 		return strings.HasPrefix(e.Path, k.dir+"/") && strings.HasSuffix(e.Path, k.ext) && packRun(e.Path) != ""
 	}
-	return len(e.SHA256) == 64 && e.Path == k.dir+"/"+e.SHA256[:2]+"/"+e.SHA256+oldExt[k.dir]
+	return len(e.SHA256) == 64 && e.Path == k.dir+"/"+e.SHA256[:2]+"/"+e.SHA256+k.fileExt
 }
 
 var (
-	jsonKind = &kind{dir: EvidenceDir, ext: ".json.zst", stream: compress,
+	jsonKind = &kind{dir: EvidenceDir, ext: ".json.zst", fileExt: ".json.zst", stream: compress,
 		encode: func(s *EvidenceStore, b []byte) []byte { return s.enc.EncodeAll(b, nil) }}
-	pdfKind = &kind{dir: PDFDir, ext: ".pdfs", stream: func(_ *EvidenceStore, w io.Writer, r io.Reader) error {
+	pdfKind = &kind{dir: PDFDir, ext: ".pdfs", fileExt: ".pdf", stream: func(_ *EvidenceStore, w io.Writer, r io.Reader) error {
 		_, err := io.Copy(w, r)
 		return err
 	}, encode: func(_ *EvidenceStore, b []byte) []byte { return b }}
@@ -208,11 +205,14 @@ func (p *Pack) put(body *spool.Body, k *kind) (Evidence, error) {
 
 // find is where a body is stored already: in a listed pack, or in one of this stream's.
 func (p *Pack) find(key string) (Evidence, bool) {
-	for _, pf := range slices.Concat(p.rolled, []*packFile{p.open[jsonKind], p.open[pdfKind]}) {
-		if pf != nil {
-			if e, ok := pf.bodies[key]; ok {
-				return e, true
-			}
+	for _, pf := range p.rolled {
+		if e, ok := pf.bodies[key]; ok {
+			return e, true
+		}
+	}
+	for _, pf := range p.open {
+		if e, ok := pf.bodies[key]; ok {
+			return e, true
 		}
 	}
 	p.s.mu.Lock()
