@@ -1,10 +1,12 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -126,4 +128,79 @@ func startChild(t *testing.T, srv *sandbox.Server, dir, pipeline string, env ...
 	done := make(chan error, 1)
 	go func() { done <- wrap(cmd.Wait(), stderr.String()) }()
 	return cmd, stderr, done
+}
+
+// A run stalled mid-stream past its lease, whose checkpoints the next run adopted and committed, wakes
+// and fails its streams: it must remove neither the files nor the checkpoints it had, as the run that
+// took the lake over lists them now. Only a bucket's lease can be taken over (a directory's lock is
+// held while the stopped process lives).
+func TestStalledStreamRemovesNothingTheTakerAdopted(t *testing.T) {
+	srv, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Scale: 0.2, Latency: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	dir := t.TempDir()
+	env, openLake, _ := chaosLake(t, "s3", dir, s3test.Faults{})
+	st := openLake()
+	env = append(env, "LEDGERLAKE_CHECKPOINT_EVERY=50ms", "LEDGERLAKE_CHILD_LEASE_TTL=2s")
+	a, aStderr, aDone := startChild(t, srv, dir, resumePipeline, env...)
+	defer func() { _ = a.Process.Kill() }()
+	// Stall it once a per-invoice stream has checkpointed part of its files, and is still running.
+	partial := func() bool {
+		es, _ := st.List(t.Context(), lake.CheckpointDir)
+		for _, e := range es {
+			var ck streamCheckpoint
+			if b, err := st.ReadFile(t.Context(), e.Key); err == nil && json.Unmarshal(b, &ck) == nil && !ck.Complete && len(ck.Files) > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(3 * time.Minute); !partial(); time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-aDone:
+			t.Fatalf("the run ended before it could be stalled mid-stream: %v\n%s", err, aStderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no stream ever checkpointed part of its files")
+		}
+	}
+	if err := syscall.Kill(a.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // past the stalled run's 2 s lease
+	es, _ := st.List(t.Context(), lake.CheckpointDir)
+	stalledID, _, _ := strings.Cut(strings.TrimPrefix(es[0].Key, lake.CheckpointDir+"/"), "/")
+	if _, err := childWhen(t, srv, dir, resumePipeline, func() bool { return false }, 0, env...); err != nil {
+		t.Fatalf("the run that took the lake over: %v", err)
+	}
+	before := laketest.Content(t, st)
+	if err := syscall.Kill(a.Process.Pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-aDone; err == nil {
+		t.Errorf("the stalled run woke and succeeded\n%s", aStderr)
+	}
+	ms, err := lake.ReadManifests(t.Context(), st)
+	if err != nil || len(ms) != 1 || ms[0].ResumedFrom == "" {
+		t.Fatalf("committed %+v (%v): want one run, resumed from the stalled one", ms, err)
+	}
+	if v, err := lake.Check(t.Context(), st, 1); err != nil || len(v.Problems) > 0 {
+		t.Errorf("verify after the stalled run woke: %+v %v", v.Problems, err)
+	}
+	// Until it notices the lost lease (at its next renewal) it may finish a part file or a pack: under
+	// its own run id, which no claim names, for the next run's sweep. Nothing that was there changes.
+	after := strings.Split(laketest.Content(t, st), "\n")
+	for _, line := range strings.Split(before, "\n") {
+		if !slices.Contains(after, line) {
+			t.Errorf("the stalled run removed or changed %q after waking", line)
+		}
+	}
+	for _, line := range after {
+		if key, _, _ := strings.Cut(line, " "); !strings.Contains(before, line) && !strings.Contains(key, stalledID) {
+			t.Errorf("the stalled run wrote %q after waking, not under its own run id %s", line, stalledID)
+		}
+	}
 }

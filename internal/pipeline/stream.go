@@ -280,10 +280,27 @@ func (r *streamRun) checkpointIfDue() error {
 
 // fail discards what the stream wrote and reports why it failed.
 func (r *streamRun) fail(err error) lake.StreamReport {
-	// The checkpoint goes first: a crash in between leaves unlisted files, which are removed as
-	// orphans, never a checkpoint naming deleted files. Not cut short by an interruption (the usual
-	// reason to get here), which would leave them to the next run's sweep.
+	r.discard()
+	rep := lake.StreamReport{Table: r.s.TableName(), Status: "failed", Error: redact.String(fmt.Sprintf("%s: %v", r.s.TableName(), err))}
+	rep.Seconds = time.Since(r.start).Seconds()
+	fillStats(&rep, r.s, r.prev)
+	return rep
+}
+
+// discard removes the stream's checkpoint and every file this attempt wrote, which no manifest will
+// list — unless the lake's lock is no longer this run's: the run that took the lake over may have
+// adopted the checkpoint, and its manifest lists those files now. They are then left to the sweeps of
+// later runs, which remove what no claim names.
+func (r *streamRun) discard() {
+	// Not cut short by an interruption (the usual reason to get here), which would leave everything
+	// to the next run's sweep.
 	cleanup := context.WithoutCancel(r.ctx)
+	if err := r.st.Held(cleanup); err != nil {
+		r.log.Warn("the stream's files are left in the lake: the lock is not this run's", "table", r.s.TableName(), "error", err)
+		return
+	}
+	// The checkpoint goes first: a crash in between leaves unlisted files, which are removed as
+	// orphans, never a checkpoint naming deleted files.
 	_ = r.checkpoints.remove(cleanup, r.s.TableName())
 	for _, ts := range r.sinks {
 		ts.w.Abort()
@@ -292,10 +309,6 @@ func (r *streamRun) fail(err error) lake.StreamReport {
 			_ = r.st.Remove(cleanup, f.Path)
 		}
 	}
-	rep := lake.StreamReport{Table: r.s.TableName(), Status: "failed", Error: redact.String(fmt.Sprintf("%s: %v", r.s.TableName(), err))}
-	rep.Seconds = time.Since(r.start).Seconds()
-	fillStats(&rep, r.s, r.prev)
-	return rep
 }
 
 // succeed reports the finished stream and commits it whole: a crash before the run's manifest does
