@@ -2,16 +2,18 @@
 # Syncs the demo pipeline, with each binary given, against two sandboxes shaped like the real APIs
 # (one host per API, 20 ms a request, 429 above 16 requests in flight), alternating binaries, RUNS
 # times each; prints extraction seconds, requests per API, the bound (the busier API's requests ×
-# 20 ms ÷ 16) and the ratio. The sandboxes are the last binary's.
+# 20 ms ÷ 16) and the ratio. The sandboxes are the last binary's. QUIET=1: their 429s carry no
+# Retry-After (the last binary's sandbox must know --quiet-limit).
 #   bench/shaped.sh bin/extract-before bin/extract
 set -u
 RUNS=${RUNS:-3}
+quiet=(); [ -n "${QUIET:-}" ] && quiet=(--quiet-limit)
 SANDBOX=${@: -1}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 sig=$((30000 + RANDOM % 10000)); gs=$((sig + 1))
-"$SANDBOX" sandbox --addr 127.0.0.1:$sig --latency 20ms --concurrency 16 >/dev/null 2>&1 &
-"$SANDBOX" sandbox --addr 127.0.0.1:$gs --latency 20ms --concurrency 16 >/dev/null 2>&1 &
+"$SANDBOX" sandbox --addr 127.0.0.1:$sig --latency 20ms --concurrency 16 "${quiet[@]}" >/dev/null 2>&1 &
+"$SANDBOX" sandbox --addr 127.0.0.1:$gs --latency 20ms --concurrency 16 "${quiet[@]}" >/dev/null 2>&1 &
 sleep 1
 demo=$(dirname "$0")/../pipelines/demo.yaml
 printf '%-26s %4s %9s %9s %9s %8s %6s\n' binary run extract_s signicat gsapi bound_s ratio

@@ -103,6 +103,9 @@ type Report struct {
 	Hostile []Hostile `json:"hostile,omitempty"`
 	// Shaped is a full sync shaped like the real APIs rather than the sandbox's convenience.
 	Shaped *Shaped `json:"shaped,omitempty"`
+	// ShapedQuiet is the same against APIs whose 429s above the limit carry no Retry-After: the client
+	// finds the limit without a pause of the host, which shows what its fan-out costs apart from one.
+	ShapedQuiet *Shaped `json:"shaped_quiet_limit,omitempty"`
 }
 
 // Shaped is a full sync against a sandbox shaped like the real APIs: a request per invoice header and
@@ -110,6 +113,7 @@ type Report struct {
 // API answering 429 above its allowed requests in flight — which the client is not told.
 type Shaped struct {
 	Allowed        int              `json:"allowed_in_flight"` // per API
+	QuietLimit     bool             `json:"quiet_limit"`       // 429s above it carry no Retry-After
 	WallSeconds    float64          `json:"wall_seconds"`
 	ExtractSeconds float64          `json:"extract_seconds"`
 	Requests       map[string]int64 `json:"requests"`  // per API
@@ -143,13 +147,14 @@ type Resumed struct {
 	Hosts          []lake.HostReport `json:"hosts"`
 }
 
-// measureShaped runs the sync shaped like the APIs (see Shaped).
-func measureShaped(dir string, latency time.Duration, allowed int, profile bool) *Shaped {
-	fmt.Fprintf(os.Stderr, "shaped like the APIs: %d in flight allowed per API, %s a request…\n", allowed, latency)
+// measureShaped runs the sync shaped like the APIs (see Shaped), and with a Retry-After on the 429s
+// (not quiet) the same again resumed at the limits found.
+func measureShaped(dir string, latency time.Duration, allowed int, quiet, profile bool) *Shaped {
+	fmt.Fprintf(os.Stderr, "shaped like the APIs: %d in flight allowed per API (quiet limit %v), %s a request…\n", allowed, quiet, latency)
 	check(os.RemoveAll(dir))
 	check(os.MkdirAll(dir, 0o755))
 	// Two hosts, as the real APIs are: one sandbox serves Signicat, another (the same data) GSAPI.
-	opts := sandbox.Options{Seed: 1, Scale: 1, Until: until, Latency: latency, Concurrency: allowed}
+	opts := sandbox.Options{Seed: 1, Scale: 1, Until: until, Latency: latency, Concurrency: allowed, QuietLimit: quiet}
 	sig, err := sandbox.Start("127.0.0.1:0", opts)
 	check(err)
 	gs, err := sandbox.Start("127.0.0.1:0", opts)
@@ -165,7 +170,7 @@ func measureShaped(dir string, latency time.Duration, allowed int, profile bool)
 	stop := profileSandboxes(dir, profile)
 	rss := runChild(dir, &r, profile, "sync", "--config", path, "--log", filepath.Join(dir, "requests.jsonl"))
 	stop()
-	sh := &Shaped{Allowed: allowed, WallSeconds: r.Wall, ExtractSeconds: r.Extract, Requests: r.APIRequests, Throttled: r.APIThrottled, PeakRSSMB: rss,
+	sh := &Shaped{Allowed: allowed, QuietLimit: quiet, WallSeconds: r.Wall, ExtractSeconds: r.Extract, Requests: r.APIRequests, Throttled: r.APIThrottled, PeakRSSMB: rss,
 		Hosts: withoutSamples(r.Hosts)}
 	sh.BoundSeconds = shapedBound(r.APIRequests, latency, allowed)
 	sh.Ratio = sh.ExtractSeconds / sh.BoundSeconds
@@ -177,7 +182,9 @@ func measureShaped(dir string, latency time.Duration, allowed int, profile bool)
 		sh.ServedBoundSeconds = max(sh.ServedBoundSeconds, busy.Seconds()/float64(allowed))
 	}
 	sh.ServedRatio = sh.ExtractSeconds / sh.ServedBoundSeconds
-	sh.Resumed = measureResumed(dir, path, latency, allowed)
+	if !quiet {
+		sh.Resumed = measureResumed(dir, path, latency, allowed)
+	}
 	sig.Close()
 	gs.Close()
 	return sh
@@ -321,7 +328,8 @@ func main() {
 		rep.Results = append(rep.Results, r)
 	}
 	if *shaped > 0 {
-		rep.Shaped = measureShaped(filepath.Join(work, "shaped"), *latency, *shaped, *profile)
+		rep.Shaped = measureShaped(filepath.Join(work, "shaped"), *latency, *shaped, false, *profile)
+		rep.ShapedQuiet = measureShaped(filepath.Join(work, "shaped-quiet"), *latency, *shaped, true, false)
 	}
 	if *hostile {
 		rep.Hostile = measureHostile(filepath.Join(work, "hostile"))
@@ -501,24 +509,36 @@ func print(w io.Writer, rep *Report) {
 	if rep.RSSGrowth > 0 {
 		fmt.Fprintf(w, "\npeak RSS growth, largest ÷ smallest scale: %.2f (target ≤ 1.5)\n", rep.RSSGrowth)
 	}
-	if sh := rep.Shaped; sh != nil {
-		fmt.Fprintf(w, "\nshaped like the APIs (%d in flight allowed per API): extract %.2fs, bound %.2fs, ratio %.2f (target ≤ 1.2); requests %v, 429s %v\n",
-			sh.Allowed, sh.ExtractSeconds, sh.BoundSeconds, sh.Ratio, sh.Requests, sh.Throttled)
-		fmt.Fprintf(w, "  time an admitted request spent in the sandboxes: signicat %.1f ms, gsapi %.1f ms (latency %s); at those times the bound is %.2fs, ratio %.2f\n",
-			sh.ServiceMS["signicat"], sh.ServiceMS["gsapi"], rep.Latency, sh.ServedBoundSeconds, sh.ServedRatio)
-		for _, h := range sh.Hosts {
-			fmt.Fprintf(w, "  host %s: limit found %d (ceiling %d), mean in flight %.1f, peak %d, %d throttled\n", h.Host, h.Final, h.Ceiling, h.MeanInFlight, h.Peak, h.Throttled)
-		}
-		if rs := sh.Resumed; rs != nil {
-			fmt.Fprintf(w, "  everything again, resumed at the limits found: extract %.2fs, bound %.2fs, ratio %.2f; requests %v, 429s %v\n",
-				rs.ExtractSeconds, rs.BoundSeconds, rs.Ratio, rs.Requests, rs.Throttled)
-			for _, h := range rs.Hosts {
-				fmt.Fprintf(w, "    host %s: limit %d at the end, mean in flight %.1f, peak %d\n", h.Host, h.Final, h.MeanInFlight, h.Peak)
-			}
-		}
+	for _, sh := range []*Shaped{rep.Shaped, rep.ShapedQuiet} {
+		printShaped(w, sh, rep.Latency)
 	}
 	for _, h := range rep.Hostile {
 		fmt.Fprintf(w, "hostile %s of %.0f MB: %d rows in %.1fs, peak RSS %.0f MB (target < 512)\n", h.Mode, h.AnswerMB, h.Rows, h.WallSeconds, h.PeakRSSMB)
+	}
+}
+
+// printShaped prints a shaped scenario's figures (nothing when sh is nil: not measured).
+func printShaped(w io.Writer, sh *Shaped, latency string) {
+	if sh == nil {
+		return
+	}
+	asks := "Retry-After: 1"
+	if sh.QuietLimit {
+		asks = "no Retry-After"
+	}
+	fmt.Fprintf(w, "\nshaped like the APIs (%d in flight allowed per API, 429 above with %s): extract %.2fs, bound %.2fs, ratio %.2f (target ≤ 1.2); requests %v, 429s %v\n",
+		sh.Allowed, asks, sh.ExtractSeconds, sh.BoundSeconds, sh.Ratio, sh.Requests, sh.Throttled)
+	fmt.Fprintf(w, "  time an admitted request spent in the sandboxes: signicat %.1f ms, gsapi %.1f ms (latency %s); at those times the bound is %.2fs, ratio %.2f\n",
+		sh.ServiceMS["signicat"], sh.ServiceMS["gsapi"], latency, sh.ServedBoundSeconds, sh.ServedRatio)
+	for _, h := range sh.Hosts {
+		fmt.Fprintf(w, "  host %s: limit found %d (ceiling %d), mean in flight %.1f, peak %d, %d throttled\n", h.Host, h.Final, h.Ceiling, h.MeanInFlight, h.Peak, h.Throttled)
+	}
+	if rs := sh.Resumed; rs != nil {
+		fmt.Fprintf(w, "  everything again, resumed at the limits found: extract %.2fs, bound %.2fs, ratio %.2f; requests %v, 429s %v\n",
+			rs.ExtractSeconds, rs.BoundSeconds, rs.Ratio, rs.Requests, rs.Throttled)
+		for _, h := range rs.Hosts {
+			fmt.Fprintf(w, "    host %s: limit %d at the end, mean in flight %.1f, peak %d\n", h.Host, h.Final, h.MeanInFlight, h.Peak)
+		}
 	}
 }
 

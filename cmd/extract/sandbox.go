@@ -22,7 +22,8 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	seed := fs.Uint64("seed", 1, "data generator seed (same seed and scale, same data)")
 	latency := fs.Duration("latency", 0, "added to every request, e.g. 20ms")
 	rateLimit := fs.Float64("rate", 0, "requests per second per API before 429 + Retry-After (0 = unlimited)")
-	conc := fs.Int("concurrency", 0, "requests in flight per API before 429 (0 = unlimited)")
+	conc := fs.Int("concurrency", 0, "requests in flight per API before 429 + Retry-After: 1 (0 = unlimited)")
+	quiet := fs.Bool("quiet-limit", false, "the --concurrency limit's 429s carry no Retry-After, as some gateways' do")
 	faults := fs.String("faults", "", "fault rates: 429=0.05,503=0.02,500=0.02,reset=0.01,truncate=0.01,expire=0.01 or all=0.1")
 	ttl := fs.Duration("token-ttl", 0, "token lifetime (default: Signicat 600s, GSAPI 1440m sliding)")
 	ignoreSort := fs.Bool("ignore-sortorder", false, "datatable/list ignores sortorder: every page is page 1")
@@ -58,7 +59,7 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	srv, err := sandbox.Start(*addr, sandbox.Options{Seed: *seed, Scale: *scale, Latency: *latency, RatePerSec: *rateLimit,
-		Concurrency: *conc, Faults: f, TokenTTL: *ttl, IgnoreSortorder: *ignoreSort, SignicatRevision: *rev, Tenant: *tenant, RepeatedOrganizations: *repeat,
+		Concurrency: *conc, QuietLimit: *quiet, Faults: f, TokenTTL: *ttl, IgnoreSortorder: *ignoreSort, SignicatRevision: *rev, Tenant: *tenant, RepeatedOrganizations: *repeat,
 		Hostile: *hostile, HostileBytes: *hostileBytes})
 	if err != nil {
 		fmt.Fprintln(stderr, "extract sandbox:", err)

@@ -103,8 +103,11 @@ type Options struct {
 	RatePerSec  float64       // per-API request rate; above it requests get 429 + Retry-After (0 = unlimited)
 	Burst       int           // token bucket size for RatePerSec (0 = max(1, rate))
 	Concurrency int           // per-API requests in flight; above it requests get 429 (0 = unlimited)
-	TokenTTL    time.Duration // Signicat expires_in and GSAPI sliding token lifetime (0 = 600 s / 1440 min)
-	Faults      Faults
+	// QuietLimit makes Concurrency's 429s carry no Retry-After (by default they ask for 1 s), as an
+	// API gateway's in-flight limit may: the client then retries the request alone, pausing nothing.
+	QuietLimit bool
+	TokenTTL   time.Duration // Signicat expires_in and GSAPI sliding token lifetime (0 = 600 s / 1440 min)
+	Faults     Faults
 	// RetryAfter is what injected 429/503 faults ask clients to wait (default 1 s; 0 sends "0", which
 	// keeps chaos tests fast while still exercising the header).
 	RetryAfter *time.Duration
@@ -245,7 +248,11 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.opts.Concurrency > 0 && n > int64(s.opts.Concurrency) {
 		s.Stats.RateLimited.Add(1)
-		s.tooMany(w, api, time.Second)
+		if s.opts.QuietLimit {
+			writeAPIError(w, api, http.StatusTooManyRequests, "Too many requests")
+		} else {
+			s.tooMany(w, api, time.Second)
+		}
 		return
 	}
 	if lim.limiter != nil {

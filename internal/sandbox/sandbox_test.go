@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -542,6 +543,36 @@ func TestRateLimitAnswers429WithRetryAfter(t *testing.T) {
 	}
 	if limited == 0 {
 		t.Fatal("10 immediate requests at 5/s with burst 2 were never limited")
+	}
+}
+
+// Above Concurrency requests in flight the sandbox answers 429: with Retry-After: 1 by default, with no
+// Retry-After when QuietLimit is set; within it, the API's own answer (401 here, without credentials).
+func TestConcurrencyLimitAnswers429(t *testing.T) {
+	for _, quiet := range []bool{false, true} {
+		srv := start(t, Options{Scale: 0.01, Concurrency: 2, Latency: 300 * time.Millisecond, QuietLimit: quiet})
+		rs := make([]resp, 5)
+		var wg sync.WaitGroup
+		for i := range rs {
+			wg.Go(func() { rs[i] = mustDo(t, "GET", srv.GSAPIBaseURL()+"/welcome", nil, nil) })
+		}
+		wg.Wait()
+		var ok, limited int
+		for _, r := range rs {
+			switch {
+			case r.status != 429:
+				ok++
+			case r.status == 429 && quiet && r.header.Get("Retry-After") == "":
+				limited++
+			case r.status == 429 && !quiet && r.header.Get("Retry-After") == "1":
+				limited++
+			default:
+				t.Errorf("quiet %v: answer %d with Retry-After %q", quiet, r.status, r.header.Get("Retry-After"))
+			}
+		}
+		if ok != 2 || limited != 3 {
+			t.Errorf("quiet %v: 5 requests at once against 2 allowed: %d answered, %d limited", quiet, ok, limited)
+		}
 	}
 }
 
