@@ -194,7 +194,7 @@ func measureShaped(dir string, latency time.Duration, allowed int, quiet, profil
 func measureResumed(dir, path string, latency time.Duration, allowed int) *Resumed {
 	fmt.Fprintln(os.Stderr, "shaped like the APIs: everything again, resumed at the limits found…")
 	var r syncResult
-	runChild(dir, &r, false, "sync", "--config", path, "--full-refresh")
+	runChild(dir, &r, false, "sync", "--config", path, "--full-refresh", "--log", filepath.Join(dir, "requests-resumed.jsonl"))
 	res := &Resumed{ExtractSeconds: r.Extract, Requests: r.APIRequests, Throttled: r.APIThrottled, Hosts: withoutSamples(r.Hosts)}
 	res.BoundSeconds = shapedBound(r.APIRequests, latency, allowed)
 	res.Ratio = res.ExtractSeconds / res.BoundSeconds
