@@ -10,8 +10,11 @@ import (
 // A host's concurrency limit is found, not guessed: real APIs document none (gsapi-notes.md), and a
 // guess is either too timid (half of what the host allows left unused) or too bold (every request past
 // the limit a 429 and a Retry-After pause). The limit starts at InitialConcurrency (or where an earlier
-// run's ended: Client.Resume) and doubles every round trip while the host keeps up — answers as fast
-// as they have been, no 429 or 503 — up to the configured ceiling (per_host_concurrency). A 429 or
+// run's ended: Client.Resume) and grows by one a round trip while the host keeps up — answers as fast
+// as they have been, no 429 or 503 — up to the configured ceiling (per_host_concurrency). Not by
+// doubling, as TCP's slow start does: that overshoots the host's limit by up to as much again, and
+// the refusals' burst (see next) then left it above the limit, for a second burst and pause (tried:
+// bench/README.md, session 37). A 429 or
 // 503 brings it to one below the number that was in flight and pins it there: the host has said how
 // many it takes, and a probe one higher is made only after quietPeriod without refusals, so a run
 // meets few 429s. Answers that turn slow while
@@ -57,9 +60,10 @@ type outcome struct {
 
 // next is the limit after o: a refusal sets it below what was in flight (a tenth lower if it was within
 // the limit and is not of the same burst as the last refusal); answers slow on average,
-// while several were in flight, lower it by a tenth per round trip; a fast answer, while the limit was in use, raises it — by one
-// per answer before any refusal (doubling per round trip), by one per round trip below Known, and past
-// Known by one per quiet period.
+// while several were in flight, lower it by a tenth per round trip; a fast answer to a request sent
+// while the requests in flight filled the limit as it is now raises it — by one before any refusal
+// (only the requests sent since the last raise fill it: one a round trip), below Known by 1/limit
+// (also one a round trip), and past Known by one per quiet period.
 func (a aimd) next(o outcome) aimd {
 	if o.RTT > 0 {
 		if a.SRTT == 0 {

@@ -35,7 +35,7 @@ func TestLimitMovesByWhatTheHostAnswers(t *testing.T) {
 		// known is Known after (-1: unchanged)
 		known float64
 	}{
-		{"fast answer while in use: +1 (slow start)", fresh, outcome{RTT: 20 * ms, InFlight: 8, At: t0}, 9, -1},
+		{"fast answer while in use: +1", fresh, outcome{RTT: 20 * ms, InFlight: 8, At: t0}, 9, -1},
 		{"fast answer, limit not full: unchanged", fresh, outcome{RTT: 20 * ms, InFlight: 7, At: t0}, 8, -1},
 		{"no answer (connection error): unchanged", fresh, outcome{InFlight: 8, At: t0}, 8, -1},
 		{"429 at the limit: one less, pinned", fresh, outcome{Refused: true, InFlight: 8, Sent: t0, At: t0}, 7, 7},
