@@ -456,6 +456,7 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 		}
 		// A Retry-After may have paused the host while this waited for its slot or its turn: a slot is
 		// freed by the very refusal that pauses the host.
+		o.Released = hs.paused()
 		if err := c.waitHost(ctx, hs, r.Stats, u, "the host is paused by a Retry-After"); err != nil {
 			return nil, "", err
 		}
@@ -659,6 +660,13 @@ func (c *Client) Hosts() []HostReport {
 		out = append(out, c.hosts[h].limit.report(h))
 	}
 	return out
+}
+
+// paused reports whether a Retry-After pauses the host now.
+func (hs *host) paused() bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return time.Now().Before(hs.pause)
 }
 
 func (hs *host) pauseUntil(t time.Time) {

@@ -46,8 +46,9 @@ type aimd struct {
 	// Burst is when the burst of refusals began: its first refusal's answer. Anchored there, not at
 	// the last refusal, so that refusals answered slowly one after another (a loaded host) do not chain
 	// into one endless burst that the limit never moves through.
-	Burst  time.Time
-	Before float64 // the limit when the last burst of refusals began
+	Burst    time.Time
+	Before   float64 // the limit when the last burst of refusals began
+	Refusals float64 // in that burst
 }
 
 // outcome is what one limited request met.
@@ -55,7 +56,10 @@ type outcome struct {
 	Refused  bool          // 429 or 503
 	RTT      time.Duration // to the answer's headers (0: no answer: a connection error says nothing)
 	InFlight int           // requests in flight to the host when it was sent, itself included
-	Sent, At time.Time     // when it was sent, and answered
+	// Released is whether it was sent as a Retry-After pause ended, at once with every request that
+	// held a slot through the pause: which of those the host counted first is chance.
+	Released bool
+	Sent, At time.Time // when it was sent, and answered
 }
 
 // next is the limit after o: a refusal sets it below what was in flight (a tenth lower if it was within
@@ -80,13 +84,21 @@ func (a aimd) next(o outcome) aimd {
 		// sent. A request sent after it was sent knowing of the refusal: its refusal is news.
 		burst := !o.Sent.After(a.Burst)
 		if !burst {
-			a.Before, a.Burst = a.Limit, o.At
+			a.Before, a.Burst, a.Refusals = a.Limit, o.At, 0
 		}
+		a.Refusals++
 		l := min(a.Limit, float64(o.InFlight-1))
+		floor := a.Before * 0.75
+		if o.Released {
+			// Sent together, they all count the slots held through the pause: how many of them were
+			// refused says how many the host took, not which — no guess from an order that is chance,
+			// so not held to a quarter.
+			l, floor = min(a.Limit, float64(o.InFlight)-a.Refusals), 1
+		}
 		if l == a.Limit && !burst {
 			l = a.Limit * 0.9 // refused within the limit: the host's capacity fell, or others share it
 		}
-		a.Limit = max(1, math.Floor(max(l, a.Before*0.75)))
+		a.Limit = max(1, math.Floor(max(l, floor)))
 		a.Known, a.Quiet = a.Limit, o.At
 	case o.RTT == 0:
 	case a.SRTT > slowFactor*a.LRTT && o.InFlight > 1:

@@ -23,6 +23,8 @@ func TestLimitMovesByWhatTheHostAnswers(t *testing.T) {
 	atKnown.Limit = 16
 	burst := pinned
 	burst.Before, burst.Burst = 16, t0
+	releasedBurst := burst // 24 sent as a pause ended, 13 of them refused so far
+	releasedBurst.Before, releasedBurst.Limit, releasedBurst.Refusals = 24, 11, 13
 	lateBurst := burst // refusals went on coming after the burst began
 	lateBurst.Limit, lateBurst.Quiet = 14, t0.Add(500*time.Millisecond)
 	slow := fresh
@@ -46,6 +48,9 @@ func TestLimitMovesByWhatTheHostAnswers(t *testing.T) {
 		{"429 of the last refusal's burst: one below what was in flight", burst, outcome{Refused: true, InFlight: 15, Sent: t0.Add(-time.Millisecond), At: t0.Add(time.Second)}, 14, 14},
 		{"429s of one burst cut a quarter at most", burst, outcome{Refused: true, InFlight: 3, Sent: t0.Add(-time.Millisecond), At: t0.Add(time.Second)}, 12, 12},
 		{"429 sent after the burst began, before its last refusal: a new burst, a quarter of 14 less at most", lateBurst, outcome{Refused: true, InFlight: 5, Sent: t0.Add(time.Millisecond), At: t0.Add(time.Second)}, 10, 10},
+		{"429 of one of 24 sent as a pause ended: 23", aimd{Limit: 24, Ceiling: 32}, outcome{Refused: true, Released: true, InFlight: 24, Sent: t0, At: t0}, 23, 23},
+		{"429 of one of 20 sent as a pause ended, the limit 24: 19", aimd{Limit: 24, Ceiling: 32}, outcome{Refused: true, Released: true, InFlight: 20, Sent: t0, At: t0}, 19, 19},
+		{"the 14th 429 of 24 sent as a pause ended: 10, past a quarter", releasedBurst, outcome{Refused: true, Released: true, InFlight: 24, Sent: t0.Add(-time.Millisecond), At: t0.Add(time.Second)}, 10, 10},
 		{"429 with one in flight: never below 1", aimd{Limit: 1, Ceiling: 32}, outcome{Refused: true, InFlight: 1, Sent: t0, At: t0}, 1, 1},
 		{"429 at 13 of 16 allowed: 12", aimd{Limit: 16, Ceiling: 32}, outcome{Refused: true, InFlight: 13, Sent: t0, At: t0}, 12, 12},
 		{"below Known: +1 per round trip", pinned, outcome{RTT: 20 * ms, InFlight: 15, At: t0.Add(time.Second)}, 15 + 1.0/15, -1},
@@ -86,6 +91,23 @@ func TestLimitIsFoundAgainstTheServer(t *testing.T) {
 		if len(h.Samples) < 2 || h.Samples[0].Limit != InitialConcurrency {
 			t.Errorf("allowed %d: samples %+v", allowed, h.Samples)
 		}
+	}
+}
+
+// A host resumed at twice what it allows now (its capacity fell since the last run), answering 429
+// with Retry-After: 1 above it, is brought to its limit in two pauses, at times three (3.4-4.4 s in
+// all seen). Every request that held a slot through a pause goes out as it ends, each counting every
+// slot held, and which of them the host refuses is chance: taking that count less one for what the
+// host allows brought the limit down by one a pause, nine of them here (9-10 s).
+func TestLimitFallsToAHostsLowerCapacityInFewPauses(t *testing.T) {
+	const allowed = 16
+	srv := limitedServerAsking(allowed, 0, "1")
+	c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 64})
+	c.Resume(srv.host(), 2*allowed, true)
+	start := time.Now()
+	h := srv.load(t, c, 30*allowed) // 1.5 s of work at the host's limit
+	if took := time.Since(start); took > 6*time.Second || h.Final < allowed-2 || h.Final > allowed {
+		t.Errorf("took %v (1.5 s of work, 1 s a pause), final limit %d, %d refused; samples %+v", took, h.Final, srv.refused.Load(), h.Samples)
 	}
 }
 
@@ -154,6 +176,11 @@ type limitedServer struct {
 }
 
 func newLimitedServer(allowed int64, lag time.Duration) *limitedServer {
+	return limitedServerAsking(allowed, lag, "0")
+}
+
+// limitedServerAsking is a limitedServer whose 429s carry Retry-After: retryAfter.
+func limitedServerAsking(allowed int64, lag time.Duration, retryAfter string) *limitedServer {
 	s := &limitedServer{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := s.inflight.Add(1)
@@ -164,7 +191,7 @@ func newLimitedServer(allowed int64, lag time.Duration) *limitedServer {
 		}
 		if n > allowed {
 			s.refused.Add(1)
-			w.Header().Set("Retry-After", "0")
+			w.Header().Set("Retry-After", retryAfter)
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
 		}
