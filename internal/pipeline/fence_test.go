@@ -43,19 +43,7 @@ func stalledRun(t *testing.T, backend string) {
 	a, aStderr, aDone := startChild(t, srv, dir, resumePipeline, append(env, "LEDGERLAKE_CHECKPOINT_EVERY=50ms",
 		"LEDGERLAKE_CHILD_LEASE_TTL=2s", "LEDGERLAKE_CHILD_STOP_BEFORE_COMMIT="+marker)...)
 	defer func() { _ = a.Process.Kill() }()
-	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(marker); err == nil {
-			break
-		}
-		select {
-		case err := <-aDone:
-			t.Fatalf("the run ended before its commit: %v\n%s", err, aStderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the run never reached its commit")
-		}
-	}
+	awaitChild(t, aDone, aStderr, "its commit", func() bool { _, err := os.Stat(marker); return err == nil })
 	es, _ := st.List(t.Context(), lake.CheckpointDir)
 	if len(es) == 0 {
 		t.Fatal("the stalled run left no checkpoints: the takeover would resume nothing")
@@ -103,6 +91,22 @@ func stalledRun(t *testing.T, backend string) {
 		}
 		if aErr != nil || ms[0].RunID != stalledID || v.Head != 1 || len(v.Fences) != 0 {
 			t.Errorf("the woken run: %v, committed %s (stalled %s), head %d, fences %v", aErr, ms[0].RunID, stalledID, v.Head, v.Fences)
+		}
+	}
+}
+
+// awaitChild polls until the child run started with done and stderr reaches what (reached), failing
+// the test if it ends first or takes over three minutes.
+func awaitChild(t *testing.T, done <-chan error, stderr *strings.Builder, what string, reached func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Minute); !reached(); time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("the run ended before %s: %v\n%s", what, err, stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run never reached %s", what)
 		}
 	}
 }
@@ -157,16 +161,7 @@ func TestStalledStreamRemovesNothingTheTakerAdopted(t *testing.T) {
 		}
 		return false
 	}
-	for deadline := time.Now().Add(3 * time.Minute); !partial(); time.Sleep(10 * time.Millisecond) {
-		select {
-		case err := <-aDone:
-			t.Fatalf("the run ended before it could be stalled mid-stream: %v\n%s", err, aStderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no stream ever checkpointed part of its files")
-		}
-	}
+	awaitChild(t, aDone, aStderr, "a stream's checkpoint of part of its files", partial)
 	if err := syscall.Kill(a.Process.Pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
