@@ -146,7 +146,24 @@ func (s *Bucket) final(what, key string, err error) error {
 	case gcerrors.PermissionDenied, gcerrors.InvalidArgument, gcerrors.Unimplemented:
 		return retry.Final(fmt.Errorf("%s %s in %s: %w", what, key, s.location, err))
 	}
+	if pastEnd(err) {
+		return retry.Final(fmt.Errorf("%s %s: %w", what, key, errPastEnd))
+	}
 	return err
+}
+
+// errPastEnd is a ranged read that starts at or past the object's end: nothing to read there.
+var errPastEnd = errors.New("the range starts past the end of the object")
+
+// pastEnd reports whether err is a bucket's answer to a range that starts at or past the object's end
+// (HTTP 416, S3's InvalidRange), which gocloud does not classify: no retry changes it.
+func pastEnd(err error) bool {
+	var code interface{ ErrorCode() string }
+	if errors.As(err, &code) && code.ErrorCode() == "InvalidRange" {
+		return true
+	}
+	var status interface{ HTTPStatusCode() int }
+	return errors.As(err, &status) && status.HTTPStatusCode() == 416
 }
 
 // timed is ctx bounded by StallTimeout, for requests that carry little data.
@@ -315,6 +332,9 @@ func (s *Bucket) OpenRange(ctx context.Context, key string, off, n int64) (io.Re
 		r.end = off + n
 	}
 	if err := r.open(); err != nil {
+		if errors.Is(err, errPastEnd) {
+			return io.NopCloser(strings.NewReader("")), nil // fewer bytes where the object ends sooner: none
+		}
 		return nil, err
 	}
 	return r, nil
@@ -327,6 +347,7 @@ type resumingReader struct {
 	off    int64
 	end    int64 // where the read stops (-1: the end of the object)
 	failed int
+	ended  bool // a resumed read found the object ending where it stopped
 	cur    *blob.Reader
 	cancel context.CancelFunc
 	watch  *time.Timer // cancels the current GET when it makes no progress for StallTimeout
@@ -366,6 +387,9 @@ func (r *resumingReader) Read(p []byte) (int, error) {
 		if r.end >= 0 && r.off >= r.end {
 			return 0, io.EOF // a range read whole: asking again for nothing would be refused
 		}
+		if r.ended {
+			return 0, io.EOF // the object ended where a resumed read began (see pastEnd)
+		}
 		r.watch.Reset(StallTimeout)
 		n, err := r.cur.Read(p)
 		r.off += int64(n)
@@ -378,6 +402,10 @@ func (r *resumingReader) Read(p []byte) (int, error) {
 			return 0, fmt.Errorf("read %s in %s at byte %d: %w", r.key, r.s.location, r.off, err)
 		}
 		if oerr := r.open(); oerr != nil {
+			if errors.Is(oerr, errPastEnd) {
+				r.ended = true
+				return 0, io.EOF // the object ends where the read stopped
+			}
 			return 0, oerr
 		}
 	}

@@ -297,7 +297,8 @@ func ReadEvidence(ctx context.Context, st Store, e Evidence) ([]byte, error) {
 	}
 	var b []byte
 	var err error
-	if e.Stored > 0 {
+	// A pack's entry is a range of it even when empty: an empty body stores no bytes (Stored 0).
+	if e.Stored > 0 || packRun(e.Path) != "" {
 		b, err = readRange(ctx, st, e.Path, e.Offset, e.Stored)
 	} else {
 		b, err = st.ReadFile(ctx, e.Path)
@@ -325,8 +326,8 @@ func ReadEvidence(ctx context.Context, st Store, e Evidence) ([]byte, error) {
 
 // readRange reads n bytes of key from off; a file that ends before them is altered.
 func readRange(ctx context.Context, st Store, key string, off, n int64) ([]byte, error) {
-	if off < 0 {
-		return nil, fmt.Errorf("altered: offset %d", off)
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("altered: offset %d, %d bytes", off, n)
 	}
 	rc, err := st.OpenRange(ctx, key, off, n)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/spool"
@@ -191,5 +192,66 @@ func TestPackedBodyTamperingIsFound(t *testing.T) {
 	}
 	if _, err := lake.ReadEvidence(t.Context(), st, lake.Evidence{Path: lake.PDFDir + "/" + packRun + "/gone.pdfs", Stored: 3}); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a missing pack: %v", err)
+	}
+}
+
+// A pack cut short before a body it holds (a truncated or edited pack) is an alteration on every
+// store, found at once: a bucket answers a range that starts at or past an object's end with 416
+// InvalidRange, which is no fault to retry and means the same as a directory's short read.
+func TestTruncatedPackIsAlteredOnEveryStore(t *testing.T) {
+	for name, st := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			p := lake.NewEvidenceStore(st, packRun).Pack(t.Context(), "t")
+			first := put(t, p, []byte(`{"invoice":"INV-1"}`), 1<<20, false)
+			last := put(t, p, []byte(`{"invoice":"INV-2"}`), 1<<20, false)
+			if err := p.Seal(); err != nil {
+				t.Fatal(err)
+			}
+			whole, err := st.ReadFile(t.Context(), first.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Cut the pack where its last body begins.
+			if err := st.WriteFile(t.Context(), first.Path, whole[:last.Offset]); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := lake.ReadEvidence(t.Context(), st, first); err != nil {
+				t.Errorf("the body before the cut: %v", err)
+			}
+			start := time.Now()
+			_, err = lake.ReadEvidence(t.Context(), st, last)
+			if err == nil || !strings.HasPrefix(err.Error(), "altered") {
+				t.Errorf("the body past the cut: %v, want altered", err)
+			}
+			if took := time.Since(start); took > 500*time.Millisecond {
+				t.Errorf("the body past the cut took %v to find: retried as a fault", took)
+			}
+		})
+	}
+}
+
+// An empty body (a JSON answer with no bytes, a zero-byte document) stores nothing in its pack: its
+// entry must still read back as the empty body, not as the whole pack it names.
+func TestEmptyBodyReadsBackEmpty(t *testing.T) {
+	for name, st := range stores(t) {
+		t.Run(name, func(t *testing.T) { emptyBodyReadsBackEmpty(t, st) })
+	}
+}
+
+func emptyBodyReadsBackEmpty(t *testing.T, st lake.Store) {
+	p := lake.NewEvidenceStore(st, packRun).Pack(t.Context(), "t")
+	put(t, p, []byte(`{"before":1}`), 1<<20, false)
+	put(t, p, []byte("%PDF-1.7 before"), 1<<20, true)
+	var empties []lake.Evidence
+	for _, pdf := range []bool{false, true} {
+		empties = append(empties, put(t, p, nil, 1<<20, pdf))
+	}
+	if err := p.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range empties {
+		if b, err := lake.ReadEvidence(t.Context(), st, e); err != nil || len(b) != 0 {
+			t.Errorf("empty body listed as %+v: %q, %v", e, b, err)
+		}
 	}
 }
