@@ -59,6 +59,9 @@ type EvidenceStore struct {
 	enc  *zstd.Encoder
 	mu   sync.Mutex
 	have map[string]Evidence // bodies stored and listed (or about to be), by kind and sha256: where they are
+	// referred are the packs sealed this run whose bodies another stream listed (through have): a
+	// stream that fails keeps them (see Pack.Discard).
+	referred map[string]bool
 }
 
 // NewEvidenceStore prepares to store run's evidence in st. held are manifests (committed, or a
@@ -72,7 +75,7 @@ func NewEvidenceStore(st Store, run string, held ...*Manifest) *EvidenceStore {
 	// kilobytes (figures: bench/README.md, "Figures behind tuned constants").
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithWindowSize(evidenceWindow), zstd.WithLowerEncoderMem(true))
-	return &EvidenceStore{st: st, run: run, enc: enc, have: stored(held)}
+	return &EvidenceStore{st: st, run: run, enc: enc, have: stored(held), referred: map[string]bool{}}
 }
 
 // stored is where the manifests keep each body, by kind and sha256. An entry is taken only where its
@@ -143,6 +146,8 @@ type Pack struct {
 	// rolled are packs published because they grew past PackLimit, whose bodies are not yet sealed:
 	// Abort removes them.
 	rolled []*packFile
+	// sealed are the packs this stream sealed (Discard removes those no other stream refers to).
+	sealed map[string]bool
 }
 
 // packFile is a pack being written, and the bodies in it.
@@ -161,7 +166,7 @@ func (p *packFile) Write(b []byte) (int, error) {
 
 // Pack starts storing table's bodies; ctx bounds the writes.
 func (s *EvidenceStore) Pack(ctx context.Context, table string) *Pack {
-	return &Pack{s: s, ctx: ctx, table: table, open: map[*kind]*packFile{}}
+	return &Pack{s: s, ctx: ctx, table: table, open: map[*kind]*packFile{}, sealed: map[string]bool{}}
 }
 
 // PutJSON stores a response body compressed and returns its entry (Table and Endpoint set by the caller).
@@ -218,6 +223,9 @@ func (p *Pack) find(key string) (Evidence, bool) {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
 	e, ok := p.s.have[key]
+	if ok && !p.sealed[e.Path] {
+		p.s.referred[e.Path] = true // this stream lists it: a failure of the stream that sealed it keeps it
+	}
 	return e, ok
 }
 
@@ -271,6 +279,7 @@ func (p *Pack) Seal() error {
 	defer p.s.mu.Unlock()
 	for _, pf := range p.rolled {
 		maps.Copy(p.s.have, pf.bodies)
+		p.sealed[pf.path] = true
 	}
 	p.rolled = nil
 	return nil
@@ -285,6 +294,28 @@ func (p *Pack) Abort() {
 		_ = p.s.st.Remove(context.WithoutCancel(p.ctx), pf.path)
 	}
 	p.rolled = nil
+}
+
+// Discard is Abort for a stream that failed after sealing: its output is dropped, so no manifest
+// will list its bodies, and the packs it sealed are removed too, except those another stream refers
+// to (their bodies stop being offered to other streams first). Call it once the stream's checkpoint
+// is removed; a run killed before Discard leaves the packs unlisted, removed at the next start, but a
+// run that commits never removes its own files.
+func (p *Pack) Discard() {
+	p.Abort()
+	var drop []string
+	p.s.mu.Lock()
+	for path := range p.sealed {
+		if !p.s.referred[path] {
+			drop = append(drop, path)
+		}
+	}
+	maps.DeleteFunc(p.s.have, func(_ string, e Evidence) bool { return p.sealed[e.Path] && !p.s.referred[e.Path] })
+	p.s.mu.Unlock()
+	for _, path := range drop {
+		_ = p.s.st.Remove(context.WithoutCancel(p.ctx), path)
+	}
+	p.sealed = map[string]bool{}
 }
 
 // Sync makes every pack published so far durable.

@@ -287,8 +287,8 @@ func (r *streamRun) fail(err error) lake.StreamReport {
 	return rep
 }
 
-// discard removes the stream's checkpoint and every file this attempt wrote, which no manifest will
-// list — unless the lake's lock is no longer this run's: the run that took the lake over may have
+// discard removes the stream's checkpoint and every file and evidence pack this attempt wrote, which
+// no manifest will list — unless the lake's lock is no longer this run's: the run that took the lake over may have
 // adopted the checkpoint, and its manifest lists those files now. They are then left to the sweeps of
 // later runs, which remove what no claim names.
 func (r *streamRun) discard() {
@@ -309,6 +309,7 @@ func (r *streamRun) discard() {
 			_ = r.st.Remove(cleanup, f.Path)
 		}
 	}
+	r.pack.Discard() // the evidence it sealed that no other stream lists
 }
 
 // succeed reports the finished stream and commits it whole: a crash before the run's manifest does

@@ -1,0 +1,81 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"iter"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/sources"
+	"github.com/ledgerlake/ledgerlake/internal/spool"
+)
+
+// testEnv is what a stream of run id shares, on st.
+func testEnv(t *testing.T, st lake.Store, id string) *runEnv {
+	t.Helper()
+	env := &runEnv{st: st, runID: id, batchRows: 100, store: lake.NewEvidenceStore(st, id), every: time.Nanosecond,
+		cpu: semaphore.NewWeighted(4), log: slog.New(slog.DiscardHandler), extracted: time.Now().UTC()}
+	env.checkpoints = newCheckpointer(t.Context(), env, env.log, 0)
+	t.Cleanup(env.checkpoints.close)
+	return env
+}
+
+// A stream that fails after sealing its evidence (at a checkpoint) leaves packs that no manifest or
+// checkpoint lists, in a run that commits: the next starts never remove them (a committed run's files
+// stay), so they would be kept forever. Packs another stream refers to (dedup) must stay.
+func TestFailedStreamRemovesItsSealedPacksNoOneRefersTo(t *testing.T) {
+	st := lake.Dir(t.TempDir())
+	env := testEnv(t, st, "20261206T010203.000Z-abcdef")
+	body := func(b string) *spool.Body {
+		sb, err := spool.Read(bytes.NewReader([]byte(b)), t.TempDir(), 1<<20, 1<<30, "body")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sb
+	}
+	shared := `[{"id":"shared"}]`
+	failing := &sources.Stream{Source: "t", Name: "failing", Checkpoints: true, Evidence: true, Pages: func(ctx context.Context, _ sources.Resume) iter.Seq2[sources.Page, error] {
+		return func(yield func(sources.Page, error) bool) {
+			for i, b := range []string{`[{"id":"own"}]`, shared} {
+				sb := body(b)
+				if !yield(sources.Page{Body: sb, Raw: &sources.Raw{Endpoint: "GET /x", Body: sb}, Done: string(rune('a' + i))}, nil) {
+					return
+				}
+			}
+			// Another stream stores the shared body now: it is listed in this stream's sealed pack.
+			other := env.store.Pack(t.Context(), "t_other")
+			e, err := other.PutJSON(body(shared))
+			if err != nil || other.Seal() != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(e.Path, "t_failing") {
+				t.Errorf("the shared body is listed at %s, want the failing stream's sealed pack", e.Path)
+			}
+			yield(sources.Page{}, errors.New("the API went away"))
+		}
+	}}
+	rep, _, _ := runStream(t.Context(), env, failing, nil)
+	if rep.Status != "failed" {
+		t.Fatalf("stream: %+v", rep)
+	}
+	es, err := st.List(t.Context(), lake.EvidenceDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var packs []string
+	for _, e := range es {
+		packs = append(packs, e.Key)
+	}
+	// The pack sealed with the first page holds only the failing stream's own body: nothing lists it.
+	// The pack sealed with the second holds the body the other stream lists: it stays.
+	if len(packs) != 1 {
+		t.Errorf("after the failure: packs %v, want only the one the other stream refers to", packs)
+	}
+}
