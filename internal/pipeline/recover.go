@@ -40,7 +40,10 @@ func recoverInterrupted(ctx context.Context, cfg *config.Config, st lake.Store, 
 	if rec.run, rec.checkpoints, err = openCheckpoints(ctx, st, l.Committed, fullRefresh); err != nil {
 		return rec, fmt.Errorf("reading the checkpoints of an interrupted run: %w", err)
 	}
-	if fence != "" && rec.run != nil {
+	// A fenced run's own id can never commit (its manifest key holds the fence's mark): its checkpoints
+	// are resumed under a new id, whether this start fenced it or an earlier one did and was killed
+	// while adopting them (before the new id's run.json).
+	if rec.run != nil && (fence != "" || l.Fenced[rec.run.RunID]) {
 		fenced := rec.run.RunID
 		if rec.run, err = adopt(ctx, st, rec.run, rec.checkpoints, lake.NewRunID(time.Now())); err != nil {
 			return rec, fmt.Errorf("resuming the checkpoints of run %s: %w", fenced, err)
