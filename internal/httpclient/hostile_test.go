@@ -252,3 +252,35 @@ func (a failingAuth) Authorize(context.Context, *http.Request) (string, error) {
 }
 func (a failingAuth) Renew(context.Context, string) error { return nil }
 func (a failingAuth) Origin() string                      { return a.origin }
+
+// A host down for half a second, answering 503 with a Retry-After that asks for no wait ("0", or a
+// date its lagging clock thinks is the future), is waited out as one that sends no Retry-After is:
+// with backoff. Retrying at once spent all 8 attempts in a few milliseconds and failed the request.
+func TestOutageWithRetryAfterZeroIsSurvived(t *testing.T) {
+	for name, ra := range map[string]string{
+		"none":      "",
+		"0":         "0",
+		"past date": time.Now().Add(-time.Minute).UTC().Format(http.TimeFormat),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var down atomic.Bool
+			down.Store(true)
+			time.AfterFunc(500*time.Millisecond, func() { down.Store(false) })
+			srv, n := script(t, func(w http.ResponseWriter, r *http.Request) {
+				if down.Load() {
+					if ra != "" {
+						w.Header().Set("Retry-After", ra)
+					}
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				ok(w, r)
+			})
+			// 7 backoffs of at least 100 ms each outlast the outage.
+			c := New(Options{MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second})
+			if _, err := c.Do(context.Background(), Request{Method: "GET", URL: srv.URL}); err != nil {
+				t.Fatalf("failed after %d requests: %v", n.Load(), err)
+			}
+		})
+	}
+}

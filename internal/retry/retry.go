@@ -68,7 +68,9 @@ func (p Policy) Decide(ctx context.Context, attempt int, a *Answer, err error) D
 	}
 	ra, ok := parseRetryAfter(a.RetryAfter)
 	switch {
-	case !ok:
+	case !ok || ra == 0:
+		// No wait asked for (0, negative, a date already past): a backoff, not a retry at once that
+		// would spend every attempt within milliseconds of an outage.
 		return Decision{Retry: true, Wait: p.Backoff(attempt), Err: err}
 	case ra > p.MaxRetryAfter:
 		return Decision{Err: &WaitError{Answer: err, Wait: ra, Limit: p.MaxRetryAfter}}
@@ -84,7 +86,7 @@ func (p Policy) Pause(a Answer) (time.Duration, bool) {
 		return 0, false
 	}
 	ra, ok := parseRetryAfter(a.RetryAfter)
-	if !ok || ra > p.MaxRetryAfter {
+	if !ok || ra == 0 || ra > p.MaxRetryAfter {
 		return 0, false
 	}
 	return ra, true
@@ -158,14 +160,17 @@ func retryableStatus(s int) bool {
 	return s == http.StatusTooManyRequests || (s >= 500 && s != http.StatusNotImplemented)
 }
 
-// parseRetryAfter reads delay-seconds or an HTTP date (a date in the past is no wait).
+// parseRetryAfter reads delay-seconds or an HTTP date (a date in the past, or a negative number, is no
+// wait; a number past int64 is the longest wait).
 func parseRetryAfter(v string) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
 	}
 	var d time.Duration
-	if s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-		d = time.Duration(min(s, int64(math.MaxInt64/time.Second))) * time.Second
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		// Clamped before multiplying: a huge negative number must not wrap around into a long wait.
+		d = time.Duration(min(max(s, 0), int64(math.MaxInt64/time.Second))) * time.Second
 	} else if t, err := http.ParseTime(v); err == nil {
 		d = time.Until(t)
 	} else {

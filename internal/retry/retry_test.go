@@ -51,7 +51,7 @@ func TestDecideIsThePolicy(t *testing.T) {
 		{"429 without Retry-After", nil, 1, answer(429, ""), answerErr, true, 100 * time.Millisecond, false, answerErr},
 		{"429 Retry-After 3", nil, 1, answer(429, "3"), answerErr, true, 3 * time.Second, true, answerErr},
 		{"503 Retry-After 15m (the limit)", nil, 1, answer(503, "900"), answerErr, true, 15 * time.Minute, true, answerErr},
-		{"503 Retry-After a date in the past", nil, 1, answer(503, past), answerErr, true, 0, true, answerErr},
+		{"503 Retry-After a date in the past: no wait asked, the backoff", nil, 1, answer(503, past), answerErr, true, 100 * time.Millisecond, false, answerErr},
 		{"429 Retry-After garbage", nil, 1, answer(429, "soon"), answerErr, true, 100 * time.Millisecond, false, answerErr},
 		{"429 Retry-After a day", nil, 1, answer(429, "86400"), answerErr, false, 0, false, answerErr},
 		{"429 Retry-After huge", nil, 1, answer(429, "99999999999999999"), answerErr, false, 0, false, answerErr},
@@ -138,7 +138,7 @@ func TestPauseIsWhatDecideHonours(t *testing.T) {
 		ok   bool
 	}{
 		{Answer{Status: 429, RetryAfter: "1"}, time.Second, true},
-		{Answer{Status: 503, RetryAfter: "0"}, 0, true},
+		{Answer{Status: 503, RetryAfter: "0"}, 0, false}, // no wait asked: a backoff of its own
 		{Answer{Status: 502, RetryAfter: " 2 "}, 2 * time.Second, true},
 		{Answer{Status: 429}, 0, false},                      // no header: a backoff of its own
 		{Answer{Status: 429, RetryAfter: "soon"}, 0, false},  // unreadable
@@ -155,5 +155,31 @@ func TestPauseIsWhatDecideHonours(t *testing.T) {
 		if c.ok != (d.Asked && d.Retry) || (c.ok && d.Wait != c.want) {
 			t.Errorf("%+v: Pause %v %v but Decide %+v", c.a, got, ok, d)
 		}
+	}
+}
+
+// A Retry-After that asks for no wait — 0, a negative number, or a date already past (a server whose
+// clock is behind) — is no pause: the retry backs off as if there were no header, instead of
+// following at once. Otherwise a short outage answered "503, Retry-After: 0" (or a stale date) uses
+// up every attempt within milliseconds and fails a request that a backoff would have carried over it.
+// A negative or out-of-range number never overflows into a wait: "-9300000000" seconds multiplied out
+// wrapped around to 290 years (failing at once with a WaitError), "-18446744073" to 0.7 s.
+func TestRetryAfterAskingForNoWaitBacksOff(t *testing.T) {
+	p := Policy{MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second, MaxRetryAfter: 15 * time.Minute,
+		Jitter: func(n int64) int64 { return n / 2 }}
+	past := time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)
+	for _, ra := range []string{"0", "-1", past, "-9300000000", "-18446744073", "-99999999999999999999"} {
+		d := p.Decide(t.Context(), 3, &Answer{Status: 503, RetryAfter: ra}, nil)
+		if !d.Retry || d.Asked || d.Wait != p.Backoff(3) {
+			t.Errorf("Retry-After %q: retry %v wait %v asked %v err %v; want the backoff, %v", ra, d.Retry, d.Wait, d.Asked, d.Err, p.Backoff(3))
+		}
+		if w, ok := p.Pause(Answer{Status: 503, RetryAfter: ra}); ok {
+			t.Errorf("Retry-After %q pauses the host for %v", ra, w)
+		}
+	}
+	// A number past int64 asks for longer than any limit, as one just within it does.
+	var we *WaitError
+	if d := p.Decide(t.Context(), 1, &Answer{Status: 429, RetryAfter: "99999999999999999999"}, nil); d.Retry || !errors.As(d.Err, &we) {
+		t.Errorf("Retry-After past int64: %+v", d)
 	}
 }
