@@ -484,7 +484,8 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 	if o != nil {
 		// Counted as it is sent, not when its slot was taken: a host counts what has arrived, and slots
 		// taken meanwhile (the limit rising) are in flight with it.
-		o.InFlight, o.Sent = hs.limit.inFlight(), start
+		o.InFlight, o.AtHost = hs.limit.send()
+		o.Sent = start
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

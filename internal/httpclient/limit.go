@@ -17,7 +17,9 @@ import (
 // bench/README.md, session 37). A 429 or
 // 503 brings it to one below the number that was in flight and pins it there: the host has said how
 // many it takes, and a probe one higher is made only after quietPeriod without refusals, so a run
-// meets few 429s. Answers that turn slow while
+// meets few 429s. Refusals that took it well below the level the host took before them (a 503 storm,
+// a dip in capacity) are not a level to pin: after a quiet period it climbs back towards that level by
+// one per round trip, meeting at most the one burst of refusals a probe meets. Answers that turn slow while
 // requests queue — the recent latency over slowFactor × the long-run latency, as in Netflix's
 // Gradient2 — lower it by a tenth once per round trip; one slow answer (a large export, a busy moment)
 // does not, nor does a host that is steadily slow.
@@ -49,6 +51,9 @@ type aimd struct {
 	Burst    time.Time
 	Before   float64 // the limit when the last burst of refusals began
 	Refusals float64 // in that burst
+	// Top is the highest limit a burst of refusals began at: the level the host took before it
+	// refused. After a quiet period the limit climbs back towards it, not one past Known per period.
+	Top float64
 }
 
 // outcome is what one limited request met.
@@ -59,6 +64,9 @@ type outcome struct {
 	// Released is whether it was sent as a Retry-After pause ended, at once with every request that
 	// held a slot through the pause: which of those the host counted first is chance.
 	Released bool
+	// AtHost is the requests sent and unanswered when it was sent, itself included: slots whose request
+	// waits for the rate's token are not, and a limit they fill has not been tested (0: as InFlight).
+	AtHost   int
 	Sent, At time.Time // when it was sent, and answered
 }
 
@@ -67,7 +75,8 @@ type outcome struct {
 // while several were in flight, lower it by a tenth per round trip; a fast answer to a request sent
 // while the requests in flight filled the limit as it is now raises it — by one before any refusal
 // (only the requests sent since the last raise fill it: one a round trip), below Known by 1/limit
-// (also one a round trip), and past Known by one per quiet period.
+// (also one a round trip), and past Known by one per quiet period (or, below Top, back towards it by
+// one per round trip).
 func (a aimd) next(o outcome) aimd {
 	if o.RTT > 0 {
 		if a.SRTT == 0 {
@@ -85,6 +94,7 @@ func (a aimd) next(o outcome) aimd {
 		burst := !o.Sent.After(a.Burst)
 		if !burst {
 			a.Before, a.Burst, a.Refusals = a.Limit, o.At, 0
+			a.Top = max(a.Top, a.Limit)
 		}
 		a.Refusals++
 		l := min(a.Limit, float64(o.InFlight-1))
@@ -105,15 +115,17 @@ func (a aimd) next(o outcome) aimd {
 		if o.At.Sub(a.Cut) >= a.SRTT {
 			a.Limit, a.Cut = max(1, a.Limit*0.9), o.At
 		}
-	case float64(o.InFlight) < math.Floor(a.Limit):
+	case float64(o.InFlight) < math.Floor(a.Limit), o.AtHost > 0 && float64(o.AtHost) < math.Floor(a.Limit):
 		// The limit was not full when this was sent: it has not been tested, so it does not grow.
 	case a.Known == 0:
 		a.Limit++
 	case a.Limit < a.Known:
 		a.Limit = min(a.Known, a.Limit+1/a.Limit)
 	case o.At.Sub(a.Quiet) >= quietPeriod:
-		a.Known++
-		a.Limit, a.Quiet = a.Known, o.At
+		// One past Known; or back towards Top, by one per round trip (the case above), when refusals
+		// took the limit below what the host took before them.
+		a.Known = max(a.Known+1, a.Top)
+		a.Limit, a.Quiet = a.Limit+1, o.At
 	}
 	a.Limit = min(a.Limit, a.Ceiling)
 	return a
@@ -123,14 +135,17 @@ func (a aimd) next(o outcome) aimd {
 type hostLimit struct {
 	mu       sync.Mutex
 	state    aimd
-	inflight int
-	waiting  []chan struct{} // FIFO; each is handed its slot
-	start    time.Time
-	peak     int
-	refused  int
-	samples  []HostSample
-	// busy is the requests in flight integrated over time (request-seconds) from the first request,
-	// at first, to the last change of the count, at last: their quotient is the mean in flight.
+	inflight int // slots taken
+	// sent is the requests sent and not yet answered: slots whose request waits for the rate's next
+	// token or out a pause are not at the host, and the report (peak, mean) counts only these.
+	sent    int
+	waiting []chan struct{} // FIFO; each is handed its slot
+	start   time.Time
+	peak    int
+	refused int
+	samples []HostSample
+	// busy is the requests sent integrated over time (request-seconds) from the first request, at
+	// first, to the last change of the count, at last: their quotient is the mean in flight.
 	busy        float64
 	first, last time.Time
 }
@@ -187,28 +202,32 @@ func (l *hostLimit) acquire(ctx context.Context) error {
 	}
 }
 
-// inFlight is the requests in flight to the host now.
-func (l *hostLimit) inFlight() int {
+// take counts a slot taken; l.mu is held.
+func (l *hostLimit) take() { l.count(1) }
+
+// count moves the slots taken by d; l.mu is held.
+func (l *hostLimit) count(d int) { l.inflight += d }
+
+// send counts a request as it is sent (past the rate limit and any pause) and returns the slots taken
+// now and the requests sent, itself included in both: what the limit learns from (outcome.InFlight,
+// outcome.AtHost).
+func (l *hostLimit) send() (slots, sent int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.inflight
+	l.countSent(1)
+	l.peak = max(l.peak, l.sent)
+	return l.inflight, l.sent
 }
 
-// take counts a request in flight; l.mu is held.
-func (l *hostLimit) take() {
-	l.count(1)
-	l.peak = max(l.peak, l.inflight)
-}
-
-// count moves the requests in flight by d, integrating the count until now; l.mu is held.
-func (l *hostLimit) count(d int) {
+// countSent moves the requests sent by d, integrating the count until now; l.mu is held.
+func (l *hostLimit) countSent(d int) {
 	now := time.Now()
 	if l.first.IsZero() {
 		l.first = now
 	} else {
-		l.busy += float64(l.inflight) * now.Sub(l.last).Seconds()
+		l.busy += float64(l.sent) * now.Sub(l.last).Seconds()
 	}
-	l.inflight += d
+	l.sent += d
 	l.last = now
 }
 
@@ -236,6 +255,9 @@ func (l *hostLimit) release(o outcome) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.count(-1)
+	if !o.Sent.IsZero() {
+		l.countSent(-1)
+	}
 	before := int(l.state.Limit)
 	l.state = l.state.next(o)
 	if o.Refused {
@@ -258,7 +280,7 @@ func (l *hostLimit) sample(at time.Time) {
 		}
 		l.samples = kept
 	}
-	l.samples = append(l.samples, HostSample{Seconds: at.Sub(l.start).Seconds(), Limit: int(l.state.Limit), InFlight: l.inflight})
+	l.samples = append(l.samples, HostSample{Seconds: at.Sub(l.start).Seconds(), Limit: int(l.state.Limit), InFlight: l.sent})
 }
 
 // HostSample is a host's limit at a moment of the run.
@@ -272,7 +294,7 @@ type HostSample struct {
 type HostReport struct {
 	Host      string       `json:"host"`
 	Ceiling   int          `json:"ceiling"`   // per_host_concurrency
-	Peak      int          `json:"peak"`      // the most requests in flight at once
+	Peak      int          `json:"peak"`      // the most requests in flight (sent, unanswered) at once
 	Final     int          `json:"final"`     // the limit at the end
 	Throttled int          `json:"throttled"` // 429 and 503 answers
 	Samples   []HostSample `json:"samples"`   // each change of the limit

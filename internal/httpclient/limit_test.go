@@ -255,7 +255,10 @@ func TestLimitWaitersCanLeave(t *testing.T) {
 	done := make(chan int)
 	go func() {
 		if l.acquire(context.Background()) == nil {
-			done <- l.inFlight()
+			l.mu.Lock()
+			n := l.inflight
+			l.mu.Unlock()
+			done <- n
 		}
 	}()
 	time.Sleep(10 * time.Millisecond)
@@ -294,12 +297,107 @@ func TestMeanInFlightCountsIdleTime(t *testing.T) {
 				if err := l.acquire(context.Background()); err != nil {
 					t.Fatal(err)
 				}
+				l.send()
 			} else {
-				l.release(outcome{RTT: d, InFlight: 1, At: time.Now()})
+				l.release(outcome{RTT: d, InFlight: 1, Sent: time.Now().Add(-d), At: time.Now()})
 			}
 		}
 		if got := l.report("h").MeanInFlight; got < c.want-c.tol || got > c.want+c.tol {
 			t.Errorf("%s: %.2f in flight on average, want %.2f", c.name, got, c.want)
 		}
+	}
+}
+
+// A two-second 503 storm (a deploy, a brief outage) against a host that takes 16 in flight brings the
+// limit down to 1 — every retry is refused, and each refusal after the last burst began is news.
+// Once the host is back, the limit must climb back to what the host took before the storm within a
+// couple of quiet periods, not by one per quiet period: 15 × 30 s at 1/16 of the host's pace (31 ×
+// 30 s to a ceiling of 32) for a blip of two seconds. The host is modelled in virtual time: answers
+// after 50 ms, 429 above 16 in flight; during the storm, a refused answer every 10 ms.
+func TestLimitRecoversAfterA503Storm(t *testing.T) {
+	const allowed, rtt = 16, 50 * time.Millisecond
+	t0 := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	a := aimd{Limit: InitialConcurrency, Ceiling: 32}
+	now := t0
+	refused := 0
+	// roundTrip sends floor(limit) requests together; the host refuses those above what it takes.
+	roundTrip := func() {
+		n := int(a.Limit)
+		for i := 1; i <= n; i++ {
+			o := outcome{InFlight: n, Sent: now, At: now.Add(rtt)}
+			if i > allowed {
+				o.Refused = true
+				refused++
+			} else {
+				o.RTT = rtt
+			}
+			a = a.next(o)
+		}
+		now = now.Add(rtt)
+	}
+	for now.Before(t0.Add(time.Minute)) { // the limit is found, and held for a while
+		roundTrip()
+	}
+	if int(a.Limit) != allowed && int(a.Limit) != allowed-1 {
+		t.Fatalf("before the storm: limit %v, want %d", a.Limit, allowed)
+	}
+	stormEnd := now.Add(2 * time.Second)
+	for ; now.Before(stormEnd); now = now.Add(10 * time.Millisecond) {
+		a = a.next(outcome{Refused: true, InFlight: max(1, min(int(a.Limit), 4)), Sent: now.Add(-time.Millisecond), At: now})
+	}
+	if a.Limit > 2 {
+		t.Logf("the storm left the limit at %v (expected about 1)", a.Limit)
+	}
+	refused = 0
+	var back time.Duration = -1
+	for now.Before(stormEnd.Add(3 * time.Minute)) {
+		roundTrip()
+		if back < 0 && int(a.Limit) >= allowed-2 {
+			back = now.Sub(stormEnd)
+		}
+	}
+	if back < 0 || back > 75*time.Second {
+		took := "more than 3 minutes"
+		if back >= 0 {
+			took = back.Round(time.Second).String()
+		}
+		t.Errorf("after a 2 s storm the limit took %s to get back to %d of the %d the host takes; limit %v after 3 minutes", took, allowed-2, allowed, a.Limit)
+	}
+	// Climbing back meets no more refusals than probing one past the level does: one burst per quiet period.
+	if refused > 6*allowed {
+		t.Errorf("%d refusals in the 3 minutes after the storm", refused)
+	}
+	if int(a.Limit) > allowed+1 {
+		t.Errorf("limit %v above the %d the host takes", a.Limit, allowed)
+	}
+}
+
+// With per_host_rate set, requests hold their slot while they wait for the rate's next token: the
+// host report counted them as in flight. At 10 requests a second to a host answering in 20 ms, the
+// host never has more than a few requests at once, yet the report said a peak and a mean near the
+// limit, and the limit grew by every answer (each one "sent with the limit full") towards the ceiling
+// — a level no request ever tested, which the next run resumes at.
+func TestRateLimitedRequestsAreNotCountedInFlight(t *testing.T) {
+	var inflight, peak atomic.Int64
+	srv, _ := script(t, func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(20 * time.Millisecond)
+		ok(w, r)
+	})
+	c := New(Options{PerHostConcurrency: 32, PerHostRate: 10})
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Add(1)
+		go get(t, &wg, c, srv.URL)
+	}
+	wg.Wait()
+	h := c.Hosts()[0]
+	// The rate's burst (10) may go out at once, filling the limit (8) once: it may grow by one or two
+	// then, as it was tested. After it, one request every 100 ms, each 20 ms long.
+	if h.Peak > int(peak.Load())+1 || h.MeanInFlight > 2 || h.Final > InitialConcurrency+2 {
+		t.Errorf("the host had at most %d in flight; the report says peak %d, mean %.1f, and the limit grew to %d", peak.Load(), h.Peak, h.MeanInFlight, h.Final)
 	}
 }
