@@ -68,9 +68,7 @@ func (p Policy) Decide(ctx context.Context, attempt int, a *Answer, err error) D
 	}
 	ra, ok := parseRetryAfter(a.RetryAfter)
 	switch {
-	case !ok || ra == 0:
-		// No wait asked for (0, negative, a date already past): a backoff, not a retry at once that
-		// would spend every attempt within milliseconds of an outage.
+	case !ok:
 		return Decision{Retry: true, Wait: p.Backoff(attempt), Err: err}
 	case ra > p.MaxRetryAfter:
 		return Decision{Err: &WaitError{Answer: err, Wait: ra, Limit: p.MaxRetryAfter}}
@@ -86,7 +84,7 @@ func (p Policy) Pause(a Answer) (time.Duration, bool) {
 		return 0, false
 	}
 	ra, ok := parseRetryAfter(a.RetryAfter)
-	if !ok || ra == 0 || ra > p.MaxRetryAfter {
+	if !ok || ra > p.MaxRetryAfter {
 		return 0, false
 	}
 	return ra, true
@@ -160,8 +158,10 @@ func retryableStatus(s int) bool {
 	return s == http.StatusTooManyRequests || (s >= 500 && s != http.StatusNotImplemented)
 }
 
-// parseRetryAfter reads delay-seconds or an HTTP date (a date in the past, or a negative number, is no
-// wait; a number past int64 is the longest wait).
+// parseRetryAfter reads delay-seconds or an HTTP date; a number past int64 is the longest wait. It is
+// not ok when it asks for no wait (0, a negative number, a date already past): that is read as no
+// header, a backoff, not a retry at once that would spend every attempt within milliseconds of an
+// outage, nor a pause of the host.
 func parseRetryAfter(v string) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -176,5 +176,5 @@ func parseRetryAfter(v string) (time.Duration, bool) {
 	} else {
 		return 0, false
 	}
-	return max(d, 0), true
+	return d, d > 0
 }
