@@ -347,7 +347,6 @@ type resumingReader struct {
 	off    int64
 	end    int64 // where the read stops (-1: the end of the object)
 	failed int
-	ended  bool // a resumed read found the object ending where it stopped
 	cur    *blob.Reader
 	cancel context.CancelFunc
 	watch  *time.Timer // cancels the current GET when it makes no progress for StallTimeout
@@ -387,9 +386,6 @@ func (r *resumingReader) Read(p []byte) (int, error) {
 		if r.end >= 0 && r.off >= r.end {
 			return 0, io.EOF // a range read whole: asking again for nothing would be refused
 		}
-		if r.ended {
-			return 0, io.EOF // the object ended where a resumed read began (see pastEnd)
-		}
 		r.watch.Reset(StallTimeout)
 		n, err := r.cur.Read(p)
 		r.off += int64(n)
@@ -403,8 +399,8 @@ func (r *resumingReader) Read(p []byte) (int, error) {
 		}
 		if oerr := r.open(); oerr != nil {
 			if errors.Is(oerr, errPastEnd) {
-				r.ended = true
-				return 0, io.EOF // the object ends where the read stopped
+				r.end = r.off // the object ends where the read stopped (see pastEnd)
+				return 0, io.EOF
 			}
 			return 0, oerr
 		}
