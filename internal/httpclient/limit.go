@@ -12,17 +12,16 @@ import (
 // the limit a 429 and a Retry-After pause). The limit starts at InitialConcurrency (or where an earlier
 // run's ended: Client.Resume) and grows by one a round trip while the host keeps up — answers as fast
 // as they have been, no 429 or 503 — up to the configured ceiling (per_host_concurrency). Not by
-// doubling, as TCP's slow start does: that overshoots the host's limit by up to as much again, and
-// the refusals' burst (see next) then left it above the limit, for a second burst and pause (tried:
-// bench/README.md, session 37). A 429 or
-// 503 brings it to one below the number that was in flight and pins it there: the host has said how
-// many it takes, and a probe one higher is made only after quietPeriod without refusals, so a run
-// meets few 429s. Refusals that took it well below the level the host took before them (a 503 storm,
-// a dip in capacity) are not a level to pin: after a quiet period it climbs back towards that level by
-// one per round trip, meeting at most the one burst of refusals a probe meets. Answers that turn slow while
-// requests queue — the recent latency over slowFactor × the long-run latency, as in Netflix's
-// Gradient2 — lower it by a tenth once per round trip; one slow answer (a large export, a busy moment)
-// does not, nor does a host that is steadily slow.
+// doubling, as TCP's slow start does: that overshoots the host's limit by up to as much again, and the
+// refusals' burst (see next) then left it above the limit, for a second burst and pause (tried:
+// bench/README.md, session 37). A 429 or 503 brings it to one below the number that was in flight and
+// pins it there: the host has said how many it takes, and a probe one higher is made only after
+// quietPeriod without refusals, so a run meets few 429s. Refusals that took it well below the level the
+// host took before them (a 503 storm, a dip in capacity) are not a level to pin: after a quiet period
+// it climbs back towards that level by one per round trip, meeting at most the one burst of refusals a
+// probe meets. Answers that turn slow while requests queue — the recent latency over slowFactor × the
+// long-run latency, as in Netflix's Gradient2 — lower it by a tenth once per round trip; one slow
+// answer (a large export, a busy moment) does not, nor does a host that is steadily slow.
 
 // InitialConcurrency is where a host's limit starts: today's fixed default, so that finding the limit
 // is never slower than not looking for it.
@@ -173,7 +172,7 @@ func (l *hostLimit) resume(limit float64, refused bool) {
 func (l *hostLimit) acquire(ctx context.Context) error {
 	l.mu.Lock()
 	if len(l.waiting) == 0 && l.inflight < int(l.state.Limit) {
-		l.take()
+		l.inflight++
 		l.mu.Unlock()
 		return nil
 	}
@@ -188,7 +187,7 @@ func (l *hostLimit) acquire(ctx context.Context) error {
 		defer l.mu.Unlock()
 		select {
 		case <-ready: // handed a slot meanwhile: give it back
-			l.count(-1)
+			l.inflight--
 			l.handOff()
 		default:
 			for i, w := range l.waiting {
@@ -201,12 +200,6 @@ func (l *hostLimit) acquire(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
-
-// take counts a slot taken; l.mu is held.
-func (l *hostLimit) take() { l.count(1) }
-
-// count moves the slots taken by d; l.mu is held.
-func (l *hostLimit) count(d int) { l.inflight += d }
 
 // send counts a request as it is sent (past the rate limit and any pause) and returns the slots taken
 // now and the requests sent, itself included in both: what the limit learns from (outcome.InFlight,
@@ -245,7 +238,7 @@ func (l *hostLimit) handOff() {
 	for len(l.waiting) > 0 && l.inflight < int(l.state.Limit) {
 		w := l.waiting[0]
 		l.waiting = l.waiting[1:]
-		l.take()
+		l.inflight++
 		w <- struct{}{} // buffered: never blocks
 	}
 }
@@ -254,7 +247,7 @@ func (l *hostLimit) handOff() {
 func (l *hostLimit) release(o outcome) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.count(-1)
+	l.inflight--
 	if !o.Sent.IsZero() {
 		l.countSent(-1)
 	}
