@@ -337,6 +337,12 @@ func ReadEvidence(ctx context.Context, st Store, e Evidence) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return checkBody(e, b)
+}
+
+// checkBody is body e as received, from b as stored: decompressed where its pack is, and its size
+// and sha256 those e records, else an alteration.
+func checkBody(e Evidence, b []byte) ([]byte, error) {
 	if strings.HasSuffix(e.Path, ".zst") {
 		dec, err := zstd.NewReader(bytes.NewReader(b))
 		if err != nil {

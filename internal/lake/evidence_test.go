@@ -2,13 +2,16 @@ package lake_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +22,7 @@ import (
 const packRun = "20261206T010203.000Z-abcdef"
 
 // body is a response body as the HTTP client hands it over: in memory, or spilled to a file past mem.
-func body(t *testing.T, b []byte, mem int64) *spool.Body {
+func body(t testing.TB, b []byte, mem int64) *spool.Body {
 	t.Helper()
 	sb, err := spool.Read(bytes.NewReader(b), t.TempDir(), mem, 1<<30, "body")
 	if err != nil {
@@ -252,6 +255,118 @@ func emptyBodyReadsBackEmpty(t *testing.T, st lake.Store) {
 	for _, e := range empties {
 		if b, err := lake.ReadEvidence(t.Context(), st, e); err != nil || len(b) != 0 {
 			t.Errorf("empty body listed as %+v: %q, %v", e, b, err)
+		}
+	}
+}
+
+// opens is a Store that counts the reads opened on each key.
+type opens struct {
+	lake.Store
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (o *opens) count(key string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.n[key]++
+}
+
+func (o *opens) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	o.count(key)
+	return o.Store.OpenRange(ctx, key, off, n)
+}
+
+func (o *opens) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	o.count(key)
+	return o.Store.Open(ctx, key)
+}
+
+func (o *opens) ReadFile(ctx context.Context, key string) ([]byte, error) {
+	o.count(key)
+	return o.Store.ReadFile(ctx, key)
+}
+
+// verify reads a pack once, not once per body (on a bucket a request each), and still names each body
+// that is altered, cut off or missing, and only those.
+func TestVerifyReadsEachPackOnce(t *testing.T) {
+	type tamper func(t *testing.T, st lake.Store, js []lake.Evidence)
+	rewrite := func(t *testing.T, st lake.Store, key string, edit func([]byte) []byte) {
+		b, err := st.ReadFile(t.Context(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.WriteFile(t.Context(), key, edit(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name string
+		do   tamper
+		want func(js, pdfs []lake.Evidence) []string
+	}{
+		{"whole", func(*testing.T, lake.Store, []lake.Evidence) {}, func(js, pdfs []lake.Evidence) []string { return nil }},
+		{"a byte changed", func(t *testing.T, st lake.Store, js []lake.Evidence) {
+			rewrite(t, st, js[10].Path, func(b []byte) []byte { b[js[10].Offset+js[10].Stored/2] ^= 0xff; return b })
+		}, func(js, pdfs []lake.Evidence) []string {
+			return []string{fmt.Sprintf("1 body at byte %d %s", js[10].Offset, js[10].Path)}
+		}},
+		{"cut short", func(t *testing.T, st lake.Store, js []lake.Evidence) {
+			rewrite(t, st, js[30].Path, func(b []byte) []byte { return b[:js[30].Offset+1] })
+		}, func(js, pdfs []lake.Evidence) []string {
+			var out []string
+			for _, e := range js[30:] {
+				out = append(out, fmt.Sprintf("1 body at byte %d %s", e.Offset, e.Path))
+			}
+			return out
+		}},
+		{"removed", func(t *testing.T, st lake.Store, js []lake.Evidence) {
+			if err := st.Remove(t.Context(), js[0].Path); err != nil {
+				t.Fatal(err)
+			}
+		}, func(js, pdfs []lake.Evidence) []string { return []string{"1 missing " + js[0].Path} }},
+	}
+	for _, c := range cases {
+		for name, st := range stores(t) {
+			t.Run(c.name+"/"+name, func(t *testing.T) {
+				p := lake.NewEvidenceStore(st, packRun).Pack(t.Context(), "t")
+				var js, pdfs []lake.Evidence
+				for i := range 50 {
+					js = append(js, put(t, p, fmt.Appendf(nil, `{"invoice":"INV-%d","lines":%q}`, i, strings.Repeat("x", i*40)), 1<<20, false))
+				}
+				for i := range 5 {
+					pdfs = append(pdfs, put(t, p, fmt.Appendf(nil, "%%PDF-1.7 invoice %d", i), 1<<20, true))
+				}
+				if err := p.Seal(); err != nil {
+					t.Fatal(err)
+				}
+				m := &lake.Manifest{RunID: packRun, Status: "ok", Evidence: js, PDFs: pdfs}
+				if err := lake.Commit(t.Context(), st, m, 0); err != nil {
+					t.Fatal(err)
+				}
+				c.do(t, st, js)
+				o := &opens{Store: st, n: map[string]int{}}
+				v, err := lake.Check(t.Context(), o, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, p := range v.Problems {
+					what, _, _ := strings.Cut(p.Issue, ":")
+					got = append(got, fmt.Sprintf("%d %s %s", p.Commit, what, p.Path))
+				}
+				if want := c.want(js, pdfs); strings.Join(got, "\n") != strings.Join(want, "\n") {
+					t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+				}
+				if v.Checked != 55 {
+					t.Errorf("checked %d bodies, want 55", v.Checked)
+				}
+				for _, key := range []string{js[0].Path, pdfs[0].Path} {
+					if o.n[key] != 1 {
+						t.Errorf("%s opened %d times, want once", key, o.n[key])
+					}
+				}
+			})
 		}
 	}
 }
