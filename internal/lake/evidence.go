@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"path"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -75,7 +77,21 @@ func NewEvidenceStore(st Store, run string, held ...*Manifest) *EvidenceStore {
 	// kilobytes (figures: bench/README.md, "Figures behind tuned constants").
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithWindowSize(evidenceWindow), zstd.WithLowerEncoderMem(true))
-	return &EvidenceStore{st: st, run: run, enc: enc, have: stored(held), referred: map[string]bool{}}
+	return &EvidenceStore{st: st, run: run, enc: enc, have: stored(held), referred: listedByOthers(run, held)}
+}
+
+// listedByOthers are run's packs (sealed by a killed attempt of it) that a held checkpoint of another
+// stream lists a body of: a resumed stream that fails keeps them (see Pack.Resume).
+func listedByOthers(run string, held []*Manifest) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range held {
+		for _, e := range slices.Concat(m.Evidence, m.PDFs) {
+			if packRun(e.Path) == run && !packOf(e.Path, run, e.Table) {
+				out[e.Path] = true
+			}
+		}
+	}
+	return out
 }
 
 // stored is where the manifests keep each body, by kind and sha256. An entry is taken only where its
@@ -296,11 +312,26 @@ func (p *Pack) Abort() {
 	p.rolled = nil
 }
 
+// Resume counts the packs among prev (what a killed attempt of this stream checkpointed) that the
+// attempt sealed as this stream's own: if the resumed stream fails, Discard removes them too.
+func (p *Pack) Resume(prev []Evidence) {
+	for _, e := range prev {
+		if packOf(e.Path, p.s.run, p.table) {
+			p.sealed[e.Path] = true
+		}
+	}
+}
+
+// packOf reports whether key is a pack of run's stream of table: <dir>/<run>/<table>-<random><ext>.
+func packOf(key, run, table string) bool {
+	return packRun(key) == run && strings.HasPrefix(path.Base(key), table+"-")
+}
+
 // Discard is Abort for a stream that failed after sealing: its output is dropped, so no manifest
-// will list its bodies, and the packs it sealed are removed too, except those another stream refers
-// to (their bodies stop being offered to other streams first). Call it once the stream's checkpoint
-// is removed; a run killed before Discard leaves the packs unlisted, removed at the next start, but a
-// run that commits never removes its own files.
+// will list its bodies, and the packs it sealed (and those of the attempts it resumed) are removed
+// too, except those another stream refers to (their bodies stop being offered to other streams
+// first). Call it once the stream's checkpoint is removed; a run killed before Discard leaves the
+// packs unlisted, removed at the next start, but a run that commits never removes its own files.
 func (p *Pack) Discard() {
 	p.Abort()
 	var drop []string

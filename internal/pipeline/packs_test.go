@@ -79,3 +79,52 @@ func TestFailedStreamRemovesItsSealedPacksNoOneRefersTo(t *testing.T) {
 		t.Errorf("after the failure: packs %v, want only the one the other stream refers to", packs)
 	}
 }
+
+// A resumed stream that fails removes what its killed attempt checkpointed as well as what it wrote
+// itself: otherwise, once the run commits, verify names the attempt's snapshot file as added to the
+// run, and the attempt's packs are kept forever. A pack whose body another stream lists stays.
+func TestFailedResumedStreamRemovesItsEarlierAttempt(t *testing.T) {
+	st := lake.Dir(t.TempDir())
+	const id = "20261206T010203.000Z-abcdef"
+	put := func(p *lake.Pack, b string) lake.Evidence {
+		sb, err := spool.Read(bytes.NewReader([]byte(b)), t.TempDir(), 1<<20, 1<<30, "body")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := p.PutJSON(sb)
+		if err != nil || p.Seal() != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	// The killed attempt sealed two packs of t_failing, one body each; t_other lists the second's body.
+	killed := lake.NewEvidenceStore(st, id)
+	mine := killed.Pack(t.Context(), "t_failing")
+	own, shared := put(mine, `[{"id":"own"}]`), put(mine, `[{"id":"shared"}]`)
+	reused := put(killed.Pack(t.Context(), "t_other"), `[{"id":"shared"}]`)
+	if own.Path == shared.Path || reused.Path != shared.Path {
+		t.Fatalf("packs: %s, %s; the other stream's body at %s", own.Path, shared.Path, reused.Path)
+	}
+	own.Table, shared.Table, reused.Table = "t_failing", "t_failing", "t_other"
+	file := "t_failing/run_date=2026-12-06/" + id + "-00000.parquet"
+	if err := st.WriteFile(t.Context(), file, []byte("rows")); err != nil {
+		t.Fatal(err)
+	}
+	prev := &streamCheckpoint{Table: "t_failing", Files: []lake.FileInfo{{Path: file, Table: "t_failing", Rows: 1}},
+		Evidence: []lake.Evidence{own, shared}, Done: []string{"a", "b"}}
+	other := &streamCheckpoint{Table: "t_other", Complete: true, Evidence: []lake.Evidence{reused}}
+
+	env := testEnv(t, st, id)
+	env.store = lake.NewEvidenceStore(st, id, listed(map[string]*streamCheckpoint{"t_failing": prev, "t_other": other}))
+	failing := &sources.Stream{Source: "t", Name: "failing", Checkpoints: true, Evidence: true, Pages: func(context.Context, sources.Resume) iter.Seq2[sources.Page, error] {
+		return func(yield func(sources.Page, error) bool) { yield(sources.Page{}, errors.New("the API went away")) }
+	}}
+	if rep, _, _ := runStream(t.Context(), env, failing, prev); rep.Status != "failed" {
+		t.Fatalf("stream: %+v", rep)
+	}
+	for key, want := range map[string]bool{file: false, own.Path: false, shared.Path: true} {
+		if ok, err := st.Exists(t.Context(), key); err != nil || ok != want {
+			t.Errorf("%s is there: %v (%v), want %v", key, ok, err, want)
+		}
+	}
+}

@@ -178,6 +178,7 @@ func newStreamRun(ctx context.Context, env *runEnv, s *sources.Stream, prev *str
 	}
 	r.base = prev.Files
 	r.out = streamOutput{evidence: slices.Clone(prev.Evidence), pdfs: slices.Clone(prev.PDFs)}
+	r.pack.Resume(slices.Concat(prev.Evidence, prev.PDFs))
 	r.rejects = slices.Clone(prev.Rejects)
 	for _, w := range prev.Report.Warnings {
 		r.notes.add(env.log, s.TableName(), w)
@@ -287,8 +288,8 @@ func (r *streamRun) fail(err error) lake.StreamReport {
 	return rep
 }
 
-// discard removes the stream's checkpoint and every file and evidence pack this attempt wrote, which
-// no manifest will list — unless the lake's lock is no longer this run's: the run that took the lake
+// discard removes the stream's checkpoint and every file and evidence pack this attempt and the
+// earlier ones it resumed wrote, which no manifest will list — unless the lake's lock is no longer this run's: the run that took the lake
 // over may have adopted the checkpoint, and its manifest lists those files now. They are then left to
 // the sweeps of later runs, which remove what no claim names.
 func (r *streamRun) discard() {
@@ -302,6 +303,11 @@ func (r *streamRun) discard() {
 	// The checkpoint goes first: a crash in between leaves unlisted files, which are removed as
 	// orphans, never a checkpoint naming deleted files.
 	_ = r.checkpoints.remove(cleanup, r.s.TableName())
+	// An earlier attempt's files carry this run's id: once the run commits, nothing would remove
+	// them, and verify would name them as added to the run.
+	for _, f := range r.base {
+		_ = r.st.Remove(cleanup, f.Path)
+	}
 	for _, ts := range r.sinks {
 		ts.w.Abort()
 		files, _ := ts.w.Close()
@@ -309,7 +315,7 @@ func (r *streamRun) discard() {
 			_ = r.st.Remove(cleanup, f.Path)
 		}
 	}
-	r.pack.Discard() // the evidence it sealed that no other stream lists
+	r.pack.Discard() // the evidence it and its earlier attempts sealed that no other stream lists
 }
 
 // succeed reports the finished stream and commits it whole: a crash before the run's manifest does
