@@ -22,6 +22,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ledgerlake/ledgerlake/schemas"
 	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
 
@@ -534,15 +535,17 @@ func (g *GSAPI) validate(reading bool) error {
 }
 
 // checkDatatables refuses a datatable without a table, sortorder or key, with a negative page size, or
-// configured twice (table names compare case-insensitively).
+// two that would be stored as one table (gsapi_datatable_<the table's name as a column name>: "Foo-Bar"
+// and "foo_bar" both), which would share its files and checkpoints.
 func checkDatatables(ds []Datatable) error {
-	seen := map[string]bool{}
+	seen := map[string]string{}
 	for i, d := range ds {
 		where := fmt.Sprintf("sources.gsapi.datatables[%d]", i)
 		if d.Table == "" {
 			return &Error{Msg: where + ": table is required"}
 		}
 		where = fmt.Sprintf("sources.gsapi.datatables[%d] (table %s)", i, d.Table)
+		name := schemas.ColumnName(d.Table)
 		switch {
 		case len(d.Sortorder) == 0:
 			return &Error{Msg: where + ": sortorder is required — without it datatable/list silently returns the first page for every page"}
@@ -550,10 +553,12 @@ func checkDatatables(ds []Datatable) error {
 			return &Error{Msg: where + ": key is required"}
 		case d.PageSize < 0:
 			return &Error{Msg: where + ": pagesize must be positive"}
-		case seen[strings.ToLower(d.Table)]:
-			return &Error{Msg: where + ": configured twice"}
+		case name == "":
+			return &Error{Msg: where + ": the name has no letter or digit to name its table by"}
+		case seen[name] != "":
+			return &Error{Msg: fmt.Sprintf("%s: would be stored as table gsapi_datatable_%s, as table %s is", where, name, seen[name])}
 		}
-		seen[strings.ToLower(d.Table)] = true
+		seen[name] = d.Table
 	}
 	return nil
 }

@@ -403,3 +403,26 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 		}
 	}
 }
+
+// Two datatables whose names make the same table name (gsapi_datatable_foo_bar) would share its files
+// and checkpoints, and a name with no letter or digit makes none: both are refused, naming them.
+func TestDatatablesStoredAsOneTableAreRefused(t *testing.T) {
+	block := func(tables ...string) string {
+		var b strings.Builder
+		for _, name := range tables {
+			fmt.Fprintf(&b, "      - table: %q\n        sortorder: [\"raw_id asc\"]\n        key: raw_id\n", name)
+		}
+		return strings.Replace(valid, "    datatables:\n", "    datatables:\n"+b.String(), 1)
+	}
+	for tables, want := range map[[2]string]string{
+		{"Foo-Bar", "foo_bar"}: "datatables[1] (table foo_bar): would be stored as table gsapi_datatable_foo_bar, as table Foo-Bar is",
+		{"FooBar", "foo bar"}:  "datatables[1] (table foo bar): would be stored as table gsapi_datatable_foo_bar, as table FooBar is",
+		{"***", "other"}:       "datatables[0] (table ***): the name has no letter or digit",
+		{"foo_bar", "foo_baz"}: "",
+	} {
+		_, err := Parse([]byte(block(tables[0], tables[1])), env(goodEnv))
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%q: %v, want %q", tables, err, want)
+		}
+	}
+}
