@@ -263,11 +263,11 @@ func (vr *verifier) files(n int, m *Manifest) {
 			continue // checked, or its file missing
 		}
 		vr.done[body] = true
-		vr.v.Checked++
 		if packRun(e.Path) != "" && insideLake(e.Path) {
 			packs[e.Path] = append(packs[e.Path], e)
 			continue
 		}
+		vr.v.Checked++
 		_, err := ReadEvidence(vr.ctx, vr.st, e)
 		vr.body(n, m.RunID, e, err)
 	}
@@ -293,7 +293,10 @@ func (vr *verifier) body(n int, run string, e Evidence, err error) {
 // pack checks bodies es, all of one pack, reading the pack once in order where it can rather than a
 // range per body: on a bucket that is a request per pack, not per body.
 func (vr *verifier) pack(n int, run string, es []Evidence) {
-	slices.SortStableFunc(es, func(a, b Evidence) int { return cmp.Compare(a.Offset, b.Offset) })
+	// An empty body shares its offset with the next: it goes first, or it would take a read of its own.
+	slices.SortStableFunc(es, func(a, b Evidence) int {
+		return cmp.Or(cmp.Compare(a.Offset, b.Offset), cmp.Compare(a.Stored, b.Stored))
+	})
 	r := &packReader{ctx: vr.ctx, st: vr.st, key: es[0].Path}
 	for _, e := range es {
 		if e.Offset >= 0 && e.Stored >= 0 && e.Stored <= math.MaxInt64-e.Offset {
@@ -302,6 +305,7 @@ func (vr *verifier) pack(n int, run string, es []Evidence) {
 	}
 	defer r.close()
 	for _, e := range es {
+		vr.v.Checked++
 		b, err := r.read(e.Offset, e.Stored)
 		if err == nil {
 			_, err = checkBody(e, b)
