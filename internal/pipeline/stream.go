@@ -300,20 +300,24 @@ func (r *streamRun) discard() {
 		r.log.Warn("the stream's files are left in the lake: the lock is not this run's", "table", r.s.TableName(), "error", err)
 		return
 	}
-	// The checkpoint goes first: a crash in between leaves unlisted files, which are removed as
-	// orphans, never a checkpoint naming deleted files.
-	_ = r.checkpoints.remove(cleanup, r.s.TableName())
-	// An earlier attempt's files carry this run's id: once the run commits, nothing would remove
-	// them, and verify would name them as added to the run.
-	for _, f := range r.base {
-		_ = r.st.Remove(cleanup, f.Path)
-	}
+	// What this attempt wrote, and what the earlier ones it resumed did (base): theirs carry this
+	// run's id, so once the run commits nothing would remove them, and verify would name them as
+	// added to the run.
+	files := slices.Clone(r.base)
 	for _, ts := range r.sinks {
 		ts.w.Abort()
-		files, _ := ts.w.Close()
-		for _, f := range files {
-			_ = r.st.Remove(cleanup, f.Path)
-		}
+		written, _ := ts.w.Close()
+		files = append(files, written...)
+	}
+	// The checkpoint goes first: a crash in between leaves unlisted files, which are removed as
+	// orphans, never a checkpoint naming deleted files.
+	if err := r.checkpoints.remove(cleanup, r.s.TableName()); err != nil {
+		r.log.Warn("the stream's files are left in the lake: its checkpoint, which lists them, could not be removed", "table", r.s.TableName(), "error", err)
+		r.pack.Abort() // only what no checkpoint lists
+		return
+	}
+	for _, f := range files {
+		_ = r.st.Remove(cleanup, f.Path)
 	}
 	r.pack.Discard() // the evidence it and its earlier attempts sealed that no other stream lists
 }
