@@ -451,6 +451,10 @@ func RunOf(key string) string {
 	return ""
 }
 
+// RunsFile reports whether key is a snapshot file of run, laid out as one within the lake: all a run
+// removes on the word of a checkpoint, which is a file that could have been edited.
+func RunsFile(key, run string) bool { return insideLake(key) && snapshotKey(key) && RunOf(key) == run }
+
 // packRun is the id of the run that wrote an evidence pack (<dir>/<run id>/<file>), from its key; ""
 // when key is not laid out as one.
 func packRun(key string) string {

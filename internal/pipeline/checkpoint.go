@@ -247,6 +247,25 @@ func adopt(ctx context.Context, st lake.Store, run *resumable, cks map[string]*s
 	return next, st.RemoveAll(ctx, checkpointDir(run.RunID))
 }
 
+// dropCheckpoint removes ck, a killed attempt's checkpoint of run that this attempt does not resume,
+// and then the snapshot files it lists: they carry the run's id, so once the run commits nothing
+// would remove them, and verify would name them as added to the run. Its evidence packs are left (a
+// body in them may be listed by another stream); no manifest lists them.
+func dropCheckpoint(ctx context.Context, st lake.Store, run string, ck *streamCheckpoint) error {
+	if err := st.Remove(ctx, checkpointDir(run)+"/"+ck.Table+".json"); err != nil {
+		return err
+	}
+	for _, f := range ck.Files {
+		if !lake.RunsFile(f.Path, run) {
+			continue
+		}
+		if err := st.Remove(ctx, f.Path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // listed is a pseudo-manifest of the files the checkpoints hold, so orphan removal keeps them.
 func listed(cks map[string]*streamCheckpoint) *lake.Manifest {
 	m := &lake.Manifest{}

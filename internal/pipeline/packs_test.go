@@ -110,7 +110,12 @@ func TestFailedResumedStreamRemovesItsEarlierAttempt(t *testing.T) {
 	if err := st.WriteFile(t.Context(), file, []byte("rows")); err != nil {
 		t.Fatal(err)
 	}
-	prev := &streamCheckpoint{Table: "t_failing", Files: []lake.FileInfo{{Path: file, Table: "t_failing", Rows: 1}},
+	// An entry naming another run's file, as an edited checkpoint could: it is not removed.
+	committed := "t_failing/run_date=2026-12-05/20261205T010203.000Z-fedcba-00000.parquet"
+	if err := st.WriteFile(t.Context(), committed, []byte("rows")); err != nil {
+		t.Fatal(err)
+	}
+	prev := &streamCheckpoint{Table: "t_failing", Files: []lake.FileInfo{{Path: file, Table: "t_failing", Rows: 1}, {Path: committed}},
 		Evidence: []lake.Evidence{own, shared}, Done: []string{"a", "b"}}
 	other := &streamCheckpoint{Table: "t_other", Complete: true, Evidence: []lake.Evidence{reused}}
 
@@ -122,7 +127,7 @@ func TestFailedResumedStreamRemovesItsEarlierAttempt(t *testing.T) {
 	if rep, _, _ := runStream(t.Context(), env, failing, prev); rep.Status != "failed" {
 		t.Fatalf("stream: %+v", rep)
 	}
-	for key, want := range map[string]bool{file: false, own.Path: false, shared.Path: true} {
+	for key, want := range map[string]bool{file: false, own.Path: false, shared.Path: true, committed: true} {
 		if ok, err := st.Exists(t.Context(), key); err != nil || ok != want {
 			t.Errorf("%s is there: %v (%v), want %v", key, ok, err, want)
 		}

@@ -168,7 +168,10 @@ func applyResets(ctx context.Context, st lake.Store, streams []*sources.Stream, 
 			continue // a full refresh starts from nothing anyway
 		}
 		s.State.Watermark, s.State.Memo, s.State.Windows = "", nil, false
-		if run != nil && run.StartedAt.Before(r.At) {
+		if ck := cks[s.TableName()]; ck != nil && run != nil && run.StartedAt.Before(r.At) {
+			if err := dropCheckpoint(ctx, st, run.RunID, ck); err != nil {
+				return nil, fmt.Errorf("dropping the checkpoint of %s, made before its reset: %w", s.TableName(), err)
+			}
 			delete(cks, s.TableName())
 		}
 	}

@@ -116,10 +116,28 @@ func TestResetPendingUntilTakenUp(t *testing.T) {
 		kept    bool
 	}{{at.Add(-time.Hour), false}, {at.Add(time.Hour), true}} {
 		s := &sources.Stream{Source: "t", Name: "a", State: &sources.State{Watermark: "2025-12-01"}}
-		cks := map[string]*streamCheckpoint{"t_a": {Table: "t_a"}}
-		marks, err := applyResets(t.Context(), st, []*sources.Stream{s}, map[string]string{}, &resumable{StartedAt: c.started}, cks, false)
+		// The checkpoint's own file goes with it (a run that commits would keep it forever, and verify
+		// would name it as added); a file of another run it lists, or one outside the lake, stays.
+		run := &resumable{RunID: lake.NewRunID(c.started), StartedAt: c.started}
+		own, other := "t_a/run_date=2026-01-02/"+run.RunID+"-00000.parquet", "t_a/run_date=2026-01-01/"+lake.NewRunID(at.AddDate(0, 0, -1))+"-00000.parquet"
+		ck := &streamCheckpoint{Table: "t_a", Files: []lake.FileInfo{{Path: own}, {Path: other}, {Path: "../" + run.RunID + "-00000.parquet"}}}
+		for _, key := range []string{own, other} {
+			if err := st.WriteFile(t.Context(), key, []byte("rows")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := lake.WriteJSON(t.Context(), st, checkpointDir(run.RunID), "t_a", ck); err != nil {
+			t.Fatal(err)
+		}
+		cks := map[string]*streamCheckpoint{"t_a": ck}
+		marks, err := applyResets(t.Context(), st, []*sources.Stream{s}, map[string]string{}, run, cks, false)
 		if err != nil || marks["t_a"] != resets[0].ID || s.State.Watermark != "" || (cks["t_a"] != nil) != c.kept {
 			t.Errorf("run started %v: marks %v, watermark %q, checkpoint kept %t", c.started, marks, s.State.Watermark, cks["t_a"] != nil)
+		}
+		for key, want := range map[string]bool{own: c.kept, other: true, checkpointDir(run.RunID) + "/t_a.json": c.kept} {
+			if ok, err := st.Exists(t.Context(), key); err != nil || ok != want {
+				t.Errorf("run started %v: %s is there: %v (%v), want %v", c.started, key, ok, err, want)
+			}
 		}
 	}
 }

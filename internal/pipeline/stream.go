@@ -303,7 +303,12 @@ func (r *streamRun) discard() {
 	// What this attempt wrote, and what the earlier ones it resumed did (base): theirs carry this
 	// run's id, so once the run commits nothing would remove them, and verify would name them as
 	// added to the run.
-	files := slices.Clone(r.base)
+	var files []lake.FileInfo
+	for _, f := range r.base {
+		if lake.RunsFile(f.Path, r.runID) {
+			files = append(files, f)
+		}
+	}
 	for _, ts := range r.sinks {
 		ts.w.Abort()
 		written, _ := ts.w.Close()
