@@ -167,7 +167,7 @@ func TestVerifyNamesEachTampering(t *testing.T) {
 	}
 }
 
-// recording is a Store that remembers every key read.
+// recording is a Store that remembers every key read, once for each read opened.
 type recording struct {
 	lake.Store
 	mu   sync.Mutex
@@ -188,6 +188,24 @@ func (r *recording) Open(ctx context.Context, key string) (io.ReadCloser, error)
 func (r *recording) ReadFile(ctx context.Context, key string) ([]byte, error) {
 	r.note(key)
 	return r.Store.ReadFile(ctx, key)
+}
+
+func (r *recording) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	r.note(key)
+	return r.Store.OpenRange(ctx, key, off, n)
+}
+
+// times is how many reads of key were opened.
+func (r *recording) times(key string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, k := range r.keys {
+		if k == key {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *recording) read(part string) bool {

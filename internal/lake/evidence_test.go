@@ -2,16 +2,13 @@ package lake_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -259,34 +256,6 @@ func emptyBodyReadsBackEmpty(t *testing.T, st lake.Store) {
 	}
 }
 
-// opens is a Store that counts the reads opened on each key.
-type opens struct {
-	lake.Store
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (o *opens) count(key string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.n[key]++
-}
-
-func (o *opens) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	o.count(key)
-	return o.Store.OpenRange(ctx, key, off, n)
-}
-
-func (o *opens) Open(ctx context.Context, key string) (io.ReadCloser, error) {
-	o.count(key)
-	return o.Store.Open(ctx, key)
-}
-
-func (o *opens) ReadFile(ctx context.Context, key string) ([]byte, error) {
-	o.count(key)
-	return o.Store.ReadFile(ctx, key)
-}
-
 // verify reads a pack once, not once per body (on a bucket a request each), and still names each body
 // that is altered, cut off or missing, and only those.
 func TestVerifyReadsEachPackOnce(t *testing.T) {
@@ -345,8 +314,8 @@ func TestVerifyReadsEachPackOnce(t *testing.T) {
 					t.Fatal(err)
 				}
 				c.do(t, st, js)
-				o := &opens{Store: st, n: map[string]int{}}
-				v, err := lake.Check(t.Context(), o, 1)
+				rec := &recording{Store: st}
+				v, err := lake.Check(t.Context(), rec, 1)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -363,8 +332,8 @@ func TestVerifyReadsEachPackOnce(t *testing.T) {
 					t.Errorf("checked %d bodies, want %d", v.Checked, want)
 				}
 				for _, key := range []string{js[0].Path, pdfs[0].Path} {
-					if o.n[key] != 1 {
-						t.Errorf("%s opened %d times, want once", key, o.n[key])
+					if n := rec.times(key); n != 1 {
+						t.Errorf("%s opened %d times, want once", key, n)
 					}
 				}
 			})
