@@ -99,6 +99,10 @@ func resumeOrRun(ctx context.Context, env runEnv, now time.Time, s *sources.Stre
 		return rep, streamOutput{files: ck.Files, evidence: ck.Evidence, pdfs: ck.PDFs}, ck.Rejects
 	}
 	if ck != nil && !s.Checkpoints {
+		// A stream that cannot resume starts again: what it checkpointed goes, as for a reset.
+		if err := dropCheckpoint(ctx, env.st, env.runID, ck); err != nil {
+			env.log.Warn("an earlier attempt's files are left in the lake", "table", s.TableName(), "error", err)
+		}
 		ck = nil
 	}
 	env.extracted = now.UTC()

@@ -133,3 +133,30 @@ func TestFailedResumedStreamRemovesItsEarlierAttempt(t *testing.T) {
 		}
 	}
 }
+
+// A stream that cannot resume (no Checkpoints: a code change since the killed attempt) starts again,
+// and what that attempt checkpointed goes: once the run commits, verify would name its file as added.
+func TestStreamThatCannotResumeDropsItsEarlierAttempt(t *testing.T) {
+	st := lake.Dir(t.TempDir())
+	const id = "20261206T010203.000Z-abcdef"
+	env := testEnv(t, st, id)
+	file := "t_whole/run_date=2026-12-06/" + id + "-00000.parquet"
+	if err := st.WriteFile(t.Context(), file, []byte("rows")); err != nil {
+		t.Fatal(err)
+	}
+	ck := &streamCheckpoint{Table: "t_whole", Files: []lake.FileInfo{{Path: file, Table: "t_whole", Rows: 1}}, Done: []string{"a"}}
+	if err := lake.WriteJSON(t.Context(), st, checkpointDir(id), "t_whole", ck); err != nil {
+		t.Fatal(err)
+	}
+	whole := &sources.Stream{Source: "t", Name: "whole", Pages: func(context.Context, sources.Resume) iter.Seq2[sources.Page, error] {
+		return func(yield func(sources.Page, error) bool) { yield(sources.Page{}, errors.New("the API went away")) }
+	}}
+	if rep, _, _ := resumeOrRun(t.Context(), *env, time.Now(), whole, ck); rep.Status != "failed" || rep.Resumed {
+		t.Fatalf("stream: %+v", rep)
+	}
+	for _, key := range []string{file, checkpointDir(id) + "/t_whole.json"} {
+		if ok, err := st.Exists(t.Context(), key); err != nil || ok {
+			t.Errorf("%s is there: %v (%v), want it removed", key, ok, err)
+		}
+	}
+}
