@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"path"
 	"runtime"
 	"slices"
@@ -361,7 +362,9 @@ func ReadEvidence(ctx context.Context, st Store, e Evidence) ([]byte, error) {
 	var err error
 	// A pack's entry is a range of it even when empty: an empty body stores no bytes (Stored 0).
 	if e.Stored > 0 || packRun(e.Path) != "" {
-		b, err = readRange(ctx, st, e.Path, e.Offset, e.Stored)
+		r := &packReader{ctx: ctx, st: st, key: e.Path}
+		b, err = r.read(e.Offset, e.Stored)
+		r.close()
 	} else {
 		b, err = st.ReadFile(ctx, e.Path)
 	}
@@ -392,22 +395,56 @@ func checkBody(e Evidence, b []byte) ([]byte, error) {
 	return b, nil
 }
 
-// readRange reads n bytes of key from off; a file that ends before them is altered.
-func readRange(ctx context.Context, st Store, key string, off, n int64) ([]byte, error) {
+// packReader reads ranges of one pack in rising order through as few reads of it as it can.
+type packReader struct {
+	ctx context.Context
+	st  Store
+	key string
+	end int64 // where the last range read ends
+
+	rc  io.ReadCloser
+	pos int64 // where rc is
+}
+
+// maxSkip is the most a packReader reads past to reach the next range before it opens a new read
+// there instead: about what one more request costs in time on an object store.
+const maxSkip = 1 << 20
+
+// read is n bytes from off; a pack that ends before them is altered.
+func (r *packReader) read(off, n int64) ([]byte, error) {
 	if off < 0 || n < 0 {
 		return nil, fmt.Errorf("altered: offset %d, %d bytes", off, n)
 	}
-	rc, err := st.OpenRange(ctx, key, off, n)
-	if err != nil {
-		return nil, err
+	if r.rc == nil || off < r.pos || off-r.pos > maxSkip {
+		r.close()
+		// To the end of the last range, or of this one where a manifest's figures went past int64.
+		rc, err := r.st.OpenRange(r.ctx, r.key, off, min(max(r.end-off, n), math.MaxInt64-off))
+		if err != nil {
+			return nil, err
+		}
+		r.rc, r.pos = rc, off
 	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, err
+	skipped, err := io.CopyN(io.Discard, r.rc, off-r.pos)
+	r.pos += skipped
+	var b []byte
+	if err == nil {
+		// Never more than the pack holds: n is the manifest's word.
+		b, err = io.ReadAll(io.LimitReader(r.rc, n))
+		r.pos += int64(len(b))
 	}
-	if int64(len(b)) != n {
+	switch {
+	case err != nil && err != io.EOF:
+		r.close() // the next range opens a read of its own
+		return nil, err
+	case int64(len(b)) < n:
 		return nil, fmt.Errorf("altered: the file ends %d bytes into the body of %d at offset %d", len(b), n, off)
 	}
 	return b, nil
+}
+
+func (r *packReader) close() {
+	if r.rc != nil {
+		r.rc.Close()
+		r.rc = nil
+	}
 }

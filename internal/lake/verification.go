@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"math"
@@ -314,60 +313,6 @@ func (vr *verifier) pack(n int, run string, es []Evidence) {
 		if vr.done[e.Path] {
 			return // missing: said once
 		}
-	}
-}
-
-// packReader reads ranges of one pack in rising order through as few reads of it as it can.
-type packReader struct {
-	ctx context.Context
-	st  Store
-	key string
-	end int64 // where the last range read ends
-
-	rc  io.ReadCloser
-	pos int64 // where rc is
-}
-
-// maxSkip is the most a packReader reads past to reach the next range before it opens a new read
-// there instead: about what one more request costs in time on an object store.
-const maxSkip = 1 << 20
-
-// read is n bytes from off; a pack that ends before them is altered, as in readRange.
-func (r *packReader) read(off, n int64) ([]byte, error) {
-	if off < 0 || n < 0 {
-		return nil, fmt.Errorf("altered: offset %d, %d bytes", off, n)
-	}
-	if r.rc == nil || off < r.pos || off-r.pos > maxSkip {
-		r.close()
-		// To the end of the last range, or of this one where a manifest's figures went past int64.
-		rc, err := r.st.OpenRange(r.ctx, r.key, off, min(max(r.end-off, n), math.MaxInt64-off))
-		if err != nil {
-			return nil, err
-		}
-		r.rc, r.pos = rc, off
-	}
-	skipped, err := io.CopyN(io.Discard, r.rc, off-r.pos)
-	r.pos += skipped
-	var b []byte
-	if err == nil {
-		// Never more than the pack holds: n is the manifest's word.
-		b, err = io.ReadAll(io.LimitReader(r.rc, n))
-		r.pos += int64(len(b))
-	}
-	switch {
-	case err != nil && err != io.EOF:
-		r.close() // the next range opens a read of its own
-		return nil, err
-	case int64(len(b)) < n:
-		return nil, fmt.Errorf("altered: the file ends %d bytes into the body of %d at offset %d", len(b), n, off)
-	}
-	return b, nil
-}
-
-func (r *packReader) close() {
-	if r.rc != nil {
-		r.rc.Close()
-		r.rc = nil
 	}
 }
 

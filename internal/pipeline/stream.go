@@ -289,9 +289,9 @@ func (r *streamRun) fail(err error) lake.StreamReport {
 }
 
 // discard removes the stream's checkpoint and every file and evidence pack this attempt and the
-// earlier ones it resumed wrote, which no manifest will list — unless the lake's lock is no longer this run's: the run that took the lake
-// over may have adopted the checkpoint, and its manifest lists those files now. They are then left to
-// the sweeps of later runs, which remove what no claim names.
+// earlier ones it resumed wrote, which no manifest will list — unless the lake's lock is no longer
+// this run's: the run that took the lake over may have adopted the checkpoint, and its manifest lists
+// those files now. They are then left to the sweeps of later runs, which remove what no claim names.
 func (r *streamRun) discard() {
 	// Not cut short by an interruption (the usual reason to get here), which would leave everything
 	// to the next run's sweep.
