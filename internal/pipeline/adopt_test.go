@@ -14,6 +14,7 @@ import (
 // (its manifest key holds the fence's mark), and every later start would resume it again: it must be
 // adopted under a new id, as the fence's own start would have.
 func TestFencedRunsCheckpointsAreAdoptedNotResumed(t *testing.T) {
+	t.Parallel()
 	st := lake.Dir(t.TempDir())
 	ctx := t.Context()
 	const fenced = "20261206T010203.000Z-abcdef"

@@ -80,6 +80,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	// Once for the process, not per test: t.Setenv would panic in the tests that run in parallel.
+	if err := s3test.SetProcessEnv(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	os.Exit(m.Run())
 }
 
@@ -197,7 +202,12 @@ func chaosLake(t *testing.T, backend, dir string, faults s3test.Faults) (env []s
 	if backend != "s3" {
 		return nil, open, nil
 	}
-	srv = s3test.StartT(t, "lake")
+	// Not StartT, which sets the credentials with t.Setenv: TestMain has set them for the process.
+	srv, err := s3test.Start("lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
 	faults.Stall = 3 * time.Second
 	srv.SetFaults(faults)
 	url := srv.URL("lake", "chaos")
@@ -216,8 +226,9 @@ func chaosLake(t *testing.T, backend, dir string, faults s3test.Faults) (env []s
 // pipeline is killed -9 at random moments and started again. The final warehouse equals a fault-free
 // run's, table by table, and no unfinished file is left anywhere.
 func TestChaosKillAndFaultsEndLikeACleanRun(t *testing.T) {
+	t.Parallel()
 	for _, backend := range backends {
-		t.Run(backend, func(t *testing.T) { chaosKillAndFaults(t, backend) })
+		t.Run(backend, func(t *testing.T) { t.Parallel(); chaosKillAndFaults(t, backend) })
 	}
 }
 
@@ -329,6 +340,7 @@ func chaosKillAndFaults(t *testing.T, backend string) {
 // A run that dies after committing its manifest (and moving its watermarks) but before its load
 // finished is loaded by the next run, so the rows it fetched are not skipped by the new watermark.
 func TestRunInterruptedBeforeLoadIsLoadedNext(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"invoices"}, nil)
 	good := cfg.Warehouse
@@ -349,6 +361,7 @@ func TestRunInterruptedBeforeLoadIsLoadedNext(t *testing.T) {
 // A kill while DuckDB creates the warehouse leaves a file that is not a database; the next run sets it
 // aside and rebuilds the warehouse from the lake instead of failing every night.
 func TestHalfCreatedWarehouseIsRebuiltFromTheLake(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"invoices"}, nil)
 	first := run(t, cfg)
@@ -376,6 +389,7 @@ func TestHalfCreatedWarehouseIsRebuiltFromTheLake(t *testing.T) {
 // Credentials never reach logs, errors, manifests, Parquet files or the warehouse: a full sync under
 // faults, then every byte written is scanned for them (and for the Basic header that carries them).
 func TestSecretsNeverLeakIntoOutputs(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.02, Faults: sandbox.Faults{ServerError: 0.05, TokenExpiry: 0.05}}, nil)
 	cfg.Sources.GSAPI.Datatables = []config.Datatable{{Table: "ctransactiondata", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 100}}
 	var logs strings.Builder
@@ -451,8 +465,9 @@ sources:
 // had finished are not fetched again, invoice details and PDFs continue after the last checkpoint, and
 // the warehouse equals a run that was never killed.
 func TestKilledRunResumesFromItsCheckpoints(t *testing.T) {
+	t.Parallel()
 	for _, backend := range backends {
-		t.Run(backend, func(t *testing.T) { killedRunResumes(t, backend) })
+		t.Run(backend, func(t *testing.T) { t.Parallel(); killedRunResumes(t, backend) })
 	}
 }
 

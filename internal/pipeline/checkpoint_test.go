@@ -39,6 +39,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // Checkpoints are written in the background, at most one commit per gap; the newest of a stream
 // replaces one still queued; close drops what is queued at once instead of waiting out the gap.
+// Not parallel: close is held to 200 ms of wall time, which a test beside it on a busy CPU could take.
 func TestCheckpointerCommitsTheNewestAndDropsTheQueuedOnClose(t *testing.T) {
 	c, read := testCheckpointer(t, 300*time.Millisecond)
 	first := time.Now()
@@ -76,6 +77,7 @@ func TestCheckpointerCommitsTheNewestAndDropsTheQueuedOnClose(t *testing.T) {
 // A failed stream removes its checkpoint: neither a queued nor an in-flight write may bring it back,
 // as it would name files the failure deletes.
 func TestRemovedCheckpointIsNeverWrittenAfterwards(t *testing.T) {
+	t.Parallel()
 	c, read := testCheckpointer(t, 0)
 	for i := range 50 {
 		c.put(&streamCheckpoint{Table: "a", Done: []string{"x"}})

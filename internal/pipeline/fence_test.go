@@ -25,8 +25,9 @@ import (
 // refused and the woken run commits. Either way verify is clean and every commit names one run.
 // Run it many times on a loaded machine: where in the commit the stall falls varies (see below).
 func TestStalledRunCannotWriteAfterItsLease(t *testing.T) {
+	t.Parallel()
 	for _, backend := range backends {
-		t.Run(backend, func(t *testing.T) { stalledRun(t, backend) })
+		t.Run(backend, func(t *testing.T) { t.Parallel(); stalledRun(t, backend) })
 	}
 }
 
@@ -139,6 +140,7 @@ func startChild(t *testing.T, srv *sandbox.Server, dir, pipeline string, env ...
 // took the lake over lists them now. Only a bucket's lease can be taken over (a directory's lock is
 // held while the stopped process lives).
 func TestStalledStreamRemovesNothingTheTakerAdopted(t *testing.T) {
+	t.Parallel()
 	srv, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Scale: 0.2, Latency: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

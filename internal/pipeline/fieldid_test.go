@@ -122,8 +122,10 @@ func rowsAt(t *testing.T, tbl *table.Table, snapshot int64, cols ...string) []st
 // removed — as an engine that ignores name mapping does. Before field ids, such a read found no
 // column of the lake's files.
 func TestLakeFilesCarryFieldIDsReadableWithoutNameMapping(t *testing.T) {
+	t.Parallel()
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: 2}
 			lakeOn(t, cfg, backend)
@@ -224,6 +226,7 @@ func TestLakeFilesCarryFieldIDsReadableWithoutNameMapping(t *testing.T) {
 // files' ids (the old one kept as test_things__until_2), every run's snapshot holding the rows the
 // warehouse's history holds for it; the next run changes nothing more.
 func TestLakeBeforeFieldIDsIsUpgradedByARun(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: 2}
 	if err := os.CopyFS(cfg.OutputDir, os.DirFS("testdata/lake-before-field-ids")); err != nil {

@@ -17,6 +17,7 @@ func gsapiOnly(cfg *config.Config) {
 }
 
 func TestGSAPIEveryStreamExactly(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.1}, nil)
 	gsapiOnly(cfg)
 	res := run(t, cfg)
@@ -95,6 +96,7 @@ func TestGSAPIEveryStreamExactly(t *testing.T) {
 }
 
 func TestDatatableIgnoredSortorderFailsLoudly(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.05, IgnoreSortorder: true}, nil)
 	gsapiOnly(cfg)
 	cfg.Sources.GSAPI.Datatables[0].PageSize = 100 // 500 rows: five pages, all of them page 1
@@ -113,6 +115,7 @@ func TestDatatableIgnoredSortorderFailsLoudly(t *testing.T) {
 }
 
 func TestGSAPIIncrementalAndJWT(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.05, TokenTTL: 300 * time.Millisecond, Faults: sandbox.Faults{TokenExpiry: 0.05}}, nil)
 	gsapiOnly(cfg)
 	cfg.Sources.GSAPI.Streams = []string{"datatable_ctransactiondata", "datasync_invoices"}

@@ -153,6 +153,7 @@ func noSecrets(t *testing.T, srv *sandbox.Server, cfg *config.Config, runs ...ho
 // at once with the server's reason, the credentials masked, after one budget of attempts (not one per
 // attempt of the request that needed the token), and no credential byte is written anywhere.
 func TestTokenEndpointsEchoingTheRequestLeakNothing(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		mode     string
 		signicat bool
@@ -168,6 +169,7 @@ func TestTokenEndpointsEchoingTheRequestLeakNothing(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.mode, func(t *testing.T) {
+			t.Parallel()
 			var srv *sandbox.Server
 			var cfg *config.Config
 			table := "signicat_organizations"
@@ -196,8 +198,10 @@ func TestTokenEndpointsEchoingTheRequestLeakNothing(t *testing.T) {
 // A next link or a redirect to another origin is refused: the stream fails naming the host, nothing
 // reaches it, the other streams complete.
 func TestLinksToAnotherOriginAreNotFollowed(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ mode, table string }{{"foreign-next", "signicat_organizations"}, {"foreign-redirect", "gsapi_users"}} {
 		t.Run(c.mode, func(t *testing.T) {
+			t.Parallel()
 			srv, cfg := hostileSetup(t, c.mode, sandbox.Options{}, []string{"organizations", "contacts"}, []string{"users", "country_codes"})
 			r := runHostile(t, cfg, Options{})
 			h := srv.Hostility()
@@ -218,6 +222,7 @@ func TestLinksToAnotherOriginAreNotFollowed(t *testing.T) {
 
 // A redirect loop ends after ten redirects, at once, as a final answer.
 func TestRedirectLoopEnds(t *testing.T) {
+	t.Parallel()
 	srv, cfg := hostileSetup(t, "redirect-loop", sandbox.Options{}, nil, []string{"country_codes"})
 	r := runHostile(t, cfg, Options{})
 	if rep := r.stream(t, "gsapi_country_codes"); rep.Status != "failed" || !strings.Contains(rep.Error, "stopped after 10 redirects") || srv.Stats.Requests.Load() > 12 {
@@ -228,6 +233,7 @@ func TestRedirectLoopEnds(t *testing.T) {
 // A record dated 9999-12-31 is kept and reported, and the watermark stays at the run's date, so the
 // next run still fetches the recent months.
 func TestFutureDatedRecordCannotStopLaterRuns(t *testing.T) {
+	t.Parallel()
 	srv, cfg := hostileSetup(t, "future-invoice", sandbox.Options{}, []string{"invoices"}, nil)
 	now := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
 	first := runHostile(t, cfg, Options{Now: func() time.Time { return now }})
@@ -254,6 +260,7 @@ func TestFutureDatedRecordCannotStopLaterRuns(t *testing.T) {
 // the stream fails saying how to accept it, the warehouse keeps the previous rows, and
 // --accept-shrink takes the new snapshot.
 func TestShrinkingSnapshotIsRefusedUntilAccepted(t *testing.T) {
+	t.Parallel()
 	srv, cfg := hostileSetup(t, "", sandbox.Options{}, []string{"organizations"}, []string{"organizations"})
 	good := runHostile(t, cfg, Options{})
 	if !good.res.OK() {
@@ -290,6 +297,8 @@ func TestShrinkingSnapshotIsRefusedUntilAccepted(t *testing.T) {
 
 // A server that accepts and never answers, or trickles a byte a second, costs stall_timeout, not the
 // attempt's five minutes: the request is abandoned, logged and retried, and the run loads every row.
+// Not parallel: it allows exactly one retry, and with a 1 s stall timeout a request slowed by a test
+// beside it could be abandoned too.
 func TestStalledServersCostOnlyTheStallTimeout(t *testing.T) {
 	for _, mode := range []string{"hang-once", "trickle-once"} {
 		t.Run(mode, func(t *testing.T) {
@@ -310,6 +319,7 @@ func TestStalledServersCostOnlyTheStallTimeout(t *testing.T) {
 
 // A Retry-After of a day fails the stream at once, naming the wait; the others complete.
 func TestRetryAfterOfADayFailsTheStreamAtOnce(t *testing.T) {
+	t.Parallel()
 	srv, cfg := hostileSetup(t, "retry-after-day", sandbox.Options{}, nil, []string{"users", "country_codes"})
 	r := runHostile(t, cfg, Options{})
 	rep := r.stream(t, "gsapi_users")
@@ -324,6 +334,7 @@ func TestRetryAfterOfADayFailsTheStreamAtOnce(t *testing.T) {
 
 // A next token that never ends stops at max_pages, naming it.
 func TestEndlessPagingStopsAtMaxPages(t *testing.T) {
+	t.Parallel()
 	srv, cfg := hostileSetup(t, "endless-next", sandbox.Options{}, []string{"contacts"}, nil)
 	cfg.MaxPages = 25
 	r := runHostile(t, cfg, Options{})
@@ -338,7 +349,9 @@ func TestEndlessPagingStopsAtMaxPages(t *testing.T) {
 // for a list, a value or a gzip bomb, the one invoice for a PDF — and a list within the cap is read
 // from disk, whole.
 func TestHugeAnswersMeetTheirCaps(t *testing.T) {
+	t.Parallel()
 	t.Run("list over max_page_bytes", func(t *testing.T) {
+		t.Parallel()
 		_, cfg := hostileSetup(t, "huge-list", sandbox.Options{HostileBytes: 12 << 20}, nil, []string{"organizations"})
 		cfg.MaxPageBytes, cfg.MaxValueBytes = 8<<20, 1<<20
 		r := runHostile(t, cfg, Options{})
@@ -347,6 +360,7 @@ func TestHugeAnswersMeetTheirCaps(t *testing.T) {
 		}
 	})
 	t.Run("list within max_page_bytes", func(t *testing.T) {
+		t.Parallel()
 		_, cfg := hostileSetup(t, "huge-list", sandbox.Options{HostileBytes: 12 << 20}, nil, []string{"organizations"})
 		r := runHostile(t, cfg, Options{HTTP: httpOpts(fastRetries, 1<<20)})
 		rep := r.stream(t, "gsapi_organizations")
@@ -358,6 +372,7 @@ func TestHugeAnswersMeetTheirCaps(t *testing.T) {
 		}
 	})
 	t.Run("signicat page read as it arrives", func(t *testing.T) {
+		t.Parallel()
 		_, cfg := hostileSetup(t, "huge-page", sandbox.Options{HostileBytes: 12 << 20}, []string{"contacts"}, nil)
 		r := runHostile(t, cfg, Options{HTTP: httpOpts(fastRetries, 1<<20)})
 		rep := r.stream(t, "signicat_contacts")
@@ -366,6 +381,7 @@ func TestHugeAnswersMeetTheirCaps(t *testing.T) {
 		}
 	})
 	t.Run("value over max_value_bytes", func(t *testing.T) {
+		t.Parallel()
 		_, cfg := hostileSetup(t, "huge-value", sandbox.Options{HostileBytes: 6 << 20}, nil, []string{"users"})
 		cfg.MaxValueBytes = 2 << 20
 		r := runHostile(t, cfg, Options{HTTP: httpOpts(fastRetries, 1<<20)})
@@ -374,6 +390,7 @@ func TestHugeAnswersMeetTheirCaps(t *testing.T) {
 		}
 	})
 	t.Run("gzip bomb", func(t *testing.T) {
+		t.Parallel()
 		_, cfg := hostileSetup(t, "gzip-bomb", sandbox.Options{HostileBytes: 64 << 20}, nil, []string{"country_codes"})
 		cfg.MaxPageBytes, cfg.MaxValueBytes = 16<<20, 1<<20
 		r := runHostile(t, cfg, Options{})
@@ -382,6 +399,7 @@ func TestHugeAnswersMeetTheirCaps(t *testing.T) {
 		}
 	})
 	t.Run("total over max_pages", func(t *testing.T) {
+		t.Parallel()
 		_, cfg := hostileSetup(t, "huge-total", sandbox.Options{}, nil, []string{"datatable_ctransactiondata"})
 		cfg.Sources.GSAPI.Datatables = []config.Datatable{{Table: "ctransactiondata", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 100}}
 		r := runHostile(t, cfg, Options{})
@@ -390,6 +408,7 @@ func TestHugeAnswersMeetTheirCaps(t *testing.T) {
 		}
 	})
 	t.Run("pdf over max_pdf_bytes", func(t *testing.T) {
+		t.Parallel()
 		srv, cfg := hostileSetup(t, "huge-pdf", sandbox.Options{HostileBytes: 3 << 20}, []string{"invoices", "invoice_pdfs"}, nil)
 		cfg.MaxPDFBytes = 1 << 20
 		r := runHostile(t, cfg, Options{})
@@ -415,6 +434,7 @@ func httpOpts(opts httpclient.Options, mem int64) httpclient.Options {
 // invoice is a reject naming it and the status, the run is not OK, and the next run asks for that
 // invoice again — and only it, once the server has it.
 func TestOneMissingInvoiceDoesNotBlockItsStreams(t *testing.T) {
+	t.Parallel()
 	srv, cfg := hostileSetup(t, "missing-invoice", sandbox.Options{}, []string{"invoices", "invoice_lines", "invoice_pdfs"}, nil)
 	now := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
 	first := runHostile(t, cfg, Options{Now: func() time.Time { return now }})
@@ -452,7 +472,9 @@ func TestOneMissingInvoiceDoesNotBlockItsStreams(t *testing.T) {
 // Data never decides a path or a request: an invoice numbered ".." is never requested (a reject says
 // why), and one dated "/../../xyz-01" lands in invoice_month=invalid inside the lake.
 func TestDataNeverDecidesPathsOrRequests(t *testing.T) {
+	t.Parallel()
 	t.Run("dotdot invoice number", func(t *testing.T) {
+		t.Parallel()
 		srv, cfg := hostileSetup(t, "dotdot-invoice", sandbox.Options{}, []string{"invoices", "invoice_lines"}, nil)
 		r := runHostile(t, cfg, Options{})
 		rep := r.stream(t, "signicat_invoice_lines")
@@ -466,6 +488,7 @@ func TestDataNeverDecidesPathsOrRequests(t *testing.T) {
 		noSecrets(t, srv, cfg, r)
 	})
 	t.Run("partition from a hostile date", func(t *testing.T) {
+		t.Parallel()
 		_, cfg := hostileSetup(t, "bad-partition", sandbox.Options{}, []string{"invoices"}, nil)
 		r := runHostile(t, cfg, Options{})
 		rep := r.stream(t, "signicat_invoices")
@@ -491,11 +514,13 @@ func TestDataNeverDecidesPathsOrRequests(t *testing.T) {
 
 // Bytes that are not UTF-8 and keys given twice are counted in the stream's warnings, not passed over.
 func TestDecodingQuirksAreReported(t *testing.T) {
+	t.Parallel()
 	for mode, want := range map[string]string{
 		"invalid-utf8":   "1 strings were not valid UTF-8",
 		"duplicate-keys": `objects had a key twice (e.g. "descr_eng")`,
 	} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
 			_, cfg := hostileSetup(t, mode, sandbox.Options{}, nil, []string{"country_codes"})
 			r := runHostile(t, cfg, Options{})
 			rep := r.stream(t, "gsapi_country_codes")
@@ -511,6 +536,7 @@ func TestDecodingQuirksAreReported(t *testing.T) {
 
 // An answer that carries the token it was sent is refused, so the token is never stored.
 func TestAnswerEchoingTheTokenIsNotStored(t *testing.T) {
+	t.Parallel()
 	srv, cfg := hostileSetup(t, "token-in-data", sandbox.Options{}, nil, []string{"users", "country_codes"})
 	r := runHostile(t, cfg, Options{})
 	if rep := r.stream(t, "gsapi_users"); rep.Status != "failed" || !strings.Contains(rep.Error, "echoes it back") {
@@ -520,6 +546,8 @@ func TestAnswerEchoingTheTokenIsNotStored(t *testing.T) {
 }
 
 // max_run_time ends a run cleanly: what completed is committed and loaded, the rest reported.
+// Not parallel: the organizations stream must complete within the 2 s max_run_time, and a test beside it
+// on a busy CPU could make it take longer.
 func TestMaxRunTimeEndsTheRunCleanly(t *testing.T) {
 	srv, cfg := hostileSetup(t, "hang-once", sandbox.Options{}, []string{"organizations"}, []string{"country_codes"})
 	cfg.MaxRunTime = config.Duration(2 * time.Second)

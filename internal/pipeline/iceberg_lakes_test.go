@@ -42,6 +42,7 @@ func icebergRows(t *testing.T, cfg *config.Config, catalog, name string) (rows i
 // mixing their rows; and that old catalog, holding both lakes' tables, is used by neither once the
 // default applies — each registers its whole history in its own.
 func TestIcebergTablesBelongToOneLake(t *testing.T) {
+	t.Parallel()
 	_, one := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	_, two := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	dir := filepath.Dir(one.Warehouse)
@@ -101,6 +102,7 @@ func TestIcebergTablesBelongToOneLake(t *testing.T) {
 // A lake registered in the old default catalog (iceberg.db beside the warehouse), which holds its
 // tables and no other lake's, keeps using it: its tables and their history stay where they were.
 func TestIcebergOldDefaultCatalogIsKept(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"invoices"}, nil)
 	legacy := filepath.Join(filepath.Dir(cfg.Warehouse), "iceberg.db")
@@ -123,6 +125,7 @@ func TestIcebergOldDefaultCatalogIsKept(t *testing.T) {
 // On a bucket, a lake whose prefix extends another's ("…/lake" and "…/lakex") is another lake: a
 // catalog and namespace named for both refuse the second lake's table.
 func TestIcebergRefusesAnotherLakesTableOnS3(t *testing.T) {
+	t.Parallel()
 	_, one := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(one, []string{"invoices"}, nil)
 	lakeOn(t, one, "s3")
@@ -189,6 +192,7 @@ func conformedCarryFieldIDs(t *testing.T, tbl *table.Table) int {
 // its catalog, or its _iceberg/ removed) does not fail every run from then on: the table is registered
 // again from every committed run, all its rows readable.
 func TestIcebergTableWhoseMetadataIsGoneIsRegisteredAgain(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"invoices"}, nil)
 	cfg.Iceberg.Enabled = nil // the default: on

@@ -30,8 +30,10 @@ import (
 // list. A snapshot table is its last run, an incremental one its history, and each run is an Iceberg
 // snapshot an auditor can time-travel to.
 func TestIcebergTablesMatchTheWarehouse(t *testing.T) {
+	t.Parallel()
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
 			_, cfg := setup(t, sandbox.Options{Scale: 0.1}, nil)
 			only(cfg, []string{"invoices"}, []string{"organizations", "datasync_invoices"})
 			cfg.Iceberg.Enabled = nil // the default: on
@@ -184,6 +186,7 @@ func decimalString(v *big.Int, scale int) string {
 // The catalog can be a Postgres database instead of the SQLite file: the same tables, snapshots and
 // rows. The test starts a throwaway server from Debian's postgresql package (.ci/run installs it).
 func TestIcebergCatalogOnPostgres(t *testing.T) {
+	t.Parallel()
 	uri := startPostgres(t)
 	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"invoices"}, []string{"organizations"})

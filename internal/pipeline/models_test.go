@@ -14,6 +14,7 @@ import (
 )
 
 func TestModelsBuildAndDataTestsCatchPlantedViolations(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.02}, nil)
 	only(cfg, []string{"organizations", "invoices", "invoice_lines"}, []string{"organizations", "datasync_invoices", "datasync_invoice_lines", "invoice_journal_summary"})
 	res := run(t, cfg)
@@ -85,6 +86,7 @@ func TestModelsBuildAndDataTestsCatchPlantedViolations(t *testing.T) {
 }
 
 func TestModelsSkipWhatASourceLacks(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.02}, nil)
 	only(cfg, []string{"organizations"}, nil)
 	res := run(t, cfg)
@@ -100,6 +102,7 @@ func TestModelsSkipWhatASourceLacks(t *testing.T) {
 }
 
 func TestFailedLoadLeavesPreviousStateIntact(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.02}, nil)
 	only(cfg, []string{"organizations"}, []string{"organizations"})
 	run(t, cfg)

@@ -13,6 +13,7 @@ import (
 // A refused start (exit 75) is told apart from other errors by what refused it: a busy lake, or one
 // that cannot be written. A full disk or an unreadable manifest is a failure like any other.
 func TestRefusedIsBusyOrNotWritable(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		err  error
 		want bool

@@ -31,6 +31,7 @@ func testEnv(t *testing.T, st lake.Store, id string) *runEnv {
 // checkpoint lists, in a run that commits: the next starts never remove them (a committed run's files
 // stay), so they would be kept forever. Packs another stream refers to (dedup) must stay.
 func TestFailedStreamRemovesItsSealedPacksNoOneRefersTo(t *testing.T) {
+	t.Parallel()
 	st := lake.Dir(t.TempDir())
 	env := testEnv(t, st, "20261206T010203.000Z-abcdef")
 	body := func(b string) *spool.Body {
@@ -84,6 +85,7 @@ func TestFailedStreamRemovesItsSealedPacksNoOneRefersTo(t *testing.T) {
 // itself: otherwise, once the run commits, verify names the attempt's snapshot file as added to the
 // run, and the attempt's packs are kept forever. A pack whose body another stream lists stays.
 func TestFailedResumedStreamRemovesItsEarlierAttempt(t *testing.T) {
+	t.Parallel()
 	st := lake.Dir(t.TempDir())
 	const id = "20261206T010203.000Z-abcdef"
 	put := func(p *lake.Pack, b string) lake.Evidence {
@@ -137,6 +139,7 @@ func TestFailedResumedStreamRemovesItsEarlierAttempt(t *testing.T) {
 // A stream that cannot resume (no Checkpoints: a code change since the killed attempt) starts again,
 // and what that attempt checkpointed goes: once the run commits, verify would name its file as added.
 func TestStreamThatCannotResumeDropsItsEarlierAttempt(t *testing.T) {
+	t.Parallel()
 	st := lake.Dir(t.TempDir())
 	const id = "20261206T010203.000Z-abcdef"
 	env := testEnv(t, st, id)

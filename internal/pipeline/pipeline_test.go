@@ -29,6 +29,9 @@ import (
 	"github.com/ledgerlake/ledgerlake/schemas"
 )
 
+// The tests run in parallel unless they change what every run in the process reads, or hold a run to a
+// wall-clock bound that a test beside it on a busy CPU could break; those say so.
+
 // setup starts a sandbox and returns the demo pipeline pointed at it, writing under a temp dir.
 func setup(t *testing.T, opts sandbox.Options, edit func(string) string) (*sandbox.Server, *config.Config) {
 	t.Helper()
@@ -66,7 +69,7 @@ var (
 )
 
 // lakeOn moves cfg's lake to backend: for "s3", a fresh prefix of a bucket on the package's loopback
-// S3 server (started once), with the SDK's credentials in the environment.
+// S3 server (started once); TestMain put the SDK's credentials for it in the environment.
 func lakeOn(t *testing.T, cfg *config.Config, backend string) {
 	t.Helper()
 	if backend != "s3" {
@@ -76,7 +79,6 @@ func lakeOn(t *testing.T, cfg *config.Config, backend string) {
 	if s3Err != nil {
 		t.Fatal(s3Err)
 	}
-	s3test.SetEnv(t)
 	cfg.OutputDir = s3Srv.URL("lake", strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+fmt.Sprint(time.Now().UnixNano()))
 }
 
@@ -126,6 +128,7 @@ func scalar[T any](t *testing.T, db *sql.DB, q string) T {
 }
 
 func TestWalkingSkeletonEndToEnd(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.3}, nil)
 	only(cfg, []string{"accounts"}, []string{"organizations"})
 	d := srv.Data()
@@ -214,6 +217,7 @@ func TestWalkingSkeletonEndToEnd(t *testing.T) {
 }
 
 func TestSecondRunKeepsHistoryWithoutDoubling(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"accounts"}, nil)
 	first := run(t, cfg)
@@ -252,6 +256,8 @@ func TestSecondRunKeepsHistoryWithoutDoubling(t *testing.T) {
 
 // The next run starts each host at the concurrency the last committed run found, and so meets none of
 // the 429s (each a Retry-After pause) the first run took to find it, with as many requests to make.
+// Not parallel: the limit found and the second run's peak depend on how fast requests go out (see the
+// allowance below for make test's load); a test beside it would slow them more.
 func TestNextRunStartsAtTheLimitFound(t *testing.T) {
 	const allowed = 12
 	_, cfg := setup(t, sandbox.Options{Scale: 0.2, Concurrency: allowed, Latency: 5 * time.Millisecond}, nil)
@@ -273,6 +279,7 @@ func TestNextRunStartsAtTheLimitFound(t *testing.T) {
 }
 
 func TestLoadOutOfMemoryIsTriedAgainWithMore(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"accounts"}, nil)
 	cfg.WarehouseMemoryLimit = "2MB" // set explicitly: kept to, and too small for any load
@@ -290,6 +297,7 @@ func TestLoadOutOfMemoryIsTriedAgainWithMore(t *testing.T) {
 }
 
 func TestTokenExpiryAndFaultsMidRun(t *testing.T) {
+	t.Parallel()
 	// Retry-After pauses the whole host for at least a second, so 429/503 are rarer here than the rest.
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.03, TokenTTL: time.Second, Latency: 15 * time.Millisecond,
 		Faults: sandbox.Faults{RateLimited: 0.01, Unavailable: 0.01, ServerError: 0.05, Reset: 0.05, Truncate: 0.05, TokenExpiry: 0.05}}, func(y string) string {
@@ -327,6 +335,7 @@ func TestTokenExpiryAndFaultsMidRun(t *testing.T) {
 }
 
 func TestFailingStreamDoesNotStopTheOthers(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"organizations"}, []string{"organizations"})
 	cfg.Sources.GSAPI.Password = "wrong"
@@ -369,6 +378,7 @@ func TestFailingStreamDoesNotStopTheOthers(t *testing.T) {
 }
 
 func TestSecondRunOnSameOutputIsRefused(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.01}, nil)
 	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -385,6 +395,7 @@ func TestSecondRunOnSameOutputIsRefused(t *testing.T) {
 }
 
 func TestUnknownStreamNamed(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.01}, nil)
 	_, err := Run(context.Background(), Options{Config: cfg, Streams: []string{"acounts"}})
 	var ce *config.Error
@@ -422,6 +433,7 @@ func fakeStream(name string, key []string, pages ...[]string) *sources.Stream {
 }
 
 func TestInferredStreamEvolvesInWarehouse(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: 2}
 	runWith := func(batch int, streams ...*sources.Stream) *Result {
@@ -524,6 +536,7 @@ func icebergColumn(t *testing.T, tbl *table.Table, col string, opts ...table.Sca
 
 // A field the declared schema lacks is kept (typed by inference) and reported, even on the first run.
 func TestDeclaredStreamReportsExtraFields(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: 1}
 	s := fakeStream("contacts", []string{"id"}, []string{`{"id":"c-1","name":"Åse","nickname":"åsa","organization":{"id":"o-1","tier":3}}`})
@@ -549,6 +562,7 @@ func TestDeclaredStreamReportsExtraFields(t *testing.T) {
 }
 
 // Ctrl-C keeps the streams that completed: they are committed and loaded; the interrupted one is not.
+// Not parallel: the quick stream must complete in the 50 ms before the interrupt.
 func TestInterruptKeepsCompletedStreams(t *testing.T) {
 	dir := t.TempDir()
 	cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: 2}
@@ -622,6 +636,7 @@ func (r *recorder) Phase(p string, expect time.Duration) {
 
 // A live view hears every stream start and end, every page, then the load and the models; the second
 // run's plan and phases carry what the first took, for its estimates; the totals cover every phase.
+// Not parallel: the phases must cover the run's wall time to within half a second.
 func TestObserverHearsTheRun(t *testing.T) {
 	_, cfg := setup(t, sandbox.Options{Scale: 0.02, Latency: 5 * time.Millisecond}, nil)
 	only(cfg, []string{"accounts"}, []string{"organizations"})
@@ -660,6 +675,7 @@ func TestObserverHearsTheRun(t *testing.T) {
 // Streams convert a page at a time on as many CPUs as there are; one waiting for its next page must not
 // hold a CPU, or streams stalled on a slow API would stop every other stream.
 func TestStreamsWaitingOnTheNetworkLeaveTheCPUs(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	stalled := runtime.GOMAXPROCS(0)
 	cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: stalled + 1}

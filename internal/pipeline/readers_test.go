@@ -63,6 +63,7 @@ func pollWarehouse(path string) {
 // a reader process polls the warehouse through three loads and every answer is a complete state,
 // first the old one, then the new.
 func TestReadersAreNeverBlockedByALoad(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.2}, nil)
 	d := srv.Data()
 	perRun := int64(2 + d.SignicatAccounts + d.SignicatDeleted)
@@ -140,6 +141,7 @@ func TestReadersAreNeverBlockedByALoad(t *testing.T) {
 // A run whose lease on a bucket is taken over mid-run (it stalled past the lease's life, say) stops
 // and commits nothing, not even its completed streams: the run that took over may have removed its
 // files as a dead run's.
+// Not parallel: it shortens lake.LeaseTTL, which every run on a bucket in this process reads.
 func TestRunThatLostItsLeaseCommitsNothing(t *testing.T) {
 	_, cfg := setup(t, sandbox.Options{Scale: 0.05, Latency: 20 * time.Millisecond}, nil)
 	lakeOn(t, cfg, "s3")

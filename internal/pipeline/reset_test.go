@@ -44,6 +44,7 @@ func requestsOf(res *Result, table string) int64 {
 // streams stay incremental, the run after is incremental again; nothing committed changes (every
 // manifest and file stays and verifies; the history only grows); the record keeps the state before.
 func TestResetRefetchesFromSinceAndKeepsHistory(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"invoices"}, []string{"datasync_invoices"})
 	first := run(t, cfg)
@@ -102,6 +103,7 @@ func TestResetRefetchesFromSinceAndKeepsHistory(t *testing.T) {
 // A reset stays pending until a run commits the stream: a run whose stream failed leaves it, and a
 // killed run's checkpoint made before the reset is dropped (one made after is kept).
 func TestResetPendingUntilTakenUp(t *testing.T) {
+	t.Parallel()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	resets := []*ResetRecord{{ID: lake.NewRunID(at), At: at, Streams: []ResetStream{{Table: "t_a"}}}}
 	if PendingReset(resets, "t_a", "") != resets[0] || PendingReset(resets, "t_a", resets[0].ID) != nil || PendingReset(resets, "t_b", "") != nil {
@@ -145,6 +147,7 @@ func TestResetPendingUntilTakenUp(t *testing.T) {
 // Status says what the next run fetches, and it is what the next run does fetch: the first window
 // of a windowed stream is the day status names; after a reset, since.
 func TestStatusNamesTheNextWindow(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, nil, []string{"datasync_invoices", "organizations"})
 	run(t, cfg)
@@ -189,6 +192,7 @@ func TestStatusNamesTheNextWindow(t *testing.T) {
 
 // A snapshot the shrink guard refused is pending for a person: status names it and how to accept it.
 func TestStatusNamesARefusedShrink(t *testing.T) {
+	t.Parallel()
 	st := lake.Dir(t.TempDir())
 	m := &lake.Manifest{RunID: "20260102T030405.000Z-abcdef", Status: "partial", FinishedAt: time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC),
 		Streams: []lake.StreamReport{{Table: "gsapi_users", Status: "failed",

@@ -19,6 +19,7 @@ import (
 func cents4(c int64) string { return fmt.Sprintf("%d.%02d00", c/100, c%100) }
 
 func TestSignicatEveryStreamExactly(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.1}, nil)
 	cfg.Sources.GSAPI = nil
 	res := run(t, cfg)
@@ -87,6 +88,7 @@ func TestSignicatEveryStreamExactly(t *testing.T) {
 }
 
 func TestSignicatRevisionAParses(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.05, SignicatRevision: "a"}, nil)
 	cfg.Sources.GSAPI, cfg.Sources.Signicat.Streams = nil, []string{"accounts"}
 	run(t, cfg)
@@ -104,6 +106,7 @@ func TestSignicatRevisionAParses(t *testing.T) {
 }
 
 func TestSignicatIncrementalFetchesOnlyNewInvoices(t *testing.T) {
+	t.Parallel()
 	until := time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
 	old, cfg := setup(t, sandbox.Options{Scale: 0.1, Until: until}, nil)
 	cfg.Sources.GSAPI, cfg.Sources.Signicat.Streams = nil, []string{"invoices"}
@@ -152,6 +155,7 @@ func TestSignicatIncrementalFetchesOnlyNewInvoices(t *testing.T) {
 // accounts that are new or changed, reuses the products read before for the rest, and re-reads them
 // once they are account_detail_days old; the warehouse holds the same products either way.
 func TestAccountDetailsAreReadAgainOnlyWhenNeeded(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"accounts"}, nil)
 	accounts := int64(2 + srv.Data().SignicatAccounts + srv.Data().SignicatDeleted)
@@ -205,6 +209,7 @@ func TestAccountDetailsAreReadAgainOnlyWhenNeeded(t *testing.T) {
 // changed; the unchanged ones keep their lines, so the warehouse holds every invoice's lines either way.
 // GSAPI's charges likewise: with nothing changed, no invoicecharges/list call at all.
 func TestFanOutOnlyForNewOrChangedInvoices(t *testing.T) {
+	t.Parallel()
 	until := time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
 	old, cfg := setup(t, sandbox.Options{Scale: 0.1, Until: until}, nil)
 	only(cfg, []string{"invoices", "invoice_lines"}, nil)

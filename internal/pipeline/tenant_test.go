@@ -43,6 +43,7 @@ func tempConfig(t *testing.T) *config.Config {
 // A null answer is an empty page, and the run says so: the stream succeeds with the rows of its other
 // pages and a warning naming the request.
 func TestNullBodyIsAnEmptyPageWithAWarning(t *testing.T) {
+	t.Parallel()
 	cfg := tempConfig(t)
 	res, err := RunStreams(context.Background(), Options{Config: cfg}, []*sources.Stream{bodyStream("lists", `[{"a":1},{"a":2}]`, " null\n", `[{"a":3}]`)})
 	if err != nil || len(res.Failed) > 0 {
@@ -63,6 +64,7 @@ func TestNullBodyIsAnEmptyPageWithAWarning(t *testing.T) {
 // The independent check's loss, reproduced: tenant b groups its accounting journal by account and cost
 // centre, so one invoice has several rows per account. Every row the server sends lands.
 func TestAccountingJournalKeepsEveryRowOfTenantB(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.2, Tenant: sandbox.TenantB}, nil)
 	only(cfg, nil, []string{"invoice_journal_accounting"})
 	res := run(t, cfg)
@@ -96,6 +98,7 @@ func cents(c int64) string { return fmt.Sprintf("%d.%02d", c/100, c%100) }
 // A column null in the first 5,000 records and set in later ones is typed from the later ones, lands
 // with every value, and the change is reported and persisted, on a first run as on later ones.
 func TestColumnNullAtFirstIsTypedWhenValuesCome(t *testing.T) {
+	t.Parallel()
 	cfg := tempConfig(t)
 	var first, later []string
 	for i := range 5000 {
@@ -140,6 +143,7 @@ func TestColumnNullAtFirstIsTypedWhenValuesCome(t *testing.T) {
 // keys to set — its dependents are skipped and named, the other models are built, and the run is not
 // OK (exit 1).
 func TestModelThatCannotBindFailsAlone(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.02, Tenant: sandbox.TenantB}, nil)
 	only(cfg, []string{"organizations", "invoices", "invoice_lines"}, []string{"organizations", "datasync_invoices", "datasync_invoice_lines", "invoice_journal_summary"})
 	res := run(t, cfg)
@@ -192,6 +196,7 @@ func TestModelThatCannotBindFailsAlone(t *testing.T) {
 // current state), and the run says so by name in the stream's warnings, the report, _ledgerlake_runs
 // and _ledgerlake_data_tests, and is not OK.
 func TestConfiguredKeyThatIsNotUniqueKeepsEveryRow(t *testing.T) {
+	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, func(y string) string {
 		return y + "    keys:\n      invoice_journal_accounting: [iheader_id]\n"
 	})
@@ -256,8 +261,10 @@ func edge(t time.Time) (first, last bool) {
 // Server's datetime does (tenant b); and Signicat's invoices dated on a month's first and last day land
 // once although its windows overlap by a day.
 func TestWindowBoundariesLandOnce(t *testing.T) {
+	t.Parallel()
 	for _, tn := range tenants {
 		t.Run("tenant "+tn.name, func(t *testing.T) {
+			t.Parallel()
 			srv, cfg := setup(t, sandbox.Options{Scale: 0.1, Tenant: tn.name}, func(string) string { return string(tn.pipeline) })
 			only(cfg, []string{"invoices"}, []string{"datasync_invoices", "datasync_invoice_lines", "datasync_charges",
 				"invoice_journal_summary", "invoice_journal_detail", "invoice_journal_accounting", "invoice_journal_full_details"})
@@ -329,6 +336,7 @@ func TestWindowBoundariesLandOnce(t *testing.T) {
 // tenant b's fields that change type over time widen across runs with every value kept: the invoice
 // number (a number until 2022, text from 2023) and the VAT rate (24, then 25.5).
 func TestWindowsFetchedAgainReplaceTheirRows(t *testing.T) {
+	t.Parallel()
 	streams := []string{"datasync_invoices", "datasync_invoice_lines", "datasync_charges", "invoice_journal_accounting"}
 	until := time.Date(2022, 12, 20, 0, 0, 0, 0, time.UTC)
 	old, cfg := setup(t, sandbox.Options{Scale: 0.1, Until: until, Tenant: sandbox.TenantB}, func(string) string { return string(pipelines.DemoTenantB) })
@@ -395,6 +403,7 @@ func TestWindowsFetchedAgainReplaceTheirRows(t *testing.T) {
 // Child rows link to their parent through the fields that identify it. A record without them keeps its
 // child rows, and the run says the link is missing.
 func TestChildRowsWithoutALinkAreKeptAndReported(t *testing.T) {
+	t.Parallel()
 	cfg := tempConfig(t)
 	s := fakeStream("invoices", nil, []string{`{"no":"A-1","lines":[{"q":1},{"q":2}]}`, `{"lines":[{"q":3}]}`})
 	s.Ident = []string{"no"}
@@ -413,6 +422,7 @@ func TestChildRowsWithoutALinkAreKeptAndReported(t *testing.T) {
 
 // A key configured for a stream the source does not have is a config error (exit 2) that lists them.
 func TestKeyForAnUnknownStreamIsAConfigError(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.01}, nil)
 	cfg.Sources.GSAPI.Keys = map[string][]string{"invoice_journal_acounting": {"iheader_id"}}
 	_, err := Run(context.Background(), Options{Config: cfg})

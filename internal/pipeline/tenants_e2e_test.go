@@ -67,9 +67,11 @@ func gsapiFacts(d *sandbox.Dataset) gsFacts {
 // data test passing, and no value lost — every non-empty value the API sent is in the warehouse or in
 // _ledgerlake_rejects.
 func TestEveryTenantEndToEnd(t *testing.T) {
+	t.Parallel()
 	for _, tn := range tenants {
 		for _, backend := range backends {
 			t.Run("tenant "+tn.name+" "+backend, func(t *testing.T) {
+				t.Parallel()
 				srv, cfg := setup(t, sandbox.Options{Scale: 0.1, Tenant: tn.name}, func(string) string { return string(tn.pipeline) })
 				cfg.Sources.GSAPI.Datatables = gsapiDatatables
 				cfg.Iceberg.Enabled = nil // the default: on

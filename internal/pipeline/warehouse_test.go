@@ -17,6 +17,7 @@ import (
 // every run: the next run sets it aside (kept, not deleted) and rebuilds it from the lake, every row,
 // whether the lake is a directory or a bucket.
 func TestDamagedWarehouseIsRebuiltFromTheLake(t *testing.T) {
+	t.Parallel()
 	damage := map[string]func([]byte) []byte{
 		"truncated": func(b []byte) []byte { return b[:len(b)/2] },
 		"corrupt block": func(b []byte) []byte {
@@ -29,7 +30,7 @@ func TestDamagedWarehouseIsRebuiltFromTheLake(t *testing.T) {
 	}
 	for _, backend := range backends {
 		for name, damage := range damage {
-			t.Run(backend+"/"+name, func(t *testing.T) { rebuildsDamaged(t, backend, damage) })
+			t.Run(backend+"/"+name, func(t *testing.T) { t.Parallel(); rebuildsDamaged(t, backend, damage) })
 		}
 	}
 }
@@ -81,6 +82,7 @@ func rebuildsDamaged(t *testing.T, backend string, damage func([]byte) []byte) {
 // A warehouse another process holds open for writing is not damaged: the run fails, naming the lock,
 // and leaves the file where and as it is; once released, the next run loads into it.
 func TestLockedWarehouseIsNeverSetAside(t *testing.T) {
+	t.Parallel()
 	_, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
 	only(cfg, []string{"invoices"}, nil)
 	run(t, cfg)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -175,6 +176,19 @@ func SetEnv(t testing.TB) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
+}
+
+// SetProcessEnv puts Env in this process's environment for the rest of its life: for a package whose
+// tests run in parallel, where t.Setenv panics. Env is the same for every server, so tests sharing it
+// need no isolation from each other; call it from TestMain, before any test reads the environment.
+func SetProcessEnv() error {
+	for _, kv := range Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		if err := os.Setenv(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close stops the server.
