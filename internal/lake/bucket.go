@@ -38,6 +38,10 @@ var LeaseTTL = 2 * time.Minute
 // bucketAttempts bounds the retries of one operation on a bucket (the SDK retries each request too).
 const bucketAttempts = 6
 
+// resumeProgress is how far a GET must move a read before it fails for the read's failures to count
+// from zero again (see resumingReader.Read).
+const resumeProgress = 1 << 20
+
 // Bucket is a lake in an object store, through gocloud.dev/blob: credentials come from the provider's
 // usual chain (environment, shared config, instance or workload identity), never from the config.
 // Object stores have no rename: a file is uploaded whole to its final key (a PUT is atomic), and the
@@ -320,7 +324,7 @@ func (s *Bucket) ReadFile(ctx context.Context, key string) ([]byte, error) {
 }
 
 // Open implements Store. A read that stalls for StallTimeout, or fails midway, is resumed where it
-// stopped by a ranged GET, up to bucketAttempts times.
+// stopped by a ranged GET (see resumingReader.Read).
 func (s *Bucket) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	return s.OpenRange(ctx, key, 0, -1)
 }
@@ -346,7 +350,8 @@ type resumingReader struct {
 	key    string
 	off    int64
 	end    int64 // where the read stops (-1: the end of the object)
-	failed int
+	failed int   // GETs failed in a row (see Read)
+	got    int64 // bytes read by the current GET
 	cur    *blob.Reader
 	cancel context.CancelFunc
 	watch  *time.Timer // cancels the current GET when it makes no progress for StallTimeout
@@ -366,7 +371,7 @@ func (r *resumingReader) open() error {
 			cancel()
 			return err
 		}
-		r.cur, r.cancel, r.watch = rd, cancel, t
+		r.cur, r.cancel, r.watch, r.got = rd, cancel, t, 0
 		return nil
 	})
 }
@@ -381,28 +386,41 @@ func quietRanges(as func(any) bool) error {
 	return nil
 }
 
+// Read reads from the current GET, resuming after the last byte read with a new one when it fails: up
+// to bucketAttempts failures in a row. A GET that read resumeProgress bytes before it failed starts the
+// count again, so a long read (a pack, a large PDF) over a connection that drops now and then goes on
+// while each GET moves it well forward, and one that drops every few bytes still ends.
 func (r *resumingReader) Read(p []byte) (int, error) {
 	for {
 		if r.end >= 0 && r.off >= r.end {
 			return 0, io.EOF // a range read whole: asking again for nothing would be refused
 		}
+		if r.cur == nil {
+			if err := r.open(); err != nil {
+				if errors.Is(err, errPastEnd) {
+					r.end = r.off // the object ends where the read stopped (see pastEnd)
+					return 0, io.EOF
+				}
+				return 0, err
+			}
+		}
 		r.watch.Reset(StallTimeout)
 		n, err := r.cur.Read(p)
 		r.off += int64(n)
-		if err == nil || err == io.EOF || n > 0 {
+		r.got += int64(n)
+		if err == nil || err == io.EOF {
 			return n, err
+		}
+		if r.got >= resumeProgress {
+			r.failed = 0
 		}
 		r.failed++
 		r.closeCurrent()
 		if r.failed >= bucketAttempts {
-			return 0, fmt.Errorf("read %s in %s at byte %d: %w", r.key, r.s.location, r.off, err)
+			return n, fmt.Errorf("read %s in %s at byte %d: %w", r.key, r.s.location, r.off, err)
 		}
-		if oerr := r.open(); oerr != nil {
-			if errors.Is(oerr, errPastEnd) {
-				r.end = r.off // the object ends where the read stopped (see pastEnd)
-				return 0, io.EOF
-			}
-			return 0, oerr
+		if n > 0 {
+			return n, nil // the next Read resumes after these bytes
 		}
 	}
 }

@@ -308,3 +308,57 @@ func TestBucketRetryEndsWithItsContext(t *testing.T) {
 	}
 	t.Logf("returned %v after the cancel, %d failed PUTs", took, srv.FailedPuts.Load())
 }
+
+// A read over a connection that drops goes on for as long as each GET moves it well forward (a pack
+// or a large PDF is tens of MiB), and ends with an error naming the object when the GETs hardly do.
+func TestBucketReadResumesWhileGetsMakeProgress(t *testing.T) {
+	srv := s3test.StartT(t, "lake")
+	st, err := lake.OpenStore(t.Context(), srv.URL("lake", "cuts"), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	body := make([]byte, 10<<20)
+	for i := range body {
+		body[i] = byte(i * 7 / 3)
+	}
+	f, err := st.Create(t.Context(), "t/big.pdfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(body)
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	read := func(open func() (io.ReadCloser, error)) ([]byte, error) {
+		rc, err := open()
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		return io.ReadAll(rc)
+	}
+	whole := func() (io.ReadCloser, error) { return st.Open(t.Context(), "t/big.pdfs") }
+	ranged := func() (io.ReadCloser, error) { return st.OpenRange(t.Context(), "t/big.pdfs", 1000, 9<<20) }
+
+	// Every GET cut after 1.25 MiB: eight cuts in a whole read, more than the failures allowed in a row.
+	srv.SetFaults(s3test.Faults{CutGetAfter: 5 << 18})
+	before := srv.CutGets.Load()
+	if got, err := read(whole); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("whole read through cuts: %d bytes, %v", len(got), err)
+	}
+	if got, err := read(ranged); err != nil || !bytes.Equal(got, body[1000:1000+9<<20]) {
+		t.Fatalf("range read through cuts: %d bytes, %v", len(got), err)
+	}
+	if cuts := srv.CutGets.Load() - before; cuts < 14 {
+		t.Fatalf("%d GETs cut; the test proves little", cuts)
+	}
+
+	// Every GET cut after 4 KiB: the read ends, naming the object and where it stopped.
+	srv.SetFaults(s3test.Faults{CutGetAfter: 4 << 10})
+	got, err := read(whole)
+	if err == nil || !strings.Contains(err.Error(), "t/big.pdfs") || len(got) >= len(body) {
+		t.Fatalf("a read that hardly moves: %d bytes, error %v", len(got), err)
+	}
+	t.Logf("ended after %d bytes: %v", len(got), err)
+}

@@ -36,6 +36,9 @@ type Faults struct {
 	FailPutEvery  int           // every Nth PUT is answered 503 SlowDown without storing anything
 	StallGetEvery int           // every Nth GET sends nothing for Stall before answering
 	Stall         time.Duration // how long a stalled GET waits (default 3 s)
+	// CutGetAfter ends every object GET's answer after this many bytes of its body, dropping the
+	// connection, as a flaky network does (0: never).
+	CutGetAfter int64
 }
 
 // Server is a running S3-compatible server.
@@ -48,8 +51,8 @@ type Server struct {
 	mu         sync.Mutex
 	faults     Faults
 	puts, gets int
-	// Requests counts every request; FailedPuts and StalledGets count the faults injected.
-	Requests, FailedPuts, StalledGets atomic.Int64
+	// Requests counts every request; FailedPuts, StalledGets and CutGets count the faults injected.
+	Requests, FailedPuts, StalledGets, CutGets atomic.Int64
 }
 
 // Start serves a fresh in-memory S3 with the named buckets on a loopback port.
@@ -115,6 +118,9 @@ func (s *Server) inject(next http.Handler) http.Handler {
 		if r.Header.Get("Range") != "" {
 			w = &rangeAnswer{ResponseWriter: w}
 		}
+		if r.Method == http.MethodGet && r.URL.Query().Get("list-type") == "" && f.CutGetAfter > 0 {
+			w = &cutAnswer{ResponseWriter: w, left: f.CutGetAfter, cuts: &s.CutGets}
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -139,9 +145,30 @@ func (a *rangeAnswer) WriteHeader(code int) {
 	a.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (a *rangeAnswer) Unwrap() http.ResponseWriter { return a.ResponseWriter }
+
 func (a *rangeAnswer) Write(b []byte) (int, error) {
 	a.WriteHeader(http.StatusOK)
 	return a.ResponseWriter.Write(b)
+}
+
+// cutAnswer writes left bytes of a body, then drops the connection.
+type cutAnswer struct {
+	http.ResponseWriter
+	left int64
+	cuts *atomic.Int64
+}
+
+func (a *cutAnswer) Write(b []byte) (int, error) {
+	if int64(len(b)) <= a.left {
+		a.left -= int64(len(b))
+		return a.ResponseWriter.Write(b)
+	}
+	a.ResponseWriter.Write(b[:a.left])
+	_ = http.NewResponseController(a.ResponseWriter).Flush() // the bytes before the cut reach the client
+	a.cuts.Add(1)
+	panic(http.ErrAbortHandler) // net/http closes the connection mid-body
 }
 
 // URL is the output_dir for a lake at prefix in bucket on this server.
