@@ -46,6 +46,9 @@ func (r *runner) commit(ctx context.Context) error {
 	if err := r.env.store.Sync(ctx); err != nil {
 		return fmt.Errorf("syncing the run's files: %w", err)
 	}
+	// The store has served: its index of every body kept and its compressor's workers are let go
+	// before the manifest is encoded and DuckDB loads, the run's two later peaks.
+	r.env.store = nil
 	if r.lockLost.Load() {
 		return fmt.Errorf("run %s committed nothing: %w; the next start resumes it from its checkpoints", m.RunID, r.errLost)
 	}
