@@ -175,17 +175,25 @@ func TestBucketLease(t *testing.T) {
 	r3()
 }
 
-// Faults at the store: PUTs that fail and GETs that stall are retried, and every byte arrives.
-func TestBucketRetriesFailedPutsAndStalledGets(t *testing.T) {
+// bucket is a store at prefix of a bucket on a loopback S3 server of the test's own, whose faults it
+// sets.
+func bucket(t *testing.T, prefix string) (*s3test.Server, lake.Store) {
+	t.Helper()
 	srv := s3test.StartT(t, "lake")
-	old := lake.StallTimeout
-	lake.StallTimeout = time.Second // far above a loopback GET, even under -race on a busy machine
-	defer func() { lake.StallTimeout = old }()
-	st, err := lake.OpenStore(context.Background(), srv.URL("lake", "faults"), t.TempDir())
+	st, err := lake.OpenStore(t.Context(), srv.URL("lake", prefix), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
+	return srv, st
+}
+
+// Faults at the store: PUTs that fail and GETs that stall are retried, and every byte arrives.
+func TestBucketRetriesFailedPutsAndStalledGets(t *testing.T) {
+	srv, st := bucket(t, "faults")
+	old := lake.StallTimeout
+	lake.StallTimeout = time.Second // far above a loopback GET, even under -race on a busy machine
+	defer func() { lake.StallTimeout = old }()
 	srv.SetFaults(s3test.Faults{FailPutEvery: 3, StallGetEvery: 4, Stall: 3 * time.Second})
 	var files []lake.FileInfo
 	for i := range 10 {
@@ -282,12 +290,7 @@ func TestRedactedLocations(t *testing.T) {
 // A bucket call that is retrying a failing server stops waiting when its context ends (Ctrl-C): it
 // returns the cancellation at once, rather than after its remaining backoff (seconds).
 func TestBucketRetryEndsWithItsContext(t *testing.T) {
-	srv := s3test.StartT(t, "lake")
-	st, err := lake.OpenStore(t.Context(), srv.URL("lake", "cancel"), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	srv, st := bucket(t, "cancel")
 	srv.SetFaults(s3test.Faults{FailPutEvery: 1})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancelled := make(chan time.Time, 1)
@@ -298,7 +301,7 @@ func TestBucketRetryEndsWithItsContext(t *testing.T) {
 		cancelled <- time.Now()
 		cancel()
 	}()
-	err = st.WriteFile(ctx, "k.json", []byte("{}"))
+	err := st.WriteFile(ctx, "k.json", []byte("{}"))
 	took := time.Since(<-cancelled)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("WriteFile after cancel: %v, want context.Canceled", err)
@@ -312,12 +315,7 @@ func TestBucketRetryEndsWithItsContext(t *testing.T) {
 // A read over a connection that drops goes on for as long as each GET moves it well forward (a pack
 // or a large PDF is tens of MiB), and ends with an error naming the object when the GETs hardly do.
 func TestBucketReadResumesWhileGetsMakeProgress(t *testing.T) {
-	srv := s3test.StartT(t, "lake")
-	st, err := lake.OpenStore(t.Context(), srv.URL("lake", "cuts"), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	srv, st := bucket(t, "cuts")
 	body := make([]byte, 10<<20)
 	for i := range body {
 		body[i] = byte(i * 7 / 3)
