@@ -202,12 +202,7 @@ func chaosLake(t *testing.T, backend, dir string, faults s3test.Faults) (env []s
 	if backend != "s3" {
 		return nil, open, nil
 	}
-	// Not StartT, which sets the credentials with t.Setenv: TestMain has set them for the process.
-	srv, err := s3test.Start("lake")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv = s3test.StartT(t, "lake")
 	faults.Stall = 3 * time.Second
 	srv.SetFaults(faults)
 	url := srv.URL("lake", "chaos")

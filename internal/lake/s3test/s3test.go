@@ -197,11 +197,13 @@ func StartT(t testing.TB, buckets ...string) *Server {
 	return s
 }
 
-// SetEnv puts Env in the test's environment.
+// SetEnv puts Env in the test's environment. A variable the process holds already with its value
+// (SetProcessEnv) is left as it is: t.Setenv would panic in a test that runs in parallel.
 func SetEnv(t testing.TB) {
 	for _, kv := range Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
+		if k, v, _ := strings.Cut(kv, "="); os.Getenv(k) != v {
+			t.Setenv(k, v)
+		}
 	}
 }
 
