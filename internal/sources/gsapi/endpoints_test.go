@@ -321,20 +321,23 @@ func TestDatatablePageServedTwiceFailsTheRead(t *testing.T) {
 	}
 }
 
-// A record both adjacent windows return byte for byte (a server that reads 23:59:59.999 as the next
-// midnight) is kept once, and the run hears of it; two identical records of one window are both kept.
+// A record both adjacent windows return byte for byte, dated at the midnight between them (a server
+// that reads 23:59:59.999 as the next midnight), is kept once, and the run hears of it; two identical
+// records of one window are both kept, and so are identical records of adjacent windows that hold no
+// such midnight: a monthly fee, or a journal's grouped row, the same month after month.
 // A window answered with null is an empty window, reported naming the request.
 func TestWindowBoundaryCopiesAreKeptOnce(t *testing.T) {
 	d := newDouble(t, &config.GSAPI{})
 	midnight := `{"iheader_id":5,"invoice_date":"2024-02-01 00:00:00.000"}`
+	fee := `{"iheader_id":"fee","account":"3000","amount":"125.00","due":"2024-02-01 00:00:00.500"}`
 	d.Mux.HandleFunc("GET /datasync", func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Query().Get("option") == "Charges":
 			_, _ = w.Write([]byte("null"))
 		case strings.HasPrefix(r.URL.Query().Get("startdate"), "2024-01"):
-			_, _ = fmt.Fprintf(w, `[{"iheader_id":4},{"iheader_id":4},%s]`, midnight)
+			_, _ = fmt.Fprintf(w, `[{"iheader_id":4},{"iheader_id":4},%s,%s]`, midnight, fee)
 		default:
-			_, _ = fmt.Fprintf(w, `[%s,{"iheader_id":6}]`, midnight)
+			_, _ = fmt.Fprintf(w, `[%s,{"iheader_id":6},%s]`, midnight, fee)
 		}
 	})
 	var ids, notes []string
@@ -349,8 +352,8 @@ func TestWindowBoundaryCopiesAreKeptOnce(t *testing.T) {
 			notes = append(notes, p.Note)
 		}
 	}
-	if got := strings.Join(ids, " "); got != "5 6 4 4" { // newest window first
-		t.Errorf("records %s, want 5 6 4 4", got)
+	if got := strings.Join(ids, " "); got != "5 6 fee 4 4 fee" { // newest window first
+		t.Errorf("records %s, want 5 6 fee 4 4 fee", got)
 	}
 	if len(notes) != 1 || !strings.HasPrefix(notes[0], "1 records came back in two adjacent windows byte for byte") {
 		t.Errorf("notes %q", notes)
@@ -361,6 +364,21 @@ func TestWindowBoundaryCopiesAreKeptOnce(t *testing.T) {
 		}
 		if _, err := p.Each(func(sources.Record) error { t.Error("a record from null"); return nil }); !errors.Is(err, jsonrec.ErrNull) || !strings.Contains(err.Error(), "GET /datasync?") {
 			t.Errorf("a null window: %v", err)
+		}
+	}
+}
+
+// Only the boundary's own midnight marks a copy: the date, or the datetime at 00:00:00 with zero
+// fractions, in any zone; any later instant that day does not.
+func TestIsMidnight(t *testing.T) {
+	for s, want := range map[string]bool{
+		"2024-02-01": true, "2024-02-01 00:00:00": true, "2024-02-01T00:00:00.000": true,
+		"2024-02-01T00:00:00Z": true, "2024-02-01 00:00:00.0000000+02:00": true,
+		"2024-02-01 00:00:00.001": false, "2024-02-01T00:00:01": false, "2024-02-01x": false,
+		"2024-02-01T00:00:00.": false, "2024-02-011": false, "2024-01-31 23:59:59.999": false, "": false,
+	} {
+		if got := isMidnight(s, "2024-02-01"); got != want {
+			t.Errorf("isMidnight(%q) = %v", s, got)
 		}
 	}
 }

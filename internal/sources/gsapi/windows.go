@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"iter"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,10 +28,13 @@ const gsLayout = "2006-01-02 15:04:05.000"
 // adjacent windows share no instant, so a record at 23:59:59.997 and one at 00:00:00.000 each land once
 // and no key is needed at the boundary. If the server instead keeps SQL Server's datetime (1/300 s —
 // the .997 in the examples suggests it), it reads 23:59:59.999 as the next midnight, and a record at
-// exactly 00:00:00.000 comes back in both windows. Those copies are byte-identical, so they are
+// exactly 00:00:00.000 comes back in both windows. Such a copy is byte-identical and holds that
+// midnight (a date, or a datetime at 00:00:00 with zero fractions, in any of its fields), so it is
 // recognised and kept once, in the later window (the one the record's instant belongs to), and counted
 // in the run report. Nothing else is ever dropped: two records of one window are both kept even when
-// they are identical, and copies that differ in any byte are both kept.
+// they are identical; copies that differ in any byte are both kept; and identical records of adjacent
+// windows that hold no such midnight are both kept — a journal's grouped rows or a monthly charge
+// repeat month after month, and are no boundary copies.
 //
 // Windows are whole months, from the month of `since`, and a later run starts at the first day of the
 // month its watermark minus lookback_days falls in: every run cuts the same months, so a window fetched
@@ -68,17 +72,62 @@ type boundary struct {
 
 func newBoundary() *boundary { return &boundary{cur: map[digest]bool{}} }
 
-// keep reports whether a record of the window being read is not a copy of one of the later window.
-func (b *boundary) keep(raw []byte) bool {
+// keep reports whether a record of the window being read is not a copy of one of the later window
+// dated at the midnight that window starts at (day, "2006-01-02").
+func (b *boundary) keep(r sources.Record, raw []byte, day string) bool {
 	d := digestOf(raw)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.cur[d] = true
-	if b.next[d] {
+	if b.next[d] && holdsMidnight(r, day) {
 		b.dropped++
 		return false
 	}
 	return true
+}
+
+// holdsMidnight reports whether v, or a value nested in it, is day as a date or as a datetime at its
+// midnight: the one instant at which a record can come back in two adjacent windows.
+func holdsMidnight(v any, day string) bool {
+	switch v := v.(type) {
+	case string:
+		return isMidnight(v, day)
+	case map[string]any:
+		for _, e := range v {
+			if holdsMidnight(e, day) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if holdsMidnight(e, day) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isMidnight reports whether s is day ("2006-01-02"), or day at 00:00:00 ("T" or " " between, any
+// number of zero fractions) with or without a zone.
+func isMidnight(s, day string) bool {
+	rest, ok := strings.CutPrefix(s, day)
+	if !ok || rest == "" {
+		return ok
+	}
+	if rest[0] != 'T' && rest[0] != ' ' {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest[1:], "00:00:00"); !ok {
+		return false
+	}
+	if frac, found := strings.CutPrefix(rest, "."); found {
+		rest = strings.TrimLeft(frac, "0")
+		if len(rest) == len(frac) {
+			return false
+		}
+	}
+	return rest == "" || rest == "Z" || rest[0] == '+' || rest[0] == '-'
 }
 
 // done moves on to the window before the one just read.
@@ -109,7 +158,8 @@ func (s *Source) windowed(ctx context.Context, st *sources.State, path string, q
 		wq.Set("enddate", w.End.Format(gsLayout))
 		page, err := s.get(ctx, path, wq, true)
 		page.Window = &w
-		page.Keep = func(_ sources.Record, raw []byte) bool { return b.keep(raw) }
+		day := w.End.Add(time.Millisecond).Format(time.DateOnly) // the next window's first midnight
+		page.Keep = func(r sources.Record, raw []byte) bool { return b.keep(r, raw, day) }
 		return page, err
 	}
 	return func(yield func(sources.Page, error) bool) {
@@ -120,7 +170,7 @@ func (s *Source) windowed(ctx context.Context, st *sources.State, path string, q
 			b.done()
 		}
 		if b.dropped > 0 {
-			note := fmt.Sprintf("%d records came back in two adjacent windows byte for byte (the server reads the window end 23:59:59.999 as the next midnight): each was kept once, in the later window", b.dropped)
+			note := fmt.Sprintf("%d records came back in two adjacent windows byte for byte, dated at the midnight between them (the server reads the window end 23:59:59.999 as the next midnight): each was kept once, in the later window", b.dropped)
 			if !yield(sources.Page{Note: note}, nil) {
 				return
 			}
