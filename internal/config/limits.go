@@ -27,7 +27,9 @@ type Limits struct {
 	MaxPages int `yaml:"max_pages" example:"20000"`
 	// MaxShrink is how much a snapshot stream may shrink from one run to the next before the run
 	// refuses the new snapshot and keeps the previous current state (default 50%; a fall to zero rows
-	// is always refused). Accept a real shrink with extract run --accept-shrink STREAM.
+	// is always refused). The same holds for the month windows a windowed stream fetches again:
+	// together they may not hold fewer rows by more than this, and a window that held rows may not
+	// come back empty. Accept a real shrink with extract run --accept-shrink STREAM.
 	MaxShrink Percent `yaml:"max_shrink" example:"20%"`
 	// MaxPageBytes caps one response body (default 1GiB); bodies past 4 MiB are read from disk, never
 	// held in memory.

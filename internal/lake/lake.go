@@ -60,6 +60,9 @@ type StreamReport struct {
 	Tables   []TableInfo `json:"tables,omitempty"` // the stream's table, then its child tables
 	// Windows are the date windows a windowed stream fetched, each one's rows replacing its older rows.
 	Windows []dates.Window `json:"windows,omitempty"`
+	// WindowRows are the rows each of Windows held, in its order: what a later fetch of a window is
+	// compared with before it replaces them (absent from manifests of runs before it was recorded).
+	WindowRows []int64 `json:"window_rows,omitempty"`
 }
 
 // TableInfo tells the loader how a table's current state follows from its history. Only a windowed

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ledgerlake/ledgerlake/internal/dates"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/typing"
@@ -121,6 +122,32 @@ func snapshotRows(ms []*lake.Manifest) map[string]int64 {
 	}
 	return rows
 }
+
+// windowRows are, by table, the rows each window held in the newest committed run that fetched it and
+// recorded them.
+func windowRows(ms []*lake.Manifest) map[string]map[windowKey]int64 {
+	rows := map[string]map[windowKey]int64{}
+	for _, m := range ms {
+		for _, s := range m.Streams {
+			if s.Status != "ok" || len(s.WindowRows) != len(s.Windows) {
+				continue
+			}
+			if rows[s.Table] == nil {
+				rows[s.Table] = map[windowKey]int64{}
+			}
+			for i, w := range s.Windows {
+				rows[s.Table][keyOf(w)] = s.WindowRows[i]
+			}
+		}
+	}
+	return rows
+}
+
+// windowKey is a window by its instants: one read back from a manifest may differ from the one a run
+// cuts in time.Time's representation (its location) while naming the same instants.
+type windowKey struct{ start, end int64 }
+
+func keyOf(w dates.Window) windowKey { return windowKey{w.Start.UnixNano(), w.End.UnixNano()} }
 
 // heldUnits are, by table, the units whose files a committed run already holds: a stream skips them
 // (an invoice's PDF is fetched once).

@@ -295,6 +295,42 @@ func TestShrinkingSnapshotIsRefusedUntilAccepted(t *testing.T) {
 	noSecrets(t, srv, cfg, good, bad, accepted)
 }
 
+// Windows fetched again that come back null — a server having a bad night — do not erase their rows:
+// the windowed stream fails naming the windows and how to accept it, the warehouse keeps the rows,
+// and --accept-shrink takes the empty windows.
+func TestEmptiedWindowsAreRefusedUntilAccepted(t *testing.T) {
+	t.Parallel()
+	const table = "gsapi_datasync_invoices"
+	srv, cfg := hostileSetup(t, "", sandbox.Options{}, nil, []string{"datasync_invoices"})
+	// Days a few weeks after the sandbox's last invoices, so that the look-back fetches windows that
+	// hold some; one a run, as run ids (and so which fetch of a window is newer) follow the clock.
+	day := func(d int) func() time.Time {
+		return func() time.Time { return time.Date(2026, 1, d, 12, 0, 0, 0, time.UTC) }
+	}
+	good := runHostile(t, cfg, Options{Now: day(20)})
+	if !good.res.OK() {
+		t.Fatalf("clean run: %v %+v", good.err, good.res.Failed)
+	}
+	rows := good.stream(t, table).Rows
+	if err := srv.SetHostile("null-window"); err != nil {
+		t.Fatal(err)
+	}
+	bad := runHostile(t, cfg, Options{Now: day(21)})
+	rep := bad.stream(t, table)
+	if rep.Status != "failed" || !strings.Contains(rep.Error, "came back with no rows") || !strings.Contains(rep.Error, "--accept-shrink "+table) {
+		t.Fatalf("%s %q", rep.Status, rep.Error)
+	}
+	if n := rowsOf(t, cfg, table); n != rows {
+		t.Fatalf("%s holds %d rows after the refused windows, want the previous %d", table, n, rows)
+	}
+	accepted := runHostile(t, cfg, Options{Now: day(22), AcceptShrink: []string{table}})
+	refetched := accepted.stream(t, table).Windows
+	if n := rowsOf(t, cfg, table); !accepted.res.OK() || n >= rows || len(refetched) == 0 {
+		t.Fatalf("accepted: %v %+v, %d rows of %d after emptying %d windows", accepted.err, accepted.res.Failed, n, rows, len(refetched))
+	}
+	noSecrets(t, srv, cfg, good, bad, accepted)
+}
+
 // A server that accepts and never answers, or trickles a byte a second, costs stall_timeout, not the
 // attempt's five minutes: the request is abandoned, logged and retried, and the run loads every row.
 // Not parallel: it allows exactly one retry, and with a 1 s stall timeout a request slowed by a test

@@ -230,7 +230,7 @@ func (r *runner) newEnv(this *resumable, accept map[string]bool) runEnv {
 	return runEnv{st: r.st, runID: this.RunID, resumes: this.Resumes, batchRows: r.opts.BatchRows,
 		store: lake.NewEvidenceStore(r.st, this.RunID, append(slices.Clone(r.rec.manifests), listed(r.rec.checkpoints))...),
 		every: r.opts.CheckpointEvery, cpu: semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))), log: r.log,
-		limits: r.cfg.Limits.OrDefaults(), before: snapshotRows(r.rec.manifests), accept: accept,
+		limits: r.cfg.Limits.OrDefaults(), before: snapshotRows(r.rec.manifests), accept: accept, windowsBefore: windowRows(r.rec.manifests),
 		held: heldUnits(r.rec.manifests), obs: r.opts.Observer}
 }
 

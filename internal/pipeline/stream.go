@@ -40,6 +40,8 @@ type runEnv struct {
 	// tables allowed to shrink past limits.MaxShrink this run (--accept-shrink).
 	before map[string]int64
 	accept map[string]bool
+	// windowsBefore is, by table, the rows of each window in the newest committed run that fetched it.
+	windowsBefore map[string]map[windowKey]int64
 	// held are, by table, the units a committed run holds (heldUnits), which the stream skips.
 	held map[string]map[string]bool
 	obs  Observer // hears of every page a stream hands over (nil: none)
@@ -94,6 +96,7 @@ type streamRun struct {
 	runDate string            // the partition of streams without their own: asked once per record
 	notes   notes
 	windows []dates.Window // the windows of a windowed stream's pages as sent, in the order first seen
+	winRows []int64        // the records each of windows held
 	quirks  jsonrec.Quirks
 	invalid int    // records whose partition value could not name a directory
 	under   string // the partition they went to
@@ -219,6 +222,9 @@ func (r *streamRun) fetch() error {
 	if err := r.shrank(r.top.info.Rows); err != nil {
 		return err
 	}
+	if err := r.windowsShrank(); err != nil {
+		return err
+	}
 	return r.saveSchemas()
 }
 
@@ -254,8 +260,12 @@ func (r *streamRun) decode(page sources.Page, lin lineage) error {
 	if err != nil {
 		return err
 	}
-	q, err := page.Each(func(rec typing.Record) error { return r.add(r.top, rec, lin) })
+	n := int64(0)
+	q, err := page.Each(func(rec typing.Record) error { n++; return r.add(r.top, rec, lin) })
 	r.letGo(took)
+	if lin.window >= 0 {
+		r.winRows[lin.window] += n
+	}
 	r.quirks.Add(q)
 	if errors.Is(err, jsonrec.ErrNull) {
 		r.notes.add(r.log, r.s.TableName(), err.Error())
@@ -345,7 +355,7 @@ func (r *streamRun) succeed() lake.StreamReport {
 	}
 	rep.Tables = r.tables()
 	rep.Warnings = r.notes.report()
-	rep.Windows = slices.Clone(r.windows)
+	rep.Windows, rep.WindowRows = slices.Clone(r.windows), slices.Clone(r.winRows)
 	fillStats(&rep, r.s, r.prev)
 	ck := &streamCheckpoint{Table: r.s.TableName(), Complete: true, Report: rep, Files: r.out.files, Evidence: r.out.evidence, PDFs: r.out.pdfs, Rejects: r.rejects}
 	if r.s.State != nil {
@@ -439,6 +449,40 @@ func (r *streamRun) shrank(rows int64) error {
 		rows, prev, r.limits.MaxShrink, name)
 }
 
+// windowsShrank reports, for a windowed stream, windows fetched again that replace rows with none, or
+// together with fewer than max_shrink allows, unless --accept-shrink names the stream: a window
+// answered null or empty by a server having a bad night would otherwise erase its rows from the current
+// state. Windows no committed run recorded the rows of are not compared.
+func (r *streamRun) windowsShrank() error {
+	name := r.s.TableName()
+	before := r.windowsBefore[name]
+	if r.accept[name] || len(before) == 0 {
+		return nil
+	}
+	var was, now int64
+	var emptied []string
+	for i, w := range r.windows {
+		prev, ok := before[keyOf(w)]
+		if !ok {
+			continue
+		}
+		was, now = was+prev, now+r.winRows[i]
+		if prev > 0 && r.winRows[i] == 0 {
+			emptied = append(emptied, fmt.Sprintf("%s..%s (%d rows before)", w.Start.Format(time.DateOnly), w.End.Format(time.DateOnly), prev))
+		}
+	}
+	limit := float64(r.limits.MaxShrink) / 100
+	switch {
+	case len(emptied) > 0:
+		return fmt.Errorf("%d windows fetched again came back with no rows: %s; they are not committed and the current state stays as it was; if the API really holds none, run again with --accept-shrink %s",
+			len(emptied), strings.Join(emptied, ", "), name)
+	case was > 0 && float64(was-now) > limit*float64(was):
+		return fmt.Errorf("the windows fetched again hold %d rows, down from %d (more than max_shrink %s): they are not committed and the current state stays as it was; if the API really holds fewer, run again with --accept-shrink %s",
+			now, was, r.limits.MaxShrink, name)
+	}
+	return nil
+}
+
 // window returns the index of w among the stream's windows (-1 for none), adding it when new.
 func (r *streamRun) window(w *dates.Window) int32 {
 	if w == nil || !r.s.Windowed {
@@ -448,6 +492,7 @@ func (r *streamRun) window(w *dates.Window) int32 {
 		return int32(i)
 	}
 	r.windows = append(r.windows, *w)
+	r.winRows = append(r.winRows, 0)
 	return int32(len(r.windows) - 1)
 }
 

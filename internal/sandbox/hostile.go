@@ -41,6 +41,7 @@ var hostileModes = map[string]struct {
 	"bad-partition":    {`Signicat /invoices lists one more invoice, dated "/../../xyz-01"`, extraInvoice("BADDATE-1", "/../../xyz-01")},
 	"missing-invoice":  {"Signicat /invoices/{n} and its PDF answer 404 for the first invoice asked for", (*Hostility).missingInvoice},
 	"null-list":        {"Signicat /organizations answers data: null, GSAPI /organizations/list null", (*Hostility).nullList},
+	"null-window":      {"GSAPI /datasync?option=Invoices answers null for every window", (*Hostility).nullWindow},
 	"hang-once":        {"the first GSAPI /countrycodes/list request is accepted and never answered", (*Hostility).hangOnce},
 	"trickle-once":     {"the first GSAPI /countrycodes/list answer trickles a byte a second (4 KiB of it)", (*Hostility).trickleOnce},
 	"retry-after-day":  {"GSAPI /users/list answers 429 with Retry-After: 86400", (*Hostility).retryAfterDay},
@@ -299,6 +300,14 @@ func (h *Hostility) nullList(w http.ResponseWriter, r *http.Request) bool {
 	default:
 		return false
 	}
+	return true
+}
+
+func (h *Hostility) nullWindow(w http.ResponseWriter, r *http.Request) bool {
+	if !isGS(r, "/datasync") || r.URL.Query().Get("option") != "Invoices" {
+		return false
+	}
+	writeRaw(w, []byte("null"))
 	return true
 }
 
