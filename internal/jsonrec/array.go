@@ -14,9 +14,29 @@ type Record = map[string]any
 // reported, so that a tenant whose lists come back null every night is noticed.
 var ErrNull = errors.New("the response is null, read as an empty list")
 
+// bom is the UTF-8 byte order mark. RFC 8259 §8.1 lets a parser ignore one before a JSON text, and a
+// .NET service (GSAPI) may send one: every decoder here skips it, while the body kept as evidence
+// keeps it, byte for byte as received.
+const bom = "\xef\xbb\xbf"
+
+// afterBOM is the offset of a JSON text in body: past a leading BOM, else 0.
+func afterBOM(body []byte) int {
+	if bytes.HasPrefix(body, []byte(bom)) {
+		return len(bom)
+	}
+	return 0
+}
+
 // IsNull reports whether body is the JSON literal null, with JSON's whitespace around it allowed
-// (space, tab, CR, LF: not the rest of Unicode's, which JSON refuses).
-func IsNull(body []byte) bool { return string(bytes.Trim(body, " \t\r\n")) == "null" }
+// (space, tab, CR, LF: not the rest of Unicode's, which JSON refuses) and a BOM before it.
+func IsNull(body []byte) bool { return bare(body) == "null" }
+
+// IsEmptyArray reports whether body is the empty JSON array [], with whitespace and a BOM as IsNull
+// allows them.
+func IsEmptyArray(body []byte) bool { return bare(body) == "[]" }
+
+// bare is body without a BOM and JSON's whitespace around it.
+func bare(body []byte) string { return string(bytes.Trim(body[afterBOM(body):], " \t\r\n")) }
 
 // errNotArray is a body that is not a JSON array of objects.
 type errNotArray struct{ err error }
@@ -37,7 +57,7 @@ func EachInArray(body []byte, fn func(Record) error) error {
 // EachRawInArray is EachInArray passing fn each record's bytes too (as sent, valid during the call),
 // and returning what decoding met.
 func EachRawInArray(body []byte, fn func(Record, []byte) error) (Quirks, error) {
-	d := decoder{b: body, keys: map[string]string{}}
+	d := decoder{b: body, i: afterBOM(body), keys: map[string]string{}}
 	err := d.eachInArray(fn)
 	return d.q, err
 }
@@ -106,7 +126,7 @@ func DecodeArray(body []byte) ([]Record, error) {
 
 // DecodeObject decodes one JSON object, keeping numbers exact, and says what decoding it met.
 func DecodeObject(body []byte) (Record, Quirks, error) {
-	d := decoder{b: body, keys: map[string]string{}}
+	d := decoder{b: body, i: afterBOM(body), keys: map[string]string{}}
 	d.space()
 	v, err := d.value(0)
 	if err == nil {

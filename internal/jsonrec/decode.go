@@ -667,8 +667,13 @@ type elements struct {
 	max  int   // the longest value it holds at once
 }
 
+// newElements reads the text from r, past a BOM before it.
 func newElements(r io.Reader, maxValue int) *elements {
-	return &elements{r: r, buf: make([]byte, 0, min(64<<10, maxValue+1)), max: maxValue}
+	s := &elements{r: r, buf: make([]byte, 0, min(64<<10, maxValue+1)), max: maxValue}
+	for len(s.buf) < len(bom) && s.more(0) {
+	}
+	s.pos = afterBOM(s.buf)
+	return s
 }
 
 func (s *elements) offset() int64 { return s.base + int64(s.pos) }

@@ -13,8 +13,10 @@ import (
 )
 
 // stdDecodeArray is the reference: encoding/json on a body that must be exactly one JSON value,
-// numbers kept as text, every element an object.
+// numbers kept as text, every element an object. A BOM before it is ignored, as RFC 8259 allows and
+// encoding/json does not.
 func stdDecodeArray(body []byte) ([]Record, error) {
+	body = bytes.TrimPrefix(body, []byte(bom))
 	if !stdjson.Valid(body) {
 		return nil, errors.New("invalid JSON")
 	}
@@ -42,6 +44,7 @@ var decodeSeeds = []string{
 	"[{\"s\":\"a\tb\"}]", `[{"n":-}]`, `[{"n":1.}]`, `[{"n":1e}]`, `[{"n":-0.5E+3}]`, `[{"n":.5}]`, `[{"t":tru}]`,
 	`[{"a":[]},{"b":{}}]`, "[{\"k\xc3\x28\":1}]", `[{"a":1}][]`, `  `, `[`, `[{"a":"\/\b\f\n\r\t\\\""}]`,
 	`null`, " null\n", `nul`, `nullx`, `null []`, `[null, {}]`,
+	"\xef\xbb\xbf[{\"a\":1}]", "\xef\xbb\xbf null", "\xef\xbb\xbf\xef\xbb\xbf[]", " \xef\xbb\xbf[]", "\xef\xbb[]", "\xef\xbb\xbf",
 }
 
 // FuzzEachInArray checks the element-by-element decoder against decoding the whole array at once: the
@@ -84,6 +87,45 @@ func TestNullBodyIsAnEmptyReportedPage(t *testing.T) {
 	for _, body := range []string{"nul", "nullx", "null []", "NULL", " null\v", "\u00a0null"} {
 		if err := EachInArray([]byte(body), func(Record) error { return nil }); err == nil || errors.Is(err, ErrNull) {
 			t.Errorf("EachInArray(%q) = %v, want a decoding error", body, err)
+		}
+	}
+}
+
+// A UTF-8 BOM before the text (RFC 8259 §8.1 lets a parser ignore it; a .NET service may send it) is
+// skipped by every decoder, in memory and from a reader cut into single bytes; anywhere else, or
+// twice, it is the invalid character it is.
+func TestBOMIsSkippedByEveryDecoder(t *testing.T) {
+	const array, envelope, object = `[{"a":1},{"b":"x"}]`, `{"data":[{"a":1}],"next":"t"}`, `{"a":{"b":[1]}}`
+	wantArray, _ := DecodeArray([]byte(array))
+	wantObject, _, _ := DecodeObject([]byte(object))
+	for _, lead := range []string{bom, bom + " \n"} {
+		got, err := DecodeArray([]byte(lead + array))
+		if err != nil || !reflect.DeepEqual(got, wantArray) {
+			t.Errorf("DecodeArray(%q) = %v, %v", lead+array, got, err)
+		}
+		var read []Record
+		err = EachInReader(iotest.OneByteReader(strings.NewReader(lead+array)), func(r Record) error { read = append(read, r); return nil })
+		if err != nil || !reflect.DeepEqual(read, wantArray) {
+			t.Errorf("EachInReader(%q) = %v, %v", lead+array, read, err)
+		}
+		var recs []Record
+		env, err := EachInEnvelope(iotest.OneByteReader(strings.NewReader(lead+envelope)), DefaultMaxValueBytes, func(r Record) error { recs = append(recs, r); return nil })
+		if err != nil || len(recs) != 1 || env.Next == nil || *env.Next != "t" {
+			t.Errorf("EachInEnvelope(%q) = %v, %v, %v", lead+envelope, recs, env, err)
+		}
+		if obj, _, err := DecodeObject([]byte(lead + object)); err != nil || !reflect.DeepEqual(obj, wantObject) {
+			t.Errorf("DecodeObject(%q) = %v, %v", lead+object, obj, err)
+		}
+		if !IsNull([]byte(lead+"null")) || !IsEmptyArray([]byte(lead+"[] ")) {
+			t.Errorf("IsNull(%q) or IsEmptyArray(%q) = false", lead+"null", lead+"[] ")
+		}
+	}
+	for _, body := range []string{" " + bom + array, bom + bom + array, "\xef\xbb" + array} {
+		if _, err := DecodeArray([]byte(body)); err == nil {
+			t.Errorf("DecodeArray(%q) accepted it", body)
+		}
+		if err := EachInReader(strings.NewReader(body), func(Record) error { return nil }); err == nil {
+			t.Errorf("EachInReader(%q) accepted it", body)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 // other key is skipped, and a key given twice is an error.
 func stdEnvelope(body []byte) (Envelope, []Record, error) {
 	var env Envelope
+	body = bytes.TrimPrefix(body, []byte(bom)) // as RFC 8259 allows
 	if !stdjson.Valid(body) {
 		return env, nil, errors.New("invalid JSON")
 	}
@@ -73,6 +74,7 @@ var envelopeSeeds = []string{
 	`{"next":"t"}`, `{}`, `[]`, `null`, `{"data":[],"data":[]}`, `{"data":[],"next":5}`, `{"data":[],"next":"a","next":"b"}`,
 	`{"data":[{"a":1}]`, `{"data":[{"a":1}]}x`, `{"data":[{"a":1}],}`, `{"data" [] }`, ` { "data" : [ { "a" : "\u00e9" } ] , "next" : "\ud83d\ude00" } `,
 	"{\"data\":[{\"a\":\"\xff\"}],\"n\xc3\x28\":1}", `{"data":[{"a":1,"a":2}]}`, `{"da\u0074a":[{"x":1}]}`, `{"DATA":[{"x":1}]}`,
+	"\xef\xbb\xbf{\"data\":[{\"a\":1}],\"next\":\"t\"}", "\xef\xbb{\"data\":[]}", " \xef\xbb\xbf{\"data\":[]}",
 }
 
 // FuzzEachInEnvelope holds the streaming decoder of {data, next} pages to encoding/json: the same

@@ -1,7 +1,6 @@
 package gsapi
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
+	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/sources"
 	"github.com/ledgerlake/ledgerlake/internal/spool"
 	"github.com/ledgerlake/ledgerlake/schemas"
@@ -154,5 +154,5 @@ func (r *datatableRead) count(rec sources.Record, _ []byte) bool {
 
 // emptyArray reports whether a body is an empty JSON array (pages past the end all look alike).
 func emptyArray(b *spool.Body) bool {
-	return b.InMemory() && string(bytes.Trim(b.Mem(), " \t\r\n")) == "[]"
+	return b.InMemory() && jsonrec.IsEmptyArray(b.Mem())
 }
