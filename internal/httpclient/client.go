@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/redact"
 	"github.com/ledgerlake/ledgerlake/internal/retry"
 	"github.com/ledgerlake/ledgerlake/internal/spool"
@@ -537,7 +538,9 @@ func (c *Client) newRequest(ctx context.Context, u *url.URL, r Request) (*http.R
 }
 
 // readBody reads a 2xx body whole (spilling it to a file past MemoryBodyBytes; refusing it past its
-// cap or when it echoes a credential), or an excerpt of any other.
+// cap or when it echoes a credential; retrying it when it ends inside its JSON value: every endpoint
+// of every source gets its answers here, so this is where a cut one is told), or an excerpt of any
+// other.
 func (c *Client) readBody(resp *http.Response, r Request, body io.Reader) (*spool.Body, error) {
 	if resp.StatusCode/100 != 2 {
 		b, err := io.ReadAll(io.LimitReader(body, errorBodyBytes))
@@ -556,8 +559,8 @@ func (c *Client) readBody(resp *http.Response, r Request, body io.Reader) (*spoo
 	if resp.ContentLength > limit {
 		return nil, retry.Final(&spool.TooLargeError{What: what, Limit: limit, Size: resp.ContentLength})
 	}
-	echo := &echoScan{}
-	b, err := spool.Read(io.TeeReader(body, echo), c.opts.SpoolDir, c.opts.MemoryBodyBytes, limit, what)
+	echo, open := &echoScan{}, &jsonrec.Opening{}
+	b, err := spool.Read(io.TeeReader(body, io.MultiWriter(echo, open)), c.opts.SpoolDir, c.opts.MemoryBodyBytes, limit, what)
 	var tl *spool.TooLargeError
 	switch {
 	case errors.As(err, &tl):
@@ -567,8 +570,24 @@ func (c *Client) readBody(resp *http.Response, r Request, body io.Reader) (*spoo
 	case echo.found:
 		b.Close()
 		return nil, retry.Final(ErrEcho)
+	case open.Open() && jsonrec.Truncated(b.Reader()):
+		b.Close()
+		return nil, &CutError{What: what, Bytes: b.Len()}
 	}
 	return b, nil
+}
+
+// CutError is a 2xx body that ends inside its JSON value: the connection closed early, or a chunked
+// body was ended early, without the transport noticing (no Content-Length to hold it to). It is a
+// truncated body like any other, retried, and never parsed as data. A complete body that is not
+// the JSON expected is no CutError: asking again would get the same answer.
+type CutError struct {
+	What  string // "response body"
+	Bytes int64  // how much arrived
+}
+
+func (e *CutError) Error() string {
+	return fmt.Sprintf("the %s was cut short: the %d bytes read end inside its JSON value", e.What, e.Bytes)
 }
 
 // attemptError names why an attempt ended without an answer: a stall or the attempt's timeout (both

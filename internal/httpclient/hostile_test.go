@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -282,5 +284,105 @@ func TestOutageWithRetryAfterZeroIsSurvived(t *testing.T) {
 				t.Fatalf("failed after %d requests: %v", n.Load(), err)
 			}
 		})
+	}
+}
+
+// A 2xx body cut short where the transport cannot tell — close-delimited (no Content-Length, the
+// connection closed early) or chunked and properly terminated — ends inside its JSON value: it is
+// retried like any truncated body, within the same budget, and never returned as data. Once the
+// retries run out the error says it was cut, how much arrived and where. A body that is complete but
+// not the JSON expected is returned at once: asking again would only get it again.
+func TestBodyCutInsideItsJSONIsRetried(t *testing.T) {
+	const page = `{"data":[{"id":"a"},{"id":"b"}],"next":"tok"}`
+	closed := func(body string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			conn, buf, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n" + body)
+			_ = buf.Flush()
+		}
+	}
+	chunked := func(body string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, body[:len(body)/2])
+			w.(http.Flusher).Flush()
+			_, _ = io.WriteString(w, body[len(body)/2:])
+		}
+	}
+	whole := func(body string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, body) }
+	}
+	cut := page[:strings.Index(page, `,"next"`)]
+	cases := []struct {
+		name     string
+		steps    []http.HandlerFunc
+		want     string // the body returned, or "" for an error
+		requests int64
+	}{
+		{"close-delimited, cut once", []http.HandlerFunc{closed(cut), closed(page)}, page, 2},
+		{"chunked and terminated, cut once", []http.HandlerFunc{chunked(cut), chunked(page)}, page, 2},
+		{"BOM, cut once", []http.HandlerFunc{chunked("\xef\xbb\xbf" + cut), chunked("\xef\xbb\xbf" + page)}, "\xef\xbb\xbf" + page, 2},
+		{"inside a string, escape last", []http.HandlerFunc{closed(`[{"a":"x\`), whole(`[{"a":"x\""}]`)}, `[{"a":"x\""}]`, 2},
+		{"cut every time", []http.HandlerFunc{closed(cut)}, "", 5},
+		{"data after a complete value", []http.HandlerFunc{whole(page + "x"), whole(page)}, page + "x", 1},
+		{"invalid before its end", []http.HandlerFunc{whole(`[{"a": x`), whole(page)}, `[{"a": x`, 1},
+		{"an HTML page", []http.HandlerFunc{whole(`<html><body>{ oops`), whole(page)}, `<html><body>{ oops`, 1},
+	}
+	for _, c := range cases {
+		for _, spooled := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/spool=%v", c.name, spooled), func(t *testing.T) {
+				var bad atomic.Value
+				steps := make([]http.HandlerFunc, len(c.steps))
+				for i, h := range c.steps {
+					steps[i] = func(w http.ResponseWriter, r *http.Request) {
+						if got := r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery + " " + r.Header.Get("Accept"); got != "GET /organizations?limit=2&page=p1 application/json" {
+							bad.Store(got)
+						}
+						h(w, r)
+					}
+				}
+				srv, n := script(t, steps...)
+				opts := fast
+				opts.SpoolDir = t.TempDir()
+				if spooled {
+					opts.MemoryBodyBytes = 8
+				}
+				var st Stats
+				resp, err := New(opts).Do(context.Background(), Request{Method: "GET", URL: srv.URL + "/organizations?limit=2&page=p1", Stats: &st})
+				if got := bad.Load(); got != nil {
+					t.Fatalf("the server was sent %v", got)
+				}
+				if n.Load() != c.requests || st.Retries.Load() != c.requests-1 {
+					t.Fatalf("%d requests, %d retries; want %d requests", n.Load(), st.Retries.Load(), c.requests)
+				}
+				if c.want != "" {
+					if err != nil {
+						t.Fatalf("err %v", err)
+					}
+					if got := bodyOf(t, resp); got != c.want {
+						t.Fatalf("body %q, want %q", got, c.want)
+					}
+					return
+				}
+				var ce *CutError
+				if resp != nil || !errors.As(err, &ce) || ce.Bytes != int64(len(cut)) {
+					t.Fatalf("resp %v, err %v; want a CutError of %d bytes", resp, err, len(cut))
+				}
+				for _, want := range []string{"gave up after 5 attempts", "GET " + srv.URL + "/organizations?limit=2&page=p1",
+					fmt.Sprintf("the response body was cut short: the %d bytes read end inside its JSON value", len(cut))} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("err %q lacks %q", err, want)
+					}
+				}
+				if left, _ := os.ReadDir(opts.SpoolDir); len(left) != 0 {
+					t.Errorf("spool dir holds %v", left)
+				}
+			})
+		}
 	}
 }
