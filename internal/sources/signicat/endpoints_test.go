@@ -378,6 +378,36 @@ func TestNextLinkIsFollowedOnlyWithinTheAPI(t *testing.T) {
 	}
 }
 
+// A next link relative to the page it came on — root-relative, a query, a path segment — is resolved
+// against that page and followed as a link when it asks the same list with a query of its own; one
+// leading anywhere else is the opaque token it may be (a token may start with "/"), and a relative
+// one that leaves the API's host is refused: the token is sent nowhere else.
+func TestRelativeNextLinkIsResolvedWithinTheAPI(t *testing.T) {
+	d := newDouble(t)
+	d.Mux.HandleFunc("GET /contacts", func(w http.ResponseWriter, r *http.Request) {
+		next := map[string]string{
+			"":        basePath + "/contacts?limit=25&page=root",
+			"root":    "?limit=25&page=query",
+			"query":   "contacts?limit=25&page=segment",
+			"segment": "/tok+/=",
+			"/tok+/=": "//collector.example" + basePath + "/contacts?limit=25&page=steal",
+		}[r.URL.Query().Get("page")]
+		_, _ = fmt.Fprintf(w, `{"data":[{"id":%q}],"next":%q}`, r.URL.Query().Get("page"), next)
+	})
+	recs, _, err := read(d.stream("contacts"), sources.Resume{})
+	if err == nil || !strings.Contains(err.Error(), "the next link points to http://collector.example:80, not to the API") {
+		t.Fatalf("err %v", err)
+	}
+	want := []string{req("/contacts", "limit", "25")}
+	for _, page := range []string{"root", "query", "segment", "/tok+/="} {
+		want = append(want, req("/contacts", "limit", "25", "page", page))
+	}
+	slices.Sort(want)
+	if got := d.Requests(); !slices.Equal(got, want) || len(recs) != 5 {
+		t.Errorf("asked %q for %d records, want %q", got, len(recs), want)
+	}
+}
+
 // A list whose every page names another next page stops at max_pages, failing the stream.
 func TestEndlessListStopsAtMaxPages(t *testing.T) {
 	d := newDouble(t)

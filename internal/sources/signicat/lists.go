@@ -41,9 +41,9 @@ const listBatch = 1000
 // errStop ends a decoding whose consumer stopped.
 var errStop = errors.New("stopped")
 
-// walk walks a {data, next} list: next is an opaque token passed back as page, or an absolute URL,
-// followed only within the API's origin (the token goes nowhere else). A token seen before, or more
-// than max_pages pages, fails the list instead of looping forever.
+// walk walks a {data, next} list: next is an opaque token passed back as page, or a link to the next
+// page (see link), followed only within the API's origin (the token goes nowhere else). A token seen
+// before, or more than max_pages pages, fails the list instead of looping forever.
 func (s *Source) walk(ctx context.Context, path string, q url.Values) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		seen := map[string]bool{}
@@ -63,7 +63,7 @@ func (s *Source) walk(ctx context.Context, path string, q url.Values) iter.Seq2[
 				return
 			}
 			ctx = httpclient.Then(ctx) // the next page needs this one's token
-			if u, err = s.follow(where, next, seen, q, path); err != nil {
+			if u, err = s.follow(where, u, next, seen, q, path); err != nil {
 				yield(sources.Page{}, err)
 				return
 			}
@@ -102,8 +102,8 @@ func (s *Source) listPage(ctx context.Context, u, where string, yield func(sourc
 	return env.Next, yield(page, nil), nil
 }
 
-// follow is the URL of the page after one whose next was next ("" for none).
-func (s *Source) follow(where string, next *string, seen map[string]bool, q url.Values, path string) (string, error) {
+// follow is the URL of the page after the one at u whose next was next ("" for none).
+func (s *Source) follow(where, u string, next *string, seen map[string]bool, q url.Values, path string) (string, error) {
 	if next == nil || *next == "" {
 		return "", nil
 	}
@@ -111,18 +111,41 @@ func (s *Source) follow(where string, next *string, seen map[string]bool, q url.
 		return "", fmt.Errorf("%s: the API returned next token %q a second time; stopping instead of looping", where, *next)
 	}
 	seen[*next] = true
-	if !strings.HasPrefix(*next, "http://") && !strings.HasPrefix(*next, "https://") {
+	nu, err := link(u, *next)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%s: the next link is not a URL: %w", where, err)
+	case nu == nil:
 		q.Set("page", *next)
 		return s.base + path + "?" + q.Encode(), nil
-	}
-	nu, err := url.Parse(*next)
-	if err != nil {
-		return "", fmt.Errorf("%s: the next link is not a URL: %w", where, err)
 	}
 	if got := httpclient.Origin(nu); got != s.origin {
 		return "", fmt.Errorf("%s: the next link points to %s, not to the API (%s); it is not followed, and no credential is sent there", where, got, s.origin)
 	}
-	return *next, nil
+	return nu.String(), nil
+}
+
+// link is next as the URL of the page after the one at u, or nil when next is a token. The reference
+// calls page an opaque token and is silent on next; the notes infer it is that token, or perhaps a
+// URL. An absolute next ("https://…") is a link. A relative one ("/account-management/organizations?…",
+// "?page=…") is resolved against u, and is a link when it asks the same list (the same path) with a
+// query of its own: anything else is read as a token, since an opaque token may well start with "/"
+// (base64 does). The caller checks the link's origin: a relative next can leave the host too
+// ("//elsewhere/…").
+func link(u, next string) (*url.URL, error) {
+	if strings.HasPrefix(next, "http://") || strings.HasPrefix(next, "https://") {
+		return url.Parse(next)
+	}
+	page, err := url.Parse(u)
+	if err != nil {
+		return nil, err
+	}
+	if ref, err := url.Parse(next); err == nil && ref.RawQuery != "" {
+		if nu := page.ResolveReference(ref); strings.TrimSuffix(nu.Path, "/") == strings.TrimSuffix(page.Path, "/") {
+			return nu, nil
+		}
+	}
+	return nil, nil
 }
 
 func queryOf(q url.Values) string {
