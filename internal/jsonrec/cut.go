@@ -2,7 +2,6 @@ package jsonrec
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -30,32 +29,19 @@ func (o *Opening) Write(p []byte) (int, error) {
 	if !o.container {
 		return len(p), nil
 	}
-	for i < len(p) {
-		if o.escaped {
+	for ; i < len(p); i++ {
+		switch c := p[i]; {
+		case o.escaped:
 			o.escaped = false
-			i++
-			continue
-		}
-		set := `"{}[]`
-		if o.inString {
-			set = `"\`
-		}
-		j := bytes.IndexAny(p[i:], set)
-		if j < 0 {
-			break
-		}
-		i += j
-		switch p[i] {
-		case '\\':
-			o.escaped = true
-		case '"':
-			o.inString = !o.inString
-		case '{', '[':
+		case o.inString:
+			o.escaped, o.inString = c == '\\', c != '"'
+		case c == '"':
+			o.inString = true
+		case c == '{' || c == '[':
 			o.depth++
-		default:
+		case c == '}' || c == ']':
 			o.depth--
 		}
-		i++
 	}
 	return len(p), nil
 }
