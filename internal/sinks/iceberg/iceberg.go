@@ -562,9 +562,14 @@ func castable(narrow, wide iceberggo.Type) bool {
 		_, nested := narrow.(iceberggo.NestedType)
 		return !nested
 	case iceberggo.DecimalType:
-		switch narrow.(type) {
-		case iceberggo.Int32Type, iceberggo.Int64Type, iceberggo.DecimalType:
+		switch n := narrow.(type) {
+		case iceberggo.Int32Type, iceberggo.Int64Type:
 			return true
+		case iceberggo.DecimalType:
+			// Every value fits only with as many fractional and integer digits: a declared DECIMAL
+			// widened to a finer scale is not held by the table's coarser one.
+			w := wide.(iceberggo.DecimalType)
+			return w.Scale() >= n.Scale() && w.Precision()-w.Scale() >= n.Precision()-n.Scale()
 		}
 	case iceberggo.Float64Type:
 		switch narrow.(type) {

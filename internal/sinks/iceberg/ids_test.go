@@ -73,6 +73,9 @@ func TestMergeKeepsTheTablesIDs(t *testing.T) {
 		{"renumbered", iceberggo.NewSchema(0, long("id", 5)), errIDsDiffer},
 		{"new column on a used id", iceberggo.NewSchema(0, long("other", 2)), errIDsDiffer},
 		{"unpromotable", iceberggo.NewSchema(0, iceberggo.NestedField{ID: 1, Name: "id", Type: iceberggo.PrimitiveTypes.String}), errCannotPromote},
+		// A decimal with more scale does not fit the table's: conformed to it, its values would not cast.
+		{"more scale", iceberggo.NewSchema(0, iceberggo.NestedField{ID: 2, Name: "amount", Type: iceberggo.DecimalTypeOf(28, 10)}), errCannotPromote},
+		{"more integer digits", iceberggo.NewSchema(0, iceberggo.NestedField{ID: 2, Name: "amount", Type: iceberggo.DecimalTypeOf(17, 0)}), errCannotPromote},
 	} {
 		if _, err := merge(current, c.run); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
