@@ -729,3 +729,51 @@ func TestStreamsWaitingOnTheNetworkLeaveTheCPUs(t *testing.T) {
 		}
 	}
 }
+
+// A declared DECIMAL the API's values outgrow widens like an inferred column, across runs: the
+// warehouse holds each value exactly, history keeps run 1's, and only a value no DECIMAL(38,s) holds is
+// a reject, named in the stream's warnings (the probe's 0.0123456789 became NULL and the run said ok).
+func TestDeclaredDecimalsWidenAcrossRunsAndKeepExactValues(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := &config.Config{OutputDir: filepath.Join(dir, "lake"), Warehouse: filepath.Join(dir, "wh.duckdb"), Concurrency: 1}
+	decl, err := schemas.Parse([]byte("source: test\nstream: prices\nkey: [id]\ncolumns:\n" +
+		"  - {path: id, type: BIGINT, description: id}\n  - {path: price, type: \"DECIMAL(18,4)\", description: money}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runWith := func(recs ...string) lake.StreamReport {
+		s := fakeStream("prices", []string{"id"}, recs)
+		s.Declared = decl
+		res, err := RunStreams(context.Background(), Options{Config: cfg}, []*sources.Stream{s})
+		if err != nil || len(res.Failed) > 0 {
+			t.Fatalf("run: %v %+v", err, res)
+		}
+		return res.Manifest.Streams[0]
+	}
+	runWith(`{"id":1,"price":12.5}`)
+	rep := runWith(`{"id":1,"price":12.5}`, `{"id":2,"price":0.0123456789}`, `{"id":3,"price":123456789012345678.99}`,
+		`{"id":4,"price":1234567890123456789012345678901234567890}`)
+	if got := strings.Join(rep.SchemaChanges, ";"); !strings.Contains(got, "test_prices.price: widened DECIMAL(18,4) → DECIMAL(28,10)") {
+		t.Errorf("changes %q", got)
+	}
+	if rep.Rejects != 1 || !strings.Contains(strings.Join(rep.Warnings, ";"), "test_prices.price: 1 values fit no type") {
+		t.Errorf("%d rejects, warnings %q", rep.Rejects, rep.Warnings)
+	}
+	db := query(t, cfg)
+	if got := scalar[string](t, db, "SELECT string_agg(coalesce(price::VARCHAR, 'NULL'), ',' ORDER BY id) FROM test_prices"); got !=
+		"12.5000000000,0.0123456789,123456789012345678.9900000000,NULL" {
+		t.Errorf("prices %s", got)
+	}
+	if got := scalar[string](t, db, "SELECT string_agg(price::VARCHAR, ',' ORDER BY _run_id, id) FROM test_prices_history WHERE id = 1"); got != "12.5000000000,12.5000000000" {
+		t.Errorf("history %s", got)
+	}
+	// Iceberg cannot promote a decimal to a finer scale: the table is rebuilt with the widened type.
+	tbl, err := openCatalog(t, cfg).Table(t.Context(), "test_prices")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := icebergColumn(t, tbl, "price"); !strings.Contains(got, "0.0123456789") || !strings.Contains(got, "123456789012345678.99") {
+		t.Errorf("iceberg prices %s", got)
+	}
+}

@@ -126,6 +126,9 @@ type notes struct {
 
 const maxNotes = 10
 
+// requestColumn is the column of the reject kept for an item that could not be fetched.
+const requestColumn = "_request"
+
 func (n *notes) add(log *slog.Logger, table, msg string) {
 	if n.seen[msg] {
 		return
@@ -395,7 +398,7 @@ func (r *streamRun) failItem(f *sources.Failure) error {
 	} else if r.s.State != nil {
 		r.s.State.Fail(f.Item, f.Date)
 	}
-	r.rejects = append(r.rejects, typing.Reject{Stream: r.s.TableName(), Key: redact.String(f.Item), Column: "_request", Raw: msg, Reason: reason})
+	r.rejects = append(r.rejects, typing.Reject{Stream: r.s.TableName(), Key: redact.String(f.Item), Column: requestColumn, Raw: msg, Reason: reason})
 	r.log.Warn("item failed", "table", r.s.TableName(), "item", f.Item, "error", msg)
 	return nil
 }
@@ -510,6 +513,32 @@ func (r *streamRun) noteOddities() {
 	}
 	if r.invalid > 0 {
 		r.notes.add(r.log, name, fmt.Sprintf("%d records have a value that cannot name a partition: they are under %s", r.invalid, r.under))
+	}
+	r.noteRejects()
+}
+
+// noteRejects names each column with values that are NULL in its table for fitting no type the column
+// can take: a count in the report's table is easily missed, and the value the API sent is not in the
+// table. Items that could not be fetched (column _request) have their own line.
+func (r *streamRun) noteRejects() {
+	type column struct{ table, name string }
+	count := map[column]int{}
+	var order []column
+	example := map[column]string{}
+	for _, j := range r.rejects {
+		c := column{j.Stream, j.Column}
+		if c.name == requestColumn {
+			continue
+		}
+		if count[c] == 0 {
+			order = append(order, c)
+			example[c] = j.Reason
+		}
+		count[c]++
+	}
+	for _, c := range order {
+		r.notes.add(r.log, r.s.TableName(), fmt.Sprintf("%s.%s: %d values fit no type the column can take (%s) and are NULL in the table; each is in _ledgerlake_rejects with its raw value",
+			c.table, c.name, count[c], example[c]))
 	}
 }
 

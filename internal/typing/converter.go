@@ -157,7 +157,8 @@ func (c *Converter) Reserve(n int) {
 }
 
 // Append converts one record into the current batch. A declared column's value that does not fit its
-// type is NULL in the row and kept as a Reject; inferred columns were widened to fit by Observe.
+// type is NULL in the row and kept as a Reject; inferred columns, and declared DECIMALs short of digits,
+// were widened to fit by Observe.
 func (c *Converter) Append(rec Record) {
 	var key string
 	for f, i := range c.cols {

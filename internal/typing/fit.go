@@ -71,7 +71,9 @@ func (c *Converter) fit(rec, r Record, parent *subPath) bool {
 			if isMap && col.typ.Kind != schemas.Map {
 				return false // walk reads the object's fields as columns of their own
 			}
-			c.appendDeclared(rec, i, v)
+			if !c.appendDeclared(rec, i, v) {
+				return false
+			}
 			continue
 		case isMap:
 			if s.maps[dotted] {
@@ -118,15 +120,20 @@ func (c *Converter) fit(rec, r Record, parent *subPath) bool {
 	return true
 }
 
-// appendDeclared appends v to the declared (or MAP) column i, or NULL and a reject when it does not fit.
-func (c *Converter) appendDeclared(rec Record, i int, v any) {
+// appendDeclared appends v to the declared (or MAP) column i, or NULL and a reject when it does not fit;
+// false (nothing appended) when Observe would widen the column's DECIMAL to hold v.
+func (c *Converter) appendDeclared(rec Record, i int, v any) bool {
 	col := &c.sch.Columns[i]
 	c.stamp[i] = c.row
 	b := c.b.Field(c.field[i])
 	if err := appendValue(b, col.typ, v); err != nil {
+		if widensFor(col.typ, v) {
+			return false
+		}
 		c.rowRejects = append(c.rowRejects, columnReject{i, Reject{Stream: c.sch.Table, Key: c.keyOf(rec), Column: col.Name, Raw: strings.Clone(text(v)), Reason: err.Error()}})
 		b.AppendNull()
 	}
+	return true
 }
 
 // appendFit appends v to an inferred column of type t when inference would keep t for it, converting

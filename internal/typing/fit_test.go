@@ -77,6 +77,8 @@ func FuzzTryAppend(f *testing.F) {
 		{`[{"id":"a","s":"x"}]`, `[{"id":"b","s":{"k":1}},{"id":"c","s":[1,{"a":2}]}]`},
 		{`[{"id":"a","fields":{"x":"1"},"tags":["a"]}]`, `[{"id":"b","fields":{"x":2},"tags":[1,null]},{"id":"c","fields":"no","tags":"no"}]`},
 		{`[{"id":"a","x":null}]`, `[{"id":"b","x":null},{"id":"c","x":""}]`},
+		{`[{"id":"a","amount":1.5}]`, `[{"id":"b","amount":0.0123456789},{"id":"c","amount":"1.50000"},{"id":"d","amount":1e40}]`},
+		{`[{"id":"a","amount":0.001}]`, `[{"id":"b","amount":12345678901234567890123456789012345},{"id":"c","amount":0.0015}]`},
 	}
 	for _, s := range seeds {
 		f.Add(s[0], s[1], true)
@@ -163,5 +165,24 @@ func TestTryAppendTakesSettledRecordsAndLeavesChanges(t *testing.T) {
 				t.Fatal("fitted a batch that Observe changes the schema for")
 			}
 		})
+	}
+}
+
+// A declared DECIMAL's value that needs more digits leaves the one-pass path, so Observe widens the
+// column rather than the value becoming a reject; one no DECIMAL(38,s) holds stays a reject there.
+func TestTryAppendLeavesDeclaredDecimalsThatWiden(t *testing.T) {
+	seed, _ := decodeBatch(`[{"id":"a","amount":1.25}]`)
+	for next, fits := range map[string]bool{
+		`[{"id":"b","amount":0.125}]`:   false,
+		`[{"id":"b","amount":1e17}]`:    false,
+		`[{"id":"b","amount":"1.500"}]`: true,
+		`[{"id":"b","amount":1e40}]`:    true,
+	} {
+		recs, _ := decodeBatch(next)
+		conv, ok := tryAll(memory.DefaultAllocator, settled(t, true, seed), recs)
+		conv.Release()
+		if ok != fits {
+			t.Errorf("%s: TryAppend fits = %v, want %v", next, ok, fits)
+		}
 	}
 }

@@ -53,8 +53,9 @@ func (c Change) String() string {
 	return fmt.Sprintf("%s.%s: widened %s → %s", c.Table, c.Column, c.From, c.To)
 }
 
-// Schema is the effective schema of one table: its declared columns (fixed types; a value that does not
-// fit is rejected) followed by inferred ones (types widen to fit: BIGINT → DECIMAL → VARCHAR). Arrays of
+// Schema is the effective schema of one table: its declared columns (fixed types, but for a DECIMAL's
+// digits, which widen to hold the API's values; a value that does not fit is rejected) followed by
+// inferred ones (types widen to fit: BIGINT → DECIMAL → VARCHAR). Arrays of
 // objects become child tables carrying the parent key.
 type Schema struct {
 	Table    string   `json:"table"`
@@ -96,6 +97,7 @@ func NewSchema(table string, key []string, declared *schemas.Table, persisted *S
 		for _, d := range declared.Columns {
 			c := Column{Name: d.Name, Path: strings.Split(d.Path, "."), Type: schemas.MustType(d.Type).String(), Declared: true, Description: d.Description}
 			persistedIDs(&c, persisted)
+			keepWidened(&c, persisted)
 			if err := s.add(c); err != nil {
 				return nil, fmt.Errorf("declared schema of %s: %w", table, err)
 			}
@@ -185,6 +187,7 @@ func (s *Schema) Observe(recs []Record) bool {
 		}
 		c := &s.Columns[i]
 		if c.Declared {
+			changed = s.widenDeclared(c, o) || changed
 			continue
 		}
 		to := widen(c.Type, o.typ)
@@ -218,6 +221,8 @@ func (s *Schema) TakeChanges(runID string) []Change {
 type observation struct {
 	path []string
 	typ  string
+	// ints and scale are the most integer and fractional digits a declared DECIMAL column's values need.
+	ints, scale int
 }
 
 // walk records the type of every field of r under parent (nil: the record itself). Declared paths are
@@ -241,6 +246,8 @@ func (s *Schema) walk(r Record, parent *subPath, seen map[string]*observation) {
 			if c.Declared {
 				if isMap && c.typ.Kind != schemas.Map {
 					s.walk(v.(map[string]any), s.sub(parent, k), seen) // undeclared fields inside a declared object still become columns
+				} else {
+					noteDeclared(seen, key, under, k, c.typ, v)
 				}
 				continue
 			}

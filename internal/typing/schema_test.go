@@ -238,3 +238,64 @@ func TestChildRecordsSeeLaterChildrenAndKeys(t *testing.T) {
 		t.Fatalf("notes: %v", notes)
 	}
 }
+
+// A declared DECIMAL too narrow for what the API sent widens, as an inferred column does, and keeps
+// the value exactly: the probe's Signicat invoices lost 0.0123456789 and 123456789012345678.99 to NULL.
+// Only a value no DECIMAL(38,s) holds is a reject.
+func TestDeclaredDecimalsWidenToHoldTheAPIValues(t *testing.T) {
+	s, _ := NewSchema("test_things", []string{"id"}, testTable(t), nil, nil)
+	batch := recs(t, `{"id":"a","amount":0.0123456789}`, `{"id":"b","amount":"0.00001"}`, `{"id":"c","amount":123456789012345678.99}`,
+		`{"id":"d","amount":1.50000000000}`, `{"id":"e","amount":1234567890123456789012345678901234567890}`, `{"id":"f","amount":12.5}`)
+	if !s.Observe(batch) || colType(s, "amount") != "DECIMAL(28,10)" {
+		t.Fatalf("amount is %s, want DECIMAL(28,10): 18 integer digits and 10 fractional ones", colType(s, "amount"))
+	}
+	if ch := s.TakeChanges("r1"); len(ch) != 1 || ch[0].From != "DECIMAL(18,2)" || ch[0].To != "DECIMAL(28,10)" {
+		t.Fatalf("changes %v", ch)
+	}
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	c := NewConverter(mem, s, "r1", time.Now())
+	defer c.Release()
+	for _, r := range batch {
+		c.Append(r)
+	}
+	rec := c.Flush()
+	defer rec.Release()
+	amt := rec.Column(rec.Schema().FieldIndices("amount")[0]).(*array.Decimal128)
+	want := []string{"0.0123456789", "0.0000100000", "123456789012345678.9900000000", "1.5000000000", "", "12.5000000000"}
+	for i, w := range want {
+		if got := FormatDecimal(amt.Value(i), 10); w != "" && (amt.IsNull(i) || got != w) {
+			t.Errorf("row %d: %s, want %s", i, got, w)
+		}
+	}
+	if len(c.Rejects) != 1 || c.Rejects[0].Key != "e" || !amt.IsNull(4) {
+		t.Fatalf("rejects %+v: want only the 40-digit value", c.Rejects)
+	}
+	if s.Observe(recs(t, `{"id":"g","amount":3.25}`)) {
+		t.Error("a value the widened column holds changed it again")
+	}
+}
+
+// A later run starts from the declared type and the persisted one: the widening stays, so the values
+// that needed it are not rejects in the next run and the column never narrows between snapshots.
+func TestWidenedDeclaredDecimalsStayWideAcrossRuns(t *testing.T) {
+	run1, _ := NewSchema("test_things", []string{"id"}, testTable(t), nil, nil)
+	run1.Observe(recs(t, `{"id":"a","amount":0.000001}`))
+	run1.TakeChanges("r1")
+	js, _ := json.Marshal(run1)
+	var persisted Schema
+	if err := json.Unmarshal(js, &persisted); err != nil {
+		t.Fatal(err)
+	}
+	run2, _ := NewSchema("test_things", []string{"id"}, testTable(t), &persisted, nil)
+	if colType(run2, "amount") != "DECIMAL(22,6)" {
+		t.Fatalf("run 2 amount is %s, want the widened DECIMAL(22,6)", colType(run2, "amount"))
+	}
+	if run2.Observe(recs(t, `{"id":"a","amount":0.000002}`)) {
+		t.Error("run 2 widened again")
+	}
+	persisted.Columns[1].Type = "DECIMAL(99,x)"
+	if run3, err := NewSchema("test_things", []string{"id"}, testTable(t), &persisted, nil); err != nil || colType(run3, "amount") != "DECIMAL(18,2)" {
+		t.Fatalf("a persisted type that does not parse: %v, %s", err, colType(run3, "amount"))
+	}
+}
