@@ -226,7 +226,8 @@ type observation struct {
 }
 
 // walk records the type of every field of r under parent (nil: the record itself). Declared paths are
-// skipped (their types are fixed); child arrays and maps are noted.
+// skipped (their types are fixed) but for the digits a declared DECIMAL's values need; child arrays and
+// maps are noted.
 func (s *Schema) walk(r Record, parent *subPath, seen map[string]*observation) {
 	var under []string
 	if parent != nil {
@@ -522,7 +523,10 @@ func decimalShape(s string) (digits, exp int, ok bool) {
 	return digits, exp - len(frac), true
 }
 
-// widen is the narrowest type holding values of both a and b.
+// widen is the narrowest type holding values of both a and b. TIMESTAMP and TIMESTAMPTZ widen to
+// VARCHAR (assumed; gsapi-notes.md only says both forms appear): an unzoned GSAPI value is on the
+// tenant's clock, as its windows are, and no response states that clock's offset, so reading it as UTC
+// would shift it silently; the text keeps both forms exactly.
 func widen(a, b string) string {
 	switch {
 	case a == b:
