@@ -223,10 +223,16 @@ type Datatable struct {
 	// Sortorder orders the rows; required — without it datatable/list returns its first page for every
 	// page.
 	Sortorder []string `yaml:"sortorder" required:"true" example:"[raw_id asc]"`
-	// Key is the column that identifies a row (required): checked unique after each load.
+	// Key is the column that identifies a row (required): a key read twice in one read fails it, and
+	// it is checked unique after each load. Every run reads the whole table, which replaces the last.
 	Key string `yaml:"key" required:"true" example:"raw_id"`
 	// PageSize is the rows per request.
 	PageSize int `yaml:"pagesize" example:"5000"`
+	// AppendOnly declares, as the user's assumption (the spec promises no such thing), that rows are
+	// only ever added, never changed or deleted, and that each new row's key is greater than every
+	// earlier one: later runs then ask only for rows with a greater key, and fail when the table's
+	// total is not the rows held plus the rows read.
+	AppendOnly bool `yaml:"append_only" example:"true"`
 }
 
 // Secret is a credential; it prints as REDACTED so it cannot leak through logs or error messages.

@@ -3,11 +3,17 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/config"
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 )
 
@@ -136,8 +142,18 @@ func TestGSAPIIncrementalAndJWT(t *testing.T) {
 		t.Fatalf("no %s", table)
 		return 0, 0
 	}
-	if rows, _ := rep(second, "gsapi_datatable_ctransactiondata"); rows != 0 {
-		t.Errorf("second datatable run read %d rows past the watermark, want 0", rows)
+	if rows, _ := rep(second, "gsapi_datatable_ctransactiondata"); rows != int64(srv.Data().GSTransactions) {
+		t.Errorf("second datatable run read %d rows, want the whole table (%d)", rows, srv.Data().GSTransactions)
+	}
+	// append_only: read whole once (no row count held yet), then only past the watermark.
+	cfg.Sources.GSAPI.Datatables[0].AppendOnly = true
+	run(t, cfg)
+	if rows, _ := rep(run(t, cfg), "gsapi_datatable_ctransactiondata"); rows != 0 {
+		t.Errorf("an append_only run read %d rows past the watermark, want 0", rows)
+	}
+	if st, err := Status(t.Context(), cfg, lake.Dir(cfg.OutputDir), "", []string{"gsapi_datatable_ctransactiondata"}); err != nil || len(st) != 1 ||
+		st[0].Watermark == "" || !strings.HasPrefix(st[0].Next, "the rows with raw_id greater than "+st[0].Watermark+" (append_only)") {
+		t.Errorf("status %+v, %v", st, err)
 	}
 	_, req1 := rep(first, "gsapi_datasync_invoices")
 	_, req2 := rep(second, "gsapi_datasync_invoices")
@@ -162,5 +178,71 @@ func TestGSAPIIncrementalAndJWT(t *testing.T) {
 	res, err := Run(context.Background(), Options{Config: jcfg, HTTP: fastRetries})
 	if err != nil || len(res.Failed) > 0 {
 		t.Fatalf("JWT run: %v %+v", err, res)
+	}
+}
+
+// A datatable is read whole every run and its current state is the newest read: a row changed at the
+// source (whatever its key) has its new value and a row deleted there is gone. Before the fix the
+// second run asked only for keys greater than 3, so raw_id 2 kept 1.10 and raw_id 3 stayed.
+func TestDatatableCurrentStateFollowsTheSource(t *testing.T) {
+	t.Parallel()
+	rows := `[{"raw_id":1,"amount":"1.00"},{"raw_id":2,"amount":"1.10"},{"raw_id":3,"amount":"1.20"}]`
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path != "/datatable/list" || r.URL.Query().Get("page") != "1" || strings.Contains(string(body), "filters") {
+			w.Header().Set("X-GSAPI-QueryTotalCount", "0")
+			_, _ = w.Write([]byte(`[]`))
+			return
+		}
+		w.Header().Set("X-GSAPI-QueryTotalCount", fmt.Sprint(strings.Count(rows, "raw_id")))
+		_, _ = w.Write([]byte(rows))
+	}))
+	t.Cleanup(srv.Close)
+	_, cfg := setup(t, sandbox.Options{Scale: 0.01}, nil)
+	gsapiOnly(cfg)
+	g := cfg.Sources.GSAPI
+	g.BaseURL, g.JWT, g.Username, g.Password, g.Streams = srv.URL, "jwt", "", "", []string{"datatable_t"}
+	g.Datatables = []config.Datatable{{Table: "t", Sortorder: []string{"raw_id desc"}, Key: "raw_id", PageSize: 10}}
+	run(t, cfg)
+	mu.Lock()
+	rows = `[{"raw_id":1,"amount":"1.00"},{"raw_id":2,"amount":"5000.00"}]`
+	mu.Unlock()
+	if res := run(t, cfg); len(res.Failed) > 0 {
+		t.Fatalf("failed: %+v", res.Failed)
+	}
+	if got := scalar[string](t, query(t, cfg), "SELECT string_agg(raw_id || '=' || amount, ' ' ORDER BY raw_id) FROM gsapi_datatable_t"); got != "1=1.00 2=5000.00" {
+		t.Errorf("current state %s, want 1=1.00 2=5000.00", got)
+	}
+}
+
+// A read that meets the table moving (page 2 announces another total than page 1) is discarded and
+// read again from the start; the second read, which holds still, is what loads: nothing doubled.
+func TestDatatableMovedDuringTheReadIsReadAgain(t *testing.T) {
+	t.Parallel()
+	var reads atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		page, total := r.URL.Query().Get("page"), "3"
+		if page == "1" {
+			reads.Add(1)
+		} else if reads.Load() == 1 {
+			total = "4" // a row inserted after the first read's page 1
+		}
+		w.Header().Set("X-GSAPI-QueryTotalCount", total)
+		_, _ = w.Write([]byte(map[string]string{"1": `[{"raw_id":3},{"raw_id":2}]`, "2": `[{"raw_id":1}]`}[page]))
+	}))
+	t.Cleanup(srv.Close)
+	_, cfg := setup(t, sandbox.Options{Scale: 0.01}, nil)
+	gsapiOnly(cfg)
+	g := cfg.Sources.GSAPI
+	g.BaseURL, g.JWT, g.Username, g.Password, g.Streams = srv.URL, "jwt", "", "", []string{"datatable_t"}
+	g.Datatables = []config.Datatable{{Table: "t", Sortorder: []string{"raw_id desc"}, Key: "raw_id", PageSize: 2}}
+	if res := run(t, cfg); len(res.Failed) > 0 || reads.Load() != 2 {
+		t.Fatalf("read %d times, failed: %+v", reads.Load(), res.Failed)
+	}
+	if got := scalar[string](t, query(t, cfg), "SELECT string_agg(raw_id::VARCHAR, ' ' ORDER BY raw_id) FROM gsapi_datatable_t"); got != "1 2 3" {
+		t.Errorf("current state %s, want 1 2 3", got)
 	}
 }

@@ -208,6 +208,8 @@ func (src *statusSources) nextFetch(s *sources.Stream) (string, string) {
 	// windows) in whole calendar months (gsapi's windowed): its first window starts on the 1st.
 	months := s.Source == "gsapi"
 	switch {
+	case st != nil && s.Next != nil:
+		return s.Next(st), ""
 	case st == nil || s.Mode == sources.Snapshot && st.Watermark == "":
 		if st != nil && len(st.Memo) > 0 {
 			return fmt.Sprintf("everything (fetched whole every run; details of %d records are reused while fresh)", len(st.Memo)), ""

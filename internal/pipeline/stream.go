@@ -163,11 +163,30 @@ type streamOutput struct {
 // runStream moves one stream from the API to Parquet. On failure its files are discarded: the next run
 // fetches the stream again, and nothing half-done is ever loaded. Streams with Checkpoints commit their
 // files and completed units every env.every, so a run killed mid-stream resumes after the last
-// checkpoint (prev) rather than from the start.
+// checkpoint (prev) rather than from the start. A read that found the source moving under it
+// (sources.MovedError) is discarded and read again from the start, up to sources.Rereads times.
 func runStream(ctx context.Context, env *runEnv, s *sources.Stream, prev *streamCheckpoint) (lake.StreamReport, streamOutput, []typing.Reject) {
-	r := newStreamRun(ctx, env, s, prev)
+	for again := 0; ; again++ {
+		r := newStreamRun(ctx, env, s, prev)
+		err := r.fetch()
+		var moved *sources.MovedError
+		switch {
+		case !errors.As(err, &moved) || ctx.Err() != nil:
+			return r.end(err)
+		case again == sources.Rereads:
+			return r.end(fmt.Errorf("read %d times, and the source changed during each read; the last: %w", again+1, err))
+		}
+		env.log.Warn("the source changed during the read: reading the stream again from the start", "table", s.TableName(), "reread", again+1, "of", sources.Rereads, "error", redact.String(err.Error()))
+		r.discard()
+		r.release()
+		prev = nil
+	}
+}
+
+// end reports the stream fetched (err nil) or failed, and releases what it held.
+func (r *streamRun) end(err error) (lake.StreamReport, streamOutput, []typing.Reject) {
 	defer r.release()
-	if err := r.fetch(); err != nil {
+	if err != nil {
 		return r.fail(err), streamOutput{}, nil
 	}
 	rep := r.succeed() // before r.out is read: it completes the output's files

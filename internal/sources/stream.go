@@ -75,12 +75,26 @@ type Stream struct {
 	// OptIn marks a stream read only when the config names it (a request per invoice for a PDF): a
 	// config without a streams list leaves it out.
 	OptIn bool
+	// Next, when set, says what the next run asks for given the stored state (extract status), where
+	// the stream's own request says more than its Mode, since and lookback do (a key's watermark).
+	Next func(st *State) string
 	// Pages fetches the stream, skipping the units resume says are done; it stops at the first error,
 	// which names the endpoint.
 	Pages func(ctx context.Context, resume Resume) iter.Seq2[Page, error]
 	// Meter reads the stream's traffic so far (nil: it makes no requests).
 	Meter func() Traffic
 }
+
+// MovedError is a read that found the source changing under it (a total that moved between pages, a
+// key read twice): what it read cannot be trusted, but reading the stream again from the start may
+// succeed, so the pipeline discards the attempt and reads it again a bounded number of times.
+type MovedError struct{ Err error }
+
+func (e *MovedError) Error() string { return e.Err.Error() }
+func (e *MovedError) Unwrap() error { return e.Err }
+
+// Rereads is how many times a stream whose read met a MovedError is read again before it fails.
+const Rereads = 2
 
 // TableName is the warehouse table: source_stream.
 func (s *Stream) TableName() string { return s.Source + "_" + s.Name }
@@ -135,6 +149,7 @@ type Spec struct {
 	// Memo gives a snapshot stream a State for its memo (incremental streams always have one).
 	Memo      bool
 	Partition func(Record) string
+	Next      func(st *State) string
 	// Pages fetches the stream. Its requests count into the stream's traffic without naming it
 	// (httpclient.WithStats).
 	Pages PageFunc
@@ -154,7 +169,7 @@ func Build(source string, specs []Spec) ([]*Stream, error) {
 		}
 		st := &Stream{Source: source, Name: sp.Name, Endpoint: sp.Endpoint, Declared: t, Key: columnNames(sp.Key), Ident: columnNames(sp.Ident),
 			Windowed: sp.Windowed, MapPaths: sp.MapPaths, Partition: sp.Partition, Mode: sp.Mode,
-			Evidence: sp.Evidence, FanOut: sp.FanOut, Checkpoints: sp.Checkpoints, OptIn: sp.OptIn}
+			Evidence: sp.Evidence, FanOut: sp.FanOut, Checkpoints: sp.Checkpoints, OptIn: sp.OptIn, Next: sp.Next}
 		if sp.Group != nil {
 			st.Group = columnNames(sp.Group)
 		}

@@ -2,9 +2,15 @@ package gsapi
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,5 +54,169 @@ func TestDatatableRowCountMustMatchTotal(t *testing.T) {
 	}
 	if lastErr == nil || !strings.Contains(lastErr.Error(), "read 4 rows but X-GSAPI-QueryTotalCount said 5") {
 		t.Fatalf("err = %v", lastErr)
+	}
+}
+
+// datatableServer serves POST /datatable/list from answer (page, pagesize, filter value or nil →
+// raw_ids and the total), recording each request as "page/pagesize/filter".
+func datatableServer(t *testing.T, answer func(page, size int, filter any) ([]int, int)) (*httptest.Server, *[]string) {
+	var mu sync.Mutex
+	var log []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Sortorder []string
+			Filters   []struct {
+				Column string
+				Filter []struct {
+					Operator string
+					Value    any
+				}
+			}
+		}
+		if r.Method != "POST" || r.URL.Path != "/datatable/list" || json.NewDecoder(r.Body).Decode(&body) != nil || len(body.Sortorder) == 0 {
+			w.WriteHeader(400)
+			return
+		}
+		var filter any
+		if len(body.Filters) == 1 && body.Filters[0].Column == "raw_id" && body.Filters[0].Filter[0].Operator == "greater" {
+			filter = body.Filters[0].Filter[0].Value
+		}
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		size, _ := strconv.Atoi(r.URL.Query().Get("pagesize"))
+		mu.Lock()
+		log = append(log, fmt.Sprintf("%d/%d/%v", page, size, filter))
+		mu.Unlock()
+		ids, total := answer(page, size, filter)
+		rows := make([]map[string]any, len(ids))
+		for i, id := range ids {
+			rows[i] = map[string]any{"raw_id": id}
+		}
+		w.Header().Set("X-GSAPI-QueryTotalCount", strconv.Itoa(total))
+		_ = json.NewEncoder(w).Encode(rows)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &log
+}
+
+// datatableStream is the stream of table t of srv, read at pagesize.
+func datatableStream(t *testing.T, srv *httptest.Server, pagesize int, appendOnly bool) *sources.Stream {
+	zero := 0
+	cfg := &config.GSAPI{BaseURL: srv.URL, JWT: "jwt", OrgID: &zero, Streams: []string{"datatable_t"},
+		Datatables: []config.Datatable{{Table: "t", Sortorder: []string{"raw_id desc"}, Key: "raw_id", PageSize: pagesize, AppendOnly: appendOnly}}}
+	streams, err := New(cfg, config.DefaultLimits, httpclient.New(httpclient.Options{}), time.Now).Streams()
+	if err != nil || len(streams) != 1 {
+		t.Fatal(err)
+	}
+	return streams[0]
+}
+
+// readIDs reads the stream as the pipeline does: the raw_ids, the notes, the last error.
+func readIDs(s *sources.Stream) (ids []string, notes []string, last error) {
+	for p, err := range s.Pages(context.Background(), sources.Resume{}) {
+		if err == nil {
+			_, err = p.Each(func(r sources.Record) error { ids = append(ids, fmt.Sprint(r["raw_id"])); return nil })
+		}
+		if p.Note != "" {
+			notes = append(notes, p.Note)
+		}
+		if err != nil {
+			last = err
+		}
+	}
+	return ids, notes, last
+}
+
+// pageOf is page (from 1) of size of ids.
+func pageOf(ids []int, page, size int) []int {
+	lo := min(len(ids), (page-1)*size)
+	return ids[lo:min(len(ids), lo+size)]
+}
+
+// A row inserted before page 2 is read (sortorder desc, the spec's example) shifts a row already read
+// into page 2 and announces another total there: the read must fail (to be read again), not load the
+// shifted row twice and lose another. Before the fix: no error, raw_id 3 twice and 1 missing.
+func TestDatatableTotalMustHoldOnEveryPage(t *testing.T) {
+	srv, _ := datatableServer(t, func(page, size int, _ any) ([]int, int) {
+		ids := []int{4, 3, 2, 1}
+		if page > 1 {
+			ids = []int{5, 4, 3, 2, 1}
+		}
+		return pageOf(ids, page, size), len(ids)
+	})
+	ids, _, err := readIDs(datatableStream(t, srv, 2, false))
+	var moved *sources.MovedError
+	if !errors.As(err, &moved) || !strings.Contains(err.Error(), "page 2 announced X-GSAPI-QueryTotalCount 5, page 1 4") {
+		t.Fatalf("read %v, err = %v", ids, err)
+	}
+}
+
+// A key read twice in one read fails it even when the row count matches the total. Before the fix:
+// raw_id 2 loaded twice, no error.
+func TestDatatableKeyReadTwiceFails(t *testing.T) {
+	srv, _ := datatableServer(t, func(page, _ int, _ any) ([]int, int) {
+		return map[int][]int{1: {1, 2}, 2: {2, 3}}[page], 4
+	})
+	_, _, err := readIDs(datatableStream(t, srv, 2, false))
+	var moved *sources.MovedError
+	if !errors.As(err, &moved) || !strings.Contains(err.Error(), "key raw_id=2 was read twice") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// A server that caps its pages below the pagesize asked for: the pages after the first are asked for
+// at the size it returned, and every row is read once. Before the fix: "read 2 rows but
+// X-GSAPI-QueryTotalCount said 5".
+func TestDatatableCappedPagesAreReplanned(t *testing.T) {
+	all := []int{5, 4, 3, 2, 1}
+	srv, log := datatableServer(t, func(page, size int, _ any) ([]int, int) {
+		return pageOf(all, page, min(size, 2)), len(all)
+	})
+	ids, notes, err := readIDs(datatableStream(t, srv, 10, false))
+	slices.Sort(*log)
+	slices.Sort(ids) // the pages after the first arrive as they complete
+	if err != nil || strings.Join(ids, ",") != "1,2,3,4,5" || strings.Join(*log, " ") != "1/10/<nil> 2/2/<nil> 3/2/<nil>" {
+		t.Fatalf("read %v with %v, err = %v", ids, *log, err)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "page 1 returned 2 rows for pagesize 10") {
+		t.Errorf("notes %q", notes)
+	}
+}
+
+// By default a datatable is a snapshot read whole every run, whatever its key (a GUID need not grow,
+// and a row changed below the greatest key must be read again). Before the fix: an incremental stream
+// that asked only for keys greater than the watermark.
+func TestDatatableIsReadWholeByDefault(t *testing.T) {
+	srv, log := datatableServer(t, func(page, size int, _ any) ([]int, int) { return pageOf([]int{3, 2, 1}, page, size), 3 })
+	s := datatableStream(t, srv, 10, false)
+	if s.Mode != sources.Snapshot || s.State != nil {
+		t.Fatalf("mode %v, state %v: want a snapshot without a watermark", s.Mode, s.State)
+	}
+	if ids, _, err := readIDs(s); err != nil || len(ids) != 3 || strings.Join(*log, " ") != "1/10/<nil>" {
+		t.Fatalf("read %v with %v, err = %v", ids, *log, err)
+	}
+}
+
+// On an append_only table the filtered read is checked against the unfiltered total: a row inserted
+// below the watermark (5 rows now, 3 held, 1 above the watermark) fails the read naming the counts.
+func TestDatatableAppendOnlyChecksTheTotal(t *testing.T) {
+	all := []int{5, 4, 3, 2, 1} // 2 was inserted after the last run, below its watermark 4
+	srv, log := datatableServer(t, func(page, size int, filter any) ([]int, int) {
+		if filter == nil {
+			return pageOf(all, page, size), len(all)
+		}
+		return []int{5}, 1
+	})
+	s := datatableStream(t, srv, 10, true)
+	s.State.Watermark, s.State.Memo = "4", map[string]json.RawMessage{"_rows": json.RawMessage("3")}
+	_, _, err := readIDs(s)
+	var moved *sources.MovedError
+	if !errors.As(err, &moved) || !strings.Contains(err.Error(), "the table holds 5 rows, but the last run held 3 and 1 have raw_id greater than 4") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := strings.Join(*log, " "); got != "1/1/<nil> 1/10/4" {
+		t.Errorf("asked %s", got)
+	}
+	if s.State.Next() != "4" {
+		t.Errorf("a failed read moved the watermark to %s", s.State.Next())
 	}
 }

@@ -251,11 +251,12 @@ func TestInvoiceChargesAskEachInvoiceOnce(t *testing.T) {
 	}
 }
 
-// datatable/list is a POST of the sortorder (and, past a watermark, a filter on the key), one page per
-// pagesize rows of X-GSAPI-QueryTotalCount: page 1 gives the total, the rest are planned from it, and
-// nothing past the last page is asked for.
+// datatable/list is a POST of the sortorder (and, on an append_only table past a watermark, a filter on
+// the key after one request for the unfiltered total), one page per pagesize rows of
+// X-GSAPI-QueryTotalCount: page 1 gives the total, the rest are planned from it, and nothing past the
+// last page is asked for.
 func TestDatatablePostsItsSortorderAndStopsAtTheTotal(t *testing.T) {
-	d := newDouble(t, &config.GSAPI{Datatables: []config.Datatable{{Table: "ctransactiondata", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 2}}})
+	d := newDouble(t, &config.GSAPI{Datatables: []config.Datatable{{Table: "ctransactiondata", Sortorder: []string{"raw_id asc"}, Key: "raw_id", PageSize: 2, AppendOnly: true}}})
 	d.Mux.HandleFunc("POST /datatable/list", func(w http.ResponseWriter, r *http.Request) {
 		if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 			t.Errorf("Content-Type %q", ct)
@@ -274,7 +275,7 @@ func TestDatatablePostsItsSortorderAndStopsAtTheTotal(t *testing.T) {
 		}
 	})
 	s := d.stream("datatable_ctransactiondata")
-	s.State.Watermark = "0"
+	s.State.Watermark, s.State.Memo = "0", map[string]json.RawMessage{"_rows": json.RawMessage("0")}
 	recs, err := read(s, sources.Resume{})
 	if err != nil || len(recs) != 5 {
 		t.Fatalf("%d records, %v", len(recs), err)
@@ -282,7 +283,8 @@ func TestDatatablePostsItsSortorderAndStopsAtTheTotal(t *testing.T) {
 	page := func(n string) string {
 		return req("POST", "/datatable/list", "page", n, "pagesize", "2", "tablename", "ctransactiondata")
 	}
-	if got, want := d.Requests(), []string{page("1"), page("2"), page("3")}; !slices.Equal(got, want) {
+	count := req("POST", "/datatable/list", "page", "1", "pagesize", "1", "tablename", "ctransactiondata")
+	if got, want := d.Requests(), []string{count, page("1"), page("2"), page("3")}; !slices.Equal(got, want) {
 		t.Errorf("asked %q, want %q", got, want)
 	}
 	var body struct {
@@ -304,6 +306,9 @@ func TestDatatablePostsItsSortorderAndStopsAtTheTotal(t *testing.T) {
 	}
 	if s.State.Next() != "5" {
 		t.Errorf("watermark %q, want the largest key read (5)", s.State.Next())
+	}
+	if b := d.Body(count); b != `{"sortorder":["raw_id asc"]}` {
+		t.Errorf("the count's body %s", b)
 	}
 }
 
