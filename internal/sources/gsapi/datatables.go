@@ -111,8 +111,7 @@ func (r *datatableRead) filter(ctx context.Context, st *sources.State) (int, err
 func (r *datatableRead) read(ctx context.Context, held int, yield func(sources.Page, error) bool) bool {
 	first, total, h1, err := r.fetch(ctx, 1)
 	if err == nil && r.watermark != "" && held+total != r.unfiltered {
-		first.Close()
-		err = &sources.MovedError{Err: fmt.Errorf("%s: the table holds %d rows, but the last run held %d and %d have %s greater than %s: rows were added below the watermark, or changed or deleted, so append_only does not hold for it — remove append_only (the table is then read whole every run)",
+		err = &sources.MovedError{Err: fmt.Errorf("%s: the table holds %d rows, but the last run held %d and %d have %s greater than %s: rows were added below the watermark or deleted, so append_only does not hold for it — remove append_only (the table is then read whole every run)",
 			r.where, r.unfiltered, held, total, r.dt.Key, r.watermark)}
 	}
 	if err == nil {
@@ -120,7 +119,7 @@ func (r *datatableRead) read(ctx context.Context, held int, yield func(sources.P
 		_, err = r.plan()
 	}
 	if err != nil {
-		first.Close()
+		first.Close() // nil-safe: a failed fetch returns no body
 		yield(sources.Page{}, err)
 		return false
 	}
