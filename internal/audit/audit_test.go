@@ -15,12 +15,24 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/jsonrec"
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/pipelines"
 	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
+
+// TestMain has the syncs write Parquet as main does, with the page-sized zstd encoder: arrow-go's own,
+// with zstd's default window and allocated again after every GC, made each sync about ten times
+// slower under the race detector.
+func TestMain(m *testing.M) {
+	if err := parquet.RegisterZstd(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
 
 // runAt syncs Signicat invoices (with PDFs) and GSAPI datasync invoices from a sandbox whose data ends
 // at until, into root.
