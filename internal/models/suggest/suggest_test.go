@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -11,12 +12,24 @@ import (
 	"github.com/ledgerlake/ledgerlake/internal/config"
 	"github.com/ledgerlake/ledgerlake/internal/models"
 	"github.com/ledgerlake/ledgerlake/internal/models/suggest"
+	"github.com/ledgerlake/ledgerlake/internal/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
 	"github.com/ledgerlake/ledgerlake/internal/sinks/duckdb"
 	"github.com/ledgerlake/ledgerlake/pipelines"
 	"github.com/ledgerlake/ledgerlake/sql/fieldmap"
 )
+
+// TestMain has the first runs write Parquet as main does, with the page-sized zstd encoder: arrow-go's
+// own, with zstd's default window and allocated again after every GC, made each run several times
+// slower under the race detector.
+func TestMain(m *testing.M) {
+	if err := parquet.RegisterZstd(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
 
 // facts are the generator's GSAPI invoices, whatever the tenant's shape: what fct_invoice and
 // fct_invoice_line must hold for source gsapi.
