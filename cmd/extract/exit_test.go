@@ -25,6 +25,7 @@ import (
 
 // TestMain lets a test run this binary as the extract command itself (asMain), so that signals reach
 // a process of its own, as they reach the real command. Tests that call Main write Parquet as main does.
+// It removes the demo copyOfDemo ran.
 func TestMain(m *testing.M) {
 	if os.Getenv("LEDGERLAKE_TEST_AS_MAIN") == "1" {
 		main()
@@ -33,7 +34,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if demoDir != "" {
+		os.RemoveAll(demoDir)
+	}
+	os.Exit(code)
 }
 
 // asMain is the extract command, as a process, with args and env.
@@ -221,10 +226,7 @@ func TestConfigReferenceIsCurrent(t *testing.T) {
 // An auditor holds no API credential: with the nightly pipeline (its ${SIGNICAT_…} and ${GSAPI_…}
 // unset), every command that only reads works from its paths.
 func TestReadersNeedNoCredentials(t *testing.T) {
-	dir := t.TempDir()
-	if code, out, stderr := cli(t, "demo", "--scale", "0.05", "--dir", dir); code != 0 {
-		t.Fatalf("demo: %d\n%s\n%s", code, out, stderr)
-	}
+	dir, _ := copyOfDemo(t)
 	nightly, err := os.ReadFile(filepath.Join("..", "..", "pipelines", "nightly.yaml"))
 	if err != nil {
 		t.Fatal(err)

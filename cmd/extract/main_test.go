@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
@@ -28,19 +29,49 @@ func cli(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-func TestDemoQueryVerify(t *testing.T) {
-	dir := t.TempDir()
-	code, out, stderr := cli(t, "demo", "--scale", "0.05", "--dir", dir)
-	if code != 0 {
-		t.Fatalf("demo exit %d\n%s\n%s", code, out, stderr)
+// The demo at scale 0.05, run once for the package by copyOfDemo (a sync is seconds of CPU under the
+// race detector, and each test that starts from it would run the same one); TestMain removes demoDir.
+var (
+	demoOnce            sync.Once
+	demoDir, demoOutput string
+	demoErr             error
+)
+
+// copyOfDemo is a copy of the demo's directory (lake, warehouse, site) for t alone to read or alter,
+// and what the demo printed.
+func copyOfDemo(t *testing.T) (dir, out string) {
+	t.Helper()
+	demoOnce.Do(runDemo)
+	if demoErr != nil {
+		t.Fatal(demoErr)
 	}
+	dir = t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(demoDir)); err != nil {
+		t.Fatal(err)
+	}
+	return dir, demoOutput
+}
+
+func runDemo() {
+	if demoDir, demoErr = os.MkdirTemp("", "extract-demo-"); demoErr != nil {
+		return
+	}
+	var out, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"demo", "--scale", "0.05", "--dir", demoDir}, &out, &stderr); code != 0 {
+		demoErr = fmt.Errorf("demo: exit %d\n%s\n%s", code, out.String(), stderr.String())
+	}
+	demoOutput = out.String()
+}
+
+func TestDemoQueryVerify(t *testing.T) {
+	dir, out := copyOfDemo(t)
 	for _, want := range []string{"signicat_accounts", "gsapi_organizations", "soft-deleted", "Next steps", "extract query --db"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
 	db := filepath.Join(dir, "warehouse.duckdb")
-	code, out, _ = cli(t, "query", "--db", db, "--format", "csv", "SELECT id, name FROM signicat_accounts WHERE id = 'a-ppge-ovC1eMDgt0hkgqZUSaPh'")
+	code, out, _ := cli(t, "query", "--db", db, "--format", "csv", "SELECT id, name FROM signicat_accounts WHERE id = 'a-ppge-ovC1eMDgt0hkgqZUSaPh'")
 	if code != 0 || out != "id,name\na-ppge-ovC1eMDgt0hkgqZUSaPh,My Account\n" {
 		t.Fatalf("query csv: %d %q", code, out)
 	}
@@ -48,7 +79,7 @@ func TestDemoQueryVerify(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"amount":12.50`) || !strings.Contains(out, "Hårfagre") {
 		t.Fatalf("query json: %d %s", code, out)
 	}
-	code, _, stderr = cli(t, "query", "--db", db, "SELECT nope FROM signicat_accounts")
+	code, _, stderr := cli(t, "query", "--db", db, "SELECT nope FROM signicat_accounts")
 	if code != 1 || !strings.Contains(stderr, "nope") || strings.Contains(stderr, "goroutine") {
 		t.Fatalf("bad SQL: %d %s", code, stderr)
 	}
