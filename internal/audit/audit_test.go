@@ -106,6 +106,7 @@ func answer(t *testing.T, q audit.Query) ([]map[string]string, *audit.Answer) {
 }
 
 func TestInvoicesAsOfOldAndNewForm(t *testing.T) {
+	t.Parallel()
 	root := filepath.Join(t.TempDir(), "lake")
 	until := time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
 	first, _ := runAt(t, root, until)
@@ -252,6 +253,7 @@ func TestInvoicesAsOfOldAndNewForm(t *testing.T) {
 }
 
 func TestVerifyNamesAlteredAndMissingFiles(t *testing.T) {
+	t.Parallel()
 	root := filepath.Join(t.TempDir(), "lake")
 	res, _ := runAt(t, root, time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC))
 	checked, problems, err := lake.Verify(t.Context(), lake.Dir(root))
@@ -297,6 +299,7 @@ func TestVerifyNamesAlteredAndMissingFiles(t *testing.T) {
 }
 
 func TestManifestListsEvidenceOfEveryInvoiceResponse(t *testing.T) {
+	t.Parallel()
 	root := filepath.Join(t.TempDir(), "lake")
 	res, srv := runAt(t, root, time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC))
 	per := map[string]int{}
@@ -324,6 +327,7 @@ func TestManifestListsEvidenceOfEveryInvoiceResponse(t *testing.T) {
 // mapping, and by the rule the warehouse keeps — the newest fetch of every window — so the look-back
 // months a later run read again are each invoice once, as of either run.
 func TestGSAPIInvoicesAsOfThroughTheMapping(t *testing.T) {
+	t.Parallel()
 	root := filepath.Join(t.TempDir(), "lake")
 	until := time.Date(2022, 12, 20, 0, 0, 0, 0, time.UTC)
 	var cfg *config.Config

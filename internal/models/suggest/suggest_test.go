@@ -143,6 +143,7 @@ var tenantShapes = []struct {
 func TestSuggestionBuildsEveryTenantsModels(t *testing.T) {
 	for _, shape := range tenantShapes {
 		t.Run("tenant "+shape.tenant, func(t *testing.T) {
+			t.Parallel()
 			srv, cfg, raw, lookup := firstRun(t, shape.tenant, 0.1)
 			s := suggestFrom(t, cfg.Warehouse)
 			for _, f := range s.Fields {
