@@ -13,6 +13,7 @@ import (
 
 // ls lists the models and tests in build order with what each reads, narrowed by dbt's selectors.
 func TestLsInBuildOrder(t *testing.T) {
+	t.Parallel()
 	for name, args := range map[string][]string{"all": nil, "upstream": {"--select", "+fct_invoice"}, "downstream": {"--select", "stg_gsapi_invoices+", "--exclude", "revenue_by_month"}} {
 		code, out, stderr := cli(t, append([]string{"ls"}, args...)...)
 		if code != 0 {
@@ -28,6 +29,7 @@ func TestLsInBuildOrder(t *testing.T) {
 // A tenant's field mapping fixed in the config takes effect with build, without fetching: the
 // sandbox is gone by then. The model that failed is built, its dependents too, the tests pass.
 func TestBuildAppliesAMappingWithoutFetching(t *testing.T) {
+	// Not parallel: t.Setenv (the run reads the sandbox's credentials from the environment).
 	dir := t.TempDir()
 	srv, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Seed: 1, Scale: 0.05, Tenant: sandbox.TenantB})
 	if err != nil {
@@ -73,6 +75,7 @@ func TestBuildAppliesAMappingWithoutFetching(t *testing.T) {
 
 // The usage every newcomer reads first is stable: compared with a golden file.
 func TestUsageIsStable(t *testing.T) {
+	t.Parallel()
 	code, out, _ := cli(t, "help")
 	if code != 0 {
 		t.Fatalf("help: %d", code)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/lake"
+	"github.com/ledgerlake/ledgerlake/internal/lake/s3test"
 	"github.com/ledgerlake/ledgerlake/internal/parquet"
 	"github.com/ledgerlake/ledgerlake/internal/pipeline"
 	"github.com/ledgerlake/ledgerlake/internal/sandbox"
@@ -31,6 +32,11 @@ func TestMain(m *testing.M) {
 		main()
 	}
 	if err := parquet.RegisterZstd(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// Once for the process, not per test: t.Setenv would panic in the tests that run in parallel.
+	if err := s3test.SetProcessEnv(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -86,11 +92,13 @@ func setEnv(t *testing.T, env []string) {
 // "interrupted" in the summary's header, the streams cut short, and the report; the streams that
 // completed are kept.
 func TestInterruptedRunExits130Or143(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		sig  syscall.Signal
 		code int
 	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
 		t.Run(signalName(c.sig), func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			cfg, env := sandboxPipeline(t, dir, sandbox.Options{Seed: 1, Scale: 0.2, Latency: 40 * time.Millisecond})
 			cmd := asMain(t, env, "run", "--config", cfg)
@@ -158,6 +166,7 @@ func TestInterruptedRunExits130Or143(t *testing.T) {
 // A second run on a busy lake is refused with exit 75, distinct from a failed stream (1) and a bad
 // config (2), and fetches nothing.
 func TestRefusedStartExits75(t *testing.T) {
+	// Not parallel: t.Setenv (the run reads the sandbox's credentials from the environment).
 	dir := t.TempDir()
 	cfg, env := sandboxPipeline(t, dir, sandbox.Options{Seed: 1, Scale: 0.05})
 	setEnv(t, env)
@@ -194,6 +203,7 @@ func TestRefusedStartExits75(t *testing.T) {
 
 // --version says what a bug report needs: the build, its commit, Go and the DuckDB linked in.
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	code, out, _ := cli(t, "--version")
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "extract ") || !strings.HasPrefix(lines[1], "commit  ") ||
@@ -205,6 +215,7 @@ func TestVersion(t *testing.T) {
 // docs/config.md, linked from the README, is the reference extract config writes: regenerate it
 // with `go run ./cmd/extract config --markdown > docs/config.md` after adding a key.
 func TestConfigReferenceIsCurrent(t *testing.T) {
+	t.Parallel()
 	code, out, stderr := cli(t, "config", "--markdown")
 	if code != 0 {
 		t.Fatalf("config --markdown: %d %s", code, stderr)
@@ -226,6 +237,7 @@ func TestConfigReferenceIsCurrent(t *testing.T) {
 // An auditor holds no API credential: with the nightly pipeline (its ${SIGNICAT_…} and ${GSAPI_…}
 // unset), every command that only reads works from its paths.
 func TestReadersNeedNoCredentials(t *testing.T) {
+	// Not parallel: t.Setenv and os.Unsetenv of the credentials.
 	dir, _ := copyOfDemo(t)
 	nightly, err := os.ReadFile(filepath.Join("..", "..", "pipelines", "nightly.yaml"))
 	if err != nil {
@@ -263,6 +275,7 @@ func TestReadersNeedNoCredentials(t *testing.T) {
 // check tries a pipeline without fetching: one token from each source (two requests in all), the
 // lake writable; wrong credentials exit 1 naming the source, a wrong file 2.
 func TestCheckSignsInAndFetchesNothing(t *testing.T) {
+	// Not parallel: t.Setenv and os.Unsetenv of the credentials.
 	dir := t.TempDir()
 	cfg, env, srv := startSandbox(t, dir, sandbox.Options{Seed: 1, Scale: 0.05})
 	setEnv(t, env)

@@ -18,6 +18,7 @@ import (
 // no warehouse, no watermark), --write merges them into the pipeline file keeping its comments, and
 // the next run builds every model and passes every data test.
 func TestFieldsSuggestProbeWriteRun(t *testing.T) {
+	// Not parallel: t.Setenv (the credentials, and TMPDIR to see that the probe leaves nothing there).
 	srv, err := sandbox.Start("127.0.0.1:0", sandbox.Options{Scale: 0.3, Tenant: sandbox.TenantC})
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +97,7 @@ func TestFieldsSuggestProbeWriteRun(t *testing.T) {
 }
 
 func TestFieldsUsage(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		args []string
 		code int

@@ -64,6 +64,7 @@ func runDemo() {
 }
 
 func TestDemoQueryVerify(t *testing.T) {
+	t.Parallel()
 	dir, out := copyOfDemo(t)
 	for _, want := range []string{"signicat_accounts", "gsapi_organizations", "soft-deleted", "Next steps", "extract query --db"} {
 		if !strings.Contains(out, want) {
@@ -129,6 +130,7 @@ func TestDemoQueryVerify(t *testing.T) {
 // The same commands with the lake in a bucket of a loopback S3 server: the demo's run writes there,
 // verify and invoices read from there, and an object altered in the bucket is named.
 func TestDemoVerifyInvoicesOnS3(t *testing.T) {
+	t.Parallel()
 	srv := s3test.StartT(t, "lake")
 	dir := t.TempDir()
 	url := srv.URL("lake", "nightly/ledgerlake")
@@ -180,6 +182,7 @@ func TestDemoVerifyInvoicesOnS3(t *testing.T) {
 }
 
 func TestUsageErrorsExit2(t *testing.T) {
+	t.Parallel()
 	cfg := filepath.Join(t.TempDir(), "bad.yaml")
 	_ = os.WriteFile(cfg, []byte("output_dir: x\nsources:\n  gsapi:\n    base_url: https://h\n    jwt: j\n    datatables:\n      - table: ctransactiondata\n        key: raw_id\n"), 0o644)
 	cases := []struct {

@@ -47,6 +47,7 @@ func (l *lockedBuffer) String() string {
 // left against the last run, then the load and model phases; a log record printed meanwhile appears
 // whole, on a line of its own, above the bars.
 func TestLiveViewShowsStreamsThenPhases(t *testing.T) {
+	// Not parallel: the view draws on a timer, and the test waits for frames by the wall clock.
 	var out lockedBuffer
 	v := newLiveView(&out, 160, mpb.WithAutoRefresh())
 	var invoiceRequests, lineRequests atomic.Int64
@@ -107,6 +108,7 @@ func settle() {
 // terminal's size holds, so it drew nothing at all. (At 80 columns the labels leave the fillers no
 // room, as on any 80-column terminal.) The terminal is a real pty, its size set to 0x0.
 func TestLiveViewDrawsOnATerminalOfNoColumns(t *testing.T) {
+	// Not parallel: the view draws on a timer, and the test waits for frames by the wall clock.
 	ptm, pts := openPTY(t)
 	if err := unix.IoctlSetWinsize(int(pts.Fd()), unix.TIOCSWINSZ, &unix.Winsize{}); err != nil {
 		t.Fatal(err)

@@ -65,6 +65,7 @@ func typesWarehouse(t *testing.T) string {
 // format's reader reads back is checked too: CSV by encoding/csv (NULL an empty field, ” quoted),
 // JSON by encoding/json (keys in the columns' order, decimals exact, dates as dates, no \u0026).
 func TestQueryWritesEveryTypeFaithfully(t *testing.T) {
+	t.Parallel()
 	db := typesWarehouse(t)
 	const sel = "SELECT * FROM types ORDER BY id"
 	for _, format := range []string{"table", "csv", "json", "jsonl", "markdown"} {
@@ -107,6 +108,7 @@ func TestQueryWritesEveryTypeFaithfully(t *testing.T) {
 // Several statements run in order on one connection, each answer written; a flag may follow the
 // SQL; --max-rows says what it left out; SQL comes from a file or standard input as well.
 func TestQueryStatementsFilesAndLimits(t *testing.T) {
+	t.Parallel()
 	db := typesWarehouse(t)
 	code, out, stderr := cli(t, "query", "--db", db, "CREATE TEMP VIEW v AS SELECT id FROM types; SELECT count(*) AS n FROM v; SELECT 'it''s; fine' AS s -- done", "--format", "csv")
 	if code != 0 || out != "n\n2\n\ns\nit's; fine\n" {

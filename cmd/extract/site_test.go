@@ -93,6 +93,7 @@ func makeDemoHistory(t *testing.T) *demoHistory {
 
 // The demo's site, checked as data (always) and as a person sees it in Chromium (where installed).
 func TestDocsSite(t *testing.T) {
+	// Not parallel: t.Setenv (the third run reads the sandbox's credentials from the environment).
 	h := makeDemoHistory(t)
 	html, err := os.ReadFile(filepath.Join(h.site, "index.html"))
 	if err != nil {
@@ -136,6 +137,7 @@ func TestDocsSite(t *testing.T) {
 // Tenant b names its fields otherwise; its demo maps them, so its site has every model built and
 // every test passing too.
 func TestDocsSiteOfTenantB(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if code, out, stderr := cli(t, "demo", "--tenant", "b", "--scale", "0.05", "--dir", dir); code != 0 {
 		t.Fatalf("demo --tenant b: exit %d\n%s\n%s", code, out, stderr)

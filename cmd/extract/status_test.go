@@ -33,6 +33,7 @@ func stable(s, dir string) string {
 // key test that fails and a reset not yet taken up; reset records itself and is taken up by the next
 // run; JSON carries the same. Compared with golden files.
 func TestStatusAndReset(t *testing.T) {
+	// Not parallel: t.Setenv (the runs read the sandbox's credentials from the environment).
 	dir := t.TempDir()
 	cfg, env := sandboxPipeline(t, dir, sandbox.Options{Seed: 1, Scale: 0.05, RepeatedOrganizations: 2})
 	setEnv(t, env)
