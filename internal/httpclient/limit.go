@@ -3,6 +3,7 @@ package httpclient
 import (
 	"context"
 	"math"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -233,18 +234,31 @@ func (l *hostLimit) meanInFlight() float64 {
 	return 0
 }
 
-// handOff gives the slots the limit allows to the waiters, in order; l.mu is held.
-func (l *hostLimit) handOff() {
+// handOff gives the slots the limit allows to the waiters, in order, and reports whether it gave
+// any; l.mu is held.
+func (l *hostLimit) handOff() bool {
+	gave := false
 	for len(l.waiting) > 0 && l.inflight < int(l.state.Limit) {
 		w := l.waiting[0]
 		l.waiting = l.waiting[1:]
 		l.inflight++
 		w <- struct{}{} // buffered: never blocks
+		gave = true
+	}
+	return gave
+}
+
+// release frees a slot and moves the limit by what the request met. A waiter handed the slot is run
+// at once: woken here, it would wait for this goroutine to block, and the caller goes on to decode
+// and convert the answer — with every CPU busy, up to a scheduler time slice with the slot unused.
+func (l *hostLimit) release(o outcome) {
+	if l.free(o) {
+		runtime.Gosched()
 	}
 }
 
-// release frees a slot and moves the limit by what the request met.
-func (l *hostLimit) release(o outcome) {
+// free is release under l.mu, reporting whether a waiter was handed a slot.
+func (l *hostLimit) free(o outcome) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.inflight--
@@ -259,7 +273,7 @@ func (l *hostLimit) release(o outcome) {
 	if int(l.state.Limit) != before {
 		l.sample(o.At)
 	}
-	l.handOff()
+	return l.handOff()
 }
 
 // maxSamples bounds a host's recorded history: past it, every other sample is dropped.

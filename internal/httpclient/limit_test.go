@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -400,4 +401,47 @@ func TestRateLimitedRequestsAreNotCountedInFlight(t *testing.T) {
 	if h.Peak > int(peak.Load())+1 || h.MeanInFlight > 2 || h.Final > InitialConcurrency+2 {
 		t.Errorf("the host had at most %d in flight; the report says peak %d, mean %.1f, and the limit grew to %d", peak.Load(), h.Peak, h.MeanInFlight, h.Final)
 	}
+}
+
+// A request handed a freed slot is sent before the goroutine that freed it goes on: that goroutine
+// goes on to decode and convert its answer, and with every CPU busy the waiter used to wake only when
+// the scheduler preempted it, a time slice later, the slot unused meanwhile. One CPU keeps every CPU
+// busy. Not parallel: it sets GOMAXPROCS for the process.
+func TestReleaseRunsTheWaiterAtOnce(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const handoffs = 20
+	l := newHostLimit(1)
+	late := 0
+	for range handoffs {
+		if err := l.acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var sent atomic.Bool
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if l.acquire(context.Background()) == nil {
+				sent.Store(true)
+				l.release(outcome{})
+			}
+		}()
+		for !queued(l) {
+			runtime.Gosched()
+		}
+		l.release(outcome{RTT: time.Millisecond, InFlight: 1, At: time.Now()})
+		if !sent.Load() {
+			late++
+		}
+		<-done
+	}
+	// The scheduler takes from its global queue first on one pass in 61, so a few may run late.
+	if late > handoffs/4 {
+		t.Fatalf("%d of %d waiters handed a slot ran only after the goroutine that freed it went on", late, handoffs)
+	}
+}
+
+func queued(l *hostLimit) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.waiting) > 0
 }
