@@ -201,11 +201,7 @@ func TestDatatableCurrentStateFollowsTheSource(t *testing.T) {
 		_, _ = w.Write([]byte(rows))
 	}))
 	t.Cleanup(srv.Close)
-	_, cfg := setup(t, sandbox.Options{Scale: 0.01}, nil)
-	gsapiOnly(cfg)
-	g := cfg.Sources.GSAPI
-	g.BaseURL, g.JWT, g.Username, g.Password, g.Streams = srv.URL, "jwt", "", "", []string{"datatable_t"}
-	g.Datatables = []config.Datatable{{Table: "t", Sortorder: []string{"raw_id desc"}, Key: "raw_id", PageSize: 10}}
+	cfg := datatableOnly(t, srv.URL, 10)
 	run(t, cfg)
 	mu.Lock()
 	rows = `[{"raw_id":1,"amount":"1.00"},{"raw_id":2,"amount":"5000.00"}]`
@@ -234,15 +230,22 @@ func TestDatatableMovedDuringTheReadIsReadAgain(t *testing.T) {
 		_, _ = w.Write([]byte(map[string]string{"1": `[{"raw_id":3},{"raw_id":2}]`, "2": `[{"raw_id":1}]`}[page]))
 	}))
 	t.Cleanup(srv.Close)
-	_, cfg := setup(t, sandbox.Options{Scale: 0.01}, nil)
-	gsapiOnly(cfg)
-	g := cfg.Sources.GSAPI
-	g.BaseURL, g.JWT, g.Username, g.Password, g.Streams = srv.URL, "jwt", "", "", []string{"datatable_t"}
-	g.Datatables = []config.Datatable{{Table: "t", Sortorder: []string{"raw_id desc"}, Key: "raw_id", PageSize: 2}}
+	cfg := datatableOnly(t, srv.URL, 2)
 	if res := run(t, cfg); len(res.Failed) > 0 || reads.Load() != 2 {
 		t.Fatalf("read %d times, failed: %+v", reads.Load(), res.Failed)
 	}
 	if got := scalar[string](t, query(t, cfg), "SELECT string_agg(raw_id::VARCHAR, ' ' ORDER BY raw_id) FROM gsapi_datatable_t"); got != "1 2 3" {
 		t.Errorf("current state %s, want 1 2 3", got)
 	}
+}
+
+// datatableOnly is a config reading only the datatable t (raw_id desc, keyed by raw_id, pageSize rows
+// a page) from the GSAPI at url.
+func datatableOnly(t *testing.T, url string, pageSize int) *config.Config {
+	_, cfg := setup(t, sandbox.Options{Scale: 0.01}, nil)
+	gsapiOnly(cfg)
+	g := cfg.Sources.GSAPI
+	g.BaseURL, g.JWT, g.Username, g.Password, g.Streams = url, "jwt", "", "", []string{"datatable_t"}
+	g.Datatables = []config.Datatable{{Table: "t", Sortorder: []string{"raw_id desc"}, Key: "raw_id", PageSize: pageSize}}
+	return cfg
 }

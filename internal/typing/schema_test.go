@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -160,15 +161,7 @@ func TestArraysOfObjectsBecomeChildRecords(t *testing.T) {
 			t.Errorf("child lacks %s: %v", name, child.Columns)
 		}
 	}
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer mem.AssertSize(t, 0)
-	c := NewConverter(mem, child, "r", time.Now())
-	defer c.Release()
-	for _, k := range kids {
-		c.Append(k)
-	}
-	rec := c.Flush()
-	defer rec.Release()
+	rec, _ := convertAll(t, child, "r", kids)
 	if rec.NumRows() != 2 || rec.Column(0).(*array.Int64).Value(1) != 58 {
 		t.Fatalf("child batch %v", rec)
 	}
@@ -252,15 +245,7 @@ func TestDeclaredDecimalsWidenToHoldTheAPIValues(t *testing.T) {
 	if ch := s.TakeChanges("r1"); len(ch) != 1 || ch[0].From != "DECIMAL(18,2)" || ch[0].To != "DECIMAL(28,10)" {
 		t.Fatalf("changes %v", ch)
 	}
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer mem.AssertSize(t, 0)
-	c := NewConverter(mem, s, "r1", time.Now())
-	defer c.Release()
-	for _, r := range batch {
-		c.Append(r)
-	}
-	rec := c.Flush()
-	defer rec.Release()
+	rec, rejects := convertAll(t, s, "r1", batch)
 	amt := rec.Column(rec.Schema().FieldIndices("amount")[0]).(*array.Decimal128)
 	want := []string{"0.0123456789", "0.0000100000", "123456789012345678.9900000000", "1.5000000000", "", "12.5000000000"}
 	for i, w := range want {
@@ -268,8 +253,8 @@ func TestDeclaredDecimalsWidenToHoldTheAPIValues(t *testing.T) {
 			t.Errorf("row %d: %s, want %s", i, got, w)
 		}
 	}
-	if len(c.Rejects) != 1 || c.Rejects[0].Key != "e" || !amt.IsNull(4) {
-		t.Fatalf("rejects %+v: want only the 40-digit value", c.Rejects)
+	if len(rejects) != 1 || rejects[0].Key != "e" || !amt.IsNull(4) {
+		t.Fatalf("rejects %+v: want only the 40-digit value", rejects)
 	}
 	if s.Observe(recs(t, `{"id":"g","amount":3.25}`)) {
 		t.Error("a value the widened column holds changed it again")
@@ -298,4 +283,19 @@ func TestWidenedDeclaredDecimalsStayWideAcrossRuns(t *testing.T) {
 	if run3, err := NewSchema("test_things", []string{"id"}, testTable(t), &persisted, nil); err != nil || colType(run3, "amount") != "DECIMAL(18,2)" {
 		t.Fatalf("a persisted type that does not parse: %v, %s", err, colType(run3, "amount"))
 	}
+}
+
+// convertAll converts recs under s in run runID into one batch, released and the allocator checked
+// for leaks when the test ends, and returns it with the values rejected.
+func convertAll(t *testing.T, s *Schema, runID string, recs []Record) (arrow.RecordBatch, []Reject) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	t.Cleanup(func() { mem.AssertSize(t, 0) })
+	c := NewConverter(mem, s, runID, time.Now())
+	defer c.Release()
+	for _, r := range recs {
+		c.Append(r)
+	}
+	rec := c.Flush()
+	t.Cleanup(rec.Release)
+	return rec, c.Rejects
 }
