@@ -463,12 +463,16 @@ func (r *streamRun) shrank(rows int64) error {
 	if r.s.Mode != sources.Snapshot || !ok || prev == 0 || r.accept[name] {
 		return nil
 	}
-	limit := float64(r.limits.MaxShrink) / 100
-	if rows > 0 && float64(prev-rows) <= limit*float64(prev) {
+	if rows > 0 && !r.pastMaxShrink(prev, rows) {
 		return nil
 	}
 	return fmt.Errorf("the new snapshot has %d rows, down from %d (more than max_shrink %s): it is not committed and the current state stays as it was; if the API really holds fewer, run again with --accept-shrink %s",
 		rows, prev, r.limits.MaxShrink, name)
+}
+
+// pastMaxShrink reports whether rows falling from was to now fall by more than max_shrink allows.
+func (r *streamRun) pastMaxShrink(was, now int64) bool {
+	return float64(was-now) > float64(r.limits.MaxShrink)/100*float64(was)
 }
 
 // windowsShrank reports, for a windowed stream, windows fetched again that replace rows with none, or
@@ -493,12 +497,11 @@ func (r *streamRun) windowsShrank() error {
 			emptied = append(emptied, fmt.Sprintf("%s..%s (%d rows before)", w.Start.Format(time.DateOnly), w.End.Format(time.DateOnly), prev))
 		}
 	}
-	limit := float64(r.limits.MaxShrink) / 100
 	switch {
 	case len(emptied) > 0:
 		return fmt.Errorf("%d windows fetched again came back with no rows: %s; they are not committed and the current state stays as it was; if the API really holds none, run again with --accept-shrink %s",
 			len(emptied), strings.Join(emptied, ", "), name)
-	case was > 0 && float64(was-now) > limit*float64(was):
+	case was > 0 && r.pastMaxShrink(was, now):
 		return fmt.Errorf("the windows fetched again hold %d rows, down from %d (more than max_shrink %s): they are not committed and the current state stays as it was; if the API really holds fewer, run again with --accept-shrink %s",
 			now, was, r.limits.MaxShrink, name)
 	}
@@ -541,23 +544,26 @@ func (r *streamRun) noteOddities() {
 // table. Items that could not be fetched (column _request) have their own line.
 func (r *streamRun) noteRejects() {
 	type column struct{ table, name string }
-	count := map[column]int{}
+	type tally struct {
+		count  int
+		reason string // the first value's
+	}
+	seen := map[column]*tally{}
 	var order []column
-	example := map[column]string{}
 	for _, j := range r.rejects {
 		c := column{j.Stream, j.Column}
 		if c.name == requestColumn {
 			continue
 		}
-		if count[c] == 0 {
+		if seen[c] == nil {
+			seen[c] = &tally{reason: j.Reason}
 			order = append(order, c)
-			example[c] = j.Reason
 		}
-		count[c]++
+		seen[c].count++
 	}
 	for _, c := range order {
 		r.notes.add(r.log, r.s.TableName(), fmt.Sprintf("%s.%s: %d values fit no type the column can take (%s) and are NULL in the table; each is in _ledgerlake_rejects with its raw value",
-			c.table, c.name, count[c], example[c]))
+			c.table, c.name, seen[c].count, seen[c].reason))
 	}
 }
 

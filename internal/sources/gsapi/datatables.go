@@ -211,11 +211,11 @@ type datatableRead struct {
 	twice      string              // a key read twice (the first found)
 }
 
-// post asks for one page of body at the page size in use and returns it with the total it announces.
-func (r *datatableRead) post(ctx context.Context, body []byte, page, size int) (*httpclient.Response, int, error) {
+// post asks for one page of size rows of the read's body and returns it with the total it announces.
+func (r *datatableRead) post(ctx context.Context, page, size int) (*httpclient.Response, int, error) {
 	s := r.s
 	q := url.Values{"tablename": {r.dt.Table}, "page": {strconv.Itoa(page)}, "pagesize": {strconv.Itoa(size)}}
-	resp, err := s.client.Do(ctx, httpclient.Request{Method: "POST", URL: s.base + "/datatable/list?" + q.Encode(), Body: body,
+	resp, err := s.client.Do(ctx, httpclient.Request{Method: "POST", URL: s.base + "/datatable/list?" + q.Encode(), Body: r.body,
 		Header: map[string][]string{"Content-Type": {"application/json"}}, Auth: s.auth, MaxBytes: int64(s.limits.MaxPageBytes)})
 	if err != nil {
 		return nil, 0, err
@@ -230,7 +230,7 @@ func (r *datatableRead) post(ctx context.Context, body []byte, page, size int) (
 
 // count is the table's unfiltered total: one request for a page of one row.
 func (r *datatableRead) count(ctx context.Context) (int, error) {
-	resp, total, err := r.post(ctx, r.body, 1, 1)
+	resp, total, err := r.post(ctx, 1, 1)
 	if err != nil {
 		return 0, err
 	}
@@ -240,7 +240,7 @@ func (r *datatableRead) count(ctx context.Context) (int, error) {
 
 // fetch asks for one page and returns it with the total it announces and its digest.
 func (r *datatableRead) fetch(ctx context.Context, page int) (sources.Page, int, [32]byte, error) {
-	resp, total, err := r.post(ctx, r.body, page, r.size)
+	resp, total, err := r.post(ctx, page, r.size)
 	if err != nil {
 		return sources.Page{}, 0, [32]byte{}, err
 	}
