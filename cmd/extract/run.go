@@ -123,8 +123,12 @@ func printReport(w io.Writer, res *pipeline.Result) {
 		fmt.Fprintf(w, "\ninterrupted before they finished (the next run fetches them): %s\n", strings.Join(cut, ", "))
 	}
 	for _, h := range m.Hosts {
-		fmt.Fprintf(w, "\nhost %s: concurrency found %d (ceiling %d), %.1f in flight on average and at most %d, %d answers 429 or 503\n",
+		fmt.Fprintf(w, "\nhost %s: concurrency found %d (ceiling %d), %.1f in flight on average and at most %d, %d answers 429 or 503",
 			h.Host, h.Final, h.Ceiling, h.MeanInFlight, h.Peak, h.Throttled)
+		if h.PausedSeconds > 0 {
+			fmt.Fprintf(w, "; closed %.1fs by its Retry-After answers", h.PausedSeconds)
+		}
+		fmt.Fprintln(w)
 	}
 	if ib := res.Iceberg; ib != nil {
 		if ib.Error != "" {

@@ -148,6 +148,9 @@ type host struct {
 	limiter *rate.Limiter
 	mu      sync.Mutex
 	pause   time.Time // no request to this host before this (Retry-After)
+	// closed is how long Retry-After answers have closed the host so far, overlapping pauses counted
+	// once: time in which the host forbade any request, which no client could have used.
+	closed time.Duration
 }
 
 // New returns a client with opts.
@@ -495,7 +498,8 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 	// The pause starts as the answer arrives, before this request's slot is freed (deferred above), so
 	// that no request waiting for a slot is sent into it.
 	if d, ok := c.policy.Pause(retry.Answer{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}); ok {
-		hs.pauseUntil(time.Now().Add(d))
+		now := time.Now()
+		hs.close(now, now.Add(d))
 	}
 	if o != nil {
 		// Only a 2xx answer's latency says how fast the host serves: a refusal or an error comes back
@@ -677,7 +681,12 @@ func (c *Client) Hosts() []HostReport {
 	defer c.mu.Unlock()
 	out := make([]HostReport, 0, len(c.hosts))
 	for _, h := range slices.Sorted(maps.Keys(c.hosts)) {
-		out = append(out, c.hosts[h].limit.report(h))
+		hs := c.hosts[h]
+		r := hs.limit.report(h)
+		hs.mu.Lock()
+		r.PausedSeconds = hs.closed.Seconds()
+		hs.mu.Unlock()
+		out = append(out, r)
 	}
 	return out
 }
@@ -689,12 +698,19 @@ func (hs *host) paused() bool {
 	return time.Now().Before(hs.pause)
 }
 
-func (hs *host) pauseUntil(t time.Time) {
+// close closes the host from now until t, unless an earlier answer closed it for longer.
+func (hs *host) close(now, t time.Time) {
 	hs.mu.Lock()
-	if t.After(hs.pause) {
-		hs.pause = t
+	defer hs.mu.Unlock()
+	if !t.After(hs.pause) {
+		return
 	}
-	hs.mu.Unlock()
+	// Only the part of [now, t] the current pause does not already hold adds to the time closed.
+	if hs.pause.After(now) {
+		now = hs.pause
+	}
+	hs.closed += max(0, t.Sub(now))
+	hs.pause = t
 }
 
 // excerpt is the start of an error answer's body on one line, credentials masked.

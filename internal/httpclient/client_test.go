@@ -123,11 +123,15 @@ func TestRetryAfterPausesTheHost(t *testing.T) {
 		status(429, "Retry-After", "1")(w, r)
 	}, ok)
 	start := time.Now()
-	if _, err := New(fast).Do(context.Background(), Request{Method: "GET", URL: srv.URL}); err != nil {
+	c := New(fast)
+	if _, err := c.Do(context.Background(), Request{Method: "GET", URL: srv.URL}); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < 900*time.Millisecond {
 		t.Fatalf("retried after %v, Retry-After said 1s", d)
+	}
+	if p := c.Hosts()[0].PausedSeconds; p < 0.95 || p > 1.05 {
+		t.Fatalf("the host report says paused %.3fs, Retry-After said 1s", p)
 	}
 }
 
@@ -165,7 +169,11 @@ func TestNoRequestIsSentIntoAPause(t *testing.T) {
 // then, 300 ms later, one asking for 2 s keep every request away for 2 s after the second.
 func TestALengthenedPauseIsWaitedOut(t *testing.T) {
 	var log pauseLog
-	srv, _ := script(t, status(429, "Retry-After", "1"), log.refuse("2", func(*http.Request) { time.Sleep(300 * time.Millisecond) }), log.answer)
+	var first time.Time
+	srv, _ := script(t, func(w http.ResponseWriter, r *http.Request) {
+		first = time.Now()
+		status(429, "Retry-After", "1")(w, r)
+	}, log.refuse("2", func(*http.Request) { time.Sleep(300 * time.Millisecond) }), log.answer)
 	c := New(Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PerHostConcurrency: 2})
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -182,6 +190,12 @@ func TestALengthenedPauseIsWaitedOut(t *testing.T) {
 		if d < 1950*time.Millisecond {
 			t.Fatalf("a request arrived %v after a refusal that asked for 2 s", d.Round(time.Millisecond))
 		}
+	}
+	// The pauses overlap: the host was closed from the first refusal to 2 s after the second, not for
+	// the 3 s the two asked for together.
+	want := log.refusedAt.Add(2 * time.Second).Sub(first).Seconds()
+	if p := c.Hosts()[0].PausedSeconds; p < want-0.1 || p > want+0.1 {
+		t.Fatalf("the host report says paused %.3fs, want about %.3fs (overlaps counted once)", p, want)
 	}
 }
 

@@ -308,6 +308,8 @@ type HostReport struct {
 	// MeanInFlight is the mean of the requests in flight from the first request to the last answer:
 	// how much of what the host allowed the run used, pauses and idle moments included.
 	MeanInFlight float64 `json:"mean_in_flight"`
+	// PausedSeconds is how long Retry-After answers closed the host, overlapping pauses counted once.
+	PausedSeconds float64 `json:"paused_seconds"`
 }
 
 func (l *hostLimit) report(host string) HostReport {

@@ -125,6 +125,9 @@ type HostReport struct {
 	// MeanInFlight is the mean of the requests in flight from the first request to the last answer
 	// (absent from runs before it was recorded).
 	MeanInFlight float64 `json:"mean_in_flight,omitempty"`
+	// PausedSeconds is how long the host's Retry-After answers forbade any request, overlapping pauses
+	// counted once (absent when none did, and from runs before it was recorded).
+	PausedSeconds float64 `json:"paused_seconds,omitempty"`
 }
 
 // HostSample is a host's limit at a moment of a run.

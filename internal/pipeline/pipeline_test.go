@@ -268,6 +268,10 @@ func TestNextRunStartsAtTheLimitFound(t *testing.T) {
 	if len(first) != 1 || first[0].Throttled == 0 || first[0].Final < allowed-2 || first[0].Final > allowed {
 		t.Fatalf("first run's hosts: %+v, want one that found %d with 429s", first, allowed)
 	}
+	// The sandbox's 429s ask for a second's pause each: the report says how long the host was closed.
+	if first[0].PausedSeconds < 1 {
+		t.Errorf("first run's host was paused %.2fs, want at least the 1 s a 429 asked for", first[0].PausedSeconds)
+	}
 	res, err := Run(context.Background(), Options{Config: cfg, HTTP: fastRetries, FullRefresh: true}) // as many requests again
 	if err != nil {
 		t.Fatal(err)
@@ -275,6 +279,9 @@ func TestNextRunStartsAtTheLimitFound(t *testing.T) {
 	second := res.Manifest.Hosts
 	if len(second) != 1 || second[0].Throttled != 0 || second[0].Samples[0].Limit != first[0].Final || second[0].Peak < first[0].Final {
 		t.Errorf("second run's hosts: %+v, want one starting at %d, used, with no 429", second, first[0].Final)
+	}
+	if second[0].PausedSeconds != 0 {
+		t.Errorf("second run's host was paused %.2fs with no 429", second[0].PausedSeconds)
 	}
 }
 

@@ -72,7 +72,8 @@ func hostReports(c *httpclient.Client) []lake.HostReport {
 	}
 	var out []lake.HostReport
 	for _, h := range c.Hosts() {
-		r := lake.HostReport{Host: h.Host, Ceiling: h.Ceiling, Peak: h.Peak, Final: h.Final, Throttled: h.Throttled, MeanInFlight: h.MeanInFlight}
+		r := lake.HostReport{Host: h.Host, Ceiling: h.Ceiling, Peak: h.Peak, Final: h.Final, Throttled: h.Throttled, MeanInFlight: h.MeanInFlight,
+			PausedSeconds: h.PausedSeconds}
 		for _, s := range h.Samples {
 			r.Samples = append(r.Samples, lake.HostSample(s))
 		}
