@@ -153,9 +153,13 @@ func TestDocsSiteOfTenantB(t *testing.T) {
 			t.Errorf("model %s has no page", m.Name)
 		}
 	}
-	// One run: the charts say they need more; no chart of single dots.
-	if !strings.Contains(page, `class="pending-charts">1 run so far`) || strings.Contains(page, `<svg class="chart"`) {
+	// One run: the charts of the history say they need more; no chart of single dots.
+	if !strings.Contains(page, `class="pending-charts">1 run so far`) || strings.Contains(page, `data-chart="duration"`) {
 		t.Error("the site of one run draws charts")
+	}
+	// The run's page shows how each API host's concurrency went, from the run's own report.
+	if n := strings.Count(page, `<svg class="chart" data-chart="host:127.0.0.1:`); n != 1 {
+		t.Errorf("the run's page draws %d hosts' concurrency, want the demo's one (its sandbox serves both APIs)", n)
 	}
 	for _, bad := range []string{" unbuilt", `class="test fail"`, `class="test error"`, `class="node test skipped"`} {
 		if strings.Contains(page, bad) {

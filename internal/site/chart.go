@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ledgerlake/ledgerlake/internal/lake"
 )
 
 // Series is one line of a chart: a value per run.
@@ -86,6 +88,52 @@ func lineChart(name, unit string, runs []*Run, series ...Series) template.HTML {
 		}
 		b.WriteString(`</div>`)
 	}
+	return template.HTML(b.String())
+}
+
+// hostChart draws one host's concurrency limit over a run as steps (it holds until the next change),
+// the ceiling as a dashed line, and at each change the requests then in flight as points titled with
+// the figures.
+func hostChart(h lake.HostReport) template.HTML {
+	if len(h.Samples) == 0 {
+		return ""
+	}
+	end := max(h.Samples[len(h.Samples)-1].Seconds, 1)
+	top := float64(h.Ceiling)
+	for _, p := range h.Samples {
+		top = math.Max(top, float64(max(p.Limit, p.InFlight)))
+	}
+	top = niceCeil(top)
+	x := func(sec float64) float64 { return padL + sec/end*(chartW-padL-padR) }
+	y := func(v float64) float64 { return chartH - padB - v/top*(chartH-padT-padB) }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="chart" data-chart="host:%s" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="concurrency of %s over the run">`,
+		esc(h.Host), chartW, chartH, chartW, chartH, esc(h.Host))
+	for k := 0; k <= 4; k++ {
+		v := top * float64(k) / 4
+		fmt.Fprintf(&b, `<line class="grid" x1="%d" x2="%d" y1="%.1f" y2="%.1f"/><text class="tick" x="%d" y="%.1f" text-anchor="end">%s</text>`,
+			padL, chartW-padR, y(v), y(v), padL-6, y(v)+4, compact(v))
+	}
+	for k, anchor := range []string{"start", "middle", "end"} {
+		sec := end * float64(k) / 2
+		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%d" text-anchor="%s">%s s</text>`, x(sec), chartH-padB+18, anchor, compact(sec))
+	}
+	fmt.Fprintf(&b, `<line class="line ceiling" x1="%d" x2="%d" y1="%.1f" y2="%.1f"><title>ceiling (per_host_concurrency): %d</title></line>`,
+		padL, chartW-padR, y(float64(h.Ceiling)), y(float64(h.Ceiling)), h.Ceiling)
+	var pts []string
+	for i, p := range h.Samples {
+		next := end
+		if i+1 < len(h.Samples) {
+			next = h.Samples[i+1].Seconds
+		}
+		pts = append(pts, fmt.Sprintf("%.1f,%.1f %.1f,%.1f", x(p.Seconds), y(float64(p.Limit)), x(next), y(float64(p.Limit))))
+	}
+	fmt.Fprintf(&b, `<polyline class="line s0" points="%s"/>`, strings.Join(pts, " "))
+	for _, p := range h.Samples {
+		fmt.Fprintf(&b, `<circle class="point s1" cx="%.1f" cy="%.1f" r="2.5"><title>at %s s: limit %d, %d in flight</title></circle>`,
+			x(p.Seconds), y(float64(p.InFlight)), number(p.Seconds), p.Limit, p.InFlight)
+	}
+	b.WriteString(`</svg><div class="legend"><span class="key s0"></span>limit <span class="key s1"></span>in flight at each change <span class="key ceiling"></span>ceiling</div>`)
 	return template.HTML(b.String())
 }
 

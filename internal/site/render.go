@@ -25,13 +25,14 @@ import (
 var assets embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"number":  func(v any) string { return number(toFloat(v)) },
-	"when":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"day":     func(t time.Time) string { return t.UTC().Format("2006-01-02") },
-	"seconds": func(v float64) string { return number(v) + " s" },
-	"size":    size,
-	"join":    strings.Join,
-	"prose":   prose,
+	"number":    func(v any) string { return number(toFloat(v)) },
+	"when":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"day":       func(t time.Time) string { return t.UTC().Format("2006-01-02") },
+	"seconds":   func(v float64) string { return number(v) + " s" },
+	"size":      size,
+	"join":      strings.Join,
+	"prose":     prose,
+	"hostChart": hostChart,
 	"css": func() template.CSS {
 		b, _ := assets.ReadFile("assets/site.css")
 		return template.CSS(b)

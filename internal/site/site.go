@@ -108,6 +108,8 @@ type Run struct {
 	Failed                int // streams that failed
 	TestsRun, TestsFailed int
 	Manifest              *Manifest // nil when no lake was given or it lacks the manifest
+	// Hosts is how each API host's concurrency went (none in runs loaded before it was recorded).
+	Hosts []lake.HostReport
 }
 
 // Seconds is the extraction's duration.
@@ -259,7 +261,15 @@ func (s *Site) collectRuns(ctx context.Context, db *sql.DB, rels map[string]stri
 	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+duckdb.RunsTable).Scan(&s.RunsInWarehouse); err != nil {
 		return err
 	}
-	rows, err := db.QueryContext(ctx, `SELECT run_id, started_at, finished_at, loaded_at, status, streams::VARCHAR FROM `+duckdb.RunsTable+`
+	cols, err := duckdb.ColumnSet(ctx, db, duckdb.RunsTable)
+	if err != nil {
+		return err
+	}
+	hosts := "NULL" // a warehouse opened read-only before the column was added
+	if cols["hosts"] {
+		hosts = "hosts::VARCHAR"
+	}
+	rows, err := db.QueryContext(ctx, `SELECT run_id, started_at, finished_at, loaded_at, status, streams::VARCHAR, `+hosts+` FROM `+duckdb.RunsTable+`
 		ORDER BY started_at DESC, run_id DESC LIMIT ?`, n)
 	if err != nil {
 		return err
@@ -267,14 +277,15 @@ func (s *Site) collectRuns(ctx context.Context, db *sql.DB, rels map[string]stri
 	defer rows.Close()
 	for rows.Next() {
 		r := &Run{}
-		var streams sql.NullString
-		if err := rows.Scan(&r.ID, &r.Started, &r.Finished, &r.Loaded, &r.Status, &streams); err != nil {
+		var streams, hosts sql.NullString
+		if err := rows.Scan(&r.ID, &r.Started, &r.Finished, &r.Loaded, &r.Status, &streams, &hosts); err != nil {
 			return err
 		}
-		if streams.Valid {
-			if err := json.Unmarshal([]byte(streams.String), &r.Streams); err != nil {
-				return fmt.Errorf("%s of run %s: %w", duckdb.RunsTable, r.ID, err)
-			}
+		if err := unmarshalRunColumn(streams, &r.Streams); err != nil {
+			return fmt.Errorf("%s.streams of run %s: %w", duckdb.RunsTable, r.ID, err)
+		}
+		if err := unmarshalRunColumn(hosts, &r.Hosts); err != nil {
+			return fmt.Errorf("%s.hosts of run %s: %w", duckdb.RunsTable, r.ID, err)
 		}
 		for _, st := range r.Streams {
 			for _, t := range st.Tables {
@@ -295,6 +306,14 @@ func (s *Site) collectRuns(ctx context.Context, db *sql.DB, rels map[string]stri
 	}
 	slices.Reverse(s.Runs)
 	return rows.Err()
+}
+
+// unmarshalRunColumn decodes one of a run's JSON columns into v, leaving v alone when it is NULL.
+func unmarshalRunColumn(col sql.NullString, v any) error {
+	if !col.Valid {
+		return nil
+	}
+	return json.Unmarshal([]byte(col.String), v)
 }
 
 func (s *Site) run(id string) *Run {

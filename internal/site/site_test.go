@@ -304,3 +304,69 @@ func TestModelColumnsBorrowDescriptionsByName(t *testing.T) {
 		t.Errorf("fct_invoice.source: %q, want none", got)
 	}
 }
+
+// Each run's page shows how every API host's concurrency went: the figures and the limit over the
+// run. Runs loaded before hosts were recorded (no column, or NULL) show none, and fail nothing.
+func TestRunPageShowsEachHostsConcurrency(t *testing.T) {
+	wh, err := duckdb.Open(filepath.Join(t.TempDir(), "w.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close()
+	hosts := `[{"host":"api.signicat.example","ceiling":32,"peak":17,"final":16,"throttled":23,"mean_in_flight":15.4,"paused_seconds":1.02,
+		"samples":[{"s":0,"limit":8,"in_flight":0},{"s":0.4,"limit":12,"in_flight":11},{"s":0.9,"limit":16,"in_flight":17},{"s":1.1,"limit":15,"in_flight":16}]}]`
+	for _, q := range []string{
+		`CREATE TABLE _ledgerlake_runs (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, loaded_at TIMESTAMPTZ, status VARCHAR, streams JSON)`,
+		`INSERT INTO _ledgerlake_runs VALUES ('r1', '2026-01-01 02:00:00+00', '2026-01-01 02:01:00+00', '2026-01-01 02:02:00+00', 'ok', '[]')`,
+	} {
+		if _, err := wh.DB.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if s, err := Collect(context.Background(), wh.DB, Options{}); err != nil || len(s.Runs) != 1 || s.Runs[0].Hosts != nil {
+		t.Fatalf("a warehouse from before hosts were recorded: %v", err)
+	}
+	for _, q := range []string{
+		`ALTER TABLE _ledgerlake_runs ADD COLUMN hosts JSON`,
+		`INSERT INTO _ledgerlake_runs VALUES ('r2', '2026-01-02 02:00:00+00', '2026-01-02 02:01:00+00', '2026-01-02 02:02:00+00', 'ok', '[]', '` + hosts + `')`,
+	} {
+		if _, err := wh.DB.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s, err := Collect(context.Background(), wh.DB, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Runs) != 2 || s.Runs[0].Hosts != nil || len(s.Runs[1].Hosts) != 1 || s.Runs[1].Hosts[0].PausedSeconds != 1.02 || len(s.Runs[1].Hosts[0].Samples) != 4 {
+		t.Fatalf("runs' hosts: %+v", s.Runs)
+	}
+	var b bytes.Buffer
+	if err := s.Render(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	r1, r2, _ := strings.Cut(page[strings.Index(page, `id="run/r1"`):], `id="run/r2"`)
+	if strings.Contains(r1, "API hosts") {
+		t.Error("run r1, which recorded no hosts, shows a hosts section")
+	}
+	row := `<td>api.signicat.example</td><td class="num">16</td><td class="num">32</td><td class="num">15.4</td><td class="num">17</td><td class="num">23</td><td class="num">1.02 s</td>`
+	if !strings.Contains(r2, row) {
+		t.Errorf("run r2's page lacks the host's figures %s", row)
+	}
+	chart := r2[strings.Index(r2, `data-chart="host:api.signicat.example"`):]
+	chart = chart[:strings.Index(chart, "</svg>")]
+	// A step per sample (two points each) on the limit's line, a point per sample for the requests in
+	// flight, the ceiling, and the time axis ending at the last change.
+	if line := chart[strings.Index(chart, `<polyline class="line s0" points="`):]; strings.Count(line[:strings.Index(line, `"/>`)], ",") != 8 {
+		t.Errorf("the limit's line is not 4 steps: %s", line[:strings.Index(line, `"/>`)])
+	}
+	for _, want := range []string{`<title>at 0.9 s: limit 16, 17 in flight</title>`, `ceiling (per_host_concurrency): 32`, `>1.1 s</text>`} {
+		if !strings.Contains(chart, want) {
+			t.Errorf("the host's chart lacks %s", want)
+		}
+	}
+	if n := strings.Count(chart, `circle class="point s1"`); n != 4 {
+		t.Errorf("%d in-flight points, want one per sample (4)", n)
+	}
+}
