@@ -196,6 +196,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"query", "--format", "xml", "SELECT 1"}, "--format must be"},
 		{[]string{"query", "SELECT 1", "SELECT 2"}, "give the SQL as one argument"},
 		{[]string{"sandbox", "--faults", "teapot=1"}, "unknown kind"},
+		{[]string{"sandbox", "--quota", "150"}, "is not requests/period, e.g. 150/1m"},
+		{[]string{"sandbox", "--quota", "150/1ms"}, "a second or more"},
 		{[]string{"invoices", "--lake", "x", "--format", "parquet"}, "needs --out"},
 		{[]string{"invoices", "--lake", "x", "--as-of", "yesterday"}, "--as-of"},
 		{[]string{"invoices", "--lake", "x", "--from", "2024-13-01"}, "--from"},

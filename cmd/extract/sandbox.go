@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,8 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	rateLimit := fs.Float64("rate", 0, "requests per second per API before 429 + Retry-After (0 = unlimited)")
 	conc := fs.Int("concurrency", 0, "requests in flight per API before 429 + Retry-After: 1 (0 = unlimited)")
 	quiet := fs.Bool("quiet-limit", false, "the --concurrency limit's 429s carry no Retry-After, as some gateways' do")
+	quota := fs.String("quota", "", "requests per API per fixed window, announced in X-Rate-Limit-* headers as GSAPI's reference\n"+
+		"shows (ASP.NET AspNetCoreRateLimit), past it 429 + Retry-After until the window ends: e.g. 150/1m")
 	faults := fs.String("faults", "", "fault rates: 429=0.05,503=0.02,500=0.02,reset=0.01,truncate=0.01,expire=0.01 or all=0.1")
 	ttl := fs.Duration("token-ttl", 0, "token lifetime (default: Signicat 600s, GSAPI 1440m sliding)")
 	ignoreSort := fs.Bool("ignore-sortorder", false, "datatable/list ignores sortorder: every page is page 1")
@@ -40,6 +43,11 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	hostileBytes := fs.Int64("hostile-bytes", sandbox.DefaultHostileBytes, "size of the huge-* modes' answers, in bytes")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	quotaN, quotaPeriod, err := parseQuota(*quota)
+	if err != nil {
+		fmt.Fprintln(stderr, "extract sandbox: --quota:", err)
+		return exitUsage
 	}
 	f, err := sandbox.ParseFaults(*faults)
 	if err != nil {
@@ -59,7 +67,7 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	srv, err := sandbox.Start(*addr, sandbox.Options{Seed: *seed, Scale: *scale, Latency: *latency, RatePerSec: *rateLimit,
-		Concurrency: *conc, QuietLimit: *quiet, Faults: f, TokenTTL: *ttl, IgnoreSortorder: *ignoreSort, SignicatRevision: *rev, Tenant: *tenant, RepeatedOrganizations: *repeat,
+		Concurrency: *conc, QuietLimit: *quiet, Quota: quotaN, QuotaPeriod: quotaPeriod, Faults: f, TokenTTL: *ttl, IgnoreSortorder: *ignoreSort, SignicatRevision: *rev, Tenant: *tenant, RepeatedOrganizations: *repeat,
 		Hostile: *hostile, HostileBytes: *hostileBytes})
 	if err != nil {
 		fmt.Fprintln(stderr, "extract sandbox:", err)
@@ -76,4 +84,21 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	_ = srv.Close()
 	fmt.Fprintf(stdout, "sandbox stopped after %d requests (%.1fs to drain)\n", srv.Stats.Requests.Load(), time.Since(start).Seconds())
 	return exitOK
+}
+
+// parseQuota reads --quota's N/period ("150/1m"); "" is no quota.
+func parseQuota(s string) (int, time.Duration, error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	n, period, ok := strings.Cut(s, "/")
+	count, err := strconv.Atoi(n)
+	if !ok || err != nil || count < 1 {
+		return 0, 0, fmt.Errorf("%q is not requests/period, e.g. 150/1m", s)
+	}
+	d, err := time.ParseDuration(period)
+	if err != nil || d < time.Second {
+		return 0, 0, fmt.Errorf("%q: the period must be a duration of a second or more, e.g. 1m", s)
+	}
+	return count, d, nil
 }

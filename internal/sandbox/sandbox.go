@@ -9,6 +9,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -106,8 +107,12 @@ type Options struct {
 	// QuietLimit makes Concurrency's 429s carry no Retry-After (by default they ask for 1 s), as an
 	// API gateway's in-flight limit may: the client then retries the request alone, pausing nothing.
 	QuietLimit bool
-	TokenTTL   time.Duration // Signicat expires_in and GSAPI sliding token lifetime (0 = 600 s / 1440 min)
-	Faults     Faults
+	// Quota is per-API requests allowed in each QuotaPeriod (0 = none), kept and announced as GSAPI's
+	// published answer shows (see quotaWindow).
+	Quota       int
+	QuotaPeriod time.Duration
+	TokenTTL    time.Duration // Signicat expires_in and GSAPI sliding token lifetime (0 = 600 s / 1440 min)
+	Faults      Faults
 	// RetryAfter is what injected 429/503 faults ask clients to wait (default 1 s; 0 sends "0", which
 	// keeps chaos tests fast while still exercising the header).
 	RetryAfter *time.Duration
@@ -165,6 +170,7 @@ type Sandbox struct {
 
 type apiLimit struct {
 	limiter  *rate.Limiter
+	quota    *quotaWindow
 	inflight atomic.Int64
 }
 
@@ -206,6 +212,9 @@ func New(opts Options) *Sandbox {
 				burst = max(1, int(opts.RatePerSec))
 			}
 			l.limiter = rate.NewLimiter(rate.Limit(opts.RatePerSec), burst)
+		}
+		if opts.Quota > 0 {
+			l.quota = &quotaWindow{limit: opts.Quota, period: cmp.Or(opts.QuotaPeriod, time.Minute)}
 		}
 		s.limits[api] = l
 	}
@@ -263,6 +272,10 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.tooMany(w, api, d)
 			return
 		}
+	}
+	if lim.quota != nil && lim.quota.serve(w, time.Now()) {
+		s.Stats.RateLimited.Add(1)
+		return
 	}
 	defer func() { s.Stats.Busy.Add(int64(time.Since(arrived))) }()
 	if h := s.hostile.Load(); h != nil && h.serve(w, r) {

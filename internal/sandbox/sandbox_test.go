@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -543,6 +544,42 @@ func TestRateLimitAnswers429WithRetryAfter(t *testing.T) {
 	}
 	if limited == 0 {
 		t.Fatal("10 immediate requests at 5/s with burst 2 were never limited")
+	}
+}
+
+// A quota is kept and announced as AspNetCoreRateLimit does (the headers GSAPI's reference shows):
+// each answer within it says what the window has left and when it ends; past it, a plain-text 429
+// with Retry-After until the window ends and no X-Rate-Limit headers; a new window allows the quota
+// again. Each API has its own.
+func TestQuotaIsAnnouncedAndKept(t *testing.T) {
+	srv := start(t, Options{Scale: 0.01, Quota: 3, QuotaPeriod: 2 * time.Second})
+	first := time.Now()
+	var resets []time.Time
+	for k := range 5 {
+		r := mustDo(t, "GET", srv.GSAPIBaseURL()+"/welcome", nil, nil)
+		if k < 3 {
+			reset, err := time.Parse(time.RFC3339Nano, r.header.Get("X-Rate-Limit-Reset"))
+			if r.status == 429 || r.header.Get("X-Rate-Limit-Limit") != "2s" || r.header.Get("X-Rate-Limit-Remaining") != strconv.Itoa(2-k) || err != nil ||
+				!regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$`).MatchString(r.header.Get("X-Rate-Limit-Reset")) {
+				t.Fatalf("request %d within the quota: %d %v", k+1, r.status, r.header)
+			}
+			resets = append(resets, reset)
+			continue
+		}
+		if r.status != 429 || r.header.Get("Retry-After") != "2" || r.header.Get("X-Rate-Limit-Remaining") != "" ||
+			!strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") || string(r.body) != "API calls quota exceeded! maximum admitted 3 per 2s." {
+			t.Fatalf("request %d past the quota: %d %v %q", k+1, r.status, r.header, r.body)
+		}
+	}
+	if resets[0] != resets[2] || resets[0].Before(first.Add(2*time.Second-50*time.Millisecond)) || resets[0].After(time.Now().Add(2*time.Second)) {
+		t.Errorf("resets %v: want one window's end, 2 s after its first request", resets)
+	}
+	if r := mustDo(t, "GET", srv.SignicatBaseURL()+"/organizations", nil, nil); r.header.Get("X-Rate-Limit-Remaining") != "2" {
+		t.Errorf("Signicat's first answer: %d %v, want its own window", r.status, r.header)
+	}
+	time.Sleep(time.Until(resets[0]))
+	if r := mustDo(t, "GET", srv.GSAPIBaseURL()+"/welcome", nil, nil); r.status == 429 || r.header.Get("X-Rate-Limit-Remaining") != "2" {
+		t.Errorf("after the window: %d %v, want a new window", r.status, r.header)
 	}
 }
 
