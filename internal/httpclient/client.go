@@ -147,10 +147,14 @@ type host struct {
 	limit   *hostLimit
 	limiter *rate.Limiter
 	mu      sync.Mutex
-	pause   time.Time // no request to this host before this (Retry-After)
-	// closed is how long Retry-After answers have closed the host so far, overlapping pauses counted
-	// once: time in which the host forbade any request, which no client could have used.
+	pause   time.Time // no request to this host before this (Retry-After, or a spent quota)
+	// closed is how long the server has closed the host so far (Retry-After answers, a spent quota),
+	// overlapping pauses counted once: time in which it forbade any request, which no client could use.
 	closed time.Duration
+	// quotaLeft is the requests the host's announced quota window still allows sending, until
+	// quotaEnd (see quota.go); after quotaEnd nothing is known of it.
+	quotaLeft int
+	quotaEnd  time.Time
 }
 
 // New returns a client with opts.
@@ -337,7 +341,7 @@ func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 		if attempt > 1 {
 			stats.Retries.Add(1)
 		}
-		if err := c.waitHost(ctx, hs, stats, u, "the host is paused by a Retry-After"); err != nil {
+		if err := c.waitHost(ctx, hs, stats, u, pausedWhy); err != nil {
 			return nil, err
 		}
 		resp, token, err := c.attempt(ctx, hs, u, r)
@@ -461,8 +465,13 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 		// A Retry-After may have paused the host while this waited for its slot or its turn: a slot is
 		// freed by the very refusal that pauses the host.
 		o.Released = hs.paused()
-		if err := c.waitHost(ctx, hs, r.Stats, u, "the host is paused by a Retry-After"); err != nil {
-			return nil, "", err
+		for {
+			if err := c.waitHost(ctx, hs, r.Stats, u, pausedWhy); err != nil {
+				return nil, "", err
+			}
+			if hs.spend(time.Now()) {
+				break
+			}
 		}
 	}
 	actx, cancel := context.WithCancelCause(ctx)
@@ -497,9 +506,11 @@ func (c *Client) attempt(ctx context.Context, hs *host, u *url.URL, r Request) (
 	}
 	// The pause starts as the answer arrives, before this request's slot is freed (deferred above), so
 	// that no request waiting for a slot is sent into it.
+	now := time.Now()
 	if d, ok := c.policy.Pause(retry.Answer{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}); ok {
-		now := time.Now()
 		hs.close(now, now.Add(d))
+	} else if left, d, ok := quotaAnnounced(resp.Header, now, c.policy.MaxRetryAfter); ok {
+		hs.budget(now, left-hs.limit.othersOnTheirWay(o != nil), now.Add(d))
 	}
 	if o != nil {
 		// Only a 2xx answer's latency says how fast the host serves: a refusal or an error comes back
@@ -659,6 +670,9 @@ func registerCredentials(h http.Header) {
 	}
 }
 
+// pausedWhy is why a request waits for its host in the log.
+const pausedWhy = "the host is paused at the server's request (a Retry-After, or its quota spent until the window ends)"
+
 // waitHost blocks while the host is paused by a Retry-After — until the latest pause ends, should
 // another answer lengthen it meanwhile — logging long waits with why.
 func (c *Client) waitHost(ctx context.Context, hs *host, stats *Stats, u *url.URL, why string) error {
@@ -702,6 +716,11 @@ func (hs *host) paused() bool {
 func (hs *host) close(now, t time.Time) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	hs.closeLocked(now, t)
+}
+
+// closeLocked is close with hs.mu held.
+func (hs *host) closeLocked(now, t time.Time) {
 	if !t.After(hs.pause) {
 		return
 	}

@@ -213,6 +213,17 @@ func (l *hostLimit) send() (slots, sent int) {
 	return l.inflight, l.sent
 }
 
+// othersOnTheirWay is the requests holding a slot (sent, or about to be), but for the one asking when
+// it holds one itself (held: it was sent within the limit, not as one of the unlimited logins).
+func (l *hostLimit) othersOnTheirWay(held bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if held {
+		return max(0, l.inflight-1)
+	}
+	return l.inflight
+}
+
 // countSent moves the requests sent by d, integrating the count until now; l.mu is held.
 func (l *hostLimit) countSent(d int) {
 	now := time.Now()

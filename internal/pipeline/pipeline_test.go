@@ -285,6 +285,29 @@ func TestNextRunStartsAtTheLimitFound(t *testing.T) {
 	}
 }
 
+// A host that keeps a request quota and announces it (X-Rate-Limit-*, as GSAPI's reference shows) is
+// kept to: a run needing several windows fetches every row, meets no 429, and reports the time the
+// quota closed the host.
+func TestAnnouncedQuotaIsKeptTo(t *testing.T) {
+	t.Parallel()
+	srv, cfg := setup(t, sandbox.Options{Scale: 0.1, Quota: 40, QuotaPeriod: time.Second}, nil)
+	only(cfg, []string{"accounts"}, nil)
+	res := run(t, cfg)
+	d := srv.Data()
+	if n := scalar[int](t, query(t, cfg), "SELECT count(*) FROM signicat_accounts"); n != 2+d.SignicatAccounts+d.SignicatDeleted {
+		t.Errorf("%d accounts, want %d", n, 2+d.SignicatAccounts+d.SignicatDeleted)
+	}
+	hosts := res.Manifest.Hosts
+	if len(hosts) != 1 || res.Manifest.Streams[0].Requests < 80 {
+		t.Fatalf("hosts %+v, %d requests: want one host and a run of more than two windows", hosts, res.Manifest.Streams[0].Requests)
+	}
+	// Met instead of kept to, each window ended with the requests in flight refused, and the refusals
+	// cut the concurrency limit as if the host took fewer at once.
+	if hosts[0].Throttled > 0 || hosts[0].PausedSeconds < 0.5 || hosts[0].Final < httpclient.InitialConcurrency {
+		t.Errorf("host %+v: want no answer 429, the time the quota closed it, and the limit not cut below %d", hosts[0], httpclient.InitialConcurrency)
+	}
+}
+
 func TestLoadOutOfMemoryIsTriedAgainWithMore(t *testing.T) {
 	t.Parallel()
 	srv, cfg := setup(t, sandbox.Options{Scale: 0.05}, nil)
