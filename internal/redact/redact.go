@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"html"
 	"net/url"
 	"slices"
@@ -165,7 +166,39 @@ func jsonForms(s string) []string {
 			out = append(out, js, strings.ReplaceAll(js, "/", `\/`))
 		}
 	}
+	out = append(out, escapedForms(s, `\u%04x`, `\u%04X`)...)
 	return slices.Compact(out)
+}
+
+// escapedForms are s with its punctuation, or every character, written in one of the escape layouts
+// (fmt layouts of one byte: a JSON \u escape, a percent escape, in either hex case): escapes a server
+// may choose where the usual encoders leave a character as it is ('-' as \u002d or %2D). Only for
+// ASCII s, whose characters each escape alone.
+func escapedForms(s string, layouts ...string) []string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return nil
+		}
+	}
+	var out []string
+	for _, layout := range layouts {
+		for _, all := range []bool{false, true} {
+			var b strings.Builder
+			for i := 0; i < len(s); i++ {
+				if c := s[i]; all || !isAlnum(c) {
+					fmt.Fprintf(&b, layout, c)
+				} else {
+					b.WriteByte(c)
+				}
+			}
+			out = append(out, b.String())
+		}
+	}
+	return out
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
 // forms are the ways a server could echo s back.
@@ -173,6 +206,7 @@ func forms(s string) []string {
 	texts := []string{s, url.QueryEscape(s), url.PathEscape(s)}
 	out := append(slices.Clone(texts), html.EscapeString(s), hex.EncodeToString([]byte(s)), strings.ToUpper(hex.EncodeToString([]byte(s))))
 	out = append(out, jsonForms(s)...)
+	out = append(out, escapedForms(s, "%%%02X", "%%%02x")...)
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		for _, t := range texts {
 			out = append(out, enc.EncodeToString([]byte(t)))
