@@ -31,6 +31,8 @@ import (
 //   - the user's config: the key, and append_only (an assumption the user declares, checked by counts).
 //   - assumed: a server that returns fewer rows than the pagesize asked for while more remain caps its
 //     pages, and page 1 then holds the first rows of the sortorder, as page 1 of that smaller size does.
+//   - assumed: a page past the last row is an empty array (the spec does not say); the page after a
+//     full last page is asked for (past), and one that errs or repeats a page fails the read.
 
 // memoRows is the memo entry of an append_only table: the table's total the last verified read saw.
 const memoRows = "_rows"
@@ -139,6 +141,9 @@ func (r *datatableRead) read(ctx context.Context, held int, yield func(sources.P
 			return false
 		}
 	}
+	if !r.past(ctx, yield) {
+		return false
+	}
 	if err := r.check(); err != nil {
 		yield(sources.Page{}, err)
 		return false
@@ -157,6 +162,28 @@ func (r *datatableRead) plan() ([]int, error) {
 		rest = append(rest, p)
 	}
 	return rest, nil
+}
+
+// past asks for the page after the last one planned when that page came back full, and yields it; it
+// reports whether that went well (or was not needed). A total understated by a multiple of the
+// pagesize ends the plan on a full page, where the rows read agree with the total, so only the next
+// page shows the rows it left out: it must be empty, and check fails the read on any rows it holds.
+// A short last page shows the table ended there, so the common case costs nothing more; a table whose
+// total is an exact multiple of the pagesize costs this one request more.
+func (r *datatableRead) past(ctx context.Context, yield func(sources.Page, error) bool) bool {
+	last := max(1, (r.total+r.size-1)/r.size)
+	if r.pageRows(last) < r.size {
+		return true
+	}
+	ctx = httpclient.Then(ctx) // it needs page 1's answer, and past page 1 the last page's too
+	if last > 1 {
+		ctx = httpclient.Then(ctx)
+	}
+	r.mu.Lock()
+	r.after = last + 1
+	r.mu.Unlock()
+	pg, err := r.later(ctx, last+1)
+	return yield(pg, err) && err == nil
 }
 
 // replan plans the pages after the first once page 1 has been read. A page 1 shorter than both the
@@ -209,6 +236,7 @@ type datatableRead struct {
 	rows       map[int]int         // page → rows read
 	keys       map[uint64]struct{} // the keys read, hashed
 	twice      string              // a key read twice (the first found)
+	after      int                 // the page asked for after the last one planned (0: none)
 }
 
 // post asks for one page of size rows of the read's body and returns it with the total it announces.
@@ -310,6 +338,9 @@ func (r *datatableRead) check() error {
 	n := 0
 	for _, c := range r.rows {
 		n += c
+	}
+	if n != r.total && r.after > 0 && r.rows[r.after] > 0 {
+		return &sources.MovedError{Err: fmt.Errorf("%s: read %d rows but X-GSAPI-QueryTotalCount said %d; page %d, past the last page that total implies, held %d of them: the total understates the table, or the table grew during the read", r.where, n, r.total, r.after, r.rows[r.after])}
 	}
 	if n != r.total {
 		return &sources.MovedError{Err: fmt.Errorf("%s: read %d rows but X-GSAPI-QueryTotalCount said %d; the table changed during the read or paging is broken", r.where, n, r.total)}

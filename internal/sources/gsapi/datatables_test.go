@@ -220,3 +220,70 @@ func TestDatatableAppendOnlyChecksTheTotal(t *testing.T) {
 		t.Errorf("a failed read moved the watermark to %s", s.State.Next())
 	}
 }
+
+// A total understated by a multiple of the pagesize ends the planned pages on a full page, where every
+// count agrees: the page after it must be asked for, and rows there fail the read (to be read again,
+// then to fail) instead of a shorter table replacing the last snapshot. Before the fix: 2 (or 8) of
+// the 10 rows loaded, no error, and page 2 (or 5) never asked for.
+func TestDatatableFullLastPageAsksForTheNext(t *testing.T) {
+	all := []int{10, 9, 8, 7, 6, 5, 4, 3, 2, 1}
+	for _, said := range []int{2, 8} {
+		srv, log := datatableServer(t, func(page, size int, _ any) ([]int, int) { return pageOf(all, page, size), said })
+		ids, _, err := readIDs(datatableStream(t, srv, 2, false))
+		var moved *sources.MovedError
+		want := fmt.Sprintf("read %d rows but X-GSAPI-QueryTotalCount said %d", said+2, said)
+		if !errors.As(err, &moved) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "tablename=t") {
+			t.Errorf("total %d: read %v, err = %v; want a MovedError with %q", said, ids, err, want)
+		}
+		if got, next := requestedPages(*log), said/2+1; got[len(got)-1] != next {
+			t.Errorf("total %d: asked pages %v, want up to page %d", said, got, next)
+		}
+	}
+}
+
+// A table whose total is a multiple of the pagesize costs one request more (an empty page); one whose
+// last page is short costs none. The extra page must not fail an honest read.
+func TestDatatableExtraPageOnlyAfterAFullOne(t *testing.T) {
+	for _, n := range []int{4, 5} {
+		all := []int{5, 4, 3, 2, 1}[5-n:]
+		srv, log := datatableServer(t, func(page, size int, _ any) ([]int, int) { return pageOf(all, page, size), n })
+		ids, _, err := readIDs(datatableStream(t, srv, 2, false))
+		if err != nil || len(ids) != n || slices.Max(requestedPages(*log)) != 3 || len(*log) != 3 {
+			t.Errorf("%d rows: read %v with %v, err = %v; want pages 1-3", n, ids, *log, err)
+		}
+	}
+}
+
+// The filtered read of an append_only table has the same hole: a filtered total understated by the
+// pagesize (2 said, 3 above the watermark), with the unfiltered total understated to agree, fails the
+// read and leaves the watermark. Before the fix: 2 of the 3 new rows loaded and the watermark moved on.
+func TestDatatableAppendOnlyFullLastPageAsksForTheNext(t *testing.T) {
+	all := []int{6, 5, 4, 3, 2, 1} // 3 held (watermark 3), 3 new: the filtered total says 2
+	srv, log := datatableServer(t, func(page, size int, filter any) ([]int, int) {
+		if filter == nil {
+			return pageOf(all, page, size), 5 // understated to agree with held + the filtered total
+		}
+		return pageOf(all[:3], page, size), 2
+	})
+	s := datatableStream(t, srv, 2, true)
+	s.State.Watermark, s.State.Memo = "3", map[string]json.RawMessage{"_rows": json.RawMessage("3")}
+	_, _, err := readIDs(s)
+	var moved *sources.MovedError
+	if !errors.As(err, &moved) || !strings.Contains(err.Error(), "read 3 rows but X-GSAPI-QueryTotalCount said 2") {
+		t.Fatalf("asked %v, err = %v", *log, err)
+	}
+	if s.State.Next() != "3" {
+		t.Errorf("a failed read moved the watermark to %s", s.State.Next())
+	}
+}
+
+// requestedPages is the page numbers of a datatableServer's log, sorted.
+func requestedPages(log []string) []int {
+	pages := make([]int, 0, len(log))
+	for _, l := range log {
+		p, _ := strconv.Atoi(strings.SplitN(l, "/", 2)[0])
+		pages = append(pages, p)
+	}
+	slices.Sort(pages)
+	return pages
+}
