@@ -419,6 +419,10 @@ func toDate(v any) (arrow.Date32, error) {
 	return arrow.Date32FromTime(ts), err
 }
 
+// toTimestamp holds microseconds, as DuckDB's TIMESTAMP and Iceberg's timestamp do: a seventh
+// fractional digit (.NET's ticks, in GSAPI's reference) is cut towards the past, never rounded into
+// the next second, day or window. Chosen, not from the spec: no API field needs a tenth of a
+// microsecond, and the evidence keeps the text.
 func toTimestamp(v any) (arrow.Timestamp, error) {
 	ts, err := toTime(v)
 	return arrow.Timestamp(ts.UnixMicro()), err

@@ -202,6 +202,25 @@ func TestConverterTypesNullsAndRejects(t *testing.T) {
 	}
 }
 
+// A timestamp holds microseconds: the seventh fractional digit a .NET server sends (GSAPI's
+// reference shows 13:25:11.6264598Z) is cut, never rounded, so no value moves into the next second,
+// day or month window. The evidence keeps the text as sent.
+func TestSeventhFractionalDigitIsCutNotRounded(t *testing.T) {
+	for in, want := range map[string]string{
+		"2026-05-29T13:25:11.6264598Z": "2026-05-29T13:25:11.626459Z",
+		"2025-01-31T23:59:59.9999999Z": "2025-01-31T23:59:59.999999Z",
+		"2025-01-31 23:59:59.9999999":  "2025-01-31T23:59:59.999999Z",
+		"0001-01-01T00:00:00.0000001Z": "0001-01-01T00:00:00Z",
+		"9999-12-31T23:59:59.9999999Z": "9999-12-31T23:59:59.999999Z",
+		"1969-12-31T23:59:59.9999999Z": "1969-12-31T23:59:59.999999Z",
+	} {
+		ts, err := toTimestamp(in)
+		if got := time.UnixMicro(int64(ts)).UTC().Format(time.RFC3339Nano); err != nil || got != want {
+			t.Errorf("%s → %s (%v), want %s", in, got, err, want)
+		}
+	}
+}
+
 // The sum of a DECIMAL column equals the exact decimal sum of the JSON text.
 func TestDecimalSumIsExact(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
