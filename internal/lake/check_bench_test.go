@@ -88,6 +88,7 @@ func commitDemoLikeRun(b *testing.B, st lake.Store, i int) {
 		if err := p.Seal(); err != nil {
 			b.Fatal(err)
 		}
+		m.Packs = append(m.Packs, p.Sealed()...)
 	}
 	head, err := lake.Head(b.Context(), st)
 	if err != nil {

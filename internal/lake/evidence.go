@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"maps"
 	"math"
@@ -52,6 +53,15 @@ type Evidence struct {
 	// in .zst. Stored 0: the whole file is the body (lakes written before packs).
 	Offset int64 `json:"offset,omitempty"`
 	Stored int64 `json:"stored,omitempty"`
+}
+
+// PackInfo is one pack a run wrote, as its manifest records it (and so its commit seals it): the
+// whole file's size and sha256. A body's range covers only its own bytes; the pack's record covers
+// the rest, so bytes appended after the last body (another zstd frame `zstd -dc` would print) are found.
+type PackInfo struct {
+	Path   string `json:"path"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
 }
 
 // EvidenceStore keeps the bodies of a run's streams (see Pack). It is safe for concurrent use. Packs
@@ -165,6 +175,8 @@ type Pack struct {
 	rolled []*packFile
 	// sealed are the packs this stream sealed (Discard removes those no other stream refers to).
 	sealed map[string]bool
+	// infos are the packs this attempt sealed, as the manifest records them (see Sealed).
+	infos []PackInfo
 }
 
 // packFile is a pack being written, and the bodies in it.
@@ -172,13 +184,20 @@ type packFile struct {
 	f      File
 	path   string
 	size   int64
+	sum    hash.Hash // of every byte written: the pack's sha256 once published
 	bodies map[string]Evidence
 }
 
 func (p *packFile) Write(b []byte) (int, error) {
 	n, err := p.f.Write(b)
 	p.size += int64(n)
+	p.sum.Write(b[:n])
 	return n, err
+}
+
+// info is the pack's record, once nothing more is written to it.
+func (p *packFile) info() PackInfo {
+	return PackInfo{Path: p.path, Bytes: p.size, SHA256: hex.EncodeToString(p.sum.Sum(nil))}
 }
 
 // Pack starts storing table's bodies; ctx bounds the writes.
@@ -258,7 +277,7 @@ func (p *Pack) file(k *kind) (*packFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting evidence pack %s: %w", key, err)
 	}
-	pf := &packFile{f: f, path: key, bodies: map[string]Evidence{}}
+	pf := &packFile{f: f, path: key, sum: sha256.New(), bodies: map[string]Evidence{}}
 	p.open[k] = pf
 	return pf, nil
 }
@@ -297,10 +316,15 @@ func (p *Pack) Seal() error {
 	for _, pf := range p.rolled {
 		maps.Copy(p.s.have, pf.bodies)
 		p.sealed[pf.path] = true
+		p.infos = append(p.infos, pf.info())
 	}
 	p.rolled = nil
 	return nil
 }
+
+// Sealed are the packs this stream has sealed, for its manifest (and checkpoints, so an attempt that
+// resumes it records them too): the commit then seals each pack's exact bytes.
+func (p *Pack) Sealed() []PackInfo { return slices.Clone(p.infos) }
 
 // Abort discards what was stored since the last Seal, for a stream that failed: no manifest or
 // checkpoint will list it.
@@ -348,6 +372,7 @@ func (p *Pack) Discard() {
 		_ = p.s.st.Remove(context.WithoutCancel(p.ctx), path)
 	}
 	p.sealed = map[string]bool{}
+	p.infos = nil
 }
 
 // Sync makes every pack published so far durable.
@@ -401,9 +426,13 @@ type packReader struct {
 	st  Store
 	key string
 	end int64 // where the last range read ends
+	// whole, when set, is the pack's recorded size and sha256: it is read from its start in one
+	// stream, every byte hashed (see rest).
+	whole *PackInfo
 
 	rc  io.ReadCloser
-	pos int64 // where rc is
+	pos int64     // where rc is
+	sum hash.Hash // of the bytes rc has given, with whole
 }
 
 // maxSkip is the most a packReader reads past to reach the next range before it opens a new read
@@ -415,14 +444,10 @@ func (r *packReader) read(off, n int64) ([]byte, error) {
 	if off < 0 || n < 0 {
 		return nil, fmt.Errorf("altered: offset %d, %d bytes", off, n)
 	}
-	if r.rc == nil || off < r.pos || off-r.pos > maxSkip {
-		r.close()
-		// To the end of the last range, or of this one where a manifest's figures went past int64.
-		rc, err := r.st.OpenRange(r.ctx, r.key, off, min(max(r.end-off, n), math.MaxInt64-off))
-		if err != nil {
+	if r.rc == nil || off < r.pos || off-r.pos > maxSkip && r.whole == nil {
+		if err := r.open(off, n); err != nil {
 			return nil, err
 		}
-		r.rc, r.pos = rc, off
 	}
 	skipped, err := io.CopyN(io.Discard, r.rc, off-r.pos)
 	r.pos += skipped
@@ -440,6 +465,59 @@ func (r *packReader) read(off, n int64) ([]byte, error) {
 		return nil, fmt.Errorf("altered: the file ends %d bytes into the body of %d at offset %d", len(b), n, off)
 	}
 	return b, nil
+}
+
+// open starts a read at off for n bytes and those to the end of the last range; a whole pack is read
+// from its start, one byte past its recorded size so that bytes added after it show.
+func (r *packReader) open(off, n int64) error {
+	r.close()
+	if r.whole != nil {
+		off, n = 0, min(r.whole.Bytes, math.MaxInt64-1)+1
+	} else {
+		// To the end of the last range, or of this one where a manifest's figures went past int64.
+		n = min(max(r.end-off, n), math.MaxInt64-off)
+	}
+	rc, err := r.st.OpenRange(r.ctx, r.key, off, n)
+	if err != nil {
+		return err
+	}
+	r.rc, r.pos = rc, off
+	if r.whole != nil {
+		r.sum = sha256.New()
+		r.rc = struct {
+			io.Reader
+			io.Closer
+		}{io.TeeReader(rc, r.sum), rc}
+	}
+	return nil
+}
+
+// rest reads a whole pack on to its end (opening it if no body was read) and compares what it read
+// with its record: an error says how the pack differs.
+func (r *packReader) rest() error {
+	if r.rc == nil {
+		if err := r.open(0, 0); err != nil {
+			return err
+		}
+	}
+	n, err := io.Copy(io.Discard, r.rc)
+	if err != nil {
+		return err
+	}
+	r.pos += n
+	if got := hex.EncodeToString(r.sum.Sum(nil)); r.pos != r.whole.Bytes || got != r.whole.SHA256 {
+		return fmt.Errorf("altered: the pack's sha256 is %.12s… (%s bytes), the manifest records %.12s… (%d bytes)",
+			got, sizeAtLeast(r.pos, r.whole.Bytes), r.whole.SHA256, r.whole.Bytes)
+	}
+	return nil
+}
+
+// sizeAtLeast is n for a message, "more than" the recorded size when the read stopped one past it.
+func sizeAtLeast(n, recorded int64) string {
+	if n > recorded {
+		return fmt.Sprintf("more than %d", recorded)
+	}
+	return fmt.Sprint(n)
 }
 
 func (r *packReader) close() {

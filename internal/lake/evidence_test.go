@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/ledgerlake/ledgerlake/internal/lake"
 	"github.com/ledgerlake/ledgerlake/internal/spool"
 )
@@ -338,5 +340,132 @@ func TestVerifyReadsEachPackOnce(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// sealedPackRun commits one run of a stream's bodies with its packs recorded, as a run does.
+func sealedPackRun(t *testing.T, st lake.Store) *lake.Manifest {
+	t.Helper()
+	p := lake.NewEvidenceStore(st, packRun).Pack(t.Context(), "t")
+	m := &lake.Manifest{RunID: packRun, Status: "ok"}
+	for i := range 20 {
+		m.Evidence = append(m.Evidence, put(t, p, fmt.Appendf(nil, `{"invoice":"INV-%d"}`, i), 1<<20, false))
+	}
+	m.PDFs = append(m.PDFs, put(t, p, []byte("%PDF-1.7 invoice"), 1<<20, true))
+	if err := p.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	m.Packs = p.Sealed()
+	if err := lake.Commit(t.Context(), st, m, 0); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// problems is what Check finds in st, a line each: commit, what happened, path.
+func problems(t *testing.T, st lake.Store) []string {
+	t.Helper()
+	v, err := lake.Check(t.Context(), st, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range v.Problems {
+		what, _, _ := strings.Cut(p.Issue, ":")
+		got = append(got, fmt.Sprintf("%d %s %s", p.Commit, what, p.Path))
+	}
+	return got
+}
+
+// A pack's recorded size and sha256 are those of its bytes, one record per pack.
+func TestSealedRecordsEachPack(t *testing.T) {
+	st := lake.Dir(t.TempDir())
+	m := sealedPackRun(t, st)
+	if len(m.Packs) != 2 {
+		t.Fatalf("packs %v, want one JSON pack and one PDF pack", m.Packs)
+	}
+	for _, pi := range m.Packs {
+		b, err := st.ReadFile(t.Context(), pi.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum := sha256.Sum256(b); int64(len(b)) != pi.Bytes || hex.EncodeToString(sum[:]) != pi.SHA256 {
+			t.Errorf("%s: recorded %d bytes %s, holds %d bytes %x", pi.Path, pi.Bytes, pi.SHA256, len(b), sum)
+		}
+	}
+}
+
+// Bytes appended to a committed pack — a zstd frame holding a forged body, which `zstd -dc` prints
+// among the API's, or junk — are found on every store, though every listed body is intact.
+func TestVerifyFindsBytesAddedToPacks(t *testing.T) {
+	forged := zstdFrame(t, []byte(`[{"invoiceNumber":"FORGED-0001"}]`))
+	cases := []struct {
+		name string
+		do   func(t *testing.T, st lake.Store, m *lake.Manifest) []string
+	}{
+		{"whole", func(*testing.T, lake.Store, *lake.Manifest) []string { return nil }},
+		{"zstd frame appended", func(t *testing.T, st lake.Store, m *lake.Manifest) []string {
+			appendTo(t, st, m.Evidence[0].Path, forged)
+			return []string{"1 altered " + m.Evidence[0].Path}
+		}},
+		{"junk appended to the PDF pack", func(t *testing.T, st lake.Store, m *lake.Manifest) []string {
+			appendTo(t, st, m.PDFs[0].Path, []byte("junk\n"))
+			return []string{"1 altered " + m.PDFs[0].Path}
+		}},
+	}
+	for _, c := range cases {
+		for name, st := range stores(t) {
+			t.Run(c.name+"/"+name, func(t *testing.T) {
+				m := sealedPackRun(t, st)
+				want := c.do(t, st, m)
+				rec := &recording{Store: st}
+				if got := problems(t, rec); strings.Join(got, "\n") != strings.Join(want, "\n") {
+					t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+				}
+				for _, pi := range m.Packs { // the whole pack in the read that checks its bodies
+					if n := rec.times(pi.Path); n != 1 {
+						t.Errorf("%s opened %d times, want once", pi.Path, n)
+					}
+				}
+			})
+		}
+	}
+}
+
+// A lake whose manifests predate pack records still verifies: its bodies are checked as before, and
+// bytes past them cannot be told from a pack's own.
+func TestVerifyPacksWithoutRecords(t *testing.T) {
+	st := lake.Dir(t.TempDir())
+	p := lake.NewEvidenceStore(st, packRun).Pack(t.Context(), "t")
+	e := put(t, p, []byte(`{"invoice":"INV-1"}`), 1<<20, false)
+	if err := p.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := lake.Commit(t.Context(), st, &lake.Manifest{RunID: packRun, Status: "ok", Evidence: []lake.Evidence{e}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := problems(t, st); len(got) > 0 {
+		t.Errorf("problems in a lake without pack records: %v", got)
+	}
+}
+
+func zstdFrame(t *testing.T, b []byte) []byte {
+	t.Helper()
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	return enc.EncodeAll(b, nil)
+}
+
+func appendTo(t *testing.T, st lake.Store, key string, extra []byte) {
+	t.Helper()
+	b, err := st.ReadFile(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.WriteFile(t.Context(), key, append(b, extra...)); err != nil {
+		t.Fatal(err)
 	}
 }

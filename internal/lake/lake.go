@@ -109,6 +109,9 @@ type Manifest struct {
 	Evidence []Evidence `json:"evidence,omitempty"`
 	// PDFs lists the invoice PDFs this run downloaded (each invoice's PDF is fetched once).
 	PDFs []Evidence `json:"pdfs,omitempty"`
+	// Packs are the evidence and PDF packs this run wrote, each with its size and sha256, so verify
+	// checks every byte of them (absent from manifests of runs before it was recorded).
+	Packs []PackInfo `json:"packs,omitempty"`
 	// Hosts is how each API host's concurrency limit went during the run.
 	Hosts []HostReport `json:"hosts,omitempty"`
 }

@@ -270,9 +270,30 @@ func (vr *verifier) files(n int, m *Manifest) {
 		_, err := ReadEvidence(vr.ctx, vr.st, e)
 		vr.body(n, m.RunID, e, err)
 	}
+	sealed := vr.sealedPacks(n, m, packs)
 	for _, key := range slices.Sorted(maps.Keys(packs)) {
-		vr.pack(n, m.RunID, packs[key])
+		vr.pack(n, m.RunID, key, packs[key], sealed[key])
 	}
+}
+
+// sealedPacks are the packs m records whole (their size and sha256), by path, each added to packs
+// (with no bodies to check, if m lists none of them) so that it is read once, in full.
+func (vr *verifier) sealedPacks(n int, m *Manifest, packs map[string][]Evidence) map[string]*PackInfo {
+	out := map[string]*PackInfo{}
+	for i, p := range m.Packs {
+		switch {
+		case !insideLake(p.Path):
+			vr.problem(n, m.RunID, p.Path, outside)
+		case vr.done["pack "+p.Path]:
+		default:
+			vr.done["pack "+p.Path] = true
+			out[p.Path] = &m.Packs[i]
+			if _, ok := packs[p.Path]; !ok {
+				packs[p.Path] = nil // every body of it checked already, or none listed: still read whole
+			}
+		}
+	}
+	return out
 }
 
 // body records what checking body e of run's manifest found (err from ReadEvidence).
@@ -289,20 +310,23 @@ func (vr *verifier) body(n int, run string, e Evidence, err error) {
 	}
 }
 
-// pack checks bodies es, all of one pack, reading the pack once in order where it can rather than a
-// range per body: on a bucket that is a request per pack, not per body.
-func (vr *verifier) pack(n int, run string, es []Evidence) {
+// pack checks bodies es, all of pack key, reading the pack once in order where it can rather than a
+// range per body: on a bucket that is a request per pack, not per body. With sealed (the pack's size
+// and sha256 as its run's manifest records them) that one read covers the whole pack, and any byte
+// no body holds — appended after the last, say — is found too.
+func (vr *verifier) pack(n int, run, key string, es []Evidence, sealed *PackInfo) {
 	// An empty body shares its offset with the next: it goes first, or it would take a read of its own.
 	slices.SortStableFunc(es, func(a, b Evidence) int {
 		return cmp.Or(cmp.Compare(a.Offset, b.Offset), cmp.Compare(a.Stored, b.Stored))
 	})
-	r := &packReader{ctx: vr.ctx, st: vr.st, key: es[0].Path}
+	r := &packReader{ctx: vr.ctx, st: vr.st, key: key, whole: sealed}
 	for _, e := range es {
 		if e.Offset >= 0 && e.Stored >= 0 && e.Stored <= math.MaxInt64-e.Offset {
 			r.end = max(r.end, e.Offset+e.Stored)
 		}
 	}
 	defer r.close()
+	found := len(vr.v.Problems)
 	for _, e := range es {
 		vr.v.Checked++
 		b, err := r.read(e.Offset, e.Stored)
@@ -313,6 +337,14 @@ func (vr *verifier) pack(n int, run string, es []Evidence) {
 		if vr.done[e.Path] {
 			return // missing: said once
 		}
+	}
+	if sealed == nil || len(vr.v.Problems) > found {
+		return // the pack is named already where a body in it is wrong
+	}
+	if err := r.rest(); errors.Is(err, fs.ErrNotExist) {
+		vr.problem(n, run, key, "missing")
+	} else if err != nil {
+		vr.problem(n, run, key, "%v", err)
 	}
 }
 
