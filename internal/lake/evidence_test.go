@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -396,7 +397,8 @@ func TestSealedRecordsEachPack(t *testing.T) {
 }
 
 // Bytes appended to a committed pack — a zstd frame holding a forged body, which `zstd -dc` prints
-// among the API's, or junk — are found on every store, though every listed body is intact.
+// among the API's, or junk — are found on every store, though every listed body is intact; so is a
+// pack the run's commit does not list, put in its evidence directory.
 func TestVerifyFindsBytesAddedToPacks(t *testing.T) {
 	forged := zstdFrame(t, []byte(`[{"invoiceNumber":"FORGED-0001"}]`))
 	cases := []struct {
@@ -411,6 +413,13 @@ func TestVerifyFindsBytesAddedToPacks(t *testing.T) {
 		{"junk appended to the PDF pack", func(t *testing.T, st lake.Store, m *lake.Manifest) []string {
 			appendTo(t, st, m.PDFs[0].Path, []byte("junk\n"))
 			return []string{"1 altered " + m.PDFs[0].Path}
+		}},
+		{"pack added", func(t *testing.T, st lake.Store, m *lake.Manifest) []string {
+			extra := lake.EvidenceDir + "/" + packRun + "/t-0000000000000000.json.zst"
+			if err := st.WriteFile(t.Context(), extra, forged); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"1 added " + extra}
 		}},
 	}
 	for _, c := range cases {
@@ -432,8 +441,8 @@ func TestVerifyFindsBytesAddedToPacks(t *testing.T) {
 	}
 }
 
-// A lake whose manifests predate pack records still verifies: its bodies are checked as before, and
-// bytes past them cannot be told from a pack's own.
+// A lake whose manifests predate pack records still verifies: its bodies are checked as before (bytes
+// past them cannot be told from a pack's own), and a pack its run does not list is named.
 func TestVerifyPacksWithoutRecords(t *testing.T) {
 	st := lake.Dir(t.TempDir())
 	p := lake.NewEvidenceStore(st, packRun).Pack(t.Context(), "t")
@@ -446,6 +455,17 @@ func TestVerifyPacksWithoutRecords(t *testing.T) {
 	}
 	if got := problems(t, st); len(got) > 0 {
 		t.Errorf("problems in a lake without pack records: %v", got)
+	}
+	// A pack added to the committed run's directory is named; one of a run that never committed is not.
+	extra := lake.EvidenceDir + "/" + packRun + "/t-0000000000000000.json.zst"
+	uncommitted := lake.EvidenceDir + "/20261206T020304.000Z-fedcba/t-0000000000000000.json.zst"
+	for _, key := range []string{extra, uncommitted} {
+		if err := st.WriteFile(t.Context(), key, zstdFrame(t, []byte("{}"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := problems(t, st), []string{"1 added " + extra}; !slices.Equal(got, want) {
+		t.Errorf("problems %v, want %v", got, want)
 	}
 }
 

@@ -37,7 +37,7 @@ type Verification struct {
 	Unchained int `json:"unchained,omitempty"`
 	// Fences are the commit numbers a run fenced when it took over a stalled run's lock: none commits.
 	Fences []int `json:"fences,omitempty"`
-	// Uncommitted counts the manifests and snapshot files of runs that never committed (stopped
+	// Uncommitted counts the manifests, snapshot files and packs of runs that never committed (stopped
 	// before their claim): nothing reads them, and the next run removes them.
 	Uncommitted int `json:"uncommitted,omitempty"`
 }
@@ -257,6 +257,7 @@ func (vr *verifier) files(n int, m *Manifest) {
 	}
 	packs := map[string][]Evidence{}
 	for _, e := range slices.Concat(m.Evidence, m.PDFs) {
+		vr.listed[e.Path] = true
 		body := fmt.Sprintf("%s@%d+%d %s %d", e.Path, e.Offset, e.Stored, e.SHA256, e.Bytes)
 		if vr.done[body] || vr.done[e.Path] {
 			continue // checked, or its file missing
@@ -281,6 +282,7 @@ func (vr *verifier) files(n int, m *Manifest) {
 func (vr *verifier) sealedPacks(n int, m *Manifest, packs map[string][]Evidence) map[string]*PackInfo {
 	out := map[string]*PackInfo{}
 	for i, p := range m.Packs {
+		vr.listed[p.Path] = true
 		switch {
 		case !insideLake(p.Path):
 			vr.problem(n, m.RunID, p.Path, outside)
@@ -348,8 +350,8 @@ func (vr *verifier) pack(n int, run, key string, es []Evidence, sealed *PackInfo
 	}
 }
 
-// added names the snapshot files of checked runs that their manifests do not list; all: every run was
-// checked, so the files of runs that never committed are counted in Uncommitted.
+// added names the snapshot files and evidence packs of checked runs that their manifests do not list;
+// all: every run was checked, so the files of runs that never committed are counted in Uncommitted.
 func (vr *verifier) added(all bool) error {
 	es, err := vr.st.List(vr.ctx, "")
 	if err != nil {
@@ -357,16 +359,24 @@ func (vr *verifier) added(all bool) error {
 	}
 	for _, e := range es {
 		run := RunOf(e.Key)
-		if !snapshotKey(e.Key) || run == "" || vr.listed[e.Key] {
-			continue
+		if snapshotKey(e.Key) && run != "" && !vr.listed[e.Key] {
+			vr.unlisted(run, e.Key, "file", all)
 		}
-		if n, ok := vr.claimedBy[run]; ok {
-			vr.problem(n, run, e.Key, "added: run %s committed no such file (its manifest does not list it)", run)
-		} else if all {
-			vr.v.Uncommitted++
+		if run := packRun(e.Key); run != "" && !vr.listed[e.Key] {
+			vr.unlisted(run, e.Key, "pack", all) // a body `zstd -dc` would print among the run's
 		}
 	}
 	return nil
+}
+
+// unlisted names key, a file (or pack) in run's name that no checked manifest lists: added, if run
+// committed; else counted in Uncommitted when every run was checked (all).
+func (vr *verifier) unlisted(run, key, what string, all bool) {
+	if n, ok := vr.claimedBy[run]; ok {
+		vr.problem(n, run, key, "added: run %s committed no such %s (its manifest does not list it)", run, what)
+	} else if all {
+		vr.v.Uncommitted++
+	}
 }
 
 // insideLake reports whether a path a manifest lists names a key within the lake: relative, clean,
