@@ -38,6 +38,7 @@ type streamCheckpoint struct {
 	Files    []lake.FileInfo            `json:"files"`
 	Evidence []lake.Evidence            `json:"evidence,omitempty"`
 	PDFs     []lake.Evidence            `json:"pdfs,omitempty"`
+	Packs    []lake.PackInfo            `json:"packs,omitempty"` // the packs sealed so far, whole
 	Rejects  []typing.Reject            `json:"rejects,omitempty"`
 	Next     string                     `json:"next,omitempty"` // the watermark reached
 	Memo     map[string]json.RawMessage `json:"memo,omitempty"` // the stream's memo built so far

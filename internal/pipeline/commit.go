@@ -81,9 +81,10 @@ func (r *runner) status() string {
 }
 
 // sortLists puts the manifest's lists, gathered in the order the streams finished, in an order that
-// does not depend on it: files by path, evidence and PDFs by table and endpoint.
+// does not depend on it: files and packs by path, evidence and PDFs by table and endpoint.
 func sortLists(m *lake.Manifest) {
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
+	sort.Slice(m.Packs, func(i, j int) bool { return m.Packs[i].Path < m.Packs[j].Path })
 	sort.Slice(m.Evidence, byEndpoint(m.Evidence))
 	sort.Slice(m.PDFs, byEndpoint(m.PDFs))
 }

@@ -69,6 +69,7 @@ func (r *runner) extractStream(ctx, gctx context.Context, i int) {
 	r.manifest.Files = append(r.manifest.Files, out.files...)
 	r.manifest.Evidence = append(r.manifest.Evidence, out.evidence...)
 	r.manifest.PDFs = append(r.manifest.PDFs, out.pdfs...)
+	r.manifest.Packs = append(r.manifest.Packs, out.packs...)
 	r.rejects = append(r.rejects, rej...)
 }
 
@@ -97,17 +98,22 @@ func resumeOrRun(ctx context.Context, env runEnv, now time.Time, s *sources.Stre
 		}
 		rep := ck.Report
 		rep.Resumed = true
-		return rep, streamOutput{files: ck.Files, evidence: ck.Evidence, pdfs: ck.PDFs}, ck.Rejects
+		return rep, streamOutput{files: ck.Files, evidence: ck.Evidence, pdfs: ck.PDFs, packs: ck.Packs}, ck.Rejects
 	}
+	var kept []lake.PackInfo
 	if ck != nil && !s.Checkpoints {
-		// A stream that cannot resume starts again: what it checkpointed goes, as for a reset.
+		// A stream that cannot resume starts again: what it checkpointed goes, as for a reset. Its
+		// packs stay (another stream may list a body in them): the run records them, whatever this
+		// attempt does, so its commit seals them and verify does not name them as added.
 		if err := dropCheckpoint(ctx, env.st, env.runID, ck); err != nil {
 			env.log.Warn("an earlier attempt's files are left in the lake", "table", s.TableName(), "error", err)
 		}
-		ck = nil
+		ck, kept = nil, ck.Packs
 	}
 	env.extracted = now.UTC()
-	return runStream(ctx, &env, s, ck)
+	rep, out, rej := runStream(ctx, &env, s, ck)
+	out.packs = append(kept, out.packs...)
+	return rep, out, rej
 }
 
 // snapshotRows is each table's rows in the newest committed run whose stream succeeded.

@@ -3,9 +3,12 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"iter"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +141,8 @@ func TestFailedResumedStreamRemovesItsEarlierAttempt(t *testing.T) {
 
 // A stream that cannot resume (no Checkpoints: a code change since the killed attempt) starts again,
 // and what that attempt checkpointed goes: once the run commits, verify would name its file as added.
+// Its packs stay (another stream may list a body in them), so the run records them, failed or not:
+// committed whole, not named as added.
 func TestStreamThatCannotResumeDropsItsEarlierAttempt(t *testing.T) {
 	t.Parallel()
 	st := lake.Dir(t.TempDir())
@@ -147,19 +152,75 @@ func TestStreamThatCannotResumeDropsItsEarlierAttempt(t *testing.T) {
 	if err := st.WriteFile(t.Context(), file, []byte("rows")); err != nil {
 		t.Fatal(err)
 	}
-	ck := &streamCheckpoint{Table: "t_whole", Files: []lake.FileInfo{{Path: file, Table: "t_whole", Rows: 1}}, Done: []string{"a"}}
+	pack := lake.PackInfo{Path: lake.EvidenceDir + "/" + id + "/t_whole-0000000000000001.json.zst", Bytes: 3, SHA256: "the attempt's"}
+	ck := &streamCheckpoint{Table: "t_whole", Files: []lake.FileInfo{{Path: file, Table: "t_whole", Rows: 1}}, Done: []string{"a"}, Packs: []lake.PackInfo{pack}}
 	if err := lake.WriteJSON(t.Context(), st, checkpointDir(id), "t_whole", ck); err != nil {
 		t.Fatal(err)
 	}
 	whole := &sources.Stream{Source: "t", Name: "whole", Pages: func(context.Context, sources.Resume) iter.Seq2[sources.Page, error] {
 		return func(yield func(sources.Page, error) bool) { yield(sources.Page{}, errors.New("the API went away")) }
 	}}
-	if rep, _, _ := resumeOrRun(t.Context(), *env, time.Now(), whole, ck); rep.Status != "failed" || rep.Resumed {
+	rep, out, _ := resumeOrRun(t.Context(), *env, time.Now(), whole, ck)
+	if rep.Status != "failed" || rep.Resumed {
 		t.Fatalf("stream: %+v", rep)
+	}
+	if !slices.Equal(out.packs, []lake.PackInfo{pack}) {
+		t.Errorf("packs %+v, want the dropped attempt's %+v", out.packs, pack)
 	}
 	for _, key := range []string{file, checkpointDir(id) + "/t_whole.json"} {
 		if ok, err := st.Exists(t.Context(), key); err != nil || ok {
 			t.Errorf("%s is there: %v (%v), want it removed", key, ok, err)
 		}
 	}
+}
+
+// A stream's output lists every pack it sealed with its size and sha256, so the commit seals each
+// pack's bytes, an attempt's resumed from its checkpoint included: verify then finds bytes appended to
+// a pack, which no body's range covers.
+func TestStreamRecordsItsPacksWhole(t *testing.T) {
+	t.Parallel()
+	st := lake.Dir(t.TempDir())
+	const id = "20261206T010203.000Z-abcdef"
+	env := testEnv(t, st, id)
+	earlier := lake.PackInfo{Path: lake.EvidenceDir + "/" + id + "/t_paged-0000000000000001.json.zst", Bytes: 3, SHA256: "an earlier attempt's"}
+	prev := &streamCheckpoint{Table: "t_paged", Packs: []lake.PackInfo{earlier}}
+	paged := &sources.Stream{Source: "t", Name: "paged", Checkpoints: true, Evidence: true, Pages: func(context.Context, sources.Resume) iter.Seq2[sources.Page, error] {
+		return func(yield func(sources.Page, error) bool) {
+			for i, b := range []string{`[{"id":"a"}]`, `[{"id":"b"}]`} {
+				sb, err := spool.Read(bytes.NewReader([]byte(b)), t.TempDir(), 1<<20, 1<<30, "body")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !yield(sources.Page{Body: sb, Raw: &sources.Raw{Endpoint: "GET /x", Body: sb}, Done: string(rune('a' + i))}, nil) {
+					return
+				}
+			}
+		}
+	}}
+	rep, out, _ := runStream(t.Context(), env, paged, prev)
+	if rep.Status != "ok" {
+		t.Fatalf("stream: %+v", rep)
+	}
+	if len(out.packs) < 2 || out.packs[0] != earlier {
+		t.Fatalf("packs %+v, want the earlier attempt's and this one's", out.packs)
+	}
+	for _, p := range out.packs[1:] {
+		b, err := st.ReadFile(t.Context(), p.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(b)) != p.Bytes || sha256Hex(b) != p.SHA256 {
+			t.Errorf("%s recorded as %d bytes %.12s…, holds %d bytes %.12s…", p.Path, p.Bytes, p.SHA256, len(b), sha256Hex(b))
+		}
+	}
+	for _, e := range out.evidence {
+		if !slices.ContainsFunc(out.packs, func(p lake.PackInfo) bool { return p.Path == e.Path }) {
+			t.Errorf("body in %s, a pack the output does not record", e.Path)
+		}
+	}
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

@@ -109,6 +109,7 @@ type streamRun struct {
 	top          *tableSink      // the stream's own table
 	start        time.Time       // when this attempt began
 	base         []lake.FileInfo // the files an earlier attempt checkpointed
+	basePacks    []lake.PackInfo // the packs an earlier attempt checkpointed
 	done         []string        // the units completed, by earlier attempts too (streams with Checkpoints)
 	checkpointed time.Time       // when this attempt last committed a checkpoint
 	out          streamOutput    // what the stream adds to the manifest: evidence as it is kept, files at the end
@@ -158,6 +159,7 @@ type streamOutput struct {
 	files    []lake.FileInfo
 	evidence []lake.Evidence
 	pdfs     []lake.Evidence
+	packs    []lake.PackInfo // the packs it sealed, whole: the commit seals their bytes
 }
 
 // runStream moves one stream from the API to Parquet. On failure its files are discarded: the next run
@@ -201,7 +203,7 @@ func newStreamRun(ctx context.Context, env *runEnv, s *sources.Stream, prev *str
 	if prev == nil {
 		return r
 	}
-	r.base = prev.Files
+	r.base, r.basePacks = prev.Files, prev.Packs
 	r.out = streamOutput{evidence: slices.Clone(prev.Evidence), pdfs: slices.Clone(prev.PDFs)}
 	r.pack.Resume(slices.Concat(prev.Evidence, prev.PDFs))
 	r.rejects = slices.Clone(prev.Rejects)
@@ -364,6 +366,7 @@ func (r *streamRun) discard() {
 func (r *streamRun) succeed() lake.StreamReport {
 	r.noteOddities()
 	r.out.files = append(slices.Clone(r.base), r.files...)
+	r.out.packs = r.packs()
 	rep := lake.StreamReport{Table: r.s.TableName(), Status: "ok", Seconds: time.Since(r.start).Seconds()}
 	if r.prev != nil {
 		rep.Seconds += r.prev.Report.Seconds
@@ -379,7 +382,7 @@ func (r *streamRun) succeed() lake.StreamReport {
 	rep.Warnings = r.notes.report()
 	rep.Windows, rep.WindowRows = slices.Clone(r.windows), slices.Clone(r.winRows)
 	fillStats(&rep, r.s, r.prev)
-	ck := &streamCheckpoint{Table: r.s.TableName(), Complete: true, Report: rep, Files: r.out.files, Evidence: r.out.evidence, PDFs: r.out.pdfs, Rejects: r.rejects}
+	ck := &streamCheckpoint{Table: r.s.TableName(), Complete: true, Report: rep, Files: r.out.files, Evidence: r.out.evidence, PDFs: r.out.pdfs, Packs: r.out.packs, Rejects: r.rejects}
 	if r.s.State != nil {
 		ck.Next, ck.Memo = r.s.State.Next(), r.s.State.NextMemo()
 	}
@@ -606,10 +609,13 @@ func (r *streamRun) commitSoFar() ([]lake.FileInfo, error) {
 	return files, r.saveSchemas()
 }
 
+// packs are the packs the stream has sealed, in earlier attempts too.
+func (r *streamRun) packs() []lake.PackInfo { return slices.Concat(r.basePacks, r.pack.Sealed()) }
+
 // checkpointOf is the stream's progress so far, with files the parts this attempt has committed.
 func (r *streamRun) checkpointOf(files []lake.FileInfo) *streamCheckpoint {
 	ck := &streamCheckpoint{Table: r.s.TableName(), Done: r.done, Files: append(slices.Clone(r.base), files...),
-		Evidence: r.out.evidence, PDFs: r.out.pdfs, Rejects: r.rejects}
+		Evidence: r.out.evidence, PDFs: r.out.pdfs, Packs: r.packs(), Rejects: r.rejects}
 	ck.Report = lake.StreamReport{Table: ck.Table, Tables: r.tables(), Seconds: time.Since(r.start).Seconds(), Warnings: r.notes.report()}
 	fillStats(&ck.Report, r.s, r.prev)
 	if r.prev != nil {
