@@ -449,3 +449,54 @@ func TestNullDataIsAnEmptyNotedPage(t *testing.T) {
 		t.Errorf("%d records, notes %q", n, notes)
 	}
 }
+
+// failures reads every page of s and returns its failed items as "item: error", and its records.
+func failures(t *testing.T, s *sources.Stream) (recs []sources.Record, failed []string) {
+	t.Helper()
+	for p, err := range s.Pages(context.Background(), sources.Resume{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := p.Failed; f != nil {
+			if !f.Retry {
+				t.Errorf("%s failed for good: %v", f.Item, f.Err)
+			}
+			failed = append(failed, f.Item+": "+f.Err.Error())
+		}
+		if _, err := p.Each(func(r sources.Record) error { recs = append(recs, r); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return recs, failed
+}
+
+// GET /invoices/{invoiceNumber} answered with another invoice's detail, or one without its number,
+// without lines or with lines null, fails that invoice (asked again next run) instead of storing wrong
+// lines or none; "lines": [] is an invoice without lines.
+func TestInvoiceDetailThatIsNotTheInvoiceAskedFailsIt(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"invoiceNumber":"INV-9","lines":[{"amount":"9"}]}`: `INV-2: GET /invoices/INV-2: the detail is invoice "INV-9"'s, not INV-2's`,
+		`{}`:                                     `INV-2: GET /invoices/INV-2: the detail has no invoiceNumber`,
+		`{"invoiceNumber":"INV-2"}`:              `INV-2: GET /invoices/INV-2: the detail has no lines`,
+		`{"invoiceNumber":"INV-2","lines":null}`: `INV-2: GET /invoices/INV-2: the detail's lines are null, not an array`,
+		`{"invoiceNumber":"INV-2","lines":{}}`:   `INV-2: GET /invoices/INV-2: the detail's lines are an object, not an array`,
+		`{"invoiceNumber":"INV-2","lines":[]}`:   ``,
+	} {
+		d := newDouble(t)
+		d.Mux.HandleFunc("GET /invoices", answerInvoices)
+		d.Mux.HandleFunc("GET /invoices/{n}", func(w http.ResponseWriter, r *http.Request) {
+			if n := r.PathValue("n"); n != "INV-2" {
+				_, _ = fmt.Fprintf(w, `{"invoiceNumber":%q,"lines":[{"amount":"1"}]}`, n)
+				return
+			}
+			_, _ = w.Write([]byte(body))
+		})
+		recs, failed := failures(t, d.stream("invoice_lines"))
+		if len(recs) != 1 || recs[0]["invoiceNumber"] != "INV-1" {
+			t.Errorf("%s: lines %v, want INV-1's alone", body, recs)
+		}
+		if want == "" && len(failed) > 0 || want != "" && !slices.Equal(failed, []string{want}) {
+			t.Errorf("%s: failed %q, want %q", body, failed, want)
+		}
+	}
+}

@@ -171,7 +171,10 @@ func (s *Source) invoiceLinePages(ctx context.Context, st *sources.State, resume
 		if err != nil {
 			return itemError(v, err)
 		}
-		lines, _ := inv["lines"].([]any)
+		lines, err := invoiceLines(v.number, inv)
+		if err != nil {
+			return failure(v, &sources.BodyError{Where: endpoint, Err: err}, true), nil
+		}
 		page := sources.Page{Done: v.number, Quirks: q, Records: make([]sources.Record, 0, len(lines)), Raw: &sources.Raw{Endpoint: endpoint, Body: spool.Bytes(body)}}
 		for i, l := range lines {
 			line, ok := l.(map[string]any)
@@ -189,6 +192,45 @@ func (s *Source) invoiceLinePages(ctx context.Context, st *sources.State, resume
 		return page, nil
 	}
 	return sources.Fan(httpclient.Then(ctx), sources.FanOutLimit, s.invoicesToVisit(ctx, st, want), detail)
+}
+
+// invoiceLines are the lines of the detail inv of invoice number. Spec: the detail is the invoice
+// (invoiceNumber included) with lines[] added. A detail that names another invoice, or none, is not
+// number's (a server answering another request's body, or an error as {}), and one whose lines are
+// missing or not an array says nothing of its lines: storing either would replace number's lines with
+// wrong ones or none, so both are errors, and the invoice is asked again. "lines": [] is an invoice
+// without lines.
+func invoiceLines(number string, inv sources.Record) ([]any, error) {
+	switch got, ok := inv["invoiceNumber"].(string); {
+	case inv["invoiceNumber"] == nil:
+		return nil, errors.New("the detail has no invoiceNumber")
+	case !ok || got != number:
+		return nil, fmt.Errorf("the detail is invoice %q's, not %s's", fmt.Sprint(inv["invoiceNumber"]), number)
+	}
+	raw, ok := inv["lines"]
+	if !ok {
+		return nil, errors.New("the detail has no lines")
+	}
+	lines, ok := raw.([]any)
+	if !ok {
+		return nil, fmt.Errorf("the detail's lines are %s, not an array", jsonKind(raw))
+	}
+	return lines, nil
+}
+
+// jsonKind names the JSON type of a decoded value, for errors.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "an object"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	}
+	return "a number"
 }
 
 // failure is a failed page of one invoice.
