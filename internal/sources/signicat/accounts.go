@@ -6,11 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"iter"
 	"maps"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ledgerlake/ledgerlake/internal/httpclient"
@@ -182,11 +184,29 @@ func (d *accountDetails) fetch(ctx context.Context, a sources.Record) (sources.P
 		}
 		return sources.Page{}, err
 	}
+	if err := sameAccount(id, detail); err != nil {
+		where := "GET " + strings.TrimPrefix(u, d.s.base)
+		return sources.Page{Failed: &sources.Failure{Item: id, Err: &sources.BodyError{Where: where, Err: err}, Retry: true}}, nil
+	}
 	products := detail["products"]
 	if products == nil {
 		products = []any{}
 	}
 	return sources.Page{Records: []sources.Record{{"id": id, "products": products}}, Quirks: q}, nil
+}
+
+// sameAccount checks that detail is account id's. Spec: GET /accounts/{accountId} answers the account,
+// its id included. One naming another account, or none (a server answering another request's body, or
+// an error as {}), would give id another account's products, or none: an error, so the account keeps
+// the products read before and is asked again.
+func sameAccount(id string, detail sources.Record) error {
+	switch got, ok := detail["id"].(string); {
+	case detail["id"] == nil:
+		return errors.New("the detail has no id")
+	case !ok || got != id:
+		return fmt.Errorf("the detail is account %q's, not %s's", fmt.Sprint(detail["id"]), id)
+	}
+	return nil
 }
 
 // entryHash identifies an account's list entry (products excluded): any change to it re-reads the

@@ -500,3 +500,48 @@ func TestInvoiceDetailThatIsNotTheInvoiceAskedFailsIt(t *testing.T) {
 		}
 	}
 }
+
+// GET /accounts/{id} answered with another account's detail, or {}, fails that account (asked again
+// next run) and keeps the products read before, instead of storing another account's or none.
+func TestAccountDetailThatIsNotTheAccountAskedFailsIt(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"id":"a-2","products":["sign"]}`: `a-1: GET /accounts/a-1: the detail is account "a-2"'s, not a-1's`,
+		`{}`:                               `a-1: GET /accounts/a-1: the detail has no id`,
+	} {
+		d := newDouble(t)
+		var wrong atomic.Bool
+		d.Mux.HandleFunc("GET /accounts", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("deleted") == "true" {
+				_, _ = w.Write([]byte(`{"data":[],"next":null}`))
+				return
+			}
+			name := "one"
+			if wrong.Load() {
+				name = "one, renamed" // a changed list entry: the detail is read again
+			}
+			_, _ = fmt.Fprintf(w, `{"data":[{"id":"a-1","name":%q}],"next":null}`, name)
+		})
+		d.Mux.HandleFunc("GET /accounts/{id}", func(w http.ResponseWriter, r *http.Request) {
+			if wrong.Load() {
+				_, _ = w.Write([]byte(body))
+				return
+			}
+			_, _ = fmt.Fprintf(w, `{"id":%q,"products":["auth"]}`, r.PathValue("id"))
+		})
+		first := d.stream("accounts")
+		if _, failed := failures(t, first); len(failed) > 0 {
+			t.Fatal(failed)
+		}
+		first.State.Commit()
+		wrong.Store(true)
+		next := d.stream("accounts")
+		next.State.Memo = first.State.Memo
+		recs, failed := failures(t, next)
+		if !slices.Equal(failed, []string{want}) {
+			t.Errorf("%s: failed %q, want %q", body, failed, want)
+		}
+		if len(recs) != 1 || fmt.Sprint(recs[0]["products"]) != "[auth]" {
+			t.Errorf("%s: accounts %v, want a-1 with the products read before", body, recs)
+		}
+	}
+}
