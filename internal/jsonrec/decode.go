@@ -460,6 +460,12 @@ type Envelope struct {
 // element of data at a time, like EachInReader. Other keys are skipped. A page without data, or with a
 // key twice (which of the two counts is nowhere defined), fails: nothing is guessed.
 func EachInEnvelope(r io.Reader, maxValue int, fn func(Record) error) (Envelope, error) {
+	return EachRawInEnvelope(r, maxValue, func(rec Record, _ []byte) error { return fn(rec) })
+}
+
+// EachRawInEnvelope is EachInEnvelope handing fn each record with its bytes as sent, like
+// EachRawInReader: a caller can tell a page whose records repeat another page's byte for byte.
+func EachRawInEnvelope(r io.Reader, maxValue int, fn func(Record, []byte) error) (Envelope, error) {
 	s := newElements(r, maxValue)
 	d := decoder{keys: map[string]string{}}
 	var env Envelope
@@ -540,13 +546,13 @@ func (s *elements) key(d *decoder) (string, error) {
 }
 
 // member reads the value of an envelope's key: data's elements go to fn, next is kept, others skipped.
-func (s *elements) member(d *decoder, key string, env *Envelope, fn func(Record) error) error {
+func (s *elements) member(d *decoder, key string, env *Envelope, fn func(Record, []byte) error) error {
 	c, err := s.next()
 	if err != nil {
 		return err
 	}
 	if key == "data" && c == '[' {
-		return s.array(d, func(r Record, _ []byte) error { return fn(r) })
+		return s.array(d, fn)
 	}
 	v, err := s.value(d)
 	if err != nil {

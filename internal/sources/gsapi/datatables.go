@@ -117,7 +117,8 @@ func (r *datatableRead) read(ctx context.Context, held int, yield func(sources.P
 			r.where, r.unfiltered, held, total, r.dt.Key, r.watermark)}
 	}
 	if err == nil {
-		r.total, r.seen = total, map[[32]byte]int{h1: 1}
+		r.total = total
+		r.seen.Repeat(1, h1)
 		_, err = r.plan()
 	}
 	if err != nil {
@@ -232,7 +233,7 @@ type datatableRead struct {
 	max        *sources.State
 	seed       maphash.Seed
 	mu         sync.Mutex
-	seen       map[[32]byte]int    // digest → page
+	seen       sources.PageDigests // the pages' digests
 	rows       map[int]int         // page → rows read
 	keys       map[uint64]struct{} // the keys read, hashed
 	twice      string              // a key read twice (the first found)
@@ -296,11 +297,13 @@ func (r *datatableRead) later(ctx context.Context, page int) (sources.Page, erro
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if other, dup := r.seen[h]; dup && !emptyArray(pg.Body) {
-		pg.Close()
-		return sources.Page{}, fmt.Errorf("%s: page %d is identical to page %d — the server ignored sortorder %v; failing instead of loading duplicates", r.where, page, other, r.dt.Sortorder)
+	if emptyArray(pg.Body) {
+		return pg, nil
 	}
-	r.seen[h] = page
+	if other := r.seen.Repeat(page, h); other != 0 {
+		pg.Close()
+		return sources.Page{}, sources.RepeatError(r.where, page, other, fmt.Sprintf("the server ignored sortorder %v", r.dt.Sortorder))
+	}
 	return pg, nil
 }
 
