@@ -413,7 +413,8 @@ func TestEndlessListStopsAtMaxPages(t *testing.T) {
 	d := newDouble(t)
 	var n atomic.Int64
 	d.Mux.HandleFunc("GET /organizations", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = fmt.Fprintf(w, `{"data":[{"id":"o"}],"next":"p%d"}`, n.Add(1))
+		i := n.Add(1)
+		_, _ = fmt.Fprintf(w, `{"data":[{"id":"o-%d"}],"next":"p%d"}`, i, i)
 	})
 	limits := config.DefaultLimits
 	limits.MaxPages = 3
@@ -543,5 +544,50 @@ func TestAccountDetailThatIsNotTheAccountAskedFailsIt(t *testing.T) {
 		if len(recs) != 1 || fmt.Sprint(recs[0]["products"]) != "[auth]" {
 			t.Errorf("%s: accounts %v, want a-1 with the products read before", body, recs)
 		}
+	}
+}
+
+// A list whose next tokens are new but whose page repeats an earlier page's records byte for byte
+// fails the stream naming the page, instead of loading the records twice.
+func TestPageRepeatingAnEarlierPageFailsTheList(t *testing.T) {
+	d := newDouble(t)
+	d.Mux.HandleFunc("GET /organizations", func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Query().Get("page"); p {
+		case "":
+			_, _ = w.Write([]byte(`{"data":[{"id":"a"}],"next":"p2"}`))
+		case "p2", "p3":
+			_, _ = fmt.Fprintf(w, `{"data":[{"id":"b"},{"id":"c"}],"next":%q}`, map[string]string{"p2": "p3", "p3": "p4"}[p])
+		default:
+			t.Errorf("asked %s", r.URL)
+		}
+	})
+	_, _, err := read(d.stream("organizations"), sources.Resume{})
+	if err == nil || !strings.Contains(err.Error(), "GET /organizations: page 3 is identical to page 2") {
+		t.Fatalf("err %v", err)
+	}
+	want := []string{req("/organizations", "limit", "25"), req("/organizations", "limit", "25", "page", "p2"), req("/organizations", "limit", "25", "page", "p3")}
+	if got := d.Requests(); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+		t.Errorf("asked %q, want %q", got, want)
+	}
+}
+
+// A list that keeps answering empty pages with a new next token fails the stream after
+// maxEmptyPages of them, instead of walking on to max_pages.
+func TestEmptyPagesWithANextFailTheList(t *testing.T) {
+	d := newDouble(t)
+	var n atomic.Int64
+	d.Mux.HandleFunc("GET /contacts", func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			_, _ = w.Write([]byte(`{"data":[{"id":"a"}],"next":"p1"}`))
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"data":[],"next":"p%d"}`, n.Load())
+	})
+	_, _, err := read(d.stream("contacts"), sources.Resume{})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("GET /contacts: pages 2 to %d are empty, yet each names a next page", maxEmptyPages+1)) {
+		t.Fatalf("after %d requests: %v", n.Load(), err)
+	}
+	if got := n.Load(); got != maxEmptyPages+1 {
+		t.Errorf("%d requests, want %d", got, maxEmptyPages+1)
 	}
 }

@@ -2,6 +2,7 @@ package signicat
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -27,7 +28,7 @@ func TestRepeatedNextTokenFailsTheStream(t *testing.T) {
 			http.Error(w, "bad request", 400)
 			return
 		}
-		_, _ = w.Write([]byte(`{"data":[{"id":"c-1"}],"next":"same-token"}`))
+		_, _ = fmt.Fprintf(w, `{"data":[{"id":"c-%d"}],"next":"same-token"}`, pages) // new records: only the token repeats
 	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
