@@ -238,6 +238,10 @@ type Request struct {
 	// Unlimited skips the host's concurrency and rate limits. Logins use it: a login to the same host
 	// (GSAPI's /welcome) is awaited by requests that already hold every slot, so it must not queue.
 	Unlimited bool
+	// NotNull marks an endpoint that never answers the JSON literal null (one the reference says
+	// returns an array): such a body is a failed attempt, retried like a cut one (NullError), and never
+	// handed on as data. Bodies too large to hold in memory are not checked (a null is 4 bytes).
+	NotNull bool
 }
 
 // Response is a fully read response with status 2xx. Its Body is the caller's to Close.
@@ -588,8 +592,22 @@ func (c *Client) readBody(resp *http.Response, r Request, body io.Reader) (*spoo
 	case open.Open() && jsonrec.Truncated(b.Reader()):
 		b.Close()
 		return nil, &CutError{What: what, Bytes: b.Len()}
+	case r.NotNull && b.InMemory() && jsonrec.IsNull(b.Mem()):
+		b.Close()
+		return nil, &NullError{What: what}
 	}
 	return b, nil
+}
+
+// NullError is a 2xx body that is the JSON literal null from an endpoint that never answers null
+// (Request.NotNull): read as an empty answer, it would lose whatever the endpoint holds, so it is a
+// failed attempt, retried.
+type NullError struct {
+	What string // "response body"
+}
+
+func (e *NullError) Error() string {
+	return fmt.Sprintf("the %s is null, which this endpoint never answers (it returns an array): not read as empty", e.What)
 }
 
 // CutError is a 2xx body that ends inside its JSON value: the connection closed early, or a chunked

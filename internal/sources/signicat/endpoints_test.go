@@ -591,3 +591,34 @@ func TestEmptyPagesWithANextFailTheList(t *testing.T) {
 		t.Errorf("%d requests, want %d", got, maxEmptyPages+1)
 	}
 }
+
+// GET /invoices answers an array (spec): a window answered null is no empty window but a failed
+// attempt, asked again; one still null on the last attempt fails the stream naming the window (a
+// failed stream commits no watermark, so the next run asks for that window again).
+func TestNullInvoiceWindowIsAskedAgainThenFailsTheStream(t *testing.T) {
+	for _, times := range []int64{1, 3} {
+		d := newDouble(t)
+		var nulls atomic.Int64
+		d.Mux.HandleFunc("GET /invoices", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("invoiceDateAfter") == "2023-12-31" && nulls.Add(1) <= times {
+				_, _ = w.Write([]byte(" null\n"))
+				return
+			}
+			answerInvoices(w, r)
+		})
+		d.cfg.Streams = []string{"invoices"}
+		client := httpclient.New(httpclient.Options{MaxAttempts: 3, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+		all, err := New(d.cfg, config.DefaultLimits, client, func() time.Time { return testNow }).Streams()
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, _, err := read(all[0], sources.Resume{})
+		switch {
+		case times == 1 && (err != nil || len(recs) != 2):
+			t.Errorf("null once: %d invoices, %v; want the window asked again and both invoices", len(recs), err)
+		case times == 3 && (err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts: GET ") ||
+			!strings.Contains(err.Error(), "invoiceDateAfter=2023-12-31&invoiceDateBefore=2024-02-02") || !strings.Contains(err.Error(), "is null")):
+			t.Errorf("null every time: %v; want the stream failed naming the window", err)
+		}
+	}
+}

@@ -111,8 +111,10 @@ func (s *Source) listInvoices(ctx context.Context, st *sources.State) iter.Seq2[
 			"invoiceDateBefore": {next.AddDate(0, 0, 1).Format("2006-01-02")},
 		}
 		where := "GET /invoices?" + q.Encode()
+		// Spec: GET /invoices returns a JSON array. A null is no empty window (reading it so would move
+		// the watermark past invoices never read): NotNull retries it, and fails the stream if it stays.
 		resp, err := s.client.Do(ctx, httpclient.Request{Method: "GET", URL: s.base + "/invoices?" + q.Encode(), Auth: s.auth, Header: s.orgHeader(),
-			MaxBytes: int64(s.limits.MaxPageBytes)})
+			MaxBytes: int64(s.limits.MaxPageBytes), NotNull: true})
 		if err != nil {
 			return sources.Page{}, err
 		}
